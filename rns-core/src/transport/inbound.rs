@@ -1,0 +1,544 @@
+//! Inbound processing: IFAC, parsing, filtering, forwarding and local delivery.
+
+use std::time::Duration;
+
+use super::path_table::{should_accept, PathEntry, PathState};
+use super::{
+    AnnounceEntry, Event, InterfaceId, LocalDestination, ProofStrategy, RateEntry, ReverseEntry,
+    Transport, PATHFINDER_RW_MS, PATH_REQUEST_GATE,
+};
+use crate::announce::Announce;
+use crate::destination::DestinationType;
+use crate::hash::AddressHash;
+use crate::ifac;
+use crate::packet::{Context, Flags, PacketType, PacketView, MAX_HOPS, MTU};
+use crate::path_request::PathRequest;
+use crate::proof;
+use crate::time::Instant;
+
+/// A parsed inbound packet with its internal (incremented) hop count.
+pub(crate) struct Inbound {
+    pub(crate) view: PacketView<Vec<u8>>,
+    pub(crate) flags: Flags,
+    pub(crate) hops: u8,
+    pub(crate) iface: InterfaceId,
+    pub(crate) hash: [u8; 32],
+}
+
+impl Inbound {
+    fn destination(&self) -> AddressHash {
+        self.view.destination()
+    }
+    fn truncated_hash(&self) -> [u8; 16] {
+        self.hash[..16].try_into().expect("16 bytes")
+    }
+}
+
+impl Transport {
+    /// Process a frame received on `iface` (with IFAC, if the interface uses it).
+    ///
+    /// Never panics on any input; bad frames are counted on the interface and dropped.
+    pub fn handle_inbound(&mut self, now: Instant, iface: InterfaceId, frame: &[u8]) {
+        let Some(state) = self.interfaces.get_mut(&iface) else {
+            return;
+        };
+        state.stats.rx_packets += 1;
+        state.stats.rx_bytes += frame.len() as u64;
+        if frame.len() <= 2 {
+            state.stats.protocol_violations += 1;
+            return;
+        }
+        let raw = match &state.config.ifac {
+            Some(i) => match i.verify(frame) {
+                Ok(raw) => raw,
+                Err(_) => {
+                    state.stats.ifac_violations += 1;
+                    return;
+                }
+            },
+            None => {
+                if ifac::check_no_ifac(frame).is_err() {
+                    state.stats.ifac_violations += 1;
+                    return;
+                }
+                frame.to_vec()
+            }
+        };
+        if frame.len() > state.max_frame() {
+            state.stats.protocol_violations += 1;
+            return;
+        }
+        self.process(now, iface, raw, false);
+    }
+
+    /// Process a logical packet. `released` is set for announces released by ingress control.
+    pub(crate) fn process(
+        &mut self,
+        now: Instant,
+        iface: InterfaceId,
+        raw: Vec<u8>,
+        released: bool,
+    ) {
+        let view = match PacketView::new_checked(raw) {
+            Ok(v) => v,
+            Err(_) => return self.violation(iface),
+        };
+        if view.hops() >= MAX_HOPS {
+            return self.violation(iface);
+        }
+        let flags = view.flags();
+        let hash = view.hash();
+        if !self.packet_filter(&view, &flags, &hash, iface) {
+            if let Some(s) = self.interfaces.get_mut(&iface) {
+                s.stats.filtered += 1;
+            }
+            return;
+        }
+        let mut p = Inbound {
+            hops: view.hops() + 1,
+            view,
+            flags,
+            iface,
+            hash,
+        };
+
+        if p.flags.packet_type == PacketType::Announce {
+            if p.view.as_bytes().len() > MTU {
+                return self.violation(iface);
+            }
+            let announce = match Announce::parse(p.view.data(), p.flags.context_flag) {
+                Ok(a) => a,
+                Err(_) => return self.violation(iface),
+            };
+            if announce.validate(&p.destination()).is_err() {
+                return self.violation(iface);
+            }
+            let state = self.interfaces.get_mut(&iface).expect("checked above");
+            state.stats.rx_announces += 1;
+            state.ingress.announces.record(now);
+            let d = p.destination();
+            let known = self.paths.contains(&d);
+            let awaited =
+                self.path_requests.contains_key(&d) || self.discovery_requests.contains_key(&d);
+            if !known && !awaited && !released && state.config.ingress_control {
+                let age = state.age(now);
+                if state.ingress.should_limit_announce(now, age) {
+                    let raw = p.view.into_inner();
+                    state.ingress.hold(d, raw, p.hops - 1);
+                    return;
+                }
+            }
+            self.hashlist.insert(p.truncated_hash());
+            return self.inbound_announce(now, p, announce);
+        }
+
+        let mut ingress_limited = false;
+        if p.destination() == self.pr_destination {
+            match self.admit_path_request(now, &p) {
+                Some(limited) => ingress_limited = limited,
+                None => return,
+            }
+        }
+
+        // Remember the hash (LRPROOFs only once they are known to be for us).
+        let is_lrproof =
+            p.flags.packet_type == PacketType::Proof && p.view.context() == Context::LRPROOF;
+        if !is_lrproof {
+            self.hashlist.insert(p.truncated_hash());
+        }
+
+        if self.config.transport_enabled
+            && p.flags.packet_type != PacketType::Announce
+            && p.view.transport_id().is_some()
+        {
+            self.forward(now, &mut p);
+        }
+
+        match p.flags.packet_type {
+            PacketType::Announce => unreachable!("handled above"),
+            PacketType::LinkRequest => {
+                // Links arrive with the links work (issue 3); nothing to do yet.
+            }
+            PacketType::Data => self.inbound_data(now, &p, ingress_limited),
+            PacketType::Proof => self.inbound_proof(now, &p),
+        }
+    }
+
+    fn violation(&mut self, iface: InterfaceId) {
+        if let Some(s) = self.interfaces.get_mut(&iface) {
+            s.stats.protocol_violations += 1;
+        }
+    }
+
+    /// RNS's packet filter: drops duplicates, misrouted and non-routable packets.
+    fn packet_filter(
+        &mut self,
+        view: &PacketView<Vec<u8>>,
+        flags: &Flags,
+        hash: &[u8; 32],
+        iface: InterfaceId,
+    ) -> bool {
+        if let Some(t) = view.transport_id() {
+            if flags.packet_type != PacketType::Announce && t != self.identity.hash() {
+                return false;
+            }
+        }
+        if view.context().bypasses_duplicate_filter() {
+            return true;
+        }
+        match flags.destination_type {
+            DestinationType::Plain | DestinationType::Group => {
+                if flags.packet_type == PacketType::Announce {
+                    self.violation(iface);
+                    return false;
+                }
+                return view.hops() <= 1;
+            }
+            _ => {}
+        }
+        let key: [u8; 16] = hash[..16].try_into().expect("16 bytes");
+        if !self.hashlist.contains(&key) {
+            return true;
+        }
+        flags.packet_type == PacketType::Announce
+            && flags.destination_type == DestinationType::Single
+    }
+
+    /// Forward a HEADER_2 packet addressed to this transport node.
+    fn forward(&mut self, now: Instant, p: &mut Inbound) {
+        if p.view.transport_id() != Some(self.identity.hash()) {
+            return;
+        }
+        let d = p.destination();
+        let Some(path) = self.paths.get_mut(&d) else {
+            return;
+        };
+        let raw = p.view.as_bytes();
+        let mut out = Vec::with_capacity(raw.len());
+        match path.hops {
+            0 => {
+                out.extend_from_slice(raw);
+                out[1] = p.hops;
+            }
+            1 => {
+                out.push(raw[0] & 0x0F);
+                out.push(p.hops);
+                out.extend_from_slice(&raw[18..]);
+            }
+            _ => {
+                out.push(raw[0]);
+                out.push(p.hops);
+                out.extend_from_slice(path.next_hop.as_bytes());
+                out.extend_from_slice(&raw[18..]);
+            }
+        }
+        path.timestamp = now;
+        let outbound = path.interface;
+        if p.flags.packet_type != PacketType::LinkRequest {
+            self.reverse_table.insert(
+                AddressHash(p.truncated_hash()),
+                ReverseEntry {
+                    received_on: p.iface,
+                    sent_on: outbound,
+                    timestamp: now,
+                },
+            );
+        }
+        self.stats.forwarded += 1;
+        self.transmit(outbound, &out);
+    }
+
+    fn inbound_announce(&mut self, now: Instant, p: Inbound, announce: Announce) {
+        let d = p.destination();
+        if self.destinations.contains_key(&d) {
+            return;
+        }
+        if self.known.check(&d, announce.identity.as_bytes()).is_err() {
+            return self.violation(p.iface);
+        }
+        let transport_id = p.view.transport_id();
+        if let Some(_tid) = transport_id {
+            if self.config.transport_enabled {
+                self.note_neighbour_rebroadcast(now, &d, p.hops);
+            }
+        }
+        let received_from = transport_id.unwrap_or(d);
+        if p.hops > MAX_HOPS {
+            return;
+        }
+        let blob = announce.random_hash;
+        if !should_accept(self.paths.get(&d), p.hops, &blob, now) {
+            return;
+        }
+        let context = p.view.context();
+        let path_response = context == Context::PATH_RESPONSE;
+        let state = self.interfaces.get(&p.iface).expect("interface exists");
+        let mode = state.config.mode;
+        let rate_cfg = state.config.announce_rate;
+
+        let mut rate_blocked = false;
+        if !path_response {
+            if let Some(rate) = rate_cfg {
+                rate_blocked = self.rate_check(now, d, rate);
+            }
+        }
+
+        if self.config.transport_enabled && !path_response && !rate_blocked {
+            let jitter = self.random_u64() % (PATHFINDER_RW_MS + 1);
+            self.announce_table.insert(
+                d,
+                AnnounceEntry {
+                    retransmit_at: now + Duration::from_millis(jitter),
+                    retries: 0,
+                    hops: p.hops,
+                    data: p.view.data().to_vec(),
+                    context_flag: p.flags.context_flag,
+                    local_rebroadcasts: 0,
+                    block_rebroadcasts: false,
+                    attached: None,
+                },
+            );
+        }
+
+        // Answer path requests we searched for on behalf of others.
+        if let Some(req) = self.discovery_requests.remove(&d) {
+            for iface in req.requesting {
+                let mut pkt = crate::packet::Packet {
+                    flags: Flags::new(DestinationType::Single, PacketType::Announce),
+                    hops: p.hops,
+                    transport_id: Some(self.identity.hash()),
+                    destination: d,
+                    context: Context::PATH_RESPONSE,
+                    data: p.view.data().to_vec(),
+                };
+                pkt.flags.context_flag = p.flags.context_flag;
+                pkt.flags.transport_type = crate::packet::TransportType::Transport;
+                self.route(now, pkt.to_bytes(), Some(iface));
+            }
+        }
+
+        let mut entry = match self.paths.remove(&d) {
+            Some(mut old) => {
+                old.timestamp = now;
+                old.next_hop = received_from;
+                old.hops = p.hops;
+                old.expires = now + mode.path_lifetime();
+                old.interface = p.iface;
+                old.state = PathState::Unknown;
+                old
+            }
+            None => PathEntry {
+                timestamp: now,
+                next_hop: received_from,
+                hops: p.hops,
+                expires: now + mode.path_lifetime(),
+                interface: p.iface,
+                state: PathState::Unknown,
+                random_blobs: Vec::new(),
+            },
+        };
+        entry.remember_blob(blob);
+        self.paths.insert(d, entry);
+        let _ = self
+            .known
+            .remember(now, d, p.view.data(), p.flags.context_flag);
+        self.inflight_path_requests.remove(&d);
+        self.push_event(Event::Announce {
+            destination: d,
+            identity: Box::new(announce.identity),
+            name_hash: announce.name_hash,
+            app_data: announce.app_data,
+            hops: p.hops,
+            interface: p.iface,
+            path_response,
+        });
+    }
+
+    /// Heard a neighbour rebroadcast an announce we have scheduled.
+    fn note_neighbour_rebroadcast(&mut self, now: Instant, d: &AddressHash, hops: u8) {
+        let Some(e) = self.announce_table.get_mut(d) else {
+            return;
+        };
+        let mut done = false;
+        if hops.wrapping_sub(1) == e.hops {
+            e.local_rebroadcasts = e.local_rebroadcasts.saturating_add(1);
+            if e.retries > 0 && e.local_rebroadcasts >= super::LOCAL_REBROADCASTS_MAX {
+                done = true;
+            }
+        }
+        if hops.wrapping_sub(1) == e.hops.wrapping_add(1) && e.retries > 0 && now < e.retransmit_at
+        {
+            done = true;
+        }
+        if done {
+            self.announce_table.remove(d);
+        }
+    }
+
+    /// Per-destination announce rate limiting. Returns true if rebroadcast is blocked.
+    fn rate_check(&mut self, now: Instant, d: AddressHash, rate: super::AnnounceRate) -> bool {
+        let Some(e) = self.rate_table.get_mut(&d) else {
+            self.rate_table.insert(
+                d,
+                RateEntry {
+                    last: now,
+                    violations: 0,
+                    blocked_until: Instant::ZERO,
+                },
+            );
+            return false;
+        };
+        if now <= e.blocked_until {
+            return true;
+        }
+        if now.saturating_since(e.last) < rate.target {
+            e.violations += 1;
+        } else {
+            e.violations = e.violations.saturating_sub(1);
+        }
+        if e.violations > rate.grace {
+            e.blocked_until = e.last + rate.target + rate.penalty;
+            true
+        } else {
+            e.last = now;
+            false
+        }
+    }
+
+    /// Early path-request checks. Returns `None` to drop, or whether it is ingress-limited.
+    fn admit_path_request(&mut self, now: Instant, p: &Inbound) -> Option<bool> {
+        let req = match PathRequest::parse(p.view.data()) {
+            Ok(r) => r,
+            Err(_) => {
+                self.violation(p.iface);
+                return None;
+            }
+        };
+        if !self.pr_tags.insert(req.unique_tag()) {
+            return None;
+        }
+        let state = self.interfaces.get_mut(&p.iface)?;
+        state.ingress.path_requests.record(now);
+        let age = state.age(now);
+        let limited =
+            state.config.ingress_control && state.ingress.should_limit_path_request(now, age);
+        let d = req.destination;
+        let inflight = self
+            .inflight_path_requests
+            .get(&d)
+            .is_some_and(|t| now.saturating_since(*t) < PATH_REQUEST_GATE);
+        if !inflight {
+            self.inflight_path_requests.insert(d, now);
+            return Some(limited);
+        }
+        if !limited {
+            let timeout = now + super::PATH_REQUEST_TIMEOUT;
+            let e = self
+                .discovery_requests
+                .entry(d)
+                .or_insert(super::DiscoveryRequest {
+                    timeout,
+                    requesting: Vec::new(),
+                    engaged: false,
+                });
+            if !e.requesting.contains(&p.iface) {
+                e.requesting.push(p.iface);
+            }
+        }
+        None
+    }
+
+    fn inbound_data(&mut self, now: Instant, p: &Inbound, ingress_limited: bool) {
+        let d = p.destination();
+        if d == self.pr_destination {
+            if let Ok(req) = PathRequest::parse(p.view.data()) {
+                self.answer_path_request(now, req, p.iface, ingress_limited);
+            }
+            return;
+        }
+        if d == self.tunnel_destination || p.flags.destination_type == DestinationType::Link {
+            return;
+        }
+        let Some(local) = self.destinations.get(&d) else {
+            return;
+        };
+        if local.kind != p.flags.destination_type {
+            return;
+        }
+        let LocalDestination {
+            identity, proof, ..
+        } = local;
+        let Some(identity) = identity.clone() else {
+            return;
+        };
+        let proof = *proof;
+        let data = match identity.decrypt(p.view.data(), &[], false) {
+            Ok(d) => d,
+            Err(_) => {
+                self.stats.undecryptable += 1;
+                return;
+            }
+        };
+        self.stats.delivered += 1;
+        if proof == ProofStrategy::All {
+            let pkt = proof::build(&identity, &p.hash, !self.config.use_implicit_proofs);
+            self.route(now, pkt.to_bytes(), Some(p.iface));
+        }
+        self.push_event(Event::Packet {
+            destination: d,
+            data,
+            packet_hash: p.hash,
+            interface: p.iface,
+            hops: p.hops,
+        });
+    }
+
+    fn inbound_proof(&mut self, now: Instant, p: &Inbound) {
+        let ctx = p.view.context();
+        if ctx == Context::LRPROOF || ctx == Context::RESOURCE_PRF {
+            return; // links and resources: issue 3
+        }
+        let d = p.destination();
+        if self.config.transport_enabled {
+            if let Some(r) = self.reverse_table.remove(&d) {
+                if r.sent_on == p.iface {
+                    let mut out = p.view.as_bytes().to_vec();
+                    out[1] = p.hops;
+                    self.stats.forwarded += 1;
+                    self.transmit(r.received_on, &out);
+                }
+            }
+        }
+        let data = p.view.data();
+        let candidates: Vec<[u8; 32]> = match proof::explicit_hash(data) {
+            Some(h) => vec![h],
+            None => self
+                .receipts
+                .iter()
+                .filter(|r| r.packet_hash[..16] == d.0)
+                .map(|r| r.packet_hash)
+                .collect(),
+        };
+        for h in candidates {
+            let Some(r) = self.receipts.iter().find(|r| r.packet_hash == h).cloned() else {
+                continue;
+            };
+            let Some(signer) = self.recall_identity(&r.destination) else {
+                continue;
+            };
+            if proof::validate(data, &r.packet_hash, &signer).is_ok() {
+                self.receipts.take(&h);
+                if let Some(path) = self.paths.get_mut(&r.destination) {
+                    path.state = PathState::Responsive;
+                }
+                self.known.touch(now, &r.destination);
+                self.push_event(Event::Proof {
+                    packet_hash: h,
+                    destination: r.destination,
+                    rtt: now.saturating_since(r.sent_at),
+                });
+                return;
+            }
+        }
+    }
+}

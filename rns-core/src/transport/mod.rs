@@ -1,0 +1,556 @@
+//! The transport: a sans-IO state machine that routes RNS packets between interfaces.
+//!
+//! Drive it like this:
+//! - attach interfaces with [`Transport::add_interface`];
+//! - feed every received frame to [`Transport::handle_inbound`];
+//! - call [`Transport::handle_timeout`] when [`Transport::poll_timeout`] is due;
+//! - after any call, drain [`Transport::poll_transmit`] (frames to send, IFAC applied)
+//!   and [`Transport::poll_event`] (announces, deliveries, proofs).
+//!
+//! Time is passed in; randomness comes from the RNG handed to [`Transport::new`].
+
+mod announce_cap;
+mod filter;
+mod inbound;
+mod ingress;
+mod interface;
+mod jobs;
+mod known;
+mod outbound;
+mod path_table;
+mod pathfinding;
+mod receipts;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use rand_core::CryptoRngCore;
+
+pub use interface::{AnnounceRate, InterfaceConfig, InterfaceId, InterfaceMode, InterfaceStats};
+pub use path_table::{PathEntry, PathState};
+
+use crate::destination::{self, DestinationType, NameHash};
+use crate::hash::{AddressHash, FULL_HASH_LEN};
+use crate::identity::{Identity, PublicIdentity};
+use crate::time::Instant;
+use filter::RotatingSet;
+use interface::InterfaceState;
+use known::KnownDestinations;
+use path_table::PathTable;
+use receipts::Receipts;
+
+/// Announce rebroadcast: retries after the first transmission.
+const PATHFINDER_R: u8 = 1;
+/// Announce rebroadcast: gap between transmissions.
+const PATHFINDER_G: Duration = Duration::from_secs(5);
+/// Announce rebroadcast: random window before the first transmission (ms).
+const PATHFINDER_RW_MS: u64 = 500;
+/// Stop rebroadcasting after hearing this many neighbours do it.
+const LOCAL_REBROADCASTS_MAX: u8 = 2;
+/// Default wait for a path.
+pub const PATH_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Grace before a transport node answers a path request from its table.
+const PATH_REQUEST_GRACE: Duration = Duration::from_millis(400);
+/// Extra grace on roaming interfaces.
+const PATH_REQUEST_RG: Duration = Duration::from_millis(1500);
+/// A path request for the same destination within this time is batched, not re-sent.
+const PATH_REQUEST_GATE: Duration = Duration::from_secs(45);
+/// A local destination reuses its path-response announce for the same tag this long.
+const PATH_RESPONSE_REUSE: Duration = Duration::from_secs(30);
+/// Reverse table entries live this long.
+const REVERSE_TIMEOUT: Duration = Duration::from_secs(8 * 60);
+/// Per-hop timeout for packet receipts.
+const PER_HOP_TIMEOUT: Duration = Duration::from_secs(6);
+/// Job tick.
+const JOB_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Settings of a transport instance.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Forward packets and rebroadcast announces for others.
+    pub transport_enabled: bool,
+    /// Prove packets with 64-byte implicit proofs (RNS 1.5.7 default) instead of explicit.
+    pub use_implicit_proofs: bool,
+    /// Most paths kept.
+    pub max_paths: usize,
+    /// Most known destinations (public keys) kept.
+    pub max_known_destinations: usize,
+    /// Packet hashes remembered per generation by the duplicate filter.
+    pub packet_hashlist_cap: usize,
+    /// Path request tags remembered per generation.
+    pub path_request_tag_cap: usize,
+    /// Frames queued for transmission before new ones are dropped.
+    pub max_pending_transmits: usize,
+    /// Events queued before new ones are dropped.
+    pub max_pending_events: usize,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            transport_enabled: false,
+            use_implicit_proofs: true,
+            max_paths: 262_144,
+            max_known_destinations: 262_144,
+            packet_hashlist_cap: 131_072,
+            path_request_tag_cap: 16_000,
+            max_pending_transmits: 65_536,
+            max_pending_events: 65_536,
+        }
+    }
+}
+
+/// Whether a local destination proves the packets it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProofStrategy {
+    /// Never.
+    #[default]
+    None,
+    /// Every packet.
+    All,
+}
+
+/// A frame to send on an interface (IFAC already applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub interface: InterfaceId,
+    /// The bytes to frame and send.
+    pub frame: Vec<u8>,
+}
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An announce was accepted into the path table.
+    Announce {
+        /// Announced destination.
+        destination: AddressHash,
+        /// Its identity.
+        identity: Box<PublicIdentity>,
+        /// Its name hash.
+        name_hash: NameHash,
+        /// App data (may be empty).
+        app_data: Vec<u8>,
+        /// Hops away.
+        hops: u8,
+        /// Interface it arrived on.
+        interface: InterfaceId,
+        /// Whether it answered a path request.
+        path_response: bool,
+    },
+    /// A packet for a local destination was received and decrypted.
+    Packet {
+        /// Local destination.
+        destination: AddressHash,
+        /// Plaintext.
+        data: Vec<u8>,
+        /// Full packet hash.
+        packet_hash: [u8; FULL_HASH_LEN],
+        /// Interface it arrived on.
+        interface: InterfaceId,
+        /// Hops it travelled.
+        hops: u8,
+    },
+    /// A proof arrived for a packet we sent.
+    Proof {
+        /// The proven packet.
+        packet_hash: [u8; FULL_HASH_LEN],
+        /// Its destination.
+        destination: AddressHash,
+        /// Time from sending to proof.
+        rtt: Duration,
+    },
+    /// No proof arrived in time.
+    ReceiptTimeout {
+        /// The unproven packet.
+        packet_hash: [u8; FULL_HASH_LEN],
+        /// Its destination.
+        destination: AddressHash,
+    },
+}
+
+/// Why a packet could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The destination's public key is unknown (no announce heard).
+    #[error("destination {0} is unknown; no announce has been heard")]
+    UnknownDestination(AddressHash),
+    /// The plaintext does not fit one packet.
+    #[error("payload of {0} bytes exceeds the packet MDU")]
+    TooLarge(usize),
+    /// The destination is not registered locally.
+    #[error("destination {0} is not a local destination")]
+    NotLocal(AddressHash),
+    /// No interface is attached.
+    #[error("no interface to send on")]
+    NoInterface,
+}
+
+/// A destination hosted by this transport instance.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalDestination {
+    pub(crate) identity: Option<Identity>,
+    pub(crate) kind: DestinationType,
+    pub(crate) name_hash: NameHash,
+    pub(crate) proof: ProofStrategy,
+    pub(crate) app_data: Vec<u8>,
+    /// Last path response: (tag, packet data, when).
+    pub(crate) path_response: Option<(Vec<u8>, Vec<u8>, Instant)>,
+}
+
+/// A scheduled announce (re)transmission.
+#[derive(Debug, Clone)]
+pub(crate) struct AnnounceEntry {
+    pub(crate) retransmit_at: Instant,
+    pub(crate) retries: u8,
+    pub(crate) hops: u8,
+    pub(crate) data: Vec<u8>,
+    pub(crate) context_flag: bool,
+    pub(crate) local_rebroadcasts: u8,
+    /// Sent as a path response (never rebroadcast further).
+    pub(crate) block_rebroadcasts: bool,
+    pub(crate) attached: Option<InterfaceId>,
+}
+
+/// Where to send a proof back to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReverseEntry {
+    pub(crate) received_on: InterfaceId,
+    pub(crate) sent_on: InterfaceId,
+    pub(crate) timestamp: Instant,
+}
+
+/// Per-destination announce rate state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateEntry {
+    pub(crate) last: Instant,
+    pub(crate) violations: u32,
+    pub(crate) blocked_until: Instant,
+}
+
+/// A path request being searched for on behalf of other interfaces.
+#[derive(Debug, Clone)]
+pub(crate) struct DiscoveryRequest {
+    pub(crate) timeout: Instant,
+    pub(crate) requesting: Vec<InterfaceId>,
+    pub(crate) engaged: bool,
+}
+
+/// Whole-transport counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Packets forwarded for others.
+    pub forwarded: u64,
+    /// Announces rebroadcast.
+    pub rebroadcasts: u64,
+    /// Packets delivered to local destinations.
+    pub delivered: u64,
+    /// Packets dropped because the transmit queue was full.
+    pub dropped_transmits: u64,
+    /// Events dropped because the event queue was full.
+    pub dropped_events: u64,
+    /// Packets for local destinations that failed to decrypt.
+    pub undecryptable: u64,
+}
+
+/// Summary of a path for status displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathInfo {
+    /// The destination.
+    pub destination: AddressHash,
+    /// Hops.
+    pub hops: u8,
+    /// Next hop transport id (or the destination itself).
+    pub next_hop: AddressHash,
+    /// Interface.
+    pub interface: InterfaceId,
+    /// Expiry.
+    pub expires: Instant,
+}
+
+/// The transport state machine.
+pub struct Transport {
+    config: TransportConfig,
+    identity: Identity,
+    rng: Box<dyn CryptoRngCore + Send>,
+    interfaces: BTreeMap<InterfaceId, InterfaceState>,
+    destinations: HashMap<AddressHash, LocalDestination>,
+    known: KnownDestinations,
+    paths: PathTable,
+    announce_table: HashMap<AddressHash, AnnounceEntry>,
+    held_announces: HashMap<AddressHash, AnnounceEntry>,
+    reverse_table: HashMap<AddressHash, ReverseEntry>,
+    rate_table: HashMap<AddressHash, RateEntry>,
+    hashlist: RotatingSet<[u8; 16]>,
+    pr_tags: RotatingSet<Vec<u8>>,
+    path_requests: HashMap<AddressHash, Instant>,
+    inflight_path_requests: HashMap<AddressHash, Instant>,
+    discovery_requests: HashMap<AddressHash, DiscoveryRequest>,
+    receipts: Receipts,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: TransportStats,
+    next_job: Instant,
+    last_announce_job: Instant,
+    last_cull: Instant,
+    pr_destination: AddressHash,
+    tunnel_destination: AddressHash,
+}
+
+impl core::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Transport")
+            .field("identity", &self.identity.hash())
+            .field("interfaces", &self.interfaces.len())
+            .field("paths", &self.paths.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Create a transport with the node's transport identity and a CSPRNG.
+    pub fn new(
+        config: TransportConfig,
+        identity: Identity,
+        rng: Box<dyn CryptoRngCore + Send>,
+    ) -> Self {
+        let pr_destination =
+            destination::hash_from_name(destination::well_known::PATH_REQUEST, None);
+        let tunnel_destination =
+            destination::hash_from_name(destination::well_known::TUNNEL_SYNTHESIZE, None);
+        Transport {
+            known: KnownDestinations::new(config.max_known_destinations),
+            paths: PathTable::new(config.max_paths),
+            hashlist: RotatingSet::new(config.packet_hashlist_cap),
+            pr_tags: RotatingSet::new(config.path_request_tag_cap),
+            config,
+            identity,
+            rng,
+            interfaces: BTreeMap::new(),
+            destinations: HashMap::new(),
+            announce_table: HashMap::new(),
+            held_announces: HashMap::new(),
+            reverse_table: HashMap::new(),
+            rate_table: HashMap::new(),
+            path_requests: HashMap::new(),
+            inflight_path_requests: HashMap::new(),
+            discovery_requests: HashMap::new(),
+            receipts: Receipts::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: TransportStats::default(),
+            next_job: Instant::ZERO,
+            last_announce_job: Instant::ZERO,
+            last_cull: Instant::ZERO,
+            pr_destination,
+            tunnel_destination,
+        }
+    }
+
+    /// The transport identity hash (the transport id in HEADER_2 packets).
+    pub fn transport_id(&self) -> AddressHash {
+        self.identity.hash()
+    }
+
+    /// The transport identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Whether this node forwards for others.
+    pub fn transport_enabled(&self) -> bool {
+        self.config.transport_enabled
+    }
+
+    /// Attach an interface. Re-using an id replaces the old interface.
+    pub fn add_interface(&mut self, now: Instant, id: InterfaceId, config: InterfaceConfig) {
+        let mut config = config;
+        if config.announce_rate.is_none() && self.config.transport_enabled {
+            config.announce_rate = Some(AnnounceRate::TRANSPORT_DEFAULT);
+        }
+        self.interfaces.insert(id, InterfaceState::new(config, now));
+    }
+
+    /// Detach an interface; paths through it are dropped at the next cull.
+    pub fn remove_interface(&mut self, id: InterfaceId) {
+        self.interfaces.remove(&id);
+        let gone = |i: InterfaceId| i == id;
+        self.paths.cull(Instant::ZERO, |i| !gone(i));
+        self.reverse_table
+            .retain(|_, e| e.received_on != id && e.sent_on != id);
+    }
+
+    /// Mark an interface up or down (a reconnecting TCP client, say).
+    pub fn set_interface_online(&mut self, id: InterfaceId, online: bool) {
+        if let Some(i) = self.interfaces.get_mut(&id) {
+            i.online = online;
+        }
+    }
+
+    /// Attached interfaces with their names, stats and online state.
+    pub fn interfaces(&self) -> impl Iterator<Item = (InterfaceId, &str, bool, InterfaceStats)> {
+        self.interfaces.iter().map(|(id, s)| {
+            let mut st = s.stats.clone();
+            st.held_announces = s.ingress.held_count() as u64;
+            st.queued_announces = s.cap.queued() as u64;
+            (*id, s.config.name.as_str(), s.online, st)
+        })
+    }
+
+    /// Whole-transport counters.
+    pub fn stats(&self) -> &TransportStats {
+        &self.stats
+    }
+
+    /// Register a SINGLE destination hosted here. Returns its hash.
+    pub fn register_destination(
+        &mut self,
+        identity: Identity,
+        full_name: &str,
+        proof: ProofStrategy,
+        app_data: Vec<u8>,
+    ) -> AddressHash {
+        let name_hash = destination::name_hash(full_name);
+        let hash = destination::destination_hash(&name_hash, Some(&identity.hash()));
+        self.destinations.insert(
+            hash,
+            LocalDestination {
+                identity: Some(identity),
+                kind: DestinationType::Single,
+                name_hash,
+                proof,
+                app_data,
+                path_response: None,
+            },
+        );
+        hash
+    }
+
+    /// Replace the default app data announced for a local destination.
+    pub fn set_app_data(&mut self, destination: &AddressHash, app_data: Vec<u8>) {
+        if let Some(d) = self.destinations.get_mut(destination) {
+            d.app_data = app_data;
+            d.path_response = None;
+        }
+    }
+
+    /// Whether a destination is hosted here.
+    pub fn is_local(&self, destination: &AddressHash) -> bool {
+        self.destinations.contains_key(destination)
+    }
+
+    /// The path to a destination, if known.
+    pub fn path(&self, destination: &AddressHash) -> Option<PathInfo> {
+        self.paths.get(destination).map(|e| PathInfo {
+            destination: *destination,
+            hops: e.hops,
+            next_hop: e.next_hop,
+            interface: e.interface,
+            expires: e.expires,
+        })
+    }
+
+    /// Every known path.
+    pub fn paths(&self) -> impl Iterator<Item = PathInfo> + '_ {
+        self.paths.iter().map(|(d, e)| PathInfo {
+            destination: *d,
+            hops: e.hops,
+            next_hop: e.next_hop,
+            interface: e.interface,
+            expires: e.expires,
+        })
+    }
+
+    /// Number of known paths.
+    pub fn path_count(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Packets sent that still await a proof.
+    pub fn pending_receipts(&self) -> usize {
+        self.receipts.len()
+    }
+
+    /// Packet hashes held by the duplicate filter.
+    pub fn remembered_packets(&self) -> usize {
+        self.hashlist.len()
+    }
+
+    /// Number of known destinations (public keys).
+    pub fn known_destination_count(&self) -> usize {
+        self.known.len()
+    }
+
+    /// The identity announced for a destination, if one was heard.
+    pub fn recall_identity(&self, destination: &AddressHash) -> Option<PublicIdentity> {
+        if let Some(d) = self.destinations.get(destination) {
+            return d.identity.as_ref().map(|i| i.public().clone());
+        }
+        self.known.get(destination)?.identity()
+    }
+
+    /// The app data of the last announce heard for a destination.
+    pub fn recall_app_data(&self, destination: &AddressHash) -> Option<Vec<u8>> {
+        Some(self.known.get(destination)?.announce()?.app_data)
+    }
+
+    /// Next frame to send, if any.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Transport::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.next_job;
+        for s in self.interfaces.values() {
+            if let Some(r) = s.cap.next_release() {
+                t = t.min(r);
+            }
+        }
+        t
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() >= self.config.max_pending_events {
+            self.stats.dropped_events += 1;
+        } else {
+            self.events.push_back(e);
+        }
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
+    fn random_tag(&mut self) -> [u8; 16] {
+        let mut t = [0u8; 16];
+        self.rng.fill_bytes(&mut t);
+        t
+    }
+
+    fn first_hop_timeout(&self, destination: &AddressHash) -> Duration {
+        let bitrate = self
+            .paths
+            .get(destination)
+            .and_then(|p| self.interfaces.get(&p.interface))
+            .map(|i| i.config.bitrate)
+            .unwrap_or(0);
+        if bitrate == 0 {
+            PER_HOP_TIMEOUT
+        } else {
+            Duration::from_secs_f64(500.0 * 8.0 / bitrate as f64) + PER_HOP_TIMEOUT
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

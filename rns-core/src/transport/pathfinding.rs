@@ -1,0 +1,112 @@
+//! Answering path requests: for local destinations, from the path table, or by searching.
+
+use super::interface::InterfaceMode;
+use super::{AnnounceEntry, DiscoveryRequest, InterfaceId, Transport, PATHFINDER_R};
+use super::{PATH_REQUEST_GRACE, PATH_REQUEST_RG, PATH_REQUEST_TIMEOUT};
+use crate::path_request::PathRequest;
+use crate::time::Instant;
+
+impl Transport {
+    pub(crate) fn answer_path_request(
+        &mut self,
+        now: Instant,
+        req: PathRequest,
+        iface: InterfaceId,
+        ingress_limited: bool,
+    ) {
+        let d = req.destination;
+        let Some(state) = self.interfaces.get(&iface) else {
+            return;
+        };
+        let mode = state.config.mode;
+        let transport = self.config.transport_enabled;
+        let search = transport && (mode.discovers_paths() || mode == InterfaceMode::Boundary);
+        let boundary_only = mode == InterfaceMode::Boundary;
+
+        if self.destinations.contains_key(&d) {
+            self.announce_path_response(now, &d, &req.tag, iface);
+            self.inflight_path_requests.remove(&d);
+            return;
+        }
+
+        if transport {
+            if let Some(path) = self.paths.get(&d) {
+                let (next_hop, hops, received_on) = (path.next_hop, path.hops, path.interface);
+                self.inflight_path_requests.remove(&d);
+                if mode == InterfaceMode::Roaming && received_on == iface {
+                    return;
+                }
+                if req.requesting_transport == Some(next_hop) {
+                    return;
+                }
+                let Some(known) = self.known.get(&d) else {
+                    return;
+                };
+                let data = known.payload.to_vec();
+                let context_flag = known.has_ratchet;
+                let mut due = now + PATH_REQUEST_GRACE;
+                if mode == InterfaceMode::Roaming {
+                    due = due + PATH_REQUEST_RG;
+                }
+                if let Some(held) = self.announce_table.remove(&d) {
+                    self.held_announces.insert(d, held);
+                }
+                self.announce_table.insert(
+                    d,
+                    AnnounceEntry {
+                        retransmit_at: due,
+                        retries: PATHFINDER_R,
+                        hops,
+                        data,
+                        context_flag,
+                        local_rebroadcasts: 0,
+                        block_rebroadcasts: true,
+                        attached: Some(iface),
+                    },
+                );
+                return;
+            }
+        }
+
+        if !search || ingress_limited {
+            return;
+        }
+        if self.discovery_requests.get(&d).is_some_and(|r| r.engaged) {
+            return;
+        }
+        let mut requesting = self
+            .discovery_requests
+            .remove(&d)
+            .map(|r| r.requesting)
+            .unwrap_or_default();
+        if !requesting.contains(&iface) {
+            requesting.push(iface);
+        }
+        self.discovery_requests.insert(
+            d,
+            DiscoveryRequest {
+                timeout: now + PATH_REQUEST_TIMEOUT,
+                requesting,
+                engaged: true,
+            },
+        );
+        let others: Vec<InterfaceId> = self
+            .interfaces
+            .iter()
+            .filter(|(id, s)| {
+                **id != iface
+                    && s.online
+                    && (!boundary_only
+                        || matches!(
+                            s.config.mode,
+                            InterfaceMode::Boundary | InterfaceMode::Gateway
+                        ))
+                    && s.cap.queued() == 0
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for o in others {
+            self.send_path_request(now, &d, Some(o), &req.tag);
+        }
+    }
+}

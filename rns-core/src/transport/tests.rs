@@ -1,0 +1,478 @@
+//! Deterministic multi-node tests: several transports wired together in one process.
+
+use std::time::Duration;
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+use super::*;
+use crate::ifac::Ifac;
+use crate::packet::{Packet, PacketType};
+
+/// A wire joins (node, interface) to (node, interface).
+struct Wire {
+    a: (usize, InterfaceId),
+    b: (usize, InterfaceId),
+}
+
+struct Net {
+    nodes: Vec<Transport>,
+    wires: Vec<Wire>,
+    events: Vec<Vec<Event>>,
+    now: Instant,
+    /// Every frame delivered: (from node, to node, frame).
+    log: Vec<(usize, usize, Vec<u8>)>,
+}
+
+impl Net {
+    fn new(transport: &[bool]) -> Net {
+        let nodes = transport
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut rng = ChaCha20Rng::seed_from_u64(1000 + i as u64);
+                let id = Identity::generate(&mut rng);
+                Transport::new(
+                    TransportConfig {
+                        transport_enabled: *t,
+                        ..TransportConfig::default()
+                    },
+                    id,
+                    Box::new(rng),
+                )
+            })
+            .collect::<Vec<_>>();
+        let n = nodes.len();
+        Net {
+            nodes,
+            wires: Vec::new(),
+            events: vec![Vec::new(); n],
+            now: Instant::from_secs(1_800_000_000),
+            log: Vec::new(),
+        }
+    }
+
+    fn connect_with(
+        &mut self,
+        a: usize,
+        b: usize,
+        cfg: impl Fn() -> InterfaceConfig,
+    ) -> (InterfaceId, InterfaceId) {
+        let ia = InterfaceId(self.wires.len() as u32 * 2);
+        let ib = InterfaceId(self.wires.len() as u32 * 2 + 1);
+        let now = self.now;
+        self.nodes[a].add_interface(now, ia, cfg());
+        self.nodes[b].add_interface(now, ib, cfg());
+        self.wires.push(Wire {
+            a: (a, ia),
+            b: (b, ib),
+        });
+        (ia, ib)
+    }
+
+    fn connect(&mut self, a: usize, b: usize) -> (InterfaceId, InterfaceId) {
+        self.connect_with(a, b, || InterfaceConfig::tcp("wire"))
+    }
+
+    fn peer(&self, node: usize, iface: InterfaceId) -> Option<(usize, InterfaceId)> {
+        self.wires.iter().find_map(|w| {
+            if w.a == (node, iface) {
+                Some(w.b)
+            } else if w.b == (node, iface) {
+                Some(w.a)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Deliver all pending frames until quiet.
+    fn flush(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for n in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[n].poll_transmit() {
+                    moved = true;
+                    if let Some((m, iface)) = self.peer(n, t.interface) {
+                        self.log.push((n, m, t.frame.clone()));
+                        let now = self.now;
+                        self.nodes[m].handle_inbound(now, iface, &t.frame);
+                    }
+                }
+                while let Some(e) = self.nodes[n].poll_event() {
+                    self.events[n].push(e);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("network did not quiesce");
+    }
+
+    /// Advance time in 100 ms steps, running timers and delivering frames.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now = self.now + Duration::from_millis(100);
+            let now = self.now;
+            for n in &mut self.nodes {
+                if n.poll_timeout() <= now {
+                    n.handle_timeout(now);
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn announces(&self, node: usize, dest: &AddressHash) -> Vec<(u8, bool)> {
+        self.events[node]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Announce {
+                    destination,
+                    hops,
+                    path_response,
+                    ..
+                } if destination == dest => Some((*hops, *path_response)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn register(&mut self, node: usize, name: &str, proof: ProofStrategy) -> AddressHash {
+        let id = self.nodes[node].identity().clone();
+        self.nodes[node].register_destination(id, name, proof, b"app".to_vec())
+    }
+}
+
+#[test]
+fn direct_announce_single_packet_and_proof() {
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    let d = net.register(0, "grid.node", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.flush();
+    assert_eq!(net.announces(1, &d), vec![(1, false)]);
+    let p = net.nodes[1].path(&d).unwrap();
+    assert_eq!((p.hops, p.next_hop), (1, d));
+    assert_eq!(net.nodes[1].recall_app_data(&d).unwrap(), b"app");
+
+    let h = net.nodes[1].send_single(now, &d, b"ping").unwrap();
+    net.flush();
+    assert!(net.events[0].iter().any(|e| matches!(e,
+        Event::Packet { data, destination, hops: 1, .. } if data == b"ping" && *destination == d)));
+    assert!(net.events[1]
+        .iter()
+        .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
+    assert_eq!(net.nodes[1].pending_receipts(), 0);
+}
+
+#[test]
+fn transport_node_rebroadcasts_forwards_and_routes_proofs() {
+    // 0 — T(1) — 2
+    let mut net = Net::new(&[false, true, false]);
+    net.connect(0, 1);
+    net.connect(1, 2);
+    let d = net.register(0, "grid.node", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.flush();
+    assert_eq!(net.announces(1, &d), vec![(1, false)]);
+    assert!(
+        net.announces(2, &d).is_empty(),
+        "rebroadcast waits for jitter"
+    );
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.announces(2, &d), vec![(2, false)]);
+    let p = net.nodes[2].path(&d).unwrap();
+    assert_eq!(p.next_hop, net.nodes[1].transport_id());
+
+    // The rebroadcast is a HEADER_2 announce (0x51) from T.
+    let rebroadcast = net
+        .log
+        .iter()
+        .find(|(f, t, fr)| *f == 1 && *t == 2 && fr[0] == 0x51)
+        .expect("HEADER_2 rebroadcast");
+    assert_eq!(
+        &rebroadcast.2[2..18],
+        net.nodes[1].transport_id().as_bytes()
+    );
+
+    // Retries stop: after a while T has sent the announce at most twice towards 2.
+    net.run(Duration::from_secs(20));
+    let count = net
+        .log
+        .iter()
+        .filter(|(f, t, fr)| *f == 1 && *t == 2 && fr[0] & 0x03 == 1)
+        .count();
+    assert!((1..=2).contains(&count), "rebroadcast {count} times");
+
+    net.log.clear();
+    let now = net.now;
+    let h = net.nodes[2].send_single(now, &d, b"through T").unwrap();
+    net.flush();
+    // Sender emits HEADER_2 to T; T delivers HEADER_1 (last hop).
+    assert!(net
+        .log
+        .iter()
+        .any(|(f, t, fr)| *f == 2 && *t == 1 && fr[0] == 0x50));
+    assert!(net
+        .log
+        .iter()
+        .any(|(f, t, fr)| *f == 1 && *t == 0 && fr[0] == 0x00));
+    assert!(net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Packet { data, hops: 2, .. } if data == b"through T")));
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
+    assert!(net.nodes[1].stats().forwarded >= 2);
+}
+
+#[test]
+fn path_requests_answered_locally_and_by_transport() {
+    let mut net = Net::new(&[false, true, false]);
+    net.connect(0, 1);
+    net.connect(1, 2);
+    let d = net.register(0, "grid.node", ProofStrategy::None);
+    // Local answer: T asks 0 directly.
+    let now = net.now;
+    net.nodes[1].request_path(now, &d, None);
+    net.flush();
+    assert_eq!(net.announces(1, &d), vec![(1, true)]);
+    // PATH_RESPONSE is not rebroadcast.
+    net.run(Duration::from_secs(2));
+    assert!(net.announces(2, &d).is_empty());
+    // Node 2 asks; T answers from its table after the grace period.
+    let now = net.now;
+    net.nodes[2].request_path(now, &d, None);
+    net.flush();
+    assert!(net.announces(2, &d).is_empty());
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.announces(2, &d), vec![(2, true)]);
+    assert_eq!(net.nodes[2].path(&d).unwrap().hops, 2);
+}
+
+#[test]
+fn non_transport_node_does_not_forward_or_answer_for_others() {
+    let mut net = Net::new(&[false, false, false]);
+    net.connect(0, 1);
+    net.connect(1, 2);
+    let d = net.register(0, "grid.node", ProofStrategy::None);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.run(Duration::from_secs(10));
+    assert_eq!(net.announces(1, &d).len(), 1);
+    assert!(net.announces(2, &d).is_empty());
+    let now = net.now;
+    net.nodes[2].request_path(now, &d, None);
+    net.run(Duration::from_secs(3));
+    assert!(net.nodes[2].path(&d).is_none());
+}
+
+#[test]
+fn duplicates_are_filtered() {
+    let mut net = Net::new(&[false, false]);
+    let (_, ib) = net.connect(0, 1);
+    let d = net.register(0, "grid.node", ProofStrategy::None);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.flush();
+    let now = net.now;
+    let _ = net.nodes[1].send_single(now, &d, b"x");
+    let frame = net.nodes[1].poll_transmit().unwrap().frame;
+    // Deliver the same data frame twice to node 0: the second is filtered.
+    let (_, ia) = net.wires[0].a;
+    net.nodes[0].handle_inbound(now, ia, &frame);
+    net.nodes[0].handle_inbound(now, ia, &frame);
+    net.flush();
+    let delivered = net.events[0]
+        .iter()
+        .filter(|e| matches!(e, Event::Packet { .. }))
+        .count();
+    assert_eq!(delivered, 1);
+    let (_, _, _, st) = net.nodes[0].interfaces().next().unwrap();
+    assert_eq!(st.filtered, 1);
+    let _ = ib;
+}
+
+#[test]
+fn ifac_mismatch_is_not_heard() {
+    for (pa, pb, heard) in [("secret", "secret", true), ("secret", "wrong", false)] {
+        let mut net = Net::new(&[false, false]);
+        let ifa = Ifac::new(Some("testnet"), Some(pa), 16);
+        let ifb = Ifac::new(Some("testnet"), Some(pb), 16);
+        let now = net.now;
+        net.nodes[0].add_interface(
+            now,
+            InterfaceId(0),
+            InterfaceConfig {
+                ifac: ifa,
+                ..InterfaceConfig::tcp("a")
+            },
+        );
+        net.nodes[1].add_interface(
+            now,
+            InterfaceId(1),
+            InterfaceConfig {
+                ifac: ifb,
+                ..InterfaceConfig::tcp("b")
+            },
+        );
+        net.wires.push(Wire {
+            a: (0, InterfaceId(0)),
+            b: (1, InterfaceId(1)),
+        });
+        let d = net.register(0, "grid.node", ProofStrategy::None);
+        net.nodes[0].announce(now, &d, None).unwrap();
+        net.flush();
+        assert_eq!(!net.announces(1, &d).is_empty(), heard);
+        let (_, _, _, st) = net.nodes[1].interfaces().next().unwrap();
+        assert_eq!(st.ifac_violations, u64::from(!heard));
+    }
+}
+
+#[test]
+fn garbage_never_panics_and_is_counted() {
+    let mut net = Net::new(&[true]);
+    let now = net.now;
+    net.nodes[0].add_interface(now, InterfaceId(0), InterfaceConfig::tcp("x"));
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    use rand_core::RngCore;
+    for len in 0..600 {
+        let mut buf = vec![0u8; len];
+        rng.fill_bytes(&mut buf);
+        if let Some(b) = buf.first_mut() {
+            *b &= 0x7f;
+        }
+        net.nodes[0].handle_inbound(now, InterfaceId(0), &buf);
+    }
+    net.nodes[0].handle_inbound(now, InterfaceId(9), &[1, 2, 3]);
+    let (_, _, _, st) = net.nodes[0].interfaces().next().unwrap();
+    assert_eq!(st.rx_packets, 600);
+    assert!(st.protocol_violations + st.filtered > 0);
+}
+
+#[test]
+fn announce_cap_queues_rebroadcasts_on_slow_interfaces() {
+    // Announcers 0 and 2 reach T(1); T rebroadcasts onto slow link to 3.
+    let mut net = Net::new(&[false, true, false, false]);
+    net.connect(0, 1);
+    net.connect(2, 1);
+    net.connect_with(1, 3, || InterfaceConfig {
+        bitrate: 1200,
+        ..InterfaceConfig::tcp("slow")
+    });
+    let d0 = net.register(0, "grid.node", ProofStrategy::None);
+    let d2 = net.register(2, "grid.node", ProofStrategy::None);
+    let now = net.now;
+    net.nodes[0].announce(now, &d0, None).unwrap();
+    net.nodes[2].announce(now, &d2, None).unwrap();
+    net.run(Duration::from_secs(2));
+    // Only one fits the cap: ~167 B at 1200 bit/s is 1.1 s of airtime → 55 s of cap.
+    let heard = usize::from(!net.announces(3, &d0).is_empty())
+        + usize::from(!net.announces(3, &d2).is_empty());
+    assert_eq!(heard, 1);
+    let queued: u64 = net.nodes[1]
+        .interfaces()
+        .map(|(_, _, _, s)| s.queued_announces)
+        .sum();
+    assert!(queued >= 1);
+    // ~186 B as HEADER_2 at 1200 bit/s is 1.24 s of airtime: 62 s of cap.
+    net.run(Duration::from_secs(70));
+    assert!(!net.announces(3, &d0).is_empty() && !net.announces(3, &d2).is_empty());
+}
+
+#[test]
+fn ingress_control_holds_announce_floods() {
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    // 40 different destinations announced 20 ms apart (50 Hz) from node 0.
+    let mut dests = Vec::new();
+    for i in 0..40u64 {
+        net.now = net.now + Duration::from_millis(20);
+        let now = net.now;
+        let mut rng = ChaCha20Rng::seed_from_u64(77 + i);
+        let id = Identity::generate(&mut rng);
+        let d = net.nodes[0].register_destination(id, "flood.test", ProofStrategy::None, vec![]);
+        net.nodes[0].announce(now, &d, None).unwrap();
+        net.flush();
+        dests.push(d);
+    }
+    let heard = dests
+        .iter()
+        .filter(|d| net.nodes[1].path(d).is_some())
+        .count();
+    assert!(heard < 40, "some announces are held ({heard} accepted)");
+    let held: u64 = net.nodes[1]
+        .interfaces()
+        .map(|(_, _, _, s)| s.held_announces)
+        .sum();
+    assert_eq!(held as usize, 40 - heard);
+    // They are released over time, lowest hops first, one per 5 s.
+    net.run(Duration::from_secs(60));
+    let later = dests
+        .iter()
+        .filter(|d| net.nodes[1].path(d).is_some())
+        .count();
+    assert!(later > heard);
+}
+
+#[test]
+fn receipt_times_out_without_proof() {
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    let d = net.register(0, "grid.node", ProofStrategy::None);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.flush();
+    let now = net.now;
+    let h = net.nodes[1].send_single(now, &d, b"no proof").unwrap();
+    net.run(Duration::from_secs(15));
+    assert!(net.events[1]
+        .iter()
+        .any(|e| matches!(e, Event::ReceiptTimeout { packet_hash, .. } if *packet_hash == h)));
+}
+
+#[test]
+fn send_errors_are_typed() {
+    let mut net = Net::new(&[false]);
+    let now = net.now;
+    let unknown = AddressHash([3; 16]);
+    assert_eq!(
+        net.nodes[0].send_single(now, &unknown, b"x"),
+        Err(SendError::UnknownDestination(unknown))
+    );
+    assert_eq!(
+        net.nodes[0].announce(now, &unknown, None),
+        Err(SendError::NotLocal(unknown))
+    );
+    let d = net.register(0, "a.b", ProofStrategy::None);
+    assert_eq!(
+        net.nodes[0].send_single(now, &d, &[0; 400]),
+        Err(SendError::TooLarge(400))
+    );
+    assert_eq!(
+        net.nodes[0].announce(now, &d, None),
+        Err(SendError::NoInterface)
+    );
+}
+
+#[test]
+fn announce_packet_is_wire_valid() {
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    let d = net.register(0, "grid.node", ProofStrategy::None);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, Some(b"custom")).unwrap();
+    let t = net.nodes[0].poll_transmit().unwrap();
+    let p = Packet::parse(&t.frame).unwrap();
+    assert_eq!(p.flags.packet_type, PacketType::Announce);
+    assert_eq!(t.frame[0], 0x01);
+    let a = crate::announce::Announce::parse(&p.data, false).unwrap();
+    a.validate(&d).unwrap();
+    assert_eq!(a.app_data, b"custom");
+    assert_eq!(a.emission_time(), now.as_secs());
+}
