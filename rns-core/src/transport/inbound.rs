@@ -46,6 +46,7 @@ impl Transport {
         state.stats.rx_bytes += frame.len() as u64;
         if frame.len() <= 2 {
             state.stats.protocol_violations += 1;
+            self.stats.protocol_violations += 1;
             return;
         }
         let raw = match &state.config.ifac {
@@ -53,12 +54,14 @@ impl Transport {
                 Ok(raw) => raw,
                 Err(_) => {
                     state.stats.ifac_violations += 1;
+                    self.stats.ifac_violations += 1;
                     return;
                 }
             },
             None => {
                 if ifac::check_no_ifac(frame).is_err() {
                     state.stats.ifac_violations += 1;
+                    self.stats.ifac_violations += 1;
                     return;
                 }
                 frame.to_vec()
@@ -66,6 +69,7 @@ impl Transport {
         };
         if frame.len() > state.max_frame() {
             state.stats.protocol_violations += 1;
+            self.stats.protocol_violations += 1;
             return;
         }
         self.process(now, iface, raw, false);
@@ -165,6 +169,7 @@ impl Transport {
     }
 
     fn violation(&mut self, iface: InterfaceId) {
+        self.stats.protocol_violations += 1;
         if let Some(s) = self.interfaces.get_mut(&iface) {
             s.stats.protocol_violations += 1;
         }
@@ -256,6 +261,11 @@ impl Transport {
         if self.known.check(&d, announce.identity.as_bytes()).is_err() {
             return self.violation(p.iface);
         }
+        // Like RNS, remember every valid announce's key and app data, even when it
+        // does not change the path.
+        let _ = self
+            .known
+            .remember(now, d, p.view.data(), p.flags.context_flag);
         let transport_id = p.view.transport_id();
         if let Some(_tid) = transport_id {
             if self.config.transport_enabled {
@@ -339,9 +349,6 @@ impl Transport {
         };
         entry.remember_blob(blob);
         self.paths.insert(d, entry);
-        let _ = self
-            .known
-            .remember(now, d, p.view.data(), p.flags.context_flag);
         self.inflight_path_requests.remove(&d);
         self.push_event(Event::Announce {
             destination: d,

@@ -252,6 +252,10 @@ pub struct TransportStats {
     pub dropped_events: u64,
     /// Packets for local destinations that failed to decrypt.
     pub undecryptable: u64,
+    /// Inbound frames dropped as malformed or protocol violations (all interfaces, ever).
+    pub protocol_violations: u64,
+    /// Inbound frames dropped for a bad or missing access code (all interfaces, ever).
+    pub ifac_violations: u64,
 }
 
 /// Summary of a path for status displays.

@@ -198,6 +198,21 @@ impl Transport {
         Ok(())
     }
 
+    /// Announce a local destination on one interface only (a neighbour just connected).
+    pub fn announce_on(
+        &mut self,
+        now: Instant,
+        destination: &AddressHash,
+        interface: InterfaceId,
+    ) -> Result<(), SendError> {
+        let pkt = self.build_announce(now, destination, None, false)?;
+        if !self.interfaces.contains_key(&interface) {
+            return Err(SendError::NoInterface);
+        }
+        self.route(now, pkt.to_bytes(), Some(interface));
+        Ok(())
+    }
+
     /// Answer a path request for a local destination on the requesting interface.
     pub(crate) fn announce_path_response(
         &mut self,

@@ -1,0 +1,439 @@
+//! `config.toml`: parsing, validation with precise errors, and the embedded default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rns_core::ifac::Ifac;
+use rns_core::transport::{InterfaceConfig, InterfaceMode};
+use serde::Deserialize;
+
+/// The configuration written to a new state directory by `grid node`.
+pub const DEFAULT_CONFIG: &str = r#"# Grid node configuration. See docs/configuration.md for every key.
+
+[node]
+# Forward packets and rebroadcast announces for other nodes.
+transport = false
+# How often this node announces its grid.node destination.
+announce_interval = "5m"
+# Prove probe packets (rnprobe / grid probe) sent to this node.
+respond_to_probes = true
+
+# Accept RNS/Grid peers over TCP on every address, port 4242.
+[[interface]]
+type = "tcp_server"
+listen = "0.0.0.0:4242"
+
+# Connect to another node (uncomment and set the address):
+# [[interface]]
+# type = "tcp_client"
+# target = "192.168.1.10:4242"
+"#;
+
+/// A configuration error: which file, which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The key path (`node.announce_interval`, `interface[2].listen`, or `-` for syntax).
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Validated node settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Forward for others.
+    pub transport: bool,
+    /// Interval between announces of `grid.node`.
+    pub announce_interval: Duration,
+    /// Prove probes.
+    pub respond_to_probes: bool,
+    /// Interfaces to bring up.
+    pub interfaces: Vec<InterfaceSpec>,
+}
+
+/// One configured interface.
+#[derive(Debug, Clone)]
+pub struct InterfaceSpec {
+    /// What to run.
+    pub kind: InterfaceKind,
+    /// How the transport treats it (name, mode, IFAC, bitrate, cap).
+    pub rns: InterfaceConfig,
+}
+
+/// The interface drivers available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterfaceKind {
+    /// Accept TCP connections.
+    TcpServer {
+        /// Listen address.
+        listen: String,
+    },
+    /// Connect to a TCP server, reconnecting.
+    TcpClient {
+        /// Server address (`host:port`).
+        target: String,
+    },
+    /// UDP datagrams.
+    Udp {
+        /// Bind address.
+        listen: String,
+        /// Where to send.
+        forward: SocketAddr,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    node: RawNode,
+    #[serde(default, rename = "interface")]
+    interfaces: Vec<RawInterface>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    #[serde(default)]
+    transport: bool,
+    #[serde(default = "default_interval")]
+    announce_interval: String,
+    #[serde(default = "yes")]
+    respond_to_probes: bool,
+}
+
+impl Default for RawNode {
+    fn default() -> Self {
+        RawNode {
+            transport: false,
+            announce_interval: default_interval(),
+            respond_to_probes: true,
+        }
+    }
+}
+
+fn default_interval() -> String {
+    "5m".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    #[serde(rename = "type")]
+    kind: String,
+    name: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    listen: Option<String>,
+    target: Option<String>,
+    forward: Option<String>,
+    mode: Option<String>,
+    network_name: Option<String>,
+    passphrase: Option<String>,
+    /// IFAC size in bits, as in RNS.
+    ifac_size: Option<u32>,
+    bitrate: Option<u64>,
+    /// Announce cap in percent of bitrate, as in RNS.
+    announce_cap: Option<f64>,
+    // Radio keys are accepted here so that rnode/kiss configs give a clear
+    // "not available yet" error rather than "unknown key".
+    port: Option<String>,
+    frequency: Option<u64>,
+    bandwidth: Option<u64>,
+    spreading_factor: Option<u8>,
+    coding_rate: Option<u8>,
+    tx_power: Option<i32>,
+    airtime_limit: Option<f64>,
+    group_id: Option<String>,
+}
+
+impl Config {
+    /// Parse and validate `text`, naming `file` in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            reason,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let reason = e.message().to_string();
+            let key = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "-".into());
+            err(&key, reason)
+        })?;
+        let announce_interval = humantime::parse_duration(raw.node.announce_interval.trim())
+            .map_err(|e| {
+                err(
+                    "node.announce_interval",
+                    format!("{e} (use a duration such as \"30s\", \"5m\", \"1h\")"),
+                )
+            })?;
+        if announce_interval < Duration::from_secs(1) {
+            return Err(err("node.announce_interval", "must be at least 1s".into()));
+        }
+        let mut interfaces = Vec::new();
+        for (i, r) in raw.interfaces.into_iter().enumerate() {
+            let k = |f: &str| format!("interface[{i}].{f}");
+            if !r.enabled {
+                continue;
+            }
+            let name = r.name.clone().unwrap_or_else(|| format!("{}#{i}", r.kind));
+            let need = |v: Option<String>, f: &str| {
+                v.ok_or_else(|| err(&k(f), format!("required for type \"{}\"", r.kind)))
+            };
+            let (kind, mut rns) = match r.kind.as_str() {
+                "tcp_server" => {
+                    let listen = need(r.listen.clone(), "listen")?;
+                    check_addr(&listen).map_err(|e| err(&k("listen"), e))?;
+                    (InterfaceKind::TcpServer { listen }, InterfaceConfig::tcp(name))
+                }
+                "tcp_client" => {
+                    let target = need(r.target.clone(), "target")?;
+                    if !target.contains(':') {
+                        return Err(err(&k("target"), "expected host:port".into()));
+                    }
+                    (InterfaceKind::TcpClient { target }, InterfaceConfig::tcp(name))
+                }
+                "udp" => {
+                    let listen = need(r.listen.clone(), "listen")?;
+                    check_addr(&listen).map_err(|e| err(&k("listen"), e))?;
+                    let forward = need(r.forward.clone(), "forward")?;
+                    let forward: SocketAddr = forward
+                        .parse()
+                        .map_err(|e| err(&k("forward"), format!("invalid socket address: {e}")))?;
+                    (InterfaceKind::Udp { listen, forward }, InterfaceConfig::udp(name))
+                }
+                "auto" | "local" | "kiss" | "rnode" | "serial" => {
+                    return Err(err(
+                        &k("type"),
+                        format!("interface type \"{}\" is not available in this build yet", r.kind),
+                    ))
+                }
+                other => {
+                    return Err(err(
+                        &k("type"),
+                        format!("unknown interface type \"{other}\" (expected tcp_server, tcp_client or udp)"),
+                    ))
+                }
+            };
+            if let Some(m) = &r.mode {
+                rns.mode = parse_mode(m).ok_or_else(|| {
+                    err(&k("mode"), format!("unknown mode \"{m}\" (full, point_to_point, access_point, roaming, boundary, gateway)"))
+                })?;
+            }
+            if let Some(b) = r.bitrate {
+                if b < 5 {
+                    return Err(err(&k("bitrate"), "must be at least 5 bit/s".into()));
+                }
+                rns.bitrate = b;
+            }
+            if let Some(c) = r.announce_cap {
+                if !(c > 0.0 && c <= 100.0) {
+                    return Err(err(
+                        &k("announce_cap"),
+                        "must be a percentage in (0, 100]".into(),
+                    ));
+                }
+                rns.announce_cap = c / 100.0;
+            }
+            let bits = r.ifac_size.unwrap_or(16 * 8);
+            if bits < 8 || bits % 8 != 0 || bits > 512 {
+                return Err(err(
+                    &k("ifac_size"),
+                    "must be a multiple of 8 bits between 8 and 512".into(),
+                ));
+            }
+            if r.network_name.as_deref() == Some("") || r.passphrase.as_deref() == Some("") {
+                return Err(err(
+                    &k("passphrase"),
+                    "network_name and passphrase must not be empty".into(),
+                ));
+            }
+            rns.ifac = Ifac::new(
+                r.network_name.as_deref(),
+                r.passphrase.as_deref(),
+                bits as usize / 8,
+            );
+            let _ = (
+                &r.port,
+                r.frequency,
+                r.bandwidth,
+                r.spreading_factor,
+                r.coding_rate,
+                r.tx_power,
+                r.airtime_limit,
+                &r.group_id,
+            );
+            interfaces.push(InterfaceSpec { kind, rns });
+        }
+        Ok(Config {
+            transport: raw.node.transport,
+            announce_interval,
+            respond_to_probes: raw.node.respond_to_probes,
+            interfaces,
+        })
+    }
+
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: "-".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+fn check_addr(a: &str) -> Result<(), String> {
+    a.parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|e| format!("invalid socket address \"{a}\": {e} (expected ip:port)"))
+}
+
+fn parse_mode(m: &str) -> Option<InterfaceMode> {
+    Some(
+        match m.to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
+            "full" => InterfaceMode::Full,
+            "point_to_point" | "pointtopoint" | "ptp" => InterfaceMode::PointToPoint,
+            "access_point" | "accesspoint" | "ap" => InterfaceMode::AccessPoint,
+            "roaming" => InterfaceMode::Roaming,
+            "boundary" => InterfaceMode::Boundary,
+            "gateway" | "gw" => InterfaceMode::Gateway,
+            _ => return None,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(t, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = parse(DEFAULT_CONFIG).unwrap();
+        assert!(!c.transport);
+        assert!(c.respond_to_probes);
+        assert_eq!(c.announce_interval, Duration::from_secs(300));
+        assert_eq!(c.interfaces.len(), 1);
+        assert!(matches!(
+            c.interfaces[0].kind,
+            InterfaceKind::TcpServer { .. }
+        ));
+    }
+
+    #[test]
+    fn full_example() {
+        let c = parse(
+            r#"
+            [node]
+            transport = true
+            announce_interval = "30s"
+            [[interface]]
+            type = "tcp_client"
+            target = "127.0.0.1:4243"
+            network_name = "testnet"
+            passphrase = "secret"
+            mode = "gateway"
+            [[interface]]
+            type = "udp"
+            listen = "0.0.0.0:4242"
+            forward = "255.255.255.255:4242"
+            announce_cap = 5
+            [[interface]]
+            type = "tcp_server"
+            listen = "127.0.0.1:1"
+            enabled = false
+            "#,
+        )
+        .unwrap();
+        assert!(c.transport);
+        assert_eq!(c.interfaces.len(), 2);
+        assert_eq!(c.interfaces[0].rns.mode, InterfaceMode::Gateway);
+        assert_eq!(c.interfaces[0].rns.ifac.as_ref().unwrap().size(), 16);
+        assert!((c.interfaces[1].rns.announce_cap - 0.05).abs() < 1e-9);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let cases = [
+            (
+                "[node]\nannounce_interval = \"soon\"",
+                "node.announce_interval",
+            ),
+            (
+                "[[interface]]\ntype = \"tcp_server\"",
+                "interface[0].listen",
+            ),
+            (
+                "[[interface]]\ntype = \"tcp_server\"\nlisten = \"nope\"",
+                "interface[0].listen",
+            ),
+            (
+                "[[interface]]\ntype = \"carrier_pigeon\"",
+                "interface[0].type",
+            ),
+            (
+                "[[interface]]\ntype = \"rnode\"\nport = \"/dev/x\"",
+                "interface[0].type",
+            ),
+            (
+                "[[interface]]\ntype = \"udp\"\nlisten = \"0.0.0.0:1\"\nforward = \"x\"",
+                "interface[0].forward",
+            ),
+            (
+                "[[interface]]\ntype = \"tcp_client\"\ntarget = \"h:1\"\nifac_size = 12",
+                "interface[0].ifac_size",
+            ),
+            (
+                "[[interface]]\ntype = \"tcp_client\"\ntarget = \"h:1\"\nmode = \"warp\"",
+                "interface[0].mode",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}");
+            assert_eq!(e.file, Path::new("config.toml"));
+            assert!(!e.reason.is_empty());
+            assert!(e.to_string().starts_with("config.toml: "));
+        }
+        let e = parse("[node]\ntransport = 3\n").unwrap_err();
+        assert_eq!(e.key, "line 2");
+        let e = parse("[node]\nbogus = 1\n").unwrap_err();
+        assert!(e.reason.contains("bogus"), "{}", e.reason);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,400}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn mutated_default_never_panics(i in 0usize..600, b in any::<u8>()) {
+            let mut bytes = DEFAULT_CONFIG.as_bytes().to_vec();
+            let i = i % bytes.len();
+            bytes[i] = b;
+            if let Ok(s) = String::from_utf8(bytes) {
+                let _ = parse(&s);
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! # grid
+//!
+//! The Grid node: it drives the sans-IO [`rns_core`] transport with real interfaces from
+//! [`grid_interfaces`], keeps its state in one directory ([`state::StateDir`]), and serves
+//! the `grid` CLI over a local control socket.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod clock;
+pub mod config;
+pub mod node;
+pub mod state;
+
+pub use node::{run, NodeError};

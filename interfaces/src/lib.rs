@@ -1,0 +1,93 @@
+//! # grid-interfaces
+//!
+//! Tokio drivers that move RNS frames between sockets and the node. A driver owns its
+//! socket, reports what happens as [`InterfaceEvent`]s through a [`Hub`], and takes frames
+//! to send from a bounded channel it hands over in [`InterfaceEvent::Up`]. Framing codecs
+//! ([`hdlc`]) are plain functions, testable without IO.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod control;
+pub mod hdlc;
+pub mod tcp;
+pub mod udp;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use rns_core::transport::{InterfaceConfig, InterfaceId};
+use tokio::sync::mpsc;
+
+/// Frames queued towards one interface before further frames are dropped.
+pub const OUTBOUND_QUEUE: usize = 512;
+
+/// What a driver reports to the node.
+#[derive(Debug)]
+pub enum InterfaceEvent {
+    /// An interface came up (first time, or again after a reconnect with the same id).
+    Up {
+        /// Its id.
+        id: InterfaceId,
+        /// How the transport should treat it.
+        config: Box<InterfaceConfig>,
+        /// Where to put frames to send on it.
+        outbound: mpsc::Sender<Vec<u8>>,
+    },
+    /// An interface went down; `remove` if it will not come back (a server's client left).
+    Down {
+        /// Its id.
+        id: InterfaceId,
+        /// Whether the id is finished for good.
+        remove: bool,
+    },
+    /// A frame arrived.
+    Frame {
+        /// The interface.
+        id: InterfaceId,
+        /// The frame as received (IFAC still applied).
+        data: Vec<u8>,
+    },
+}
+
+/// The drivers' handle to the node: an event channel and an id allocator.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    events: mpsc::Sender<InterfaceEvent>,
+    next_id: Arc<AtomicU32>,
+}
+
+impl Hub {
+    /// A hub and the receiver the node reads events from.
+    pub fn new(capacity: usize) -> (Hub, mpsc::Receiver<InterfaceEvent>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            Hub {
+                events: tx,
+                next_id: Arc::new(AtomicU32::new(1)),
+            },
+            rx,
+        )
+    }
+
+    /// Allocate a fresh interface id.
+    pub fn allocate(&self) -> InterfaceId {
+        InterfaceId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Report an event; returns false once the node has gone away.
+    pub async fn send(&self, e: InterfaceEvent) -> bool {
+        self.events.send(e).await.is_ok()
+    }
+
+    /// Whether the node still listens.
+    pub fn is_closed(&self) -> bool {
+        self.events.is_closed()
+    }
+}
+
+/// Largest frame a driver accepts for an interface: its HW MTU plus IFAC, with slack.
+pub(crate) fn max_frame(config: &InterfaceConfig) -> usize {
+    config.hw_mtu.unwrap_or(rns_core::packet::MTU)
+        + config.ifac.as_ref().map_or(0, |i| i.size())
+        + 64
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""A scriptable RNS 1.5.7 peer for Grid's interop tests.
+
+It writes an RNS config into --dir, starts Reticulum, hosts the SINGLE destination
+`rnsinterop.echo` (proves every packet), and prints JSON lines on stdout:
+
+  {"event": "ready", "destination": hex, "identity": hex, "transport_id": hex, "probe": hex|null}
+  {"event": "announce", "destination": hex, "hops": n, "app_data": hex, "identity": hex, "path_response": bool}
+  {"event": "packet", "data": hex}
+  {"event": "path", "destination": hex, "hops": n} / {"event": "no_path", "destination": hex}
+  {"event": "proof", "destination": hex, "rtt": seconds} / {"event": "proof_timeout", "destination": hex}
+
+Commands are JSON lines on stdin:
+  {"cmd": "announce", "app_data": "text"}
+  {"cmd": "request_path", "destination": hex}
+  {"cmd": "wait_path", "destination": hex, "timeout": s}
+  {"cmd": "send", "destination": hex, "name": "app.aspect", "data": "text", "timeout": s}
+  {"cmd": "quit"}
+"""
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+import RNS
+
+
+def emit(**kw):
+    sys.stdout.write(json.dumps(kw) + "\n")
+    sys.stdout.flush()
+
+
+def write_config(args):
+    lines = [
+        "[reticulum]",
+        # RNS only hosts rnstransport.probe on transport instances.
+        f"  enable_transport = {'Yes' if (args.transport or args.probes) else 'No'}",
+        "  share_instance = No",
+        f"  respond_to_probes = {'Yes' if args.probes else 'No'}",
+        "  panic_on_interface_error = No",
+        "",
+        "[logging]",
+        f"  loglevel = {args.loglevel}",
+        "",
+        "[interfaces]",
+    ]
+    for i, spec in enumerate(args.interface):
+        kind, addr = spec.split("=", 1)
+        host, port = addr.rsplit(":", 1)
+        lines.append(f"  [[iface{i}]]")
+        if kind == "tcp_server":
+            lines += ["    type = TCPServerInterface", f"    listen_ip = {host}", f"    listen_port = {port}"]
+        elif kind == "tcp_client":
+            lines += ["    type = TCPClientInterface", f"    target_host = {host}", f"    target_port = {port}"]
+        else:
+            raise SystemExit(f"unknown interface kind {kind}")
+        lines.append("    enabled = yes")
+        if args.network_name:
+            lines.append(f"    network_name = {args.network_name}")
+        if args.passphrase:
+            lines.append(f"    passphrase = {args.passphrase}")
+    os.makedirs(args.dir, exist_ok=True)
+    with open(os.path.join(args.dir, "config"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+class AnnounceHandler:
+    def __init__(self):
+        self.aspect_filter = None
+        self.receive_path_responses = True
+
+    def received_announce(self, destination_hash, announced_identity, app_data, announce_packet_hash=None, is_path_response=False):
+        emit(
+            event="announce",
+            destination=destination_hash.hex(),
+            hops=RNS.Transport.hops_to(destination_hash),
+            app_data=(app_data or b"").hex(),
+            identity=announced_identity.hash.hex() if announced_identity else None,
+            path_response=bool(is_path_response),
+        )
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port or tcp_client=host:port")
+    p.add_argument("--transport", action="store_true")
+    p.add_argument("--probes", action="store_true")
+    p.add_argument("--network-name")
+    p.add_argument("--passphrase")
+    p.add_argument("--loglevel", type=int, default=2)
+    args = p.parse_args()
+    write_config(args)
+
+    RNS.Reticulum(configdir=args.dir, loglevel=args.loglevel)
+    identity = RNS.Identity()
+    dest = RNS.Destination(identity, RNS.Destination.IN, RNS.Destination.SINGLE, "rnsinterop", "echo")
+    dest.set_proof_strategy(RNS.Destination.PROVE_ALL)
+    dest.set_packet_callback(lambda data, packet: emit(event="packet", data=data.hex()))
+    RNS.Transport.register_announce_handler(AnnounceHandler())
+    probe = RNS.Transport.probe_destination.hash.hex() if getattr(RNS.Transport, "probe_destination", None) else None
+    emit(event="ready", destination=dest.hash.hex(), identity=identity.hash.hex(),
+         transport_id=RNS.Transport.identity.hash.hex(), probe=probe)
+
+    def send(cmd):
+        d = bytes.fromhex(cmd["destination"])
+        deadline = time.time() + float(cmd.get("timeout", 15))
+        if not RNS.Transport.has_path(d):
+            RNS.Transport.request_path(d)
+        while not RNS.Transport.has_path(d) and time.time() < deadline:
+            time.sleep(0.05)
+        ident = RNS.Identity.recall(d)
+        if ident is None:
+            emit(event="proof_timeout", destination=cmd["destination"], reason="no path")
+            return
+        app, *aspects = cmd["name"].split(".")
+        out = RNS.Destination(ident, RNS.Destination.OUT, RNS.Destination.SINGLE, app, *aspects)
+        if out.hash != d:
+            emit(event="error", reason="name does not match destination hash")
+            return
+        done = threading.Event()
+        receipt = RNS.Packet(out, cmd.get("data", "").encode()).send()
+        receipt.set_delivery_callback(lambda r: (emit(event="proof", destination=cmd["destination"], rtt=r.get_rtt()), done.set()))
+        receipt.set_timeout(max(1.0, deadline - time.time()))
+        receipt.set_timeout_callback(lambda r: (emit(event="proof_timeout", destination=cmd["destination"]), done.set()))
+
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        cmd = json.loads(line)
+        c = cmd.get("cmd")
+        if c == "announce":
+            dest.announce(app_data=cmd.get("app_data", "").encode())
+        elif c == "request_path":
+            RNS.Transport.request_path(bytes.fromhex(cmd["destination"]))
+        elif c == "wait_path":
+            d = bytes.fromhex(cmd["destination"])
+            ok = RNS.Transport.await_path(d, timeout=float(cmd.get("timeout", 15)))
+            if ok:
+                emit(event="path", destination=cmd["destination"], hops=RNS.Transport.hops_to(d))
+            else:
+                emit(event="no_path", destination=cmd["destination"])
+        elif c == "send":
+            threading.Thread(target=send, args=(cmd,), daemon=True).start()
+        elif c == "quit":
+            break
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

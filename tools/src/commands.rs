@@ -1,0 +1,232 @@
+//! The subcommands: `node` runs the node; the others ask it over the control socket.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use grid::state::{node_destinations, StateDir};
+use grid_interfaces::control;
+use rns_core::AddressHash;
+use serde_json::{json, Value};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `grid node`
+pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_writer(std::io::stderr)
+        .init();
+    runtime()?.block_on(async {
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        grid::run(state, shutdown).await.map_err(|e| anyhow!(e))
+    })
+}
+
+/// `grid id`
+pub(crate) fn id(state: &StateDir, json_out: bool) -> Result<()> {
+    let identity = state.load_or_create_identity().map_err(|e| anyhow!(e))?;
+    let dests = node_destinations(&identity);
+    let grid_node = dests[0].1;
+    if json_out {
+        let map: serde_json::Map<String, Value> = dests
+            .iter()
+            .map(|(n, h)| ((*n).to_string(), Value::String(h.to_string())))
+            .collect();
+        println!(
+            "{}",
+            json!({"identity": identity.hash().to_string(), "destination": grid_node.to_string(), "destinations": map})
+        );
+    } else {
+        println!("identity     {}", identity.hash());
+        for (n, h) in dests {
+            println!("{n:<20} {h}");
+        }
+    }
+    Ok(())
+}
+
+fn ask(state: &StateDir, req: Value, wait: Duration) -> Result<Value> {
+    let path = state.socket_path();
+    let v = runtime()?
+        .block_on(control::call(&path, &req, wait))
+        .map_err(|e| match e {
+            control::ControlError::NotRunning { .. } => anyhow!(
+                "no node is running for {} (start one with: grid --config {} node)",
+                state.root().display(),
+                state.root().display()
+            ),
+            other => anyhow!(other),
+        })?;
+    if v.get("ok") == Some(&Value::Bool(true)) {
+        Ok(v)
+    } else {
+        bail!(
+            "{}",
+            v.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("the node refused the request")
+        )
+    }
+}
+
+fn parse_hash(s: &str) -> Result<AddressHash> {
+    s.parse::<AddressHash>()
+        .map_err(|e| anyhow!("invalid destination hash \"{s}\": {e}"))
+}
+
+fn timeout_ms(secs: f64) -> Result<u64> {
+    if !(secs.is_finite() && secs > 0.0) {
+        bail!("timeout must be a positive number of seconds");
+    }
+    Ok((secs * 1000.0) as u64)
+}
+
+/// `grid status`
+pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
+    let v = ask(state, json!({"cmd": "status"}), Duration::from_secs(5))?;
+    if json_out {
+        println!("{v}");
+        return Ok(());
+    }
+    println!("identity     {}", v["identity"].as_str().unwrap_or("?"));
+    println!("grid.node    {}", v["destination"].as_str().unwrap_or("?"));
+    println!(
+        "transport    {}    uptime {}s",
+        if v["transport"].as_bool() == Some(true) {
+            "on"
+        } else {
+            "off"
+        },
+        v["uptime_s"]
+    );
+    println!();
+    println!("interfaces:");
+    for i in v["interfaces"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<36} {:<7} rx {:>8} pkts {:>10} B   tx {:>8} pkts {:>10} B{}",
+            i["name"].as_str().unwrap_or("?"),
+            if i["online"].as_bool() == Some(true) {
+                "up"
+            } else {
+                "down"
+            },
+            i["rx_packets"],
+            i["rx_bytes"],
+            i["tx_packets"],
+            i["tx_bytes"],
+            {
+                let bad = i["ifac_violations"].as_u64().unwrap_or(0)
+                    + i["protocol_violations"].as_u64().unwrap_or(0);
+                if bad > 0 {
+                    format!("   dropped {bad}")
+                } else {
+                    String::new()
+                }
+            }
+        );
+    }
+    println!();
+    println!(
+        "paths: {}    known destinations: {}",
+        v["path_count"], v["known_destinations"]
+    );
+    for p in v["paths"].as_array().into_iter().flatten().take(50) {
+        println!(
+            "  {}  {} hop(s) via {}",
+            p["destination"].as_str().unwrap_or("?"),
+            p["hops"],
+            p["next_hop"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// `grid path`
+pub(crate) fn path(state: &StateDir, hash: &str, timeout: f64, json_out: bool) -> Result<()> {
+    let d = parse_hash(hash)?;
+    let ms = timeout_ms(timeout)?;
+    let v = ask(
+        state,
+        json!({"cmd": "path", "destination": d.to_string(), "timeout_ms": ms}),
+        Duration::from_millis(ms) + Duration::from_secs(5),
+    )?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "Path found, destination {} is {} hop(s) away via {} on {}",
+            d,
+            v["hops"],
+            v["next_hop"].as_str().unwrap_or("?"),
+            v["interface"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// `grid probe`
+pub(crate) fn probe(
+    state: &StateDir,
+    hash: &str,
+    size: usize,
+    data: Option<&str>,
+    timeout: f64,
+    json_out: bool,
+) -> Result<()> {
+    let d = parse_hash(hash)?;
+    let len = data.map_or(size, str::len);
+    if len == 0 || len > rns_core::packet::ENCRYPTED_MDU {
+        bail!(
+            "probe payload must be between 1 and {} bytes",
+            rns_core::packet::ENCRYPTED_MDU
+        );
+    }
+    let ms = timeout_ms(timeout)?;
+    let mut req =
+        json!({"cmd": "probe", "destination": d.to_string(), "timeout_ms": ms, "size": size});
+    if let Some(text) = data {
+        req["data"] = json!(text);
+    }
+    let v = ask(
+        state,
+        req,
+        Duration::from_millis(ms) + Duration::from_secs(5),
+    )?;
+    if json_out {
+        println!("{v}");
+    } else {
+        let rtt = v["rtt_ms"].as_f64().unwrap_or(0.0);
+        println!(
+            "Valid reply from {} in {:.3} ms over {} hop(s)",
+            d,
+            rtt,
+            v["hops"]
+                .as_u64()
+                .map_or("?".to_string(), |h| h.to_string())
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,427 @@
+//! Test harness: real `grid` processes, real Python RNS 1.5.7 peers, loopback only.
+//!
+//! Python comes from `$GRID_PYTHON` or `<workspace>/.venv/bin/python` (created by
+//! `scripts/test.sh`). If neither has `rns==1.5.7`, tests fail loudly with instructions.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const RNS_VERSION: &str = "1.5.7";
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The Python interpreter with RNS installed; panics with instructions if missing.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("GRID_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    let out = Command::new(&p)
+        .args([
+            "-c",
+            "import RNS, importlib.metadata as m; print(m.version('rns'))",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == RNS_VERSION => p,
+        Ok(o) => panic!(
+            "{} does not have rns=={RNS_VERSION} (got {:?}, {}). Run ./scripts/test.sh, which creates .venv.",
+            p.display(),
+            String::from_utf8_lossy(&o.stdout).trim(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!(
+            "interop tests need Python with rns=={RNS_VERSION} at {} ({e}). Run ./scripts/test.sh, which creates .venv.",
+            p.display()
+        ),
+    }
+}
+
+/// A bin script (rnsd, rnprobe) from the same venv as [`python`].
+pub fn venv_bin(name: &str) -> PathBuf {
+    python().parent().unwrap().join(name)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("grid-it-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout` with `what`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running `grid node`.
+pub struct Grid {
+    pub dir: TempDir,
+    child: Child,
+}
+
+impl Grid {
+    pub fn start(config: &str) -> Grid {
+        let dir = TempDir::new("grid");
+        std::fs::write(dir.0.join("config.toml"), config).unwrap();
+        Self::start_in(dir)
+    }
+
+    pub fn start_in(dir: TempDir) -> Grid {
+        let log = std::fs::File::create(dir.0.join("node.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_grid"))
+            .arg("--config")
+            .arg(&dir.0)
+            .args(["node", "-v"])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn grid node");
+        let g = Grid { dir, child };
+        wait_for(Duration::from_secs(10), "grid node control socket", || {
+            g.cli(&["status", "--json"]).0.then_some(())
+        });
+        g
+    }
+
+    /// Run the CLI against this node: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_grid"))
+            .arg("--config")
+            .arg(&self.dir.0)
+            .args(args)
+            .output()
+            .expect("run grid");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Run a CLI command with `--json` and parse the output; panics on failure.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let (ok, out, err) = self.cli(&a);
+        assert!(ok, "grid {args:?} failed: {err}\nnode log:\n{}", self.log());
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("grid {args:?}: bad JSON {out:?}: {e}"))
+    }
+
+    pub fn id(&self) -> Value {
+        self.json(&["id"])
+    }
+
+    pub fn destination(&self) -> String {
+        self.id()["destination"].as_str().unwrap().to_string()
+    }
+
+    pub fn probe_destination(&self) -> String {
+        self.id()["destinations"]["rnstransport.probe"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn status(&self) -> Value {
+        self.json(&["status"])
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Grid {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- grid node log ({}) ----\n{}",
+                self.dir.0.display(),
+                self.log()
+            );
+        }
+        self.kill();
+    }
+}
+
+/// A running Python RNS peer (tests/interop/rns_peer.py).
+pub struct Py {
+    pub dir: TempDir,
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+    pub seen: Vec<Value>,
+    pub ready: Value,
+}
+
+impl Py {
+    pub fn start(args: &[String]) -> Py {
+        let dir = TempDir::new("rns");
+        let mut child = Command::new(python())
+            .arg(workspace().join("tests/interop/rns_peer.py"))
+            .arg("--dir")
+            .arg(&dir.0)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.0.join("stderr.log")).unwrap())
+            .spawn()
+            .expect("spawn python peer");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut p = Py {
+            dir,
+            child,
+            stdin,
+            rx,
+            seen: Vec::new(),
+            ready: Value::Null,
+        };
+        p.ready = p.expect(Duration::from_secs(20), "ready", |v| v["event"] == "ready");
+        p
+    }
+
+    pub fn destination(&self) -> String {
+        self.ready["destination"].as_str().unwrap().to_string()
+    }
+
+    pub fn probe_destination(&self) -> String {
+        self.ready["probe"]
+            .as_str()
+            .expect("peer started with --probes")
+            .to_string()
+    }
+
+    pub fn cmd(&mut self, v: Value) {
+        writeln!(self.stdin, "{v}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Wait for an event matching `pred` (also among events already seen).
+    pub fn expect(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => self.seen.push(v),
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "RNS peer: timed out after {timeout:?} waiting for {what}; seen {:?}\nstderr:\n{}",
+                    self.seen,
+                    self.stderr()
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("RNS peer exited while waiting for {what}\nstderr:\n{}", self.stderr())
+                }
+            }
+        }
+    }
+
+    /// Assert no event matching `pred` arrives within `d`.
+    pub fn expect_none(&mut self, d: Duration, what: &str, pred: impl Fn(&Value) -> bool) {
+        assert!(
+            !self.seen.iter().any(&pred),
+            "unexpected {what}: {:?}",
+            self.seen
+        );
+        let end = Instant::now() + d;
+        while let Ok(v) = self
+            .rx
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            assert!(!pred(&v), "unexpected {what}: {v}");
+            self.seen.push(v);
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn announce(&mut self, app_data: &str) {
+        self.cmd(json!({"cmd": "announce", "app_data": app_data}));
+    }
+
+    pub fn announce_event(&mut self, dest: &str, timeout: Duration) -> Value {
+        let d = dest.to_string();
+        self.expect(timeout, &format!("announce for {dest}"), move |v| {
+            v["event"] == "announce" && v["destination"] == d.as_str()
+        })
+    }
+
+    /// Send a SINGLE packet and wait for its proof.
+    pub fn send_and_prove(&mut self, dest: &str, name: &str, data: &str) -> Value {
+        self.cmd(
+            json!({"cmd": "send", "destination": dest, "name": name, "data": data, "timeout": 15}),
+        );
+        let d = dest.to_string();
+        let v = self.expect(
+            Duration::from_secs(25),
+            &format!("proof from {dest}"),
+            move |v| {
+                (v["event"] == "proof" || v["event"] == "proof_timeout")
+                    && v["destination"] == d.as_str()
+            },
+        );
+        assert_eq!(v["event"], "proof", "no proof for packet to {dest}: {v}");
+        v
+    }
+
+    pub fn wait_path(&mut self, dest: &str, timeout_s: u64) -> Value {
+        self.cmd(json!({"cmd": "wait_path", "destination": dest, "timeout": timeout_s}));
+        let d = dest.to_string();
+        self.expect(
+            Duration::from_secs(timeout_s + 10),
+            "path result",
+            move |v| {
+                (v["event"] == "path" || v["event"] == "no_path") && v["destination"] == d.as_str()
+            },
+        )
+    }
+}
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "{}", json!({"cmd": "quit"}));
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `rnsd` (Python transport node) with one TCP server interface.
+pub struct Rnsd {
+    pub dir: TempDir,
+    child: Child,
+}
+
+impl Rnsd {
+    pub fn start(port: u16, transport: bool, extra: &str) -> Rnsd {
+        let dir = TempDir::new("rnsd");
+        let cfg = format!(
+            "[reticulum]\n  enable_transport = {}\n  share_instance = No\n  respond_to_probes = Yes\n  panic_on_interface_error = No\n\n[logging]\n  loglevel = 4\n\n[interfaces]\n  [[TCP Server]]\n    type = TCPServerInterface\n    enabled = yes\n    listen_ip = 127.0.0.1\n    listen_port = {port}\n{extra}",
+            if transport { "Yes" } else { "No" }
+        );
+        std::fs::write(dir.0.join("config"), cfg).unwrap();
+        let child = Command::new(venv_bin("rnsd"))
+            .arg("--config")
+            .arg(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.0.join("rnsd.log")).unwrap())
+            .stderr(std::fs::File::create(dir.0.join("rnsd.err")).unwrap())
+            .spawn()
+            .expect("spawn rnsd");
+        wait_for(Duration::from_secs(20), "rnsd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        Rnsd { dir, child }
+    }
+}
+
+impl Rnsd {
+    /// The `rnstransport.probe` destination of this rnsd (from its transport identity).
+    pub fn probe_destination(&self) -> String {
+        let key = wait_for(Duration::from_secs(10), "rnsd transport identity", || {
+            std::fs::read(self.dir.0.join("storage/transport_identity")).ok()
+        });
+        let id = rns_core::Identity::from_private_bytes(&key).expect("RNS identity file");
+        rns_core::destination::hash_from_name("rnstransport.probe", Some(&id.hash())).to_string()
+    }
+}
+
+impl Drop for Rnsd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- rnsd log ----\n{}",
+                std::fs::read_to_string(self.dir.0.join("rnsd.log")).unwrap_or_default()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}

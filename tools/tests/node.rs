@@ -1,0 +1,173 @@
+//! The `grid` binary on its own: config handling, the CLI, hostile peers, multi-hop.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn server_cfg(port: u16, extra: &str) -> String {
+    format!("[node]\nannounce_interval = \"1h\"\n{extra}\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n")
+}
+
+fn client_cfg(port: u16) -> String {
+    format!("[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n")
+}
+
+#[test]
+fn bad_config_is_refused_with_file_key_and_reason() {
+    let dir = TempDir::new("badcfg");
+    std::fs::write(
+        dir.0.join("config.toml"),
+        "[node]\nannounce_interval = \"often\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&dir.0)
+        .arg("node")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.toml"), "{err}");
+    assert!(err.contains("node.announce_interval"), "{err}");
+    assert!(err.contains("duration"), "{err}");
+
+    std::fs::write(
+        dir.0.join("config.toml"),
+        "[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:99999\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&dir.0)
+        .arg("node")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interface[0].listen"), "{err}");
+}
+
+#[test]
+fn fresh_state_dir_gets_default_config_and_identity() {
+    let dir = TempDir::new("fresh");
+    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&dir.0)
+        .args(["id", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["identity"].as_str().unwrap().len(), 32);
+    assert_eq!(v["destinations"]["grid.node"], v["destination"]);
+    assert_eq!(std::fs::read(dir.0.join("identity")).unwrap().len(), 64);
+    // The node writes the embedded default config on first start.
+    let g = Grid::start_in(dir);
+    assert!(g.dir.0.join("config.toml").exists());
+    let text = std::fs::read_to_string(g.dir.0.join("config.toml")).unwrap();
+    assert!(text.contains("tcp_server"));
+    assert_eq!(g.destination(), v["destination"].as_str().unwrap());
+}
+
+#[test]
+fn second_node_on_same_state_dir_refuses() {
+    let g = Grid::start(&server_cfg(free_port(), ""));
+    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&g.dir.0)
+        .arg("node")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    // The first one is unaffected.
+    assert_eq!(g.status()["ok"], true);
+}
+
+#[test]
+fn cli_without_node_fails_with_one_line_reason() {
+    let dir = TempDir::new("nonode");
+    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&dir.0)
+        .args(["status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no node is running"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .args(["path", "xyz"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid destination hash"));
+}
+
+#[test]
+fn hostile_tcp_peer_is_dropped_and_others_keep_working() {
+    let port = free_port();
+    let a = Grid::start(&server_cfg(port, ""));
+    let b = Grid::start(&client_cfg(port));
+    let da = a.destination();
+    wait_for(Duration::from_secs(15), "b learns a", || {
+        b.cli(&["path", &da, "--timeout", "2"]).0.then_some(())
+    });
+    // Garbage, an oversized frame, half a frame, random bytes.
+    for payload in [
+        vec![0x55u8; 5000],
+        {
+            let mut v = vec![0x7E];
+            v.extend(std::iter::repeat(0x41).take(300_000));
+            v.push(0x7E);
+            v
+        },
+        vec![0x7E, 0x01, 0x02, 0x03],
+        (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = s.write_all(&payload);
+        drop(s);
+    }
+    // A bogus but well-framed packet stream too.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for i in 0..200u32 {
+        let mut p = vec![(i % 256) as u8 & 0x7f, 0];
+        p.extend((0..60).map(|j| (i + j) as u8));
+        let _ = s.write_all(&grid_interfaces::hdlc::encode(&p));
+    }
+    drop(s);
+    let v = b.json(&["probe", &da, "--timeout", "10"]);
+    assert_eq!(v["ok"], true);
+    let st = a.status();
+    assert!(
+        st["stats"]["protocol_violations"].as_u64().unwrap() > 0,
+        "{st}"
+    );
+}
+
+#[test]
+fn three_grid_nodes_through_a_grid_transport_node() {
+    let port = free_port();
+    let t = Grid::start(&server_cfg(port, "transport = true"));
+    let a = Grid::start(&client_cfg(port));
+    let b = Grid::start(&client_cfg(port));
+    let da = a.destination();
+    let v = wait_for(Duration::from_secs(20), "b learns a via t", || {
+        let (ok, out, _) = b.cli(&["path", &da, "--timeout", "2", "--json"]);
+        ok.then(|| serde_json::from_str::<serde_json::Value>(&out).unwrap())
+    });
+    assert_eq!(v["hops"], 2);
+    assert_eq!(v["next_hop"], t.id()["identity"]);
+    let v = b.json(&["probe", &da, "--timeout", "10"]);
+    assert_eq!(v["hops"], 2);
+    let human = b.cli(&["probe", &da]).1;
+    assert!(human.starts_with("Valid reply from"), "{human}");
+    assert!(t.status()["stats"]["forwarded"].as_u64().unwrap() >= 2);
+}
