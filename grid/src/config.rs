@@ -142,6 +142,8 @@ struct RawInterface {
     bitrate: Option<u64>,
     /// Announce cap in percent of bitrate, as in RNS.
     announce_cap: Option<f64>,
+    /// Hold announce bursts for unknown destinations (RNS `ingress_control`).
+    ingress_control: Option<bool>,
     // Radio keys are accepted here so that rnode/kiss configs give a clear
     // "not available yet" error rather than "unknown key".
     port: Option<String>,
@@ -247,6 +249,9 @@ impl Config {
                     ));
                 }
                 rns.announce_cap = c / 100.0;
+            }
+            if let Some(ic) = r.ingress_control {
+                rns.ingress_control = ic;
             }
             let bits = r.ifac_size.unwrap_or(16 * 8);
             if bits < 8 || bits % 8 != 0 || bits > 512 {

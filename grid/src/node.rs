@@ -6,9 +6,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use grid_interfaces::control::{self, ControlError, ControlRequest};
-use grid_interfaces::{tcp, udp, Hub, InterfaceEvent};
+use grid_interfaces::{tcp, udp, Hub, InterfaceEvent, Readiness};
 use rns_core::destination::well_known;
-use rns_core::transport::{Event, InterfaceId, ProofStrategy, Transport, TransportConfig};
+use rns_core::transport::{
+    Event, InterfaceConfig, InterfaceId, ProofStrategy, Transport, TransportConfig,
+};
 use rns_core::{AddressHash, Identity, Instant};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -73,14 +75,10 @@ struct Node {
     started: Instant,
     announce_interval: Duration,
     dropped_outbound: u64,
-    /// Interfaces that came up and get an announce of their own shortly.
-    introductions: Vec<(InterfaceId, Instant)>,
+    /// Interfaces that are up but not yet ready for traffic (see [`Readiness`]), with the
+    /// latest time they become ready.
+    pending: HashMap<InterfaceId, (InterfaceConfig, Instant)>,
 }
-
-/// Delay before announcing on a new connection. RNS 1.5.7's TCP client fails on data
-/// that arrives before it has finished setting up its interface (it then reconnects
-/// 5 s later), so a new neighbour is greeted after a short pause.
-const INTRODUCTION_DELAY: Duration = Duration::from_millis(1500);
 
 /// Run a node from a state directory until `shutdown` completes.
 pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
@@ -113,16 +111,18 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
         if let Some(w) = node.waiters.iter().map(Waiter::deadline).min() {
             wake = wake.min(w);
         }
-        if let Some(w) = node.introductions.iter().map(|(_, t)| *t).min() {
+        if let Some(w) = node.pending.values().map(|(_, t)| *t).min() {
             wake = wake.min(w);
         }
         tokio::select! {
             ev = iface_events.recv() => {
                 let Some(ev) = ev else { break };
-                node.on_interface(clock::now(), ev);
-                // Drain what else is ready without re-arming timers each time.
-                while let Ok(ev) = iface_events.try_recv() {
-                    node.on_interface(clock::now(), ev);
+                let now = clock::now();
+                node.on_interface(now, ev);
+                // Drain what else is ready (bounded) without re-arming timers each time.
+                for _ in 0..1024 {
+                    let Ok(ev) = iface_events.try_recv() else { break };
+                    node.on_interface(now, ev);
                 }
             }
             req = ctl_rx.recv() => {
@@ -132,7 +132,7 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
                 let now = clock::now();
                 node.transport.handle_timeout(now);
                 node.expire_waiters(now);
-                node.introduce(now);
+                node.activate_due(now);
             }
             _ = &mut shutdown => break,
         }
@@ -211,7 +211,7 @@ impl Node {
             started,
             announce_interval: config.announce_interval,
             dropped_outbound: 0,
-            introductions: Vec::new(),
+            pending: HashMap::new(),
         }
     }
 
@@ -226,19 +226,32 @@ impl Node {
         }
     }
 
-    /// Announce on interfaces whose introduction delay has passed.
-    fn introduce(&mut self, now: Instant) {
-        let d = self.grid_destination;
+    /// Activate pending interfaces whose wait is over.
+    fn activate_due(&mut self, now: Instant) {
         let due: Vec<InterfaceId> = self
-            .introductions
+            .pending
             .iter()
-            .filter(|(_, t)| *t <= now)
+            .filter(|(_, (_, t))| *t <= now)
             .map(|(i, _)| *i)
             .collect();
-        self.introductions.retain(|(_, t)| *t > now);
         for id in due {
-            let _ = self.transport.announce_on(now, &d, id);
+            self.activate(now, id);
         }
+    }
+
+    /// Let the transport use an interface, and introduce ourselves on it.
+    fn activate(&mut self, now: Instant, id: InterfaceId) {
+        let Some((config, _)) = self.pending.remove(&id) else {
+            return;
+        };
+        if self.transport.interfaces().any(|(i, ..)| i == id) {
+            self.transport.set_interface_online(id, true);
+        } else {
+            self.transport.add_interface(now, id, config);
+        }
+        let d = self.grid_destination;
+        let r = self.transport.announce_on(now, &d, id);
+        tracing::debug!(interface = %id, announce = ?r, "interface ready");
     }
 
     fn on_interface(&mut self, now: Instant, ev: InterfaceEvent) {
@@ -247,18 +260,22 @@ impl Node {
                 id,
                 config,
                 outbound,
+                ready,
             } => {
-                let known = self.outbound.insert(id, outbound).is_some()
-                    || self.transport.interfaces().any(|(i, ..)| i == id);
-                if known {
-                    self.transport.set_interface_online(id, true);
-                } else {
-                    self.transport.add_interface(now, id, *config);
+                self.outbound.insert(id, outbound);
+                // Until it is ready, the transport must not send on it.
+                self.transport.set_interface_online(id, false);
+                let until = match ready {
+                    Readiness::Now => now,
+                    Readiness::After(d) | Readiness::WhenHeardOr(d) => now + d,
+                };
+                self.pending.insert(id, (*config, until));
+                if ready == Readiness::Now {
+                    self.activate(now, id);
                 }
-                // Let the new neighbour hear about us soon.
-                self.introductions.push((id, now + INTRODUCTION_DELAY));
             }
             InterfaceEvent::Down { id, remove } => {
+                self.pending.remove(&id);
                 if remove {
                     self.outbound.remove(&id);
                     self.transport.remove_interface(id);
@@ -266,7 +283,20 @@ impl Node {
                     self.transport.set_interface_online(id, false);
                 }
             }
-            InterfaceEvent::Frame { id, data } => self.transport.handle_inbound(now, id, &data),
+            InterfaceEvent::Frame { id, data } => {
+                if self.pending.contains_key(&id) {
+                    self.activate(now, id); // the peer spoke: it is ready
+                }
+                self.transport.handle_inbound_vec(now, id, data)
+            }
+            InterfaceEvent::Frames { id, frames } => {
+                if self.pending.contains_key(&id) {
+                    self.activate(now, id);
+                }
+                for data in frames {
+                    self.transport.handle_inbound_vec(now, id, data);
+                }
+            }
         }
     }
 

@@ -63,42 +63,82 @@ impl Deframer {
     }
 
     /// Feed bytes; complete frames are passed to `on_frame`.
-    pub fn push(&mut self, data: &[u8], mut on_frame: impl FnMut(&[u8])) {
-        for &b in data {
-            if b == FLAG {
-                if self.in_frame && (self.overflow || !self.buf.is_empty()) {
-                    if self.overflow || self.escape || self.buf.len() <= MIN_FRAME {
-                        self.discarded += 1;
+    pub fn push(&mut self, mut data: &[u8], mut on_frame: impl FnMut(&[u8])) {
+        while !data.is_empty() {
+            if !self.in_frame || self.overflow {
+                // Skip to the next flag.
+                match memchr::memchr(FLAG, data) {
+                    Some(i) => {
+                        if self.in_frame {
+                            self.end_frame(&mut on_frame);
+                        }
+                        self.start_frame();
+                        data = &data[i + 1..];
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            if self.escape {
+                let b = data[0];
+                data = &data[1..];
+                if b == FLAG {
+                    // An escape right before a flag is malformed: the frame is discarded.
+                    self.end_frame(&mut on_frame);
+                    self.start_frame();
+                    continue;
+                }
+                self.escape = false;
+                self.put(&[b ^ ESC_MASK]);
+                continue;
+            }
+            // Copy the run of ordinary bytes up to the next flag or escape in one go.
+            match memchr::memchr2(FLAG, ESC, data) {
+                None => {
+                    self.put(data);
+                    return;
+                }
+                Some(i) => {
+                    self.put(&data[..i]);
+                    let special = data[i];
+                    data = &data[i + 1..];
+                    if special == ESC {
+                        self.escape = true;
                     } else {
-                        on_frame(&self.buf);
+                        self.end_frame(&mut on_frame);
+                        self.start_frame();
                     }
                 }
-                self.buf.clear();
-                self.in_frame = true;
-                self.escape = false;
-                self.overflow = false;
-                continue;
             }
-            if !self.in_frame || self.overflow {
-                continue;
-            }
-            let byte = if self.escape {
-                self.escape = false;
-                b ^ ESC_MASK
-            } else if b == ESC {
-                self.escape = true;
-                continue;
-            } else {
-                b
-            };
-            if self.buf.len() >= self.max_frame {
-                self.overflow = true;
-                self.buf.clear();
-                self.buf.shrink_to(4096);
-                continue;
-            }
-            self.buf.push(byte);
         }
+    }
+
+    fn start_frame(&mut self) {
+        self.buf.clear();
+        self.in_frame = true;
+        self.escape = false;
+        self.overflow = false;
+    }
+
+    fn end_frame(&mut self, on_frame: &mut impl FnMut(&[u8])) {
+        if self.overflow || self.escape || (!self.buf.is_empty() && self.buf.len() <= MIN_FRAME) {
+            self.discarded += 1;
+        } else if !self.buf.is_empty() {
+            on_frame(&self.buf);
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.buf.len() + bytes.len() > self.max_frame {
+            self.overflow = true;
+            self.buf.clear();
+            self.buf.shrink_to(4096);
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes currently buffered (for bounds checks in tests).
@@ -139,6 +179,18 @@ mod tests {
         assert_eq!(got, vec![a.clone(), b, a]);
         assert_eq!(d.discarded, 2);
         assert!(d.buffered() == 0);
+    }
+
+    #[test]
+    fn escape_before_flag_discards_the_frame() {
+        let mut stream = vec![FLAG];
+        stream.extend_from_slice(&[1u8; 30]);
+        stream.extend_from_slice(&[ESC, FLAG]);
+        let good: Vec<u8> = (0..30).collect();
+        stream.extend(encode(&good));
+        let mut d = Deframer::new(100);
+        assert_eq!(frames(&mut d, &stream), vec![good]);
+        assert_eq!(d.discarded, 1);
     }
 
     #[test]

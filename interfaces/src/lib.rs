@@ -32,6 +32,8 @@ pub enum InterfaceEvent {
         config: Box<InterfaceConfig>,
         /// Where to put frames to send on it.
         outbound: mpsc::Sender<Vec<u8>>,
+        /// When the node may start sending on it.
+        ready: Readiness,
     },
     /// An interface went down; `remove` if it will not come back (a server's client left).
     Down {
@@ -47,6 +49,30 @@ pub enum InterfaceEvent {
         /// The frame as received (IFAC still applied).
         data: Vec<u8>,
     },
+    /// Several frames arrived together (one read from a stream).
+    Frames {
+        /// The interface.
+        id: InterfaceId,
+        /// The frames in order of arrival.
+        frames: Vec<Vec<u8>>,
+    },
+}
+
+/// When a new interface may carry traffic from the node.
+///
+/// RNS 1.5.7's TCP interfaces start reading before they finish setting themselves up,
+/// and reset the connection if a frame arrives in that window (it can last hundreds of
+/// milliseconds on a loaded machine). An RNS client signals that it is ready by sending
+/// its first packet (tunnel synthesis), so accepted connections wait for the peer to
+/// speak; outgoing connections wait a short while; datagram interfaces need no wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Right away.
+    Now,
+    /// After this long.
+    After(std::time::Duration),
+    /// When the first frame arrives from the peer, or after this long at the latest.
+    WhenHeardOr(std::time::Duration),
 }
 
 /// The drivers' handle to the node: an event channel and an id allocator.

@@ -10,10 +10,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::hdlc::{self, Deframer};
-use crate::{max_frame, Hub, InterfaceEvent, OUTBOUND_QUEUE};
+use crate::{max_frame, Hub, InterfaceEvent, Readiness, OUTBOUND_QUEUE};
 
 /// Delay between reconnection attempts, and the connect timeout.
 pub const RECONNECT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Pause before sending on a connection we opened (see [`Readiness`]).
+pub const CONNECT_SETTLE: Duration = Duration::from_millis(500);
+/// Longest wait for an accepted peer to speak before sending to it (see [`Readiness`]).
+pub const ACCEPT_SETTLE: Duration = Duration::from_secs(5);
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -45,10 +50,13 @@ async fn pump(
                     Ok(n) => n,
                 };
                 deframer.push(&buf[..n], |f| frames.push(f.to_vec()));
-                for data in frames.drain(..) {
-                    if !hub.send(InterfaceEvent::Frame { id, data }).await {
-                        return Ended::Node;
-                    }
+                let event = match frames.len() {
+                    0 => continue,
+                    1 => InterfaceEvent::Frame { id, data: frames.pop().expect("one frame") },
+                    _ => InterfaceEvent::Frames { id, frames: std::mem::take(&mut frames) },
+                };
+                if !hub.send(event).await {
+                    return Ended::Node;
                 }
             }
             f = outbound.recv() => {
@@ -84,6 +92,7 @@ pub async fn run_client(hub: Hub, target: String, config: InterfaceConfig) {
                     id,
                     config: Box::new(config.clone()),
                     outbound: tx.clone(),
+                    ready: Readiness::After(CONNECT_SETTLE),
                 };
                 if !hub.send(up).await {
                     return;
@@ -138,6 +147,7 @@ pub async fn run_server(hub: Hub, listener: TcpListener, config: InterfaceConfig
                     id,
                     config: Box::new(cfg),
                     outbound: tx,
+                    ready: Readiness::WhenHeardOr(ACCEPT_SETTLE),
                 })
                 .await
             {
@@ -179,10 +189,14 @@ mod tests {
         let packet: Vec<u8> = (0..40).chain([0x7E, 0x7D]).collect();
         ups[0].1.send(packet.clone()).await.unwrap();
         loop {
-            if let Some(InterfaceEvent::Frame { id, data }) = events.recv().await {
-                assert_eq!(data, packet);
-                assert_eq!(id, ups[1].0);
-                break;
+            match events.recv().await {
+                Some(InterfaceEvent::Frame { id, data }) => {
+                    assert_eq!(data, packet);
+                    assert_eq!(id, ups[1].0);
+                    break;
+                }
+                Some(InterfaceEvent::Frames { .. }) => panic!("one frame was sent"),
+                _ => {}
             }
         }
 

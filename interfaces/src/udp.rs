@@ -25,6 +25,7 @@ pub async fn run(hub: Hub, socket: UdpSocket, forward: SocketAddr, config: Inter
             id,
             config: Box::new(config),
             outbound: tx,
+            ready: crate::Readiness::Now,
         })
         .await
     {

@@ -90,7 +90,7 @@ def main():
     p.add_argument("--probes", action="store_true")
     p.add_argument("--network-name")
     p.add_argument("--passphrase")
-    p.add_argument("--loglevel", type=int, default=2)
+    p.add_argument("--loglevel", type=int, default=5)
     args = p.parse_args()
     write_config(args)
 
@@ -99,10 +99,17 @@ def main():
     dest = RNS.Destination(identity, RNS.Destination.IN, RNS.Destination.SINGLE, "rnsinterop", "echo")
     dest.set_proof_strategy(RNS.Destination.PROVE_ALL)
     dest.set_packet_callback(lambda data, packet: emit(event="packet", data=data.hex()))
-    RNS.Transport.register_announce_handler(AnnounceHandler())
+    handler = AnnounceHandler()
+    RNS.Transport.register_announce_handler(handler)
     probe = RNS.Transport.probe_destination.hash.hex() if getattr(RNS.Transport, "probe_destination", None) else None
     emit(event="ready", destination=dest.hash.hex(), identity=identity.hash.hex(),
          transport_id=RNS.Transport.identity.hash.hex(), probe=probe)
+    # Announces validated before the handler was registered are already in the path
+    # table; report them as if they had just arrived.
+    for d in list(RNS.Transport.path_table.keys()):
+        ident = RNS.Identity.recall(d)
+        if ident is not None:
+            handler.received_announce(d, ident, RNS.Identity.recall_app_data(d))
 
     def send(cmd):
         d = bytes.fromhex(cmd["destination"])
@@ -122,9 +129,30 @@ def main():
             return
         done = threading.Event()
         receipt = RNS.Packet(out, cmd.get("data", "").encode()).send()
-        receipt.set_delivery_callback(lambda r: (emit(event="proof", destination=cmd["destination"], rtt=r.get_rtt()), done.set()))
+        while receipt is False and time.time() < deadline:
+            # No interface could send it (e.g. reconnecting): retry until the deadline.
+            time.sleep(0.25)
+            receipt = RNS.Packet(out, cmd.get("data", "").encode()).send()
+        if receipt is False:
+            emit(event="proof_timeout", destination=cmd["destination"], reason="could not send")
+            return
+        lock = threading.Lock()
+        reported = []
+
+        def report(event, **kw):
+            with lock:
+                if reported:
+                    return
+                reported.append(event)
+            emit(event=event, destination=cmd["destination"], **kw)
+            done.set()
+
+        receipt.set_delivery_callback(lambda r: report("proof", rtt=r.get_rtt()))
         receipt.set_timeout(max(1.0, deadline - time.time()))
-        receipt.set_timeout_callback(lambda r: (emit(event="proof_timeout", destination=cmd["destination"]), done.set()))
+        receipt.set_timeout_callback(lambda r: report("proof_timeout"))
+        # The proof may have been validated before the callback was set.
+        if receipt.status == RNS.PacketReceipt.DELIVERED:
+            report("proof", rtt=receipt.get_rtt())
 
     for line in sys.stdin:
         line = line.strip()

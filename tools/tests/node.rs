@@ -18,6 +18,7 @@ fn client_cfg(port: u16) -> String {
 
 #[test]
 fn bad_config_is_refused_with_file_key_and_reason() {
+    let _slot = slot();
     let dir = TempDir::new("badcfg");
     std::fs::write(
         dir.0.join("config.toml"),
@@ -54,6 +55,7 @@ fn bad_config_is_refused_with_file_key_and_reason() {
 
 #[test]
 fn fresh_state_dir_gets_default_config_and_identity() {
+    let _slot = slot();
     let dir = TempDir::new("fresh");
     let out = Command::new(env!("CARGO_BIN_EXE_grid"))
         .arg("--config")
@@ -76,6 +78,7 @@ fn fresh_state_dir_gets_default_config_and_identity() {
 
 #[test]
 fn second_node_on_same_state_dir_refuses() {
+    let _slot = slot();
     let g = Grid::start(&server_cfg(free_port(), ""));
     let out = Command::new(env!("CARGO_BIN_EXE_grid"))
         .arg("--config")
@@ -91,6 +94,7 @@ fn second_node_on_same_state_dir_refuses() {
 
 #[test]
 fn cli_without_node_fails_with_one_line_reason() {
+    let _slot = slot();
     let dir = TempDir::new("nonode");
     let out = Command::new(env!("CARGO_BIN_EXE_grid"))
         .arg("--config")
@@ -112,6 +116,7 @@ fn cli_without_node_fails_with_one_line_reason() {
 
 #[test]
 fn hostile_tcp_peer_is_dropped_and_others_keep_working() {
+    let _slot = slot();
     let port = free_port();
     let a = Grid::start(&server_cfg(port, ""));
     let b = Grid::start(&client_cfg(port));
@@ -154,6 +159,7 @@ fn hostile_tcp_peer_is_dropped_and_others_keep_working() {
 
 #[test]
 fn three_grid_nodes_through_a_grid_transport_node() {
+    let _slot = slot();
     let port = free_port();
     let t = Grid::start(&server_cfg(port, "transport = true"));
     let a = Grid::start(&client_cfg(port));

@@ -3,8 +3,9 @@
 //! When the current generation reaches its cap it becomes the previous one and a new
 //! empty set starts; lookups consult both. Memory is bounded by twice the cap.
 
-use std::collections::HashSet;
 use std::hash::Hash;
+
+use super::HashSet;
 
 /// A two-generation set with a fixed cap per generation.
 #[derive(Debug)]
@@ -17,8 +18,8 @@ pub(crate) struct RotatingSet<K: Hash + Eq> {
 impl<K: Hash + Eq> RotatingSet<K> {
     pub(crate) fn new(cap: usize) -> Self {
         RotatingSet {
-            current: HashSet::new(),
-            previous: HashSet::new(),
+            current: HashSet::default(),
+            previous: HashSet::default(),
             cap: cap.max(1),
         }
     }
@@ -29,14 +30,16 @@ impl<K: Hash + Eq> RotatingSet<K> {
 
     /// Insert; returns true if the key was not present in either generation.
     pub(crate) fn insert(&mut self, k: K) -> bool {
-        if self.contains(&k) {
+        if self.previous.contains(&k) {
             return false;
         }
         if self.current.len() >= self.cap {
+            if self.current.contains(&k) {
+                return false;
+            }
             self.previous = std::mem::take(&mut self.current);
         }
-        self.current.insert(k);
-        true
+        self.current.insert(k)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::path_table::{should_accept, PathEntry, PathState};
+use super::path_table::{secs, should_accept, PathEntry, PathState};
 use super::{
     AnnounceEntry, Event, InterfaceId, LocalDestination, ProofStrategy, RateEntry, ReverseEntry,
     Transport, PATHFINDER_RW_MS, PATH_REQUEST_GATE,
@@ -39,6 +39,11 @@ impl Transport {
     ///
     /// Never panics on any input; bad frames are counted on the interface and dropped.
     pub fn handle_inbound(&mut self, now: Instant, iface: InterfaceId, frame: &[u8]) {
+        self.handle_inbound_vec(now, iface, frame.to_vec());
+    }
+
+    /// [`Transport::handle_inbound`] for a frame the caller owns (saves a copy).
+    pub fn handle_inbound_vec(&mut self, now: Instant, iface: InterfaceId, frame: Vec<u8>) {
         let Some(state) = self.interfaces.get_mut(&iface) else {
             return;
         };
@@ -49,8 +54,9 @@ impl Transport {
             self.stats.protocol_violations += 1;
             return;
         }
+        let frame_len = frame.len();
         let raw = match &state.config.ifac {
-            Some(i) => match i.verify(frame) {
+            Some(i) => match i.verify(&frame) {
                 Ok(raw) => raw,
                 Err(_) => {
                     state.stats.ifac_violations += 1;
@@ -59,15 +65,15 @@ impl Transport {
                 }
             },
             None => {
-                if ifac::check_no_ifac(frame).is_err() {
+                if ifac::check_no_ifac(&frame).is_err() {
                     state.stats.ifac_violations += 1;
                     self.stats.ifac_violations += 1;
                     return;
                 }
-                frame.to_vec()
+                frame
             }
         };
-        if frame.len() > state.max_frame() {
+        if frame_len > state.max_frame() {
             state.stats.protocol_violations += 1;
             self.stats.protocol_violations += 1;
             return;
@@ -132,7 +138,8 @@ impl Transport {
                     return;
                 }
             }
-            self.hashlist.insert(p.truncated_hash());
+            // Announces bypass the duplicate filter by type (and a packet hash covers the
+            // type), so their hashes are not remembered: that keeps the filter for data.
             return self.inbound_announce(now, p, announce);
         }
 
@@ -237,8 +244,11 @@ impl Transport {
                 out.extend_from_slice(&raw[18..]);
             }
         }
-        path.timestamp = now;
+        path.timestamp = secs(now);
         let outbound = path.interface;
+        if let Some(i) = self.interfaces.get(&outbound) {
+            path.expires = secs(now + i.config.mode.path_lifetime());
+        }
         if p.flags.packet_type != PacketType::LinkRequest {
             self.reverse_table.insert(
                 AddressHash(p.truncated_hash()),
@@ -250,7 +260,7 @@ impl Transport {
             );
         }
         self.stats.forwarded += 1;
-        self.transmit(outbound, &out);
+        self.transmit(outbound, out);
     }
 
     fn inbound_announce(&mut self, now: Instant, p: Inbound, announce: Announce) {
@@ -263,9 +273,7 @@ impl Transport {
         }
         // Like RNS, remember every valid announce's key and app data, even when it
         // does not change the path.
-        let _ = self
-            .known
-            .remember(now, d, p.view.data(), p.flags.context_flag);
+        let _ = self.known.remember(now, d, &announce);
         let transport_id = p.view.transport_id();
         if let Some(_tid) = transport_id {
             if self.config.transport_enabled {
@@ -329,22 +337,22 @@ impl Transport {
 
         let mut entry = match self.paths.remove(&d) {
             Some(mut old) => {
-                old.timestamp = now;
+                old.timestamp = secs(now);
                 old.next_hop = received_from;
                 old.hops = p.hops;
-                old.expires = now + mode.path_lifetime();
+                old.expires = secs(now + mode.path_lifetime());
                 old.interface = p.iface;
                 old.state = PathState::Unknown;
                 old
             }
             None => PathEntry {
-                timestamp: now,
+                timestamp: secs(now),
                 next_hop: received_from,
                 hops: p.hops,
-                expires: now + mode.path_lifetime(),
+                expires: secs(now + mode.path_lifetime()),
                 interface: p.iface,
                 state: PathState::Unknown,
-                random_blobs: Vec::new(),
+                blobs: Default::default(),
             },
         };
         entry.remember_blob(blob);
@@ -512,7 +520,7 @@ impl Transport {
                     let mut out = p.view.as_bytes().to_vec();
                     out[1] = p.hops;
                     self.stats.forwarded += 1;
-                    self.transmit(r.received_on, &out);
+                    self.transmit(r.received_on, out);
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! Ingress control: hold announces for unknown destinations while an interface sees a
 //! burst, and release them slowly (lowest hop count first) once it calms down.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::HashMap;
 use std::time::Duration;
 
 use crate::hash::AddressHash;

@@ -114,7 +114,7 @@ impl Transport {
             let (bitrate, cap) = (s.config.bitrate, s.config.announce_cap);
             if let Some(raw) = s.cap.release(now, bitrate, cap) {
                 s.stats.tx_announces += 1;
-                self.transmit(id, &raw);
+                self.transmit(id, raw);
             }
         }
     }

@@ -21,13 +21,13 @@ mod path_table;
 mod pathfinding;
 mod receipts;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rand_core::CryptoRngCore;
 
 pub use interface::{AnnounceRate, InterfaceConfig, InterfaceId, InterfaceMode, InterfaceStats};
-pub use path_table::{PathEntry, PathState};
+pub use path_table::PathState;
 
 use crate::destination::{self, DestinationType, NameHash};
 use crate::hash::{AddressHash, FULL_HASH_LEN};
@@ -38,6 +38,12 @@ use interface::InterfaceState;
 use known::KnownDestinations;
 use path_table::PathTable;
 use receipts::Receipts;
+
+/// Hash maps keyed by hashes an attacker may influence: foldhash with a per-process
+/// random seed is fast on 16-byte keys and keeps bucket placement unpredictable.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The matching set type.
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// Announce rebroadcast: retries after the first transmission.
 const PATHFINDER_R: u8 = 1;
@@ -324,7 +330,7 @@ impl Transport {
         let tunnel_destination =
             destination::hash_from_name(destination::well_known::TUNNEL_SYNTHESIZE, None);
         Transport {
-            known: KnownDestinations::new(config.max_known_destinations),
+            known: KnownDestinations::new(config.max_known_destinations, config.transport_enabled),
             paths: PathTable::new(config.max_paths),
             hashlist: RotatingSet::new(config.packet_hashlist_cap),
             pr_tags: RotatingSet::new(config.path_request_tag_cap),
@@ -332,14 +338,14 @@ impl Transport {
             identity,
             rng,
             interfaces: BTreeMap::new(),
-            destinations: HashMap::new(),
-            announce_table: HashMap::new(),
-            held_announces: HashMap::new(),
-            reverse_table: HashMap::new(),
-            rate_table: HashMap::new(),
-            path_requests: HashMap::new(),
-            inflight_path_requests: HashMap::new(),
-            discovery_requests: HashMap::new(),
+            destinations: HashMap::default(),
+            announce_table: HashMap::default(),
+            held_announces: HashMap::default(),
+            reverse_table: HashMap::default(),
+            rate_table: HashMap::default(),
+            path_requests: HashMap::default(),
+            inflight_path_requests: HashMap::default(),
+            discovery_requests: HashMap::default(),
             receipts: Receipts::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -451,7 +457,7 @@ impl Transport {
             hops: e.hops,
             next_hop: e.next_hop,
             interface: e.interface,
-            expires: e.expires,
+            expires: e.expires_at(),
         })
     }
 
@@ -462,7 +468,7 @@ impl Transport {
             hops: e.hops,
             next_hop: e.next_hop,
             interface: e.interface,
-            expires: e.expires,
+            expires: e.expires_at(),
         })
     }
 
@@ -496,7 +502,7 @@ impl Transport {
 
     /// The app data of the last announce heard for a destination.
     pub fn recall_app_data(&self, destination: &AddressHash) -> Option<Vec<u8>> {
-        Some(self.known.get(destination)?.announce()?.app_data)
+        Some(self.known.get(destination)?.app_data().to_vec())
     }
 
     /// Next frame to send, if any.

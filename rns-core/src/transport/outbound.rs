@@ -31,6 +31,13 @@ impl Transport {
         }
         let flags = view.flags();
         let d = view.destination();
+        let hops = view.hops();
+        let is_h2 = view.transport_id().is_some();
+        let emitted = view
+            .data()
+            .get(74..84)
+            .and_then(|b| <[u8; RANDOM_HASH_LEN]>::try_from(b).ok())
+            .map_or(0, |b| emission_time(&b));
         let routable = flags.packet_type != PacketType::Announce
             && !matches!(
                 flags.destination_type,
@@ -38,17 +45,20 @@ impl Transport {
             );
         if routable {
             if let Some(path) = self.paths.get_mut(&d) {
-                path.timestamp = now;
+                path.timestamp = super::path_table::secs(now);
                 let iface = path.interface;
-                if path.hops > 1 && view.transport_id().is_none() {
+                if let Some(i) = self.interfaces.get(&iface) {
+                    path.expires = super::path_table::secs(now + i.config.mode.path_lifetime());
+                }
+                if path.hops > 1 && !is_h2 {
                     let mut out = Vec::with_capacity(raw.len() + 16);
                     out.push(Flags::HEADER_2 | Flags::TRANSPORT | (raw[0] & 0x0F));
                     out.push(raw[1]);
                     out.extend_from_slice(path.next_hop.as_bytes());
                     out.extend_from_slice(&raw[2..]);
-                    self.transmit(iface, &out);
+                    self.transmit(iface, out);
                 } else {
-                    self.transmit(iface, &raw);
+                    self.transmit(iface, raw);
                 }
                 return true;
             }
@@ -88,23 +98,15 @@ impl Transport {
                         | InterfaceMode::Boundary
                         | InterfaceMode::Internal
                 );
-                if capped && view.hops() > 0 {
-                    let emitted = view
-                        .data()
-                        .get(74..84)
-                        .and_then(|b| <[u8; RANDOM_HASH_LEN]>::try_from(b).ok())
-                        .map_or(0, |b| emission_time(&b));
+                if capped && hops > 0 {
                     let (bitrate, cap) = (state.config.bitrate, state.config.announce_cap);
-                    match state
-                        .cap
-                        .offer(now, (bitrate, cap), d, view.hops(), emitted, &raw)
-                    {
+                    match state.cap.offer(now, (bitrate, cap), d, hops, emitted, &raw) {
                         CapDecision::Send => {}
                         CapDecision::Queued | CapDecision::Dropped => continue,
                     }
                 }
             }
-            if !hashed {
+            if !hashed && !is_announce {
                 self.hashlist
                     .insert(view.hash()[..16].try_into().expect("16"));
                 hashed = true;
@@ -114,14 +116,14 @@ impl Transport {
                     s.stats.tx_announces += 1;
                 }
             }
-            self.transmit(iface, &raw);
+            self.transmit(iface, raw.clone());
             sent = true;
         }
         sent
     }
 
     /// Queue a frame on an interface, applying its IFAC.
-    pub(crate) fn transmit(&mut self, iface: InterfaceId, raw: &[u8]) {
+    pub(crate) fn transmit(&mut self, iface: InterfaceId, raw: Vec<u8>) {
         let Some(state) = self.interfaces.get_mut(&iface) else {
             return;
         };
@@ -133,8 +135,8 @@ impl Transport {
             return;
         }
         let frame = match &state.config.ifac {
-            Some(i) => i.apply(raw),
-            None => raw.to_vec(),
+            Some(i) => i.apply(&raw),
+            None => raw,
         };
         state.stats.tx_packets += 1;
         state.stats.tx_bytes += frame.len() as u64;

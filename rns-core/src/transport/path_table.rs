@@ -1,6 +1,6 @@
 //! The path table: for each destination, the next hop, hop count and interface to use.
 
-use std::collections::HashMap;
+use super::HashMap;
 
 use super::interface::InterfaceId;
 use crate::announce::{emission_time, RANDOM_HASH_LEN};
@@ -22,43 +22,83 @@ pub enum PathState {
     Responsive,
 }
 
-/// One path table entry.
+/// One path table entry (kept small: there is one per reachable destination).
 #[derive(Debug, Clone)]
-pub struct PathEntry {
-    /// When the entry was written or last used.
-    pub timestamp: Instant,
+pub(crate) struct PathEntry {
     /// Transport id of the next hop, or the destination itself when directly reachable.
-    pub next_hop: AddressHash,
-    /// Hops to the destination (1 = directly connected).
-    pub hops: u8,
-    /// When the entry expires.
-    pub expires: Instant,
+    pub(crate) next_hop: AddressHash,
+    /// When the entry was written or last used (Unix seconds).
+    pub(crate) timestamp: u32,
+    /// When the entry expires (Unix seconds); refreshed when the path is used.
+    pub(crate) expires: u32,
     /// Interface the announce arrived on.
-    pub interface: InterfaceId,
+    pub(crate) interface: InterfaceId,
+    /// Hops to the destination (1 = directly connected).
+    pub(crate) hops: u8,
     /// Responsiveness.
-    pub state: PathState,
-    /// Random hashes of announces heard for this destination (newest last).
-    pub(crate) random_blobs: Vec<[u8; RANDOM_HASH_LEN]>,
+    pub(crate) state: PathState,
+    /// Random hashes of announces heard for this destination.
+    pub(crate) blobs: RandomBlobs,
+}
+
+/// Unix seconds as stored in path entries.
+pub(crate) fn secs(t: Instant) -> u32 {
+    t.as_secs().min(u64::from(u32::MAX)) as u32
+}
+
+/// The random hashes of announces heard for a destination: the newest inline (most
+/// destinations only ever have one), older ones boxed, at most [`MAX_RANDOM_BLOBS`] in all.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RandomBlobs {
+    newest: Option<[u8; RANDOM_HASH_LEN]>,
+    // Boxed on purpose: 8 bytes in every entry instead of Vec's 24; most never need it.
+    #[allow(clippy::box_collection)]
+    older: Option<Box<Vec<[u8; RANDOM_HASH_LEN]>>>,
+}
+
+impl RandomBlobs {
+    pub(crate) fn contains(&self, b: &[u8; RANDOM_HASH_LEN]) -> bool {
+        self.newest.as_ref() == Some(b) || self.older.as_ref().is_some_and(|o| o.contains(b))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8; RANDOM_HASH_LEN]> {
+        self.newest
+            .iter()
+            .chain(self.older.iter().flat_map(|o| o.iter()))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    fn push(&mut self, b: [u8; RANDOM_HASH_LEN]) {
+        if let Some(prev) = self.newest.replace(b) {
+            let older = self.older.get_or_insert_with(Default::default);
+            older.push(prev);
+            if older.len() >= MAX_RANDOM_BLOBS {
+                let excess = older.len() + 1 - MAX_RANDOM_BLOBS;
+                older.drain(..excess);
+            }
+        }
+    }
 }
 
 impl PathEntry {
     /// Latest emission time among the remembered announces.
-    pub fn timebase(&self) -> u64 {
-        self.random_blobs
-            .iter()
-            .map(emission_time)
-            .max()
-            .unwrap_or(0)
+    pub(crate) fn timebase(&self) -> u64 {
+        self.blobs.iter().map(emission_time).max().unwrap_or(0)
     }
 
     pub(crate) fn remember_blob(&mut self, blob: [u8; RANDOM_HASH_LEN]) {
-        if !self.random_blobs.contains(&blob) {
-            self.random_blobs.push(blob);
-            if self.random_blobs.len() > MAX_RANDOM_BLOBS {
-                let excess = self.random_blobs.len() - MAX_RANDOM_BLOBS;
-                self.random_blobs.drain(..excess);
-            }
+        if !self.blobs.contains(&blob) {
+            self.blobs.push(blob);
         }
+    }
+
+    /// Expiry as an instant.
+    pub(crate) fn expires_at(&self) -> Instant {
+        Instant::from_secs(u64::from(self.expires))
     }
 }
 
@@ -75,11 +115,11 @@ pub(crate) fn should_accept(
 ) -> bool {
     let Some(e) = existing else { return true };
     let emitted = emission_time(blob);
-    let new_blob = !e.random_blobs.contains(blob);
+    let new_blob = !e.blobs.contains(blob);
     let timebase = e.timebase();
     if hops <= e.hops {
         new_blob && emitted > timebase
-    } else if now >= e.expires || emitted > timebase {
+    } else if now >= e.expires_at() || emitted > timebase {
         new_blob
     } else {
         emitted == timebase && e.state == PathState::Unresponsive
@@ -96,7 +136,7 @@ pub(crate) struct PathTable {
 impl PathTable {
     pub(crate) fn new(max: usize) -> Self {
         PathTable {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             max: max.max(1),
         }
     }
@@ -142,6 +182,7 @@ impl PathTable {
 
     /// Drop expired entries and entries on interfaces that are gone.
     pub(crate) fn cull(&mut self, now: Instant, interface_exists: impl Fn(InterfaceId) -> bool) {
+        let now = secs(now);
         self.entries
             .retain(|_, e| now < e.expires && interface_exists(e.interface));
     }
@@ -160,13 +201,19 @@ mod tests {
 
     fn entry(hops: u8, blobs: &[[u8; 10]], expires: Instant) -> PathEntry {
         PathEntry {
-            timestamp: Instant::ZERO,
+            timestamp: 0,
             next_hop: AddressHash([0; 16]),
             hops,
-            expires,
+            expires: secs(expires),
             interface: InterfaceId(0),
             state: PathState::Unknown,
-            random_blobs: blobs.to_vec(),
+            blobs: {
+                let mut b = RandomBlobs::default();
+                for x in blobs {
+                    b.push(*x);
+                }
+                b
+            },
         }
     }
 
@@ -199,7 +246,9 @@ mod tests {
         for i in 0..100u64 {
             e.remember_blob(blob(i, 0));
         }
-        assert_eq!(e.random_blobs.len(), MAX_RANDOM_BLOBS);
+        assert_eq!(e.blobs.len(), MAX_RANDOM_BLOBS);
+        assert!(e.blobs.contains(&blob(99, 0)) && e.blobs.contains(&blob(36, 0)));
+        assert!(!e.blobs.contains(&blob(35, 0)));
         assert_eq!(e.timebase(), 99);
 
         let mut t = PathTable::new(2);

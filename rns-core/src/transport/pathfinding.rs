@@ -39,11 +39,11 @@ impl Transport {
                 if req.requesting_transport == Some(next_hop) {
                     return;
                 }
-                let Some(known) = self.known.get(&d) else {
+                let Some((data, context_flag)) =
+                    self.known.get(&d).and_then(|k| k.replay_payload())
+                else {
                     return;
                 };
-                let data = known.payload.to_vec();
-                let context_flag = known.has_ratchet;
                 let mut due = now + PATH_REQUEST_GRACE;
                 if mode == InterfaceMode::Roaming {
                     due = due + PATH_REQUEST_RG;

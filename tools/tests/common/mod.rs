@@ -64,6 +64,32 @@ pub fn free_port() -> u16 {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Tests that run several real processes take one of these slots, so a 2-core machine
+/// is not oversubscribed by the test harness running everything at once.
+pub struct Slot;
+
+static SLOTS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static SLOT_FREED: std::sync::Condvar = std::sync::Condvar::new();
+const MAX_SLOTS: usize = 2;
+
+/// Wait for a slot; it is released when the returned guard drops.
+pub fn slot() -> Slot {
+    let mut n = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+    while *n >= MAX_SLOTS {
+        n = SLOT_FREED.wait(n).unwrap_or_else(|e| e.into_inner());
+    }
+    *n += 1;
+    Slot
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut n = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        SLOT_FREED.notify_one();
+    }
+}
+
 /// A fresh temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -224,11 +250,21 @@ impl Py {
         let stdout = child.stdout.take().unwrap();
         let stdin = child.stdin.take().unwrap();
         let (tx, rx) = channel();
+        let log_path = dir.0.join("rns.log");
         std::thread::spawn(move || {
+            // RNS logs to stdout too: keep those lines for failure reports.
+            let mut log = std::fs::File::create(log_path).ok();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(v).is_err() {
-                        return;
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => {
+                        if let Some(f) = log.as_mut() {
+                            let _ = writeln!(f, "{line}");
+                        }
                     }
                 }
             }
@@ -306,8 +342,11 @@ impl Py {
         }
     }
 
+    /// RNS's log lines and the process's stderr.
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("stderr.log")).unwrap_or_default()
+        let log = std::fs::read_to_string(self.dir.0.join("rns.log")).unwrap_or_default();
+        let err = std::fs::read_to_string(self.dir.0.join("stderr.log")).unwrap_or_default();
+        format!("{log}{err}")
     }
 
     pub fn announce(&mut self, app_data: &str) {
