@@ -86,6 +86,51 @@ pub fn hash_from_name(full_name: &str, identity_hash: Option<&AddressHash>) -> A
     destination_hash(&name_hash(full_name), identity_hash)
 }
 
+/// The pre-shared key of a GROUP destination: a 64-byte RNS token key.
+///
+/// GROUP packets carry `Token(key, plaintext)` with no ephemeral key; they are link-local.
+#[derive(Clone)]
+pub struct GroupKey([u8; 64]);
+
+impl core::fmt::Debug for GroupKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("GroupKey(..)")
+    }
+}
+
+impl GroupKey {
+    /// A new random key.
+    pub fn generate<R: rand_core::RngCore + rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut k = [0u8; 64];
+        rng.fill_bytes(&mut k);
+        GroupKey(k)
+    }
+
+    /// Use an existing 64-byte key.
+    pub fn from_bytes(key: [u8; 64]) -> Self {
+        GroupKey(key)
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
+
+    /// Encrypt a GROUP packet payload.
+    pub fn encrypt<R: rand_core::RngCore + rand_core::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        crate::crypto::Token::new(&self.0).encrypt(rng, plaintext)
+    }
+
+    /// Decrypt a GROUP packet payload.
+    pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, crate::crypto::TokenError> {
+        crate::crypto::Token::new(&self.0).decrypt(data)
+    }
+}
+
 /// Well-known names and hashes.
 pub mod well_known {
     /// PLAIN destination that receives path requests.

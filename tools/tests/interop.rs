@@ -146,19 +146,35 @@ fn ifac_both_ends_and_wrong_passphrase_is_not_heard() {
     assert!(violations > 0, "IFAC violations were not counted");
 }
 
+const GRID_IFAC: &str = "network_name = \"testnet\"\npassphrase = \"secret\"";
+const PY_IFAC: [&str; 4] = ["--network-name", "testnet", "--passphrase", "secret"];
+const RNSD_IFAC: &str = "    network_name = testnet\n    passphrase = secret\n";
+
+fn py_client(port: u16, ifac: bool) -> Py {
+    let mut a = args(&["--interface", &format!("tcp_client=127.0.0.1:{port}")]);
+    if ifac {
+        a.extend(args(&PY_IFAC));
+    }
+    Py::start(&a)
+}
+
 #[test]
 fn rns_grid_transport_rns() {
     let _slot = slot();
+    rns_grid_transport_rns_with(false);
+}
+
+#[test]
+fn rns_grid_transport_rns_with_ifac() {
+    let _slot = slot();
+    rns_grid_transport_rns_with(true);
+}
+
+fn rns_grid_transport_rns_with(ifac: bool) {
     let port = free_port();
-    let g = grid_server(port, "transport = true", "");
-    let mut p1 = Py::start(&args(&[
-        "--interface",
-        &format!("tcp_client=127.0.0.1:{port}"),
-    ]));
-    let mut p2 = Py::start(&args(&[
-        "--interface",
-        &format!("tcp_client=127.0.0.1:{port}"),
-    ]));
+    let g = grid_server(port, "transport = true", if ifac { GRID_IFAC } else { "" });
+    let mut p1 = py_client(port, ifac);
+    let mut p2 = py_client(port, ifac);
     let (d1, d2) = (p1.destination(), p2.destination());
 
     p1.announce("p1");
@@ -177,10 +193,7 @@ fn rns_grid_transport_rns() {
     assert!(g.status()["stats"]["forwarded"].as_u64().unwrap() >= 2);
 
     // A late joiner asks Grid for a path; Grid answers from its table.
-    let mut p3 = Py::start(&args(&[
-        "--interface",
-        &format!("tcp_client=127.0.0.1:{port}"),
-    ]));
+    let mut p3 = py_client(port, ifac);
     let p = p3.wait_path(&d1, 15);
     assert_eq!(p["event"], "path", "{p}");
     assert_eq!(p["hops"], 2);
@@ -190,10 +203,20 @@ fn rns_grid_transport_rns() {
 #[test]
 fn grid_rnsd_grid() {
     let _slot = slot();
+    grid_rnsd_grid_with(false);
+}
+
+#[test]
+fn grid_rnsd_grid_with_ifac() {
+    let _slot = slot();
+    grid_rnsd_grid_with(true);
+}
+
+fn grid_rnsd_grid_with(ifac: bool) {
     let port = free_port();
-    let rnsd = Rnsd::start(port, true, "");
-    let g1 = grid_client(port, "");
-    let g2 = grid_client(port, "");
+    let rnsd = Rnsd::start(port, true, if ifac { RNSD_IFAC } else { "" });
+    let g1 = grid_client(port, if ifac { GRID_IFAC } else { "" });
+    let g2 = grid_client(port, if ifac { GRID_IFAC } else { "" });
     let d1 = g1.destination();
     let v = grid_path_until(&g2, &d1, "path to g1 through rnsd", |v| v["ok"] == true);
     assert_eq!(v["hops"], 2, "{v}");

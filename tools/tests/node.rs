@@ -177,3 +177,29 @@ fn three_grid_nodes_through_a_grid_transport_node() {
     assert!(human.starts_with("Valid reply from"), "{human}");
     assert!(t.status()["stats"]["forwarded"].as_u64().unwrap() >= 2);
 }
+
+#[test]
+fn node_announces_at_start_and_every_interval() {
+    let _slot = slot();
+    let port = free_port();
+    let a = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1s\"\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let b = Grid::start(&client_cfg(port));
+    let da = a.destination();
+    wait_for(Duration::from_secs(10), "b hears a", || {
+        b.cli(&["path", &da, "--timeout", "1"]).0.then_some(())
+    });
+    let count = |g: &Grid| -> u64 {
+        g.status()["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["tx_announces"].as_u64().unwrap())
+            .sum()
+    };
+    let first = count(&a);
+    std::thread::sleep(Duration::from_millis(3500));
+    let later = count(&a);
+    assert!(later >= first + 3, "announces sent: {first} then {later}");
+}

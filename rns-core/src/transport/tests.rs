@@ -476,3 +476,133 @@ fn announce_packet_is_wire_valid() {
     assert_eq!(a.app_data, b"custom");
     assert_eq!(a.emission_time(), now.as_secs());
 }
+
+#[test]
+fn announce_rate_limit_blocks_rebroadcast_but_not_path_updates() {
+    // 0 announces often through T(1) to 2. T's default rate target is 3600 s, grace 5.
+    let mut net = Net::new(&[false, true, false]);
+    net.connect(0, 1);
+    net.connect(1, 2);
+    let d = net.register(0, "grid.node", ProofStrategy::None);
+    for _ in 0..10 {
+        let now = net.now;
+        net.nodes[0].announce(now, &d, None).unwrap();
+        net.run(Duration::from_secs(12));
+    }
+    // T keeps updating its path, but after grace (5) violations stops rebroadcasting.
+    let heard_at_t = net.announces(1, &d).len();
+    let heard_at_2 = net.announces(2, &d).len();
+    assert_eq!(heard_at_t, 10);
+    assert!(
+        (5..=7).contains(&heard_at_2),
+        "node 2 heard {heard_at_2} rebroadcasts of 10 announces"
+    );
+}
+
+#[test]
+fn access_point_interfaces_get_no_broadcast_announces_and_short_paths() {
+    let mut net = Net::new(&[false, true, false]);
+    net.connect(0, 1);
+    net.connect_with(1, 2, || InterfaceConfig {
+        mode: InterfaceMode::AccessPoint,
+        ..InterfaceConfig::tcp("ap")
+    });
+    let d = net.register(0, "grid.node", ProofStrategy::None);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.run(Duration::from_secs(10));
+    assert!(
+        net.announces(2, &d).is_empty(),
+        "no broadcast announces on AP interfaces"
+    );
+    // But a client behind the AP can still ask for the path.
+    let now = net.now;
+    net.nodes[2].request_path(now, &d, None);
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.announces(2, &d), vec![(2, true)]);
+    // Paths learned on an AP-mode interface expire after a day, not a week. (Both ends
+    // of this wire are AP-mode, so node 2 only answers a path request from T.)
+    let d2 = net.register(2, "grid.node", ProofStrategy::None);
+    let now = net.now;
+    net.nodes[1].request_path(now, &d2, None);
+    net.flush();
+    let p = net.nodes[1].path(&d2).unwrap();
+    let lifetime = p.expires.saturating_since(net.now);
+    assert!(
+        lifetime <= Duration::from_secs(24 * 3600) && lifetime > Duration::from_secs(23 * 3600)
+    );
+}
+
+#[test]
+fn roaming_interfaces_do_not_pass_announces_between_each_other() {
+    let mut net = Net::new(&[false, true, false]);
+    let roam = || InterfaceConfig {
+        mode: InterfaceMode::Roaming,
+        ..InterfaceConfig::tcp("roam")
+    };
+    net.connect_with(0, 1, roam);
+    net.connect_with(1, 2, roam);
+    let d = net.register(0, "grid.node", ProofStrategy::None);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.run(Duration::from_secs(10));
+    assert_eq!(net.announces(1, &d).len(), 1);
+    assert!(net.announces(2, &d).is_empty());
+    let lifetime = net.nodes[1]
+        .path(&d)
+        .unwrap()
+        .expires
+        .saturating_since(net.now);
+    assert!(lifetime <= Duration::from_secs(6 * 3600));
+}
+
+#[test]
+fn path_request_bursts_are_ingress_limited_and_duplicates_ignored() {
+    // A gateway-mode transport node searches for unknown paths on behalf of requesters,
+    // unless the requesting interface is in a path-request burst.
+    let mut net = Net::new(&[false, true, false]);
+    net.connect_with(0, 1, || InterfaceConfig {
+        mode: InterfaceMode::Gateway,
+        ..InterfaceConfig::tcp("gw")
+    });
+    net.connect(1, 2);
+    // One request for an unknown destination: T searches on its other interface.
+    let unknown = AddressHash([0x42; 16]);
+    let now = net.now;
+    net.nodes[0].request_path(now, &unknown, None);
+    net.flush();
+    let searched = |net: &Net| {
+        net.log
+            .iter()
+            .filter(|(f, t, fr)| *f == 1 && *t == 2 && fr[0] == 0x08)
+            .count()
+    };
+    assert_eq!(searched(&net), 1);
+    // The same request again (same tag) is ignored.
+    let again = net.log.iter().find(|(f, _, _)| *f == 0).unwrap().2.clone();
+    let (_, ia) = net.wires[0].b;
+    net.nodes[1].handle_inbound(net.now, ia, &again);
+    net.flush();
+    assert_eq!(searched(&net), 1);
+    // A burst of requests for many destinations: searching stops once limited.
+    for i in 0..40u8 {
+        net.now = net.now + Duration::from_millis(20);
+        let now = net.now;
+        net.nodes[0].request_path(now, &AddressHash([i; 16]), None);
+        net.flush();
+    }
+    let total = searched(&net);
+    assert!(total < 30, "searched {total} of 41 while in a burst");
+}
+
+#[test]
+fn group_token_round_trip() {
+    use crate::crypto::Token;
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let key = crate::destination::GroupKey::generate(&mut rng);
+    let ct = key.encrypt(&mut rng, b"to the group");
+    assert_eq!(key.decrypt(&ct).unwrap(), b"to the group");
+    let other = crate::destination::GroupKey::generate(&mut rng);
+    assert!(other.decrypt(&ct).is_err());
+    let _ = Token::encrypted_len(1);
+}
