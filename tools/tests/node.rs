@@ -8,6 +8,16 @@ use std::time::Duration;
 
 use common::*;
 
+/// Run the grid binary with `--config dir` and `args`, to completion.
+fn run_grid(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run grid")
+}
+
 fn server_cfg(port: u16, extra: &str) -> String {
     format!("[node]\nannounce_interval = \"1h\"\n{extra}\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n")
 }
@@ -25,12 +35,7 @@ fn bad_config_is_refused_with_file_key_and_reason() {
         "[node]\nannounce_interval = \"often\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
-        .arg("--config")
-        .arg(&dir.0)
-        .arg("node")
-        .output()
-        .unwrap();
+    let out = run_grid(&dir.0, &["node"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config.toml"), "{err}");
@@ -42,12 +47,7 @@ fn bad_config_is_refused_with_file_key_and_reason() {
         "[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:99999\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
-        .arg("--config")
-        .arg(&dir.0)
-        .arg("node")
-        .output()
-        .unwrap();
+    let out = run_grid(&dir.0, &["node"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("interface[0].listen"), "{err}");
@@ -57,12 +57,7 @@ fn bad_config_is_refused_with_file_key_and_reason() {
 fn fresh_state_dir_gets_default_config_and_identity() {
     let _slot = slot();
     let dir = TempDir::new("fresh");
-    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
-        .arg("--config")
-        .arg(&dir.0)
-        .args(["id", "--json"])
-        .output()
-        .unwrap();
+    let out = run_grid(&dir.0, &["id", "--json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["identity"].as_str().unwrap().len(), 32);
@@ -80,12 +75,7 @@ fn fresh_state_dir_gets_default_config_and_identity() {
 fn second_node_on_same_state_dir_refuses() {
     let _slot = slot();
     let g = Grid::start(&server_cfg(free_port(), ""));
-    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
-        .arg("--config")
-        .arg(&g.dir.0)
-        .arg("node")
-        .output()
-        .unwrap();
+    let out = run_grid(&g.dir.0, &["node"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
     // The first one is unaffected.
@@ -96,12 +86,7 @@ fn second_node_on_same_state_dir_refuses() {
 fn cli_without_node_fails_with_one_line_reason() {
     let _slot = slot();
     let dir = TempDir::new("nonode");
-    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
-        .arg("--config")
-        .arg(&dir.0)
-        .args(["status"])
-        .output()
-        .unwrap();
+    let out = run_grid(&dir.0, &["status"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");

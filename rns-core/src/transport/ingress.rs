@@ -65,13 +65,53 @@ impl FrequencyMeter {
     }
 }
 
-/// A burst detector with hysteresis.
+/// A burst detector with hysteresis: it engages above the threshold and ends only after
+/// the rate has stayed below it for the hold time (and `cooldown` further calm checks).
 #[derive(Debug, Default)]
 struct Burst {
     active: bool,
     activated: Instant,
     sustained: Instant,
     cooldown: u8,
+}
+
+impl Burst {
+    /// Feed the current rate; returns (limiting applies, a burst just began).
+    fn update(
+        &mut self,
+        now: Instant,
+        hz: f64,
+        threshold: f64,
+        cooldown: u8,
+        may_end: bool,
+    ) -> (bool, bool) {
+        if self.active {
+            let calm = hz < threshold
+                && now > self.activated + BURST_HOLD
+                && now > self.sustained + BURST_HOLD;
+            if calm {
+                if self.cooldown > 0 {
+                    self.cooldown -= 1;
+                } else if may_end {
+                    self.active = false;
+                }
+            } else {
+                self.cooldown = cooldown;
+                if hz >= threshold {
+                    self.sustained = now;
+                }
+            }
+            (true, false)
+        } else if hz > threshold {
+            self.active = true;
+            self.activated = now;
+            self.sustained = now;
+            self.cooldown = cooldown;
+            (true, true)
+        } else {
+            (false, false)
+        }
+    }
 }
 
 /// One held announce: the logical packet bytes and its hop count.
@@ -105,55 +145,19 @@ impl IngressControl {
     pub(crate) fn should_limit_announce(&mut self, now: Instant, age: Duration) -> bool {
         let threshold = Self::threshold(age, BURST_FREQ_NEW, BURST_FREQ);
         let hz = self.announces.hz(now);
-        let b = &mut self.announce_burst;
-        if b.active {
-            if hz < threshold && now > b.activated + BURST_HOLD && now > b.sustained + BURST_HOLD {
-                if self.announces.len() >= 2 {
-                    b.active = false;
-                }
-            } else if hz >= threshold {
-                b.sustained = now;
-            }
-            true
-        } else if hz > threshold {
-            b.active = true;
-            b.activated = now;
-            b.sustained = now;
+        let may_end = self.announces.len() >= 2;
+        let (limited, began) = self.announce_burst.update(now, hz, threshold, 0, may_end);
+        if began {
             self.held_release = now + BURST_PENALTY;
-            true
-        } else {
-            false
         }
+        limited
     }
 
     /// Is the interface in a path-request burst?
     pub(crate) fn should_limit_path_request(&mut self, now: Instant, age: Duration) -> bool {
         let threshold = Self::threshold(age, PR_BURST_FREQ_NEW, PR_BURST_FREQ);
         let hz = self.path_requests.hz(now);
-        let b = &mut self.pr_burst;
-        if b.active {
-            if hz < threshold && now > b.activated + BURST_HOLD && now > b.sustained + BURST_HOLD {
-                if b.cooldown == 0 {
-                    b.active = false;
-                } else {
-                    b.cooldown -= 1;
-                }
-            } else {
-                b.cooldown = 3;
-                if hz >= threshold {
-                    b.sustained = now;
-                }
-            }
-            true
-        } else if hz > threshold {
-            b.active = true;
-            b.activated = now;
-            b.sustained = now;
-            b.cooldown = 3;
-            true
-        } else {
-            false
-        }
+        self.pr_burst.update(now, hz, threshold, 3, true).0
     }
 
     /// Hold an announce (newest per destination wins; bounded).

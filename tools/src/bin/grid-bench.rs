@@ -103,27 +103,7 @@ fn real_main() -> Result<()> {
 
     let n_ingest = if opts.quick { 5_000 } else { 20_000 };
     eprintln!("== announce ingestion ({n_ingest} announces, in-process)");
-    let file = tmpdir("ann").join("announces.bin");
-    write_announces(&file, n_ingest, 1)?;
-    let g = run_json(
-        Command::new(std::env::current_exe()?)
-            .arg("internal-ingest")
-            .arg(&file),
-    )?;
-    let p = run_json(
-        Command::new(&opts.python)
-            .arg(bench_script("py_ingest.py"))
-            .arg(&file),
-    )?;
-    for (who, v) in [("Grid", &g), ("Python", &p)] {
-        if v["paths"] != v["announces"] {
-            bail!(
-                "{who} ingested only {} of {} announces: {v}",
-                v["paths"],
-                v["announces"]
-            );
-        }
-    }
+    let (g, p) = ingest_both(&opts, "ann", n_ingest, 1)?;
     let rate = |v: &Value| v["announces"].as_f64().unwrap() / v["wall_s"].as_f64().unwrap();
     let cores = |v: &Value| v["cpu_s"].as_f64().unwrap() / v["wall_s"].as_f64().unwrap();
     rows.push(Row::new(
@@ -138,27 +118,7 @@ fn real_main() -> Result<()> {
 
     let n_mem = if opts.quick { 10_000 } else { 50_000 };
     eprintln!("== memory per known path ({n_mem} paths, in-process)");
-    let file = tmpdir("mem").join("announces.bin");
-    write_announces(&file, n_mem, 2)?;
-    let g = run_json(
-        Command::new(std::env::current_exe()?)
-            .arg("internal-ingest")
-            .arg(&file),
-    )?;
-    let p = run_json(
-        Command::new(&opts.python)
-            .arg(bench_script("py_ingest.py"))
-            .arg(&file),
-    )?;
-    for (who, v) in [("Grid", &g), ("Python", &p)] {
-        if v["paths"] != v["announces"] {
-            bail!(
-                "{who} ingested only {} of {} announces: {v}",
-                v["paths"],
-                v["announces"]
-            );
-        }
-    }
+    let (g, p) = ingest_both(&opts, "mem", n_mem, 2)?;
     let per = |v: &Value| {
         (v["rss_after"].as_f64().unwrap() - v["rss_before"].as_f64().unwrap())
             / v["paths"].as_f64().unwrap()
@@ -220,6 +180,32 @@ fn real_main() -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Ingest the same `n` announces into Grid and Python (each in a fresh process).
+fn ingest_both(opts: &Opts, tag: &str, n: usize, seed: u64) -> Result<(Value, Value)> {
+    let file = tmpdir(tag).join("announces.bin");
+    write_announces(&file, n, seed)?;
+    let g = run_json(
+        Command::new(std::env::current_exe()?)
+            .arg("internal-ingest")
+            .arg(&file),
+    )?;
+    let p = run_json(
+        Command::new(&opts.python)
+            .arg(bench_script("py_ingest.py"))
+            .arg(&file),
+    )?;
+    for (who, v) in [("Grid", &g), ("Python", &p)] {
+        if v["paths"] != v["announces"] {
+            bail!(
+                "{who} ingested only {} of {} announces: {v}",
+                v["paths"],
+                v["announces"]
+            );
+        }
+    }
+    Ok((g, p))
 }
 
 struct Row {
