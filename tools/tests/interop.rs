@@ -276,3 +276,35 @@ fn rnprobe_against_grid_and_grid_probe_against_rns() {
     });
     assert!(out.contains("Valid reply"), "{out}");
 }
+
+#[test]
+fn identity_files_are_shared_with_rns() {
+    let _slot = slot();
+    // Grid writes the identity; RNS loads it and derives the same hashes.
+    let dir = TempDir::new("idfile");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&dir.0)
+        .args(["id", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let script = format!(
+        "import RNS\ni = RNS.Identity.from_file({:?})\nd = RNS.Destination(i, RNS.Destination.IN, RNS.Destination.SINGLE, 'grid', 'node')\nprint(i.hash.hex(), d.hash.hex())",
+        dir.0.join("identity").display().to_string()
+    );
+    let out = std::process::Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace();
+    assert_eq!(
+        parts.next(),
+        v["identity"].as_str(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(parts.next(), v["destination"].as_str());
+}
