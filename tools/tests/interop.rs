@@ -291,7 +291,7 @@ fn identity_files_are_shared_with_rns() {
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let script = format!(
-        "import RNS\ni = RNS.Identity.from_file({:?})\nd = RNS.Destination(i, RNS.Destination.IN, RNS.Destination.SINGLE, 'grid', 'node')\nprint(i.hash.hex(), d.hash.hex())",
+        "import RNS\ni = RNS.Identity.from_file({:?})\nd = RNS.Destination.hash_from_name_and_identity('grid.node', i)\nprint(i.hash.hex(), d.hex())",
         dir.0.join("identity").display().to_string()
     );
     let out = std::process::Command::new(python())
