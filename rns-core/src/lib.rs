@@ -12,7 +12,8 @@
 //! - [`identity`], [`destination`]: keys, signatures, SINGLE encryption, address derivation.
 //! - [`packet`], [`announce`], [`proof`], [`path_request`], [`ifac`]: wire formats.
 //! - [`transport`]: path table, forwarding, announce propagation and caps, path requests,
-//!   ingress control, receipts.
+//!   ingress control, receipts, and the link table.
+//! - [`link`]: link state machines (both roles), requests and responses, link proofs.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -22,6 +23,7 @@ pub mod destination;
 pub mod hash;
 pub mod identity;
 pub mod ifac;
+pub mod link;
 pub mod packet;
 pub mod path_request;
 pub mod proof;

@@ -151,31 +151,41 @@ impl Transport {
             }
         }
 
-        // Remember the hash (LRPROOFs only once they are known to be for us).
+        // Remember the hash, except for LRPROOFs (only once known to be for us) and packets
+        // of links we forward (only once it is our turn to forward them).
+        let d = p.destination();
         let is_lrproof =
             p.flags.packet_type == PacketType::Proof && p.view.context() == Context::LRPROOF;
-        if !is_lrproof {
+        let in_link_table = self.link_table.contains_key(&d);
+        if !is_lrproof && !in_link_table {
             self.hashlist.insert(p.truncated_hash());
         }
 
-        if self.config.transport_enabled
-            && p.flags.packet_type != PacketType::Announce
-            && p.view.transport_id().is_some()
+        let mut forwarded = false;
+        if self.config.transport_enabled && p.view.transport_id().is_some() {
+            forwarded = self.forward(now, &mut p);
+        }
+        if in_link_table
+            && p.flags.packet_type != PacketType::LinkRequest
+            && self.forward_link_packet(now, &p.view, p.hops, p.iface, p.truncated_hash())
         {
-            self.forward(now, &mut p);
+            return;
         }
 
         match p.flags.packet_type {
             PacketType::Announce => unreachable!("handled above"),
             PacketType::LinkRequest => {
-                // Links arrive with the links work (issue 3); nothing to do yet.
+                let tid = p.view.transport_id();
+                if !forwarded && (tid.is_none() || tid == Some(self.identity.hash())) {
+                    self.inbound_link_request(now, &p.view, p.hops, p.iface);
+                }
             }
             PacketType::Data => self.inbound_data(now, &p, ingress_limited),
             PacketType::Proof => self.inbound_proof(now, &p),
         }
     }
 
-    fn violation(&mut self, iface: InterfaceId) {
+    pub(crate) fn violation(&mut self, iface: InterfaceId) {
         self.stats.protocol_violations += 1;
         if let Some(s) = self.interfaces.get_mut(&iface) {
             s.stats.protocol_violations += 1;
@@ -216,18 +226,23 @@ impl Transport {
             && flags.destination_type == DestinationType::Single
     }
 
-    /// Forward a HEADER_2 packet addressed to this transport node.
-    fn forward(&mut self, now: Instant, p: &mut Inbound) {
+    /// Forward a HEADER_2 packet addressed to this transport node. Returns whether it was.
+    fn forward(&mut self, now: Instant, p: &mut Inbound) -> bool {
         if p.view.transport_id() != Some(self.identity.hash()) {
-            return;
+            return false;
         }
         let d = p.destination();
         let Some(path) = self.paths.get_mut(&d) else {
-            return;
+            return false;
         };
+        let (remaining, next_hop, outbound) = (path.hops, path.next_hop, path.interface);
+        path.timestamp = secs(now);
+        if let Some(i) = self.interfaces.get(&outbound) {
+            path.expires = secs(now + i.config.mode.path_lifetime());
+        }
         let raw = p.view.as_bytes();
         let mut out = Vec::with_capacity(raw.len());
-        match path.hops {
+        match remaining {
             0 => {
                 out.extend_from_slice(raw);
                 out[1] = p.hops;
@@ -240,16 +255,13 @@ impl Transport {
             _ => {
                 out.push(raw[0]);
                 out.push(p.hops);
-                out.extend_from_slice(path.next_hop.as_bytes());
+                out.extend_from_slice(next_hop.as_bytes());
                 out.extend_from_slice(&raw[18..]);
             }
         }
-        path.timestamp = secs(now);
-        let outbound = path.interface;
-        if let Some(i) = self.interfaces.get(&outbound) {
-            path.expires = secs(now + i.config.mode.path_lifetime());
-        }
-        if p.flags.packet_type != PacketType::LinkRequest {
+        if p.flags.packet_type == PacketType::LinkRequest {
+            out = self.record_forwarded_link(now, p, out, outbound, remaining);
+        } else {
             self.reverse_table.insert(
                 AddressHash(p.truncated_hash()),
                 ReverseEntry {
@@ -261,6 +273,7 @@ impl Transport {
         }
         self.stats.forwarded += 1;
         self.transmit(outbound, out);
+        true
     }
 
     fn inbound_announce(&mut self, now: Instant, p: Inbound, announce: Announce) {
@@ -471,7 +484,10 @@ impl Transport {
             }
             return;
         }
-        if d == self.tunnel_destination || p.flags.destination_type == DestinationType::Link {
+        if p.flags.destination_type == DestinationType::Link {
+            return self.local_link_packet(now, p);
+        }
+        if d == self.tunnel_destination {
             return;
         }
         let Some(local) = self.destinations.get(&d) else {
@@ -508,10 +524,45 @@ impl Transport {
         });
     }
 
+    fn local_link_packet(&mut self, now: Instant, p: &Inbound) {
+        let id = p.destination();
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        let (ptype, ctx) = (p.flags.packet_type, p.view.context());
+        link.handle_packet(
+            &mut *self.rng,
+            now,
+            ptype,
+            ctx,
+            p.view.data(),
+            &p.hash,
+            p.iface,
+        );
+        self.drain_link(now, &id);
+    }
+
     fn inbound_proof(&mut self, now: Instant, p: &Inbound) {
         let ctx = p.view.context();
-        if ctx == Context::LRPROOF || ctx == Context::RESOURCE_PRF {
-            return; // links and resources: issue 3
+        if ctx == Context::LRPROOF {
+            let id = p.destination();
+            let Some(link) = self.links.get_mut(&id) else {
+                return;
+            };
+            if link
+                .handle_lrproof(&mut *self.rng, now, p.view.data(), p.hops, p.iface)
+                .is_ok()
+                && link.state() == crate::link::LinkState::Active
+            {
+                self.hashlist.insert(p.truncated_hash());
+            } else if link.state() != crate::link::LinkState::Active {
+                self.violation(p.iface);
+            }
+            self.drain_link(now, &id);
+            return;
+        }
+        if ctx == Context::RESOURCE_PRF || p.flags.destination_type == DestinationType::Link {
+            return self.local_link_packet(now, p);
         }
         let d = p.destination();
         if self.config.transport_enabled {

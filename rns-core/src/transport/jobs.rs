@@ -32,6 +32,7 @@ impl Transport {
         }
         self.next_job = now + JOB_INTERVAL;
         self.release_held_announces(now);
+        self.link_timers(now);
         if now.saturating_since(self.last_announce_job) >= ANNOUNCE_JOB_INTERVAL {
             self.last_announce_job = now;
             self.announce_job(now);

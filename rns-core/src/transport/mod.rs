@@ -16,6 +16,7 @@ mod ingress;
 mod interface;
 mod jobs;
 mod known;
+mod links;
 mod outbound;
 mod path_table;
 mod pathfinding;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use rand_core::CryptoRngCore;
 
 pub use interface::{AnnounceRate, InterfaceConfig, InterfaceId, InterfaceMode, InterfaceStats};
+pub use links::LinkInfo;
 pub use path_table::PathState;
 
 use crate::destination::{self, DestinationType, NameHash};
@@ -126,7 +128,7 @@ pub struct Transmit {
 }
 
 /// Something the application should know about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// An announce was accepted into the path table.
     Announce {
@@ -167,6 +169,8 @@ pub enum Event {
         /// Time from sending to proof.
         rtt: Duration,
     },
+    /// Something happened on a local link.
+    Link(crate::link::LinkEvent),
     /// No proof arrived in time.
     ReceiptTimeout {
         /// The unproven packet.
@@ -203,6 +207,8 @@ pub(crate) struct LocalDestination {
     pub(crate) app_data: Vec<u8>,
     /// Last path response: (tag, packet data, when).
     pub(crate) path_response: Option<(Vec<u8>, Vec<u8>, Instant)>,
+    /// Whether incoming links are accepted.
+    pub(crate) accept_links: bool,
 }
 
 /// A scheduled announce (re)transmission.
@@ -298,6 +304,8 @@ pub struct Transport {
     inflight_path_requests: HashMap<AddressHash, Instant>,
     discovery_requests: HashMap<AddressHash, DiscoveryRequest>,
     receipts: Receipts,
+    links: HashMap<crate::link::LinkId, crate::link::Link>,
+    link_table: HashMap<crate::link::LinkId, links::LinkTableEntry>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: TransportStats,
@@ -347,6 +355,8 @@ impl Transport {
             inflight_path_requests: HashMap::default(),
             discovery_requests: HashMap::default(),
             receipts: Receipts::default(),
+            links: HashMap::default(),
+            link_table: HashMap::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: TransportStats::default(),
@@ -389,6 +399,8 @@ impl Transport {
         self.paths.cull(Instant::ZERO, |i| !gone(i));
         self.reverse_table
             .retain(|_, e| e.received_on != id && e.sent_on != id);
+        self.link_table
+            .retain(|_, e| e.received_iface != id && e.next_hop_iface != id);
     }
 
     /// Mark an interface up or down (a reconnecting TCP client, say).
@@ -432,6 +444,7 @@ impl Transport {
                 proof,
                 app_data,
                 path_response: None,
+                accept_links: true,
             },
         );
         hash

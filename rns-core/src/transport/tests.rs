@@ -606,3 +606,153 @@ fn group_token_round_trip() {
     assert!(other.decrypt(&ct).is_err());
     let _ = Token::encrypted_len(1);
 }
+
+fn link_events(net: &Net, node: usize) -> Vec<crate::link::LinkEvent> {
+    net.events[node]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Link(l) => Some(l.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn link_net(transport_mid: bool, mid_to_b: fn() -> InterfaceConfig) -> (Net, AddressHash) {
+    // a(0) — m(1) — b(2); b hosts the destination.
+    let mut net = Net::new(&[false, transport_mid, false]);
+    net.connect(0, 1);
+    net.connect_with(1, 2, mid_to_b);
+    let d = net.register(2, "grid.node", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[2].announce(now, &d, None).unwrap();
+    net.run(Duration::from_secs(3));
+    (net, d)
+}
+
+#[test]
+fn link_through_a_transport_node() {
+    use crate::link::{CloseReason, LinkEvent, LinkState};
+    let (mut net, d) = link_net(true, || InterfaceConfig::tcp("tcp"));
+    assert_eq!(net.nodes[0].path(&d).unwrap().hops, 2);
+    let now = net.now;
+    let id = net.nodes[0].open_link(now, &d).unwrap();
+    net.flush();
+    assert_eq!(net.nodes[1].link_table_len(), 1);
+    let ev = link_events(&net, 0);
+    assert!(
+        matches!(
+            &ev[..],
+            [LinkEvent::Established {
+                initiator: true,
+                mtu: 16384,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+    assert!(link_events(&net, 2).iter().any(|e| matches!(
+        e,
+        LinkEvent::Established {
+            initiator: false,
+            ..
+        }
+    )));
+    assert_eq!(net.nodes[0].link(&id).unwrap().state, LinkState::Active);
+
+    // Data and proofs both ways through T.
+    let now = net.now;
+    let h = net.nodes[0].link_send(now, &id, b"across").unwrap();
+    net.flush();
+    assert!(link_events(&net, 2)
+        .iter()
+        .any(|e| matches!(e, LinkEvent::Packet { data, .. } if data == b"across")));
+    assert!(link_events(&net, 0)
+        .iter()
+        .any(|e| matches!(e, LinkEvent::Proof { packet_hash, .. } if *packet_hash == h)));
+    let h2 = net.nodes[2].link_send(now, &id, b"back").unwrap();
+    net.flush();
+    assert!(link_events(&net, 2)
+        .iter()
+        .any(|e| matches!(e, LinkEvent::Proof { packet_hash, .. } if *packet_hash == h2)));
+
+    // Request and response.
+    let rid = net.nodes[0]
+        .link_request(now, &id, "/ping", &rmpv::Value::from("x"), None)
+        .unwrap();
+    net.flush();
+    let req = link_events(&net, 2)
+        .into_iter()
+        .find_map(|e| match e {
+            LinkEvent::Request {
+                request_id,
+                path_hash,
+                ..
+            } => Some((request_id, path_hash)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(req, (rid, crate::link::wire::path_hash("/ping")));
+    net.nodes[2]
+        .link_respond(now, &id, &rid, &rmpv::Value::from("pong:x"))
+        .unwrap();
+    net.flush();
+    assert!(link_events(&net, 0).iter().any(
+        |e| matches!(e, LinkEvent::Response { request_id, data, .. } if *request_id == rid && data.as_str() == Some("pong:x"))
+    ));
+
+    // Keepalives keep the idle link up for a minute.
+    net.run(Duration::from_secs(60));
+    assert_eq!(net.nodes[0].link(&id).unwrap().state, LinkState::Active);
+    assert_eq!(net.nodes[2].link(&id).unwrap().state, LinkState::Active);
+
+    // The responder closes; the initiator sees it.
+    let now = net.now;
+    net.nodes[2].close_link(now, &id).unwrap();
+    net.flush();
+    assert!(link_events(&net, 0).iter().any(|e| matches!(
+        e,
+        LinkEvent::Closed {
+            reason: CloseReason::DestinationClosed,
+            ..
+        }
+    )));
+    assert!(net.nodes[0].link(&id).is_none());
+}
+
+#[test]
+fn link_mtu_is_clamped_to_500_over_a_udp_hop() {
+    use crate::link::LinkEvent;
+    let (mut net, d) = link_net(true, || InterfaceConfig::udp("udp"));
+    let now = net.now;
+    net.nodes[0].open_link(now, &d).unwrap();
+    net.flush();
+    let ev = link_events(&net, 0);
+    assert!(
+        matches!(&ev[..], [LinkEvent::Established { mtu: 500, .. }]),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn links_time_out_when_the_destination_is_gone() {
+    use crate::link::{CloseReason, LinkEvent};
+    let (mut net, d) = link_net(true, || InterfaceConfig::tcp("tcp"));
+    // Cut the wire between T and the destination.
+    net.wires.pop();
+    let now = net.now;
+    net.nodes[0].open_link(now, &d).unwrap();
+    net.run(Duration::from_secs(20));
+    assert!(link_events(&net, 0).iter().any(|e| matches!(
+        e,
+        LinkEvent::Closed {
+            reason: CloseReason::Timeout,
+            ..
+        }
+    )));
+    net.run(Duration::from_secs(20));
+    assert_eq!(
+        net.nodes[1].link_table_len(),
+        0,
+        "unproven link-table entries expire"
+    );
+}

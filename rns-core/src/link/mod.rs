@@ -1,0 +1,1012 @@
+//! Links: encrypted, bidirectional sessions between an initiator and a SINGLE destination.
+//!
+//! A [`Link`] is a sans-IO state machine owned by the transport. Its methods take input
+//! (time, packets, application calls) and leave packets in its outbox for the transport to
+//! send on the link's interface, and [`LinkEvent`]s for the application.
+
+pub mod wire;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand_core::CryptoRngCore;
+use x25519_dalek::{PublicKey as XPublic, StaticSecret};
+
+use crate::crypto::{hkdf_sha256, Token};
+use crate::destination::DestinationType;
+use crate::hash::{AddressHash, FULL_HASH_LEN};
+use crate::identity::{Identity, PublicIdentity, KEY_LEN, SIGNATURE_LEN};
+use crate::packet::{link_mdu, Context, Flags, Packet, PacketType, MTU};
+use crate::proof::EXPLICIT_LEN;
+use crate::time::Instant;
+use crate::transport::{HashMap, InterfaceId};
+use wire::{LinkProof, LinkRequest, LinkWireError, MODE_AES256_CBC};
+
+/// A link id: the truncated hash of the link request.
+pub type LinkId = AddressHash;
+
+/// Keepalive bounds and the RTT that maps to the longest interval.
+const KEEPALIVE_MIN: Duration = Duration::from_secs(5);
+const KEEPALIVE_MAX: Duration = Duration::from_secs(360);
+const KEEPALIVE_MAX_RTT: f64 = 1.75;
+/// After going stale, wait `rtt × 4 + 5 s` before closing.
+const KEEPALIVE_TIMEOUT_FACTOR: u32 = 4;
+const STALE_GRACE: Duration = Duration::from_secs(5);
+/// Per-hop establishment allowance.
+const ESTABLISHMENT_PER_HOP: Duration = Duration::from_secs(6);
+/// Request timeout: `rtt × 6 + 11.25 s`.
+const TRAFFIC_TIMEOUT_FACTOR: u32 = 6;
+const RESPONSE_GRACE: Duration = Duration::from_millis(11_250);
+/// Link packets awaiting a proof, at most.
+const MAX_RECEIPTS: usize = 256;
+/// Outstanding requests, at most.
+const MAX_REQUESTS: usize = 256;
+
+/// Where a link is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Initiator: request sent, waiting for the proof.
+    Pending,
+    /// Responder: proof sent, waiting for the RTT packet.
+    Handshake,
+    /// Usable.
+    Active,
+    /// Nothing heard for the stale time; closing soon unless traffic arrives.
+    Stale,
+    /// Closed.
+    Closed,
+}
+
+/// Why a link closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Establishment or keepalive timeout.
+    Timeout,
+    /// The initiator closed it.
+    InitiatorClosed,
+    /// The destination closed it.
+    DestinationClosed,
+}
+
+/// Why a link operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// No such link.
+    #[error("no such link {0}")]
+    Unknown(LinkId),
+    /// The link is not active.
+    #[error("link {0} is not active")]
+    NotActive(LinkId),
+    /// The payload does not fit one link packet.
+    #[error("payload of {size} bytes exceeds the link MDU of {mdu}")]
+    TooLarge {
+        /// Bytes offered.
+        size: usize,
+        /// Bytes that fit.
+        mdu: usize,
+    },
+    /// Only the initiator may identify itself.
+    #[error("only the link initiator can identify")]
+    NotInitiator,
+    /// Too many requests or receipts outstanding.
+    #[error("too many outstanding requests on link {0}")]
+    Busy(LinkId),
+    /// A wire-level problem.
+    #[error(transparent)]
+    Wire(#[from] LinkWireError),
+    /// The destination's identity is unknown.
+    #[error("destination {0} is unknown; no announce has been heard")]
+    UnknownDestination(AddressHash),
+}
+
+/// What a link reports to the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// The link is established.
+    Established {
+        /// The link.
+        link: LinkId,
+        /// The SINGLE destination it leads to (ours when we are the responder).
+        destination: AddressHash,
+        /// Whether we initiated it.
+        initiator: bool,
+        /// Round-trip time measured during establishment.
+        rtt: Duration,
+        /// The link MTU.
+        mtu: usize,
+    },
+    /// The link closed.
+    Closed {
+        /// The link.
+        link: LinkId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A data packet arrived.
+    Packet {
+        /// The link.
+        link: LinkId,
+        /// Plaintext.
+        data: Vec<u8>,
+        /// Full packet hash.
+        packet_hash: [u8; FULL_HASH_LEN],
+    },
+    /// A packet we sent on the link was proven by the peer.
+    Proof {
+        /// The link.
+        link: LinkId,
+        /// The proven packet.
+        packet_hash: [u8; FULL_HASH_LEN],
+        /// Time from sending to proof.
+        rtt: Duration,
+    },
+    /// A packet we sent was not proven in time.
+    ProofTimeout {
+        /// The link.
+        link: LinkId,
+        /// The packet.
+        packet_hash: [u8; FULL_HASH_LEN],
+    },
+    /// The initiator identified itself (responder side).
+    Identified {
+        /// The link.
+        link: LinkId,
+        /// Who.
+        identity: Box<PublicIdentity>,
+    },
+    /// A request arrived.
+    Request {
+        /// The link.
+        link: LinkId,
+        /// Request id (truncated packet hash).
+        request_id: AddressHash,
+        /// `trunc16(path)`.
+        path_hash: AddressHash,
+        /// The request data.
+        data: rmpv::Value,
+        /// The identified initiator, if it identified.
+        remote_identity: Option<Box<PublicIdentity>>,
+    },
+    /// A response to one of our requests arrived.
+    Response {
+        /// The link.
+        link: LinkId,
+        /// The request it answers.
+        request_id: AddressHash,
+        /// The response.
+        data: rmpv::Value,
+    },
+    /// A request of ours got no response in time.
+    RequestTimeout {
+        /// The link.
+        link: LinkId,
+        /// The request.
+        request_id: AddressHash,
+    },
+}
+
+/// Counters of one link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Packets received.
+    pub rx: u64,
+    /// Packets sent.
+    pub tx: u64,
+    /// Packets dropped: undecryptable, malformed or on the wrong interface.
+    pub dropped: u64,
+}
+
+/// A link, in either role.
+pub struct Link {
+    id: LinkId,
+    initiator: bool,
+    destination: AddressHash,
+    state: LinkState,
+    eph: StaticSecret,
+    eph_pub: [u8; 32],
+    /// Signs our link proofs: the ephemeral key (initiator) or the destination key (responder).
+    sig: SigningKey,
+    /// Verifies the peer's link proofs.
+    peer_sig: Option<VerifyingKey>,
+    /// Initiator: the destination's identity (verifies the LRPROOF).
+    dest_identity: Option<PublicIdentity>,
+    token: Option<Token>,
+    mtu: usize,
+    attached: Option<InterfaceId>,
+    expected_hops: u8,
+    request_time: Instant,
+    establishment_timeout: Duration,
+    rtt: Option<Duration>,
+    activated_at: Instant,
+    last_inbound: Instant,
+    last_outbound: Instant,
+    last_keepalive: Instant,
+    keepalive: Duration,
+    stale_time: Duration,
+    close_at: Option<Instant>,
+    prove_packets: bool,
+    remote_identity: Option<PublicIdentity>,
+    requests: HashMap<AddressHash, Instant>,
+    receipts: HashMap<[u8; FULL_HASH_LEN], (Instant, Instant)>,
+    outbox: VecDeque<Vec<u8>>,
+    events: VecDeque<LinkEvent>,
+    stats: LinkStats,
+}
+
+impl core::fmt::Debug for Link {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Link")
+            .field("id", &self.id)
+            .field("initiator", &self.initiator)
+            .field("state", &self.state)
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_secret(rng: &mut dyn CryptoRngCore) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    rng.fill_bytes(&mut k);
+    k
+}
+
+fn derive_token(eph: &StaticSecret, peer: &[u8; 32], link_id: &LinkId) -> Token {
+    let shared = eph.diffie_hellman(&XPublic::from(*peer));
+    let mut key = [0u8; 64];
+    hkdf_sha256(shared.as_bytes(), link_id.as_bytes(), &mut key);
+    Token::new(&key)
+}
+
+/// Build a packet addressed to a link id.
+fn link_packet(id: &LinkId, packet_type: PacketType, context: Context, data: Vec<u8>) -> Vec<u8> {
+    Packet {
+        flags: Flags::new(DestinationType::Link, packet_type),
+        hops: 0,
+        transport_id: None,
+        destination: *id,
+        context,
+        data,
+    }
+    .to_bytes()
+}
+
+impl Link {
+    /// Start a link to `destination` (initiator). Returns the link and the LINKREQUEST packet.
+    ///
+    /// `signal_mtu` is the MTU to offer: the next-hop interface's hardware MTU when it can
+    /// carry more than 500 bytes, else 500. `first_hop_timeout` comes from the path.
+    pub fn initiate(
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        destination: AddressHash,
+        dest_identity: PublicIdentity,
+        hops: u8,
+        signal_mtu: u32,
+        first_hop_timeout: Duration,
+    ) -> (Link, Vec<u8>) {
+        let eph = StaticSecret::from(random_secret(rng));
+        let eph_pub = *XPublic::from(&eph).as_bytes();
+        let sig = SigningKey::from_bytes(&random_secret(rng));
+        let req = LinkRequest {
+            x25519: eph_pub,
+            ed25519: sig.verifying_key().to_bytes(),
+            signalling: Some((signal_mtu, MODE_AES256_CBC)),
+        };
+        let raw = Packet {
+            flags: Flags::new(DestinationType::Single, PacketType::LinkRequest),
+            hops: 0,
+            transport_id: None,
+            destination,
+            context: Context::NONE,
+            data: req.emit(),
+        }
+        .to_bytes();
+        let view = crate::packet::PacketView::new_checked(&raw[..]).expect("well-formed");
+        let id = wire::link_id(&view);
+        let peer_sig = VerifyingKey::from_bytes(&dest_identity.ed25519_public()).ok();
+        let link = Link {
+            id,
+            initiator: true,
+            destination,
+            state: LinkState::Pending,
+            eph,
+            eph_pub,
+            sig,
+            peer_sig,
+            dest_identity: Some(dest_identity),
+            token: None,
+            mtu: MTU,
+            attached: None,
+            expected_hops: hops,
+            request_time: now,
+            establishment_timeout: first_hop_timeout
+                + ESTABLISHMENT_PER_HOP * u32::from(hops.max(1)),
+            ..Link::blank(id, destination, now)
+        };
+        (link, raw)
+    }
+
+    /// Accept a link request for a local destination (responder). Returns the link, with
+    /// the LRPROOF in its outbox.
+    ///
+    /// `mtu` is the MTU this side confirms (already clamped to what the receiving interface
+    /// carries); `None` leaves the signalling bytes out (the interface MTU is unknown).
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept(
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        identity: &Identity,
+        destination: AddressHash,
+        link_id: LinkId,
+        request: &LinkRequest,
+        hops: u8,
+        mtu: Option<u32>,
+        interface: InterfaceId,
+        prove_packets: bool,
+    ) -> Link {
+        let eph = StaticSecret::from(random_secret(rng));
+        let eph_pub = *XPublic::from(&eph).as_bytes();
+        let token = derive_token(&eph, &request.x25519, &link_id);
+        let signalling = mtu.map(|m| wire::signalling_bytes(m, MODE_AES256_CBC));
+        let signed = wire::proof_signed_data(
+            &link_id,
+            &eph_pub,
+            &identity.public().ed25519_public(),
+            signalling.as_ref(),
+        );
+        let proof = LinkProof {
+            signature: identity.sign(&signed),
+            x25519: eph_pub,
+            signalling,
+        };
+        let mut link = Link {
+            initiator: false,
+            state: LinkState::Handshake,
+            eph,
+            eph_pub,
+            sig: identity.signing_key().clone(),
+            peer_sig: VerifyingKey::from_bytes(&request.ed25519).ok(),
+            token: Some(token),
+            mtu: mtu.map_or(MTU, |m| m as usize),
+            attached: Some(interface),
+            expected_hops: hops,
+            request_time: now,
+            establishment_timeout: ESTABLISHMENT_PER_HOP * u32::from(hops.max(1)) + KEEPALIVE_MAX,
+            prove_packets,
+            ..Link::blank(link_id, destination, now)
+        };
+        link.push_out(
+            link_packet(&link_id, PacketType::Proof, Context::LRPROOF, proof.emit()),
+            now,
+        );
+        link
+    }
+
+    fn blank(id: LinkId, destination: AddressHash, now: Instant) -> Link {
+        let eph = StaticSecret::from([0u8; 32]);
+        Link {
+            id,
+            initiator: false,
+            destination,
+            state: LinkState::Pending,
+            eph_pub: *XPublic::from(&eph).as_bytes(),
+            eph,
+            sig: SigningKey::from_bytes(&[0u8; 32]),
+            peer_sig: None,
+            dest_identity: None,
+            token: None,
+            mtu: MTU,
+            attached: None,
+            expected_hops: 0,
+            request_time: now,
+            establishment_timeout: Duration::ZERO,
+            rtt: None,
+            activated_at: now,
+            last_inbound: now,
+            last_outbound: now,
+            last_keepalive: now,
+            keepalive: KEEPALIVE_MAX,
+            stale_time: KEEPALIVE_MAX * 2,
+            close_at: None,
+            prove_packets: true,
+            remote_identity: None,
+            requests: HashMap::default(),
+            receipts: HashMap::default(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// The link id.
+    pub fn id(&self) -> LinkId {
+        self.id
+    }
+
+    /// Whether we initiated it.
+    pub fn is_initiator(&self) -> bool {
+        self.initiator
+    }
+
+    /// The SINGLE destination the link leads to.
+    pub fn destination(&self) -> AddressHash {
+        self.destination
+    }
+
+    /// Current state.
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// Negotiated MTU.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// Largest plaintext that fits one link packet.
+    pub fn mdu(&self) -> usize {
+        link_mdu(self.mtu)
+    }
+
+    /// Round-trip time, once known.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// Interface the link runs over.
+    pub fn interface(&self) -> Option<InterfaceId> {
+        self.attached
+    }
+
+    /// Hops the link's packets are expected to travel.
+    pub fn expected_hops(&self) -> u8 {
+        self.expected_hops
+    }
+
+    /// The identified initiator, if any (responder side).
+    pub fn remote_identity(&self) -> Option<&PublicIdentity> {
+        self.remote_identity.as_ref()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// Keepalive interval.
+    pub fn keepalive_interval(&self) -> Duration {
+        self.keepalive
+    }
+
+    /// Next packet to send (on [`Link::interface`]).
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
+    }
+
+    /// Next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
+    }
+
+    fn push_out(&mut self, raw: Vec<u8>, now: Instant) {
+        self.stats.tx += 1;
+        self.last_outbound = now;
+        self.outbox.push_back(raw);
+    }
+
+    fn encrypt(&self, rng: &mut dyn CryptoRngCore, plaintext: &[u8]) -> Option<Vec<u8>> {
+        self.token.as_ref().map(|t| t.encrypt(rng, plaintext))
+    }
+
+    fn decrypt(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        let r = self.token.as_ref()?.decrypt(data).ok();
+        if r.is_none() {
+            self.stats.dropped += 1;
+        }
+        r
+    }
+
+    fn update_keepalive(&mut self) {
+        let rtt = self.rtt.unwrap_or_default().as_secs_f64();
+        let ka = (rtt * (KEEPALIVE_MAX.as_secs_f64() / KEEPALIVE_MAX_RTT))
+            .clamp(KEEPALIVE_MIN.as_secs_f64(), KEEPALIVE_MAX.as_secs_f64());
+        self.keepalive = Duration::from_secs_f64(ka);
+        self.stale_time = self.keepalive * 2;
+    }
+
+    fn closed(&mut self, reason: CloseReason) {
+        if self.state == LinkState::Closed {
+            return;
+        }
+        self.state = LinkState::Closed;
+        self.token = None;
+        self.events.push_back(LinkEvent::Closed {
+            link: self.id,
+            reason,
+        });
+    }
+
+    /// Initiator: handle an LRPROOF that arrived with `hops`.
+    pub fn handle_lrproof(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        data: &[u8],
+        hops: u8,
+        interface: InterfaceId,
+    ) -> Result<(), LinkError> {
+        if !self.initiator || self.state != LinkState::Pending {
+            return Ok(());
+        }
+        let proof = LinkProof::parse(data)?;
+        let (mtu, mode) = proof.mtu_mode();
+        if mode != MODE_AES256_CBC {
+            return Err(LinkWireError::Mode(mode).into());
+        }
+        let ed = self
+            .dest_identity
+            .as_ref()
+            .map(|i| i.ed25519_public())
+            .ok_or(LinkError::UnknownDestination(self.destination))?;
+        proof.verify(&self.id, &ed)?;
+        if hops != self.expected_hops {
+            // RNS re-balances the expected hops when the signature is valid.
+            self.expected_hops = hops;
+        }
+        self.token = Some(derive_token(&self.eph, &proof.x25519, &self.id));
+        let rtt = now
+            .saturating_since(self.request_time)
+            .max(Duration::from_millis(1));
+        self.rtt = Some(rtt);
+        self.mtu = (mtu as usize).clamp(MTU, 1 << 21);
+        self.attached = Some(interface);
+        self.state = LinkState::Active;
+        self.activated_at = now;
+        self.last_inbound = now;
+        self.update_keepalive();
+        let body = wire::encode_rtt(rtt.as_secs_f64());
+        if let Some(ct) = self.encrypt(rng, &body) {
+            self.push_out(
+                link_packet(&self.id, PacketType::Data, Context::LRRTT, ct),
+                now,
+            );
+        }
+        self.events.push_back(LinkEvent::Established {
+            link: self.id,
+            destination: self.destination,
+            initiator: true,
+            rtt,
+            mtu: self.mtu,
+        });
+        Ok(())
+    }
+
+    /// Handle a DATA or PROOF packet addressed to this link.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_packet(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        packet_type: PacketType,
+        context: Context,
+        data: &[u8],
+        packet_hash: &[u8; FULL_HASH_LEN],
+        interface: InterfaceId,
+    ) {
+        if self.state == LinkState::Closed {
+            return;
+        }
+        // The initiator ignores keepalive requests entirely (they are its own kind).
+        if self.initiator && context == Context::KEEPALIVE && data == [0xFF] {
+            return;
+        }
+        if self.attached.is_some() && self.attached != Some(interface) {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.stats.rx += 1;
+        self.last_inbound = now;
+        if self.state == LinkState::Stale {
+            self.state = LinkState::Active;
+            self.close_at = None;
+        }
+        match packet_type {
+            PacketType::Proof => self.handle_proof(now, context, data),
+            PacketType::Data => self.handle_data(rng, now, context, data, packet_hash),
+            _ => self.stats.dropped += 1,
+        }
+    }
+
+    fn handle_proof(&mut self, now: Instant, context: Context, data: &[u8]) {
+        if context != Context::NONE || data.len() != EXPLICIT_LEN {
+            return; // resource proofs arrive with the resources work
+        }
+        let hash: [u8; FULL_HASH_LEN] = data[..FULL_HASH_LEN].try_into().expect("32 bytes");
+        let Some((sent, _)) = self.receipts.get(&hash).copied() else {
+            return;
+        };
+        let sig = Signature::from_bytes(data[FULL_HASH_LEN..].try_into().expect("64 bytes"));
+        match &self.peer_sig {
+            Some(k) if k.verify_strict(&hash, &sig).is_ok() => {
+                self.receipts.remove(&hash);
+                self.events.push_back(LinkEvent::Proof {
+                    link: self.id,
+                    packet_hash: hash,
+                    rtt: now.saturating_since(sent),
+                });
+            }
+            _ => self.stats.dropped += 1,
+        }
+    }
+
+    fn handle_data(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        context: Context,
+        data: &[u8],
+        packet_hash: &[u8; FULL_HASH_LEN],
+    ) {
+        match context {
+            Context::KEEPALIVE => {
+                if !self.initiator
+                    && data == [0xFF]
+                    && now.saturating_since(self.last_outbound) >= self.keepalive
+                {
+                    self.push_out(
+                        link_packet(&self.id, PacketType::Data, Context::KEEPALIVE, vec![0xFE]),
+                        now,
+                    );
+                    self.last_keepalive = now;
+                }
+            }
+            Context::LRRTT => {
+                if self.initiator || self.state != LinkState::Handshake {
+                    return;
+                }
+                let Some(pt) = self.decrypt(data) else { return };
+                let Ok(theirs) = wire::decode_rtt(&pt) else {
+                    self.stats.dropped += 1;
+                    return;
+                };
+                let measured = now.saturating_since(self.request_time);
+                let rtt = measured.max(Duration::from_secs_f64(theirs.min(3600.0)));
+                self.rtt = Some(rtt);
+                self.state = LinkState::Active;
+                self.activated_at = now;
+                self.update_keepalive();
+                self.events.push_back(LinkEvent::Established {
+                    link: self.id,
+                    destination: self.destination,
+                    initiator: false,
+                    rtt,
+                    mtu: self.mtu,
+                });
+            }
+            Context::LINKCLOSE => {
+                let Some(pt) = self.decrypt(data) else { return };
+                if pt == self.id.0 {
+                    self.closed(if self.initiator {
+                        CloseReason::DestinationClosed
+                    } else {
+                        CloseReason::InitiatorClosed
+                    });
+                }
+            }
+            _ if self.state != LinkState::Active && self.state != LinkState::Stale => {
+                self.stats.dropped += 1;
+            }
+            Context::NONE => {
+                let Some(pt) = self.decrypt(data) else { return };
+                if self.prove_packets {
+                    self.prove(now, packet_hash);
+                }
+                self.events.push_back(LinkEvent::Packet {
+                    link: self.id,
+                    data: pt,
+                    packet_hash: *packet_hash,
+                });
+            }
+            Context::LINKIDENTIFY => {
+                let Some(pt) = self.decrypt(data) else { return };
+                if self.initiator || pt.len() != KEY_LEN + SIGNATURE_LEN {
+                    return;
+                }
+                let Ok(identity) = PublicIdentity::from_bytes(&pt[..KEY_LEN]) else {
+                    return;
+                };
+                let mut signed = self.id.0.to_vec();
+                signed.extend_from_slice(&pt[..KEY_LEN]);
+                if identity.verify(&signed, &pt[KEY_LEN..]).is_ok()
+                    && self.remote_identity.is_none()
+                {
+                    self.remote_identity = Some(identity.clone());
+                    self.events.push_back(LinkEvent::Identified {
+                        link: self.id,
+                        identity: Box::new(identity),
+                    });
+                }
+            }
+            Context::REQUEST => {
+                let Some(pt) = self.decrypt(data) else { return };
+                match wire::decode_request(&pt) {
+                    Ok((_, path_hash, data)) => self.events.push_back(LinkEvent::Request {
+                        link: self.id,
+                        request_id: AddressHash::from_full(packet_hash),
+                        path_hash,
+                        data,
+                        remote_identity: self.remote_identity.clone().map(Box::new),
+                    }),
+                    Err(_) => self.stats.dropped += 1,
+                }
+            }
+            Context::RESPONSE => {
+                let Some(pt) = self.decrypt(data) else { return };
+                match wire::decode_response(&pt) {
+                    Ok((request_id, data)) => {
+                        if self.requests.remove(&request_id).is_some() {
+                            self.events.push_back(LinkEvent::Response {
+                                link: self.id,
+                                request_id,
+                                data,
+                            });
+                        }
+                    }
+                    Err(_) => self.stats.dropped += 1,
+                }
+            }
+            _ => {
+                // Resources and channels arrive with their own work; ignore for now.
+                let _ = rng;
+            }
+        }
+    }
+
+    /// Send an explicit proof for a packet we received.
+    fn prove(&mut self, now: Instant, packet_hash: &[u8; FULL_HASH_LEN]) {
+        let sig = self.sig.sign(packet_hash).to_bytes();
+        let mut data = packet_hash.to_vec();
+        data.extend_from_slice(&sig);
+        self.push_out(
+            link_packet(&self.id, PacketType::Proof, Context::NONE, data),
+            now,
+        );
+    }
+
+    fn require_active(&self) -> Result<(), LinkError> {
+        match self.state {
+            LinkState::Active | LinkState::Stale => Ok(()),
+            _ => Err(LinkError::NotActive(self.id)),
+        }
+    }
+
+    /// Send a data packet; returns its hash. A [`LinkEvent::Proof`] follows if the peer proves it.
+    pub fn send(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        data: &[u8],
+    ) -> Result<[u8; FULL_HASH_LEN], LinkError> {
+        self.require_active()?;
+        if data.len() > self.mdu() {
+            return Err(LinkError::TooLarge {
+                size: data.len(),
+                mdu: self.mdu(),
+            });
+        }
+        if self.receipts.len() >= MAX_RECEIPTS {
+            return Err(LinkError::Busy(self.id));
+        }
+        let ct = self
+            .encrypt(rng, data)
+            .ok_or(LinkError::NotActive(self.id))?;
+        let raw = link_packet(&self.id, PacketType::Data, Context::NONE, ct);
+        let hash = crate::packet::PacketView::new_checked(&raw[..])
+            .expect("well-formed")
+            .hash();
+        let timeout = (self.rtt.unwrap_or_default() * TRAFFIC_TIMEOUT_FACTOR)
+            .max(Duration::from_millis(5))
+            + Duration::from_secs(5);
+        self.receipts.insert(hash, (now, now + timeout));
+        self.push_out(raw, now);
+        Ok(hash)
+    }
+
+    /// Send a request; returns its id. A [`LinkEvent::Response`] or [`LinkEvent::RequestTimeout`] follows.
+    pub fn request(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        path: &str,
+        data: &rmpv::Value,
+        timeout: Option<Duration>,
+    ) -> Result<AddressHash, LinkError> {
+        self.require_active()?;
+        if self.requests.len() >= MAX_REQUESTS {
+            return Err(LinkError::Busy(self.id));
+        }
+        let body = wire::encode_request(now.as_secs_f64(), &wire::path_hash(path), data);
+        if body.len() > self.mdu() {
+            return Err(LinkError::TooLarge {
+                size: body.len(),
+                mdu: self.mdu(),
+            });
+        }
+        let ct = self
+            .encrypt(rng, &body)
+            .ok_or(LinkError::NotActive(self.id))?;
+        let raw = link_packet(&self.id, PacketType::Data, Context::REQUEST, ct);
+        let id = crate::packet::PacketView::new_checked(&raw[..])
+            .expect("well-formed")
+            .truncated_hash();
+        let timeout = timeout.unwrap_or_else(|| {
+            self.rtt.unwrap_or_default() * TRAFFIC_TIMEOUT_FACTOR + RESPONSE_GRACE
+        });
+        self.requests.insert(id, now + timeout);
+        self.push_out(raw, now);
+        Ok(id)
+    }
+
+    /// Answer a request received on this link.
+    pub fn respond(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        request_id: &AddressHash,
+        response: &rmpv::Value,
+    ) -> Result<(), LinkError> {
+        self.require_active()?;
+        let body = wire::encode_response(request_id, response);
+        if body.len() > self.mdu() {
+            return Err(LinkError::TooLarge {
+                size: body.len(),
+                mdu: self.mdu(),
+            });
+        }
+        let ct = self
+            .encrypt(rng, &body)
+            .ok_or(LinkError::NotActive(self.id))?;
+        self.push_out(
+            link_packet(&self.id, PacketType::Data, Context::RESPONSE, ct),
+            now,
+        );
+        Ok(())
+    }
+
+    /// Reveal our identity to the responder (initiator only).
+    pub fn identify(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        identity: &Identity,
+    ) -> Result<(), LinkError> {
+        if !self.initiator {
+            return Err(LinkError::NotInitiator);
+        }
+        self.require_active()?;
+        let mut signed = self.id.0.to_vec();
+        signed.extend_from_slice(identity.public().as_bytes());
+        let mut body = identity.public().as_bytes().to_vec();
+        body.extend_from_slice(&identity.sign(&signed));
+        let ct = self
+            .encrypt(rng, &body)
+            .ok_or(LinkError::NotActive(self.id))?;
+        self.push_out(
+            link_packet(&self.id, PacketType::Data, Context::LINKIDENTIFY, ct),
+            now,
+        );
+        Ok(())
+    }
+
+    /// Close the link, telling the peer.
+    pub fn close(&mut self, rng: &mut dyn CryptoRngCore, now: Instant) {
+        if self.state == LinkState::Closed {
+            return;
+        }
+        if self.state != LinkState::Pending {
+            if let Some(ct) = self.encrypt(rng, &self.id.0.clone()) {
+                self.push_out(
+                    link_packet(&self.id, PacketType::Data, Context::LINKCLOSE, ct),
+                    now,
+                );
+            }
+        }
+        self.closed(if self.initiator {
+            CloseReason::InitiatorClosed
+        } else {
+            CloseReason::DestinationClosed
+        });
+    }
+
+    /// When [`Link::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            LinkState::Closed => None,
+            LinkState::Pending | LinkState::Handshake => {
+                Some(self.request_time + self.establishment_timeout)
+            }
+            LinkState::Stale => self.close_at,
+            LinkState::Active => Some(
+                (self.last_inbound.max(self.activated_at) + self.keepalive)
+                    .min(self.last_outbound + self.keepalive),
+            ),
+        }
+    }
+
+    /// Run the watchdog: establishment timeout, keepalives, stale detection, expiries.
+    pub fn handle_timeout(&mut self, rng: &mut dyn CryptoRngCore, now: Instant) {
+        for (h, _) in self
+            .receipts
+            .iter()
+            .filter(|(_, (_, deadline))| now >= *deadline)
+            .map(|(h, v)| (*h, *v))
+            .collect::<Vec<_>>()
+        {
+            self.receipts.remove(&h);
+            self.events.push_back(LinkEvent::ProofTimeout {
+                link: self.id,
+                packet_hash: h,
+            });
+        }
+        for (r, _) in self
+            .requests
+            .iter()
+            .filter(|(_, deadline)| now >= **deadline)
+            .map(|(r, d)| (*r, *d))
+            .collect::<Vec<_>>()
+        {
+            self.requests.remove(&r);
+            self.events.push_back(LinkEvent::RequestTimeout {
+                link: self.id,
+                request_id: r,
+            });
+        }
+        match self.state {
+            LinkState::Closed => {}
+            LinkState::Pending | LinkState::Handshake => {
+                if now >= self.request_time + self.establishment_timeout {
+                    self.closed(CloseReason::Timeout);
+                }
+            }
+            LinkState::Active => {
+                let last_in = self.last_inbound.max(self.activated_at);
+                if now >= last_in + self.keepalive || now >= self.last_outbound + self.keepalive {
+                    if self.initiator && now >= self.last_keepalive + self.keepalive {
+                        self.push_out(
+                            link_packet(&self.id, PacketType::Data, Context::KEEPALIVE, vec![0xFF]),
+                            now,
+                        );
+                        self.last_keepalive = now;
+                    }
+                    if now >= last_in + self.stale_time {
+                        self.state = LinkState::Stale;
+                        let rtt = self.rtt.unwrap_or_default();
+                        self.close_at = Some(now + rtt * KEEPALIVE_TIMEOUT_FACTOR + STALE_GRACE);
+                    }
+                }
+            }
+            LinkState::Stale => {
+                if self.close_at.is_some_and(|t| now >= t) {
+                    if let Some(ct) = self.encrypt(rng, &self.id.0.clone()) {
+                        self.push_out(
+                            link_packet(&self.id, PacketType::Data, Context::LINKCLOSE, ct),
+                            now,
+                        );
+                    }
+                    self.closed(CloseReason::Timeout);
+                }
+            }
+        }
+    }
+
+    /// The initiator's ephemeral X25519 key (for tests and diagnostics).
+    pub fn ephemeral_public(&self) -> [u8; 32] {
+        self.eph_pub
+    }
+}
+
+#[cfg(test)]
+mod tests;
