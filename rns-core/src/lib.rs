@@ -32,4 +32,6 @@ pub mod transport;
 
 pub use hash::AddressHash;
 pub use identity::{Identity, PublicIdentity};
+/// The msgpack value type used by link requests and responses.
+pub use rmpv;
 pub use time::Instant;

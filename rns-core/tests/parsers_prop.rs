@@ -100,3 +100,42 @@ proptest! {
         prop_assert!(t.path_count() <= 2);
     }
 }
+
+mod links {
+    use super::*;
+    use rns_core::link::wire::{self, LinkProof, LinkRequest};
+
+    proptest! {
+        #[test]
+        fn link_wire_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(r) = LinkRequest::parse(&bytes) {
+                prop_assert_eq!(r.emit(), bytes.clone());
+            }
+            if let Ok(p) = LinkProof::parse(&bytes) {
+                prop_assert_eq!(p.emit(), bytes.clone());
+                let _ = p.verify(&rns_core::AddressHash([1; 16]), &[2; 32]);
+            }
+            let _ = wire::decode_request(&bytes);
+            let _ = wire::decode_response(&bytes);
+            let _ = wire::decode_rtt(&bytes);
+            let _ = wire::decode_msgpack(&bytes);
+        }
+
+        #[test]
+        fn any_mutation_of_an_lrproof_is_rejected(i in 0usize..99, x in 1u8..=255) {
+            let mut rng = ChaCha20Rng::seed_from_u64(8);
+            let server = Identity::generate(&mut rng);
+            let id = rns_core::AddressHash([3; 16]);
+            let eph = [4u8; 32];
+            let sig = wire::signalling_bytes(500, 1);
+            let signed = wire::proof_signed_data(&id, &eph, &server.public().ed25519_public(), Some(&sig));
+            let proof = LinkProof { signature: server.sign(&signed), x25519: eph, signalling: Some(sig) };
+            let mut bytes = proof.emit();
+            bytes[i] ^= x;
+            let ok = LinkProof::parse(&bytes)
+                .map(|p| p.verify(&id, &server.public().ed25519_public()).is_ok())
+                .unwrap_or(false);
+            prop_assert!(!ok, "mutated byte {} accepted", i);
+        }
+    }
+}

@@ -15,7 +15,17 @@ Commands are JSON lines on stdin:
   {"cmd": "request_path", "destination": hex}
   {"cmd": "wait_path", "destination": hex, "timeout": s}
   {"cmd": "send", "destination": hex, "name": "app.aspect", "data": "text", "timeout": s}
+  {"cmd": "link_open", "destination": hex, "name": "app.aspect", "timeout": s}
+  {"cmd": "link_send", "link": hex, "data": "text"}
+  {"cmd": "link_request", "link": hex, "path": "/ping", "data": "text"}
+  {"cmd": "link_identify", "link": hex}
+  {"cmd": "link_close", "link": hex}
+  {"cmd": "link_status", "link": hex}
   {"cmd": "quit"}
+
+Links: the echo destination accepts links, echoes every link packet back as
+"echo:<data>", answers the request path /ping with b"pong:" + data, and reports
+link_established / link_packet / link_closed / link_proof / response events.
 """
 import argparse
 import json
@@ -82,6 +92,14 @@ class AnnounceHandler:
         )
 
 
+LINKS = {}
+
+
+def watch_link(link):
+    LINKS[link.link_id.hex()] = link
+    link.set_link_closed_callback(lambda l: emit(event="link_closed", link=l.link_id.hex()))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
@@ -99,6 +117,23 @@ def main():
     dest = RNS.Destination(identity, RNS.Destination.IN, RNS.Destination.SINGLE, "rnsinterop", "echo")
     dest.set_proof_strategy(RNS.Destination.PROVE_ALL)
     dest.set_packet_callback(lambda data, packet: emit(event="packet", data=data.hex()))
+    def on_link_packet(link, data):
+        emit(event="link_packet", link=link.link_id.hex(), data=data.hex())
+        RNS.Packet(link, b"echo:" + data).send()
+
+    def on_incoming_link(link):
+        watch_link(link)
+        link.set_packet_callback(lambda data, packet: on_link_packet(link, data))
+        link.set_remote_identified_callback(
+            lambda l, ident: emit(event="link_identified", link=l.link_id.hex(), identity=ident.hash.hex()))
+        emit(event="link_established", link=link.link_id.hex(), initiator=False)
+
+    dest.set_link_established_callback(on_incoming_link)
+    dest.register_request_handler(
+        "/ping",
+        response_generator=lambda path, data, request_id, link_id, remote_identity, requested_at: b"pong:" + (data or b""),
+        allow=RNS.Destination.ALLOW_ALL)
+
     handler = AnnounceHandler()
     RNS.Transport.register_announce_handler(handler)
     probe = RNS.Transport.probe_destination.hash.hex() if getattr(RNS.Transport, "probe_destination", None) else None
@@ -154,6 +189,57 @@ def main():
         if receipt.status == RNS.PacketReceipt.DELIVERED:
             report("proof", rtt=receipt.get_rtt())
 
+    def link_open(cmd):
+        d = bytes.fromhex(cmd["destination"])
+        deadline = time.time() + float(cmd.get("timeout", 15))
+        if not RNS.Transport.has_path(d):
+            RNS.Transport.request_path(d)
+        while not RNS.Transport.has_path(d) and time.time() < deadline:
+            time.sleep(0.05)
+        ident = RNS.Identity.recall(d)
+        if ident is None:
+            emit(event="link_failed", destination=cmd["destination"], reason="no path")
+            return
+        app, *aspects = cmd["name"].split(".")
+        out = RNS.Destination(ident, RNS.Destination.OUT, RNS.Destination.SINGLE, app, *aspects)
+        out.set_proof_strategy(RNS.Destination.PROVE_ALL)
+        started = time.time()
+
+        def established(link):
+            emit(event="link_established", link=link.link_id.hex(), initiator=True,
+                 destination=cmd["destination"], seconds=time.time() - started, mtu=link.get_mtu())
+
+        link = RNS.Link(out, established_callback=established)
+        watch_link(link)
+        link.set_packet_callback(lambda data, packet: emit(event="link_packet", link=link.link_id.hex(), data=data.hex()))
+
+    def link_send(cmd):
+        link = LINKS.get(cmd["link"])
+        receipt = RNS.Packet(link, cmd.get("data", "").encode()).send() if link else False
+        if not receipt:
+            emit(event="link_proof_timeout", link=cmd["link"], reason="could not send")
+            return
+        reported = []
+
+        def report(event, **kw):
+            if not reported:
+                reported.append(event)
+                emit(event=event, link=cmd["link"], **kw)
+
+        receipt.set_delivery_callback(lambda r: report("link_proof", rtt=r.get_rtt()))
+        receipt.set_timeout_callback(lambda r: report("link_proof_timeout"))
+        if receipt.status == RNS.PacketReceipt.DELIVERED:
+            report("link_proof", rtt=receipt.get_rtt())
+
+    def link_request(cmd):
+        link = LINKS.get(cmd["link"])
+        if link is None:
+            emit(event="response_failed", link=cmd["link"], reason="no such link")
+            return
+        link.request(cmd.get("path", "/"), cmd.get("data", "").encode(),
+                     response_callback=lambda r: emit(event="response", link=cmd["link"], data=bytes(r.response).hex()),
+                     failed_callback=lambda r: emit(event="response_failed", link=cmd["link"]))
+
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -173,6 +259,19 @@ def main():
                 emit(event="no_path", destination=cmd["destination"])
         elif c == "send":
             threading.Thread(target=send, args=(cmd,), daemon=True).start()
+        elif c == "link_open":
+            threading.Thread(target=link_open, args=(cmd,), daemon=True).start()
+        elif c == "link_send":
+            link_send(cmd)
+        elif c == "link_request":
+            link_request(cmd)
+        elif c == "link_identify":
+            LINKS[cmd["link"]].identify(identity)
+        elif c == "link_close":
+            LINKS[cmd["link"]].teardown()
+        elif c == "link_status":
+            link = LINKS.get(cmd["link"])
+            emit(event="link_status", link=cmd["link"], status=None if link is None else link.status)
         elif c == "quit":
             break
     os._exit(0)

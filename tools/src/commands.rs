@@ -230,3 +230,120 @@ pub(crate) fn probe(
     }
     Ok(())
 }
+
+/// `grid link ...`
+pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
+    use crate::LinkAction as A;
+    let quick = Duration::from_secs(5);
+    let (req, wait, json_out) = match &action {
+        A::Open {
+            hash,
+            timeout,
+            json,
+        } => {
+            let ms = timeout_ms(*timeout)?;
+            let d = parse_hash(hash)?;
+            (
+                json!({"cmd": "link_open", "destination": d.to_string(), "timeout_ms": ms}),
+                Duration::from_millis(ms) + quick,
+                *json,
+            )
+        }
+        A::List { json } => (json!({"cmd": "links"}), quick, *json),
+        A::Send {
+            link,
+            text,
+            timeout,
+            json,
+        } => {
+            let ms = timeout_ms(*timeout)?;
+            (
+                json!({"cmd": "link_send", "link": parse_hash(link)?.to_string(), "data": text, "timeout_ms": ms}),
+                Duration::from_millis(ms) + quick,
+                *json,
+            )
+        }
+        A::Request {
+            link,
+            path,
+            data,
+            timeout,
+            json,
+        } => {
+            let ms = timeout_ms(*timeout)?;
+            (
+                json!({"cmd": "link_request", "link": parse_hash(link)?.to_string(), "path": path, "data": data.clone().unwrap_or_default(), "timeout_ms": ms}),
+                Duration::from_millis(ms) + quick,
+                *json,
+            )
+        }
+        A::Recv { link, json } => (
+            json!({"cmd": "link_recv", "link": parse_hash(link)?.to_string()}),
+            quick,
+            *json,
+        ),
+        A::Identify { link, json } => (
+            json!({"cmd": "link_identify", "link": parse_hash(link)?.to_string()}),
+            quick,
+            *json,
+        ),
+        A::Close { link, json } => (
+            json!({"cmd": "link_close", "link": parse_hash(link)?.to_string()}),
+            quick,
+            *json,
+        ),
+    };
+    let v = ask(state, req, wait)?;
+    if json_out {
+        println!("{v}");
+        return Ok(());
+    }
+    let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+    match action {
+        A::Open { .. } => println!(
+            "Link {} established, RTT {:.3} ms, MTU {}",
+            s("link"),
+            v["rtt_ms"].as_f64().unwrap_or(0.0),
+            v["mtu"]
+        ),
+        A::List { .. } => {
+            for l in v["links"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<9} {} {}  mtu {}  rtt {}",
+                    l["link"].as_str().unwrap_or("?"),
+                    l["state"].as_str().unwrap_or("?"),
+                    if l["initiator"].as_bool() == Some(true) {
+                        "to"
+                    } else {
+                        "from"
+                    },
+                    l["destination"].as_str().unwrap_or("?"),
+                    l["mtu"],
+                    l["rtt_ms"]
+                        .as_f64()
+                        .map_or("-".into(), |r| format!("{r:.3} ms")),
+                );
+            }
+        }
+        A::Send { .. } => println!(
+            "Delivered on {}, proof after {:.3} ms",
+            s("link"),
+            v["rtt_ms"].as_f64().unwrap_or(0.0)
+        ),
+        A::Request { .. } => match &v["response"] {
+            Value::String(t) => println!("{t}"),
+            other => println!("{other}"),
+        },
+        A::Recv { .. } => {
+            for p in v["packets"].as_array().into_iter().flatten() {
+                match p {
+                    Value::String(t) => println!("{t}"),
+                    other => println!("{other}"),
+                }
+            }
+        }
+        A::Identify { .. } => println!("Identified as {} on {}", s("identity"), s("link")),
+        A::Close { .. } => println!("Closed {}", s("link")),
+    }
+    Ok(())
+}

@@ -71,6 +71,85 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Open and use links: encrypted sessions with a destination.
+    Link {
+        #[command(subcommand)]
+        action: LinkAction,
+    },
+}
+
+/// What to do with links.
+#[derive(Subcommand, Debug)]
+pub(crate) enum LinkAction {
+    /// Open a link to a destination; print the link id, RTT and MTU.
+    Open {
+        /// Destination hash (32 hex characters).
+        hash: String,
+        /// Seconds to wait for a path and the link.
+        #[arg(long, default_value_t = 15.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List this node's links.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a text packet on a link and wait for the peer's proof.
+    Send {
+        /// Link id.
+        link: String,
+        /// Text to send.
+        text: String,
+        /// Seconds to wait for the proof.
+        #[arg(long, default_value_t = 15.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a request and print the response.
+    Request {
+        /// Link id.
+        link: String,
+        /// Request path, e.g. /ping.
+        path: String,
+        /// Request data (text).
+        data: Option<String>,
+        /// Seconds to wait for the response.
+        #[arg(long, default_value_t = 15.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the packets received on a link since the last time.
+    Recv {
+        /// Link id.
+        link: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reveal this node's identity to the other end (links this node opened).
+    Identify {
+        /// Link id.
+        link: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close a link.
+    Close {
+        /// Link id.
+        link: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +171,7 @@ fn main() -> ExitCode {
             timeout,
             json,
         } => commands::probe(&state, &hash, size, data.as_deref(), timeout, json),
+        Command::Link { action } => commands::link(&state, action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

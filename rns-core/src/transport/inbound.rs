@@ -527,6 +527,7 @@ impl Transport {
     fn local_link_packet(&mut self, now: Instant, p: &Inbound) {
         let id = p.destination();
         let Some(link) = self.links.get_mut(&id) else {
+            self.stats.unknown_link_packets += 1;
             return;
         };
         let (ptype, ctx) = (p.flags.packet_type, p.view.context());

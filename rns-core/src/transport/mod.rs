@@ -268,6 +268,8 @@ pub struct TransportStats {
     pub protocol_violations: u64,
     /// Inbound frames dropped for a bad or missing access code (all interfaces, ever).
     pub ifac_violations: u64,
+    /// Link packets for links this node neither hosts nor forwards.
+    pub unknown_link_packets: u64,
 }
 
 /// Summary of a path for status displays.

@@ -1,0 +1,281 @@
+//! Control requests from the CLI: status, paths, probes, links.
+
+use std::time::Duration;
+
+use grid_interfaces::control::ControlRequest;
+use rns_core::transport::LinkInfo;
+use rns_core::{rmpv, AddressHash, Instant};
+use serde_json::{json, Value};
+
+use super::links::value_json;
+use super::waiters::{fail, Wait};
+use super::Node;
+use crate::clock;
+
+/// A link's summary as JSON.
+fn link_json(l: &LinkInfo) -> Value {
+    json!({
+        "link": l.id.to_string(),
+        "destination": l.destination.to_string(),
+        "initiator": l.initiator,
+        "state": format!("{:?}", l.state).to_lowercase(),
+        "mtu": l.mtu,
+        "rtt_ms": l.rtt.map(|r| r.as_secs_f64() * 1e3),
+        "remote_identity": l.remote_identity.map(|i| i.to_string()),
+    })
+}
+
+impl Node {
+    pub(super) fn path_json(&self, d: &AddressHash) -> Value {
+        match self.transport.path(d) {
+            Some(p) => {
+                let iface = self
+                    .transport
+                    .interfaces()
+                    .find(|(i, ..)| *i == p.interface)
+                    .map(|(_, n, ..)| n.to_string())
+                    .unwrap_or_default();
+                let identity = self
+                    .transport
+                    .recall_identity(d)
+                    .map(|i| i.hash().to_string());
+                let app_data = self.transport.recall_app_data(d).map(hex::encode);
+                json!({
+                    "ok": true,
+                    "destination": d.to_string(),
+                    "identity": identity,
+                    "app_data": app_data,
+                    "hops": p.hops,
+                    "next_hop": p.next_hop.to_string(),
+                    "interface": iface,
+                    "expires_in_s": p.expires.saturating_since(clock::now()).as_secs(),
+                })
+            }
+            None => json!({"ok": false, "error": format!("no path to {d}")}),
+        }
+    }
+
+    pub(super) fn on_control(&mut self, now: Instant, req: ControlRequest) {
+        let body = &req.body;
+        let cmd = body.get("cmd").and_then(Value::as_str).unwrap_or("");
+        let dest = || -> Result<AddressHash, Value> {
+            body.get("destination")
+                .and_then(Value::as_str)
+                .ok_or_else(|| json!({"ok": false, "error": "missing destination"}))?
+                .parse::<AddressHash>()
+                .map_err(
+                    |e| json!({"ok": false, "error": format!("invalid destination hash: {e}")}),
+                )
+        };
+        let timeout = Duration::from_millis(
+            body.get("timeout_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(15_000)
+                .min(600_000),
+        );
+        match cmd {
+            "status" => {
+                let _ = req.reply.send(self.status_json(now));
+            }
+            "path" => match dest() {
+                Err(e) => {
+                    let _ = req.reply.send(e);
+                }
+                Ok(d) => {
+                    if self.transport.path(&d).is_some() {
+                        let _ = req.reply.send(self.path_json(&d));
+                    } else {
+                        self.transport.request_path(now, &d, None);
+                        self.wait(now + timeout, req.reply, Wait::Path(d));
+                    }
+                }
+            },
+            "probe" => match dest() {
+                Err(e) => {
+                    let _ = req.reply.send(e);
+                }
+                Ok(d) => {
+                    let payload = match body.get("data").and_then(Value::as_str) {
+                        Some(text) => text.as_bytes().to_vec(),
+                        None => {
+                            let size = body
+                                .get("size")
+                                .and_then(Value::as_u64)
+                                .unwrap_or(16)
+                                .clamp(1, rns_core::packet::ENCRYPTED_MDU as u64);
+                            let mut p = vec![0u8; size as usize];
+                            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut p);
+                            p
+                        }
+                    };
+                    if payload.is_empty() || payload.len() > rns_core::packet::ENCRYPTED_MDU {
+                        let _ = req.reply.send(json!({"ok": false, "error": format!("probe payload must be 1..={} bytes", rns_core::packet::ENCRYPTED_MDU)}));
+                        return;
+                    }
+                    if self.transport.path(&d).is_none() {
+                        self.transport.request_path(now, &d, None);
+                    }
+                    self.wait(
+                        now + timeout,
+                        req.reply,
+                        Wait::ProbePath {
+                            destination: d,
+                            payload,
+                        },
+                    );
+                }
+            },
+            "announce" => {
+                self.announce(now);
+                let _ = req
+                    .reply
+                    .send(json!({"ok": true, "destination": self.grid_destination.to_string()}));
+            }
+            "link_open" => match dest() {
+                Err(e) => {
+                    let _ = req.reply.send(e);
+                }
+                Ok(d) => {
+                    if self.transport.path(&d).is_none() {
+                        self.transport.request_path(now, &d, None);
+                        self.wait(now + timeout, req.reply, Wait::LinkPath(d));
+                    } else {
+                        match self.transport.open_link(now, &d) {
+                            Ok(link) => self.wait(now + timeout, req.reply, Wait::LinkUp(link)),
+                            Err(e) => {
+                                let _ = req.reply.send(fail(e));
+                            }
+                        }
+                    }
+                }
+            },
+            "links" => {
+                let links: Vec<Value> = self.transport.links().map(|l| link_json(&l)).collect();
+                let _ = req.reply.send(json!({"ok": true, "links": links}));
+            }
+            "link_send" | "link_request" | "link_close" | "link_recv" | "link_identify" => {
+                let link = match body
+                    .get("link")
+                    .and_then(Value::as_str)
+                    .map(str::parse::<AddressHash>)
+                {
+                    Some(Ok(l)) => l,
+                    _ => {
+                        let _ = req.reply.send(fail("missing or invalid link id"));
+                        return;
+                    }
+                };
+                let text = body.get("data").and_then(Value::as_str).unwrap_or("");
+                match cmd {
+                    "link_send" => match self.transport.link_send(now, &link, text.as_bytes()) {
+                        Ok(packet) => {
+                            self.wait(now + timeout, req.reply, Wait::LinkProof { link, packet })
+                        }
+                        Err(e) => {
+                            let _ = req.reply.send(fail(e));
+                        }
+                    },
+                    "link_request" => {
+                        let path = body.get("path").and_then(Value::as_str).unwrap_or("/");
+                        let data = rmpv::Value::Binary(text.as_bytes().to_vec());
+                        match self
+                            .transport
+                            .link_request(now, &link, path, &data, Some(timeout))
+                        {
+                            Ok(request) => self.wait(
+                                now + timeout + Duration::from_secs(1),
+                                req.reply,
+                                Wait::LinkResponse { link, request },
+                            ),
+                            Err(e) => {
+                                let _ = req.reply.send(fail(e));
+                            }
+                        }
+                    }
+                    "link_close" => {
+                        let r = self.transport.close_link(now, &link);
+                        let _ = req.reply.send(match r {
+                            Ok(()) => json!({"ok": true, "link": link.to_string()}),
+                            Err(e) => fail(e),
+                        });
+                    }
+                    "link_identify" => {
+                        let id = self.identity.clone();
+                        let r = self.transport.link_identify(now, &link, &id);
+                        let _ = req.reply.send(match r {
+                            Ok(()) => json!({"ok": true, "link": link.to_string(), "identity": id.hash().to_string()}),
+                            Err(e) => fail(e),
+                        });
+                    }
+                    _ => {
+                        let packets: Vec<Value> = self
+                            .take_link_packets(&link)
+                            .into_iter()
+                            .map(|p| value_json(&rmpv::Value::Binary(p)))
+                            .collect();
+                        let _ = req.reply.send(
+                            json!({"ok": true, "link": link.to_string(), "packets": packets}),
+                        );
+                    }
+                }
+            }
+            other => {
+                let _ = req
+                    .reply
+                    .send(json!({"ok": false, "error": format!("unknown command \"{other}\"")}));
+            }
+        }
+    }
+
+    pub(super) fn status_json(&self, now: Instant) -> Value {
+        let interfaces: Vec<Value> = self
+            .transport
+            .interfaces()
+            .map(|(id, name, online, s)| {
+                json!({
+                    "id": id.0, "name": name, "online": online,
+                    "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes,
+                    "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,
+                    "rx_announces": s.rx_announces, "tx_announces": s.tx_announces,
+                    "ifac_violations": s.ifac_violations,
+                    "protocol_violations": s.protocol_violations,
+                    "filtered": s.filtered,
+                    "held_announces": s.held_announces,
+                    "queued_announces": s.queued_announces,
+                })
+            })
+            .collect();
+        let mut paths: Vec<Value> = self
+            .transport
+            .paths()
+            .take(1000)
+            .map(|p| {
+                json!({"destination": p.destination.to_string(), "hops": p.hops,
+                       "next_hop": p.next_hop.to_string(), "interface": p.interface.0})
+            })
+            .collect();
+        paths.sort_by(|a, b| a["hops"].as_u64().cmp(&b["hops"].as_u64()));
+        let st = self.transport.stats();
+        json!({
+            "ok": true,
+            "identity": self.identity.hash().to_string(),
+            "destination": self.grid_destination.to_string(),
+            "transport": self.transport.transport_enabled(),
+            "uptime_s": now.saturating_since(self.started).as_secs(),
+            "interfaces": interfaces,
+            "path_count": self.transport.path_count(),
+            "paths": paths,
+            "links": self.transport.links().map(|l| link_json(&l)).collect::<Vec<_>>(),
+            "link_table": self.transport.link_table_len(),
+            "known_destinations": self.transport.known_destination_count(),
+            "stats": {
+                "forwarded": st.forwarded, "rebroadcasts": st.rebroadcasts,
+                "delivered": st.delivered, "undecryptable": st.undecryptable,
+                "protocol_violations": st.protocol_violations,
+                "ifac_violations": st.ifac_violations,
+                "unknown_link_packets": st.unknown_link_packets,
+                "dropped_outbound": self.dropped_outbound + st.dropped_transmits,
+            },
+        })
+    }
+}

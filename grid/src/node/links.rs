@@ -1,0 +1,120 @@
+//! The node's side of links: request handlers, received packets, and link events that
+//! complete waiting control requests.
+
+use std::collections::VecDeque;
+
+use rns_core::link::{wire::path_hash, LinkEvent, LinkId};
+use rns_core::{rmpv, AddressHash, Instant};
+use serde_json::{json, Value};
+
+use super::waiters::{fail, Wait};
+use super::Node;
+
+/// Packets kept per link for `grid link recv`, at most.
+const INBOX_PER_LINK: usize = 64;
+
+/// A request handler: request data and the identified initiator (if any) in, response out
+/// (`None` sends no response, as RNS does for refused requests).
+pub(super) type RequestHandler = fn(&rmpv::Value, Option<&AddressHash>) -> Option<rmpv::Value>;
+
+/// `/ping`: answers `pong:` followed by the request data (as RNS's own test service does).
+fn ping(data: &rmpv::Value, _from: Option<&AddressHash>) -> Option<rmpv::Value> {
+    let mut out = b"pong:".to_vec();
+    match data {
+        rmpv::Value::Binary(b) => out.extend_from_slice(b),
+        rmpv::Value::String(s) => out.extend_from_slice(s.as_bytes()),
+        rmpv::Value::Nil => {}
+        other => out.extend_from_slice(other.to_string().as_bytes()),
+    }
+    Some(rmpv::Value::Binary(out))
+}
+
+/// The request handlers every node has.
+pub(super) fn builtin_handlers() -> Vec<(AddressHash, &'static str, RequestHandler)> {
+    vec![(path_hash("/ping"), "/ping", ping)]
+}
+
+/// A msgpack value for people and scripts: UTF-8 bytes become text, other bytes hex.
+pub(super) fn value_json(v: &rmpv::Value) -> Value {
+    match v {
+        rmpv::Value::Binary(b) => match std::str::from_utf8(b) {
+            Ok(s) => json!(s),
+            Err(_) => json!({"hex": hex::encode(b)}),
+        },
+        rmpv::Value::String(s) => json!(s.as_str().unwrap_or_default()),
+        rmpv::Value::Nil => Value::Null,
+        rmpv::Value::Boolean(b) => json!(b),
+        rmpv::Value::Integer(i) => i.as_i64().map_or_else(|| json!(i.as_u64()), |n| json!(n)),
+        rmpv::Value::F32(f) => json!(f),
+        rmpv::Value::F64(f) => json!(f),
+        rmpv::Value::Array(a) => Value::Array(a.iter().map(value_json).collect()),
+        other => json!(other.to_string()),
+    }
+}
+
+impl Node {
+    /// React to a link event: answer requests, buffer packets, complete waiters.
+    pub(super) fn on_link_event(&mut self, now: Instant, e: LinkEvent) {
+        match e {
+            LinkEvent::Established { link, rtt, mtu, initiator, destination } => {
+                tracing::debug!(%link, %destination, initiator, rtt_ms = rtt.as_secs_f64() * 1e3, mtu, "link established");
+                self.answer(
+                    |w| matches!(w, Wait::LinkUp(l) if *l == link),
+                    |_| json!({"ok": true, "link": link.to_string(), "rtt_ms": rtt.as_secs_f64() * 1e3, "mtu": mtu}),
+                );
+            }
+            LinkEvent::Closed { link, reason } => {
+                tracing::debug!(%link, ?reason, "link closed");
+                self.link_inbox.remove(&link);
+                self.answer(
+                    |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } if *l == link),
+                    |_| fail(format!("link {link} closed ({reason:?})")),
+                );
+            }
+            LinkEvent::Packet { link, data, .. } => {
+                let inbox = self.link_inbox.entry(link).or_default();
+                if inbox.len() >= INBOX_PER_LINK {
+                    inbox.pop_front();
+                }
+                inbox.push_back(data);
+            }
+            LinkEvent::Proof { link, packet_hash, rtt } => self.answer(
+                |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
+                |_| json!({"ok": true, "link": link.to_string(), "rtt_ms": rtt.as_secs_f64() * 1e3}),
+            ),
+            LinkEvent::ProofTimeout { link, packet_hash } => self.answer(
+                |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
+                |_| fail(format!("no proof for the packet on link {link}")),
+            ),
+            LinkEvent::Response { link, request_id, data } => self.answer(
+                |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
+                |_| json!({"ok": true, "link": link.to_string(), "response": value_json(&data)}),
+            ),
+            LinkEvent::RequestTimeout { link, request_id } => self.answer(
+                |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
+                |_| fail(format!("no response on link {link}")),
+            ),
+            LinkEvent::Identified { link, identity } => {
+                tracing::debug!(%link, identity = %identity.hash(), "link peer identified");
+            }
+            LinkEvent::Request { link, request_id, path_hash, data, remote_identity } => {
+                let from = remote_identity.map(|i| i.hash());
+                let handler = self.request_handlers.get(&path_hash).copied();
+                let Some(handler) = handler else {
+                    tracing::debug!(%link, %path_hash, "request for an unknown path");
+                    return;
+                };
+                if let Some(response) = handler(&data, from.as_ref()) {
+                    if let Err(e) = self.transport.link_respond(now, &link, &request_id, &response) {
+                        tracing::debug!(%link, error = %e, "could not respond");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Take the packets received on a link so far.
+    pub(super) fn take_link_packets(&mut self, link: &LinkId) -> VecDeque<Vec<u8>> {
+        self.link_inbox.remove(link).unwrap_or_default()
+    }
+}

@@ -1,0 +1,352 @@
+//! The node: one task that drives the sans-IO transport with real interfaces,
+//! announces `grid.node`, answers probes and serves the control socket.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use grid_interfaces::control::{self, ControlError, ControlRequest};
+use grid_interfaces::{tcp, udp, Hub, InterfaceEvent, Readiness};
+use rns_core::destination::well_known;
+use rns_core::transport::{
+    Event, InterfaceConfig, InterfaceId, ProofStrategy, Transport, TransportConfig,
+};
+use rns_core::{AddressHash, Identity, Instant};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::clock;
+
+mod commands;
+mod links;
+mod waiters;
+
+use crate::config::{Config, InterfaceKind};
+use crate::state::{StateDir, StateError};
+use waiters::{Wait, Waiter};
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// State directory, identity or config problem.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Control socket problem (another node running, say).
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// An interface could not be set up.
+    #[error("interface {name}: {reason}")]
+    Interface {
+        /// Interface name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+struct Node {
+    transport: Transport,
+    identity: Identity,
+    grid_destination: AddressHash,
+    /// `rnstransport.probe`, announced periodically on transport nodes (as RNS does).
+    announced_probe: Option<AddressHash>,
+    outbound: HashMap<InterfaceId, mpsc::Sender<Vec<u8>>>,
+    waiters: Vec<Waiter>,
+    /// Packets received on links, until `grid link recv` takes them.
+    link_inbox: HashMap<rns_core::link::LinkId, std::collections::VecDeque<Vec<u8>>>,
+    /// Request handlers by path hash.
+    request_handlers: HashMap<AddressHash, links::RequestHandler>,
+    started: Instant,
+    announce_interval: Duration,
+    dropped_outbound: u64,
+    /// Interfaces that are up but not yet ready for traffic (see [`Readiness`]), with the
+    /// latest time they become ready.
+    pending: HashMap<InterfaceId, (InterfaceConfig, Instant)>,
+}
+
+/// Run a node from a state directory until `shutdown` completes.
+pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let started = clock::now();
+    let config = state.load_or_create_config()?;
+    let identity = state.load_or_create_identity()?;
+    let listener = control::bind(&state.socket_path()).await?;
+    let (hub, mut iface_events) = Hub::new(1024);
+    start_interfaces(&config, &hub).await?;
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlRequest>(64);
+    let socket_path = state.socket_path();
+    tokio::spawn(control::serve(listener, ctl_tx));
+
+    let mut node = Node::new(&config, identity, started);
+    tracing::info!(
+        identity = %node.identity.hash(),
+        destination = %node.grid_destination,
+        transport = config.transport,
+        "node started"
+    );
+    let mut announce_at = started;
+    tokio::pin!(shutdown);
+    loop {
+        let now = clock::now();
+        if now >= announce_at {
+            node.announce(now);
+            announce_at = now + node.announce_interval;
+        }
+        let mut wake = node.transport.poll_timeout().min(announce_at);
+        if let Some(w) = node.next_waiter_deadline() {
+            wake = wake.min(w);
+        }
+        if let Some(w) = node.pending.values().map(|(_, t)| *t).min() {
+            wake = wake.min(w);
+        }
+        tokio::select! {
+            ev = iface_events.recv() => {
+                let Some(ev) = ev else { break };
+                let now = clock::now();
+                node.on_interface(now, ev);
+                // Drain what else is ready (bounded) without re-arming timers each time.
+                for _ in 0..1024 {
+                    let Ok(ev) = iface_events.try_recv() else { break };
+                    node.on_interface(now, ev);
+                }
+            }
+            req = ctl_rx.recv() => {
+                if let Some(req) = req { node.on_control(clock::now(), req); }
+            }
+            _ = tokio::time::sleep_until(clock::deadline(wake)) => {
+                let now = clock::now();
+                node.transport.handle_timeout(now);
+                node.expire_waiters(now);
+                node.activate_due(now);
+            }
+            _ = &mut shutdown => break,
+        }
+        node.flush(clock::now());
+    }
+    let _ = std::fs::remove_file(socket_path);
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
+    for spec in &config.interfaces {
+        let name = spec.rns.name.clone();
+        let fail = |reason: String| NodeError::Interface {
+            name: name.clone(),
+            reason,
+        };
+        match &spec.kind {
+            InterfaceKind::TcpServer { listen } => {
+                let l = tcp::bind_server(listen)
+                    .await
+                    .map_err(|e| fail(format!("cannot listen on {listen}: {e}")))?;
+                tokio::spawn(tcp::run_server(hub.clone(), l, spec.rns.clone()));
+            }
+            InterfaceKind::TcpClient { target } => {
+                tokio::spawn(tcp::run_client(
+                    hub.clone(),
+                    target.clone(),
+                    spec.rns.clone(),
+                ));
+            }
+            InterfaceKind::Udp { listen, forward } => {
+                let s = udp::bind(listen)
+                    .await
+                    .map_err(|e| fail(format!("cannot bind {listen}: {e}")))?;
+                tokio::spawn(udp::run(hub.clone(), s, *forward, spec.rns.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Node {
+    fn new(config: &Config, identity: Identity, started: Instant) -> Node {
+        let mut transport = Transport::new(
+            TransportConfig {
+                transport_enabled: config.transport,
+                ..TransportConfig::default()
+            },
+            identity.clone(),
+            Box::new(rand_core::OsRng),
+        );
+        let grid_destination = transport.register_destination(
+            identity.clone(),
+            well_known::GRID_NODE,
+            ProofStrategy::All,
+            Vec::new(),
+        );
+        let mut announced_probe = None;
+        if config.respond_to_probes {
+            let probe = transport.register_destination(
+                identity.clone(),
+                well_known::PROBE,
+                ProofStrategy::All,
+                Vec::new(),
+            );
+            announced_probe = config.transport.then_some(probe);
+        }
+        Node {
+            transport,
+            identity,
+            grid_destination,
+            announced_probe,
+            outbound: HashMap::new(),
+            waiters: Vec::new(),
+            link_inbox: HashMap::new(),
+            request_handlers: links::builtin_handlers()
+                .into_iter()
+                .map(|(h, _, f)| (h, f))
+                .collect(),
+            started,
+            announce_interval: config.announce_interval,
+            dropped_outbound: 0,
+            pending: HashMap::new(),
+        }
+    }
+
+    fn announce(&mut self, now: Instant) {
+        if self.outbound.is_empty() {
+            return;
+        }
+        for d in std::iter::once(self.grid_destination).chain(self.announced_probe) {
+            if let Err(e) = self.transport.announce(now, &d, None) {
+                tracing::warn!(error = %e, "announce failed");
+            }
+        }
+    }
+
+    /// Activate pending interfaces whose wait is over.
+    fn activate_due(&mut self, now: Instant) {
+        let due: Vec<InterfaceId> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, t))| *t <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        for id in due {
+            self.activate(now, id);
+        }
+    }
+
+    /// Let the transport use an interface, and introduce ourselves on it.
+    fn activate(&mut self, now: Instant, id: InterfaceId) {
+        let Some((config, _)) = self.pending.remove(&id) else {
+            return;
+        };
+        if self.transport.interfaces().any(|(i, ..)| i == id) {
+            self.transport.set_interface_online(id, true);
+        } else {
+            self.transport.add_interface(now, id, config);
+        }
+        let d = self.grid_destination;
+        let r = self.transport.announce_on(now, &d, id);
+        tracing::debug!(interface = %id, announce = ?r, "interface ready");
+        // Ask the new neighbour for the paths that control requests are waiting on.
+        for dest in self.destinations_awaiting_paths() {
+            self.transport.request_path(now, &dest, Some(id));
+        }
+    }
+
+    fn on_interface(&mut self, now: Instant, ev: InterfaceEvent) {
+        match ev {
+            InterfaceEvent::Up {
+                id,
+                config,
+                outbound,
+                ready,
+            } => {
+                self.outbound.insert(id, outbound);
+                // Until it is ready, the transport must not send on it.
+                self.transport.set_interface_online(id, false);
+                let until = match ready {
+                    Readiness::Now => now,
+                    Readiness::After(d) | Readiness::WhenHeardOr(d) => now + d,
+                };
+                self.pending.insert(id, (*config, until));
+                if ready == Readiness::Now {
+                    self.activate(now, id);
+                }
+            }
+            InterfaceEvent::Down { id, remove } => {
+                self.pending.remove(&id);
+                if remove {
+                    self.outbound.remove(&id);
+                    self.transport.remove_interface(id);
+                } else {
+                    self.transport.set_interface_online(id, false);
+                }
+            }
+            InterfaceEvent::Frame { id, data } => {
+                if self.pending.contains_key(&id) {
+                    self.activate(now, id); // the peer spoke: it is ready
+                }
+                self.transport.handle_inbound_vec(now, id, data)
+            }
+            InterfaceEvent::Frames { id, frames } => {
+                if self.pending.contains_key(&id) {
+                    self.activate(now, id);
+                }
+                for data in frames {
+                    self.transport.handle_inbound_vec(now, id, data);
+                }
+            }
+        }
+    }
+
+    /// Send queued frames and react to transport events.
+    fn flush(&mut self, now: Instant) {
+        while let Some(t) = self.transport.poll_transmit() {
+            if let Some(tx) = self.outbound.get(&t.interface) {
+                if tx.try_send(t.frame).is_err() {
+                    self.dropped_outbound += 1;
+                }
+            }
+        }
+        while let Some(e) = self.transport.poll_event() {
+            self.on_event(now, e);
+        }
+        self.advance_waiters(now);
+        // Sending probes may have queued frames.
+        while let Some(t) = self.transport.poll_transmit() {
+            if let Some(tx) = self.outbound.get(&t.interface) {
+                if tx.try_send(t.frame).is_err() {
+                    self.dropped_outbound += 1;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Announce {
+                destination, hops, ..
+            } => {
+                tracing::debug!(%destination, hops, "announce");
+            }
+            Event::Packet {
+                destination, data, ..
+            } => {
+                tracing::debug!(%destination, len = data.len(), "packet");
+            }
+            Event::Proof {
+                packet_hash,
+                rtt,
+                destination,
+            } => {
+                let hops = self.transport.path(&destination).map(|p| p.hops);
+                self.answer(
+                    |w| matches!(w, Wait::ProbeProof { packet, .. } if *packet == packet_hash),
+                    |_| json!({"ok": true, "destination": destination.to_string(), "rtt_ms": rtt.as_secs_f64() * 1000.0, "hops": hops}),
+                );
+            }
+            Event::ReceiptTimeout {
+                packet_hash,
+                destination,
+            } => self.answer(
+                |w| matches!(w, Wait::ProbeProof { packet, .. } if *packet == packet_hash),
+                |_| waiters::fail(format!("probe to {destination} timed out (no proof)")),
+            ),
+            Event::Link(e) => self.on_link_event(now, e),
+        }
+    }
+}

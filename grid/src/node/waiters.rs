@@ -1,0 +1,165 @@
+//! Control requests that wait for the network: a path, a probe's proof, a link to come up,
+//! a link packet's proof, a response.
+
+use rns_core::link::LinkId;
+use rns_core::{AddressHash, Instant};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::Node;
+
+/// What a waiting control request is waiting for.
+#[derive(Debug)]
+pub(super) enum Wait {
+    /// A path to appear.
+    Path(AddressHash),
+    /// A path, then to send a probe.
+    ProbePath {
+        destination: AddressHash,
+        payload: Vec<u8>,
+    },
+    /// The proof of a sent probe.
+    ProbeProof {
+        destination: AddressHash,
+        packet: [u8; 32],
+    },
+    /// A path, then to open a link.
+    LinkPath(AddressHash),
+    /// A link to be established.
+    LinkUp(LinkId),
+    /// The proof of a packet sent on a link.
+    LinkProof { link: LinkId, packet: [u8; 32] },
+    /// The response to a request sent on a link.
+    LinkResponse { link: LinkId, request: AddressHash },
+}
+
+/// A control request and what it waits for.
+#[derive(Debug)]
+pub(super) struct Waiter {
+    pub(super) deadline: Instant,
+    pub(super) reply: oneshot::Sender<Value>,
+    pub(super) wait: Wait,
+}
+
+impl Waiter {
+    fn timeout_message(&self) -> String {
+        match &self.wait {
+            Wait::Path(d) => format!("no path to {d} found"),
+            Wait::ProbePath { destination, .. } => format!("no path found for {destination}"),
+            Wait::ProbeProof { destination, .. } => format!("probe timed out for {destination}"),
+            Wait::LinkPath(d) => format!("no path to {d} found"),
+            Wait::LinkUp(l) => format!("link {l} was not established in time"),
+            Wait::LinkProof { link, .. } => format!("no proof for the packet on link {link}"),
+            Wait::LinkResponse { link, .. } => format!("no response on link {link}"),
+        }
+    }
+}
+
+fn needs_path(w: &Wait) -> Option<AddressHash> {
+    match w {
+        Wait::Path(d) | Wait::ProbePath { destination: d, .. } | Wait::LinkPath(d) => Some(*d),
+        _ => None,
+    }
+}
+
+/// A failure reply.
+pub(super) fn fail(msg: impl std::fmt::Display) -> Value {
+    json!({"ok": false, "error": msg.to_string()})
+}
+
+impl Node {
+    /// Park a control request until `wait` is satisfied or `deadline` passes.
+    pub(super) fn wait(&mut self, deadline: Instant, reply: oneshot::Sender<Value>, wait: Wait) {
+        self.waiters.push(Waiter {
+            deadline,
+            reply,
+            wait,
+        });
+    }
+
+    /// Take every waiter matching `pred`.
+    pub(super) fn take_waiters(&mut self, pred: impl Fn(&Wait) -> bool) -> Vec<Waiter> {
+        let (hit, keep): (Vec<_>, Vec<_>) = self.waiters.drain(..).partition(|w| pred(&w.wait));
+        self.waiters = keep;
+        hit
+    }
+
+    /// Answer every waiter matching `pred` with `value`.
+    pub(super) fn answer(&mut self, pred: impl Fn(&Wait) -> bool, value: impl Fn(&Wait) -> Value) {
+        for w in self.take_waiters(pred) {
+            let _ = w.reply.send(value(&w.wait));
+        }
+    }
+
+    /// Destinations that waiting control requests need a path to.
+    pub(super) fn destinations_awaiting_paths(&self) -> Vec<AddressHash> {
+        let mut v: Vec<AddressHash> = self
+            .waiters
+            .iter()
+            .filter_map(|w| needs_path(&w.wait))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Move on the waiters that were waiting for a path which now exists.
+    pub(super) fn advance_waiters(&mut self, now: Instant) {
+        let found: Vec<AddressHash> = self
+            .waiters
+            .iter()
+            .filter_map(|w| needs_path(&w.wait))
+            .filter(|d| self.transport.path(d).is_some())
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        for w in self.take_waiters(|w| needs_path(w).is_some_and(|d| found.contains(&d))) {
+            match w.wait {
+                Wait::Path(d) => {
+                    let _ = w.reply.send(self.path_json(&d));
+                }
+                Wait::ProbePath {
+                    destination,
+                    payload,
+                } => match self.transport.send_single(now, &destination, &payload) {
+                    Ok(packet) => self.wait(
+                        w.deadline,
+                        w.reply,
+                        Wait::ProbeProof {
+                            destination,
+                            packet,
+                        },
+                    ),
+                    Err(e) => {
+                        let _ = w.reply.send(fail(e));
+                    }
+                },
+                Wait::LinkPath(destination) => match self.transport.open_link(now, &destination) {
+                    Ok(link) => self.wait(w.deadline, w.reply, Wait::LinkUp(link)),
+                    Err(e) => {
+                        let _ = w.reply.send(fail(e));
+                    }
+                },
+                other => unreachable!("{other:?} does not wait for a path"),
+            }
+        }
+    }
+
+    /// Fail the waiters whose deadline has passed.
+    pub(super) fn expire_waiters(&mut self, now: Instant) {
+        for w in self.take_waiters(|_| true) {
+            if now >= w.deadline {
+                let msg = w.timeout_message();
+                let _ = w.reply.send(fail(msg));
+            } else {
+                self.waiters.push(w);
+            }
+        }
+    }
+
+    /// The earliest waiter deadline.
+    pub(super) fn next_waiter_deadline(&self) -> Option<Instant> {
+        self.waiters.iter().map(|w| w.deadline).min()
+    }
+}
