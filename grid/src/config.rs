@@ -24,6 +24,13 @@ respond_to_probes = true
 type = "tcp_server"
 listen = "0.0.0.0:4242"
 
+# Files sent with `grid cp` or `rncp` are saved in this directory (relative to the
+# state directory), from these identities only.
+[cp]
+directory = "received"
+allow = []
+allow_all = false
+
 # Connect to another node (uncomment and set the address):
 # [[interface]]
 # type = "tcp_client"
@@ -53,6 +60,29 @@ pub struct Config {
     pub respond_to_probes: bool,
     /// Interfaces to bring up.
     pub interfaces: Vec<InterfaceSpec>,
+    /// Receiving files.
+    pub cp: CpConfig,
+}
+
+/// Who may send this node files, and where they go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpConfig {
+    /// Directory for received files (relative paths are under the state directory).
+    pub directory: PathBuf,
+    /// Identity hashes allowed to send files.
+    pub allow: Vec<rns_core::AddressHash>,
+    /// Accept files from anyone.
+    pub allow_all: bool,
+}
+
+impl Default for CpConfig {
+    fn default() -> Self {
+        CpConfig {
+            directory: PathBuf::from("received"),
+            allow: Vec::new(),
+            allow_all: false,
+        }
+    }
 }
 
 /// One configured interface.
@@ -93,6 +123,18 @@ struct RawConfig {
     node: RawNode,
     #[serde(default, rename = "interface")]
     interfaces: Vec<RawInterface>,
+    #[serde(default)]
+    cp: RawCp,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCp {
+    directory: Option<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    allow_all: bool,
 }
 
 #[derive(Deserialize)]
@@ -283,7 +325,25 @@ impl Config {
             );
             interfaces.push(InterfaceSpec { kind, rns });
         }
+        let mut allow = Vec::new();
+        for (i, a) in raw.cp.allow.iter().enumerate() {
+            allow.push(a.parse().map_err(|e| {
+                err(
+                    &format!("cp.allow[{i}]"),
+                    format!("invalid identity hash \"{a}\": {e}"),
+                )
+            })?);
+        }
+        let cp = CpConfig {
+            directory: raw
+                .cp
+                .directory
+                .map_or_else(|| CpConfig::default().directory, PathBuf::from),
+            allow,
+            allow_all: raw.cp.allow_all,
+        };
         Ok(Config {
+            cp,
             transport: raw.node.transport,
             announce_interval,
             respond_to_probes: raw.node.respond_to_probes,

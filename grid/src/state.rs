@@ -134,9 +134,12 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateErro
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// The destination files are sent to (`rncp`-compatible).
+pub const CP_DESTINATION: &str = "rncp.receive";
+
 /// The destinations a Grid node hosts, by full name.
 pub fn node_destinations(identity: &Identity) -> Vec<(&'static str, AddressHash)> {
-    [well_known::GRID_NODE, well_known::PROBE]
+    [well_known::GRID_NODE, well_known::PROBE, CP_DESTINATION]
         .into_iter()
         .map(|n| (n, hash_from_name(n, Some(&identity.hash()))))
         .collect()

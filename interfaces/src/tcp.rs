@@ -204,7 +204,7 @@ mod tests {
         let mut bad = TcpStream::connect(&addr).await.unwrap();
         bad.write_all(&[0x55; 1000]).await.unwrap();
         let mut huge = vec![0x7E];
-        huge.extend(std::iter::repeat(0x41).take(100_000));
+        huge.extend(std::iter::repeat_n(0x41, 100_000));
         bad.write_all(&huge).await.unwrap();
         bad.write_all(&hdlc::encode(&[9; 30])[..10]).await.unwrap();
         drop(bad);

@@ -27,6 +27,7 @@ pub mod link;
 pub mod packet;
 pub mod path_request;
 pub mod proof;
+pub mod resource;
 pub mod time;
 pub mod transport;
 

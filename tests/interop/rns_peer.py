@@ -227,6 +227,9 @@ def main():
                 emit(event=event, link=cmd["link"], **kw)
 
         receipt.set_delivery_callback(lambda r: report("link_proof", rtt=r.get_rtt()))
+        # RNS times out link packet receipts after rtt x 6 (~12 ms on loopback); give a
+        # loaded test machine more room than that.
+        receipt.set_timeout(10)
         receipt.set_timeout_callback(lambda r: report("link_proof_timeout"))
         if receipt.status == RNS.PacketReceipt.DELIVERED:
             report("link_proof", rtt=receipt.get_rtt())

@@ -71,6 +71,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a file to a node's rncp.receive destination (Grid or rncp -l), with a progress bar.
+    Cp {
+        /// The file to send.
+        file: PathBuf,
+        /// The receiver's rncp.receive destination hash (see `grid id`, or `rncp -p`).
+        hash: String,
+        /// Seconds to wait for a path and a link before giving up.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Open and use links: encrypted sessions with a destination.
     Link {
         #[command(subcommand)]
@@ -172,6 +188,13 @@ fn main() -> ExitCode {
             json,
         } => commands::probe(&state, &hash, size, data.as_deref(), timeout, json),
         Command::Link { action } => commands::link(&state, action),
+        Command::Cp {
+            file,
+            hash,
+            timeout,
+            quiet,
+            json,
+        } => commands::cp(&state, &file, &hash, timeout, quiet || json, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

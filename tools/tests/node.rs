@@ -114,7 +114,7 @@ fn hostile_tcp_peer_is_dropped_and_others_keep_working() {
         vec![0x55u8; 5000],
         {
             let mut v = vec![0x7E];
-            v.extend(std::iter::repeat(0x41).take(300_000));
+            v.extend(std::iter::repeat_n(0x41, 300_000));
             v.push(0x7E);
             v
         },

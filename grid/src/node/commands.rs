@@ -149,6 +149,32 @@ impl Node {
                     }
                 }
             },
+            "cp" => {
+                let path = body
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .map(std::path::PathBuf::from);
+                let r = match (path, dest()) {
+                    (Some(p), Ok(d)) => self.start_send_file(now, &p, d),
+                    (None, _) => Err("missing path".to_string()),
+                    (_, Err(e)) => Err(e["error"]
+                        .as_str()
+                        .unwrap_or("invalid destination")
+                        .to_string()),
+                };
+                let _ = req.reply.send(match r {
+                    Ok(id) => json!({"ok": true, "id": id}),
+                    Err(e) => fail(e),
+                });
+            }
+            "cp_status" => {
+                let id = body.get("id").and_then(Value::as_str).unwrap_or("");
+                let _ = req.reply.send(self.transfer_json(id, now));
+            }
+            "received" => {
+                let files: Vec<Value> = self.received_files.iter().cloned().collect();
+                let _ = req.reply.send(json!({"ok": true, "files": files}));
+            }
             "links" => {
                 let links: Vec<Value> = self.transport.links().map(|l| link_json(&l)).collect();
                 let _ = req.reply.send(json!({"ok": true, "links": links}));

@@ -58,6 +58,9 @@ impl Node {
         match e {
             LinkEvent::Established { link, rtt, mtu, initiator, destination } => {
                 tracing::debug!(%link, %destination, initiator, rtt_ms = rtt.as_secs_f64() * 1e3, mtu, "link established");
+                if initiator {
+                    self.files_link_established(now, link);
+                }
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) if *l == link),
                     |_| json!({"ok": true, "link": link.to_string(), "rtt_ms": rtt.as_secs_f64() * 1e3, "mtu": mtu}),
@@ -66,6 +69,7 @@ impl Node {
             LinkEvent::Closed { link, reason } => {
                 tracing::debug!(%link, ?reason, "link closed");
                 self.link_inbox.remove(&link);
+                self.files_link_closed(now, &link);
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } if *l == link),
                     |_| fail(format!("link {link} closed ({reason:?})")),
@@ -94,6 +98,42 @@ impl Node {
                 |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
                 |_| fail(format!("no response on link {link}")),
             ),
+            LinkEvent::ResourceOffered { link, hash, original_hash, segment_index, remote_identity, .. } => {
+                self.on_resource_offered(now, link, hash, original_hash, segment_index, remote_identity);
+            }
+            LinkEvent::ResourceProgress { link, sending, parts_done, parts_total, .. } => {
+                if sending {
+                    self.on_resource_progress(link, parts_done, parts_total);
+                }
+            }
+            LinkEvent::ResourceSegment {
+                link,
+                original_hash,
+                segment_index,
+                total_segments,
+                total_size,
+                has_metadata,
+                data,
+                ..
+            } => self.on_resource_segment(super::files::Segment {
+                link,
+                original_hash,
+                segment_index,
+                total_segments,
+                total_size,
+                has_metadata,
+                data,
+            }),
+            LinkEvent::ResourceSent { link, segment_index, total_segments, .. } => {
+                self.on_resource_sent(now, link, segment_index, total_segments);
+            }
+            LinkEvent::ResourceFailed { link, sending, reason, .. } => {
+                if sending {
+                    self.on_outgoing_resource_failed(now, link, reason);
+                } else {
+                    self.on_incoming_resource_failed(link, reason);
+                }
+            }
             LinkEvent::Identified { link, identity } => {
                 tracing::debug!(%link, identity = %identity.hash(), "link peer identified");
             }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::clock;
 
 mod commands;
+mod files;
 mod links;
 mod waiters;
 
@@ -48,20 +49,46 @@ struct Node {
     transport: Transport,
     identity: Identity,
     grid_destination: AddressHash,
-    /// `rnstransport.probe`, announced periodically on transport nodes (as RNS does).
-    announced_probe: Option<AddressHash>,
+    /// Destinations announced at start, every interval and on new interfaces: grid.node,
+    /// `rnstransport.probe` on transport nodes (as RNS does), and `rncp.receive` when this
+    /// node accepts files from anyone (as `rncp -l` does).
+    announced: Vec<AddressHash>,
+    /// When each announced destination is next announced.
+    announce_schedule: Vec<(AddressHash, Instant)>,
     outbound: HashMap<InterfaceId, mpsc::Sender<Vec<u8>>>,
     waiters: Vec<Waiter>,
     /// Packets received on links, until `grid link recv` takes them.
     link_inbox: HashMap<rns_core::link::LinkId, std::collections::VecDeque<Vec<u8>>>,
     /// Request handlers by path hash.
     request_handlers: HashMap<AddressHash, links::RequestHandler>,
+    /// Who may send files, and the resolved receive directory.
+    cp: crate::config::CpConfig,
+    cp_directory: std::path::PathBuf,
+    /// `rncp.receive`: where files are sent to this node.
+    cp_destination: Option<AddressHash>,
+    incoming_files: files::IncomingFiles,
+    outgoing_files: Vec<files::OutgoingFile>,
+    received_files: std::collections::VecDeque<serde_json::Value>,
     started: Instant,
     announce_interval: Duration,
     dropped_outbound: u64,
     /// Interfaces that are up but not yet ready for traffic (see [`Readiness`]), with the
     /// latest time they become ready.
     pending: HashMap<InterfaceId, (InterfaceConfig, Instant)>,
+}
+
+/// Gap between announces of a node's different destinations. RNS neighbours start
+/// holding announces for unknown destinations above 3 announces a second on a new
+/// interface, so a node never sends its own in a burst.
+const ANNOUNCE_STAGGER: Duration = Duration::from_secs(2);
+
+/// A schedule announcing `destinations` one after another from `start`.
+fn stagger(destinations: &[AddressHash], start: Instant) -> Vec<(AddressHash, Instant)> {
+    destinations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (*d, start + ANNOUNCE_STAGGER * i as u32))
+        .collect()
 }
 
 /// Run a node from a state directory until `shutdown` completes.
@@ -76,22 +103,21 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
     let socket_path = state.socket_path();
     tokio::spawn(control::serve(listener, ctl_tx));
 
-    let mut node = Node::new(&config, identity, started);
+    let mut node = Node::new(&config, identity, started, state.root());
     tracing::info!(
         identity = %node.identity.hash(),
         destination = %node.grid_destination,
         transport = config.transport,
         "node started"
     );
-    let mut announce_at = started;
     tokio::pin!(shutdown);
     loop {
         let now = clock::now();
-        if now >= announce_at {
-            node.announce(now);
-            announce_at = now + node.announce_interval;
+        node.announce_due(now);
+        let mut wake = node.transport.poll_timeout();
+        if let Some(t) = node.announce_schedule.iter().map(|(_, t)| *t).min() {
+            wake = wake.min(t);
         }
-        let mut wake = node.transport.poll_timeout().min(announce_at);
         if let Some(w) = node.next_waiter_deadline() {
             wake = wake.min(w);
         }
@@ -160,7 +186,7 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
 }
 
 impl Node {
-    fn new(config: &Config, identity: Identity, started: Instant) -> Node {
+    fn new(config: &Config, identity: Identity, started: Instant, root: &std::path::Path) -> Node {
         let mut transport = Transport::new(
             TransportConfig {
                 transport_enabled: config.transport,
@@ -185,11 +211,36 @@ impl Node {
             );
             announced_probe = config.transport.then_some(probe);
         }
+        let cp_destination = transport.register_destination(
+            identity.clone(),
+            crate::state::CP_DESTINATION,
+            ProofStrategy::None,
+            Vec::new(),
+        );
+        transport
+            .set_destination_resource_policy(&cp_destination, rns_core::link::ResourcePolicy::App);
+        let mut announced = vec![grid_destination];
+        announced.extend(announced_probe);
+        if config.cp.allow_all || !config.cp.allow.is_empty() {
+            announced.push(cp_destination);
+        }
+        let cp_directory = if config.cp.directory.is_absolute() {
+            config.cp.directory.clone()
+        } else {
+            root.join(&config.cp.directory)
+        };
         Node {
+            cp: config.cp.clone(),
+            cp_directory,
+            cp_destination: Some(cp_destination),
+            incoming_files: files::IncomingFiles::new(),
+            outgoing_files: Vec::new(),
+            received_files: std::collections::VecDeque::new(),
             transport,
             identity,
             grid_destination,
-            announced_probe,
+            announce_schedule: stagger(&announced, started),
+            announced,
             outbound: HashMap::new(),
             waiters: Vec::new(),
             link_inbox: HashMap::new(),
@@ -204,13 +255,24 @@ impl Node {
         }
     }
 
+    /// Announce every announced destination now (`grid announce`), keeping them apart.
     fn announce(&mut self, now: Instant) {
-        if self.outbound.is_empty() {
-            return;
-        }
-        for d in std::iter::once(self.grid_destination).chain(self.announced_probe) {
-            if let Err(e) = self.transport.announce(now, &d, None) {
-                tracing::warn!(error = %e, "announce failed");
+        self.announce_schedule = stagger(&self.announced, now);
+        self.announce_due(now);
+    }
+
+    /// Send the announces that are due, and schedule each one's next round.
+    fn announce_due(&mut self, now: Instant) {
+        let interval = self.announce_interval;
+        for (d, t) in self.announce_schedule.iter_mut() {
+            if *t > now {
+                continue;
+            }
+            *t = now + interval;
+            if !self.outbound.is_empty() {
+                if let Err(e) = self.transport.announce(now, d, None) {
+                    tracing::warn!(error = %e, "announce failed");
+                }
             }
         }
     }
@@ -238,6 +300,8 @@ impl Node {
         } else {
             self.transport.add_interface(now, id, config);
         }
+        // One announce only: RNS neighbours hold announces for unknown destinations when a
+        // new interface sees more than 3 a second, so the others follow on their schedule.
         let d = self.grid_destination;
         let r = self.transport.announce_on(now, &d, id);
         tracing::debug!(interface = %id, announce = ?r, "interface ready");
@@ -306,6 +370,7 @@ impl Node {
             self.on_event(now, e);
         }
         self.advance_waiters(now);
+        self.drive_outgoing_files(now);
         // Sending probes may have queued frames.
         while let Some(t) = self.transport.poll_transmit() {
             if let Some(tx) = self.outbound.get(&t.interface) {

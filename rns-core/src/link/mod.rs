@@ -4,7 +4,10 @@
 //! (time, packets, application calls) and leave packets in its outbox for the transport to
 //! send on the link's interface, and [`LinkEvent`]s for the application.
 
+mod resources;
 pub mod wire;
+
+pub use resources::{ResourceFailure, ResourcePolicy};
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -184,6 +187,83 @@ pub enum LinkEvent {
         /// The request.
         request_id: AddressHash,
     },
+    /// The peer offers a resource (policy [`ResourcePolicy::App`]): accept or reject it.
+    ResourceOffered {
+        /// The link.
+        link: LinkId,
+        /// Resource (segment) hash.
+        hash: [u8; FULL_HASH_LEN],
+        /// Hash of the first segment.
+        original_hash: [u8; FULL_HASH_LEN],
+        /// Segment index, 1-based.
+        segment_index: u64,
+        /// Number of segments.
+        total_segments: u64,
+        /// Total data size over all segments.
+        total_size: u64,
+        /// Bytes this segment takes on the wire.
+        transfer_size: u64,
+        /// Whether the first segment carries metadata.
+        has_metadata: bool,
+        /// The identified initiator, if any.
+        remote_identity: Option<AddressHash>,
+    },
+    /// A transfer progressed.
+    ResourceProgress {
+        /// The link.
+        link: LinkId,
+        /// Resource hash.
+        hash: [u8; FULL_HASH_LEN],
+        /// Whether we are sending it.
+        sending: bool,
+        /// Parts sent or received.
+        parts_done: usize,
+        /// Parts in all.
+        parts_total: usize,
+    },
+    /// A segment arrived complete and verified (its proof has been sent).
+    ResourceSegment {
+        /// The link.
+        link: LinkId,
+        /// Resource (segment) hash.
+        hash: [u8; FULL_HASH_LEN],
+        /// Hash of the first segment: the same for all segments of one transfer.
+        original_hash: [u8; FULL_HASH_LEN],
+        /// Segment index, 1-based.
+        segment_index: u64,
+        /// Number of segments.
+        total_segments: u64,
+        /// Total data size over all segments.
+        total_size: u64,
+        /// Whether the first segment starts with metadata.
+        has_metadata: bool,
+        /// The segment's data (metadata prefix included).
+        data: Vec<u8>,
+    },
+    /// A segment we sent was proven by the receiver.
+    ResourceSent {
+        /// The link.
+        link: LinkId,
+        /// Resource (segment) hash.
+        hash: [u8; FULL_HASH_LEN],
+        /// Hash of the first segment.
+        original_hash: [u8; FULL_HASH_LEN],
+        /// Segment index, 1-based.
+        segment_index: u64,
+        /// Number of segments.
+        total_segments: u64,
+    },
+    /// A transfer failed.
+    ResourceFailed {
+        /// The link.
+        link: LinkId,
+        /// Resource hash.
+        hash: [u8; FULL_HASH_LEN],
+        /// Whether we were sending it.
+        sending: bool,
+        /// Why.
+        reason: ResourceFailure,
+    },
 }
 
 /// Counters of one link.
@@ -232,6 +312,7 @@ pub struct Link {
     outbox: VecDeque<Vec<u8>>,
     events: VecDeque<LinkEvent>,
     stats: LinkStats,
+    resources: resources::Resources,
 }
 
 impl core::fmt::Debug for Link {
@@ -416,6 +497,7 @@ impl Link {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: LinkStats::default(),
+            resources: resources::Resources::default(),
         }
     }
 
@@ -523,6 +605,7 @@ impl Link {
         }
         self.state = LinkState::Closed;
         self.token = None;
+        self.fail_all_resources();
         self.events.push_back(LinkEvent::Closed {
             link: self.id,
             reason,
@@ -614,6 +697,9 @@ impl Link {
             self.close_at = None;
         }
         match packet_type {
+            PacketType::Proof if context == Context::RESOURCE_PRF => {
+                self.handle_resource_proof(rng, now, data)
+            }
             PacketType::Proof => self.handle_proof(now, context, data),
             PacketType::Data => self.handle_data(rng, now, context, data, packet_hash),
             _ => self.stats.dropped += 1,
@@ -651,18 +737,18 @@ impl Link {
         packet_hash: &[u8; FULL_HASH_LEN],
     ) {
         match context {
-            Context::KEEPALIVE => {
+            Context::KEEPALIVE
                 if !self.initiator
                     && data == [0xFF]
-                    && now.saturating_since(self.last_outbound) >= self.keepalive
-                {
-                    self.push_out(
-                        link_packet(&self.id, PacketType::Data, Context::KEEPALIVE, vec![0xFE]),
-                        now,
-                    );
-                    self.last_keepalive = now;
-                }
+                    && now.saturating_since(self.last_outbound) >= self.keepalive =>
+            {
+                self.push_out(
+                    link_packet(&self.id, PacketType::Data, Context::KEEPALIVE, vec![0xFE]),
+                    now,
+                );
+                self.last_keepalive = now;
             }
+            Context::KEEPALIVE => {}
             Context::LRRTT => {
                 if self.initiator || self.state != LinkState::Handshake {
                     return;
@@ -758,9 +844,17 @@ impl Link {
                     Err(_) => self.stats.dropped += 1,
                 }
             }
+            Context::RESOURCE
+            | Context::RESOURCE_ADV
+            | Context::RESOURCE_REQ
+            | Context::RESOURCE_HMU
+            | Context::RESOURCE_ICL
+            | Context::RESOURCE_RCL
+            | Context::CACHE_REQUEST => {
+                self.handle_resource_data(rng, now, context, data, packet_hash)
+            }
             _ => {
-                // Resources and channels arrive with their own work; ignore for now.
-                let _ = rng;
+                // Channel messages arrive with the channel work; ignore for now.
             }
         }
     }
@@ -829,11 +923,15 @@ impl Link {
             return Err(LinkError::Busy(self.id));
         }
         let body = wire::encode_request(now.as_secs_f64(), &wire::path_hash(path), data);
+        let timeout = timeout.unwrap_or_else(|| {
+            self.rtt.unwrap_or_default() * TRAFFIC_TIMEOUT_FACTOR + RESPONSE_GRACE
+        });
         if body.len() > self.mdu() {
-            return Err(LinkError::TooLarge {
-                size: body.len(),
-                mdu: self.mdu(),
-            });
+            // Too big for one packet: a resource, identified by the body's hash.
+            let id = crate::hash::truncated_hash(&body);
+            self.request_as_resource(rng, now, &body, false, id)?;
+            self.requests.insert(id, now + timeout);
+            return Ok(id);
         }
         let ct = self
             .encrypt(rng, &body)
@@ -842,9 +940,6 @@ impl Link {
         let id = crate::packet::PacketView::new_checked(&raw[..])
             .expect("well-formed")
             .truncated_hash();
-        let timeout = timeout.unwrap_or_else(|| {
-            self.rtt.unwrap_or_default() * TRAFFIC_TIMEOUT_FACTOR + RESPONSE_GRACE
-        });
         self.requests.insert(id, now + timeout);
         self.push_out(raw, now);
         Ok(id)
@@ -861,10 +956,7 @@ impl Link {
         self.require_active()?;
         let body = wire::encode_response(request_id, response);
         if body.len() > self.mdu() {
-            return Err(LinkError::TooLarge {
-                size: body.len(),
-                mdu: self.mdu(),
-            });
+            return self.request_as_resource(rng, now, &body, true, *request_id);
         }
         let ct = self
             .encrypt(rng, &body)
@@ -963,6 +1055,9 @@ impl Link {
                 link: self.id,
                 request_id: r,
             });
+        }
+        if matches!(self.state, LinkState::Active | LinkState::Stale) {
+            self.resource_timers(rng, now);
         }
         match self.state {
             LinkState::Closed => {}

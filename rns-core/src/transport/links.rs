@@ -7,8 +7,9 @@ use super::{Event, InterfaceId, Transport};
 use crate::hash::AddressHash;
 use crate::identity::Identity;
 use crate::link::wire::{self, LinkProof, LinkRequest, SIGNALLING_LEN};
-use crate::link::{Link, LinkError, LinkId, LinkState};
+use crate::link::{Link, LinkError, LinkId, LinkState, ResourcePolicy};
 use crate::packet::{Context, PacketType, PacketView, MTU};
+use crate::resource::SegmentSpec;
 use crate::time::Instant;
 
 /// Validated link-table entries are dropped after this long without traffic.
@@ -60,6 +61,57 @@ impl Transport {
         if let Some(d) = self.destinations.get_mut(destination) {
             d.accept_links = accept;
         }
+    }
+
+    /// The resource policy links to a local destination start with.
+    pub fn set_destination_resource_policy(
+        &mut self,
+        destination: &AddressHash,
+        policy: ResourcePolicy,
+    ) {
+        if let Some(d) = self.destinations.get_mut(destination) {
+            d.resource_policy = policy;
+        }
+    }
+
+    /// Change a link's resource policy.
+    pub fn set_link_resource_policy(
+        &mut self,
+        id: &LinkId,
+        policy: ResourcePolicy,
+    ) -> Result<(), LinkError> {
+        let link = self.links.get_mut(id).ok_or(LinkError::Unknown(*id))?;
+        link.set_resource_policy(policy);
+        Ok(())
+    }
+
+    /// Send one resource segment on a link (see [`Link::send_resource`]).
+    pub fn link_send_resource(
+        &mut self,
+        now: Instant,
+        id: &LinkId,
+        data: &[u8],
+        spec: &SegmentSpec,
+    ) -> Result<[u8; 32], LinkError> {
+        self.with_link(now, id, |l, rng| l.send_resource(rng, now, data, spec))
+    }
+
+    /// Accept or reject a resource offered on a link.
+    pub fn link_answer_resource(
+        &mut self,
+        now: Instant,
+        id: &LinkId,
+        hash: &[u8; 32],
+        accept: bool,
+    ) -> Result<(), LinkError> {
+        self.with_link(now, id, |l, rng| {
+            if accept {
+                l.accept_resource(rng, now, hash);
+            } else {
+                l.reject_resource(rng, now, hash);
+            }
+            Ok(())
+        })
     }
 
     /// The MTU to offer or confirm on an interface: its HW MTU if negotiable, else 500;
@@ -259,6 +311,7 @@ impl Transport {
             return;
         };
         let prove = local.proof == super::ProofStrategy::All;
+        let policy = local.resource_policy;
         let Ok(req) = LinkRequest::parse(view.data()) else {
             return self.violation(iface);
         };
@@ -274,7 +327,7 @@ impl Transport {
             (Some((asked, _)), Some(here)) => Some(asked.min(here).max(MTU as u32)),
             _ => None,
         };
-        let link = Link::accept(
+        let mut link = Link::accept(
             &mut *self.rng,
             now,
             &identity,
@@ -286,6 +339,7 @@ impl Transport {
             iface,
             prove,
         );
+        link.set_resource_policy(policy);
         self.links.insert(id, link);
         self.drain_link(now, &id);
     }

@@ -209,6 +209,8 @@ pub(crate) struct LocalDestination {
     pub(crate) path_response: Option<(Vec<u8>, Vec<u8>, Instant)>,
     /// Whether incoming links are accepted.
     pub(crate) accept_links: bool,
+    /// Resource policy for links to this destination.
+    pub(crate) resource_policy: crate::link::ResourcePolicy,
 }
 
 /// A scheduled announce (re)transmission.
@@ -447,6 +449,7 @@ impl Transport {
                 app_data,
                 path_response: None,
                 accept_links: true,
+                resource_policy: crate::link::ResourcePolicy::None,
             },
         );
         hash

@@ -756,3 +756,134 @@ fn links_time_out_when_the_destination_is_gone() {
         "unproven link-table entries expire"
     );
 }
+
+fn resource_roundtrip(mtu_case: fn() -> InterfaceConfig, size: usize, seed: u64) {
+    use crate::link::{LinkEvent, ResourcePolicy};
+    use crate::resource::SegmentSpec;
+    use rand_core::RngCore;
+    let (mut net, d) = link_net(true, mtu_case);
+    net.nodes[2].set_destination_resource_policy(&d, ResourcePolicy::All);
+    let now = net.now;
+    let id = net.nodes[0].open_link(now, &d).unwrap();
+    net.flush();
+    let mut data = vec![0u8; size];
+    ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut data);
+    let spec = SegmentSpec {
+        original_hash: None,
+        segment_index: 1,
+        total_segments: 1,
+        total_size: size as u64,
+        has_metadata: false,
+        request_id: None,
+        is_response: false,
+        compress: true,
+    };
+    let now = net.now;
+    let hash = net.nodes[0]
+        .link_send_resource(now, &id, &data, &spec)
+        .unwrap();
+    net.run(Duration::from_secs(60));
+    let got = link_events(&net, 2).into_iter().find_map(|e| match e {
+        LinkEvent::ResourceSegment { data, hash: h, .. } if h == hash => Some(data),
+        _ => None,
+    });
+    assert_eq!(
+        got.as_deref(),
+        Some(&data[..]),
+        "resource of {size} bytes arrived intact"
+    );
+    assert!(link_events(&net, 0)
+        .iter()
+        .any(|e| matches!(e, LinkEvent::ResourceSent { hash: h, .. } if *h == hash)));
+}
+
+#[test]
+fn resources_cross_a_transport_node_at_mtu_16384_and_500() {
+    resource_roundtrip(|| InterfaceConfig::tcp("tcp"), 1000, 1);
+    resource_roundtrip(|| InterfaceConfig::tcp("tcp"), 1_000_000, 2);
+    resource_roundtrip(|| InterfaceConfig::udp("udp"), 1000, 3);
+    resource_roundtrip(|| InterfaceConfig::udp("udp"), 200_000, 4);
+}
+
+#[test]
+fn large_requests_and_responses_travel_as_resources() {
+    use crate::link::LinkEvent;
+    let (mut net, d) = link_net(true, || InterfaceConfig::udp("udp"));
+    let now = net.now;
+    let id = net.nodes[0].open_link(now, &d).unwrap();
+    net.flush();
+    let big = rmpv::Value::Binary(vec![7u8; 5000]);
+    let rid = net.nodes[0]
+        .link_request(now, &id, "/big", &big, None)
+        .unwrap();
+    net.run(Duration::from_secs(10));
+    let req = link_events(&net, 2).into_iter().find_map(|e| match e {
+        LinkEvent::Request {
+            request_id, data, ..
+        } => Some((request_id, data)),
+        _ => None,
+    });
+    assert_eq!(req, Some((rid, big.clone())));
+    let now = net.now;
+    net.nodes[2].link_respond(now, &id, &rid, &big).unwrap();
+    net.run(Duration::from_secs(10));
+    assert!(link_events(&net, 0).iter().any(
+        |e| matches!(e, LinkEvent::Response { request_id, data, .. } if *request_id == rid && *data == big)
+    ));
+}
+
+#[test]
+fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
+    use crate::link::{LinkEvent, ResourceFailure, ResourcePolicy};
+    use crate::resource::SegmentSpec;
+    let (mut net, d) = link_net(false, || InterfaceConfig::tcp("tcp"));
+    net.nodes[2].set_destination_resource_policy(&d, ResourcePolicy::App);
+    // (the middle node is not a transport node here: connect 0 to 2 directly)
+    net.connect(0, 2);
+    let now = net.now;
+    net.nodes[2].announce(now, &d, None).unwrap();
+    net.flush();
+    let id = net.nodes[0].open_link(net.now, &d).unwrap();
+    net.flush();
+    let spec = SegmentSpec {
+        original_hash: None,
+        segment_index: 1,
+        total_segments: 1,
+        total_size: 4,
+        has_metadata: false,
+        request_id: None,
+        is_response: false,
+        compress: false,
+    };
+    let now = net.now;
+    let hash = net.nodes[0]
+        .link_send_resource(now, &id, b"nope", &spec)
+        .unwrap();
+    net.flush();
+    let offered = link_events(&net, 2).into_iter().any(
+        |e| matches!(e, LinkEvent::ResourceOffered { hash: h, total_size: 4, .. } if h == hash),
+    );
+    assert!(offered);
+    net.nodes[2]
+        .link_answer_resource(now, &id, &hash, false)
+        .unwrap();
+    net.flush();
+    assert!(link_events(&net, 0).iter().any(|e| matches!(
+        e,
+        LinkEvent::ResourceFailed {
+            sending: true,
+            reason: ResourceFailure::Rejected,
+            ..
+        }
+    )));
+    // A transfer in flight fails when the link closes.
+    let hash2 = net.nodes[0]
+        .link_send_resource(now, &id, &[1u8; 3000], &spec)
+        .unwrap();
+    net.nodes[0].close_link(now, &id).unwrap();
+    net.flush();
+    assert!(link_events(&net, 0).iter().any(|e| matches!(
+        e,
+        LinkEvent::ResourceFailed { hash: h, reason: ResourceFailure::LinkClosed, .. } if *h == hash2
+    )));
+}

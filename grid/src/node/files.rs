@@ -1,0 +1,566 @@
+//! Files over links, compatible with `rncp`: the `rncp.receive` destination receives
+//! files from allowed identities into the configured directory; `grid cp` sends files.
+//!
+//! A file larger than one resource segment (1 MiB − 1) goes as several segments sharing an
+//! original hash. Received segments are appended to a hidden temporary file that is renamed
+//! only when the last segment has been verified, so a failed transfer leaves nothing behind.
+//! Memory is bounded by one segment on either side.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rns_core::link::{LinkId, ResourceFailure};
+use rns_core::resource::{split_metadata, with_metadata, SegmentSpec, MAX_EFFICIENT_SIZE};
+use rns_core::{rmpv, AddressHash, Instant};
+use serde_json::{json, Value};
+
+use super::Node;
+
+/// Transfers remembered after they finish, for `grid cp` to read the outcome.
+const FINISHED_KEPT: usize = 64;
+
+/// A received resource segment, as the link reported it.
+#[derive(Debug)]
+pub(super) struct Segment {
+    pub(super) link: LinkId,
+    pub(super) original_hash: [u8; 32],
+    pub(super) segment_index: u64,
+    pub(super) total_segments: u64,
+    pub(super) total_size: u64,
+    pub(super) has_metadata: bool,
+    pub(super) data: Vec<u8>,
+}
+
+/// A file arriving over a link.
+#[derive(Debug)]
+pub(super) struct IncomingFile {
+    temp: PathBuf,
+    file: File,
+    name: String,
+    received: u64,
+    total: u64,
+    from: Option<AddressHash>,
+}
+
+/// A file being sent over a link.
+#[derive(Debug)]
+pub(super) struct OutgoingFile {
+    pub(super) id: String,
+    pub(super) link: Option<LinkId>,
+    pub(super) destination: AddressHash,
+    path: PathBuf,
+    file: Option<File>,
+    /// The metadata prefix sent with the first segment.
+    metadata: Vec<u8>,
+    file_size: u64,
+    total_segments: u64,
+    next_segment: u64,
+    original_hash: Option<[u8; 32]>,
+    /// Bytes of data (with metadata) confirmed by the receiver.
+    pub(super) done: u64,
+    /// Bytes of the segment in flight, and its progress.
+    in_flight: (u64, f64),
+    pub(super) state: TransferState,
+    started: Instant,
+    finished: Option<Instant>,
+}
+
+/// Where a file transfer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum TransferState {
+    /// Waiting for a path and a link.
+    Connecting,
+    /// Sending.
+    Sending,
+    /// All segments proven.
+    Complete,
+    /// Failed, with a reason.
+    Failed(String),
+}
+
+/// The `rncp` metadata map: `{"name": <bytes>}`.
+fn metadata_for(path: &Path) -> rmpv::Value {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    rmpv::Value::Map(vec![(
+        rmpv::Value::from("name"),
+        rmpv::Value::Binary(name.into_bytes()),
+    )])
+}
+
+/// A safe file name from received metadata: the last path component, no hidden names.
+fn safe_name(meta: &rmpv::Value) -> String {
+    let raw = match meta {
+        rmpv::Value::Map(m) => {
+            m.iter()
+                .find(|(k, _)| k.as_str() == Some("name"))
+                .and_then(|(_, v)| match v {
+                    rmpv::Value::Binary(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                    rmpv::Value::String(s) => s.as_str().map(String::from),
+                    _ => None,
+                })
+        }
+        _ => None,
+    };
+    let base = raw
+        .as_deref()
+        .and_then(|r| Path::new(r).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = base.trim_start_matches('.').to_string();
+    if base.is_empty() {
+        "received-file".into()
+    } else {
+        base
+    }
+}
+
+/// `dir/name`, or `dir/name.1`, `dir/name.2`, … if taken.
+fn unique_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (1..)
+        .map(|i| dir.join(format!("{name}.{i}")))
+        .find(|p| !p.exists())
+        .expect("an unused name exists")
+}
+
+impl Node {
+    /// Whether `identity` may send files here.
+    fn may_send_files(&self, identity: Option<&AddressHash>) -> bool {
+        self.cp.allow_all || identity.is_some_and(|i| self.cp.allow.contains(i))
+    }
+
+    /// A resource is offered on a link: accept file segments from allowed identities.
+    pub(super) fn on_resource_offered(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        hash: [u8; 32],
+        original_hash: [u8; 32],
+        segment_index: u64,
+        remote: Option<AddressHash>,
+    ) {
+        let to_cp = self
+            .transport
+            .link(&link)
+            .is_some_and(|l| Some(l.destination) == self.cp_destination);
+        let continuing =
+            segment_index > 1 && self.incoming_files.contains_key(&(link, original_hash));
+        let accept =
+            to_cp && (continuing || (segment_index == 1 && self.may_send_files(remote.as_ref())));
+        if !accept {
+            tracing::info!(%link, identity = ?remote.map(|r| r.to_string()), "refused a file: sender not allowed");
+        }
+        let _ = self
+            .transport
+            .link_answer_resource(now, &link, &hash, accept);
+    }
+
+    /// A verified segment arrived: write it out; rename the file when it is complete.
+    pub(super) fn on_resource_segment(&mut self, seg: Segment) {
+        let Segment {
+            link,
+            original_hash,
+            segment_index,
+            total_segments,
+            total_size,
+            has_metadata,
+            data,
+        } = seg;
+        let key = (link, original_hash);
+        if segment_index == 1 {
+            let (name, body) = if has_metadata {
+                match split_metadata(&data) {
+                    Some((meta, body)) => (safe_name(&meta), body),
+                    None => ("received-file".to_string(), &data[..]),
+                }
+            } else {
+                ("received-file".to_string(), &data[..])
+            };
+            let dir = self.cp_directory.clone();
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot create the receive directory");
+                return;
+            }
+            let temp = dir.join(format!(
+                ".grid-partial-{}",
+                hex::encode(&original_hash[..8])
+            ));
+            let file = match File::create(&temp) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(path = %temp.display(), error = %e, "cannot create file");
+                    return;
+                }
+            };
+            let from = self.transport.link(&link).and_then(|l| l.remote_identity);
+            self.incoming_files.insert(
+                key,
+                IncomingFile {
+                    temp,
+                    file,
+                    name,
+                    received: 0,
+                    total: total_size,
+                    from,
+                },
+            );
+            self.write_segment(&key, body);
+        } else {
+            self.write_segment(&key, &data);
+        }
+        if segment_index == total_segments {
+            if let Some(f) = self.incoming_files.remove(&key) {
+                let _ = f.file.sync_all();
+                drop(f.file);
+                let dest = unique_path(&self.cp_directory, &f.name);
+                match std::fs::rename(&f.temp, &dest) {
+                    Ok(()) => {
+                        tracing::info!(path = %dest.display(), bytes = f.received, from = ?f.from.map(|x| x.to_string()), "received a file");
+                        self.received_files.push_back(json!({
+                            "path": dest.display().to_string(),
+                            "bytes": f.received,
+                            "from": f.from.map(|x| x.to_string()),
+                        }));
+                        if self.received_files.len() > FINISHED_KEPT {
+                            self.received_files.pop_front();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot move the received file into place");
+                        let _ = std::fs::remove_file(&f.temp);
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_segment(&mut self, key: &(LinkId, [u8; 32]), bytes: &[u8]) {
+        let failed = match self.incoming_files.get_mut(key) {
+            Some(f) => {
+                f.received += bytes.len() as u64;
+                f.file.write_all(bytes).is_err() || f.received > f.total
+            }
+            None => false,
+        };
+        if failed {
+            self.drop_incoming_file(key);
+        }
+    }
+
+    /// Remove a partial file (the transfer failed or the link closed).
+    pub(super) fn drop_incoming_file(&mut self, key: &(LinkId, [u8; 32])) {
+        if let Some(f) = self.incoming_files.remove(key) {
+            drop(f.file);
+            let _ = std::fs::remove_file(&f.temp);
+            tracing::info!(name = %f.name, "a file transfer failed; the partial file was removed");
+        }
+    }
+
+    /// A link closed: drop its partial files and fail its outgoing transfers.
+    pub(super) fn files_link_closed(&mut self, now: Instant, link: &LinkId) {
+        let keys: Vec<_> = self
+            .incoming_files
+            .keys()
+            .filter(|(l, _)| l == link)
+            .copied()
+            .collect();
+        for k in keys {
+            self.drop_incoming_file(&k);
+        }
+        for t in self
+            .outgoing_files
+            .iter_mut()
+            .filter(|t| t.link == Some(*link))
+        {
+            if matches!(t.state, TransferState::Sending | TransferState::Connecting) {
+                t.state = TransferState::Failed("the link closed".into());
+                t.finished = Some(now);
+            }
+        }
+    }
+
+    /// An incoming transfer failed.
+    pub(super) fn on_incoming_resource_failed(&mut self, link: LinkId, _reason: ResourceFailure) {
+        let keys: Vec<_> = self
+            .incoming_files
+            .keys()
+            .filter(|(l, _)| *l == link)
+            .copied()
+            .collect();
+        for k in keys {
+            self.drop_incoming_file(&k);
+        }
+    }
+
+    /// Start sending a file to an `rncp.receive` destination; returns the transfer id.
+    pub(super) fn start_send_file(
+        &mut self,
+        now: Instant,
+        path: &Path,
+        destination: AddressHash,
+    ) -> Result<String, String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{}: not a regular file", path.display()));
+        }
+        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let metadata = with_metadata(&metadata_for(path), &[]).ok_or("file name too long")?;
+        let total = meta.len() + metadata.len() as u64;
+        let total_segments = total.div_ceil(MAX_EFFICIENT_SIZE as u64).max(1);
+        let id = hex::encode(
+            &rns_core::hash::full_hash(format!("{}{}", path.display(), now.as_millis()).as_bytes())
+                [..8],
+        );
+        self.outgoing_files.push(OutgoingFile {
+            id: id.clone(),
+            link: None,
+            destination,
+            path: path.to_path_buf(),
+            file: Some(file),
+            metadata,
+            file_size: meta.len(),
+            total_segments,
+            next_segment: 1,
+            original_hash: None,
+            done: 0,
+            in_flight: (0, 0.0),
+            state: TransferState::Connecting,
+            started: now,
+            finished: None,
+        });
+        if self.transport.path(&destination).is_none() {
+            self.transport.request_path(now, &destination, None);
+        }
+        self.drive_outgoing_files(now);
+        Ok(id)
+    }
+
+    /// Open links and send next segments for transfers that can make progress.
+    pub(super) fn drive_outgoing_files(&mut self, now: Instant) {
+        for i in 0..self.outgoing_files.len() {
+            if self.outgoing_files[i].state != TransferState::Connecting
+                || self.outgoing_files[i].link.is_some()
+            {
+                continue;
+            }
+            let d = self.outgoing_files[i].destination;
+            if self.transport.path(&d).is_none() {
+                if now.saturating_since(self.outgoing_files[i].started) > Duration::from_secs(30) {
+                    self.fail_outgoing_file(i, now, format!("no path to {d}"));
+                }
+                continue;
+            }
+            match self.transport.open_link(now, &d) {
+                Ok(l) => self.outgoing_files[i].link = Some(l),
+                Err(e) => self.fail_outgoing_file(i, now, e.to_string()),
+            }
+        }
+        self.outgoing_files.retain(|t| {
+            t.finished
+                .is_none_or(|f| now.saturating_since(f) < Duration::from_secs(600))
+        });
+        while self.outgoing_files.len() > FINISHED_KEPT {
+            if let Some(i) = self
+                .outgoing_files
+                .iter()
+                .position(|t| t.finished.is_some())
+            {
+                self.outgoing_files.remove(i);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn fail_outgoing_file(&mut self, i: usize, now: Instant, why: String) {
+        let t = &mut self.outgoing_files[i];
+        t.state = TransferState::Failed(why);
+        t.finished = Some(now);
+        t.file = None;
+    }
+
+    /// A link came up: identify and start transfers waiting for it.
+    pub(super) fn files_link_established(&mut self, now: Instant, link: LinkId) {
+        let Some(i) = self
+            .outgoing_files
+            .iter()
+            .position(|t| t.link == Some(link) && t.state == TransferState::Connecting)
+        else {
+            return;
+        };
+        let identity = self.identity.clone();
+        let _ = self.transport.link_identify(now, &link, &identity);
+        self.outgoing_files[i].state = TransferState::Sending;
+        self.send_next_segment(now, i);
+    }
+
+    fn send_next_segment(&mut self, now: Instant, i: usize) {
+        let t = &mut self.outgoing_files[i];
+        let Some(link) = t.link else { return };
+        let first = t.next_segment == 1;
+        let mut data = if first {
+            t.metadata.clone()
+        } else {
+            Vec::new()
+        };
+        let want = MAX_EFFICIENT_SIZE - data.len();
+        let offset = if first {
+            0
+        } else {
+            (MAX_EFFICIENT_SIZE - t.metadata.len()) as u64
+                + (t.next_segment - 2) * MAX_EFFICIENT_SIZE as u64
+        };
+        let read = t.file.as_mut().map(|f| {
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = Vec::with_capacity(want);
+            f.take(want as u64).read_to_end(&mut buf)?;
+            Ok::<_, std::io::Error>(buf)
+        });
+        match read {
+            Some(Ok(buf)) => data.extend_from_slice(&buf),
+            Some(Err(e)) => {
+                return self.fail_outgoing_file(
+                    i,
+                    now,
+                    format!("{}: {e}", self.outgoing_files[i].path.display()),
+                )
+            }
+            None => return,
+        }
+        let t = &mut self.outgoing_files[i];
+        let spec = SegmentSpec {
+            original_hash: t.original_hash,
+            segment_index: t.next_segment,
+            total_segments: t.total_segments,
+            total_size: t.file_size + t.metadata.len() as u64,
+            has_metadata: true,
+            request_id: None,
+            is_response: false,
+            compress: true,
+        };
+        t.in_flight = (data.len() as u64, 0.0);
+        match self.transport.link_send_resource(now, &link, &data, &spec) {
+            Ok(hash) => {
+                let t = &mut self.outgoing_files[i];
+                if t.original_hash.is_none() {
+                    t.original_hash = Some(hash);
+                }
+                t.next_segment += 1;
+            }
+            Err(e) => self.fail_outgoing_file(i, now, e.to_string()),
+        }
+    }
+
+    /// A segment we sent was proven.
+    pub(super) fn on_resource_sent(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        segment_index: u64,
+        total_segments: u64,
+    ) {
+        let Some(i) = self
+            .outgoing_files
+            .iter()
+            .position(|t| t.link == Some(link) && t.state == TransferState::Sending)
+        else {
+            return;
+        };
+        let t = &mut self.outgoing_files[i];
+        t.done += t.in_flight.0;
+        t.in_flight = (0, 0.0);
+        if segment_index == total_segments {
+            t.state = TransferState::Complete;
+            t.finished = Some(now);
+            t.file = None;
+            let _ = self.transport.close_link(now, &link);
+        } else {
+            self.send_next_segment(now, i);
+        }
+    }
+
+    /// Progress of a segment we are sending.
+    pub(super) fn on_resource_progress(&mut self, link: LinkId, done: usize, total: usize) {
+        if let Some(t) = self
+            .outgoing_files
+            .iter_mut()
+            .find(|t| t.link == Some(link) && t.state == TransferState::Sending)
+        {
+            t.in_flight.1 = if total == 0 {
+                0.0
+            } else {
+                done as f64 / total as f64
+            };
+        }
+    }
+
+    /// An outgoing segment failed.
+    pub(super) fn on_outgoing_resource_failed(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        reason: ResourceFailure,
+    ) {
+        if let Some(i) = self
+            .outgoing_files
+            .iter()
+            .position(|t| t.link == Some(link) && t.state == TransferState::Sending)
+        {
+            let why = match reason {
+                ResourceFailure::Rejected => {
+                    "the receiver refused the file (is this identity allowed?)".to_string()
+                }
+                other => format!("the transfer failed ({other:?})"),
+            };
+            self.fail_outgoing_file(i, now, why);
+            let _ = self.transport.close_link(now, &link);
+        }
+    }
+
+    /// A transfer's status for `grid cp`.
+    pub(super) fn transfer_json(&self, id: &str, now: Instant) -> Value {
+        let Some(t) = self.outgoing_files.iter().find(|t| t.id == id) else {
+            return json!({"ok": false, "error": format!("no transfer {id}")});
+        };
+        let total = t.file_size + t.metadata.len() as u64;
+        let done = (t.done as f64 + t.in_flight.0 as f64 * t.in_flight.1).min(total as f64);
+        let elapsed = t
+            .finished
+            .unwrap_or(now)
+            .saturating_since(t.started)
+            .as_secs_f64();
+        let (state, error) = match &t.state {
+            TransferState::Connecting => ("connecting", None),
+            TransferState::Sending => ("sending", None),
+            TransferState::Complete => ("complete", None),
+            TransferState::Failed(e) => ("failed", Some(e.clone())),
+        };
+        json!({
+            "ok": true,
+            "id": t.id,
+            "state": state,
+            "error": error,
+            "file": t.path.display().to_string(),
+            "bytes": t.file_size,
+            "done": done as u64,
+            "total": total,
+            "seconds": elapsed,
+            "rate_bytes_per_s": if elapsed > 0.0 { done / elapsed } else { 0.0 },
+        })
+    }
+}
+
+/// Key of an incoming file: the link and the transfer's original hash.
+pub(super) type IncomingKey = (LinkId, [u8; 32]);
+
+/// Files arriving, by key.
+pub(super) type IncomingFiles = HashMap<IncomingKey, IncomingFile>;

@@ -1,0 +1,401 @@
+//! The receiving side of one resource segment.
+
+use std::time::Duration;
+
+use super::{
+    decompress, map_hash, Advertisement, FAST_RATE_THRESHOLD, HASHMAP_MAX_LEN, MAPHASH_LEN,
+    MAX_EFFICIENT_SIZE, MAX_RETRIES, METADATA_MAX_SIZE, RANDOM_HASH_LEN, RATE_FAST, RATE_VERY_SLOW,
+    VERY_SLOW_RATE_THRESHOLD, WINDOW, WINDOW_FLEXIBILITY, WINDOW_MAX_FAST, WINDOW_MAX_SLOW,
+    WINDOW_MAX_VERY_SLOW, WINDOW_MIN,
+};
+use crate::crypto::Token;
+use crate::hash::{full_hash_parts, FULL_HASH_LEN};
+use crate::time::Instant;
+
+/// Largest segment we assemble after decompression (RNS segments are ≤ 1 MiB, plus metadata).
+const MAX_ASSEMBLED: usize = MAX_EFFICIENT_SIZE + METADATA_MAX_SIZE;
+/// Per-packet overhead counted into request costs (header + token).
+const PACKET_OVERHEAD: usize = 19 + 48;
+
+/// What the receiver wants next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiverStep {
+    /// Nothing to do.
+    Wait,
+    /// Send this part request (plaintext of a RESOURCE_REQ packet).
+    Request(Vec<u8>),
+    /// Every part is here: call [`IncomingResource::assemble`].
+    Complete,
+    /// The transfer failed; send a reject (RESOURCE_RCL with the hash).
+    Failed,
+}
+
+/// An assembled, verified segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assembled {
+    /// The segment's data (with the metadata prefix, if it has one).
+    pub data: Vec<u8>,
+    /// The proof to send (PROOF, context RESOURCE_PRF): `hash ‖ SHA256(data ‖ hash)`.
+    pub proof: Vec<u8>,
+}
+
+/// One incoming resource segment.
+#[derive(Debug)]
+pub struct IncomingResource {
+    adv: Advertisement,
+    sdu: usize,
+    parts: Vec<Option<Vec<u8>>>,
+    hashmap: Vec<Option<[u8; MAPHASH_LEN]>>,
+    hashmap_height: usize,
+    received: usize,
+    received_bytes: usize,
+    outstanding: usize,
+    consecutive: usize,
+    window: usize,
+    window_max: usize,
+    window_min: usize,
+    waiting_for_hmu: bool,
+    req_sent: Instant,
+    req_sent_bytes: usize,
+    req_resp: Option<Instant>,
+    rtt: Duration,
+    part_timeout_factor: u32,
+    req_resp_rate: f64,
+    req_data_rate: f64,
+    rxd_at_request: usize,
+    fast_rounds: u32,
+    very_slow_rounds: u32,
+    retries_left: u32,
+    last_activity: Instant,
+    failed: bool,
+}
+
+impl IncomingResource {
+    /// Accept an advertisement. Returns the receiver and its first part request.
+    ///
+    /// `window` is the last resource window on this link, if any. Memory allocated here is
+    /// bounded by the advertisement checks (at most ~3 MiB of transfer, ~7000 parts).
+    pub fn accept(
+        adv: Advertisement,
+        mtu: usize,
+        link_rtt: Duration,
+        window: Option<usize>,
+        now: Instant,
+    ) -> (IncomingResource, ReceiverStep) {
+        let sdu = super::sdu(mtu);
+        let total = (adv.transfer_size as usize).div_ceil(sdu);
+        let first = adv.hashmap.clone();
+        let mut r = IncomingResource {
+            adv,
+            sdu,
+            parts: vec![None; total],
+            hashmap: vec![None; total],
+            hashmap_height: 0,
+            received: 0,
+            received_bytes: 0,
+            outstanding: 0,
+            consecutive: 0,
+            window: window.unwrap_or(WINDOW).clamp(WINDOW_MIN, WINDOW_MAX_FAST),
+            window_max: WINDOW_MAX_SLOW,
+            window_min: WINDOW_MIN,
+            waiting_for_hmu: false,
+            req_sent: now,
+            req_sent_bytes: 0,
+            req_resp: None,
+            rtt: link_rtt.max(Duration::from_millis(1)),
+            part_timeout_factor: 4,
+            req_resp_rate: 0.0,
+            req_data_rate: 0.0,
+            rxd_at_request: 0,
+            fast_rounds: 0,
+            very_slow_rounds: 0,
+            retries_left: MAX_RETRIES,
+            last_activity: now,
+            failed: false,
+        };
+        let step = r.update_hashmap(0, &first, now);
+        (r, step)
+    }
+
+    /// The resource hash.
+    pub fn hash(&self) -> [u8; FULL_HASH_LEN] {
+        self.adv.hash
+    }
+
+    /// The advertisement.
+    pub fn advertisement(&self) -> &Advertisement {
+        &self.adv
+    }
+
+    /// (parts received, parts in all).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.received, self.parts.len())
+    }
+
+    /// The current window (carried to the next resource on the link).
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    fn update_hashmap(&mut self, segment: usize, bytes: &[u8], now: Instant) -> ReceiverStep {
+        let hashes: Vec<[u8; MAPHASH_LEN]> = bytes
+            .chunks_exact(MAPHASH_LEN)
+            .map(|c| c.try_into().expect("4 bytes"))
+            .collect();
+        if hashes.is_empty() {
+            self.failed = true;
+            return ReceiverStep::Failed;
+        }
+        for (i, h) in hashes.into_iter().enumerate() {
+            let idx = segment * HASHMAP_MAX_LEN + i;
+            if let Some(slot) = self.hashmap.get_mut(idx) {
+                if slot.is_none() {
+                    self.hashmap_height += 1;
+                }
+                *slot = Some(h);
+            }
+        }
+        self.waiting_for_hmu = false;
+        self.request_next(now)
+    }
+
+    /// Handle a hashmap update (plaintext of a RESOURCE_HMU packet).
+    pub fn handle_hashmap_update(&mut self, plaintext: &[u8], now: Instant) -> ReceiverStep {
+        if self.failed || !self.waiting_for_hmu || plaintext.len() <= FULL_HASH_LEN {
+            return ReceiverStep::Wait;
+        }
+        let Ok(rmpv::Value::Array(a)) =
+            crate::link::wire::decode_msgpack(&plaintext[FULL_HASH_LEN..])
+        else {
+            return ReceiverStep::Wait;
+        };
+        let (Some(seg), Some(rmpv::Value::Binary(map))) =
+            (a.first().and_then(rmpv::Value::as_u64), a.get(1))
+        else {
+            return ReceiverStep::Wait;
+        };
+        if map.len() > HASHMAP_MAX_LEN * MAPHASH_LEN {
+            return ReceiverStep::Wait;
+        }
+        self.last_activity = now;
+        self.retries_left = MAX_RETRIES;
+        let map = map.clone();
+        self.update_hashmap(seg as usize, &map, now)
+    }
+
+    fn request_next(&mut self, now: Instant) -> ReceiverStep {
+        if self.failed || self.waiting_for_hmu {
+            return ReceiverStep::Wait;
+        }
+        self.outstanding = 0;
+        let mut exhausted = false;
+        let mut requested = Vec::new();
+        for pn in self.consecutive..(self.consecutive + self.window).min(self.parts.len()) {
+            if self.parts[pn].is_some() {
+                continue;
+            }
+            match self.hashmap[pn] {
+                Some(h) => {
+                    requested.extend_from_slice(&h);
+                    self.outstanding += 1;
+                }
+                None => {
+                    exhausted = true;
+                    break;
+                }
+            }
+        }
+        let mut req = Vec::with_capacity(1 + MAPHASH_LEN + FULL_HASH_LEN + requested.len());
+        if exhausted {
+            req.push(0xFF);
+            let last = self
+                .hashmap_height
+                .checked_sub(1)
+                .and_then(|i| self.hashmap[i])
+                .unwrap_or([0; 4]);
+            req.extend_from_slice(&last);
+            self.waiting_for_hmu = true;
+        } else {
+            req.push(0x00);
+        }
+        req.extend_from_slice(&self.adv.hash);
+        req.extend_from_slice(&requested);
+        self.last_activity = now;
+        self.req_sent = now;
+        self.req_sent_bytes = req.len() + PACKET_OVERHEAD;
+        self.rxd_at_request = self.received_bytes;
+        self.req_resp = None;
+        ReceiverStep::Request(req)
+    }
+
+    /// Handle a part (data of a RESOURCE packet).
+    pub fn handle_part(&mut self, part: &[u8], now: Instant) -> ReceiverStep {
+        if self.failed {
+            return ReceiverStep::Wait;
+        }
+        self.last_activity = now;
+        self.retries_left = MAX_RETRIES;
+        if self.req_resp.is_none() {
+            self.req_resp = Some(now);
+            let rtt = now.saturating_since(self.req_sent);
+            self.part_timeout_factor = 2;
+            if rtt < self.rtt {
+                self.rtt = (self.rtt.mul_f64(0.95)).max(rtt);
+            } else if rtt > self.rtt {
+                self.rtt = (self.rtt.mul_f64(1.05)).min(rtt);
+            }
+            if !rtt.is_zero() {
+                self.req_resp_rate = (part.len() + self.req_sent_bytes) as f64 / rtt.as_secs_f64();
+                if self.req_resp_rate > RATE_FAST && self.fast_rounds < FAST_RATE_THRESHOLD {
+                    self.fast_rounds += 1;
+                    if self.fast_rounds == FAST_RATE_THRESHOLD {
+                        self.window_max = WINDOW_MAX_FAST;
+                    }
+                }
+            }
+        }
+        let h = map_hash(part, &self.adv.random_hash);
+        let end = (self.consecutive + self.window).min(self.parts.len());
+        for i in self.consecutive..end {
+            if self.hashmap[i] == Some(h) && self.parts[i].is_none() {
+                self.parts[i] = Some(part.to_vec());
+                self.received += 1;
+                self.received_bytes += part.len();
+                self.outstanding = self.outstanding.saturating_sub(1);
+                while self.consecutive < self.parts.len() && self.parts[self.consecutive].is_some()
+                {
+                    self.consecutive += 1;
+                }
+                break;
+            }
+        }
+        if self.received == self.parts.len() {
+            return ReceiverStep::Complete;
+        }
+        if self.outstanding > 0 {
+            return ReceiverStep::Wait;
+        }
+        // A full round arrived: grow the window, measure the rate, ask for more.
+        if self.window < self.window_max {
+            self.window += 1;
+            if self.window.saturating_sub(self.window_min) > WINDOW_FLEXIBILITY - 1 {
+                self.window_min += 1;
+            }
+        }
+        let rtt = now.saturating_since(self.req_sent);
+        if !rtt.is_zero() {
+            self.req_data_rate =
+                (self.received_bytes - self.rxd_at_request) as f64 / rtt.as_secs_f64();
+            if self.req_data_rate > RATE_FAST && self.fast_rounds < FAST_RATE_THRESHOLD {
+                self.fast_rounds += 1;
+                if self.fast_rounds == FAST_RATE_THRESHOLD {
+                    self.window_max = WINDOW_MAX_FAST;
+                }
+            }
+            if self.fast_rounds == 0
+                && self.req_data_rate < RATE_VERY_SLOW
+                && self.very_slow_rounds < VERY_SLOW_RATE_THRESHOLD
+            {
+                self.very_slow_rounds += 1;
+                if self.very_slow_rounds == VERY_SLOW_RATE_THRESHOLD {
+                    self.window_max = WINDOW_MAX_VERY_SLOW;
+                }
+            }
+        }
+        self.request_next(now)
+    }
+
+    /// Join, decrypt, decompress and verify the segment.
+    pub fn assemble(&mut self, token: &Token) -> Option<Assembled> {
+        let mut stream = Vec::with_capacity(self.adv.transfer_size as usize);
+        for p in &self.parts {
+            stream.extend_from_slice(p.as_deref()?);
+        }
+        let plain = if self.adv.encrypted() {
+            token.decrypt(&stream).ok()?
+        } else {
+            stream
+        };
+        drop(std::mem::take(&mut self.parts));
+        let body = plain.get(RANDOM_HASH_LEN..)?;
+        let limit = MAX_ASSEMBLED.min(self.adv.data_size.min(u64::MAX >> 1) as usize + 1);
+        let data = if self.adv.compressed() {
+            decompress(body, limit)?
+        } else {
+            body.to_vec()
+        };
+        if full_hash_parts(&[&data, &self.adv.random_hash]) != self.adv.hash {
+            self.failed = true;
+            return None;
+        }
+        let mut proof = self.adv.hash.to_vec();
+        proof.extend_from_slice(&full_hash_parts(&[&data, &self.adv.hash]));
+        Some(Assembled { data, proof })
+    }
+
+    fn eifr_bits(&self) -> f64 {
+        if self.req_data_rate > 0.0 {
+            self.req_data_rate * 8.0
+        } else {
+            // Assume one part per round trip until a rate has been measured.
+            (self.sdu * 8) as f64 / self.rtt.as_secs_f64().max(0.001)
+        }
+    }
+
+    /// When the watchdog should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
+        let eifr = self.eifr_bits();
+        let retries_used = MAX_RETRIES.saturating_sub(self.retries_left);
+        let extra = f64::from(retries_used) * 0.5;
+        let sdu_bits = (self.sdu * 8) as f64;
+        let wait = if self.req_resp_rate > 0.0 {
+            let hmu = if self.waiting_for_hmu || self.outstanding == 0 {
+                sdu_bits * 3.5 / eifr
+            } else {
+                0.0
+            };
+            f64::from(self.part_timeout_factor) * (self.outstanding as f64 * sdu_bits / eifr) + hmu
+        } else {
+            f64::from(self.part_timeout_factor) * (3.0 * sdu_bits / eifr)
+        };
+        let floor = self.rtt.as_secs_f64() * 2.5;
+        Some(self.last_activity + Duration::from_secs_f64(wait.max(floor) + 0.25 + extra))
+    }
+
+    /// Run the watchdog: re-request with a smaller window, or give up.
+    pub fn handle_timeout(&mut self, now: Instant) -> ReceiverStep {
+        match self.poll_timeout() {
+            Some(t) if now >= t => {}
+            _ => return ReceiverStep::Wait,
+        }
+        if self.retries_left == 0 {
+            self.failed = true;
+            return ReceiverStep::Failed;
+        }
+        if self.window > self.window_min {
+            self.window -= 1;
+            if self.window_max > self.window_min {
+                self.window_max -= 1;
+                if self.window_max.saturating_sub(self.window) > WINDOW_FLEXIBILITY - 1 {
+                    self.window_max -= 1;
+                }
+            }
+        }
+        self.retries_left -= 1;
+        self.waiting_for_hmu = false;
+        self.request_next(now)
+    }
+
+    /// Whether the transfer failed.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Mark failed (the sender cancelled, or the link closed).
+    pub fn fail(&mut self) {
+        self.failed = true;
+    }
+}
