@@ -139,3 +139,55 @@ mod links {
         }
     }
 }
+
+mod resources {
+    use super::*;
+    use rns_core::crypto::Token;
+    use rns_core::resource::{Advertisement, IncomingResource, ReceiverStep};
+    use std::time::Duration;
+
+    proptest! {
+        #[test]
+        fn advertisement_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(a) = Advertisement::unpack(&bytes) {
+                // Whatever it accepts is bounded and re-packs.
+                prop_assert!(a.transfer_size <= 3 * 1024 * 1024);
+                prop_assert!(a.hashmap.len() <= 74 * 4);
+                prop_assert!(Advertisement::unpack(&a.pack()).is_ok());
+            }
+        }
+
+        #[test]
+        fn receiver_survives_hostile_packets(parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..600), 0..40),
+                                             hmus in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 0..10)) {
+            let adv = Advertisement {
+                transfer_size: 3 * 1024 * 1024 - 3,
+                data_size: u64::MAX,
+                parts: u64::MAX,
+                hash: [1; 32],
+                random_hash: [2; 4],
+                original_hash: [1; 32],
+                segment_index: 1,
+                total_segments: 1,
+                request_id: None,
+                flags: 1,
+                hashmap: vec![3; 8],
+            };
+            let adv = Advertisement::unpack(&adv.pack()).unwrap();
+            let now = Instant::from_secs(1000);
+            let (mut rx, _) = IncomingResource::accept(adv, 500, Duration::from_millis(10), None, now);
+            for p in &parts {
+                let _ = rx.handle_part(p, now);
+            }
+            for h in &hmus {
+                let _ = rx.handle_hashmap_update(h, now);
+            }
+            for i in 0..40u64 {
+                if rx.handle_timeout(now + Duration::from_secs(i * 60)) == ReceiverStep::Failed {
+                    break;
+                }
+            }
+            prop_assert!(rx.assemble(&Token::new(&[0; 64])).is_none());
+        }
+    }
+}

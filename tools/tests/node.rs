@@ -188,3 +188,52 @@ fn node_announces_at_start_and_every_interval() {
     let later = count(&a);
     assert!(later >= first + 3, "announces sent: {first} then {later}");
 }
+
+#[test]
+fn a_sender_vanishing_mid_transfer_leaves_nothing_partial() {
+    let _slot = slot();
+    let port = free_port();
+    let mut sender = Grid::start(&client_cfg(port));
+    let sender_id = sender.id()["identity"].as_str().unwrap().to_string();
+    let receiver = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\n[cp]\nallow = [\"{sender_id}\"]\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let dest = receiver.id()["destinations"]["rncp.receive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = TempDir::new("big");
+    let f = dir.0.join("big.bin");
+    std::fs::write(
+        &f,
+        (0..40_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    // Start the transfer in the background, then kill the sending node mid-way.
+    let grid = env!("CARGO_BIN_EXE_grid");
+    let mut cp = Command::new(grid)
+        .arg("--config")
+        .arg(&sender.dir.0)
+        .args(["cp", "--quiet", f.to_str().unwrap(), &dest])
+        .spawn()
+        .unwrap();
+    let recv_dir = receiver.dir.0.join("received");
+    wait_for(Duration::from_secs(30), "a partial file to appear", || {
+        std::fs::read_dir(&recv_dir).ok()?.next().map(|_| ())
+    });
+    sender.kill();
+    let _ = cp.wait();
+    // The receiver notices (stale link → close) and removes the partial file.
+    wait_for(
+        Duration::from_secs(40),
+        "the partial file to be removed",
+        || (std::fs::read_dir(&recv_dir).unwrap().count() == 0).then_some(()),
+    );
+    assert_eq!(receiver.status()["ok"], true, "the receiver is healthy");
+    assert!(receiver.json(&["link", "list"])["links"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

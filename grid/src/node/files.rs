@@ -22,6 +22,14 @@ use super::Node;
 /// Transfers remembered after they finish, for `grid cp` to read the outcome.
 const FINISHED_KEPT: usize = 64;
 
+/// A segment prepared on a blocking thread, on its way back to the event loop.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    transfer: String,
+    link: LinkId,
+    resource: rns_core::resource::OutgoingResource,
+}
+
 /// A received resource segment, as the link reported it.
 #[derive(Debug)]
 pub(super) struct Segment {
@@ -65,6 +73,7 @@ pub(super) struct OutgoingFile {
     in_flight: (u64, f64),
     pub(super) state: TransferState,
     started: Instant,
+    last_path_request: Instant,
     finished: Option<Instant>,
 }
 
@@ -335,6 +344,7 @@ impl Node {
             in_flight: (0, 0.0),
             state: TransferState::Connecting,
             started: now,
+            last_path_request: now,
             finished: None,
         });
         if self.transport.path(&destination).is_none() {
@@ -356,6 +366,12 @@ impl Node {
             if self.transport.path(&d).is_none() {
                 if now.saturating_since(self.outgoing_files[i].started) > Duration::from_secs(30) {
                     self.fail_outgoing_file(i, now, format!("no path to {d}"));
+                } else if now.saturating_since(self.outgoing_files[i].last_path_request)
+                    >= Duration::from_secs(5)
+                {
+                    // Path requests are best effort; ask again while waiting.
+                    self.outgoing_files[i].last_path_request = now;
+                    self.transport.request_path(now, &d, None);
                 }
                 continue;
             }
@@ -448,13 +464,40 @@ impl Node {
             compress: true,
         };
         t.in_flight = (data.len() as u64, 0.0);
-        match self.transport.link_send_resource(now, &link, &data, &spec) {
+        t.next_segment += 1;
+        let preparer = match self.transport.link_resource_preparer(&link) {
+            Ok(p) => p,
+            Err(e) => return self.fail_outgoing_file(i, now, e.to_string()),
+        };
+        // Compression, encryption and hashing of up to 1 MiB: off the event loop.
+        let id = self.outgoing_files[i].id.clone();
+        let tx = self.prepared_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = preparer.prepare(&mut rand_core::OsRng, now, &data, &spec);
+            let _ = tx.send(Prepared {
+                transfer: id,
+                link,
+                resource: r,
+            });
+        });
+    }
+
+    /// A segment prepared off the event loop is ready: queue it on its link.
+    pub(super) fn on_prepared(&mut self, now: Instant, p: Prepared) {
+        let Some(i) = self.outgoing_files.iter().position(|t| {
+            t.id == p.transfer && t.link == Some(p.link) && t.state == TransferState::Sending
+        }) else {
+            return;
+        };
+        match self
+            .transport
+            .link_enqueue_resource(now, &p.link, p.resource)
+        {
             Ok(hash) => {
                 let t = &mut self.outgoing_files[i];
                 if t.original_hash.is_none() {
                     t.original_hash = Some(hash);
                 }
-                t.next_segment += 1;
             }
             Err(e) => self.fail_outgoing_file(i, now, e.to_string()),
         }

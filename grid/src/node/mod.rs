@@ -69,6 +69,8 @@ struct Node {
     incoming_files: files::IncomingFiles,
     outgoing_files: Vec<files::OutgoingFile>,
     received_files: std::collections::VecDeque<serde_json::Value>,
+    /// Where blocking-thread work (segment preparation) reports back.
+    prepared_tx: mpsc::UnboundedSender<files::Prepared>,
     started: Instant,
     announce_interval: Duration,
     dropped_outbound: u64,
@@ -103,7 +105,8 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
     let socket_path = state.socket_path();
     tokio::spawn(control::serve(listener, ctl_tx));
 
-    let mut node = Node::new(&config, identity, started, state.root());
+    let (prepared_tx, mut prepared_rx) = mpsc::unbounded_channel();
+    let mut node = Node::new(&config, identity, started, state.root(), prepared_tx);
     tracing::info!(
         identity = %node.identity.hash(),
         destination = %node.grid_destination,
@@ -134,6 +137,9 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
                     let Ok(ev) = iface_events.try_recv() else { break };
                     node.on_interface(now, ev);
                 }
+            }
+            p = prepared_rx.recv() => {
+                if let Some(p) = p { node.on_prepared(clock::now(), p); }
             }
             req = ctl_rx.recv() => {
                 if let Some(req) = req { node.on_control(clock::now(), req); }
@@ -186,7 +192,13 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
 }
 
 impl Node {
-    fn new(config: &Config, identity: Identity, started: Instant, root: &std::path::Path) -> Node {
+    fn new(
+        config: &Config,
+        identity: Identity,
+        started: Instant,
+        root: &std::path::Path,
+        prepared_tx: mpsc::UnboundedSender<files::Prepared>,
+    ) -> Node {
         let mut transport = Transport::new(
             TransportConfig {
                 transport_enabled: config.transport,
@@ -236,6 +248,7 @@ impl Node {
             incoming_files: files::IncomingFiles::new(),
             outgoing_files: Vec::new(),
             received_files: std::collections::VecDeque::new(),
+            prepared_tx,
             transport,
             identity,
             grid_destination,
@@ -261,18 +274,22 @@ impl Node {
         self.announce_due(now);
     }
 
-    /// Send the announces that are due, and schedule each one's next round.
+    /// Send the announces that are due, and schedule each one's next round. While no
+    /// interface is up they are postponed (keeping their stagger), not skipped.
     fn announce_due(&mut self, now: Instant) {
         let interval = self.announce_interval;
-        for (d, t) in self.announce_schedule.iter_mut() {
+        let up = !self.outbound.is_empty();
+        for (i, (d, t)) in self.announce_schedule.iter_mut().enumerate() {
             if *t > now {
                 continue;
             }
+            if !up {
+                *t = now + ANNOUNCE_STAGGER * (i as u32 + 1);
+                continue;
+            }
             *t = now + interval;
-            if !self.outbound.is_empty() {
-                if let Err(e) = self.transport.announce(now, d, None) {
-                    tracing::warn!(error = %e, "announce failed");
-                }
+            if let Err(e) = self.transport.announce(now, d, None) {
+                tracing::warn!(error = %e, "announce failed");
             }
         }
     }

@@ -7,7 +7,7 @@
 mod resources;
 pub mod wire;
 
-pub use resources::{ResourceFailure, ResourcePolicy};
+pub use resources::{ResourceFailure, ResourcePolicy, ResourcePreparer};
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -782,7 +782,9 @@ impl Link {
                     });
                 }
             }
-            _ if self.state != LinkState::Active && self.state != LinkState::Stale => {
+            // Like RNS, data is processed as soon as the link key exists: an initiator may
+            // send (identify, requests, resources) before its RTT packet arrives.
+            _ if self.token.is_none() => {
                 self.stats.dropped += 1;
             }
             Context::NONE => {

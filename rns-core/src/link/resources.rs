@@ -35,6 +35,34 @@ pub enum ResourcePolicy {
     App,
 }
 
+/// What preparing a resource segment needs from its link, detached from the link so the
+/// expensive part (compression, encryption, hashing) can run on another thread.
+#[derive(Clone)]
+pub struct ResourcePreparer {
+    token: crate::crypto::Token,
+    mtu: usize,
+    rtt: std::time::Duration,
+}
+
+impl core::fmt::Debug for ResourcePreparer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ResourcePreparer(mtu={})", self.mtu)
+    }
+}
+
+impl ResourcePreparer {
+    /// Compress, encrypt and hash one segment for this link.
+    pub fn prepare(
+        &self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        data: &[u8],
+        spec: &SegmentSpec,
+    ) -> OutgoingResource {
+        OutgoingResource::new(rng, &self.token, self.mtu, data, spec, now, self.rtt)
+    }
+}
+
 /// Why a resource transfer ended without success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceFailure {
@@ -63,6 +91,35 @@ impl Link {
     /// Choose which incoming resources this link accepts.
     pub fn set_resource_policy(&mut self, policy: ResourcePolicy) {
         self.resources.policy = policy;
+    }
+
+    /// What is needed to prepare segments for this link off the event loop.
+    pub fn resource_preparer(&self) -> Result<ResourcePreparer, LinkError> {
+        self.require_active()?;
+        Ok(ResourcePreparer {
+            token: self.token.clone().ok_or(LinkError::NotActive(self.id))?,
+            mtu: self.mtu,
+            rtt: self.rtt.unwrap_or_default(),
+        })
+    }
+
+    /// Queue a segment prepared with [`Link::resource_preparer`]. Returns its hash.
+    pub fn enqueue_resource(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        resource: OutgoingResource,
+    ) -> Result<[u8; FULL_HASH_LEN], LinkError> {
+        self.require_active()?;
+        if self.resources.outgoing.len() > MAX_QUEUED {
+            return Err(LinkError::Busy(self.id));
+        }
+        let hash = resource.hash();
+        self.resources.outgoing.push_back(resource);
+        if self.resources.outgoing.len() == 1 {
+            self.advertise_front(rng, now);
+        }
+        Ok(hash)
     }
 
     /// Send one resource segment (at most 1 MiB − 1 of data). It is advertised now, or

@@ -342,3 +342,53 @@ fn tampered_packets_and_forged_proofs_are_dropped() {
     a.handle_timeout(&mut rng, now + Duration::from_secs(13));
     assert_eq!(a.state(), LinkState::Closed);
 }
+
+#[test]
+fn responder_accepts_data_sent_before_the_rtt_packet() {
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let server = Identity::generate(&mut rng);
+    let dest = crate::destination::hash_from_name("grid.node", Some(&server.hash()));
+    let now = Instant::from_secs(1_800_000_000);
+    let (mut a, raw) = Link::initiate(
+        &mut rng,
+        now,
+        dest,
+        server.public().clone(),
+        1,
+        500,
+        Duration::from_secs(6),
+    );
+    let v = PacketView::new_checked(&raw[..]).unwrap();
+    let req = LinkRequest::parse(v.data()).unwrap();
+    let mut b = Link::accept(
+        &mut rng,
+        now,
+        &server,
+        dest,
+        a.id(),
+        &req,
+        1,
+        Some(500),
+        IB,
+        true,
+    );
+    deliver(&mut rng, now, &mut b, &mut a, IA);
+    // The initiator is active and identifies; its identify overtakes the RTT packet.
+    let rtt_packet = a.poll_transmit().unwrap();
+    let me = Identity::generate(&mut rng);
+    a.identify(&mut rng, now, &me).unwrap();
+    deliver(&mut rng, now, &mut a, &mut b, IB);
+    assert_eq!(b.state(), LinkState::Handshake);
+    assert_eq!(b.remote_identity().map(|i| i.hash()), Some(me.hash()));
+    let v = PacketView::new_checked(&rtt_packet[..]).unwrap();
+    b.handle_packet(
+        &mut rng,
+        now,
+        PacketType::Data,
+        v.context(),
+        v.data(),
+        &v.hash(),
+        IB,
+    );
+    assert_eq!(b.state(), LinkState::Active);
+}

@@ -96,6 +96,27 @@ impl Transport {
         self.with_link(now, id, |l, rng| l.send_resource(rng, now, data, spec))
     }
 
+    /// What is needed to prepare resource segments for a link off the event loop.
+    pub fn link_resource_preparer(
+        &self,
+        id: &LinkId,
+    ) -> Result<crate::link::ResourcePreparer, LinkError> {
+        self.links
+            .get(id)
+            .ok_or(LinkError::Unknown(*id))?
+            .resource_preparer()
+    }
+
+    /// Queue a prepared resource segment on a link.
+    pub fn link_enqueue_resource(
+        &mut self,
+        now: Instant,
+        id: &LinkId,
+        resource: crate::resource::OutgoingResource,
+    ) -> Result<[u8; 32], LinkError> {
+        self.with_link(now, id, |l, rng| l.enqueue_resource(rng, now, resource))
+    }
+
     /// Accept or reject a resource offered on a link.
     pub fn link_answer_resource(
         &mut self,
