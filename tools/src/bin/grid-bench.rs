@@ -173,6 +173,93 @@ fn real_main() -> Result<()> {
         "lower is better; ratio = Python / Grid",
     ));
 
+    eprintln!("== links and resources");
+    let n_links = if opts.quick { 5 } else { 20 };
+    let sizes: &[usize] = if opts.quick {
+        &[5_000_000]
+    } else {
+        &[5_000_000, 50_000_000]
+    };
+    let files_dir = tmpdir("res-files");
+    let files: Vec<PathBuf> = sizes
+        .iter()
+        .map(|&n| {
+            let p = files_dir.join(format!("bench-{n}.bin"));
+            let mut data = vec![0u8; n];
+            Rng::seed_from_u64(n as u64).fill_bytes(&mut data);
+            std::fs::write(&p, data).unwrap();
+            p
+        })
+        .collect();
+    for transit in [false, true] {
+        let g = link_bench_grid(&grid, transit, n_links, if transit { &[] } else { &files })?;
+        let p = link_bench_python(
+            &opts.python,
+            transit,
+            n_links,
+            if transit { &[] } else { &files },
+        )?;
+        let via = if transit {
+            "through one transport node"
+        } else {
+            "direct"
+        };
+        let (ge, pe) = (median(g.establish.clone()), median(p.establish.clone()));
+        rows.push(Row::new(
+            if transit {
+                "Link establishment, through one transport node (median)"
+            } else {
+                "Link establishment, direct (median)"
+            },
+            format!("{:.2} ms", ge * 1e3),
+            format!("{:.2} ms", pe * 1e3),
+            pe / ge,
+            "≤ 1/5 of Python",
+            pe / ge >= 5.0,
+            "lower is better; ratio = Python / Grid",
+        ));
+        let _ = via;
+        if !transit {
+            let (gr, pr) = (median(g.rtt.clone()), median(p.rtt.clone()));
+            rows.push(Row::new(
+                "Link packet round trip (packet + proof, median)",
+                format!("{:.3} ms", gr * 1e3),
+                format!("{:.3} ms", pr * 1e3),
+                pr / gr,
+                "(no goal)",
+                true,
+                "lower is better; ratio = Python / Grid",
+            ));
+            for (i, &size) in sizes.iter().enumerate() {
+                let (gt, pt) = (&g.resources[i], &p.resources[i]);
+                let mb = size as f64 / 1e6;
+                rows.push(Row::new(
+                    if size < 10_000_000 {
+                        "Resource throughput, 5 MB incompressible, loopback TCP"
+                    } else {
+                        "Resource throughput, 50 MB incompressible, loopback TCP"
+                    },
+                    format!(
+                        "{:.1} MB/s (CPU {:.1} ms/MB send, {:.1} ms/MB receive)",
+                        mb / gt.0,
+                        gt.1 * 1e3 / mb,
+                        gt.2 * 1e3 / mb
+                    ),
+                    format!(
+                        "{:.1} MB/s (CPU {:.1} ms/MB send, {:.1} ms/MB receive)",
+                        mb / pt.0,
+                        pt.1 * 1e3 / mb,
+                        pt.2 * 1e3 / mb
+                    ),
+                    pt.0 / gt.0,
+                    "≥ 10× Python",
+                    pt.0 / gt.0 >= 10.0,
+                    "higher is better; ratio = Grid / Python",
+                ));
+            }
+        }
+    }
+
     let report = render(&rows, &rns_version, opts.quick);
     println!("{report}");
     if let Some(path) = opts.write {
@@ -616,6 +703,270 @@ fn startup_python(python: &Path, runs: usize) -> Result<Vec<f64>> {
         v.push(t0.elapsed().as_secs_f64());
     }
     Ok(v)
+}
+
+/// Link and resource measurements of one implementation.
+struct LinkBench {
+    /// Establishment times (s).
+    establish: Vec<f64>,
+    /// Packet round trips (s).
+    rtt: Vec<f64>,
+    /// Per file: (seconds, sender CPU s, receiver CPU s).
+    resources: Vec<(f64, f64, f64)>,
+}
+
+fn control(dir: &Path, req: Value) -> Result<Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let v = rt.block_on(grid_interfaces::control::call(
+        &dir.join("grid.sock"),
+        &req,
+        Duration::from_secs(120),
+    ))?;
+    if v["ok"] != true {
+        bail!("control {req}: {v}");
+    }
+    Ok(v)
+}
+
+fn wait_control(dir: &Path) -> Result<()> {
+    let end = StdInstant::now() + Duration::from_secs(20);
+    while StdInstant::now() < end {
+        if control(dir, serde_json::json!({"cmd": "status"})).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("node at {} did not start", dir.display())
+}
+
+fn grid_node_dir(tag: &str, config: &str) -> Result<PathBuf> {
+    let dir = tmpdir(tag);
+    std::fs::write(dir.join("config.toml"), config)?;
+    Ok(dir)
+}
+
+fn link_bench_grid(grid: &Path, transit: bool, n: usize, files: &[PathBuf]) -> Result<LinkBench> {
+    let port = free_port();
+    let server = |extra: &str| {
+        format!("[node]\nannounce_interval = \"1h\"\n{extra}\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n")
+    };
+    let client = |extra: &str| {
+        format!("[node]\nannounce_interval = \"1h\"\n{extra}\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n")
+    };
+    let mut procs = Vec::new();
+    let (rdir, idir) = if transit {
+        let t = grid_node_dir("lt", &server("transport = true"))?;
+        procs.push(spawn_grid(grid, &t)?);
+        wait_control(&t)?;
+        (
+            grid_node_dir("lr", &client("[cp]\nallow_all = true"))?,
+            grid_node_dir("li", &client(""))?,
+        )
+    } else {
+        (
+            grid_node_dir("lr", &server("[cp]\nallow_all = true"))?,
+            grid_node_dir("li", &client(""))?,
+        )
+    };
+    let r = spawn_grid(grid, &rdir)?;
+    wait_control(&rdir)?;
+    let i = spawn_grid(grid, &idir)?;
+    wait_control(&idir)?;
+    let id = |d: &Path| -> Result<Value> {
+        let out = Command::new(grid)
+            .arg("--config")
+            .arg(d)
+            .args(["id", "--json"])
+            .output()?;
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let rid = id(&rdir)?;
+    let dest = rid["destination"].as_str().unwrap().to_string();
+    let cp_dest = rid["destinations"]["rncp.receive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let end = StdInstant::now() + Duration::from_secs(30);
+    while control(
+        &idir,
+        serde_json::json!({"cmd": "path", "destination": dest, "timeout_ms": 2000}),
+    )
+    .is_err()
+    {
+        if StdInstant::now() > end {
+            bail!("no path to the Grid responder");
+        }
+    }
+    let mut establish = Vec::new();
+    for _ in 0..n {
+        let t0 = StdInstant::now();
+        let v = control(
+            &idir,
+            serde_json::json!({"cmd": "link_open", "destination": dest}),
+        )?;
+        establish.push(t0.elapsed().as_secs_f64());
+        control(
+            &idir,
+            serde_json::json!({"cmd": "link_close", "link": v["link"]}),
+        )?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut rtt = Vec::new();
+    if !transit {
+        let v = control(
+            &idir,
+            serde_json::json!({"cmd": "link_open", "destination": dest}),
+        )?;
+        for _ in 0..n {
+            let t0 = StdInstant::now();
+            control(
+                &idir,
+                serde_json::json!({"cmd": "link_send", "link": v["link"], "data": "xxxxxxxxxxxxxxxx"}),
+            )?;
+            rtt.push(t0.elapsed().as_secs_f64());
+        }
+        control(
+            &idir,
+            serde_json::json!({"cmd": "link_close", "link": v["link"]}),
+        )?;
+    }
+    let mut resources = Vec::new();
+    for f in files {
+        let (cs, cr) = (cpu_of(i.0.id()), cpu_of(r.0.id()));
+        let v = control(
+            &idir,
+            serde_json::json!({"cmd": "cp", "path": f.display().to_string(), "destination": cp_dest}),
+        )?;
+        let status = loop {
+            let s = control(
+                &idir,
+                serde_json::json!({"cmd": "cp_status", "id": v["id"]}),
+            )?;
+            match s["state"].as_str() {
+                Some("complete") => break s,
+                Some("failed") => bail!("grid cp failed: {s}"),
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        // The receiver finishes writing after the last proof; let it settle before sampling.
+        std::thread::sleep(Duration::from_millis(200));
+        resources.push((
+            status["seconds"].as_f64().unwrap_or(0.0),
+            cpu_of(i.0.id()) - cs,
+            cpu_of(r.0.id()) - cr,
+        ));
+    }
+    drop((i, r, procs));
+    Ok(LinkBench {
+        establish,
+        rtt,
+        resources,
+    })
+}
+
+fn py_link(
+    python: &Path,
+    args: &[&str],
+) -> Result<(Proc, std::io::BufReader<std::process::ChildStdout>)> {
+    let mut child = Command::new(python)
+        .arg(bench_script("py_link.py"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    Ok((Proc(child), out))
+}
+
+fn read_json_line(r: &mut std::io::BufReader<std::process::ChildStdout>) -> Result<Value> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            bail!("python helper exited without output");
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(line.trim()) {
+            return Ok(v);
+        }
+    }
+}
+
+fn link_bench_python(
+    python: &Path,
+    transit: bool,
+    n: usize,
+    files: &[PathBuf],
+) -> Result<LinkBench> {
+    let port = free_port();
+    let server = format!("tcp_server=127.0.0.1:{port}");
+    let client = format!("tcp_client=127.0.0.1:{port}");
+    let _rnsd = if transit {
+        let d = tmpdir("py-rnsd");
+        rnsd_config(&d, port, true)?;
+        let p = spawn_rnsd(python, &d)?;
+        wait_listening(port, 30)?;
+        Some(p)
+    } else {
+        None
+    };
+    let rdir = tmpdir("py-resp");
+    let responder_iface = if transit { &client } else { &server };
+    let (resp, mut rout) = py_link(
+        python,
+        &["responder", rdir.to_str().unwrap(), responder_iface],
+    )?;
+    let dest = read_json_line(&mut rout)?["destination"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !transit {
+        wait_listening(port, 30)?;
+    }
+    let run = |role: &str, extra: &str| -> Result<Value> {
+        let idir = tmpdir(&format!("py-{role}"));
+        let (_p, mut out) = py_link(
+            python,
+            &[role, idir.to_str().unwrap(), &client, &dest, extra],
+        )?;
+        read_json_line(&mut out)
+    };
+    let list = |v: &Value| {
+        v["seconds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let establish = list(&run("establish", &n.to_string())?);
+    let rtt = if transit {
+        Vec::new()
+    } else {
+        list(&run("rtt", &n.to_string())?)
+    };
+    let mut resources = Vec::new();
+    for f in files {
+        let cr = cpu_of(resp.0.id());
+        let v = run("send", f.to_str().unwrap())?;
+        if v["ok"] != true {
+            bail!("Python resource transfer failed: {v}");
+        }
+        resources.push((
+            v["seconds"].as_f64().unwrap_or(0.0),
+            v["cpu"].as_f64().unwrap_or(0.0),
+            cpu_of(resp.0.id()) - cr,
+        ));
+    }
+    if establish.is_empty() {
+        bail!("no Python link measurements");
+    }
+    Ok(LinkBench {
+        establish,
+        rtt,
+        resources,
+    })
 }
 
 enum Transit<'a> {

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""RNS 1.5.7 link and resource measurements for grid-bench.
+
+  py_link.py responder DIR IFACE           host bench.sink; print its hash; serve forever
+  py_link.py establish DIR IFACE DEST N    open N links, print establishment times
+  py_link.py rtt DIR IFACE DEST N          N packets on one link, print proof round trips
+  py_link.py send DIR IFACE DEST FILE      send FILE as a resource, print time and CPU
+
+IFACE is tcp_server=host:port or tcp_client=host:port.
+"""
+import json
+import os
+import sys
+import threading
+import time
+
+import RNS
+
+
+def config(d, iface):
+    kind, addr = iface.split("=", 1)
+    host, port = addr.rsplit(":", 1)
+    if kind == "tcp_server":
+        i = f"    type = TCPServerInterface\n    listen_ip = {host}\n    listen_port = {port}\n"
+    else:
+        i = f"    type = TCPClientInterface\n    target_host = {host}\n    target_port = {port}\n"
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config"), "w") as f:
+        f.write("[reticulum]\n  enable_transport = No\n  share_instance = No\n\n[logging]\n  loglevel = 1\n\n"
+                f"[interfaces]\n  [[i]]\n{i}    enabled = yes\n")
+    RNS.Reticulum(configdir=d, loglevel=1)
+
+
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+
+
+def outbound(dest_hex):
+    d = bytes.fromhex(dest_hex)
+    deadline = time.time() + 30
+    while not RNS.Transport.has_path(d) and time.time() < deadline:
+        RNS.Transport.request_path(d)
+        time.sleep(0.5)
+    ident = RNS.Identity.recall(d)
+    return RNS.Destination(ident, RNS.Destination.OUT, RNS.Destination.SINGLE, "bench", "sink")
+
+
+def open_link(dest):
+    ev = threading.Event()
+    t0 = time.perf_counter()
+    link = RNS.Link(dest, established_callback=lambda l: ev.set())
+    if not ev.wait(15):
+        raise SystemExit("link not established")
+    return link, time.perf_counter() - t0
+
+
+def main():
+    role, d, iface = sys.argv[1], sys.argv[2], sys.argv[3]
+    config(d, iface)
+    if role == "responder":
+        ident = RNS.Identity()
+        dest = RNS.Destination(ident, RNS.Destination.IN, RNS.Destination.SINGLE, "bench", "sink")
+        dest.set_proof_strategy(RNS.Destination.PROVE_ALL)
+
+        def established(link):
+            link.set_resource_strategy(RNS.Link.ACCEPT_ALL)
+
+        dest.set_link_established_callback(established)
+        out(destination=dest.hash.hex())
+        dest.announce()
+        while True:
+            time.sleep(3600)
+    dest = outbound(sys.argv[4])
+    if role == "establish":
+        times = []
+        for _ in range(int(sys.argv[5])):
+            link, t = open_link(dest)
+            times.append(t)
+            link.teardown()
+            time.sleep(0.05)
+        out(seconds=times)
+    elif role == "rtt":
+        link, _ = open_link(dest)
+        times = []
+        for _ in range(int(sys.argv[5])):
+            ev = threading.Event()
+            t0 = time.perf_counter()
+            r = RNS.Packet(link, b"x" * 16).send()
+            r.set_timeout(10)
+            r.set_delivery_callback(lambda r: ev.set())
+            if r.status == RNS.PacketReceipt.DELIVERED:
+                ev.set()
+            ev.wait(10)
+            times.append(time.perf_counter() - t0)
+        link.teardown()
+        out(seconds=times)
+    elif role == "send":
+        link, _ = open_link(dest)
+        ev = threading.Event()
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        res = RNS.Resource(open(sys.argv[5], "rb"), link, callback=lambda r: ev.set())
+        ev.wait(3600)
+        t = time.perf_counter() - t0
+        out(seconds=t, cpu=time.process_time() - c0, ok=res.status == RNS.Resource.COMPLETE)
+        link.teardown()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
