@@ -191,3 +191,48 @@ mod resources {
         }
     }
 }
+
+mod channels {
+    use super::*;
+    use rns_core::link::channel::Envelope;
+    use rns_core::link::stream::{self, MAX_CHUNK_LEN};
+
+    proptest! {
+        #[test]
+        fn envelope_round_trips_or_errors(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(e) = Envelope::parse(&bytes) {
+                let again = e.to_bytes();
+                prop_assert_eq!(&again[..], &bytes[..again.len()]);
+            }
+        }
+
+        #[test]
+        fn stream_parser_is_bounded(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(d) = stream::parse(&bytes) {
+                prop_assert!(d.data.len() <= MAX_CHUNK_LEN && d.stream_id <= stream::STREAM_ID_MAX);
+            }
+        }
+
+    }
+
+    proptest! {
+        // Every message runs up to three bz2 attempts: fewer, smaller cases.
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn stream_messages_reassemble(data in proptest::collection::vec(0u8..4, 0..20_000), max_body in 50usize..500) {
+            let mut off = 0;
+            let mut got = Vec::new();
+            loop {
+                let (m, used) = stream::next_message(9, &data[off..], true, max_body).unwrap();
+                prop_assert!(m.len() <= max_body + 2);
+                off += used;
+                let d = stream::parse(&m).unwrap();
+                got.extend(d.data);
+                if d.eof {
+                    break;
+                }
+            }
+            prop_assert_eq!(got, data);
+        }
+    }
+}

@@ -21,15 +21,23 @@ Commands are JSON lines on stdin:
   {"cmd": "link_identify", "link": hex}
   {"cmd": "link_close", "link": hex}
   {"cmd": "link_status", "link": hex}
+  {"cmd": "channel_send", "link": hex, "data": "text"}
+  {"cmd": "stream_send", "link": hex, "size": n} (random bytes) or "hex": hex, then EOF
   {"cmd": "quit"}
 
 Links: the echo destination accepts links, echoes every link packet back as
 "echo:<data>", answers the request path /ping with b"pong:" + data, and reports
 link_established / link_packet / link_closed / link_proof / response events.
+
+Channels: every link gets a channel that reports message type 0x0101 as channel_message
+and echoes it back as "echo:<data>", and echoes stream 0 back on stream 0 (Buffer),
+reporting stream_received with the byte count and SHA-256 when the peer closes it.
 """
 import argparse
+import hashlib
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -64,6 +72,10 @@ def write_config(args):
             lines += ["    type = TCPServerInterface", f"    listen_ip = {host}", f"    listen_port = {port}"]
         elif kind == "tcp_client":
             lines += ["    type = TCPClientInterface", f"    target_host = {host}", f"    target_port = {port}"]
+        elif kind == "udp":
+            # udp=LISTEN_PORT:FORWARD_PORT, both on 127.0.0.1 (link MTU 500).
+            lines += ["    type = UDPInterface", "    listen_ip = 127.0.0.1", f"    listen_port = {host}",
+                      "    forward_ip = 127.0.0.1", f"    forward_port = {port}"]
         else:
             raise SystemExit(f"unknown interface kind {kind}")
         lines.append("    enabled = yes")
@@ -93,6 +105,94 @@ class AnnounceHandler:
 
 
 LINKS = {}
+CHANNELS = {}
+
+
+class EchoMessage(RNS.MessageBase):
+    """Channel message type 0x0101: raw bytes (Grid's default `grid link channel` type)."""
+    MSGTYPE = 0x0101
+
+    def __init__(self, data=b""):
+        self.data = data
+
+    def pack(self):
+        return self.data
+
+    def unpack(self, raw):
+        self.data = raw
+
+
+def channel_write(channel, writer, data):
+    """Write all of `data` to a RawChannelWriter, waiting for window space."""
+    while data:
+        n = writer.write(data)
+        if n:
+            data = data[n:]
+        else:
+            time.sleep(0.005)
+
+
+def close_writer(channel, writer, deadline=30):
+    """Close a stream. RawChannelWriter.close() waits only rtt x (messages in flight) for
+    window space and otherwise drops the EOF message silently, so wait here first."""
+    end = time.time() + deadline
+    while not channel.is_ready_to_send() and time.time() < end:
+        time.sleep(0.005)
+    writer.close()
+
+
+def send_message(channel, data, deadline=30):
+    end = time.time() + deadline
+    while not channel.is_ready_to_send():
+        if time.time() > end:
+            return None
+        time.sleep(0.005)
+    return channel.send(EchoMessage(data))
+
+
+def setup_channel(link):
+    """Attach a channel that reports and echoes 0x0101 messages ("echo:" prefixed), and
+    echoes stream 0 back on stream 0 (closing it when the peer closes theirs)."""
+    lid = link.link_id.hex()
+    channel = link.get_channel()
+    channel.register_message_type(EchoMessage)
+    writer = RNS.RawChannelWriter(0, channel)
+    reader = RNS.RawChannelReader(0, channel)
+    work = queue.Queue()
+    CHANNELS[lid] = (channel, writer)
+
+    def on_message(message):
+        if isinstance(message, EchoMessage):
+            emit(event="channel_message", link=lid, data=message.data.hex())
+            if not message.data.startswith(b"echo:"):
+                work.put(("message", b"echo:" + message.data))
+            return True
+        return False
+
+    def on_ready(_ready):
+        work.put(("read", None))
+
+    def worker():
+        got = hashlib.sha256()
+        total = 0
+        while True:
+            kind, data = work.get()
+            if kind == "message":
+                send_message(channel, data)
+                continue
+            chunk = reader.read()
+            if chunk:
+                total += len(chunk)
+                got.update(chunk)
+                channel_write(channel, writer, chunk)
+            elif chunk == b"" and reader._eof:
+                emit(event="stream_received", link=lid, bytes=total, sha256=got.hexdigest())
+                close_writer(channel, writer)
+                return
+
+    channel.add_message_handler(on_message)
+    reader.add_ready_callback(on_ready)
+    threading.Thread(target=worker, daemon=True).start()
 
 
 def watch_link(link):
@@ -103,7 +203,7 @@ def watch_link(link):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
-    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port or tcp_client=host:port")
+    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port, tcp_client=host:port or udp=listen_port:forward_port")
     p.add_argument("--transport", action="store_true")
     p.add_argument("--probes", action="store_true")
     p.add_argument("--network-name")
@@ -126,6 +226,7 @@ def main():
         link.set_packet_callback(lambda data, packet: on_link_packet(link, data))
         link.set_remote_identified_callback(
             lambda l, ident: emit(event="link_identified", link=l.link_id.hex(), identity=ident.hash.hex()))
+        setup_channel(link)
         emit(event="link_established", link=link.link_id.hex(), initiator=False)
 
     dest.set_link_established_callback(on_incoming_link)
@@ -206,6 +307,7 @@ def main():
         started = time.time()
 
         def established(link):
+            setup_channel(link)
             emit(event="link_established", link=link.link_id.hex(), initiator=True,
                  destination=cmd["destination"], seconds=time.time() - started, mtu=link.get_mtu())
 
@@ -243,6 +345,20 @@ def main():
                      response_callback=lambda r: emit(event="response", link=cmd["link"], data=bytes(r.response).hex()),
                      failed_callback=lambda r: emit(event="response_failed", link=cmd["link"]))
 
+    def channel_send(cmd):
+        channel, _ = CHANNELS[cmd["link"]]
+        env = send_message(channel, cmd.get("data", "").encode())
+        emit(event="channel_sent", link=cmd["link"], ok=env is not None)
+
+    def stream_send(cmd):
+        channel, writer = CHANNELS[cmd["link"]]
+        data = bytes.fromhex(cmd["hex"]) if "hex" in cmd else os.urandom(int(cmd["size"]))
+        started = time.time()
+        channel_write(channel, writer, data)
+        close_writer(channel, writer)
+        emit(event="stream_sent", link=cmd["link"], bytes=len(data),
+             sha256=hashlib.sha256(data).hexdigest(), seconds=time.time() - started)
+
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -268,6 +384,10 @@ def main():
             link_send(cmd)
         elif c == "link_request":
             link_request(cmd)
+        elif c == "channel_send":
+            threading.Thread(target=channel_send, args=(cmd,), daemon=True).start()
+        elif c == "stream_send":
+            threading.Thread(target=stream_send, args=(cmd,), daemon=True).start()
         elif c == "link_identify":
             LINKS[cmd["link"]].identify(identity)
         elif c == "link_close":

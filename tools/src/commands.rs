@@ -277,6 +277,39 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
                 *json,
             )
         }
+        A::Channel {
+            link,
+            text,
+            msgtype,
+            timeout,
+            json,
+        } => {
+            let ms = timeout_ms(*timeout)?;
+            (
+                json!({"cmd": "link_channel", "link": parse_hash(link)?.to_string(), "data": text, "msgtype": msgtype, "timeout_ms": ms}),
+                Duration::from_millis(ms) + quick,
+                *json,
+            )
+        }
+        A::Stream {
+            link,
+            file,
+            text,
+            stream_id,
+            eof,
+            timeout,
+            json,
+        } => {
+            let ms = timeout_ms(*timeout)?;
+            let mut req = json!({"cmd": "link_stream", "link": parse_hash(link)?.to_string(), "stream_id": stream_id, "eof": eof, "timeout_ms": ms});
+            if let Some(f) = file {
+                let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;
+                req["file"] = json!(abs.to_string_lossy());
+            } else {
+                req["data"] = json!(text.clone().unwrap_or_default());
+            }
+            (req, Duration::from_millis(ms) + quick, *json)
+        }
         A::Recv { link, json } => (
             json!({"cmd": "link_recv", "link": parse_hash(link)?.to_string()}),
             quick,
@@ -334,12 +367,39 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
             Value::String(t) => println!("{t}"),
             other => println!("{other}"),
         },
+        A::Channel { .. } => println!("Delivered message {} on {}", v["sequence"], s("link")),
+        A::Stream { .. } => println!(
+            "Delivered {} bytes on stream {} of {}",
+            v["bytes"],
+            v["stream_id"],
+            s("link")
+        ),
         A::Recv { .. } => {
+            let text = |p: &Value| match p {
+                Value::String(t) => t.clone(),
+                other => other.to_string(),
+            };
             for p in v["packets"].as_array().into_iter().flatten() {
-                match p {
-                    Value::String(t) => println!("{t}"),
-                    other => println!("{other}"),
-                }
+                println!("{}", text(p));
+            }
+            for m in v["messages"].as_array().into_iter().flatten() {
+                println!(
+                    "[message {:#06x}] {}",
+                    m["msgtype"].as_u64().unwrap_or(0),
+                    text(&m["data"])
+                );
+            }
+            for st in v["streams"].as_array().into_iter().flatten() {
+                println!(
+                    "[stream {}{}] {}",
+                    st["stream_id"],
+                    if st["eof"].as_bool() == Some(true) {
+                        ", closed"
+                    } else {
+                        ""
+                    },
+                    text(&st["data"])
+                );
             }
         }
         A::Identify { .. } => println!("Identified as {} on {}", s("identity"), s("link")),

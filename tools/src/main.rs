@@ -142,7 +142,46 @@ pub(crate) enum LinkAction {
         #[arg(long)]
         json: bool,
     },
-    /// Print the packets received on a link since the last time.
+    /// Send a channel message (reliable, ordered; retransmitted until proven).
+    Channel {
+        /// Link id.
+        link: String,
+        /// Message text.
+        text: String,
+        /// Message type (below 0xF000; RNS peers must have registered it).
+        #[arg(long, default_value_t = 0x0101)]
+        msgtype: u16,
+        /// Seconds to wait for delivery.
+        #[arg(long, default_value_t = 15.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file (or text) to a stream on the link's channel, like an RNS Buffer.
+    Stream {
+        /// Link id.
+        link: String,
+        /// File to send (at most 16 MiB; use `grid cp` for big files).
+        #[arg(long, conflicts_with = "text")]
+        file: Option<std::path::PathBuf>,
+        /// Text to send.
+        #[arg(long)]
+        text: Option<String>,
+        /// Stream id (0–16383).
+        #[arg(long, default_value_t = 0)]
+        stream_id: u16,
+        /// Close the stream after this data.
+        #[arg(long)]
+        eof: bool,
+        /// Seconds to wait for delivery.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print what arrived on a link since the last time: packets, channel messages, stream data.
     Recv {
         /// Link id.
         link: String,

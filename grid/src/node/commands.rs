@@ -22,7 +22,36 @@ fn link_json(l: &LinkInfo) -> Value {
         "mtu": l.mtu,
         "rtt_ms": l.rtt.map(|r| r.as_secs_f64() * 1e3),
         "remote_identity": l.remote_identity.map(|i| i.to_string()),
+        "channel_window": l.channel_window,
     })
+}
+
+/// The channel message type `grid link channel` uses unless told otherwise.
+pub(super) const DEFAULT_MSGTYPE: u16 = 0x0101;
+/// Largest file `link_stream` reads (bigger transfers belong in resources: `grid cp`).
+const STREAM_FILE_MAX: u64 = 16 * 1024 * 1024;
+
+/// The bytes a control request carries: `hex`, the contents of `file`, or UTF-8 `data`.
+fn payload(body: &Value) -> Result<Vec<u8>, String> {
+    if let Some(h) = body.get("hex").and_then(Value::as_str) {
+        return hex::decode(h).map_err(|e| format!("invalid hex: {e}"));
+    }
+    if let Some(p) = body.get("file").and_then(Value::as_str) {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{p}: {e}"))?;
+        if meta.len() > STREAM_FILE_MAX {
+            return Err(format!(
+                "{p} is {} bytes; streams take at most {STREAM_FILE_MAX} (use grid cp for files)",
+                meta.len()
+            ));
+        }
+        return std::fs::read(p).map_err(|e| format!("{p}: {e}"));
+    }
+    Ok(body
+        .get("data")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .as_bytes()
+        .to_vec())
 }
 
 impl Node {
@@ -179,7 +208,8 @@ impl Node {
                 let links: Vec<Value> = self.transport.links().map(|l| link_json(&l)).collect();
                 let _ = req.reply.send(json!({"ok": true, "links": links}));
             }
-            "link_send" | "link_request" | "link_close" | "link_recv" | "link_identify" => {
+            "link_send" | "link_request" | "link_close" | "link_recv" | "link_identify"
+            | "link_channel" | "link_stream" => {
                 let link = match body
                     .get("link")
                     .and_then(Value::as_str)
@@ -233,15 +263,71 @@ impl Node {
                             Err(e) => fail(e),
                         });
                     }
+                    "link_channel" | "link_stream" => {
+                        let payload = match payload(body) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let _ = req.reply.send(fail(e));
+                                return;
+                            }
+                        };
+                        if cmd == "link_stream" {
+                            let eof = body.get("eof").and_then(Value::as_bool).unwrap_or(false);
+                            let stream_id =
+                                body.get("stream_id").and_then(Value::as_u64).unwrap_or(0);
+                            if payload.is_empty() && !eof {
+                                let _ = req.reply.send(fail("nothing to write: give data or eof"));
+                                return;
+                            }
+                            let stream_id = u16::try_from(stream_id).unwrap_or(u16::MAX);
+                            self.queue_stream_write(
+                                now,
+                                link,
+                                stream_id,
+                                payload,
+                                eof,
+                                req.reply,
+                                now + timeout,
+                            );
+                            return;
+                        }
+                        let msgtype = body
+                            .get("msgtype")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(u64::from(DEFAULT_MSGTYPE));
+                        let Ok(msgtype) = u16::try_from(msgtype) else {
+                            let _ = req.reply.send(fail("message type must fit 16 bits"));
+                            return;
+                        };
+                        match self
+                            .transport
+                            .link_channel_send(now, &link, msgtype, &payload)
+                        {
+                            Ok(sequence) => self.wait(
+                                now + timeout,
+                                req.reply,
+                                Wait::ChannelDelivered { link, sequence },
+                            ),
+                            Err(e) => {
+                                let _ = req.reply.send(fail(e));
+                            }
+                        }
+                    }
                     _ => {
                         let packets: Vec<Value> = self
                             .take_link_packets(&link)
                             .into_iter()
                             .map(|p| value_json(&rmpv::Value::Binary(p)))
                             .collect();
-                        let _ = req.reply.send(
-                            json!({"ok": true, "link": link.to_string(), "packets": packets}),
-                        );
+                        let (messages, streams) = self
+                            .channel_inbox
+                            .get_mut(&link)
+                            .map(|i| i.take_json())
+                            .unwrap_or_default();
+                        let _ = req.reply.send(json!({
+                            "ok": true, "link": link.to_string(), "packets": packets,
+                            "messages": messages, "streams": streams,
+                        }));
                     }
                 }
             }

@@ -34,13 +34,18 @@ pub(super) fn builtin_handlers() -> Vec<(AddressHash, &'static str, RequestHandl
     vec![(path_hash("/ping"), "/ping", ping)]
 }
 
+/// Bytes for people and scripts: UTF-8 becomes text, anything else `{"hex": …}`.
+pub(super) fn bytes_json(b: &[u8]) -> Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => json!(s),
+        Err(_) => json!({"hex": hex::encode(b)}),
+    }
+}
+
 /// A msgpack value for people and scripts: UTF-8 bytes become text, other bytes hex.
 pub(super) fn value_json(v: &rmpv::Value) -> Value {
     match v {
-        rmpv::Value::Binary(b) => match std::str::from_utf8(b) {
-            Ok(s) => json!(s),
-            Err(_) => json!({"hex": hex::encode(b)}),
-        },
+        rmpv::Value::Binary(b) => bytes_json(b),
         rmpv::Value::String(s) => json!(s.as_str().unwrap_or_default()),
         rmpv::Value::Nil => Value::Null,
         rmpv::Value::Boolean(b) => json!(b),
@@ -70,8 +75,9 @@ impl Node {
                 tracing::debug!(%link, ?reason, "link closed");
                 self.link_inbox.remove(&link);
                 self.files_link_closed(now, &link);
+                self.channels_link_closed(&link);
                 self.answer(
-                    |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } if *l == link),
+                    |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } | Wait::ChannelDelivered { link: l, .. } if *l == link),
                     |_| fail(format!("link {link} closed ({reason:?})")),
                 );
             }
@@ -133,6 +139,15 @@ impl Node {
                 } else {
                     self.on_incoming_resource_failed(link, reason);
                 }
+            }
+            LinkEvent::ChannelMessage { link, msgtype, data, .. } => {
+                self.on_channel_message(link, msgtype, data);
+            }
+            LinkEvent::ChannelDelivered { link, sequence } => {
+                self.on_channel_delivered(now, link, sequence);
+            }
+            LinkEvent::StreamData { link, stream_id, data, eof } => {
+                self.on_stream_data(link, stream_id, data, eof);
             }
             LinkEvent::Identified { link, identity } => {
                 tracing::debug!(%link, identity = %identity.hash(), "link peer identified");

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::clock;
 
+mod channels;
 mod commands;
 mod files;
 mod links;
@@ -59,6 +60,11 @@ struct Node {
     waiters: Vec<Waiter>,
     /// Packets received on links, until `grid link recv` takes them.
     link_inbox: HashMap<rns_core::link::LinkId, std::collections::VecDeque<Vec<u8>>>,
+    /// Channel messages and stream bytes received, until `grid link recv` takes them.
+    channel_inbox: HashMap<rns_core::link::LinkId, channels::ChannelInbox>,
+    /// Stream writes waiting for channel window space or delivery.
+    stream_writes:
+        HashMap<rns_core::link::LinkId, std::collections::VecDeque<channels::StreamWrite>>,
     /// Request handlers by path hash.
     request_handlers: HashMap<AddressHash, links::RequestHandler>,
     /// Who may send files, and the resolved receive directory.
@@ -124,6 +130,9 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
         if let Some(w) = node.next_waiter_deadline() {
             wake = wake.min(w);
         }
+        if let Some(w) = node.next_stream_deadline() {
+            wake = wake.min(w);
+        }
         if let Some(w) = node.pending.values().map(|(_, t)| *t).min() {
             wake = wake.min(w);
         }
@@ -148,6 +157,7 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
                 let now = clock::now();
                 node.transport.handle_timeout(now);
                 node.expire_waiters(now);
+                node.expire_stream_writes(now);
                 node.activate_due(now);
             }
             _ = &mut shutdown => break,
@@ -257,6 +267,8 @@ impl Node {
             outbound: HashMap::new(),
             waiters: Vec::new(),
             link_inbox: HashMap::new(),
+            channel_inbox: HashMap::new(),
+            stream_writes: HashMap::new(),
             request_handlers: links::builtin_handlers()
                 .into_iter()
                 .map(|(h, _, f)| (h, f))

@@ -31,6 +31,8 @@ pub(super) enum Wait {
     LinkProof { link: LinkId, packet: [u8; 32] },
     /// The response to a request sent on a link.
     LinkResponse { link: LinkId, request: AddressHash },
+    /// The proof of a channel message.
+    ChannelDelivered { link: LinkId, sequence: u16 },
 }
 
 /// A control request and what it waits for.
@@ -51,6 +53,9 @@ impl Waiter {
             Wait::LinkUp(l) => format!("link {l} was not established in time"),
             Wait::LinkProof { link, .. } => format!("no proof for the packet on link {link}"),
             Wait::LinkResponse { link, .. } => format!("no response on link {link}"),
+            Wait::ChannelDelivered { link, sequence } => {
+                format!("channel message {sequence} on link {link} not delivered in time")
+            }
         }
     }
 }

@@ -4,7 +4,9 @@
 //! (time, packets, application calls) and leave packets in its outbox for the transport to
 //! send on the link's interface, and [`LinkEvent`]s for the application.
 
+pub mod channel;
 mod resources;
+pub mod stream;
 pub mod wire;
 
 pub use resources::{ResourceFailure, ResourcePolicy, ResourcePreparer};
@@ -70,6 +72,8 @@ pub enum CloseReason {
     InitiatorClosed,
     /// The destination closed it.
     DestinationClosed,
+    /// A channel message went unproven after every retry.
+    Undeliverable,
 }
 
 /// Why a link operation failed.
@@ -95,6 +99,15 @@ pub enum LinkError {
     /// Too many requests or receipts outstanding.
     #[error("too many outstanding requests on link {0}")]
     Busy(LinkId),
+    /// The channel's send window is full; wait for a [`LinkEvent::ChannelDelivered`].
+    #[error("the channel window on link {0} is full")]
+    ChannelFull(LinkId),
+    /// Channel message types from `0xF000` up are reserved for the system.
+    #[error("channel message type {0:#06x} is reserved")]
+    ReservedMessageType(u16),
+    /// A bad stream write.
+    #[error(transparent)]
+    Stream(#[from] stream::StreamError),
     /// A wire-level problem.
     #[error(transparent)]
     Wire(#[from] LinkWireError),
@@ -150,6 +163,35 @@ pub enum LinkEvent {
         link: LinkId,
         /// The packet.
         packet_hash: [u8; FULL_HASH_LEN],
+    },
+    /// A channel message arrived, in sequence order.
+    ChannelMessage {
+        /// The link.
+        link: LinkId,
+        /// The sender's message type.
+        msgtype: u16,
+        /// Its channel sequence number.
+        sequence: u16,
+        /// The packed message.
+        data: Vec<u8>,
+    },
+    /// A channel message we sent was proven; the window has room again.
+    ChannelDelivered {
+        /// The link.
+        link: LinkId,
+        /// The delivered message's sequence number.
+        sequence: u16,
+    },
+    /// Stream (Buffer) data arrived, in order.
+    StreamData {
+        /// The link.
+        link: LinkId,
+        /// The stream id.
+        stream_id: u16,
+        /// The bytes.
+        data: Vec<u8>,
+        /// The sender closed the stream.
+        eof: bool,
     },
     /// The initiator identified itself (responder side).
     Identified {
@@ -313,6 +355,8 @@ pub struct Link {
     events: VecDeque<LinkEvent>,
     stats: LinkStats,
     resources: resources::Resources,
+    /// Created on first channel use, sized from the RTT at that time.
+    channel: Option<channel::Channel>,
 }
 
 impl core::fmt::Debug for Link {
@@ -498,6 +542,7 @@ impl Link {
             events: VecDeque::new(),
             stats: LinkStats::default(),
             resources: resources::Resources::default(),
+            channel: None,
         }
     }
 
@@ -606,6 +651,9 @@ impl Link {
         self.state = LinkState::Closed;
         self.token = None;
         self.fail_all_resources();
+        if let Some(c) = &mut self.channel {
+            c.clear();
+        }
         self.events.push_back(LinkEvent::Closed {
             link: self.id,
             reason,
@@ -711,20 +759,34 @@ impl Link {
             return; // resource proofs arrive with the resources work
         }
         let hash: [u8; FULL_HASH_LEN] = data[..FULL_HASH_LEN].try_into().expect("32 bytes");
-        let Some((sent, _)) = self.receipts.get(&hash).copied() else {
+        let receipt = self.receipts.get(&hash).copied();
+        let channel = self.channel.as_ref().is_some_and(|c| c.awaits(&hash));
+        if receipt.is_none() && !channel {
             return;
-        };
+        }
         let sig = Signature::from_bytes(data[FULL_HASH_LEN..].try_into().expect("64 bytes"));
-        match &self.peer_sig {
-            Some(k) if k.verify_strict(&hash, &sig).is_ok() => {
-                self.receipts.remove(&hash);
-                self.events.push_back(LinkEvent::Proof {
-                    link: self.id,
-                    packet_hash: hash,
-                    rtt: now.saturating_since(sent),
-                });
-            }
-            _ => self.stats.dropped += 1,
+        if self
+            .peer_sig
+            .as_ref()
+            .is_none_or(|k| k.verify_strict(&hash, &sig).is_err())
+        {
+            self.stats.dropped += 1;
+            return;
+        }
+        if let Some((sent, _)) = receipt {
+            self.receipts.remove(&hash);
+            self.events.push_back(LinkEvent::Proof {
+                link: self.id,
+                packet_hash: hash,
+                rtt: now.saturating_since(sent),
+            });
+        }
+        let rtt = self.rtt.unwrap_or_default();
+        if let Some(sequence) = self.channel.as_mut().and_then(|c| c.proven(&hash, rtt)) {
+            self.events.push_back(LinkEvent::ChannelDelivered {
+                link: self.id,
+                sequence,
+            });
         }
     }
 
@@ -855,8 +917,163 @@ impl Link {
             | Context::CACHE_REQUEST => {
                 self.handle_resource_data(rng, now, context, data, packet_hash)
             }
-            _ => {
-                // Channel messages arrive with the channel work; ignore for now.
+            Context::CHANNEL => {
+                let Some(pt) = self.decrypt(data) else { return };
+                // Every channel packet is proven, as RNS does: the proof is the sender's ack.
+                self.prove(now, packet_hash);
+                self.receive_channel(&pt);
+            }
+            _ => self.stats.dropped += 1,
+        }
+    }
+
+    fn channel(&mut self) -> &mut channel::Channel {
+        let rtt = self.rtt.unwrap_or_default();
+        self.channel
+            .get_or_insert_with(|| channel::Channel::new(rtt))
+    }
+
+    fn receive_channel(&mut self, pt: &[u8]) {
+        let Ok(env) = channel::Envelope::parse(pt) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        for (msgtype, sequence, data) in self.channel().receive(env) {
+            if msgtype != stream::STREAM_MSGTYPE {
+                self.events.push_back(LinkEvent::ChannelMessage {
+                    link: self.id,
+                    msgtype,
+                    sequence,
+                    data,
+                });
+                continue;
+            }
+            match stream::parse(&data) {
+                Ok(d) => self.events.push_back(LinkEvent::StreamData {
+                    link: self.id,
+                    stream_id: d.stream_id,
+                    data: d.data,
+                    eof: d.eof,
+                }),
+                Err(_) => self.stats.dropped += 1,
+            }
+        }
+    }
+
+    /// Whether the channel can take another message now.
+    pub fn channel_ready(&self) -> bool {
+        self.channel.as_ref().is_none_or(channel::Channel::ready)
+    }
+
+    /// The channel's send window (messages in flight at most), once the channel is in use.
+    pub fn channel_window(&self) -> Option<u16> {
+        self.channel.as_ref().map(channel::Channel::window)
+    }
+
+    /// Bytes a channel message may hold.
+    pub fn channel_mdu(&self) -> usize {
+        (self.mdu() - channel::ENVELOPE_HEADER_LEN).min(usize::from(u16::MAX))
+    }
+
+    /// Send a channel message of type `msgtype` (below `0xF000`); returns its sequence.
+    /// A [`LinkEvent::ChannelDelivered`] follows when the peer proves it; unproven
+    /// messages are retransmitted, and the link closes if one never gets through.
+    pub fn channel_send(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        msgtype: u16,
+        payload: &[u8],
+    ) -> Result<u16, LinkError> {
+        if msgtype >= channel::SYSTEM_MSGTYPE_MIN {
+            return Err(LinkError::ReservedMessageType(msgtype));
+        }
+        self.channel_send_any(rng, now, msgtype, payload)
+    }
+
+    /// Write the front of `data` to stream `stream_id` as one channel message; returns how
+    /// many bytes it took (call again with the rest) and the message's channel sequence.
+    /// With `eof`, the message carrying the last byte (or an empty one) closes the stream.
+    pub fn stream_send(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        stream_id: u16,
+        data: &[u8],
+        eof: bool,
+    ) -> Result<(usize, u16), LinkError> {
+        self.require_active()?;
+        if !self.channel_ready() {
+            return Err(LinkError::ChannelFull(self.id));
+        }
+        let max_body = self.channel_mdu() - stream::STREAM_HEADER_LEN;
+        let (msg, used) = stream::next_message(stream_id, data, eof, max_body)?;
+        let sequence = self.channel_send_any(rng, now, stream::STREAM_MSGTYPE, &msg)?;
+        Ok((used, sequence))
+    }
+
+    fn channel_send_any(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        msgtype: u16,
+        payload: &[u8],
+    ) -> Result<u16, LinkError> {
+        self.require_active()?;
+        if payload.len() > self.channel_mdu() {
+            return Err(LinkError::TooLarge {
+                size: payload.len(),
+                mdu: self.channel_mdu(),
+            });
+        }
+        if !self.channel_ready() {
+            return Err(LinkError::ChannelFull(self.id));
+        }
+        let (sequence, env) = self.channel().next_envelope(msgtype, payload);
+        let hash = self.send_channel_packet(rng, now, &env)?;
+        let rtt = self.rtt.unwrap_or_default();
+        self.channel().sent(sequence, env, hash, now, rtt);
+        Ok(sequence)
+    }
+
+    fn send_channel_packet(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        envelope: &[u8],
+    ) -> Result<[u8; FULL_HASH_LEN], LinkError> {
+        let ct = self
+            .encrypt(rng, envelope)
+            .ok_or(LinkError::NotActive(self.id))?;
+        let raw = link_packet(&self.id, PacketType::Data, Context::CHANNEL, ct);
+        let hash = crate::packet::PacketView::new_checked(&raw[..])
+            .expect("well-formed")
+            .hash();
+        self.push_out(raw, now);
+        Ok(hash)
+    }
+
+    fn channel_timers(&mut self, rng: &mut dyn CryptoRngCore, now: Instant) {
+        let Some(action) = self.channel.as_mut().and_then(|c| c.handle_timeout(now)) else {
+            return;
+        };
+        let rtt = self.rtt.unwrap_or_default();
+        match action {
+            channel::TimerAction::Resend(list) => {
+                for (sequence, env) in list {
+                    if let Ok(hash) = self.send_channel_packet(rng, now, &env) {
+                        self.channel().resent(sequence, hash, now, rtt);
+                    }
+                }
+            }
+            channel::TimerAction::Teardown => {
+                if let Some(ct) = self.encrypt(rng, &self.id.0.clone()) {
+                    self.push_out(
+                        link_packet(&self.id, PacketType::Data, Context::LINKCLOSE, ct),
+                        now,
+                    );
+                }
+                self.closed(CloseReason::Undeliverable);
             }
         }
     }
@@ -1023,10 +1240,15 @@ impl Link {
                 Some(self.request_time + self.establishment_timeout)
             }
             LinkState::Stale => self.close_at,
-            LinkState::Active => Some(
-                (self.last_inbound.max(self.activated_at) + self.keepalive)
-                    .min(self.last_outbound + self.keepalive),
-            ),
+            LinkState::Active => {
+                let keepalive = (self.last_inbound.max(self.activated_at) + self.keepalive)
+                    .min(self.last_outbound + self.keepalive);
+                let channel = self
+                    .channel
+                    .as_ref()
+                    .and_then(channel::Channel::poll_timeout);
+                Some(channel.map_or(keepalive, |c| c.min(keepalive)))
+            }
         }
     }
 
@@ -1060,6 +1282,7 @@ impl Link {
         }
         if matches!(self.state, LinkState::Active | LinkState::Stale) {
             self.resource_timers(rng, now);
+            self.channel_timers(rng, now);
         }
         match self.state {
             LinkState::Closed => {}

@@ -53,6 +53,10 @@ pub struct LinkInfo {
     pub interface: Option<InterfaceId>,
     /// The identified initiator (responder side).
     pub remote_identity: Option<AddressHash>,
+    /// The channel's send window, once the channel is in use.
+    pub channel_window: Option<u16>,
+    /// Whether the channel can take another message now.
+    pub channel_ready: bool,
 }
 
 impl Transport {
@@ -214,6 +218,32 @@ impl Transport {
         data: &[u8],
     ) -> Result<[u8; 32], LinkError> {
         self.with_link(now, id, |l, rng| l.send(rng, now, data))
+    }
+
+    /// Send a channel message on a link; returns its sequence.
+    pub fn link_channel_send(
+        &mut self,
+        now: Instant,
+        id: &LinkId,
+        msgtype: u16,
+        data: &[u8],
+    ) -> Result<u16, LinkError> {
+        self.with_link(now, id, |l, rng| l.channel_send(rng, now, msgtype, data))
+    }
+
+    /// Write the front of `data` to a stream on a link; returns bytes taken and the
+    /// message's channel sequence.
+    pub fn link_stream_send(
+        &mut self,
+        now: Instant,
+        id: &LinkId,
+        stream_id: u16,
+        data: &[u8],
+        eof: bool,
+    ) -> Result<(usize, u16), LinkError> {
+        self.with_link(now, id, |l, rng| {
+            l.stream_send(rng, now, stream_id, data, eof)
+        })
     }
 
     /// Send a request on a link; returns the request id.
@@ -505,5 +535,7 @@ fn info(l: &Link) -> LinkInfo {
         rtt: l.rtt(),
         interface: l.interface(),
         remote_identity: l.remote_identity().map(|i| i.hash()),
+        channel_window: l.channel_window(),
+        channel_ready: l.channel_ready(),
     }
 }

@@ -392,3 +392,5 @@ fn responder_accepts_data_sent_before_the_rtt_packet() {
     );
     assert_eq!(b.state(), LinkState::Active);
 }
+
+mod channel;
