@@ -1,4 +1,4 @@
-//! The node's clock: wall time in milliseconds for the sans-IO core.
+//! The node's clock: wall time in microseconds for the sans-IO core.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,7 @@ pub fn now() -> Instant {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
-    Instant::from_millis(d.as_millis() as u64)
+    Instant::from_micros(d.as_micros() as u64)
 }
 
 /// A tokio deadline for a core instant (past instants become "now").

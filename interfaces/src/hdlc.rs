@@ -16,14 +16,15 @@ pub const MIN_FRAME: usize = 19;
 pub fn encode_into(packet: &[u8], out: &mut Vec<u8>) {
     out.reserve(packet.len() + packet.len() / 16 + 2);
     out.push(FLAG);
-    for &b in packet {
-        if b == FLAG || b == ESC {
-            out.push(ESC);
-            out.push(b ^ ESC_MASK);
-        } else {
-            out.push(b);
-        }
+    // Copy runs between the (rare) bytes that need escaping in bulk.
+    let mut rest = packet;
+    while let Some(i) = memchr::memchr2(FLAG, ESC, rest) {
+        out.extend_from_slice(&rest[..i]);
+        out.push(ESC);
+        out.push(rest[i] ^ ESC_MASK);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(FLAG);
 }
 

@@ -150,6 +150,16 @@ def send_message(channel, data, deadline=30):
     return channel.send(EchoMessage(data))
 
 
+def await_identity(d, deadline):
+    """Find a path to `d` and its identity. RNS 1.5.7 can update the path table a moment
+    before it remembers the announced identity, so wait for the identity itself."""
+    if not RNS.Transport.has_path(d):
+        RNS.Transport.request_path(d)
+    while RNS.Identity.recall(d) is None and time.time() < deadline:
+        time.sleep(0.05)
+    return RNS.Identity.recall(d)
+
+
 def setup_channel(link):
     """Attach a channel that reports and echoes 0x0101 messages ("echo:" prefixed), and
     echoes stream 0 back on stream 0 (closing it when the peer closes theirs)."""
@@ -250,11 +260,7 @@ def main():
     def send(cmd):
         d = bytes.fromhex(cmd["destination"])
         deadline = time.time() + float(cmd.get("timeout", 15))
-        if not RNS.Transport.has_path(d):
-            RNS.Transport.request_path(d)
-        while not RNS.Transport.has_path(d) and time.time() < deadline:
-            time.sleep(0.05)
-        ident = RNS.Identity.recall(d)
+        ident = await_identity(d, deadline)
         if ident is None:
             emit(event="proof_timeout", destination=cmd["destination"], reason="no path")
             return
@@ -293,11 +299,7 @@ def main():
     def link_open(cmd):
         d = bytes.fromhex(cmd["destination"])
         deadline = time.time() + float(cmd.get("timeout", 15))
-        if not RNS.Transport.has_path(d):
-            RNS.Transport.request_path(d)
-        while not RNS.Transport.has_path(d) and time.time() < deadline:
-            time.sleep(0.05)
-        ident = RNS.Identity.recall(d)
+        ident = await_identity(d, deadline)
         if ident is None:
             emit(event="link_failed", destination=cmd["destination"], reason="no path")
             return

@@ -38,10 +38,18 @@ def out(**kw):
 def outbound(dest_hex):
     d = bytes.fromhex(dest_hex)
     deadline = time.time() + 30
-    while not RNS.Transport.has_path(d) and time.time() < deadline:
-        RNS.Transport.request_path(d)
-        time.sleep(0.5)
+    # The path table can be updated a moment before the identity is remembered. Ask
+    # rarely: path responses are announces, and a new interface hearing more than a few
+    # a second holds them back (ingress control).
+    next_request = 0
+    while RNS.Identity.recall(d) is None and time.time() < deadline:
+        if not RNS.Transport.has_path(d) and time.time() >= next_request:
+            RNS.Transport.request_path(d)
+            next_request = time.time() + 3
+        time.sleep(0.05)
     ident = RNS.Identity.recall(d)
+    if ident is None:
+        raise SystemExit(f"no path to {dest_hex}")
     return RNS.Destination(ident, RNS.Destination.OUT, RNS.Destination.SINGLE, "bench", "sink")
 
 
@@ -67,6 +75,11 @@ def main():
 
         dest.set_link_established_callback(established)
         out(destination=dest.hash.hex())
+        # A transport node in FULL mode does not forward path requests for destinations
+        # it has not heard, and an announce sent while the TCP connection is still coming
+        # up can be lost: announce again a little later (rarely: RNS rate-limits).
+        dest.announce()
+        time.sleep(1)
         dest.announce()
         while True:
             time.sleep(3600)

@@ -22,6 +22,10 @@ use super::Node;
 /// Transfers remembered after they finish, for `grid cp` to read the outcome.
 const FINISHED_KEPT: usize = 64;
 
+/// Segments handed to a link (queued or in flight) per transfer, at most: one on the wire
+/// and the next ready to be advertised.
+const SEGMENTS_AHEAD: usize = 2;
+
 /// A segment prepared on a blocking thread, on its way back to the event loop.
 #[derive(Debug)]
 pub(crate) struct Prepared {
@@ -69,10 +73,16 @@ pub(super) struct OutgoingFile {
     original_hash: Option<[u8; 32]>,
     /// Bytes of data (with metadata) confirmed by the receiver.
     pub(super) done: u64,
-    /// Bytes of the segment in flight, and its progress.
-    in_flight: (u64, f64),
+    /// Sizes of the segments handed to the link (or being prepared) and not yet proven,
+    /// oldest first, and the oldest one's progress.
+    segment_sizes: std::collections::VecDeque<u64>,
+    front_progress: f64,
+    /// A segment is being prepared on a blocking thread.
+    preparing: bool,
     pub(super) state: TransferState,
     started: Instant,
+    /// When the link came up and sending began.
+    sending_since: Option<Instant>,
     last_path_request: Instant,
     finished: Option<Instant>,
 }
@@ -341,9 +351,12 @@ impl Node {
             next_segment: 1,
             original_hash: None,
             done: 0,
-            in_flight: (0, 0.0),
+            segment_sizes: std::collections::VecDeque::new(),
+            front_progress: 0.0,
+            preparing: false,
             state: TransferState::Connecting,
             started: now,
+            sending_since: None,
             last_path_request: now,
             finished: None,
         });
@@ -416,6 +429,7 @@ impl Node {
         let identity = self.identity.clone();
         let _ = self.transport.link_identify(now, &link, &identity);
         self.outgoing_files[i].state = TransferState::Sending;
+        self.outgoing_files[i].sending_since = Some(now);
         self.send_next_segment(now, i);
     }
 
@@ -463,7 +477,8 @@ impl Node {
             is_response: false,
             compress: true,
         };
-        t.in_flight = (data.len() as u64, 0.0);
+        t.segment_sizes.push_back(data.len() as u64);
+        t.preparing = true;
         t.next_segment += 1;
         let preparer = match self.transport.link_resource_preparer(&link) {
             Ok(p) => p,
@@ -489,6 +504,7 @@ impl Node {
         }) else {
             return;
         };
+        self.outgoing_files[i].preparing = false;
         match self
             .transport
             .link_enqueue_resource(now, &p.link, p.resource)
@@ -498,8 +514,22 @@ impl Node {
                 if t.original_hash.is_none() {
                     t.original_hash = Some(hash);
                 }
+                // Prepare the next segment while this one is on the wire, so the link can
+                // advertise it the moment this one is proven.
+                self.prepare_ahead(now, i);
             }
             Err(e) => self.fail_outgoing_file(i, now, e.to_string()),
+        }
+    }
+
+    /// Start preparing the next segment if there is one and at most one is queued.
+    fn prepare_ahead(&mut self, now: Instant, i: usize) {
+        let t = &self.outgoing_files[i];
+        if !t.preparing
+            && t.next_segment <= t.total_segments
+            && t.segment_sizes.len() < SEGMENTS_AHEAD
+        {
+            self.send_next_segment(now, i);
         }
     }
 
@@ -519,15 +549,15 @@ impl Node {
             return;
         };
         let t = &mut self.outgoing_files[i];
-        t.done += t.in_flight.0;
-        t.in_flight = (0, 0.0);
+        t.done += t.segment_sizes.pop_front().unwrap_or(0);
+        t.front_progress = 0.0;
         if segment_index == total_segments {
             t.state = TransferState::Complete;
             t.finished = Some(now);
             t.file = None;
             let _ = self.transport.close_link(now, &link);
         } else {
-            self.send_next_segment(now, i);
+            self.prepare_ahead(now, i);
         }
     }
 
@@ -538,7 +568,7 @@ impl Node {
             .iter_mut()
             .find(|t| t.link == Some(link) && t.state == TransferState::Sending)
         {
-            t.in_flight.1 = if total == 0 {
+            t.front_progress = if total == 0 {
                 0.0
             } else {
                 done as f64 / total as f64
@@ -575,7 +605,8 @@ impl Node {
             return json!({"ok": false, "error": format!("no transfer {id}")});
         };
         let total = t.file_size + t.metadata.len() as u64;
-        let done = (t.done as f64 + t.in_flight.0 as f64 * t.in_flight.1).min(total as f64);
+        let front = t.segment_sizes.front().copied().unwrap_or(0) as f64;
+        let done = (t.done as f64 + front * t.front_progress).min(total as f64);
         let elapsed = t
             .finished
             .unwrap_or(now)
@@ -597,6 +628,8 @@ impl Node {
             "done": done as u64,
             "total": total,
             "seconds": elapsed,
+            // From the link coming up to the last proof: the transfer alone.
+            "transfer_seconds": t.sending_since.map(|s| t.finished.unwrap_or(now).saturating_since(s).as_secs_f64()),
             "rate_bytes_per_s": if elapsed > 0.0 { done / elapsed } else { 0.0 },
         })
     }

@@ -690,7 +690,7 @@ impl Link {
         self.token = Some(derive_token(&self.eph, &proof.x25519, &self.id));
         let rtt = now
             .saturating_since(self.request_time)
-            .max(Duration::from_millis(1));
+            .max(Duration::from_micros(1));
         self.rtt = Some(rtt);
         self.mtu = (mtu as usize).clamp(MTU, 1 << 21);
         self.attached = Some(interface);

@@ -74,6 +74,57 @@ pub(crate) fn map_hash(part: &[u8], random_hash: &[u8; RANDOM_HASH_LEN]) -> [u8;
     h[..MAPHASH_LEN].try_into().expect("4 bytes")
 }
 
+/// A resource's hash `SHA256(data ‖ random_hash)` and its proof `SHA256(data ‖ hash)`,
+/// reading `data` once: both share the prefix, so the hasher state is cloned after it.
+pub(crate) fn hash_and_proof(
+    data: &[u8],
+    random_hash: &[u8; RANDOM_HASH_LEN],
+) -> (
+    [u8; crate::hash::FULL_HASH_LEN],
+    [u8; crate::hash::FULL_HASH_LEN],
+) {
+    use sha2::{Digest, Sha256};
+    let prefix = Sha256::new().chain_update(data);
+    let hash: [u8; crate::hash::FULL_HASH_LEN] =
+        prefix.clone().chain_update(random_hash).finalize().into();
+    let proof = prefix.chain_update(hash).finalize().into();
+    (hash, proof)
+}
+
+/// Bytes looked at to judge whether data is worth offering to bz2.
+const COMPRESSIBILITY_SAMPLE: usize = 64 * 1024;
+/// Bytes actually compressed when the byte statistics leave it open.
+const COMPRESSION_TRIAL: usize = 16 * 1024;
+
+/// Whether bz2 is likely to shrink `data`. Byte entropy near 8 bits (random, encrypted or
+/// already-compressed data) rules it out cheaply; otherwise a small trial compression
+/// decides, so incompressible data never costs a full bz2 pass.
+pub(crate) fn worth_compressing(data: &[u8]) -> bool {
+    let sample = &data[..data.len().min(COMPRESSIBILITY_SAMPLE)];
+    if sample.len() >= 4096 && byte_entropy(sample) > 7.9 {
+        return false;
+    }
+    let trial = &data[..data.len().min(COMPRESSION_TRIAL)];
+    trial.len() < 64 || compress(trial).is_some_and(|c| c.len() < trial.len() * 95 / 100)
+}
+
+/// Shannon entropy of the byte distribution, in bits per byte.
+fn byte_entropy(data: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &b in data {
+        counts[usize::from(b)] += 1;
+    }
+    let n = data.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 /// Compress with bz2 (level 9, as Python's default).
 pub(crate) fn compress(data: &[u8]) -> Option<Vec<u8>> {
     let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());

@@ -9,7 +9,7 @@ use super::{
     WINDOW_MAX_VERY_SLOW, WINDOW_MIN,
 };
 use crate::crypto::Token;
-use crate::hash::{full_hash_parts, FULL_HASH_LEN};
+use crate::hash::FULL_HASH_LEN;
 use crate::time::Instant;
 
 /// Largest segment we assemble after decompression (RNS segments are ≤ 1 MiB, plus metadata).
@@ -324,12 +324,13 @@ impl IncomingResource {
         } else {
             body.to_vec()
         };
-        if full_hash_parts(&[&data, &self.adv.random_hash]) != self.adv.hash {
+        let (hash, proof_hash) = super::hash_and_proof(&data, &self.adv.random_hash);
+        if hash != self.adv.hash {
             self.failed = true;
             return None;
         }
         let mut proof = self.adv.hash.to_vec();
-        proof.extend_from_slice(&full_hash_parts(&[&data, &self.adv.hash]));
+        proof.extend_from_slice(&proof_hash);
         Some(Assembled { data, proof })
     }
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 use rand_core::CryptoRngCore;
 
 use super::{
-    compress, flags, map_hash, Advertisement, AUTO_COMPRESS_MAX_SIZE, COLLISION_GUARD,
-    HASHMAP_MAX_LEN, MAPHASH_LEN, MAX_ADV_RETRIES, MAX_RETRIES, RANDOM_HASH_LEN,
+    compress, flags, map_hash, worth_compressing, Advertisement, AUTO_COMPRESS_MAX_SIZE,
+    COLLISION_GUARD, HASHMAP_MAX_LEN, MAPHASH_LEN, MAX_ADV_RETRIES, MAX_RETRIES, RANDOM_HASH_LEN,
 };
 use crate::crypto::Token;
-use crate::hash::{full_hash_parts, AddressHash, FULL_HASH_LEN};
+use crate::hash::{AddressHash, FULL_HASH_LEN};
 use crate::time::Instant;
 
 /// Why a sender gave up.
@@ -22,18 +22,6 @@ pub enum SenderError {
     /// Retries are exhausted.
     #[error("resource transfer timed out")]
     TimedOut,
-}
-
-/// Size of the sample tried before compressing a whole segment.
-const COMPRESSION_SAMPLE: usize = 64 * 1024;
-
-/// Whether bz2 is likely to shrink `data`: compress a sample first, so incompressible data
-/// (already compressed files, random bytes) does not cost a full bz2 pass per segment.
-fn worth_compressing(data: &[u8]) -> bool {
-    if data.len() <= COMPRESSION_SAMPLE {
-        return true;
-    }
-    compress(&data[..COMPRESSION_SAMPLE]).is_some_and(|c| c.len() < COMPRESSION_SAMPLE * 95 / 100)
 }
 
 /// How this segment fits into the whole transfer.
@@ -127,7 +115,7 @@ impl OutgoingResource {
         let stream = token.encrypt(rng, &plain);
         drop(plain);
         let chunks: Vec<&[u8]> = stream.chunks(sdu).collect();
-        let (random_hash, hash, hashmap) = loop {
+        let (random_hash, hashmap) = loop {
             let mut random_hash = [0u8; RANDOM_HASH_LEN];
             rng.fill_bytes(&mut random_hash);
             let hashmap: Vec<[u8; MAPHASH_LEN]> =
@@ -137,9 +125,10 @@ impl OutgoingResource {
                 .enumerate()
                 .any(|(i, h)| hashmap[i.saturating_sub(COLLISION_GUARD)..i].contains(h));
             if !collides {
-                break (random_hash, full_hash_parts(&[data, &random_hash]), hashmap);
+                break (random_hash, hashmap);
             }
         };
+        let (hash, expected_proof) = super::hash_and_proof(data, &random_hash);
         let mut f = flags::ENCRYPTED;
         if compressed.is_some() {
             f |= flags::COMPRESSED;
@@ -173,7 +162,7 @@ impl OutgoingResource {
             hashmap: Vec::new(),
         };
         OutgoingResource {
-            expected_proof: full_hash_parts(&[data, &hash]),
+            expected_proof,
             hashmap,
             sent: vec![false; n],
             parts,

@@ -106,7 +106,9 @@ impl Transport {
                     }
                 }
             }
-            if !hashed && !is_announce {
+            // Contexts that bypass the inbound duplicate filter gain nothing from being
+            // remembered (and resource parts would hash every byte of a transfer).
+            if !hashed && !is_announce && !view.context().bypasses_duplicate_filter() {
                 self.hashlist
                     .insert(view.hash()[..16].try_into().expect("16"));
                 hashed = true;

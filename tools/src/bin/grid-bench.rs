@@ -801,12 +801,13 @@ fn link_bench_grid(grid: &Path, transit: bool, n: usize, files: &[PathBuf]) -> R
     }
     let mut establish = Vec::new();
     for _ in 0..n {
-        let t0 = StdInstant::now();
+        // The node's own measure, request to established (as the Python side measures
+        // inside its process), without the control-socket round trip.
         let v = control(
             &idir,
             serde_json::json!({"cmd": "link_open", "destination": dest}),
         )?;
-        establish.push(t0.elapsed().as_secs_f64());
+        establish.push(v["rtt_ms"].as_f64().unwrap_or(f64::NAN) / 1e3);
         control(
             &idir,
             serde_json::json!({"cmd": "link_close", "link": v["link"]}),
@@ -820,12 +821,12 @@ fn link_bench_grid(grid: &Path, transit: bool, n: usize, files: &[PathBuf]) -> R
             serde_json::json!({"cmd": "link_open", "destination": dest}),
         )?;
         for _ in 0..n {
-            let t0 = StdInstant::now();
-            control(
+            // The link's own send-to-proof time, as Python measures it in-process.
+            let p = control(
                 &idir,
                 serde_json::json!({"cmd": "link_send", "link": v["link"], "data": "xxxxxxxxxxxxxxxx"}),
             )?;
-            rtt.push(t0.elapsed().as_secs_f64());
+            rtt.push(p["rtt_ms"].as_f64().unwrap_or(f64::NAN) / 1e3);
         }
         control(
             &idir,
@@ -852,8 +853,9 @@ fn link_bench_grid(grid: &Path, transit: bool, n: usize, files: &[PathBuf]) -> R
         };
         // The receiver finishes writing after the last proof; let it settle before sampling.
         std::thread::sleep(Duration::from_millis(200));
+        // Link up to last proof, as Python's figure (resource start to completion).
         resources.push((
-            status["seconds"].as_f64().unwrap_or(0.0),
+            status["transfer_seconds"].as_f64().unwrap_or(0.0),
             cpu_of(i.0.id()) - cs,
             cpu_of(r.0.id()) - cr,
         ));
@@ -870,12 +872,14 @@ fn py_link(
     python: &Path,
     args: &[&str],
 ) -> Result<(Proc, std::io::BufReader<std::process::ChildStdout>)> {
+    // Keep the helper's stderr next to its state directory, for when it fails.
+    let log = std::fs::File::create(format!("{}.stderr", args.get(1).unwrap_or(&"py-link")))?;
     let mut child = Command::new(python)
         .arg(bench_script("py_link.py"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()?;
     let out = std::io::BufReader::new(child.stdout.take().expect("piped"));
     Ok((Proc(child), out))
@@ -887,7 +891,7 @@ fn read_json_line(r: &mut std::io::BufReader<std::process::ChildStdout>) -> Resu
     loop {
         line.clear();
         if r.read_line(&mut line)? == 0 {
-            bail!("python helper exited without output");
+            bail!("python helper exited without output (its stderr is kept in the bench's temp dir as *.stderr)");
         }
         if let Ok(v) = serde_json::from_str::<Value>(line.trim()) {
             return Ok(v);
