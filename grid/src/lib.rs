@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod node;

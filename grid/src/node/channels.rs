@@ -3,13 +3,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::reply::{Outcome, Reply};
+use super::Node;
 use rns_core::link::LinkId;
 use rns_core::Instant;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-
-use super::waiters::fail;
-use super::Node;
 
 /// Channel messages kept per link until read, at most (older ones are dropped).
 const MESSAGES_PER_LINK: usize = 256;
@@ -45,7 +43,7 @@ pub(super) struct StreamWrite {
     last_sequence: Option<u16>,
     /// All of it (and the EOF, if asked) has been handed to the channel.
     queued: bool,
-    reply: Option<oneshot::Sender<Value>>,
+    reply: Option<Reply>,
     deadline: Instant,
 }
 
@@ -123,22 +121,20 @@ impl Node {
         stream_id: u16,
         data: Vec<u8>,
         eof: bool,
-        reply: oneshot::Sender<Value>,
+        reply: Reply,
         deadline: Instant,
     ) {
         if self.transport.link(&link).is_none() {
-            let _ = reply.send(fail(format!("no such link {link}")));
+            reply.fail(format!("no such link {link}"));
             return;
         }
         if stream_id > rns_core::link::stream::STREAM_ID_MAX {
-            let _ = reply.send(fail(format!("stream id {stream_id} exceeds 16383")));
+            reply.fail(format!("stream id {stream_id} exceeds 16383"));
             return;
         }
         let q = self.stream_writes.entry(link).or_default();
         if q.len() >= WRITES_PER_LINK {
-            let _ = reply.send(fail(format!(
-                "too many stream writes queued on link {link}"
-            )));
+            reply.fail(format!("too many stream writes queued on link {link}"));
             return;
         }
         q.push_back(StreamWrite {
@@ -180,7 +176,7 @@ impl Node {
                 Err(rns_core::link::LinkError::ChannelFull(_)) => return,
                 Err(e) => {
                     if let Some(r) = w.reply.take() {
-                        let _ = r.send(fail(e));
+                        r.fail(e);
                     }
                     w.queued = true;
                     w.last_sequence = None;
@@ -197,10 +193,12 @@ impl Node {
             for w in q.iter_mut() {
                 if w.queued && w.last_sequence == Some(sequence) {
                     if let Some(r) = w.reply.take() {
-                        let _ = r.send(json!({
-                            "ok": true, "link": link.to_string(), "stream_id": w.stream_id,
-                            "bytes": w.data.len(), "eof": w.eof,
-                        }));
+                        r.ok(Outcome::StreamDelivered {
+                            link,
+                            stream_id: w.stream_id,
+                            bytes: w.data.len(),
+                            eof: w.eof,
+                        });
                     }
                     w.last_sequence = None;
                 }
@@ -209,7 +207,7 @@ impl Node {
         self.finish_stream_writes(link);
         self.answer(
             |w| matches!(w, super::waiters::Wait::ChannelDelivered { link: l, sequence: s } if *l == link && *s == sequence),
-            |_| json!({"ok": true, "link": link.to_string(), "sequence": sequence}),
+            |_| Ok(Outcome::Delivered { link, sequence }),
         );
         self.pump_streams(now, link);
     }
@@ -229,9 +227,9 @@ impl Node {
         self.channel_inbox.remove(link);
         for mut w in self.stream_writes.remove(link).unwrap_or_default() {
             if let Some(r) = w.reply.take() {
-                let _ = r.send(fail(format!(
+                r.fail(format!(
                     "link {link} closed before the stream was delivered"
-                )));
+                ));
             }
         }
     }
@@ -243,11 +241,11 @@ impl Node {
             if let Some(q) = self.stream_writes.get_mut(&link) {
                 for w in q.iter_mut().filter(|w| now >= w.deadline) {
                     if let Some(r) = w.reply.take() {
-                        let _ = r.send(fail(format!(
+                        r.fail(format!(
                             "stream write on link {link} not delivered in time ({} of {} bytes sent)",
                             w.offset,
                             w.data.len()
-                        )));
+                        ));
                     }
                 }
             }

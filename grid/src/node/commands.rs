@@ -8,6 +8,8 @@ use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};
 
 use super::links::value_json;
+use super::ops::LinkOp;
+use super::reply::Reply;
 use super::waiters::{fail, Wait};
 use super::Node;
 use crate::clock;
@@ -30,6 +32,59 @@ fn link_json(l: &LinkInfo) -> Value {
 pub(super) const DEFAULT_MSGTYPE: u16 = 0x0101;
 /// Largest file `link_stream` reads (bigger transfers belong in resources: `grid cp`).
 const STREAM_FILE_MAX: u64 = 16 * 1024 * 1024;
+
+/// The link a control request names.
+fn link_of(body: &Value) -> Result<rns_core::link::LinkId, String> {
+    body.get("link")
+        .and_then(Value::as_str)
+        .ok_or("missing link id")?
+        .parse::<AddressHash>()
+        .map_err(|e| format!("invalid link id: {e}"))
+}
+
+/// A control request as a link operation.
+fn parse_link_op(cmd: &str, body: &Value, timeout: Duration) -> Result<LinkOp, String> {
+    let link = link_of(body)?;
+    Ok(match cmd {
+        "link_send" => LinkOp::Send {
+            link,
+            data: payload(body)?,
+            timeout,
+        },
+        "link_request" => LinkOp::Request {
+            link,
+            path: body
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or("/")
+                .to_string(),
+            data: rmpv::Value::Binary(payload(body)?),
+            timeout,
+        },
+        "link_close" => LinkOp::Close { link },
+        "link_identify" => LinkOp::Identify { link },
+        "link_channel" => LinkOp::Channel {
+            link,
+            msgtype: u16::try_from(
+                body.get("msgtype")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(u64::from(DEFAULT_MSGTYPE)),
+            )
+            .map_err(|_| "message type must fit 16 bits")?,
+            data: payload(body)?,
+            timeout,
+        },
+        "link_stream" => LinkOp::Stream {
+            link,
+            stream_id: u16::try_from(body.get("stream_id").and_then(Value::as_u64).unwrap_or(0))
+                .map_err(|_| "stream id must be 0..=16383")?,
+            data: payload(body)?,
+            eof: body.get("eof").and_then(Value::as_bool).unwrap_or(false),
+            timeout,
+        },
+        other => return Err(format!("unknown link command {other}")),
+    })
+}
 
 /// The bytes a control request carries: `hex`, the contents of `file`, or UTF-8 `data`.
 fn payload(body: &Value) -> Result<Vec<u8>, String> {
@@ -115,7 +170,7 @@ impl Node {
                         let _ = req.reply.send(self.path_json(&d));
                     } else {
                         self.transport.request_path(now, &d, None);
-                        self.wait(now + timeout, req.reply, Wait::Path(d));
+                        self.wait(now + timeout, Reply::json(req.reply), Wait::Path(d));
                     }
                 }
             },
@@ -146,7 +201,7 @@ impl Node {
                     }
                     self.wait(
                         now + timeout,
-                        req.reply,
+                        Reply::json(req.reply),
                         Wait::ProbePath {
                             destination: d,
                             payload,
@@ -164,19 +219,14 @@ impl Node {
                 Err(e) => {
                     let _ = req.reply.send(e);
                 }
-                Ok(d) => {
-                    if self.transport.path(&d).is_none() {
-                        self.transport.request_path(now, &d, None);
-                        self.wait(now + timeout, req.reply, Wait::LinkPath(d));
-                    } else {
-                        match self.transport.open_link(now, &d) {
-                            Ok(link) => self.wait(now + timeout, req.reply, Wait::LinkUp(link)),
-                            Err(e) => {
-                                let _ = req.reply.send(fail(e));
-                            }
-                        }
-                    }
-                }
+                Ok(destination) => self.link_op(
+                    now,
+                    LinkOp::Open {
+                        destination,
+                        timeout,
+                    },
+                    Reply::json(req.reply),
+                ),
             },
             "cp" => {
                 let path = body
@@ -208,129 +258,34 @@ impl Node {
                 let links: Vec<Value> = self.transport.links().map(|l| link_json(&l)).collect();
                 let _ = req.reply.send(json!({"ok": true, "links": links}));
             }
-            "link_send" | "link_request" | "link_close" | "link_recv" | "link_identify"
-            | "link_channel" | "link_stream" => {
-                let link = match body
-                    .get("link")
-                    .and_then(Value::as_str)
-                    .map(str::parse::<AddressHash>)
-                {
-                    Some(Ok(l)) => l,
-                    _ => {
-                        let _ = req.reply.send(fail("missing or invalid link id"));
-                        return;
-                    }
-                };
-                let text = body.get("data").and_then(Value::as_str).unwrap_or("");
-                match cmd {
-                    "link_send" => match self.transport.link_send(now, &link, text.as_bytes()) {
-                        Ok(packet) => {
-                            self.wait(now + timeout, req.reply, Wait::LinkProof { link, packet })
-                        }
-                        Err(e) => {
-                            let _ = req.reply.send(fail(e));
-                        }
-                    },
-                    "link_request" => {
-                        let path = body.get("path").and_then(Value::as_str).unwrap_or("/");
-                        let data = rmpv::Value::Binary(text.as_bytes().to_vec());
-                        match self
-                            .transport
-                            .link_request(now, &link, path, &data, Some(timeout))
-                        {
-                            Ok(request) => self.wait(
-                                now + timeout + Duration::from_secs(1),
-                                req.reply,
-                                Wait::LinkResponse { link, request },
-                            ),
-                            Err(e) => {
-                                let _ = req.reply.send(fail(e));
-                            }
-                        }
-                    }
-                    "link_close" => {
-                        let r = self.transport.close_link(now, &link);
-                        let _ = req.reply.send(match r {
-                            Ok(()) => json!({"ok": true, "link": link.to_string()}),
-                            Err(e) => fail(e),
-                        });
-                    }
-                    "link_identify" => {
-                        let id = self.identity.clone();
-                        let r = self.transport.link_identify(now, &link, &id);
-                        let _ = req.reply.send(match r {
-                            Ok(()) => json!({"ok": true, "link": link.to_string(), "identity": id.hash().to_string()}),
-                            Err(e) => fail(e),
-                        });
-                    }
-                    "link_channel" | "link_stream" => {
-                        let payload = match payload(body) {
-                            Ok(p) => p,
-                            Err(e) => {
-                                let _ = req.reply.send(fail(e));
-                                return;
-                            }
-                        };
-                        if cmd == "link_stream" {
-                            let eof = body.get("eof").and_then(Value::as_bool).unwrap_or(false);
-                            let stream_id =
-                                body.get("stream_id").and_then(Value::as_u64).unwrap_or(0);
-                            if payload.is_empty() && !eof {
-                                let _ = req.reply.send(fail("nothing to write: give data or eof"));
-                                return;
-                            }
-                            let stream_id = u16::try_from(stream_id).unwrap_or(u16::MAX);
-                            self.queue_stream_write(
-                                now,
-                                link,
-                                stream_id,
-                                payload,
-                                eof,
-                                req.reply,
-                                now + timeout,
-                            );
-                            return;
-                        }
-                        let msgtype = body
-                            .get("msgtype")
-                            .and_then(Value::as_u64)
-                            .unwrap_or(u64::from(DEFAULT_MSGTYPE));
-                        let Ok(msgtype) = u16::try_from(msgtype) else {
-                            let _ = req.reply.send(fail("message type must fit 16 bits"));
-                            return;
-                        };
-                        match self
-                            .transport
-                            .link_channel_send(now, &link, msgtype, &payload)
-                        {
-                            Ok(sequence) => self.wait(
-                                now + timeout,
-                                req.reply,
-                                Wait::ChannelDelivered { link, sequence },
-                            ),
-                            Err(e) => {
-                                let _ = req.reply.send(fail(e));
-                            }
-                        }
-                    }
-                    _ => {
-                        let packets: Vec<Value> = self
-                            .take_link_packets(&link)
-                            .into_iter()
-                            .map(|p| value_json(&rmpv::Value::Binary(p)))
-                            .collect();
-                        let (messages, streams) = self
-                            .channel_inbox
-                            .get_mut(&link)
-                            .map(|i| i.take_json())
-                            .unwrap_or_default();
-                        let _ = req.reply.send(json!({
-                            "ok": true, "link": link.to_string(), "packets": packets,
-                            "messages": messages, "streams": streams,
-                        }));
-                    }
+            "link_recv" => match link_of(body) {
+                Err(e) => {
+                    let _ = req.reply.send(fail(e));
                 }
-            }
+                Ok(link) => {
+                    let packets: Vec<Value> = self
+                        .take_link_packets(&link)
+                        .into_iter()
+                        .map(|p| value_json(&rmpv::Value::Binary(p)))
+                        .collect();
+                    let (messages, streams) = self
+                        .channel_inbox
+                        .get_mut(&link)
+                        .map(|i| i.take_json())
+                        .unwrap_or_default();
+                    let _ = req.reply.send(json!({
+                        "ok": true, "link": link.to_string(), "packets": packets,
+                        "messages": messages, "streams": streams,
+                    }));
+                }
+            },
+            "link_send" | "link_request" | "link_close" | "link_identify" | "link_channel"
+            | "link_stream" => match parse_link_op(cmd, body, timeout) {
+                Ok(op) => self.link_op(now, op, Reply::json(req.reply)),
+                Err(e) => {
+                    let _ = req.reply.send(fail(e));
+                }
+            },
             other => {
                 let _ = req
                     .reply

@@ -1,26 +1,25 @@
 //! The node's side of links: request handlers, received packets, and link events that
 //! complete waiting control requests.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use rns_core::link::{wire::path_hash, LinkEvent, LinkId};
 use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};
 
-use super::waiters::{fail, Wait};
+use super::reply::Outcome;
+use super::waiters::Wait;
 use super::Node;
+use crate::api::{NodeEvent, Request, RequestHandler};
 
 /// Packets kept per link for `grid link recv`, at most.
 const INBOX_PER_LINK: usize = 64;
 
-/// A request handler: request data and the identified initiator (if any) in, response out
-/// (`None` sends no response, as RNS does for refused requests).
-pub(super) type RequestHandler = fn(&rmpv::Value, Option<&AddressHash>) -> Option<rmpv::Value>;
-
 /// `/ping`: answers `pong:` followed by the request data (as RNS's own test service does).
-fn ping(data: &rmpv::Value, _from: Option<&AddressHash>) -> Option<rmpv::Value> {
+fn ping(req: &Request) -> Option<rmpv::Value> {
     let mut out = b"pong:".to_vec();
-    match data {
+    match &req.data {
         rmpv::Value::Binary(b) => out.extend_from_slice(b),
         rmpv::Value::String(s) => out.extend_from_slice(s.as_bytes()),
         rmpv::Value::Nil => {}
@@ -30,8 +29,9 @@ fn ping(data: &rmpv::Value, _from: Option<&AddressHash>) -> Option<rmpv::Value> 
 }
 
 /// The request handlers every node has.
-pub(super) fn builtin_handlers() -> Vec<(AddressHash, &'static str, RequestHandler)> {
-    vec![(path_hash("/ping"), "/ping", ping)]
+pub(super) fn builtin_handlers() -> HashMap<AddressHash, RequestHandler> {
+    let ping: RequestHandler = Arc::new(ping);
+    HashMap::from([(path_hash("/ping"), ping)])
 }
 
 /// Bytes for people and scripts: UTF-8 becomes text, anything else `{"hex": …}`.
@@ -66,9 +66,11 @@ impl Node {
                 if initiator {
                     self.files_link_established(now, link);
                 }
+                self.app_link_established(link);
+                self.emit(|| NodeEvent::LinkEstablished { link, destination, initiator, rtt, mtu });
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) if *l == link),
-                    |_| json!({"ok": true, "link": link.to_string(), "rtt_ms": rtt.as_secs_f64() * 1e3, "mtu": mtu}),
+                    |_| Ok(Outcome::LinkUp { link, rtt, mtu }),
                 );
             }
             LinkEvent::Closed { link, reason } => {
@@ -76,12 +78,15 @@ impl Node {
                 self.link_inbox.remove(&link);
                 self.files_link_closed(now, &link);
                 self.channels_link_closed(&link);
+                self.app_link_closed(&link);
+                self.emit(|| NodeEvent::LinkClosed { link, reason: format!("{reason:?}") });
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } | Wait::ChannelDelivered { link: l, .. } if *l == link),
-                    |_| fail(format!("link {link} closed ({reason:?})")),
+                    |_| Err(format!("link {link} closed ({reason:?})")),
                 );
             }
             LinkEvent::Packet { link, data, .. } => {
+                self.emit(|| NodeEvent::Packet { link, data: data.clone() });
                 let inbox = self.link_inbox.entry(link).or_default();
                 if inbox.len() >= INBOX_PER_LINK {
                     inbox.pop_front();
@@ -90,27 +95,42 @@ impl Node {
             }
             LinkEvent::Proof { link, packet_hash, rtt } => self.answer(
                 |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
-                |_| json!({"ok": true, "link": link.to_string(), "rtt_ms": rtt.as_secs_f64() * 1e3}),
+                |_| Ok(Outcome::Proven { link, rtt }),
             ),
             LinkEvent::ProofTimeout { link, packet_hash } => self.answer(
                 |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
-                |_| fail(format!("no proof for the packet on link {link}")),
+                |_| Err(format!("no proof for the packet on link {link}")),
             ),
             LinkEvent::Response { link, request_id, data } => self.answer(
                 |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
-                |_| json!({"ok": true, "link": link.to_string(), "response": value_json(&data)}),
+                |_| Ok(Outcome::Response { link, data: data.clone() }),
             ),
             LinkEvent::RequestTimeout { link, request_id } => self.answer(
                 |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
-                |_| fail(format!("no response on link {link}")),
+                |_| Err(format!("no response on link {link}")),
             ),
-            LinkEvent::ResourceOffered { link, hash, original_hash, segment_index, remote_identity, .. } => {
-                self.on_resource_offered(now, link, hash, original_hash, segment_index, remote_identity);
+            LinkEvent::ResourceOffered { link, hash, original_hash, segment_index, total_size, remote_identity, .. } => {
+                if self.is_app_link(&link) {
+                    self.on_app_resource_offered(now, link, hash, original_hash, segment_index, total_size, remote_identity);
+                } else {
+                    self.on_resource_offered(now, link, hash, original_hash, segment_index, remote_identity);
+                }
             }
             LinkEvent::ResourceProgress { link, sending, parts_done, parts_total, .. } => {
                 if sending {
                     self.on_resource_progress(link, parts_done, parts_total);
                 }
+            }
+            LinkEvent::ResourceSegment {
+                link,
+                original_hash,
+                segment_index,
+                total_segments,
+                has_metadata,
+                data,
+                ..
+            } if self.is_app_link(&link) => {
+                self.on_app_segment(link, original_hash, segment_index, total_segments, has_metadata, data);
             }
             LinkEvent::ResourceSegment {
                 link,
@@ -130,36 +150,42 @@ impl Node {
                 has_metadata,
                 data,
             }),
-            LinkEvent::ResourceSent { link, segment_index, total_segments, .. } => {
+            LinkEvent::ResourceSent { link, hash, segment_index, total_segments, .. } => {
+                self.on_app_resource_sent(link, hash);
                 self.on_resource_sent(now, link, segment_index, total_segments);
             }
-            LinkEvent::ResourceFailed { link, sending, reason, .. } => {
+            LinkEvent::ResourceFailed { link, hash, sending, reason } => {
                 if sending {
+                    self.on_app_resource_failed(link, hash, format!("the resource transfer failed ({reason:?})"));
                     self.on_outgoing_resource_failed(now, link, reason);
                 } else {
+                    self.on_app_incoming_failed(link, hash);
                     self.on_incoming_resource_failed(link, reason);
                 }
             }
             LinkEvent::ChannelMessage { link, msgtype, data, .. } => {
+                self.emit(|| NodeEvent::ChannelMessage { link, msgtype, data: data.clone() });
                 self.on_channel_message(link, msgtype, data);
             }
             LinkEvent::ChannelDelivered { link, sequence } => {
                 self.on_channel_delivered(now, link, sequence);
             }
             LinkEvent::StreamData { link, stream_id, data, eof } => {
+                self.emit(|| NodeEvent::StreamData { link, stream_id, data: data.clone(), eof });
                 self.on_stream_data(link, stream_id, data, eof);
             }
             LinkEvent::Identified { link, identity } => {
                 tracing::debug!(%link, identity = %identity.hash(), "link peer identified");
+                self.emit(|| NodeEvent::RemoteIdentified { link, identity: identity.hash() });
             }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity } => {
-                let from = remote_identity.map(|i| i.hash());
-                let handler = self.request_handlers.get(&path_hash).copied();
+                let handler = self.request_handlers.get(&path_hash).cloned();
                 let Some(handler) = handler else {
                     tracing::debug!(%link, %path_hash, "request for an unknown path");
                     return;
                 };
-                if let Some(response) = handler(&data, from.as_ref()) {
+                let req = Request { link, data, remote_identity: remote_identity.map(|i| i.hash()) };
+                if let Some(response) = handler(&req) {
                     if let Err(e) = self.transport.link_respond(now, &link, &request_id, &response) {
                         tracing::debug!(%link, error = %e, "could not respond");
                     }

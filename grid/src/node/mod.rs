@@ -15,12 +15,15 @@ use rns_core::{AddressHash, Identity, Instant};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::clock;
+use crate::{api, clock};
 
+mod app;
 mod channels;
 mod commands;
 mod files;
 mod links;
+pub(crate) mod ops;
+pub(crate) mod reply;
 mod waiters;
 
 use crate::config::{Config, InterfaceKind};
@@ -66,7 +69,12 @@ struct Node {
     stream_writes:
         HashMap<rns_core::link::LinkId, std::collections::VecDeque<channels::StreamWrite>>,
     /// Request handlers by path hash.
-    request_handlers: HashMap<AddressHash, links::RequestHandler>,
+    request_handlers: HashMap<AddressHash, crate::api::RequestHandler>,
+    /// Where [`crate::api::NodeEvent`]s go.
+    events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
+    /// Resources on links to `grid.node` are accepted for the application.
+    app_resources: bool,
+    incoming_app: app::AppResources,
     /// Who may send files, and the resolved receive directory.
     cp: crate::config::CpConfig,
     cp_directory: std::path::PathBuf,
@@ -101,24 +109,89 @@ fn stagger(destinations: &[AddressHash], start: Instant) -> Vec<(AddressHash, In
 
 /// Run a node from a state directory until `shutdown` completes.
 pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let (started, _api) = start(state).await?;
+    drive(started, shutdown).await;
+    Ok(())
+}
+
+/// A node that is set up (state loaded, control socket bound, interfaces starting) and
+/// ready to be driven by [`drive`].
+pub(crate) struct Started {
+    node: Node,
+    iface_events: mpsc::Receiver<InterfaceEvent>,
+    ctl_rx: mpsc::Receiver<ControlRequest>,
+    prepared_rx: mpsc::UnboundedReceiver<files::Prepared>,
+    api_rx: mpsc::Receiver<api::Call>,
+    socket_path: std::path::PathBuf,
+}
+
+/// What an embedded API handle needs from a started node.
+pub(crate) struct ApiParts {
+    pub(crate) calls: mpsc::Sender<api::Call>,
+    pub(crate) events: tokio::sync::broadcast::Sender<api::NodeEvent>,
+    pub(crate) identity: AddressHash,
+    pub(crate) destination: AddressHash,
+}
+
+/// Set a node up; errors (bad config, socket in use, interface failures) surface here.
+pub(crate) async fn start(state: StateDir) -> Result<(Started, ApiParts), NodeError> {
     let started = clock::now();
     let config = state.load_or_create_config()?;
     let identity = state.load_or_create_identity()?;
     let listener = control::bind(&state.socket_path()).await?;
-    let (hub, mut iface_events) = Hub::new(1024);
+    let (hub, iface_events) = Hub::new(1024);
     start_interfaces(&config, &hub).await?;
-    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlRequest>(64);
+    let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
     let socket_path = state.socket_path();
     tokio::spawn(control::serve(listener, ctl_tx));
+    let (api_tx, api_rx) = mpsc::channel(256);
+    let (events_tx, _) = tokio::sync::broadcast::channel(api::EVENT_BUFFER);
 
-    let (prepared_tx, mut prepared_rx) = mpsc::unbounded_channel();
-    let mut node = Node::new(&config, identity, started, state.root(), prepared_tx);
+    let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
+    let node = Node::new(
+        &config,
+        identity,
+        started,
+        state.root(),
+        prepared_tx,
+        events_tx.clone(),
+    );
     tracing::info!(
         identity = %node.identity.hash(),
         destination = %node.grid_destination,
         transport = config.transport,
         "node started"
     );
+    let parts = ApiParts {
+        calls: api_tx,
+        events: events_tx,
+        identity: node.identity.hash(),
+        destination: node.grid_destination,
+    };
+    Ok((
+        Started {
+            node,
+            iface_events,
+            ctl_rx,
+            prepared_rx,
+            api_rx,
+            socket_path,
+        },
+        parts,
+    ))
+}
+
+/// Drive a started node until `shutdown` completes.
+pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) {
+    let Started {
+        mut node,
+        mut iface_events,
+        mut ctl_rx,
+        mut prepared_rx,
+        mut api_rx,
+        socket_path,
+    } = started;
+    let mut api_open = true;
     tokio::pin!(shutdown);
     loop {
         let now = clock::now();
@@ -153,6 +226,11 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
             req = ctl_rx.recv() => {
                 if let Some(req) = req { node.on_control(clock::now(), req); }
             }
+            call = api_rx.recv(), if api_open => match call {
+                Some(call) => node.on_api(clock::now(), call),
+                // Every handle dropped: the node keeps running for the control socket.
+                None => api_open = false,
+            },
             _ = tokio::time::sleep_until(clock::deadline(wake)) => {
                 let now = clock::now();
                 node.transport.handle_timeout(now);
@@ -166,7 +244,6 @@ pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<
     }
     let _ = std::fs::remove_file(socket_path);
     tracing::info!("node stopped");
-    Ok(())
 }
 
 async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
@@ -208,6 +285,7 @@ impl Node {
         started: Instant,
         root: &std::path::Path,
         prepared_tx: mpsc::UnboundedSender<files::Prepared>,
+        events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
     ) -> Node {
         let mut transport = Transport::new(
             TransportConfig {
@@ -269,10 +347,10 @@ impl Node {
             link_inbox: HashMap::new(),
             channel_inbox: HashMap::new(),
             stream_writes: HashMap::new(),
-            request_handlers: links::builtin_handlers()
-                .into_iter()
-                .map(|(h, _, f)| (h, f))
-                .collect(),
+            request_handlers: links::builtin_handlers(),
+            events,
+            app_resources: false,
+            incoming_app: HashMap::new(),
             started,
             announce_interval: config.announce_interval,
             dropped_outbound: 0,
@@ -430,7 +508,7 @@ impl Node {
                 let hops = self.transport.path(&destination).map(|p| p.hops);
                 self.answer(
                     |w| matches!(w, Wait::ProbeProof { packet, .. } if *packet == packet_hash),
-                    |_| json!({"ok": true, "destination": destination.to_string(), "rtt_ms": rtt.as_secs_f64() * 1000.0, "hops": hops}),
+                    |_| Ok(reply::Outcome::Json(json!({"ok": true, "destination": destination.to_string(), "rtt_ms": rtt.as_secs_f64() * 1000.0, "hops": hops}))),
                 );
             }
             Event::ReceiptTimeout {
@@ -438,7 +516,7 @@ impl Node {
                 destination,
             } => self.answer(
                 |w| matches!(w, Wait::ProbeProof { packet, .. } if *packet == packet_hash),
-                |_| waiters::fail(format!("probe to {destination} timed out (no proof)")),
+                |_| Err(format!("probe to {destination} timed out (no proof)")),
             ),
             Event::Link(e) => self.on_link_event(now, e),
         }

@@ -4,8 +4,8 @@
 use rns_core::link::LinkId;
 use rns_core::{AddressHash, Instant};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
+use super::reply::{Outcome, Reply};
 use super::Node;
 
 /// What a waiting control request is waiting for.
@@ -33,13 +33,15 @@ pub(super) enum Wait {
     LinkResponse { link: LinkId, request: AddressHash },
     /// The proof of a channel message.
     ChannelDelivered { link: LinkId, sequence: u16 },
+    /// The proof of a resource we sent.
+    ResourceSent { link: LinkId, hash: [u8; 32] },
 }
 
 /// A control request and what it waits for.
 #[derive(Debug)]
 pub(super) struct Waiter {
     pub(super) deadline: Instant,
-    pub(super) reply: oneshot::Sender<Value>,
+    pub(super) reply: Reply,
     pub(super) wait: Wait,
 }
 
@@ -55,6 +57,9 @@ impl Waiter {
             Wait::LinkResponse { link, .. } => format!("no response on link {link}"),
             Wait::ChannelDelivered { link, sequence } => {
                 format!("channel message {sequence} on link {link} not delivered in time")
+            }
+            Wait::ResourceSent { link, .. } => {
+                format!("resource on link {link} not delivered in time")
             }
         }
     }
@@ -74,7 +79,7 @@ pub(super) fn fail(msg: impl std::fmt::Display) -> Value {
 
 impl Node {
     /// Park a control request until `wait` is satisfied or `deadline` passes.
-    pub(super) fn wait(&mut self, deadline: Instant, reply: oneshot::Sender<Value>, wait: Wait) {
+    pub(super) fn wait(&mut self, deadline: Instant, reply: Reply, wait: Wait) {
         self.waiters.push(Waiter {
             deadline,
             reply,
@@ -89,10 +94,15 @@ impl Node {
         hit
     }
 
-    /// Answer every waiter matching `pred` with `value`.
-    pub(super) fn answer(&mut self, pred: impl Fn(&Wait) -> bool, value: impl Fn(&Wait) -> Value) {
+    /// Answer every waiter matching `pred` with `result`.
+    pub(super) fn answer(
+        &mut self,
+        pred: impl Fn(&Wait) -> bool,
+        result: impl Fn(&Wait) -> Result<Outcome, String>,
+    ) {
         for w in self.take_waiters(pred) {
-            let _ = w.reply.send(value(&w.wait));
+            let r = result(&w.wait);
+            w.reply.send(r);
         }
     }
 
@@ -121,9 +131,7 @@ impl Node {
         }
         for w in self.take_waiters(|w| needs_path(w).is_some_and(|d| found.contains(&d))) {
             match w.wait {
-                Wait::Path(d) => {
-                    let _ = w.reply.send(self.path_json(&d));
-                }
+                Wait::Path(d) => w.reply.ok(Outcome::Json(self.path_json(&d))),
                 Wait::ProbePath {
                     destination,
                     payload,
@@ -136,15 +144,11 @@ impl Node {
                             packet,
                         },
                     ),
-                    Err(e) => {
-                        let _ = w.reply.send(fail(e));
-                    }
+                    Err(e) => w.reply.fail(e),
                 },
                 Wait::LinkPath(destination) => match self.transport.open_link(now, &destination) {
                     Ok(link) => self.wait(w.deadline, w.reply, Wait::LinkUp(link)),
-                    Err(e) => {
-                        let _ = w.reply.send(fail(e));
-                    }
+                    Err(e) => w.reply.fail(e),
                 },
                 other => unreachable!("{other:?} does not wait for a path"),
             }
@@ -155,8 +159,12 @@ impl Node {
     pub(super) fn expire_waiters(&mut self, now: Instant) {
         for w in self.take_waiters(|_| true) {
             if now >= w.deadline {
+                if let Wait::ResourceSent { link, hash } = &w.wait {
+                    // Undelivered in time: do not let it arrive later unannounced.
+                    let _ = self.transport.link_cancel_resource(now, link, hash);
+                }
                 let msg = w.timeout_message();
-                let _ = w.reply.send(fail(msg));
+                w.reply.fail(msg);
             } else {
                 self.waiters.push(w);
             }

@@ -105,6 +105,9 @@ pub enum LinkError {
     /// Channel message types from `0xF000` up are reserved for the system.
     #[error("channel message type {0:#06x} is reserved")]
     ReservedMessageType(u16),
+    /// No outgoing resource with that hash on this link.
+    #[error("no such outgoing resource")]
+    UnknownResource,
     /// A bad stream write.
     #[error(transparent)]
     Stream(#[from] stream::StreamError),

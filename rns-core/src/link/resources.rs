@@ -74,6 +74,8 @@ pub enum ResourceFailure {
     Corrupt,
     /// The link closed.
     LinkClosed,
+    /// We cancelled it.
+    Cancelled,
 }
 
 /// Per-link resource state.
@@ -520,6 +522,35 @@ impl Link {
             }
             _ => {}
         }
+    }
+
+    /// Cancel an outgoing resource: one on the wire is cancelled with the receiver, a
+    /// queued one is dropped. A [`LinkEvent::ResourceFailed`] follows.
+    pub fn cancel_resource(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        hash: &[u8; FULL_HASH_LEN],
+    ) -> Result<(), LinkError> {
+        let Some(i) = self
+            .resources
+            .outgoing
+            .iter()
+            .position(|r| r.hash() == *hash)
+        else {
+            return Err(LinkError::UnknownResource);
+        };
+        if i == 0 {
+            self.fail_outgoing(rng, now, ResourceFailure::Cancelled, true);
+        } else if let Some(r) = self.resources.outgoing.remove(i) {
+            self.events.push_back(LinkEvent::ResourceFailed {
+                link: self.id,
+                hash: r.hash(),
+                sending: true,
+                reason: ResourceFailure::Cancelled,
+            });
+        }
+        Ok(())
     }
 
     fn fail_outgoing(

@@ -100,6 +100,16 @@ impl Transport {
         self.with_link(now, id, |l, rng| l.send_resource(rng, now, data, spec))
     }
 
+    /// Cancel an outgoing resource on a link (see [`Link::cancel_resource`]).
+    pub fn link_cancel_resource(
+        &mut self,
+        now: Instant,
+        id: &LinkId,
+        hash: &[u8; 32],
+    ) -> Result<(), LinkError> {
+        self.with_link(now, id, |l, rng| l.cancel_resource(rng, now, hash))
+    }
+
     /// What is needed to prepare resource segments for a link off the event loop.
     pub fn link_resource_preparer(
         &self,

@@ -876,6 +876,36 @@ fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
             ..
         }
     )));
+    // A queued resource is dropped and one on the wire is cancelled with the receiver.
+    let on_wire = net.nodes[0]
+        .link_send_resource(now, &id, b"wire", &spec)
+        .unwrap();
+    let queued = net.nodes[0]
+        .link_send_resource(now, &id, b"next", &spec)
+        .unwrap();
+    net.nodes[0]
+        .link_cancel_resource(now, &id, &queued)
+        .unwrap();
+    net.nodes[0]
+        .link_cancel_resource(now, &id, &on_wire)
+        .unwrap();
+    assert_eq!(
+        net.nodes[0].link_cancel_resource(now, &id, &on_wire),
+        Err(crate::link::LinkError::UnknownResource)
+    );
+    net.flush();
+    let cancelled: Vec<[u8; 32]> = link_events(&net, 0)
+        .into_iter()
+        .filter_map(|e| match e {
+            LinkEvent::ResourceFailed {
+                hash,
+                reason: ResourceFailure::Cancelled,
+                ..
+            } => Some(hash),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancelled, vec![queued, on_wire]);
     // A transfer in flight fails when the link closes.
     let hash2 = net.nodes[0]
         .link_send_resource(now, &id, &[1u8; 3000], &spec)

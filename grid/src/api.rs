@@ -1,0 +1,434 @@
+//! The embedded node API: run a Grid node inside your process and use links from Rust.
+//!
+//! [`spawn`] starts a node from a state directory (the same one `grid node` uses, so the
+//! CLI can talk to it too) and returns a [`NodeHandle`]. Through it you open links, send
+//! packets, requests, channel messages and stream bytes, send small resources, register
+//! request handlers, and [`NodeHandle::subscribe`] to what arrives: packets, channel
+//! messages, stream data and whole resources. This is what the grid layer builds on.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! let node = grid::api::spawn(grid::state::StateDir::resolve(None)).await?;
+//! node.register_handler("/echo", |req| Some(req.data.clone())).await?;
+//! let dest = "0123456789abcdef0123456789abcdef".parse()?;
+//! let link = node.open_link(dest, Duration::from_secs(15)).await?;
+//! let answer = node
+//!     .request(link.link, "/echo", "hi".into(), Duration::from_secs(10))
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rns_core::link::LinkId;
+use rns_core::transport::LinkInfo;
+use rns_core::{rmpv, AddressHash};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::node::ops::LinkOp;
+use crate::node::reply::{Outcome, Reply};
+use crate::node::NodeError;
+use crate::state::StateDir;
+
+/// Events kept for a slow subscriber before it starts missing them
+/// ([`broadcast::error::RecvError::Lagged`]).
+pub const EVENT_BUFFER: usize = 4096;
+
+/// Why an API call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The node task has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The network or the node refused or timed out; the message says which.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Something that arrived or happened on the node's links.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// A link came up (either direction).
+    LinkEstablished {
+        /// The link.
+        link: LinkId,
+        /// The destination it leads to (ours when a peer opened it).
+        destination: AddressHash,
+        /// Whether we opened it.
+        initiator: bool,
+        /// Round-trip time measured while establishing.
+        rtt: Duration,
+        /// Link MTU.
+        mtu: usize,
+    },
+    /// A link closed.
+    LinkClosed {
+        /// The link.
+        link: LinkId,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The peer that opened a link identified itself.
+    RemoteIdentified {
+        /// The link.
+        link: LinkId,
+        /// The peer's identity hash.
+        identity: AddressHash,
+    },
+    /// A packet arrived on a link.
+    Packet {
+        /// The link.
+        link: LinkId,
+        /// Its plaintext.
+        data: Vec<u8>,
+    },
+    /// A channel message arrived (in order).
+    ChannelMessage {
+        /// The link.
+        link: LinkId,
+        /// The sender's message type.
+        msgtype: u16,
+        /// The message.
+        data: Vec<u8>,
+    },
+    /// Stream bytes arrived (in order).
+    StreamData {
+        /// The link.
+        link: LinkId,
+        /// Stream id.
+        stream_id: u16,
+        /// The bytes.
+        data: Vec<u8>,
+        /// The sender closed the stream.
+        eof: bool,
+    },
+    /// A whole resource arrived (after [`NodeHandle::accept_resources`]).
+    Resource {
+        /// The link.
+        link: LinkId,
+        /// The data, all segments joined, metadata removed.
+        data: Vec<u8>,
+        /// The sender's metadata, if any.
+        metadata: Option<rmpv::Value>,
+        /// The sender's identity, if it identified itself.
+        remote_identity: Option<AddressHash>,
+    },
+}
+
+/// A request for a registered path.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The link it came on.
+    pub link: LinkId,
+    /// The request data.
+    pub data: rmpv::Value,
+    /// The requester's identity, if it identified itself on the link.
+    pub remote_identity: Option<AddressHash>,
+}
+
+/// Answers requests for one path on the node's event loop: keep it quick. `None` sends no
+/// response (the requester times out), as RNS does for refused requests.
+pub type RequestHandler = Arc<dyn Fn(&Request) -> Option<rmpv::Value> + Send + Sync>;
+
+/// An established link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkUp {
+    /// The link id.
+    pub link: LinkId,
+    /// Round-trip time measured while establishing.
+    pub rtt: Duration,
+    /// Link MTU.
+    pub mtu: usize,
+}
+
+/// A call from a handle into the node task.
+pub(crate) enum Call {
+    Link(LinkOp, Reply),
+    Handler(String, RequestHandler, oneshot::Sender<()>),
+    AcceptResources(bool, oneshot::Sender<()>),
+    SendResource {
+        link: LinkId,
+        data: Vec<u8>,
+        metadata: Option<rmpv::Value>,
+        timeout: Duration,
+        reply: Reply,
+    },
+    Links(oneshot::Sender<Vec<LinkInfo>>),
+}
+
+/// A running node. Cloning is cheap; the node stops when [`NodeHandle::shutdown`] is called
+/// on any clone (or the runtime ends).
+#[derive(Clone)]
+pub struct NodeHandle {
+    calls: mpsc::Sender<Call>,
+    events: broadcast::Sender<NodeEvent>,
+    identity: AddressHash,
+    destination: AddressHash,
+    stop: Arc<std::sync::Mutex<Option<oneshot::Sender<()>>>>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("identity", &self.identity)
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Start a node from `state` on the current tokio runtime.
+pub async fn spawn(state: StateDir) -> Result<NodeHandle, NodeError> {
+    let (started, parts) = crate::node::start(state).await?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(crate::node::drive(started, async move {
+        let _ = stop_rx.await;
+    }));
+    Ok(NodeHandle {
+        calls: parts.calls,
+        events: parts.events,
+        identity: parts.identity,
+        destination: parts.destination,
+        stop: Arc::new(std::sync::Mutex::new(Some(stop_tx))),
+    })
+}
+
+/// A reply whose successful outcome `pick` turns into `T`.
+fn typed<T: Send + 'static>(
+    pick: fn(Outcome) -> Option<T>,
+) -> (Reply, oneshot::Receiver<Result<T, ApiError>>) {
+    let (tx, rx) = oneshot::channel();
+    let reply = Reply::with(move |r| {
+        let _ = tx.send(match r {
+            Ok(o) => pick(o).ok_or_else(|| ApiError::Failed("unexpected outcome".into())),
+            Err(e) => Err(ApiError::Failed(e)),
+        });
+    });
+    (reply, rx)
+}
+
+impl NodeHandle {
+    /// This node's identity hash.
+    pub fn identity(&self) -> AddressHash {
+        self.identity
+    }
+
+    /// This node's `grid.node` destination (where peers open links to it).
+    pub fn destination(&self) -> AddressHash {
+        self.destination
+    }
+
+    /// Events from now on. A subscriber that falls more than [`EVENT_BUFFER`] events
+    /// behind misses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply) -> Call,
+        pick: fn(Outcome) -> Option<T>,
+    ) -> Result<T, ApiError> {
+        let (reply, rx) = typed(pick);
+        self.calls
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)?
+    }
+
+    async fn link_op<T: Send + 'static>(
+        &self,
+        op: LinkOp,
+        pick: fn(Outcome) -> Option<T>,
+    ) -> Result<T, ApiError> {
+        self.call(|r| Call::Link(op, r), pick).await
+    }
+
+    /// Open a link to a SINGLE destination, finding a path first if needed.
+    pub async fn open_link(
+        &self,
+        destination: AddressHash,
+        timeout: Duration,
+    ) -> Result<LinkUp, ApiError> {
+        self.link_op(
+            LinkOp::Open {
+                destination,
+                timeout,
+            },
+            |o| match o {
+                Outcome::LinkUp { link, rtt, mtu } => Some(LinkUp { link, rtt, mtu }),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Send one packet (at most the link MDU) and wait for the peer's proof; returns the
+    /// round-trip time.
+    pub async fn send(
+        &self,
+        link: LinkId,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<Duration, ApiError> {
+        let op = LinkOp::Send {
+            link,
+            data: data.to_vec(),
+            timeout,
+        };
+        self.link_op(op, |o| match o {
+            Outcome::Proven { rtt, .. } => Some(rtt),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Send a request to `path` and wait for the response.
+    pub async fn request(
+        &self,
+        link: LinkId,
+        path: &str,
+        data: rmpv::Value,
+        timeout: Duration,
+    ) -> Result<rmpv::Value, ApiError> {
+        let op = LinkOp::Request {
+            link,
+            path: path.to_string(),
+            data,
+            timeout,
+        };
+        self.link_op(op, |o| match o {
+            Outcome::Response { data, .. } => Some(data),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Reveal this node's identity on a link it opened.
+    pub async fn identify(&self, link: LinkId) -> Result<(), ApiError> {
+        self.link_op(LinkOp::Identify { link }, |o| {
+            matches!(o, Outcome::Identified { .. }).then_some(())
+        })
+        .await
+    }
+
+    /// Close a link.
+    pub async fn close_link(&self, link: LinkId) -> Result<(), ApiError> {
+        self.link_op(LinkOp::Close { link }, |o| {
+            matches!(o, Outcome::Closed { .. }).then_some(())
+        })
+        .await
+    }
+
+    /// Send a channel message (type below `0xF000`) and wait until it is proven; returns
+    /// its sequence number. Fails at once if the channel window is full.
+    pub async fn channel_send(
+        &self,
+        link: LinkId,
+        msgtype: u16,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<u16, ApiError> {
+        let op = LinkOp::Channel {
+            link,
+            msgtype,
+            data: data.to_vec(),
+            timeout,
+        };
+        self.link_op(op, |o| match o {
+            Outcome::Delivered { sequence, .. } => Some(sequence),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Write bytes to a stream (RNS Buffer), optionally closing it, and wait until every
+    /// byte is proven.
+    pub async fn stream_write(
+        &self,
+        link: LinkId,
+        stream_id: u16,
+        data: &[u8],
+        eof: bool,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        let op = LinkOp::Stream {
+            link,
+            stream_id,
+            data: data.to_vec(),
+            eof,
+            timeout,
+        };
+        self.link_op(op, |o| {
+            matches!(o, Outcome::StreamDelivered { .. }).then_some(())
+        })
+        .await
+    }
+
+    /// Send up to 1 MiB (data and packed metadata together) as one resource and wait for
+    /// the receiver's proof. Files of any size go with `grid cp`.
+    pub async fn send_resource(
+        &self,
+        link: LinkId,
+        data: Vec<u8>,
+        metadata: Option<rmpv::Value>,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        self.call(
+            |reply| Call::SendResource {
+                link,
+                data,
+                metadata,
+                timeout,
+                reply,
+            },
+            |o| matches!(o, Outcome::ResourceDelivered { .. }).then_some(()),
+        )
+        .await
+    }
+
+    /// Answer requests for `path` on links to this node's `grid.node` destination.
+    /// Replaces an earlier handler for the same path.
+    pub async fn register_handler(
+        &self,
+        path: &str,
+        handler: impl Fn(&Request) -> Option<rmpv::Value> + Send + Sync + 'static,
+    ) -> Result<(), ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Handler(path.to_string(), Arc::new(handler), tx))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)
+    }
+
+    /// Accept resources offered on links to `grid.node` and deliver them as
+    /// [`NodeEvent::Resource`] (up to 64 MiB each, assembled in memory).
+    pub async fn accept_resources(&self, accept: bool) -> Result<(), ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::AcceptResources(accept, tx))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)
+    }
+
+    /// The node's links.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Links(tx))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)
+    }
+
+    /// Stop the node (its control socket goes away too).
+    pub fn shutdown(&self) {
+        if let Some(tx) = self.stop.lock().ok().and_then(|mut s| s.take()) {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The node's side of the embedded API: calls from handles, events to subscribers, request
+//! handlers, and resources assembled in memory for the application.
+
+use std::collections::HashMap;
+
+use rns_core::link::{LinkId, ResourcePolicy};
+use rns_core::resource::{split_metadata, with_metadata, SegmentSpec, MAX_EFFICIENT_SIZE};
+use rns_core::{AddressHash, Instant};
+
+use super::reply::Outcome;
+use super::waiters::Wait;
+use super::Node;
+use crate::api::{Call, NodeEvent};
+
+/// Largest resource assembled in memory for the application.
+pub(super) const APP_RESOURCE_MAX: u64 = 64 * 1024 * 1024;
+/// Application resources being assembled at once, at most.
+const APP_RESOURCES_AT_ONCE: usize = 8;
+
+/// A resource for the application, segments so far.
+#[derive(Debug)]
+pub(super) struct AppResource {
+    data: Vec<u8>,
+    remote: Option<AddressHash>,
+    /// The segment being received now.
+    segment: [u8; 32],
+}
+
+/// Incoming application resources by link and original hash.
+pub(super) type AppResources = HashMap<(LinkId, [u8; 32]), AppResource>;
+
+impl Node {
+    /// Tell subscribers, if there are any (building events costs copies).
+    pub(super) fn emit(&self, event: impl FnOnce() -> NodeEvent) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event());
+        }
+    }
+
+    pub(super) fn on_api(&mut self, now: Instant, call: Call) {
+        match call {
+            Call::Link(op, reply) => self.link_op(now, op, reply),
+            Call::Handler(path, handler, done) => {
+                self.request_handlers
+                    .insert(rns_core::link::wire::path_hash(&path), handler);
+                let _ = done.send(());
+            }
+            Call::AcceptResources(accept, done) => {
+                self.app_resources = accept;
+                let policy = if accept {
+                    ResourcePolicy::App
+                } else {
+                    ResourcePolicy::None
+                };
+                let d = self.grid_destination;
+                self.transport.set_destination_resource_policy(&d, policy);
+                let links: Vec<LinkId> = self
+                    .transport
+                    .links()
+                    .map(|l| l.id)
+                    .filter(|l| self.is_app_link(l))
+                    .collect();
+                for l in links {
+                    let _ = self.transport.set_link_resource_policy(&l, policy);
+                }
+                let _ = done.send(());
+            }
+            Call::SendResource {
+                link,
+                data,
+                metadata,
+                timeout,
+                reply,
+            } => {
+                let payload = match &metadata {
+                    Some(m) => match with_metadata(m, &data) {
+                        Some(p) => p,
+                        None => return reply.fail("metadata too large"),
+                    },
+                    None => data,
+                };
+                if payload.len() > MAX_EFFICIENT_SIZE {
+                    return reply.fail(format!(
+                        "{} bytes do not fit one resource segment ({MAX_EFFICIENT_SIZE}); send files with grid cp",
+                        payload.len()
+                    ));
+                }
+                let spec = SegmentSpec {
+                    original_hash: None,
+                    segment_index: 1,
+                    total_segments: 1,
+                    total_size: payload.len() as u64,
+                    has_metadata: metadata.is_some(),
+                    request_id: None,
+                    is_response: false,
+                    compress: true,
+                };
+                match self
+                    .transport
+                    .link_send_resource(now, &link, &payload, &spec)
+                {
+                    Ok(hash) => self.wait(now + timeout, reply, Wait::ResourceSent { link, hash }),
+                    Err(e) => reply.fail(e),
+                }
+            }
+            Call::Links(tx) => {
+                let _ = tx.send(self.transport.links().collect());
+            }
+        }
+    }
+
+    /// Whether a link's resources are the application's: every link except those to this
+    /// node's `rncp.receive` destination, whose resources are files.
+    pub(super) fn is_app_link(&self, link: &LinkId) -> bool {
+        self.transport
+            .link(link)
+            .is_some_and(|l| Some(l.destination) != self.cp_destination)
+    }
+
+    /// A link came up: links we opened take resources too while the application accepts them.
+    pub(super) fn app_link_established(&mut self, link: LinkId) {
+        if self.app_resources && self.is_app_link(&link) {
+            let _ = self
+                .transport
+                .set_link_resource_policy(&link, ResourcePolicy::App);
+        }
+    }
+
+    /// Accept or refuse a resource offered on an application link.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_app_resource_offered(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        hash: [u8; 32],
+        original_hash: [u8; 32],
+        segment_index: u64,
+        total_size: u64,
+        remote: Option<AddressHash>,
+    ) {
+        let key = (link, original_hash);
+        let accept = if segment_index == 1 {
+            let ok = self.app_resources
+                && total_size <= APP_RESOURCE_MAX
+                && self.incoming_app.len() < APP_RESOURCES_AT_ONCE;
+            if ok {
+                self.incoming_app.insert(
+                    key,
+                    AppResource {
+                        data: Vec::new(),
+                        remote,
+                        segment: hash,
+                    },
+                );
+            }
+            ok
+        } else {
+            match self.incoming_app.get_mut(&key) {
+                Some(r) => {
+                    r.segment = hash;
+                    true
+                }
+                None => false,
+            }
+        };
+        let _ = self
+            .transport
+            .link_answer_resource(now, &link, &hash, accept);
+    }
+
+    /// A verified segment of an application resource arrived.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_app_segment(
+        &mut self,
+        link: LinkId,
+        original_hash: [u8; 32],
+        segment_index: u64,
+        total_segments: u64,
+        has_metadata: bool,
+        data: Vec<u8>,
+    ) {
+        let key = (link, original_hash);
+        let Some(r) = self.incoming_app.get_mut(&key) else {
+            return;
+        };
+        if r.data.len() as u64 + data.len() as u64 > APP_RESOURCE_MAX {
+            tracing::warn!(%link, "application resource larger than announced; dropped");
+            self.incoming_app.remove(&key);
+            return;
+        }
+        r.data.extend_from_slice(&data);
+        if segment_index < total_segments {
+            return;
+        }
+        let Some(r) = self.incoming_app.remove(&key) else {
+            return;
+        };
+        let (metadata, body) = if has_metadata {
+            match split_metadata(&r.data) {
+                Some((m, body)) => (Some(m), body.to_vec()),
+                None => (None, r.data),
+            }
+        } else {
+            (None, r.data)
+        };
+        let remote_identity = r.remote;
+        self.emit(move || NodeEvent::Resource {
+            link,
+            data: body,
+            metadata,
+            remote_identity,
+        });
+    }
+
+    /// An application resource's link closed: forget what it was receiving.
+    pub(super) fn app_link_closed(&mut self, link: &LinkId) {
+        self.incoming_app.retain(|(l, _), _| l != link);
+    }
+
+    /// An incoming segment failed: drop the resource it belonged to.
+    pub(super) fn on_app_incoming_failed(&mut self, link: LinkId, hash: [u8; 32]) {
+        self.incoming_app
+            .retain(|(l, _), r| !(*l == link && r.segment == hash));
+    }
+
+    /// A resource we sent was proven.
+    pub(super) fn on_app_resource_sent(&mut self, link: LinkId, hash: [u8; 32]) {
+        self.answer(
+            |w| matches!(w, Wait::ResourceSent { link: l, hash: h } if *l == link && *h == hash),
+            |_| Ok(Outcome::ResourceDelivered { link }),
+        );
+    }
+
+    /// A resource we sent failed.
+    pub(super) fn on_app_resource_failed(&mut self, link: LinkId, hash: [u8; 32], why: String) {
+        self.answer(
+            |w| matches!(w, Wait::ResourceSent { link: l, hash: h } if *l == link && *h == hash),
+            |_| Err(why.clone()),
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! How a finished operation answers its caller: one [`Outcome`], turned into JSON for the
+//! control socket or into a typed result for the embedded [`crate::api`].
+
+use std::time::Duration;
+
+use rns_core::link::LinkId;
+use rns_core::{rmpv, AddressHash};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::links::value_json;
+
+/// What a successful operation yields.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    /// A ready-made JSON answer (status, paths, probes): control socket only.
+    Json(Value),
+    /// A link is established.
+    LinkUp {
+        link: LinkId,
+        rtt: Duration,
+        mtu: usize,
+    },
+    /// A packet on a link was proven.
+    Proven { link: LinkId, rtt: Duration },
+    /// A request was answered.
+    Response { link: LinkId, data: rmpv::Value },
+    /// A channel message was proven.
+    Delivered { link: LinkId, sequence: u16 },
+    /// Every byte of a stream write (and its EOF, if asked) was proven.
+    StreamDelivered {
+        link: LinkId,
+        stream_id: u16,
+        bytes: usize,
+        eof: bool,
+    },
+    /// We identified ourselves on a link.
+    Identified { link: LinkId, identity: AddressHash },
+    /// A link was closed.
+    Closed { link: LinkId },
+    /// A resource we sent was proven.
+    ResourceDelivered { link: LinkId },
+}
+
+impl Outcome {
+    /// The control socket's JSON form.
+    pub(crate) fn to_json(&self) -> Value {
+        match self {
+            Outcome::Json(v) => v.clone(),
+            Outcome::LinkUp { link, rtt, mtu } => {
+                json!({"ok": true, "link": link.to_string(), "rtt_ms": ms(rtt), "mtu": mtu})
+            }
+            Outcome::Proven { link, rtt } => {
+                json!({"ok": true, "link": link.to_string(), "rtt_ms": ms(rtt)})
+            }
+            Outcome::Response { link, data } => {
+                json!({"ok": true, "link": link.to_string(), "response": value_json(data)})
+            }
+            Outcome::Delivered { link, sequence } => {
+                json!({"ok": true, "link": link.to_string(), "sequence": sequence})
+            }
+            Outcome::StreamDelivered {
+                link,
+                stream_id,
+                bytes,
+                eof,
+            } => json!({
+                "ok": true, "link": link.to_string(), "stream_id": stream_id,
+                "bytes": bytes, "eof": eof,
+            }),
+            Outcome::Identified { link, identity } => {
+                json!({"ok": true, "link": link.to_string(), "identity": identity.to_string()})
+            }
+            Outcome::Closed { link } | Outcome::ResourceDelivered { link } => {
+                json!({"ok": true, "link": link.to_string()})
+            }
+        }
+    }
+}
+
+fn ms(d: &Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Where an operation's result goes, exactly once.
+pub(crate) struct Reply(Box<dyn FnOnce(Result<Outcome, String>) + Send>);
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
+impl Reply {
+    /// Answer a control-socket request with JSON (`{"ok": false, "error": …}` on failure).
+    pub(crate) fn json(tx: oneshot::Sender<Value>) -> Reply {
+        Reply(Box::new(move |r| {
+            let _ = tx.send(match r {
+                Ok(o) => o.to_json(),
+                Err(e) => json!({"ok": false, "error": e}),
+            });
+        }))
+    }
+
+    /// Answer any caller with a closure (the embedded API's typed channels).
+    pub(crate) fn with(f: impl FnOnce(Result<Outcome, String>) + Send + 'static) -> Reply {
+        Reply(Box::new(f))
+    }
+
+    /// Deliver a success.
+    pub(crate) fn ok(self, o: Outcome) {
+        (self.0)(Ok(o))
+    }
+
+    /// Deliver a failure.
+    pub(crate) fn fail(self, e: impl std::fmt::Display) {
+        (self.0)(Err(e.to_string()))
+    }
+
+    /// Deliver a result.
+    pub(crate) fn send(self, r: Result<Outcome, String>) {
+        (self.0)(r)
+    }
+}

@@ -1,0 +1,200 @@
+//! Two nodes embedded in one process, talking over loopback TCP through the public API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use grid::api::{self, NodeEvent, NodeHandle};
+use grid::state::StateDir;
+use rns_core::rmpv::Value;
+use tokio::sync::broadcast;
+
+const T: Duration = Duration::from_secs(20);
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn node_dir(tag: &str, config: &str) -> Dir {
+    let d = std::env::temp_dir().join(format!("grid-api-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.toml"), config).unwrap();
+    Dir(d)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The next event `pick` accepts, within `T`.
+async fn next<T>(
+    rx: &mut broadcast::Receiver<NodeEvent>,
+    pick: impl Fn(NodeEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(T, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if let Some(t) = pick(e) {
+                        return t;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => panic!("lagged {n} events"),
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+async fn pair(tag: &str) -> (NodeHandle, NodeHandle, Dir, Dir) {
+    let port = free_port();
+    let a = node_dir(&format!("{tag}-a"), &format!(
+        "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let b = node_dir(&format!("{tag}-b"), &format!(
+        "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+    ));
+    let na = api::spawn(StateDir::resolve(Some(&a.0))).await.unwrap();
+    let nb = api::spawn(StateDir::resolve(Some(&b.0))).await.unwrap();
+    (na, nb, a, b)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn links_requests_channels_streams_and_resources_through_the_api() {
+    let (a, b, _da, _db) = pair("full").await;
+    let mut events = b.subscribe();
+    b.register_handler("/echo", |req| Some(req.data.clone()))
+        .await
+        .unwrap();
+
+    let up = a.open_link(b.destination(), T).await.unwrap();
+    assert_eq!(up.mtu, 16384);
+    let (link, initiator) = next(&mut events, |e| match e {
+        NodeEvent::LinkEstablished {
+            link, initiator, ..
+        } => Some((link, initiator)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((link, initiator), (up.link, false));
+
+    // A structured request survives the round trip exactly.
+    let value = Value::Map(vec![
+        (Value::from("n"), Value::from(42)),
+        (Value::from("bytes"), Value::Binary(vec![0, 255, 7])),
+    ]);
+    let answer = a.request(up.link, "/echo", value.clone(), T).await.unwrap();
+    assert_eq!(answer, value);
+    // An unknown path gets no answer.
+    let short = Duration::from_millis(1500);
+    assert!(a
+        .request(up.link, "/nothing", Value::Nil, short)
+        .await
+        .is_err());
+
+    let rtt = a.send(up.link, b"packet", T).await.unwrap();
+    assert!(rtt < T);
+    let got = next(&mut events, |e| match e {
+        NodeEvent::Packet { data, .. } => Some(data),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, b"packet");
+
+    a.channel_send(up.link, 0x0200, b"message", T)
+        .await
+        .unwrap();
+    let (t, d) = next(&mut events, |e| match e {
+        NodeEvent::ChannelMessage { msgtype, data, .. } => Some((msgtype, data)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((t, &d[..]), (0x0200, &b"message"[..]));
+
+    let stream: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    a.stream_write(up.link, 3, &stream, true, T).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let (data, eof) = next(&mut events, |e| match e {
+            NodeEvent::StreamData {
+                stream_id: 3,
+                data,
+                eof,
+                ..
+            } => Some((data, eof)),
+            _ => None,
+        })
+        .await;
+        got.extend(data);
+        if eof {
+            break;
+        }
+    }
+    assert_eq!(got, stream);
+
+    // Resources are refused until the receiver accepts them.
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert!(a
+        .send_resource(up.link, blob.clone(), None, short)
+        .await
+        .is_err());
+    b.accept_resources(true).await.unwrap();
+    let meta = Value::Map(vec![(Value::from("name"), Value::from("blob"))]);
+    a.send_resource(up.link, blob.clone(), Some(meta.clone()), T)
+        .await
+        .unwrap();
+    let (data, metadata) = next(&mut events, |e| match e {
+        NodeEvent::Resource { data, metadata, .. } => Some((data, metadata)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(data, blob);
+    assert_eq!(metadata, Some(meta));
+    let too_big = vec![0u8; 2 * 1024 * 1024];
+    let e = a
+        .send_resource(up.link, too_big, None, T)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("grid cp"), "{e}");
+
+    a.close_link(up.link).await.unwrap();
+    next(&mut events, |e| match e {
+        NodeEvent::LinkClosed { link, .. } if link == up.link => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(b.links().await.unwrap().is_empty());
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn calls_fail_cleanly_for_unknown_links_and_after_shutdown() {
+    let (a, _b, _da, _db) = pair("errors").await;
+    let bogus = "00112233445566778899aabbccddeeff".parse().unwrap();
+    let e = a.send(bogus, b"x", T).await.unwrap_err();
+    assert!(e.to_string().contains("no such link"), "{e}");
+    let e = a.channel_send(bogus, 0xF000, b"x", T).await.unwrap_err();
+    assert!(e.to_string().contains("no such link"), "{e}");
+    a.shutdown();
+    // The node task winds down; calls then report that it stopped.
+    let mut stopped = false;
+    for _ in 0..100 {
+        if a.links().await == Err(api::ApiError::Stopped) {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped);
+}
