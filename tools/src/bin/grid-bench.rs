@@ -174,7 +174,7 @@ fn real_main() -> Result<()> {
     ));
 
     eprintln!("== links and resources");
-    let n_links = if opts.quick { 5 } else { 20 };
+    let n_links = if opts.quick { 5 } else { 40 };
     let sizes: &[usize] = if opts.quick {
         &[5_000_000]
     } else {
