@@ -19,6 +19,14 @@ announce_interval = "5m"
 # Prove probe packets (rnprobe / grid probe) sent to this node.
 respond_to_probes = true
 
+# Find Grid and RNS nodes on the local network with no setup (IPv6 link-local
+# multicast, compatible with RNS's AutoInterface).
+[[interface]]
+type = "auto"
+# group_id = "reticulum"      # only nodes in the same group peer
+# devices = ["eth0"]          # only these NICs (default: all with IPv6 link-local)
+# ignored_devices = ["docker0"]
+
 # Accept RNS/Grid peers over TCP on every address, port 4242.
 [[interface]]
 type = "tcp_server"
@@ -36,6 +44,68 @@ allow_all = false
 # type = "tcp_client"
 # target = "192.168.1.10:4242"
 "#;
+
+/// The auto interface's own keys; errors name the key.
+fn parse_auto(
+    r: &RawInterface,
+) -> Result<grid_interfaces::auto::AutoConfig, (&'static str, String)> {
+    use grid_interfaces::auto::{AddressType, AutoConfig, Scope};
+    let mut a = AutoConfig::default();
+    if let Some(g) = &r.group_id {
+        if g.is_empty() {
+            return Err(("group_id", "must not be empty".into()));
+        }
+        a.group_id = g.clone();
+    }
+    if let Some(s) = &r.discovery_scope {
+        a.discovery_scope = match s.to_lowercase().as_str() {
+            "link" => Scope::Link,
+            "admin" => Scope::Admin,
+            "site" => Scope::Site,
+            "organisation" | "organization" => Scope::Organisation,
+            "global" => Scope::Global,
+            _ => {
+                return Err((
+                    "discovery_scope",
+                    format!("unknown scope \"{s}\" (link, admin, site, organisation, global)"),
+                ))
+            }
+        };
+    }
+    if let Some(t) = &r.multicast_address_type {
+        a.address_type = match t.to_lowercase().as_str() {
+            "temporary" => AddressType::Temporary,
+            "permanent" => AddressType::Permanent,
+            _ => {
+                return Err((
+                    "multicast_address_type",
+                    format!("unknown type \"{t}\" (temporary, permanent)"),
+                ))
+            }
+        };
+    }
+    if let Some(p) = r.discovery_port {
+        if p == 0 || p == u16::MAX {
+            return Err((
+                "discovery_port",
+                "must be 1..=65534 (the next port is used too)".into(),
+            ));
+        }
+        a.discovery_port = p;
+    }
+    if let Some(p) = r.data_port {
+        if p == 0 {
+            return Err(("data_port", "must not be 0".into()));
+        }
+        a.data_port = p;
+    }
+    if a.data_port == a.discovery_port || a.data_port == a.discovery_port + 1 {
+        return Err(("data_port", "must differ from the discovery ports".into()));
+    }
+    a.devices = r.devices.clone().unwrap_or_default();
+    a.ignored_devices = r.ignored_devices.clone().unwrap_or_default();
+    Ok(a)
+}
 
 /// A configuration error: which file, which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +184,8 @@ pub enum InterfaceKind {
         /// Where to send.
         forward: SocketAddr,
     },
+    /// LAN auto-discovery (RNS AutoInterface).
+    Auto(grid_interfaces::auto::AutoConfig),
 }
 
 #[derive(Deserialize, Default)]
@@ -195,7 +267,14 @@ struct RawInterface {
     coding_rate: Option<u8>,
     tx_power: Option<i32>,
     airtime_limit: Option<f64>,
+    // Auto interface.
     group_id: Option<String>,
+    discovery_scope: Option<String>,
+    multicast_address_type: Option<String>,
+    discovery_port: Option<u16>,
+    data_port: Option<u16>,
+    devices: Option<Vec<String>>,
+    ignored_devices: Option<Vec<String>>,
 }
 
 impl Config {
@@ -259,7 +338,14 @@ impl Config {
                         .map_err(|e| err(&k("forward"), format!("invalid socket address: {e}")))?;
                     (InterfaceKind::Udp { listen, forward }, InterfaceConfig::udp(name))
                 }
-                "auto" | "local" | "kiss" | "rnode" | "serial" => {
+                "auto" => {
+                    let auto = parse_auto(&r).map_err(|(f, e)| err(&k(f), e))?;
+                    let mut c = InterfaceConfig::udp(name);
+                    c.hw_mtu = Some(grid_interfaces::auto::HW_MTU);
+                    c.mtu_negotiable = true;
+                    (InterfaceKind::Auto(auto), c)
+                }
+                "local" | "kiss" | "rnode" | "serial" => {
                     return Err(err(
                         &k("type"),
                         format!("interface type \"{}\" is not available in this build yet", r.kind),
@@ -268,7 +354,7 @@ impl Config {
                 other => {
                     return Err(err(
                         &k("type"),
-                        format!("unknown interface type \"{other}\" (expected tcp_server, tcp_client or udp)"),
+                        format!("unknown interface type \"{other}\" (expected auto, tcp_server, tcp_client or udp)"),
                     ))
                 }
             };
@@ -321,7 +407,6 @@ impl Config {
                 r.coding_rate,
                 r.tx_power,
                 r.airtime_limit,
-                &r.group_id,
             );
             interfaces.push(InterfaceSpec { kind, rns });
         }
@@ -397,11 +482,41 @@ mod tests {
         assert!(!c.transport);
         assert!(c.respond_to_probes);
         assert_eq!(c.announce_interval, Duration::from_secs(300));
-        assert_eq!(c.interfaces.len(), 1);
+        assert_eq!(c.interfaces.len(), 2);
+        assert!(
+            matches!(&c.interfaces[0].kind, InterfaceKind::Auto(a) if *a == grid_interfaces::auto::AutoConfig::default())
+        );
+        assert_eq!(c.interfaces[0].rns.hw_mtu, Some(1196));
         assert!(matches!(
-            c.interfaces[0].kind,
+            c.interfaces[1].kind,
             InterfaceKind::TcpServer { .. }
         ));
+    }
+
+    #[test]
+    fn auto_interface_keys() {
+        let c = parse(
+            "[[interface]]\ntype = \"auto\"\ngroup_id = \"classroom\"\ndiscovery_scope = \"site\"\ndata_port = 5000\ndevices = [\"eth0\"]\n",
+        )
+        .unwrap();
+        let InterfaceKind::Auto(a) = &c.interfaces[0].kind else {
+            panic!("not auto");
+        };
+        assert_eq!(a.group_id, "classroom");
+        assert_eq!(a.discovery_scope, grid_interfaces::auto::Scope::Site);
+        assert_eq!(
+            (a.data_port, &a.devices[..]),
+            (5000, &["eth0".to_string()][..])
+        );
+        for (bad, key) in [
+            ("discovery_scope = \"moon\"", "discovery_scope"),
+            ("data_port = 29717", "data_port"),
+            ("group_id = \"\"", "group_id"),
+            ("multicast_address_type = \"x\"", "multicast_address_type"),
+        ] {
+            let e = parse(&format!("[[interface]]\ntype = \"auto\"\n{bad}\n")).unwrap_err();
+            assert_eq!(e.key, format!("interface[0].{key}"), "{e}");
+        }
     }
 
     #[test]

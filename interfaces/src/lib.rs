@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod auto;
 pub mod control;
 pub mod hdlc;
 pub mod tcp;

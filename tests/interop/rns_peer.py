@@ -66,9 +66,12 @@ def write_config(args):
     ]
     for i, spec in enumerate(args.interface):
         kind, addr = spec.split("=", 1)
-        host, port = addr.rsplit(":", 1)
+        host, port = addr.rsplit(":", 1) if ":" in addr else (addr, "")
         lines.append(f"  [[iface{i}]]")
-        if kind == "tcp_server":
+        if kind == "auto":
+            # auto=GROUP_ID: RNS's AutoInterface on every NIC.
+            lines += ["    type = AutoInterface", f"    group_id = {addr}"]
+        elif kind == "tcp_server":
             lines += ["    type = TCPServerInterface", f"    listen_ip = {host}", f"    listen_port = {port}"]
         elif kind == "tcp_client":
             lines += ["    type = TCPClientInterface", f"    target_host = {host}", f"    target_port = {port}"]
@@ -213,7 +216,7 @@ def watch_link(link):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
-    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port, tcp_client=host:port or udp=listen_port:forward_port")
+    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port, tcp_client=host:port, udp=listen_port:forward_port or auto=group_id")
     p.add_argument("--transport", action="store_true")
     p.add_argument("--probes", action="store_true")
     p.add_argument("--network-name")

@@ -267,6 +267,13 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
                     spec.rns.clone(),
                 ));
             }
+            InterfaceKind::Auto(auto) => {
+                tokio::spawn(grid_interfaces::auto::run(
+                    hub.clone(),
+                    auto.clone(),
+                    spec.rns.clone(),
+                ));
+            }
             InterfaceKind::Udp { listen, forward } => {
                 let s = udp::bind(listen)
                     .await
