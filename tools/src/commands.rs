@@ -105,6 +105,17 @@ fn timeout_ms(secs: f64) -> Result<u64> {
 }
 
 /// `grid status`
+/// `grid announce`
+pub(crate) fn announce(state: &StateDir, json_out: bool) -> Result<()> {
+    let v = ask(state, json!({"cmd": "announce"}), Duration::from_secs(5))?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!("Announced {}", v["destination"].as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
 pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
     let v = ask(state, json!({"cmd": "status"}), Duration::from_secs(5))?;
     if json_out {

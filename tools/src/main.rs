@@ -54,6 +54,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Announce this node's destinations now (they are also announced at start and every
+    /// announce_interval).
+    Announce {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a probe packet to a destination and print the round-trip time.
     Probe {
         /// Destination hash (32 hex characters), e.g. a node's rnstransport.probe or grid.node.
@@ -219,6 +226,7 @@ fn main() -> ExitCode {
             timeout,
             json,
         } => commands::path(&state, &hash, timeout, json),
+        Command::Announce { json } => commands::announce(&state, json),
         Command::Probe {
             hash,
             size,

@@ -241,6 +241,7 @@ impl Transport {
         }
         let d = p.destination();
         let Some(path) = self.paths.get_mut(&d) else {
+            self.request_missing_path(now, &d);
             return false;
         };
         let (remaining, next_hop, outbound) = (path.hops, path.next_hop, path.interface);

@@ -318,6 +318,8 @@ pub struct Transport {
     last_cull: Instant,
     pr_destination: AddressHash,
     tunnel_destination: AddressHash,
+    /// Path requests sent because a packet came to forward with no path: (window start, count).
+    missing_path_requests: (Instant, u32),
 }
 
 impl core::fmt::Debug for Transport {
@@ -369,6 +371,7 @@ impl Transport {
             last_cull: Instant::ZERO,
             pr_destination,
             tunnel_destination,
+            missing_path_requests: (Instant::ZERO, 0),
         }
     }
 
@@ -466,6 +469,11 @@ impl Transport {
     /// Whether a destination is hosted here.
     pub fn is_local(&self, destination: &AddressHash) -> bool {
         self.destinations.contains_key(destination)
+    }
+
+    /// Forget the path to `destination` (as `rnpath -d`); returns whether there was one.
+    pub fn drop_path(&mut self, destination: &AddressHash) -> bool {
+        self.paths.remove(destination).is_some()
     }
 
     /// The path to a destination, if known.

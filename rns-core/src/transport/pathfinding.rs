@@ -3,8 +3,10 @@
 use super::interface::InterfaceMode;
 use super::{AnnounceEntry, DiscoveryRequest, InterfaceId, Transport, PATHFINDER_R};
 use super::{PATH_REQUEST_GRACE, PATH_REQUEST_RG, PATH_REQUEST_TIMEOUT};
+use crate::hash::AddressHash;
 use crate::path_request::PathRequest;
 use crate::time::Instant;
+use std::time::Duration;
 
 impl Transport {
     pub(crate) fn answer_path_request(
@@ -108,5 +110,38 @@ impl Transport {
         for o in others {
             self.send_path_request(now, &d, Some(o), &req.tag);
         }
+    }
+}
+
+/// A destination's forward-miss path request is repeated at most this often.
+const MISSING_PATH_INTERVAL: Duration = Duration::from_secs(5);
+/// Forward-miss path requests per second, at most (a flood of packets for made-up
+/// destinations must not turn into a flood of path requests).
+const MISSING_PATH_RATE: u32 = 4;
+/// Outstanding path requests remembered, at most.
+const MAX_PATH_REQUESTS: usize = 4096;
+
+impl Transport {
+    /// A packet came to be forwarded to a destination with no known path (this node has
+    /// restarted, say): ask for one, so that the sender's retry finds it.
+    pub(crate) fn request_missing_path(&mut self, now: Instant, d: &AddressHash) {
+        if self
+            .path_requests
+            .get(d)
+            .is_some_and(|t| now.saturating_since(*t) < MISSING_PATH_INTERVAL)
+            || self.path_requests.len() >= MAX_PATH_REQUESTS
+        {
+            return;
+        }
+        let (start, count) = &mut self.missing_path_requests;
+        if now.saturating_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *count = 0;
+        }
+        if *count >= MISSING_PATH_RATE {
+            return;
+        }
+        *count += 1;
+        self.request_path(now, d, None);
     }
 }

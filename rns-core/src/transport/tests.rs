@@ -232,6 +232,56 @@ fn transport_node_rebroadcasts_forwards_and_routes_proofs() {
 }
 
 #[test]
+fn a_transport_node_that_lost_a_path_asks_for_it_when_traffic_comes() {
+    // 0 — T(1) — 2: T forgets its path to 0 (as after a restart); 2 still routes via T.
+    let mut net = Net::new(&[false, true, false]);
+    net.connect(0, 1);
+    let (t_to_2, _) = net.connect(1, 2);
+    let d = net.register(0, "grid.node", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.run(Duration::from_secs(2));
+    assert!(net.nodes[2].path(&d).is_some());
+    assert!(net.nodes[1].drop_path(&d));
+    assert!(!net.nodes[1].drop_path(&d));
+    let now = net.now;
+    let first = net.nodes[2].send_single(now, &d, b"lost").unwrap();
+    net.flush();
+    assert!(!net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Packet { data, .. } if data == b"lost")));
+    // T asked for the path, 0 answered, and the retry gets through.
+    net.run(Duration::from_secs(2));
+    assert!(net.nodes[1].path(&d).is_some(), "T relearned the path");
+    let now = net.now;
+    let h = net.nodes[2].send_single(now, &d, b"found").unwrap();
+    net.flush();
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
+    let _ = first;
+    // Made-up destinations do not turn into a flood of path requests.
+    assert!(net.nodes[1].drop_path(&d));
+    net.log.clear();
+    let now = net.now;
+    for i in 0..50u8 {
+        let bogus = AddressHash([i; 16]);
+        let mut raw = vec![0x50, 0];
+        raw.extend_from_slice(net.nodes[1].transport_id().as_bytes());
+        raw.extend_from_slice(bogus.as_bytes());
+        raw.push(0);
+        raw.extend_from_slice(&[0u8; 40]);
+        net.nodes[1].handle_inbound(now, t_to_2, &raw);
+    }
+    net.flush();
+    let requests = net.log.iter().filter(|(f, _, _)| *f == 1).count();
+    assert!(
+        (2..=2 * 4).contains(&requests),
+        "{requests} frames sent for 50 unknown destinations"
+    );
+}
+
+#[test]
 fn path_requests_answered_locally_and_by_transport() {
     let mut net = Net::new(&[false, true, false]);
     net.connect(0, 1);

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod netns;
+
 pub const RNS_VERSION: &str = "1.5.7";
 
 pub fn workspace() -> PathBuf {
@@ -125,10 +127,23 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
     }
 }
 
+/// A command, run inside network namespace `netns` if given (`ip netns exec`).
+pub fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// A running `grid node`.
 pub struct Grid {
     pub dir: TempDir,
     child: Child,
+    netns: Option<String>,
 }
 
 impl Grid {
@@ -139,8 +154,23 @@ impl Grid {
     }
 
     pub fn start_in(dir: TempDir) -> Grid {
-        let log = std::fs::File::create(dir.0.join("node.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_grid"))
+        Self::spawn(dir, None)
+    }
+
+    /// Start a node inside a network namespace (its control socket is still reachable).
+    pub fn start_in_netns(netns: &str, config: &str) -> Grid {
+        let dir = TempDir::new("grid");
+        std::fs::write(dir.0.join("config.toml"), config).unwrap();
+        Self::spawn(dir, Some(netns.to_string()))
+    }
+
+    fn spawn(dir: TempDir, netns: Option<String>) -> Grid {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.0.join("node.log"))
+            .unwrap();
+        let child = command_in(netns.as_deref(), env!("CARGO_BIN_EXE_grid"))
             .arg("--config")
             .arg(&dir.0)
             .args(["node", "-v"])
@@ -150,11 +180,24 @@ impl Grid {
             .stderr(log)
             .spawn()
             .expect("spawn grid node");
-        let g = Grid { dir, child };
+        let g = Grid { dir, child, netns };
         wait_for(Duration::from_secs(10), "grid node control socket", || {
             g.cli(&["status", "--json"]).0.then_some(())
         });
         g
+    }
+
+    /// Kill the node with SIGKILL and start it again on the same state directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        let fresh = Self::spawn(dir, self.netns.clone());
+        *self = fresh;
+    }
+
+    /// Whether the node process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Run the CLI against this node: (success, stdout, stderr).
@@ -236,8 +279,13 @@ pub struct Py {
 
 impl Py {
     pub fn start(args: &[String]) -> Py {
+        Self::start_in_netns(None, args)
+    }
+
+    /// Start the peer inside a network namespace.
+    pub fn start_in_netns(netns: Option<&str>, args: &[String]) -> Py {
         let dir = TempDir::new("rns");
-        let mut child = Command::new(python())
+        let mut child = command_in(netns, python())
             .arg(workspace().join("tests/interop/rns_peer.py"))
             .arg("--dir")
             .arg(&dir.0)
