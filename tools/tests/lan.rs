@@ -236,3 +236,77 @@ fn grid_and_rns_auto_interfaces_peer_announce_and_link_both_ways() {
     });
     assert_eq!(e["mtu"], 1196, "{e}");
 }
+
+/// Sends, from inside a namespace, `rate` datagrams a second for `seconds`: random
+/// 32-byte "tokens" to the discovery group and port, and junk to a data port.
+const FLOOD: &str = r#"
+import os, socket, sys, time
+group, victim, nic, rate, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+idx = socket.if_nametoindex(nic)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+end = time.time() + seconds
+sent = 0
+while time.time() < end:
+    t0 = time.time()
+    for _ in range(rate // 100):
+        s.sendto(os.urandom(32), (group, 29716, 0, idx))
+        s.sendto(os.urandom(40), (victim, 42671, 0, idx))
+        sent += 2
+    time.sleep(max(0, 0.01 - (time.time() - t0)))
+print(sent)
+"#;
+
+#[test]
+fn discovery_floods_and_strangers_are_ignored_with_bounded_memory() {
+    let _slot = slot();
+    let mut lan = Lan::new();
+    let sw = lan.switch("sw");
+    let (hv, hf, hp) = (lan.host("victim"), lan.host("flooder"), lan.host("peer"));
+    for h in [&hv, &hf, &hp] {
+        lan.plug(h, "eth0", &sw);
+    }
+    let victim = Grid::start_in_netns(&hv, AUTO_ONLY);
+    let peer = Grid::start_in_netns(&hp, AUTO_ONLY);
+    wait_for(Duration::from_secs(15), "victim and peer peered", || {
+        (auto_peers(&victim).len() == 1).then_some(())
+    });
+    let before = victim.rss_kib();
+    let vaddr = lan.link_local(&hv, "eth0");
+    // 10,000 datagrams a second for 5 s: forged discovery tokens and data from a stranger.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &hf, "python3", "-c", FLOOD])
+        .args([
+            "ff12:0:d70b:fb1c:16e4:5e39:485e:31e1",
+            &vaddr,
+            "eth0",
+            "10000",
+            "5",
+        ])
+        .output()
+        .expect("run the flooder");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        sent > 20_000,
+        "the flood was too thin to mean anything: {sent}"
+    );
+    let after = victim.rss_kib();
+    eprintln!("victim RSS {before} KiB -> {after} KiB after {sent} datagrams");
+    assert!(
+        after < before + 8 * 1024,
+        "memory grew from {before} to {after} KiB"
+    );
+    // No peer was made from the flood; the real peer still works.
+    assert_eq!(auto_peers(&victim).len(), 1, "{:?}", auto_peers(&victim));
+    assert!(probe(&victim, &peer.destination()));
+    assert!(victim.status()["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["rx_packets"].as_u64().unwrap() < 1000));
+}

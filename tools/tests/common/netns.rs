@@ -122,6 +122,23 @@ impl Lan {
         ip(&["-n", switch, "link", "set", &b, "up"]);
     }
 
+    /// The link-local IPv6 address of `host`'s NIC.
+    pub fn link_local(&self, host: &str, nic: &str) -> String {
+        let out = Command::new("ip")
+            .args([
+                "-n", host, "-6", "-o", "addr", "show", "dev", nic, "scope", "link",
+            ])
+            .output()
+            .expect("ip addr");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_else(|| panic!("no link-local address on {host}/{nic}: {text}"))
+            .to_string()
+    }
+
     /// Pull the cable: remove `host`'s NIC.
     pub fn unplug(&self, host: &str, nic: &str) {
         ip(&["-n", host, "link", "del", nic]);
