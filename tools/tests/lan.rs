@@ -7,8 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::netns::Lan;
 use common::*;
+use grid_tools::netns::Lan;
 use serde_json::{json, Value};
 
 const AUTO_ONLY: &str = "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"auto\"\n";

@@ -211,6 +211,8 @@ struct Driver {
     events: mpsc::Sender<NicEvent>,
     /// NICs we warned about (no multicast echo), to warn once per state change.
     silent: HashMap<u32, bool>,
+    /// NICs whose data port was taken, warned about once.
+    busy: std::collections::HashSet<u32>,
 }
 
 impl Driver {
@@ -254,6 +256,11 @@ impl Driver {
                 }
                 // Often a tentative address (duplicate address detection still running):
                 // the next rescan tries again.
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    if self.busy.insert(nic.index) {
+                        tracing::warn!(nic = %nic.name, port = self.cfg.data_port, "auto interface: data port in use on this NIC (another node on this host?); retrying");
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(nic = %nic.name, error = %e, "auto interface: NIC not usable yet")
                 }
@@ -317,6 +324,10 @@ impl Driver {
         match ev {
             NicEvent::Discovery { nic, src, token } => {
                 if let Discovery::NewPeer(addr) = self.peers.on_discovery(now, nic, src, &token) {
+                    // Tell the newcomer about us right away rather than at our next
+                    // multicast, before the node sends it anything: it peers with us (and
+                    // accepts our data) a tick sooner. RNS peers accept this too.
+                    self.reverse(addr, nic).await;
                     self.peer_up(addr, nic).await;
                 }
             }
@@ -370,6 +381,15 @@ impl Driver {
         }
     }
 
+    /// Send our token to one peer by unicast (reverse peering).
+    async fn reverse(&self, peer: Ipv6Addr, nic: u32) {
+        let (Some(s), Some(token)) = (self.nics.get(&nic), self.peers.token(nic)) else {
+            return;
+        };
+        let to = SocketAddrV6::new(peer, self.cfg.discovery_port.wrapping_add(1), 0, nic);
+        let _ = s.unicast.send_to(&token, to).await;
+    }
+
     /// Timeouts, reverse peering, carrier checks.
     async fn peer_jobs(&mut self) {
         let now = Instant::now();
@@ -377,11 +397,7 @@ impl Driver {
             self.peer_down(p).await;
         }
         for (peer, nic) in self.peers.due_reverse(now) {
-            let (Some(s), Some(token)) = (self.nics.get(&nic), self.peers.token(nic)) else {
-                continue;
-            };
-            let to = SocketAddrV6::new(peer, self.cfg.discovery_port.wrapping_add(1), 0, nic);
-            let _ = s.unicast.send_to(&token, to).await;
+            self.reverse(peer, nic).await;
         }
         for (index, s) in &self.nics {
             let quiet = !self.peers.carrier(now, *index);
@@ -418,6 +434,7 @@ pub async fn run(hub: Hub, cfg: AutoConfig, template: InterfaceConfig) {
         peer_ifaces: HashMap::new(),
         events: events_tx,
         silent: HashMap::new(),
+        busy: std::collections::HashSet::new(),
     };
     d.rescan().await;
     if d.nics.is_empty() {

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub mod netns;
-
 pub const RNS_VERSION: &str = "1.5.7";
 
 pub fn workspace() -> PathBuf {

@@ -21,6 +21,8 @@ use rns_core::transport::{InterfaceConfig, InterfaceId, Transport, TransportConf
 use rns_core::{destination::DestinationType, AddressHash, Identity, Instant};
 use serde_json::Value;
 
+mod lan;
+
 type Rng = rand_chacha::ChaCha20Rng;
 
 struct Opts {
@@ -256,6 +258,33 @@ fn real_main() -> Result<()> {
                     pt.0 / gt.0 >= 10.0,
                     "higher is better; ratio = Grid / Python",
                 ));
+            }
+        }
+    }
+
+    eprintln!("== LAN convergence (hosts in network namespaces, auto interface only)");
+    for n in if opts.quick { vec![4] } else { vec![4, 8] } {
+        match (lan::grid(&grid, n), lan::python(&opts.python, n)) {
+            (Ok(g), Ok(p)) => rows.push(Row::new(
+                if n == 4 {
+                    "LAN of 4 hosts: start to full path knowledge"
+                } else {
+                    "LAN of 8 hosts: start to full path knowledge"
+                },
+                format!("{g:.2} s"),
+                format!("{p:.2} s"),
+                p / g,
+                "(no goal)",
+                true,
+                "lower is better; ratio = Python / Grid",
+            )),
+            (g, p) => {
+                let why = g
+                    .err()
+                    .or(p.err())
+                    .map(|e| format!("{e:#}"))
+                    .unwrap_or_default();
+                eprintln!("   skipped: {why}");
             }
         }
     }

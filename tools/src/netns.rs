@@ -1,7 +1,8 @@
 //! Separate hosts on one machine: network namespaces joined by veth pairs and bridges,
 //! created by the test and removed when it ends.
 //!
-//! Needs root and iproute2 (`ip`). Without them the tests fail loudly, never skip.
+//! Needs root and iproute2 (`ip`). Without them [`Lan::new`] panics with instructions:
+//! tests that need separate hosts fail loudly, never skip.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -37,7 +38,13 @@ pub struct Lan {
 
 impl Lan {
     /// Start an empty LAN; panics with instructions when namespaces cannot be made.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Lan {
+        Self::try_new().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Start an empty LAN, or say why namespaces cannot be made here.
+    pub fn try_new() -> Result<Lan, String> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("g{}x{n}", std::process::id() % 100_000);
         let probe = format!("{tag}-probe");
@@ -46,16 +53,18 @@ impl Lan {
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-        assert!(
-            ok,
-            "the LAN tests need to create network namespaces: run them as root with iproute2 \
-             installed (they create and remove their own namespaces, veths and bridges)"
-        );
+        if !ok {
+            return Err(
+                "separate hosts need network namespaces: run as root with iproute2 \
+                 installed (namespaces, veths and bridges are created and removed here)"
+                    .into(),
+            );
+        }
         ip(&["netns", "del", &probe]);
-        Lan {
+        Ok(Lan {
             tag,
             namespaces: Vec::new(),
-        }
+        })
     }
 
     fn namespace(&mut self, name: &str) -> String {
