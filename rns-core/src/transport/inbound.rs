@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::interface::LocalRole;
 use super::path_table::{secs, should_accept, PathEntry, PathState};
 use super::{
     AnnounceEntry, Event, InterfaceId, LocalDestination, ProofStrategy, RateEntry, ReverseEntry,
@@ -112,13 +113,23 @@ impl Transport {
             }
             return;
         }
+        // The hop between a shared instance and its local clients does not count.
+        let role = self.role(iface);
+        let hops = if role == LocalRole::Network {
+            view.hops() + 1
+        } else {
+            view.hops()
+        };
         let mut p = Inbound {
-            hops: view.hops() + 1,
+            hops,
             view,
             flags,
             iface,
             hash,
         };
+        if role == LocalRole::Client || self.has_local_clients() {
+            self.relay_plain_broadcast(&p);
+        }
 
         if p.flags.packet_type == PacketType::Announce {
             if p.view.as_bytes().len() > MTU {
@@ -169,8 +180,15 @@ impl Transport {
             self.hashlist.insert(p.truncated_hash());
         }
 
+        // A shared instance routes for its local clients even when it is not a transport
+        // node; packets for a client arrive without our transport id (the network sees the
+        // client one hop away), as RNS sends them.
+        let from_local = role == LocalRole::Client;
+        let for_local = p.flags.packet_type != PacketType::Announce && self.for_local_client(&d);
         let mut forwarded = false;
-        if self.config.transport_enabled && p.view.transport_id().is_some() {
+        if (self.config.transport_enabled || from_local || for_local)
+            && (p.view.transport_id().is_some() || for_local)
+        {
             forwarded = self.forward(now, &mut p);
         }
         if in_link_table
@@ -236,10 +254,11 @@ impl Transport {
 
     /// Forward a HEADER_2 packet addressed to this transport node. Returns whether it was.
     fn forward(&mut self, now: Instant, p: &mut Inbound) -> bool {
-        if p.view.transport_id() != Some(self.identity.hash()) {
+        let d = p.destination();
+        let tid = p.view.transport_id();
+        if tid != Some(self.identity.hash()) && !(tid.is_none() && self.for_local_client(&d)) {
             return false;
         }
-        let d = p.destination();
         let Some(path) = self.paths.get_mut(&d) else {
             self.request_missing_path(now, &d);
             return false;
@@ -252,6 +271,12 @@ impl Transport {
         let raw = p.view.as_bytes();
         let mut out = Vec::with_capacity(raw.len());
         match remaining {
+            // A local client: it gets the packet as if directly reachable (HEADER_1).
+            0 if tid.is_some() => {
+                out.push(raw[0] & 0x0F);
+                out.push(p.hops);
+                out.extend_from_slice(&raw[18..]);
+            }
             0 => {
                 out.extend_from_slice(raw);
                 out[1] = p.hops;
@@ -323,7 +348,8 @@ impl Transport {
             }
         }
 
-        if self.config.transport_enabled && !path_response && !rate_blocked {
+        let from_local = self.role(p.iface) == LocalRole::Client;
+        if self.config.transport_enabled && !from_local && !path_response && !rate_blocked {
             let jitter = self.random_u64() % (PATHFINDER_RW_MS + 1);
             self.announce_table.insert(
                 d,
@@ -380,6 +406,22 @@ impl Transport {
         entry.remember_blob(blob);
         self.paths.insert(d, entry);
         self.inflight_path_requests.remove(&d);
+        if from_local && !path_response {
+            self.rebroadcast_for_local_client(now, &p);
+        } else if from_local {
+            // A client answered a path request we passed to it for someone on the network.
+            if let Some((asker, _)) = self.pending_local_path_requests.remove(&d) {
+                let raw = self.rebroadcast_packet(
+                    d,
+                    p.hops,
+                    p.view.data().to_vec(),
+                    p.flags.context_flag,
+                    true,
+                );
+                self.route(now, raw, Some(asker));
+            }
+        }
+        self.announce_to_local_clients(now, &p);
         self.push_event(Event::Announce {
             destination: d,
             identity: Box::new(announce.identity),
@@ -575,7 +617,9 @@ impl Transport {
             return self.local_link_packet(now, p);
         }
         let d = p.destination();
-        if self.config.transport_enabled {
+        // Reverse entries exist only for packets we forwarded (as a transport node, or
+        // for local clients).
+        {
             if let Some(r) = self.reverse_table.remove(&d) {
                 if r.sent_on == p.iface {
                     let mut out = p.view.as_bytes().to_vec();

@@ -93,6 +93,20 @@ impl AnnounceRate {
     };
 }
 
+/// Whether an interface reaches the network or a program on this host (a shared instance
+/// and its local clients, RNS `LocalInterface`). The local hop does not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LocalRole {
+    /// A network interface.
+    #[default]
+    Network,
+    /// The other end is a local client of ours: we are its shared instance and route for
+    /// it, even when not a transport node.
+    Client,
+    /// The other end is our shared instance: we are its client.
+    Instance,
+}
+
 /// Static description of an interface, given when it is attached.
 #[derive(Debug, Clone)]
 pub struct InterfaceConfig {
@@ -116,6 +130,8 @@ pub struct InterfaceConfig {
     pub ingress_control: bool,
     /// Per-destination announce rate limiting; `None` = off (default on transport nodes).
     pub announce_rate: Option<AnnounceRate>,
+    /// Network, or one end of a shared-instance connection.
+    pub local: LocalRole,
 }
 
 impl InterfaceConfig {
@@ -132,6 +148,20 @@ impl InterfaceConfig {
             outbound: true,
             ingress_control: true,
             announce_rate: None,
+            local: LocalRole::Network,
+        }
+    }
+
+    /// A connection between a shared instance and a local client (RNS `LocalInterface`):
+    /// 1 Gbit/s, HW MTU 262144 auto-configured, no ingress control. `role` says which end
+    /// the other side is.
+    pub fn local(name: impl Into<String>, role: LocalRole) -> Self {
+        InterfaceConfig {
+            bitrate: 1_000_000_000,
+            hw_mtu: Some(262_144),
+            ingress_control: false,
+            local: role,
+            ..Self::tcp(name)
         }
     }
 

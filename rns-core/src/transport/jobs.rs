@@ -49,7 +49,7 @@ impl Transport {
         }
     }
 
-    fn announce_job(&mut self, now: Instant) {
+    pub(crate) fn announce_job(&mut self, now: Instant) {
         let mut done: Vec<AddressHash> = Vec::new();
         let mut outgoing: Vec<Outgoing> = Vec::new();
         let jitter = self.random_u64() % (PATHFINDER_RW_MS + 1);
@@ -135,6 +135,8 @@ impl Transport {
         self.inflight_path_requests
             .retain(|_, t| now.saturating_since(*t) < PATH_REQUEST_GATE);
         self.discovery_requests.retain(|_, r| now < r.timeout);
+        self.pending_local_path_requests
+            .retain(|_, (_, t)| now.saturating_since(*t) < PATH_REQUEST_GATE);
         self.rate_table.retain(|d, _| paths.contains(d));
         for l in self.destinations.values_mut() {
             if l.path_response

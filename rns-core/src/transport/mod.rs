@@ -21,13 +21,16 @@ mod outbound;
 mod path_table;
 mod pathfinding;
 mod receipts;
+mod shared;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rand_core::CryptoRngCore;
 
-pub use interface::{AnnounceRate, InterfaceConfig, InterfaceId, InterfaceMode, InterfaceStats};
+pub use interface::{
+    AnnounceRate, InterfaceConfig, InterfaceId, InterfaceMode, InterfaceStats, LocalRole,
+};
 pub use links::LinkInfo;
 pub use path_table::PathState;
 
@@ -91,6 +94,9 @@ pub struct TransportConfig {
     pub max_pending_transmits: usize,
     /// Events queued before new ones are dropped.
     pub max_pending_events: usize,
+    /// Serve local clients (a shared instance): keeps announces to answer their path
+    /// requests, as a transport node does.
+    pub share_instance: bool,
 }
 
 impl Default for TransportConfig {
@@ -104,6 +110,7 @@ impl Default for TransportConfig {
             path_request_tag_cap: 16_000,
             max_pending_transmits: 65_536,
             max_pending_events: 65_536,
+            share_instance: false,
         }
     }
 }
@@ -320,6 +327,8 @@ pub struct Transport {
     tunnel_destination: AddressHash,
     /// Path requests sent because a packet came to forward with no path: (window start, count).
     missing_path_requests: (Instant, u32),
+    /// Path requests from the network we passed to local clients: destination → asker.
+    pending_local_path_requests: HashMap<AddressHash, (InterfaceId, Instant)>,
 }
 
 impl core::fmt::Debug for Transport {
@@ -344,7 +353,10 @@ impl Transport {
         let tunnel_destination =
             destination::hash_from_name(destination::well_known::TUNNEL_SYNTHESIZE, None);
         Transport {
-            known: KnownDestinations::new(config.max_known_destinations, config.transport_enabled),
+            known: KnownDestinations::new(
+                config.max_known_destinations,
+                config.transport_enabled || config.share_instance,
+            ),
             paths: PathTable::new(config.max_paths),
             hashlist: RotatingSet::new(config.packet_hashlist_cap),
             pr_tags: RotatingSet::new(config.path_request_tag_cap),
@@ -372,6 +384,7 @@ impl Transport {
             pr_destination,
             tunnel_destination,
             missing_path_requests: (Instant::ZERO, 0),
+            pending_local_path_requests: HashMap::default(),
         }
     }
 

@@ -50,7 +50,12 @@ impl Transport {
                 if let Some(i) = self.interfaces.get(&iface) {
                     path.expires = super::path_table::secs(now + i.config.mode.path_lifetime());
                 }
-                if path.hops > 1 && !is_h2 {
+                // A local client reaches even its instance's neighbours through it.
+                let via_instance = self
+                    .interfaces
+                    .get(&iface)
+                    .is_some_and(|i| i.config.local == super::interface::LocalRole::Instance);
+                if (path.hops > 1 || (path.hops == 1 && via_instance)) && !is_h2 {
                     let mut out = Vec::with_capacity(raw.len() + 16);
                     out.push(Flags::HEADER_2 | Flags::TRANSPORT | (raw[0] & 0x0F));
                     out.push(raw[1]);

@@ -1,6 +1,6 @@
 //! Answering path requests: for local destinations, from the path table, or by searching.
 
-use super::interface::InterfaceMode;
+use super::interface::{InterfaceMode, LocalRole};
 use super::{AnnounceEntry, DiscoveryRequest, InterfaceId, Transport, PATHFINDER_R};
 use super::{PATH_REQUEST_GRACE, PATH_REQUEST_RG, PATH_REQUEST_TIMEOUT};
 use crate::hash::AddressHash;
@@ -22,6 +22,7 @@ impl Transport {
         };
         let mode = state.config.mode;
         let transport = self.config.transport_enabled;
+        let from_local = state.config.local == LocalRole::Client;
         let search = transport && (mode.discovers_paths() || mode == InterfaceMode::Boundary);
         let boundary_only = mode == InterfaceMode::Boundary;
 
@@ -31,7 +32,13 @@ impl Transport {
             return;
         }
 
-        if transport {
+        // Transport nodes answer from their path table; a shared instance does for its
+        // clients' requests and for destinations on its clients.
+        let on_client = self
+            .paths
+            .get(&d)
+            .is_some_and(|p| self.role(p.interface) == LocalRole::Client);
+        if transport || from_local || on_client {
             if let Some(path) = self.paths.get(&d) {
                 let (next_hop, hops, received_on) = (path.next_hop, path.hops, path.interface);
                 self.inflight_path_requests.remove(&d);
@@ -49,6 +56,9 @@ impl Transport {
                 let mut due = now + PATH_REQUEST_GRACE;
                 if mode == InterfaceMode::Roaming {
                     due = due + PATH_REQUEST_RG;
+                }
+                if from_local || on_client {
+                    due = now;
                 }
                 if let Some(held) = self.announce_table.remove(&d) {
                     self.held_announces.insert(d, held);
@@ -70,7 +80,29 @@ impl Transport {
             }
         }
 
+        if from_local {
+            // A client asks for a path we do not know: ask everywhere else for it.
+            let tag = self.random_tag();
+            let others: Vec<InterfaceId> = self
+                .interfaces
+                .iter()
+                .filter(|(id, s)| **id != iface && s.online)
+                .map(|(id, _)| *id)
+                .collect();
+            for o in others {
+                self.send_path_request(now, &d, Some(o), &tag);
+            }
+            return;
+        }
         if !search || ingress_limited {
+            // A local client may host it without having announced it yet.
+            let clients = self.local_clients();
+            if !clients.is_empty() && self.pending_local_path_requests.len() < 1024 {
+                self.pending_local_path_requests.insert(d, (iface, now));
+                for c in clients {
+                    self.send_path_request(now, &d, Some(c), &req.tag);
+                }
+            }
             return;
         }
         if self.discovery_requests.get(&d).is_some_and(|r| r.engaged) {

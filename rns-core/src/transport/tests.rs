@@ -8,6 +8,7 @@ use rand_chacha::ChaCha20Rng;
 use super::*;
 use crate::ifac::Ifac;
 use crate::packet::{Packet, PacketType};
+use crate::transport::LocalRole;
 
 /// A wire joins (node, interface) to (node, interface).
 struct Wire {
@@ -26,20 +27,24 @@ struct Net {
 
 impl Net {
     fn new(transport: &[bool]) -> Net {
-        let nodes = transport
+        let configs: Vec<TransportConfig> = transport
             .iter()
+            .map(|t| TransportConfig {
+                transport_enabled: *t,
+                ..TransportConfig::default()
+            })
+            .collect();
+        Self::with_configs(configs)
+    }
+
+    fn with_configs(configs: Vec<TransportConfig>) -> Net {
+        let nodes = configs
+            .into_iter()
             .enumerate()
-            .map(|(i, t)| {
+            .map(|(i, c)| {
                 let mut rng = ChaCha20Rng::seed_from_u64(1000 + i as u64);
                 let id = Identity::generate(&mut rng);
-                Transport::new(
-                    TransportConfig {
-                        transport_enabled: *t,
-                        ..TransportConfig::default()
-                    },
-                    id,
-                    Box::new(rng),
-                )
+                Transport::new(c, id, Box::new(rng))
             })
             .collect::<Vec<_>>();
         let n = nodes.len();
@@ -66,6 +71,28 @@ impl Net {
         self.wires.push(Wire {
             a: (a, ia),
             b: (b, ib),
+        });
+        (ia, ib)
+    }
+
+    /// A local-socket connection: `client` attached to `instance`.
+    fn connect_local(&mut self, instance: usize, client: usize) -> (InterfaceId, InterfaceId) {
+        let ia = InterfaceId(self.wires.len() as u32 * 2);
+        let ib = InterfaceId(self.wires.len() as u32 * 2 + 1);
+        let now = self.now;
+        self.nodes[instance].add_interface(
+            now,
+            ia,
+            InterfaceConfig::local("client", LocalRole::Client),
+        );
+        self.nodes[client].add_interface(
+            now,
+            ib,
+            InterfaceConfig::local("instance", LocalRole::Instance),
+        );
+        self.wires.push(Wire {
+            a: (instance, ia),
+            b: (client, ib),
         });
         (ia, ib)
     }
@@ -279,6 +306,76 @@ fn a_transport_node_that_lost_a_path_asks_for_it_when_traffic_comes() {
         (2..=2 * 4).contains(&requests),
         "{requests} frames sent for 50 unknown destinations"
     );
+}
+
+#[test]
+fn a_shared_instance_routes_for_its_local_client() {
+    // remote(0) — instance(1, not a transport node) = client(2) over the local socket.
+    let mut net = Net::with_configs(vec![
+        TransportConfig::default(),
+        TransportConfig {
+            share_instance: true,
+            ..TransportConfig::default()
+        },
+        TransportConfig::default(),
+    ]);
+    net.connect(0, 1);
+    net.connect_local(1, 2);
+    let remote = net.register(0, "grid.node", ProofStrategy::All);
+    let client = net.register(2, "app.client", ProofStrategy::All);
+
+    // The client's announce goes out at once; the network sees it one hop away.
+    let now = net.now;
+    net.nodes[2].announce(now, &client, None).unwrap();
+    net.flush();
+    assert_eq!(net.announces(0, &client), vec![(1, false)]);
+    assert_eq!(
+        net.nodes[1].path(&client).unwrap().hops,
+        0,
+        "the local hop is free"
+    );
+    // The network's announce reaches the client at the hop count the instance sees.
+    let now = net.now;
+    net.nodes[0].announce(now, &remote, None).unwrap();
+    net.flush();
+    assert_eq!(net.announces(2, &remote), vec![(1, false)]);
+
+    // Packets both ways, with proofs, though the instance is no transport node.
+    let now = net.now;
+    let h = net.nodes[2]
+        .send_single(now, &remote, b"from client")
+        .unwrap();
+    net.flush();
+    assert!(net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Packet { data, .. } if data == b"from client")));
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
+    let now = net.now;
+    let h = net.nodes[0]
+        .send_single(now, &client, b"to client")
+        .unwrap();
+    net.flush();
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::Packet { data, .. } if data == b"to client")));
+    assert!(net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
+
+    // The client asks for a path the instance does not know: it asks the network.
+    let quiet = net.register(0, "grid.quiet", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[2].request_path(now, &quiet, None);
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.nodes[2].path(&quiet).map(|p| p.hops), Some(1));
+    // The network asks for a destination only the client has: the client answers.
+    let hidden = net.register(2, "app.hidden", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[0].request_path(now, &hidden, None);
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.nodes[0].path(&hidden).map(|p| p.hops), Some(1));
 }
 
 #[test]
