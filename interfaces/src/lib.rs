@@ -10,6 +10,7 @@
 pub mod auto;
 pub mod control;
 pub mod hdlc;
+pub mod local;
 pub mod tcp;
 pub mod udp;
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rns_core::transport::{InterfaceConfig, InterfaceId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -22,23 +22,23 @@ pub const ACCEPT_SETTLE: Duration = Duration::from_secs(5);
 
 /// Why a connection ended.
 #[derive(Debug)]
-enum Ended {
+pub(crate) enum Ended {
     /// The peer closed or the socket failed.
     Peer,
     /// The node has gone away.
     Node,
 }
 
-/// Move frames between `stream` and the node until either side ends.
-async fn pump(
+/// Move HDLC frames between a byte stream (TCP, a local socket) and the node until
+/// either side ends.
+pub(crate) async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     hub: &Hub,
     id: InterfaceId,
-    stream: TcpStream,
+    stream: S,
     outbound: &mut mpsc::Receiver<Vec<u8>>,
     max: usize,
 ) -> Ended {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut deframer = Deframer::new(max);
     let mut buf = vec![0u8; 16 * 1024];
     let mut frames = Vec::new();
@@ -97,6 +97,7 @@ pub async fn run_client(hub: Hub, target: String, config: InterfaceConfig) {
                 if !hub.send(up).await {
                     return;
                 }
+                let _ = stream.set_nodelay(true);
                 if let Ended::Node = pump(&hub, id, stream, &mut rx, max).await {
                     return;
                 }
@@ -153,6 +154,7 @@ pub async fn run_server(hub: Hub, listener: TcpListener, config: InterfaceConfig
             {
                 return;
             }
+            let _ = stream.set_nodelay(true);
             pump(&hub, id, stream, &mut rx, max).await;
             tracing::info!(interface = %id, %peer, "TCP client left");
             hub.send(InterfaceEvent::Down { id, remove: true }).await;
