@@ -6,6 +6,9 @@
 //! request handlers, and [`NodeHandle::subscribe`] to what arrives: packets, channel
 //! messages, stream data and whole resources. This is what the grid layer builds on.
 //!
+//! [`attach`] instead joins the `grid node` (or `rnsd`) already serving this host's shared
+//! instance, as RNS programs do: no interfaces of its own, the same API.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
@@ -180,7 +183,22 @@ impl std::fmt::Debug for NodeHandle {
 
 /// Start a node from `state` on the current tokio runtime.
 pub async fn spawn(state: StateDir) -> Result<NodeHandle, NodeError> {
-    let (started, parts) = crate::node::start(state).await?;
+    run(state, crate::node::Role::Node).await
+}
+
+/// Attach to the node serving the shared instance `instance` on this host (a `grid node`,
+/// or `rnsd`), as RNS programs do, instead of running interfaces of your own. Only the
+/// program's identity is kept in `state` (give the program its own directory: sharing
+/// the node's would give both the same destinations). Fails with
+/// [`NodeError::NoSharedInstance`] when nothing serves `instance`; if the node restarts
+/// later, the program re-attaches by itself.
+pub async fn attach(state: StateDir, instance: &str) -> Result<NodeHandle, NodeError> {
+    let instance = instance.to_string();
+    run(state, crate::node::Role::Attached { instance }).await
+}
+
+async fn run(state: StateDir, role: crate::node::Role) -> Result<NodeHandle, NodeError> {
+    let (started, parts) = crate::node::start(state, role).await?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     tokio::spawn(crate::node::drive(started, async move {
         let _ = stop_rx.await;

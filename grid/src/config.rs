@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rns_core::ifac::Ifac;
-use rns_core::transport::{InterfaceConfig, InterfaceMode};
+use rns_core::transport::{InterfaceConfig, InterfaceMode, LocalRole};
 use serde::Deserialize;
 
 /// The configuration written to a new state directory by `grid node`.
@@ -18,6 +18,10 @@ transport = false
 announce_interval = "5m"
 # Prove probe packets (rnprobe / grid probe) sent to this node.
 respond_to_probes = true
+# Serve programs on this host (Grid programs and Python RNS programs with
+# share_instance = Yes) over the local shared-instance socket, as rnsd does.
+share_instance = true
+instance_name = "default"
 
 # Find Grid and RNS nodes on the local network with no setup (IPv6 link-local
 # multicast, compatible with RNS's AutoInterface).
@@ -128,6 +132,10 @@ pub struct Config {
     pub announce_interval: Duration,
     /// Prove probes.
     pub respond_to_probes: bool,
+    /// Serve local programs over the shared-instance socket when no other node does.
+    pub share_instance: bool,
+    /// The shared instance's name (RNS `instance_name`).
+    pub instance_name: String,
     /// Interfaces to bring up.
     pub interfaces: Vec<InterfaceSpec>,
     /// Receiving files.
@@ -186,6 +194,11 @@ pub enum InterfaceKind {
     },
     /// LAN auto-discovery (RNS AutoInterface).
     Auto(grid_interfaces::auto::AutoConfig),
+    /// Attach to the shared instance on this host (a Grid node or `rnsd`).
+    Local {
+        /// The instance name (`default` unless the instance sets another).
+        instance: String,
+    },
 }
 
 #[derive(Deserialize, Default)]
@@ -218,6 +231,10 @@ struct RawNode {
     announce_interval: String,
     #[serde(default = "yes")]
     respond_to_probes: bool,
+    #[serde(default = "yes")]
+    share_instance: bool,
+    #[serde(default = "default_instance")]
+    instance_name: String,
 }
 
 impl Default for RawNode {
@@ -226,8 +243,33 @@ impl Default for RawNode {
             transport: false,
             announce_interval: default_interval(),
             respond_to_probes: true,
+            share_instance: true,
+            instance_name: default_instance(),
         }
     }
+}
+
+fn default_instance() -> String {
+    DEFAULT_INSTANCE.into()
+}
+
+/// RNS's default shared instance name.
+pub const DEFAULT_INSTANCE: &str = "default";
+
+/// An instance name becomes part of a socket name: keep it short and printable.
+fn check_instance_name(n: &str) -> Result<(), String> {
+    if n.is_empty() || n.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !n
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "\"{n}\" may only hold letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
 }
 
 fn default_interval() -> String {
@@ -275,6 +317,8 @@ struct RawInterface {
     data_port: Option<u16>,
     devices: Option<Vec<String>>,
     ignored_devices: Option<Vec<String>>,
+    // Local (shared instance) interface.
+    instance_name: Option<String>,
 }
 
 impl Config {
@@ -306,6 +350,7 @@ impl Config {
         if announce_interval < Duration::from_secs(1) {
             return Err(err("node.announce_interval", "must be at least 1s".into()));
         }
+        check_instance_name(&raw.node.instance_name).map_err(|e| err("node.instance_name", e))?;
         let mut interfaces = Vec::new();
         for (i, r) in raw.interfaces.into_iter().enumerate() {
             let k = |f: &str| format!("interface[{i}].{f}");
@@ -345,7 +390,15 @@ impl Config {
                     c.mtu_negotiable = true;
                     (InterfaceKind::Auto(auto), c)
                 }
-                "local" | "kiss" | "rnode" | "serial" => {
+                "local" => {
+                    let instance = r.instance_name.clone().unwrap_or_else(default_instance);
+                    check_instance_name(&instance).map_err(|e| err(&k("instance_name"), e))?;
+                    (
+                        InterfaceKind::Local { instance },
+                        InterfaceConfig::local(name, LocalRole::Instance),
+                    )
+                }
+                "kiss" | "rnode" | "serial" => {
                     return Err(err(
                         &k("type"),
                         format!("interface type \"{}\" is not available in this build yet", r.kind),
@@ -354,7 +407,7 @@ impl Config {
                 other => {
                     return Err(err(
                         &k("type"),
-                        format!("unknown interface type \"{other}\" (expected auto, tcp_server, tcp_client or udp)"),
+                        format!("unknown interface type \"{other}\" (expected auto, tcp_server, tcp_client, udp or local)"),
                     ))
                 }
             };
@@ -432,8 +485,31 @@ impl Config {
             transport: raw.node.transport,
             announce_interval,
             respond_to_probes: raw.node.respond_to_probes,
+            share_instance: raw.node.share_instance,
+            instance_name: raw.node.instance_name,
             interfaces,
         })
+    }
+
+    /// The settings of a program attached to the shared instance `instance`: the local
+    /// socket as its only interface, no transport, no probe answers (as RNS clients).
+    pub fn attached(instance: &str) -> Config {
+        let name = format!("shared instance {instance}");
+        Config {
+            transport: false,
+            announce_interval: humantime::parse_duration(&default_interval())
+                .unwrap_or(Duration::from_secs(300)),
+            respond_to_probes: false,
+            share_instance: false,
+            instance_name: instance.to_string(),
+            interfaces: vec![InterfaceSpec {
+                kind: InterfaceKind::Local {
+                    instance: instance.to_string(),
+                },
+                rns: InterfaceConfig::local(name, LocalRole::Instance),
+            }],
+            cp: CpConfig::default(),
+        }
     }
 
     /// Read and validate a config file.
@@ -491,6 +567,41 @@ mod tests {
             c.interfaces[1].kind,
             InterfaceKind::TcpServer { .. }
         ));
+        assert!(c.share_instance);
+        assert_eq!(c.instance_name, "default");
+    }
+
+    #[test]
+    fn shared_instance_keys() {
+        let c = parse("[node]\nshare_instance = false\ninstance_name = \"lab-2\"\n[[interface]]\ntype = \"local\"\n[[interface]]\ntype = \"local\"\ninstance_name = \"other\"\n").unwrap();
+        assert!(!c.share_instance);
+        assert_eq!(c.instance_name, "lab-2");
+        assert_eq!(
+            c.interfaces[0].kind,
+            InterfaceKind::Local {
+                instance: "default".into()
+            }
+        );
+        assert_eq!(c.interfaces[0].rns.local, LocalRole::Instance);
+        assert_eq!(
+            c.interfaces[1].kind,
+            InterfaceKind::Local {
+                instance: "other".into()
+            }
+        );
+        for (text, key) in [
+            ("[node]\ninstance_name = \"\"\n", "node.instance_name"),
+            ("[node]\ninstance_name = \"a/b\"\n", "node.instance_name"),
+            (
+                "[[interface]]\ntype = \"local\"\ninstance_name = \"x y\"\n",
+                "interface[0].instance_name",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().key, key, "{text}");
+        }
+        let a = Config::attached("lab-2");
+        assert_eq!(a.interfaces.len(), 1);
+        assert!(!a.share_instance && !a.transport);
     }
 
     #[test]

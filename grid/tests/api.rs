@@ -198,3 +198,49 @@ async fn calls_fail_cleanly_for_unknown_links_and_after_shutdown() {
     }
     assert!(stopped);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_program_attaches_to_the_node_serving_the_shared_instance() {
+    let name = format!("grid-api-{}", std::process::id());
+    let prog_dir = node_dir("attach-program", "");
+    let err = api::attach(StateDir::resolve(Some(&prog_dir.0)), &name)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, grid::node::NodeError::NoSharedInstance(n) if *n == name),
+        "{err}"
+    );
+
+    // A node with no network interfaces at all: the program can only reach it locally.
+    let node_dir = node_dir(
+        "attach-node",
+        &format!("[node]\nannounce_interval = \"1h\"\ninstance_name = \"{name}\"\n"),
+    );
+    let node = api::spawn(StateDir::resolve(Some(&node_dir.0)))
+        .await
+        .unwrap();
+    node.register_handler("/echo", |req| Some(req.data.clone()))
+        .await
+        .unwrap();
+    let program = api::attach(StateDir::resolve(Some(&prog_dir.0)), &name)
+        .await
+        .unwrap();
+    assert_ne!(program.identity(), node.identity());
+    program
+        .register_handler("/who", |_| Some(Value::from("program")))
+        .await
+        .unwrap();
+
+    let up = program.open_link(node.destination(), T).await.unwrap();
+    let answer = program
+        .request(up.link, "/echo", Value::from("via the local socket"), T)
+        .await
+        .unwrap();
+    assert_eq!(answer, Value::from("via the local socket"));
+
+    let up = node.open_link(program.destination(), T).await.unwrap();
+    let answer = node.request(up.link, "/who", Value::Nil, T).await.unwrap();
+    assert_eq!(answer, Value::from("program"));
+    program.shutdown();
+    node.shutdown();
+}

@@ -4,7 +4,8 @@
 It writes an RNS config into --dir, starts Reticulum, hosts the SINGLE destination
 `rnsinterop.echo` (proves every packet), and prints JSON lines on stdout:
 
-  {"event": "ready", "destination": hex, "identity": hex, "transport_id": hex, "probe": hex|null}
+  {"event": "ready", "destination": hex, "identity": hex, "transport_id": hex, "probe": hex|null,
+   "attached": bool (connected to a shared instance)}
   {"event": "announce", "destination": hex, "hops": n, "app_data": hex, "identity": hex, "path_response": bool}
   {"event": "packet", "data": hex}
   {"event": "path", "destination": hex, "hops": n} / {"event": "no_path", "destination": hex}
@@ -55,9 +56,11 @@ def write_config(args):
         "[reticulum]",
         # RNS only hosts rnstransport.probe on transport instances.
         f"  enable_transport = {'Yes' if (args.transport or args.probes) else 'No'}",
-        "  share_instance = No",
+        # --instance NAME: share (or attach to) the local shared instance NAME.
+        f"  share_instance = {'Yes' if args.instance else 'No'}",
         f"  respond_to_probes = {'Yes' if args.probes else 'No'}",
         "  panic_on_interface_error = No",
+    ] + ([f"  instance_name = {args.instance}"] if args.instance else []) + [
         "",
         "[logging]",
         f"  loglevel = {args.loglevel}",
@@ -222,6 +225,7 @@ def main():
     p.add_argument("--network-name")
     p.add_argument("--passphrase")
     p.add_argument("--loglevel", type=int, default=5)
+    p.add_argument("--instance", help="share_instance = Yes with this instance_name (attaches to a node serving it)")
     args = p.parse_args()
     write_config(args)
 
@@ -252,7 +256,8 @@ def main():
     RNS.Transport.register_announce_handler(handler)
     probe = RNS.Transport.probe_destination.hash.hex() if getattr(RNS.Transport, "probe_destination", None) else None
     emit(event="ready", destination=dest.hash.hex(), identity=identity.hash.hex(),
-         transport_id=RNS.Transport.identity.hash.hex(), probe=probe)
+         transport_id=RNS.Transport.identity.hash.hex(), probe=probe,
+         attached=bool(RNS.Reticulum.get_instance().is_connected_to_shared_instance))
     # Announces validated before the handler was registered are already in the path
     # table; report them as if they had just arrived.
     for d in list(RNS.Transport.path_table.keys()):

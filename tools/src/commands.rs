@@ -133,6 +133,13 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
         },
         v["uptime_s"]
     );
+    match v["shared_instance"].as_str() {
+        Some(name) => println!(
+            "shared       instance \"{name}\", {} program(s) attached",
+            v["local_clients"]
+        ),
+        None => println!("shared       not serving a shared instance"),
+    }
     println!();
     println!("interfaces:");
     for i in v["interfaces"].as_array().into_iter().flatten() {

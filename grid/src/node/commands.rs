@@ -328,6 +328,8 @@ impl Node {
             "identity": self.identity.hash().to_string(),
             "destination": self.grid_destination.to_string(),
             "transport": self.transport.transport_enabled(),
+            "shared_instance": self.shared_instance,
+            "local_clients": self.transport.local_client_count(),
             "uptime_s": now.saturating_since(self.started).as_secs(),
             "interfaces": interfaces,
             "path_count": self.transport.path_count(),

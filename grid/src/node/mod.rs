@@ -6,10 +6,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use grid_interfaces::control::{self, ControlError, ControlRequest};
-use grid_interfaces::{tcp, udp, Hub, InterfaceEvent, Readiness};
+use grid_interfaces::{local, tcp, udp, Hub, InterfaceEvent, Readiness};
 use rns_core::destination::well_known;
 use rns_core::transport::{
-    Event, InterfaceConfig, InterfaceId, ProofStrategy, Transport, TransportConfig,
+    Event, InterfaceConfig, InterfaceId, LocalRole, ProofStrategy, Transport, TransportConfig,
 };
 use rns_core::{AddressHash, Identity, Instant};
 use serde_json::json;
@@ -39,6 +39,9 @@ pub enum NodeError {
     /// Control socket problem (another node running, say).
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// [`crate::api::attach`] found no node serving the shared instance.
+    #[error("no node serves the shared instance \"{0}\" on this host (start `grid node` first)")]
+    NoSharedInstance(String),
     /// An interface could not be set up.
     #[error("interface {name}: {reason}")]
     Interface {
@@ -86,6 +89,8 @@ struct Node {
     /// Where blocking-thread work (segment preparation) reports back.
     prepared_tx: mpsc::UnboundedSender<files::Prepared>,
     started: Instant,
+    /// The shared instance this node serves to programs on the host, by name.
+    shared_instance: Option<String>,
     announce_interval: Duration,
     dropped_outbound: u64,
     /// Interfaces that are up but not yet ready for traffic (see [`Readiness`]), with the
@@ -109,7 +114,7 @@ fn stagger(destinations: &[AddressHash], start: Instant) -> Vec<(AddressHash, In
 
 /// Run a node from a state directory until `shutdown` completes.
 pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-    let (started, _api) = start(state).await?;
+    let (started, _api) = start(state, Role::Node).await?;
     drive(started, shutdown).await;
     Ok(())
 }
@@ -122,7 +127,21 @@ pub(crate) struct Started {
     ctl_rx: mpsc::Receiver<ControlRequest>,
     prepared_rx: mpsc::UnboundedReceiver<files::Prepared>,
     api_rx: mpsc::Receiver<api::Call>,
-    socket_path: std::path::PathBuf,
+    /// The control socket, removed on stop (none for an attached program).
+    socket_path: Option<std::path::PathBuf>,
+}
+
+/// What is being started.
+pub(crate) enum Role {
+    /// `grid node`: the state directory's config and a control socket; serves the shared
+    /// instance when configured to and no other node does.
+    Node,
+    /// A program attached to the shared instance `instance`: only the identity comes from
+    /// the state directory; its one interface is the local socket.
+    Attached {
+        /// The instance name.
+        instance: String,
+    },
 }
 
 /// What an embedded API handle needs from a started node.
@@ -134,22 +153,37 @@ pub(crate) struct ApiParts {
 }
 
 /// Set a node up; errors (bad config, socket in use, interface failures) surface here.
-pub(crate) async fn start(state: StateDir) -> Result<(Started, ApiParts), NodeError> {
+pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiParts), NodeError> {
     let started = clock::now();
-    let config = state.load_or_create_config()?;
+    let (config, listener) = match role {
+        Role::Node => {
+            let config = state.load_or_create_config()?;
+            let listener = control::bind(&state.socket_path()).await?;
+            (config, Some(listener))
+        }
+        Role::Attached { instance } => {
+            if !local::is_served(&instance).await {
+                return Err(NodeError::NoSharedInstance(instance));
+            }
+            (Config::attached(&instance), None)
+        }
+    };
     let identity = state.load_or_create_identity()?;
-    let listener = control::bind(&state.socket_path()).await?;
     let (hub, iface_events) = Hub::new(1024);
+    let sharing = config.share_instance && serve_shared_instance(&config.instance_name, &hub);
     start_interfaces(&config, &hub).await?;
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
-    let socket_path = state.socket_path();
-    tokio::spawn(control::serve(listener, ctl_tx));
+    let socket_path = listener.as_ref().map(|_| state.socket_path());
+    if let Some(listener) = listener {
+        tokio::spawn(control::serve(listener, ctl_tx));
+    }
     let (api_tx, api_rx) = mpsc::channel(256);
     let (events_tx, _) = tokio::sync::broadcast::channel(api::EVENT_BUFFER);
 
     let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
     let node = Node::new(
         &config,
+        sharing,
         identity,
         started,
         state.root(),
@@ -160,6 +194,7 @@ pub(crate) async fn start(state: StateDir) -> Result<(Started, ApiParts), NodeEr
         identity = %node.identity.hash(),
         destination = %node.grid_destination,
         transport = config.transport,
+        shared_instance = sharing,
         "node started"
     );
     let parts = ApiParts {
@@ -242,8 +277,41 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         }
         node.flush(clock::now());
     }
-    let _ = std::fs::remove_file(socket_path);
+    if let Some(path) = socket_path {
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!("node stopped");
+}
+
+/// Become the host's shared instance `instance` unless another node (Grid or `rnsd`)
+/// already is; returns whether this node serves it.
+fn serve_shared_instance(instance: &str, hub: &Hub) -> bool {
+    match local::bind(instance) {
+        Ok(listener) => {
+            tokio::spawn(local::run_server(
+                hub.clone(),
+                listener,
+                InterfaceConfig::local("shared instance", LocalRole::Client),
+            ));
+            tracing::info!(
+                instance,
+                "serving the shared instance for programs on this host"
+            );
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::info!(
+                instance,
+                "another node serves the shared instance on this host; running on our own \
+                 (set node.instance_name to share this one under another name)"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(instance, error = %e, "cannot serve the shared instance; running on our own");
+            false
+        }
+    }
 }
 
 async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
@@ -274,6 +342,13 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
                     spec.rns.clone(),
                 ));
             }
+            InterfaceKind::Local { instance } => {
+                tokio::spawn(local::run_client(
+                    hub.clone(),
+                    instance.clone(),
+                    spec.rns.clone(),
+                ));
+            }
             InterfaceKind::Udp { listen, forward } => {
                 let s = udp::bind(listen)
                     .await
@@ -288,6 +363,7 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
 impl Node {
     fn new(
         config: &Config,
+        share_instance: bool,
         identity: Identity,
         started: Instant,
         root: &std::path::Path,
@@ -297,6 +373,7 @@ impl Node {
         let mut transport = Transport::new(
             TransportConfig {
                 transport_enabled: config.transport,
+                share_instance,
                 ..TransportConfig::default()
             },
             identity.clone(),
@@ -360,6 +437,7 @@ impl Node {
             incoming_app: HashMap::new(),
             started,
             announce_interval: config.announce_interval,
+            shared_instance: share_instance.then(|| config.instance_name.clone()),
             dropped_outbound: 0,
             pending: HashMap::new(),
         }

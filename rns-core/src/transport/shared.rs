@@ -40,6 +40,11 @@ impl Transport {
             .collect()
     }
 
+    /// How many programs are attached to this shared instance right now.
+    pub fn local_client_count(&self) -> usize {
+        self.local_clients().len()
+    }
+
     /// Whether the path to `d` ends at one of our local clients.
     pub(crate) fn for_local_client(&self, d: &AddressHash) -> bool {
         self.paths
