@@ -49,6 +49,52 @@ allow_all = false
 # target = "192.168.1.10:4242"
 "#;
 
+/// The RNode interface's keys; errors name the key.
+fn parse_rnode(
+    r: &RawInterface,
+) -> Result<grid_interfaces::rnode::RnodeConfig, (&'static str, String)> {
+    let need = |v: Option<u64>, key: &'static str| {
+        v.ok_or((key, "required for type \"rnode\"".to_string()))
+    };
+    let port = r.port.clone().filter(|p| !p.is_empty()).ok_or((
+        "port",
+        "required for type \"rnode\" (e.g. \"/dev/ttyUSB0\")".to_string(),
+    ))?;
+    let frequency = u32::try_from(need(r.frequency, "frequency")?)
+        .map_err(|_| ("frequency", "must be 137 MHz to 3 GHz (in Hz)".to_string()))?;
+    let bandwidth = u32::try_from(need(r.bandwidth, "bandwidth")?)
+        .map_err(|_| ("bandwidth", "must be 7800 to 1625000 Hz".to_string()))?;
+    let sf = r.spreading_factor.ok_or((
+        "spreading_factor",
+        "required for type \"rnode\"".to_string(),
+    ))?;
+    let cr = r
+        .coding_rate
+        .ok_or(("coding_rate", "required for type \"rnode\"".to_string()))?;
+    let mut c = grid_interfaces::rnode::RnodeConfig::new(port, frequency, bandwidth, sf, cr);
+    if let Some(p) = r.tx_power {
+        c.tx_power =
+            u8::try_from(p).map_err(|_| ("tx_power", "must be 0 to 37 dBm".to_string()))?;
+    }
+    // `airtime_limit` is a fraction of time (0.01 = 1 %), enforced by the radio over
+    // its one-hour window; `airtime_limit_short` likewise over its short window.
+    let frac = |v: Option<f64>, key: &'static str| -> Result<Option<f32>, (&'static str, String)> {
+        match v {
+            None => Ok(None),
+            Some(f) if f > 0.0 && f <= 1.0 => Ok(Some((f * 100.0) as f32)),
+            Some(_) => Err((
+                key,
+                "must be a fraction of time in (0, 1], e.g. 0.01 for 1 %".into(),
+            )),
+        }
+    };
+    c.lt_alock = frac(r.airtime_limit, "airtime_limit")?;
+    c.st_alock = frac(r.airtime_limit_short, "airtime_limit_short")?;
+    c.flow_control = r.flow_control.unwrap_or(false);
+    c.validate()?;
+    Ok(c)
+}
+
 /// The auto interface's own keys; errors name the key.
 fn parse_auto(
     r: &RawInterface,
@@ -173,7 +219,7 @@ pub struct InterfaceSpec {
 }
 
 /// The interface drivers available.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum InterfaceKind {
     /// Accept TCP connections.
     TcpServer {
@@ -194,6 +240,8 @@ pub enum InterfaceKind {
     },
     /// LAN auto-discovery (RNS AutoInterface).
     Auto(grid_interfaces::auto::AutoConfig),
+    /// A LoRa radio running RNode firmware on a serial port.
+    Rnode(grid_interfaces::rnode::RnodeConfig),
     /// Attach to the shared instance on this host (a Grid node or `rnsd`).
     Local {
         /// The instance name (`default` unless the instance sets another).
@@ -309,6 +357,8 @@ struct RawInterface {
     coding_rate: Option<u8>,
     tx_power: Option<i32>,
     airtime_limit: Option<f64>,
+    airtime_limit_short: Option<f64>,
+    flow_control: Option<bool>,
     // Auto interface.
     group_id: Option<String>,
     discovery_scope: Option<String>,
@@ -398,7 +448,12 @@ impl Config {
                         InterfaceConfig::local(name, LocalRole::Instance),
                     )
                 }
-                "kiss" | "rnode" | "serial" => {
+                "rnode" => {
+                    let radio = parse_rnode(&r).map_err(|(f, e)| err(&k(f), e))?;
+                    let c = InterfaceConfig::radio(name, radio.bitrate());
+                    (InterfaceKind::Rnode(radio), c)
+                }
+                "kiss" | "serial" => {
                     return Err(err(
                         &k("type"),
                         format!("interface type \"{}\" is not available in this build yet", r.kind),
@@ -407,7 +462,7 @@ impl Config {
                 other => {
                     return Err(err(
                         &k("type"),
-                        format!("unknown interface type \"{other}\" (expected auto, tcp_server, tcp_client, udp or local)"),
+                        format!("unknown interface type \"{other}\" (expected auto, tcp_server, tcp_client, udp, local or rnode)"),
                     ))
                 }
             };
@@ -434,7 +489,13 @@ impl Config {
             if let Some(ic) = r.ingress_control {
                 rns.ingress_control = ic;
             }
-            let bits = r.ifac_size.unwrap_or(16 * 8);
+            // RNS: 16-byte access codes on IP links, 8 on radios and serial lines.
+            let default_ifac = if matches!(kind, InterfaceKind::Rnode(_)) {
+                8
+            } else {
+                16
+            };
+            let bits = r.ifac_size.unwrap_or(default_ifac * 8);
             if bits < 8 || bits % 8 != 0 || bits > 512 {
                 return Err(err(
                     &k("ifac_size"),
@@ -451,15 +512,6 @@ impl Config {
                 r.network_name.as_deref(),
                 r.passphrase.as_deref(),
                 bits as usize / 8,
-            );
-            let _ = (
-                &r.port,
-                r.frequency,
-                r.bandwidth,
-                r.spreading_factor,
-                r.coding_rate,
-                r.tx_power,
-                r.airtime_limit,
             );
             interfaces.push(InterfaceSpec { kind, rns });
         }
@@ -605,6 +657,49 @@ mod tests {
     }
 
     #[test]
+    fn rnode_interface_keys() {
+        let c = parse("[[interface]]\ntype = \"rnode\"\nport = \"/dev/ttyUSB0\"\nfrequency = 868_100_000\nbandwidth = 125_000\nspreading_factor = 9\ncoding_rate = 5\ntx_power = 14\nairtime_limit = 0.01\nnetwork_name = \"n\"\n").unwrap();
+        let InterfaceKind::Rnode(r) = &c.interfaces[0].kind else {
+            panic!("{:?}", c.interfaces[0].kind)
+        };
+        assert_eq!(
+            (
+                r.frequency,
+                r.bandwidth,
+                r.spreading_factor,
+                r.coding_rate,
+                r.tx_power
+            ),
+            (868_100_000, 125_000, 9, 5, 14)
+        );
+        assert_eq!(r.lt_alock, Some(1.0));
+        assert_eq!(c.interfaces[0].rns.bitrate, 1757);
+        assert_eq!(c.interfaces[0].rns.hw_mtu, Some(508));
+        assert_eq!(
+            c.interfaces[0].rns.ifac.as_ref().map(|i| i.size()),
+            Some(8),
+            "radios use 8-byte access codes"
+        );
+        let base = "[[interface]]\ntype = \"rnode\"\nport = \"/dev/x\"\nfrequency = 868100000\nbandwidth = 125000\nspreading_factor = 9\ncoding_rate = 5\n";
+        for (extra, key) in [
+            ("tx_power = 50\n", "tx_power"),
+            ("airtime_limit = 2.0\n", "airtime_limit"),
+        ] {
+            assert_eq!(
+                parse(&format!("{base}{extra}")).unwrap_err().key,
+                format!("interface[0].{key}")
+            );
+        }
+        let e = parse(&base.replace("spreading_factor = 9", "spreading_factor = 14")).unwrap_err();
+        assert_eq!(e.key, "interface[0].spreading_factor");
+        let e = parse(&base.replace("port = \"/dev/x\"\n", "")).unwrap_err();
+        assert_eq!(e.key, "interface[0].port");
+        let e =
+            parse(&base.replace("frequency = 868100000", "frequency = 5000000000")).unwrap_err();
+        assert_eq!(e.key, "interface[0].frequency");
+    }
+
+    #[test]
     fn auto_interface_keys() {
         let c = parse(
             "[[interface]]\ntype = \"auto\"\ngroup_id = \"classroom\"\ndiscovery_scope = \"site\"\ndata_port = 5000\ndevices = [\"eth0\"]\n",
@@ -682,8 +777,12 @@ mod tests {
                 "interface[0].type",
             ),
             (
-                "[[interface]]\ntype = \"rnode\"\nport = \"/dev/x\"",
+                "[[interface]]\ntype = \"kiss\"\nport = \"/dev/x\"",
                 "interface[0].type",
+            ),
+            (
+                "[[interface]]\ntype = \"rnode\"\nport = \"/dev/x\"",
+                "interface[0].frequency",
             ),
             (
                 "[[interface]]\ntype = \"udp\"\nlisten = \"0.0.0.0:1\"\nforward = \"x\"",

@@ -11,6 +11,7 @@ pub mod auto;
 pub mod control;
 pub mod hdlc;
 pub mod local;
+pub mod rnode;
 pub mod tcp;
 pub mod udp;
 
@@ -50,6 +51,13 @@ pub enum InterfaceEvent {
         id: InterfaceId,
         /// The frame as received (IFAC still applied).
         data: Vec<u8>,
+    },
+    /// A radio's signal and channel figures changed (or their periodic refresh).
+    Radio {
+        /// The interface.
+        id: InterfaceId,
+        /// The latest figures.
+        stats: Box<rnode::RadioStats>,
     },
     /// Several frames arrived together (one read from a stream).
     Frames {

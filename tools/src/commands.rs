@@ -116,6 +116,24 @@ pub(crate) fn announce(state: &StateDir, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+/// One line of a radio's figures: airtime, channel load, signal.
+fn radio_line(r: &serde_json::Map<String, serde_json::Value>) -> String {
+    let f = |k: &str, unit: &str| {
+        r.get(k)
+            .and_then(|v| v.as_f64())
+            .map_or_else(|| "?".to_string(), |v| format!("{v:.1}{unit}"))
+    };
+    format!(
+        "airtime {} (1 h {})   channel load {} (1 h {})   RSSI {}   SNR {}",
+        f("airtime_short_pct", " %"),
+        f("airtime_long_pct", " %"),
+        f("channel_load_short_pct", " %"),
+        f("channel_load_long_pct", " %"),
+        f("rssi_dbm", " dBm"),
+        f("snr_db", " dB"),
+    )
+}
+
 pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
     let v = ask(state, json!({"cmd": "status"}), Duration::from_secs(5))?;
     if json_out {
@@ -165,6 +183,9 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
                 }
             }
         );
+        if let Some(r) = i["radio"].as_object() {
+            println!("    {}", radio_line(r));
+        }
     }
     println!();
     println!(

@@ -309,6 +309,7 @@ impl Node {
                     "filtered": s.filtered,
                     "held_announces": s.held_announces,
                     "queued_announces": s.queued_announces,
+                    "radio": self.radio_stats.get(&id),
                 })
             })
             .collect();

@@ -91,6 +91,8 @@ struct Node {
     started: Instant,
     /// The shared instance this node serves to programs on the host, by name.
     shared_instance: Option<String>,
+    /// The latest signal and channel figures of each radio interface.
+    radio_stats: HashMap<InterfaceId, grid_interfaces::rnode::RadioStats>,
     announce_interval: Duration,
     dropped_outbound: u64,
     /// Interfaces that are up but not yet ready for traffic (see [`Readiness`]), with the
@@ -342,6 +344,13 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
                     spec.rns.clone(),
                 ));
             }
+            InterfaceKind::Rnode(radio) => {
+                tokio::spawn(grid_interfaces::rnode::run(
+                    hub.clone(),
+                    radio.clone(),
+                    spec.rns.clone(),
+                ));
+            }
             InterfaceKind::Local { instance } => {
                 tokio::spawn(local::run_client(
                     hub.clone(),
@@ -438,6 +447,7 @@ impl Node {
             started,
             announce_interval: config.announce_interval,
             shared_instance: share_instance.then(|| config.instance_name.clone()),
+            radio_stats: HashMap::new(),
             dropped_outbound: 0,
             pending: HashMap::new(),
         }
@@ -526,6 +536,7 @@ impl Node {
             InterfaceEvent::Down { id, remove } => {
                 self.pending.remove(&id);
                 if remove {
+                    self.radio_stats.remove(&id);
                     self.outbound.remove(&id);
                     self.transport.remove_interface(id);
                 } else {
@@ -537,6 +548,9 @@ impl Node {
                     self.activate(now, id); // the peer spoke: it is ready
                 }
                 self.transport.handle_inbound_vec(now, id, data)
+            }
+            InterfaceEvent::Radio { id, stats } => {
+                self.radio_stats.insert(id, *stats);
             }
             InterfaceEvent::Frames { id, frames } => {
                 if self.pending.contains_key(&id) {

@@ -165,6 +165,17 @@ impl InterfaceConfig {
         }
     }
 
+    /// A LoRa radio (RNS `RNodeInterface`): `bitrate` from the modulation, HW MTU 508
+    /// fixed (two 255-byte LoRa frames), so links across it run at MTU 500.
+    pub fn radio(name: impl Into<String>, bitrate: u64) -> Self {
+        InterfaceConfig {
+            bitrate,
+            hw_mtu: Some(508),
+            mtu_negotiable: false,
+            ..Self::tcp(name)
+        }
+    }
+
     /// Defaults for a UDP interface: 10 Mbit/s, HW MTU 1064, not negotiable.
     pub fn udp(name: impl Into<String>) -> Self {
         InterfaceConfig {
