@@ -112,3 +112,12 @@ pub const ERROR_MODEM_TIMEOUT: u8 = 0x06;
 
 /// The oldest firmware version RNS accepts (1.52).
 pub const MIN_FIRMWARE: (u8, u8) = (1, 52);
+
+/// MCU: ATmega1284P.
+pub const MCU_1284P: u8 = 0x91;
+/// MCU: ATmega2560.
+pub const MCU_2560: u8 = 0x92;
+/// MCU: ESP32.
+pub const MCU_ESP32: u8 = 0x81;
+/// MCU: nRF52.
+pub const MCU_NRF52: u8 = 0x71;

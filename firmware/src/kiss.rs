@@ -25,7 +25,9 @@ pub fn escaped(cmd: u8, payload: &[u8]) -> impl Iterator<Item = u8> + '_ {
             };
             core::iter::once(a).chain(b2)
         });
-    core::iter::once(FEND).chain(body).chain(core::iter::once(FEND))
+    core::iter::once(FEND)
+        .chain(body)
+        .chain(core::iter::once(FEND))
 }
 
 /// The longest an escaped frame of `payload_len` payload bytes can be.
@@ -158,7 +160,11 @@ mod tests {
         let e: Vec<u8> = escaped(0x01, &[0xC0, 0x11, 0xDB]).collect();
         assert_eq!(e, [0xC0, 0x01, 0xDB, 0xDC, 0x11, 0xDB, 0xDD, 0xC0]);
         let e: Vec<u8> = escaped(0xC0, &[]).collect();
-        assert_eq!(e, [0xC0, 0xDB, 0xDC, 0xC0], "the command byte is escaped too");
+        assert_eq!(
+            e,
+            [0xC0, 0xDB, 0xDC, 0xC0],
+            "the command byte is escaped too"
+        );
     }
 
     #[test]
@@ -166,11 +172,18 @@ mod tests {
         let mut d = Decoder::<16>::new();
         let got = decode_all(
             &mut d,
-            &[0xC0, 0x08, 0x73, 0xC0, 0x50, 0x00, 0xC0, 0x48, 0x00, 0xC0, 0x49, 0x00, 0xC0],
+            &[
+                0xC0, 0x08, 0x73, 0xC0, 0x50, 0x00, 0xC0, 0x48, 0x00, 0xC0, 0x49, 0x00, 0xC0,
+            ],
         );
         assert_eq!(
             got,
-            [(0x08, vec![0x73]), (0x50, vec![0]), (0x48, vec![0]), (0x49, vec![0])]
+            [
+                (0x08, vec![0x73]),
+                (0x50, vec![0]),
+                (0x48, vec![0]),
+                (0x49, vec![0])
+            ]
         );
     }
 
@@ -179,7 +192,9 @@ mod tests {
         let mut d = Decoder::<4>::new();
         let got = decode_all(
             &mut d,
-            &[1, 2, 3, 0xC0, 0xC0, 0x00, 1, 2, 3, 4, 5, 0xC0, 0x00, 9, 0xC0],
+            &[
+                1, 2, 3, 0xC0, 0xC0, 0x00, 1, 2, 3, 4, 5, 0xC0, 0x00, 9, 0xC0,
+            ],
         );
         assert_eq!(got, [(0x00, vec![9])]);
         assert_eq!(d.oversized, 1);

@@ -143,7 +143,8 @@ impl Reports {
             cmd::RADIO_STATE => self.echo.state = d.first().copied(),
             cmd::ST_ALOCK => self.echo.st_alock = u16_at(0),
             cmd::LT_ALOCK => self.echo.lt_alock = u16_at(0),
-            cmd::READY => self.ready = self.ready.saturating_add(1),
+            // READY 0 means "queue full": wait for the next one.
+            cmd::READY if d.first() != Some(&0) => self.ready = self.ready.saturating_add(1),
             cmd::ERROR => {
                 self.last_error = d.first().copied();
                 self.stats.device_errors += 1;
