@@ -82,6 +82,11 @@ def write_config(args):
             # udp=LISTEN_PORT:FORWARD_PORT, both on 127.0.0.1 (link MTU 500).
             lines += ["    type = UDPInterface", "    listen_ip = 127.0.0.1", f"    listen_port = {host}",
                       "    forward_ip = 127.0.0.1", f"    forward_port = {port}"]
+        elif kind == "rnode":
+            # rnode=PORT: a (virtual) RNode at 868.1 MHz, 125 kHz, SF7, CR 4/5, as Grid's tests use.
+            lines += ["    type = RNodeInterface", f"    port = {addr}", "    frequency = 868100000",
+                      "    bandwidth = 125000", "    txpower = 14", "    spreadingfactor = 7",
+                      "    codingrate = 5"]
         else:
             raise SystemExit(f"unknown interface kind {kind}")
         lines.append("    enabled = yes")
@@ -219,7 +224,7 @@ def watch_link(link):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
-    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port, tcp_client=host:port, udp=listen_port:forward_port or auto=group_id")
+    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port, tcp_client=host:port, udp=listen_port:forward_port, auto=group_id or rnode=port")
     p.add_argument("--transport", action="store_true")
     p.add_argument("--probes", action="store_true")
     p.add_argument("--network-name")

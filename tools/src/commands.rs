@@ -15,6 +15,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// `grid node`
 pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
     let level = match (quiet, verbose) {
@@ -32,17 +42,15 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     runtime()?.block_on(async {
-        let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
-        grid::run(state, shutdown).await.map_err(|e| anyhow!(e))
+        grid::run(state, shutdown_signal())
+            .await
+            .map_err(|e| anyhow!(e))
     })
+}
+
+/// `grid radio-sim`
+pub(crate) fn radio_sim(config: grid_tools::radio_sim::sim::SimConfig) -> Result<()> {
+    runtime()?.block_on(async { grid_tools::radio_sim::sim::run(config, shutdown_signal()).await })
 }
 
 /// `grid id`

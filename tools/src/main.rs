@@ -94,11 +94,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Virtual RNode radios on pseudo-terminals, sharing a simulated LoRa channel.
+    ///
+    /// Links DIR/rnode0 … DIR/rnode{N-1} to serial ports served by Grid's RNode modem
+    /// core; point `type = "rnode"` interfaces (or RNS's RNodeInterface) at them. Frames
+    /// take their real airtime; overlapping frames collide. Reads `unplug N`, `plug N` and
+    /// `stats` on stdin; prints JSON lines.
+    #[command(name = "radio-sim")]
+    RadioSim {
+        /// How many radios.
+        #[arg(long, default_value_t = 2)]
+        radios: usize,
+        /// Directory for the rnodeN links (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Who hears whom: everyone (full) or only neighbours (line).
+        #[arg(long, value_enum, default_value_t = Topology::Full)]
+        topology: Topology,
+        /// Probability that a reception is lost, 0 to <1.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Seed for loss and the radios' randomness (random by default).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Open and use links: encrypted sessions with a destination.
     Link {
         #[command(subcommand)]
         action: LinkAction,
     },
+}
+
+/// Who hears whom in `grid radio-sim`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum Topology {
+    /// Everyone hears everyone.
+    Full,
+    /// Each radio hears only its neighbours.
+    Line,
 }
 
 /// What to do with links.
@@ -235,6 +268,22 @@ fn main() -> ExitCode {
             json,
         } => commands::probe(&state, &hash, size, data.as_deref(), timeout, json),
         Command::Link { action } => commands::link(&state, action),
+        Command::RadioSim {
+            radios,
+            dir,
+            topology,
+            loss,
+            seed,
+        } => commands::radio_sim(grid_tools::radio_sim::sim::SimConfig {
+            radios,
+            dir,
+            topology: match topology {
+                Topology::Full => grid_tools::radio_sim::medium::Topology::Full,
+                Topology::Line => grid_tools::radio_sim::medium::Topology::Line,
+            },
+            loss,
+            seed,
+        }),
         Command::Cp {
             file,
             hash,

@@ -128,20 +128,8 @@ fn a_grid_node_attaches_to_an_rns_shared_instance() {
 
     // Packets and links both ways, through the instance.
     remote.send_and_prove(&g.destination(), "grid.node", "to grid");
-    let v = g.json(&["link", "open", &remote.destination()]);
-    let link = v["link"].as_str().expect("link opened").to_string();
-    let v = g.json(&["link", "request", &link, "/ping", "g"]);
-    assert_eq!(v["response"], "pong:g", "{v}");
-    remote.cmd(json!({"cmd": "link_open", "destination": g.destination(), "name": "grid.node", "timeout": 15}));
-    let v = remote.expect(T, "link to grid", |v| {
-        v["event"] == "link_established" && v["initiator"] == true
-    });
-    let link = v["link"].as_str().unwrap().to_string();
-    remote.cmd(json!({"cmd": "link_request", "link": link, "path": "/ping", "data": "r"}));
-    let r = remote.expect(T, "response", |v| {
-        v["event"] == "response" || v["event"] == "response_failed"
-    });
-    assert_eq!(r["data"], hex("pong:r"), "{r}");
+    remote.pinged_by(&g, "g");
+    remote.link_ping(&g.destination(), "grid.node", "r", T);
 }
 
 #[test]

@@ -62,6 +62,8 @@ struct Node {
     announced: Vec<AddressHash>,
     /// When each announced destination is next announced.
     announce_schedule: Vec<(AddressHash, Instant)>,
+    /// Introductions (one announce of grid.node) due on slow interfaces that just came up.
+    interface_announces: Vec<(InterfaceId, Instant)>,
     outbound: HashMap<InterfaceId, mpsc::Sender<Vec<u8>>>,
     waiters: Vec<Waiter>,
     /// Packets received on links, until `grid link recv` takes them.
@@ -105,12 +107,33 @@ struct Node {
 /// interface, so a node never sends its own in a burst.
 const ANNOUNCE_STAGGER: Duration = Duration::from_secs(2);
 
+/// Interfaces slower than this (radios) share their channel with every neighbour.
+const SLOW_LINK_BPS: u64 = 1_000_000;
+/// The window a node's introduction on a slow interface is spread over.
+const SLOW_LINK_ANNOUNCE_JITTER: Duration = Duration::from_secs(3);
+
+/// A random duration in `[0, max)`: keeps nodes that started together from announcing
+/// in step.
+fn jitter(max: Duration) -> Duration {
+    use rand_core::RngCore;
+    let ms = max.as_millis().min(u128::from(u32::MAX)) as u32;
+    if ms == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(u64::from(rand_core::OsRng.next_u32() % ms))
+}
+
 /// A schedule announcing `destinations` one after another from `start`.
 fn stagger(destinations: &[AddressHash], start: Instant) -> Vec<(AddressHash, Instant)> {
     destinations
         .iter()
         .enumerate()
-        .map(|(i, d)| (*d, start + ANNOUNCE_STAGGER * i as u32))
+        .map(|(i, d)| {
+            (
+                *d,
+                start + ANNOUNCE_STAGGER * i as u32 + jitter(ANNOUNCE_STAGGER / 2),
+            )
+        })
         .collect()
 }
 
@@ -233,8 +256,12 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
     loop {
         let now = clock::now();
         node.announce_due(now);
+        node.interface_announces_due(now);
         let mut wake = node.transport.poll_timeout();
         if let Some(t) = node.announce_schedule.iter().map(|(_, t)| *t).min() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = node.interface_announces.iter().map(|(_, t)| *t).min() {
             wake = wake.min(t);
         }
         if let Some(w) = node.next_waiter_deadline() {
@@ -434,6 +461,7 @@ impl Node {
             identity,
             grid_destination,
             announce_schedule: stagger(&announced, started),
+            interface_announces: Vec::new(),
             announced,
             outbound: HashMap::new(),
             waiters: Vec::new(),
@@ -472,9 +500,31 @@ impl Node {
                 *t = now + ANNOUNCE_STAGGER * (i as u32 + 1);
                 continue;
             }
-            *t = now + interval;
+            *t = now + interval + jitter(interval / 10);
             if let Err(e) = self.transport.announce(now, d, None) {
                 tracing::warn!(error = %e, "announce failed");
+            }
+        }
+    }
+
+    /// Introduce ourselves on slow interfaces whose random wait is over.
+    fn interface_announces_due(&mut self, now: Instant) {
+        let d = self.grid_destination;
+        let due: Vec<InterfaceId> = self
+            .interface_announces
+            .iter()
+            .filter(|(_, t)| *t <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        self.interface_announces.retain(|(_, t)| *t > now);
+        for id in due {
+            if self
+                .transport
+                .interfaces()
+                .any(|(i, _, online, _)| i == id && online)
+            {
+                let r = self.transport.announce_on(now, &d, id);
+                tracing::debug!(interface = %id, announce = ?r, "introduced on a slow interface");
             }
         }
     }
@@ -497,6 +547,7 @@ impl Node {
         let Some((config, _)) = self.pending.remove(&id) else {
             return;
         };
+        let slow = config.bitrate < SLOW_LINK_BPS;
         if self.transport.interfaces().any(|(i, ..)| i == id) {
             self.transport.set_interface_online(id, true);
         } else {
@@ -504,9 +555,16 @@ impl Node {
         }
         // One announce only: RNS neighbours hold announces for unknown destinations when a
         // new interface sees more than 3 a second, so the others follow on their schedule.
-        let d = self.grid_destination;
-        let r = self.transport.announce_on(now, &d, id);
-        tracing::debug!(interface = %id, announce = ?r, "interface ready");
+        // On a shared radio channel, nodes that power up together would all announce at
+        // once and collide where hidden from each other, so wait a random moment there.
+        if slow {
+            self.interface_announces
+                .push((id, now + jitter(SLOW_LINK_ANNOUNCE_JITTER)));
+        } else {
+            let d = self.grid_destination;
+            let r = self.transport.announce_on(now, &d, id);
+            tracing::debug!(interface = %id, announce = ?r, "interface ready");
+        }
         // Ask the new neighbour for the paths that control requests are waiting on.
         for dest in self.destinations_awaiting_paths() {
             self.transport.request_path(now, &dest, Some(id));

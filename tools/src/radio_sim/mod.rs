@@ -3,3 +3,4 @@
 
 pub mod medium;
 pub mod pty;
+pub mod sim;

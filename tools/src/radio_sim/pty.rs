@@ -84,6 +84,16 @@ impl VirtualPort {
         Ok(())
     }
 
+    /// Write what fits without waiting; returns how many bytes were taken (0 when the
+    /// kernel buffer is full because nobody reads).
+    pub fn try_write(&self, data: &[u8]) -> io::Result<usize> {
+        match self.master.get_ref().write(data) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Close the port (unplug): programs that have it open see it fail, and the link is
     /// removed.
     pub fn unplug(self) {

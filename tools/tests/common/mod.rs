@@ -434,6 +434,32 @@ impl Py {
         v
     }
 
+    /// Open a link to `dest` (a SINGLE destination named `name`), send a `/ping` request
+    /// with `data` and check the `pong:` answer; returns the link id.
+    pub fn link_ping(&mut self, dest: &str, name: &str, data: &str, timeout: Duration) -> String {
+        let secs = timeout.as_secs();
+        self.cmd(json!({"cmd": "link_open", "destination": dest, "name": name, "timeout": secs}));
+        let v = self.expect(timeout, "link established", |v| {
+            v["event"] == "link_established" && v["initiator"] == true
+        });
+        let link = v["link"].as_str().unwrap().to_string();
+        self.cmd(json!({"cmd": "link_request", "link": link, "path": "/ping", "data": data}));
+        let r = self.expect(timeout, "response", |v| {
+            v["event"] == "response" || v["event"] == "response_failed"
+        });
+        assert_eq!(r["data"], hex(&format!("pong:{data}")), "{r}");
+        link
+    }
+
+    /// Grid opens a link to this peer's echo destination and checks a `/ping` request.
+    pub fn pinged_by(&self, g: &Grid, data: &str) -> Value {
+        let v = g.json(&["link", "open", &self.destination()]);
+        let link = v["link"].as_str().expect("link opened").to_string();
+        let r = g.json(&["link", "request", &link, "/ping", data]);
+        assert_eq!(r["response"], format!("pong:{data}"), "{r}");
+        v
+    }
+
     pub fn wait_path(&mut self, dest: &str, timeout_s: u64) -> Value {
         self.cmd(json!({"cmd": "wait_path", "destination": dest, "timeout": timeout_s}));
         let d = dest.to_string();
@@ -519,4 +545,88 @@ impl Drop for Rnsd {
 
 pub fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A running `grid radio-sim`, controlled through its stdin.
+pub struct RadioSim {
+    pub dir: TempDir,
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+}
+
+impl RadioSim {
+    /// Start `n` virtual radios; `topology` is `full` or `line`.
+    pub fn start(n: usize, topology: &str) -> RadioSim {
+        let dir = TempDir::new("radios");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_grid"))
+            .args([
+                "radio-sim",
+                "--radios",
+                &n.to_string(),
+                "--topology",
+                topology,
+            ])
+            .arg("--dir")
+            .arg(&dir.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.0.join("sim.err")).unwrap())
+            .spawn()
+            .expect("spawn grid radio-sim");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut sim = RadioSim {
+            dir,
+            child,
+            stdin,
+            rx,
+        };
+        let ready = sim.next(Duration::from_secs(10));
+        assert_eq!(ready["event"], "ready", "{ready}");
+        sim
+    }
+
+    fn next(&mut self, timeout: Duration) -> Value {
+        self.rx
+            .recv_timeout(timeout)
+            .unwrap_or_else(|e| panic!("no answer from radio-sim: {e}"))
+    }
+
+    /// Send a control line and return the answer.
+    pub fn cmd(&mut self, line: &str) -> Value {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        self.next(Duration::from_secs(10))
+    }
+
+    /// The serial port path of radio `i`.
+    pub fn port(&self, i: usize) -> String {
+        self.dir.0.join(format!("rnode{i}")).display().to_string()
+    }
+
+    /// A Grid `[[interface]]` table for radio `i` (SF7, 125 kHz, 868.1 MHz).
+    pub fn grid_interface(&self, i: usize) -> String {
+        format!(
+            "[[interface]]\ntype = \"rnode\"\nport = \"{}\"\nfrequency = 868100000\nbandwidth = 125000\nspreading_factor = 7\ncoding_rate = 5\n",
+            self.port(i)
+        )
+    }
+}
+
+impl Drop for RadioSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
