@@ -450,7 +450,12 @@ impl Config {
                 }
                 "rnode" => {
                     let radio = parse_rnode(&r).map_err(|(f, e)| err(&k(f), e))?;
-                    let c = InterfaceConfig::radio(name, radio.bitrate());
+                    let mut c = InterfaceConfig::radio(name, radio.bitrate());
+                    // Rebroadcast announces get at most half the duty-cycle budget,
+                    // leaving the rest for the node's own traffic.
+                    if let Some(pct) = radio.lt_alock {
+                        c.announce_cap = c.announce_cap.min(f64::from(pct) / 100.0 / 2.0);
+                    }
                     (InterfaceKind::Rnode(radio), c)
                 }
                 "kiss" | "serial" => {
@@ -674,6 +679,10 @@ mod tests {
         );
         assert_eq!(r.lt_alock, Some(1.0));
         assert_eq!(c.interfaces[0].rns.bitrate, 1757);
+        assert!(
+            (c.interfaces[0].rns.announce_cap - 0.005).abs() < 1e-9,
+            "half of the 1 % duty cycle"
+        );
         assert_eq!(c.interfaces[0].rns.hw_mtu, Some(508));
         assert_eq!(
             c.interfaces[0].rns.ifac.as_ref().map(|i| i.size()),

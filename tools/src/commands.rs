@@ -131,8 +131,15 @@ fn radio_line(r: &serde_json::Map<String, serde_json::Value>) -> String {
             .and_then(|v| v.as_f64())
             .map_or_else(|| "?".to_string(), |v| format!("{v:.1}{unit}"))
     };
+    let duty = match r.get("duty_used_pct").and_then(|v| v.as_f64()) {
+        Some(d) => format!(
+            "   duty cycle {d:.2} % used this hour, {} frame(s) waiting",
+            r.get("duty_deferred").and_then(|v| v.as_u64()).unwrap_or(0)
+        ),
+        None => String::new(),
+    };
     format!(
-        "airtime {} (1 h {})   channel load {} (1 h {})   RSSI {}   SNR {}",
+        "airtime {} (1 h {})   channel load {} (1 h {})   RSSI {}   SNR {}{duty}",
         f("airtime_short_pct", " %"),
         f("airtime_long_pct", " %"),
         f("channel_load_short_pct", " %"),

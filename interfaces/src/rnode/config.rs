@@ -87,6 +87,26 @@ impl RnodeConfig {
         bps.max(1.0) as u64
     }
 
+    /// The modulation as the radio runs it (RNode's preamble), if the values are valid.
+    pub fn modulation(&self) -> Option<grid_firmware::airtime::Modulation> {
+        grid_firmware::airtime::Modulation::rnode(
+            self.spreading_factor,
+            self.bandwidth,
+            self.coding_rate,
+        )
+        .ok()
+    }
+
+    /// The host-side duty-cycle governor for `airtime_limit`, if one is set: the radio's
+    /// own lock only stops it after the limit is reached, the governor before.
+    pub fn governor(&self) -> Option<super::AirtimeGovernor> {
+        let (limit, m) = (self.lt_alock?, self.modulation()?);
+        Some(super::AirtimeGovernor::new(
+            f64::from(limit) / 100.0,
+            move |len| grid_firmware::split::packet_airtime_us(&m, len),
+        ))
+    }
+
     /// The airtime lock for the radio: percent × 100, as ST_ALOCK/LT_ALOCK carry it.
     pub(crate) fn lock_value(pct: f32) -> u16 {
         (pct * 100.0).round().clamp(0.0, 10_000.0) as u16

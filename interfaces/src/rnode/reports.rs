@@ -63,6 +63,10 @@ pub struct RadioStats {
     pub noise_floor_dbm: Option<i16>,
     /// Errors the radio reported (queue full, TX failed, …).
     pub device_errors: u64,
+    /// Airtime this host sent in the last hour, percent of the hour (with `airtime_limit`).
+    pub duty_used_pct: Option<f32>,
+    /// Frames waiting for duty-cycle airtime.
+    pub duty_deferred: usize,
 }
 
 /// Streaming decoder of one device's output.

@@ -39,14 +39,20 @@ fn config() -> RnodeConfig {
     RnodeConfig::new("test", 868_100_000, 125_000, 9, 5)
 }
 
-#[tokio::test]
-async fn brings_up_a_device_that_echoes_its_settings() {
+/// A device that echoes everything, brought up with `c`.
+async fn echoing_device_up(c: &RnodeConfig) -> (DuplexStream, Reports, RadioInfo) {
     let (mut host, dev) = tokio::io::duplex(4096);
     tokio::spawn(device(dev, (1, 82), |_, d| d.to_vec()));
     let mut reports = Reports::default();
+    let info = bring_up(&mut host, c, &mut reports).await.unwrap();
+    (host, reports, info)
+}
+
+#[tokio::test]
+async fn brings_up_a_device_that_echoes_its_settings() {
     let mut c = config();
     c.lt_alock = Some(1.0);
-    let info = bring_up(&mut host, &c, &mut reports).await.unwrap();
+    let (_host, reports, info) = echoing_device_up(&c).await;
     assert_eq!(info.firmware, Some((1, 82)));
     assert_eq!(info.platform, Some(cmd::PLATFORM_ESP32));
     assert_eq!(reports.echo.lt_alock, Some(100));
@@ -92,15 +98,21 @@ async fn a_silent_port_is_not_an_rnode() {
 
 #[tokio::test]
 async fn the_pump_moves_data_frames_both_ways() {
-    let (mut host, dev) = tokio::io::duplex(4096);
-    tokio::spawn(device(dev, (1, 82), |_, d| d.to_vec()));
-    let mut reports = Reports::default();
-    bring_up(&mut host, &config(), &mut reports).await.unwrap();
+    let (mut host, mut reports, _) = echoing_device_up(&config()).await;
     let (hub, mut events) = Hub::new(16);
     let (tx, mut rx) = mpsc::channel(16);
     let id = hub.allocate();
     let c = config();
-    tokio::spawn(async move { pump(&hub, id, &mut host, &mut rx, &mut reports, &c).await });
+    tokio::spawn(async move {
+        let mut link = Link {
+            hub: &hub,
+            id,
+            config: &c,
+            reports: &mut reports,
+            governor: None,
+        };
+        link.pump(&mut host, &mut rx).await
+    });
     // The scripted device loops data back, so what the node sends comes back in.
     let packet: Vec<u8> = (0..=255u8).chain(0..=200).collect();
     tx.send(packet.clone()).await.unwrap();
@@ -114,4 +126,40 @@ async fn the_pump_moves_data_frames_both_ways() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn the_governor_holds_frames_beyond_the_duty_cycle() {
+    let mut c = config();
+    // SF9: a 300-byte packet takes ~1.5 s; allow ~2 s an hour, so one fits.
+    c.lt_alock = Some(0.06);
+    let (mut host, mut reports, _) = echoing_device_up(&c).await;
+    let mut governor = c.governor().expect("a limit makes a governor");
+    let (hub, mut events) = Hub::new(16);
+    let (tx, mut rx) = mpsc::channel(16);
+    let id = hub.allocate();
+    tokio::spawn(async move {
+        let mut link = Link {
+            hub: &hub,
+            id,
+            config: &c,
+            reports: &mut reports,
+            governor: Some(&mut governor),
+        };
+        link.pump(&mut host, &mut rx).await
+    });
+    tx.send(vec![0; 300]).await.unwrap();
+    tx.send(vec![1; 300]).await.unwrap();
+    let mut frames = Vec::new();
+    let mut deferred = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        match ev {
+            InterfaceEvent::Frame { data, .. } => frames.push(data[0]),
+            InterfaceEvent::Radio { stats, .. } => deferred = stats.duty_deferred,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(frames, [0], "only the first frame fits the hour's airtime");
+    assert_eq!(deferred, 1, "the second one waits");
 }

@@ -41,8 +41,9 @@ pub struct SimConfig {
     pub seed: Option<u64>,
 }
 
-/// One radio's view of the shared medium.
-struct SimRadio {
+/// One radio's view of the shared medium: what a `grid-firmware` modem drives in the
+/// simulator (and in virtual-time tests).
+pub struct SimRadio {
     index: usize,
     medium: Rc<RefCell<Medium>>,
     now: Rc<Cell<u64>>,
@@ -52,8 +53,20 @@ struct SimRadio {
 }
 
 impl SimRadio {
-    /// Radios hear each other only on identical settings.
-    fn channel(&self) -> Option<u64> {
+    /// Radio `index` on `medium`, reading the simulation time from `now` (ms).
+    pub fn new(index: usize, medium: Rc<RefCell<Medium>>, now: Rc<Cell<u64>>) -> SimRadio {
+        SimRadio {
+            index,
+            medium,
+            now,
+            tuned: None,
+            configured: None,
+        }
+    }
+
+    /// The channel it listens on while on; radios hear each other only on identical
+    /// settings.
+    pub fn channel(&self) -> Option<u64> {
         self.tuned.map(|(m, f)| {
             (u64::from(f) << 24)
                 ^ (u64::from(m.bandwidth_hz) << 4)
@@ -156,13 +169,7 @@ pub async fn run(
     let now = Rc::new(Cell::new(0u64));
     let mut modems: Vec<SimModem> = (0..config.radios)
         .map(|i| {
-            let radio = SimRadio {
-                index: i,
-                medium: medium.clone(),
-                now: now.clone(),
-                tuned: None,
-                configured: None,
-            };
+            let radio = SimRadio::new(i, medium.clone(), now.clone());
             let seed = (rng.next_u32() | 1).max(1);
             Modem::new(radio, XorShift32::new(seed), ModemConfig::default())
         })
