@@ -49,6 +49,59 @@ allow_all = false
 # target = "192.168.1.10:4242"
 "#;
 
+/// A serial port's keys (`port`, `speed`, `databits`, `parity`, `stopbits`).
+fn parse_serial(
+    r: &RawInterface,
+) -> Result<grid_interfaces::serial::SerialConfig, (&'static str, String)> {
+    use grid_interfaces::serial::{Parity, SerialConfig};
+    let mut c = SerialConfig::new(r.port.clone().unwrap_or_default());
+    if let Some(s) = r.speed {
+        c.speed = s;
+    }
+    if let Some(d) = r.databits {
+        c.data_bits = d;
+    }
+    if let Some(s) = r.stopbits {
+        c.stop_bits = s;
+    }
+    if let Some(p) = &r.parity {
+        c.parity = match p.to_ascii_lowercase().as_str() {
+            "n" | "none" => Parity::None,
+            "e" | "even" => Parity::Even,
+            "o" | "odd" => Parity::Odd,
+            _ => {
+                return Err((
+                    "parity",
+                    format!("unknown parity \"{p}\" (none, even, odd)"),
+                ))
+            }
+        };
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// A KISS TNC's keys: the serial keys, `preamble`, `txtail`, `slottime` (ms),
+/// `persistence` and `flow_control`.
+fn parse_kiss(
+    r: &RawInterface,
+) -> Result<grid_interfaces::kiss_tnc::KissConfig, (&'static str, String)> {
+    let mut c = grid_interfaces::kiss_tnc::KissConfig::new(parse_serial(r)?);
+    let ms = |v: Option<u32>, key: &'static str, default: u32| match v {
+        Some(v) if v > 2550 => Err((key, "must be 0 to 2550 ms".to_string())),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    c.preamble_ms = ms(r.preamble, "preamble", c.preamble_ms)?;
+    c.txtail_ms = ms(r.txtail, "txtail", c.txtail_ms)?;
+    c.slottime_ms = ms(r.slottime, "slottime", c.slottime_ms)?;
+    if let Some(p) = r.persistence {
+        c.persistence = p;
+    }
+    c.flow_control = r.flow_control.unwrap_or(false);
+    Ok(c)
+}
+
 /// The RNode interface's keys; errors name the key.
 fn parse_rnode(
     r: &RawInterface,
@@ -240,6 +293,10 @@ pub enum InterfaceKind {
     },
     /// LAN auto-discovery (RNS AutoInterface).
     Auto(grid_interfaces::auto::AutoConfig),
+    /// A serial line with HDLC framing (RNS `SerialInterface`).
+    Serial(grid_interfaces::serial::SerialConfig),
+    /// A KISS TNC on a serial port (RNS `KISSInterface`).
+    Kiss(grid_interfaces::kiss_tnc::KissConfig),
     /// A LoRa radio running RNode firmware on a serial port.
     Rnode(grid_interfaces::rnode::RnodeConfig),
     /// Attach to the shared instance on this host (a Grid node or `rnsd`).
@@ -359,6 +416,15 @@ struct RawInterface {
     airtime_limit: Option<f64>,
     airtime_limit_short: Option<f64>,
     flow_control: Option<bool>,
+    // Serial and KISS.
+    speed: Option<u32>,
+    databits: Option<u8>,
+    parity: Option<String>,
+    stopbits: Option<u8>,
+    preamble: Option<u32>,
+    txtail: Option<u32>,
+    slottime: Option<u32>,
+    persistence: Option<u8>,
     // Auto interface.
     group_id: Option<String>,
     discovery_scope: Option<String>,
@@ -458,16 +524,21 @@ impl Config {
                     }
                     (InterfaceKind::Rnode(radio), c)
                 }
-                "kiss" | "serial" => {
-                    return Err(err(
-                        &k("type"),
-                        format!("interface type \"{}\" is not available in this build yet", r.kind),
-                    ))
+                "serial" => {
+                    let serial = parse_serial(&r).map_err(|(f, e)| err(&k(f), e))?;
+                    let c = InterfaceConfig::serial(name, u64::from(serial.speed));
+                    (InterfaceKind::Serial(serial), c)
+                }
+                "kiss" => {
+                    let kiss = parse_kiss(&r).map_err(|(f, e)| err(&k(f), e))?;
+                    // RNS guesses 1200 bit/s for a TNC: it cannot know the radio's rate.
+                    let c = InterfaceConfig::serial(name, 1200);
+                    (InterfaceKind::Kiss(kiss), c)
                 }
                 other => {
                     return Err(err(
                         &k("type"),
-                        format!("unknown interface type \"{other}\" (expected auto, tcp_server, tcp_client, udp, local or rnode)"),
+                        format!("unknown interface type \"{other}\" (expected auto, tcp_server, tcp_client, udp, local, rnode, kiss or serial)"),
                     ))
                 }
             };
@@ -662,6 +733,41 @@ mod tests {
     }
 
     #[test]
+    fn serial_and_kiss_interface_keys() {
+        let c = parse("[[interface]]\ntype = \"serial\"\nport = \"/dev/ttyS0\"\nspeed = 115200\nparity = \"even\"\n[[interface]]\ntype = \"kiss\"\nport = \"/dev/ttyUSB1\"\npreamble = 150\nflow_control = true\n").unwrap();
+        let InterfaceKind::Serial(s) = &c.interfaces[0].kind else {
+            panic!("{:?}", c.interfaces[0].kind)
+        };
+        assert_eq!((s.speed, s.data_bits, s.stop_bits), (115_200, 8, 1));
+        assert_eq!(s.parity, grid_interfaces::serial::Parity::Even);
+        assert_eq!(c.interfaces[0].rns.bitrate, 115_200);
+        assert_eq!(c.interfaces[0].rns.hw_mtu, Some(564));
+        let InterfaceKind::Kiss(k) = &c.interfaces[1].kind else {
+            panic!("{:?}", c.interfaces[1].kind)
+        };
+        assert_eq!(
+            (k.preamble_ms, k.txtail_ms, k.persistence, k.flow_control),
+            (150, 20, 64, true)
+        );
+        assert_eq!(k.serial.speed, 9600);
+        assert_eq!(c.interfaces[1].rns.bitrate, 1200);
+        for (text, key) in [
+            ("type = \"serial\"\n", "port"),
+            (
+                "type = \"serial\"\nport = \"/d\"\ndatabits = 9\n",
+                "databits",
+            ),
+            (
+                "type = \"kiss\"\nport = \"/d\"\npreamble = 9000\n",
+                "preamble",
+            ),
+        ] {
+            let e = parse(&format!("[[interface]]\n{text}")).unwrap_err();
+            assert_eq!(e.key, format!("interface[0].{key}"), "{text}");
+        }
+    }
+
+    #[test]
     fn rnode_interface_keys() {
         let c = parse("[[interface]]\ntype = \"rnode\"\nport = \"/dev/ttyUSB0\"\nfrequency = 868_100_000\nbandwidth = 125_000\nspreading_factor = 9\ncoding_rate = 5\ntx_power = 14\nairtime_limit = 0.01\nnetwork_name = \"n\"\n").unwrap();
         let InterfaceKind::Rnode(r) = &c.interfaces[0].kind else {
@@ -786,8 +892,8 @@ mod tests {
                 "interface[0].type",
             ),
             (
-                "[[interface]]\ntype = \"kiss\"\nport = \"/dev/x\"",
-                "interface[0].type",
+                "[[interface]]\ntype = \"kiss\"\nport = \"/dev/x\"\nparity = \"mark\"",
+                "interface[0].parity",
             ),
             (
                 "[[interface]]\ntype = \"rnode\"\nport = \"/dev/x\"",

@@ -10,8 +10,10 @@
 pub mod auto;
 pub mod control;
 pub mod hdlc;
+pub mod kiss_tnc;
 pub mod local;
 pub mod rnode;
+pub mod serial;
 pub mod tcp;
 pub mod udp;
 
@@ -119,6 +121,25 @@ impl Hub {
     pub fn is_closed(&self) -> bool {
         self.events.is_closed()
     }
+}
+
+/// Tell the node that a driver's (re)connected interface is up. Frames queued while it
+/// was down are stale and dropped first. Returns false once the node has gone away.
+pub(crate) async fn report_up(
+    hub: &Hub,
+    id: InterfaceId,
+    config: &InterfaceConfig,
+    (tx, rx): (&mpsc::Sender<Vec<u8>>, &mut mpsc::Receiver<Vec<u8>>),
+    ready: Readiness,
+) -> bool {
+    while rx.try_recv().is_ok() {}
+    hub.send(InterfaceEvent::Up {
+        id,
+        config: Box::new(config.clone()),
+        outbound: tx.clone(),
+        ready,
+    })
+    .await
 }
 
 /// Largest frame a driver accepts for an interface: its HW MTU plus IFAC, with slack.

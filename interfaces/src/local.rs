@@ -12,7 +12,7 @@ use rns_core::transport::InterfaceConfig;
 use tokio::sync::mpsc;
 
 use crate::tcp::{pump, Ended, RECONNECT_INTERVAL};
-use crate::{max_frame, Hub, InterfaceEvent, Readiness, OUTBOUND_QUEUE};
+use crate::{max_frame, report_up, Hub, InterfaceEvent, Readiness, OUTBOUND_QUEUE};
 
 /// RNS's shared instance port where there are no abstract Unix sockets.
 pub const SHARED_INSTANCE_PORT: u16 = 37428;
@@ -114,14 +114,7 @@ pub async fn run_client(hub: Hub, instance: String, config: InterfaceConfig) {
         match connect(&instance).await {
             Ok(conn) => {
                 tracing::info!(interface = %id, instance = %instance, "attached to the shared instance");
-                while rx.try_recv().is_ok() {}
-                let up = InterfaceEvent::Up {
-                    id,
-                    config: Box::new(config.clone()),
-                    outbound: tx.clone(),
-                    ready: Readiness::Now,
-                };
-                if !hub.send(up).await {
+                if !report_up(&hub, id, &config, (&tx, &mut rx), Readiness::Now).await {
                     return;
                 }
                 if let Ended::Node = conn.pump(&hub, id, &mut rx, max).await {

@@ -87,6 +87,12 @@ def write_config(args):
             lines += ["    type = RNodeInterface", f"    port = {addr}", "    frequency = 868100000",
                       "    bandwidth = 125000", "    txpower = 14", "    spreadingfactor = 7",
                       "    codingrate = 5"]
+        elif kind == "serial":
+            # serial=PORT: HDLC over a serial line at 115200 baud.
+            lines += ["    type = SerialInterface", f"    port = {addr}", "    speed = 115200"]
+        elif kind == "kiss":
+            # kiss=PORT: a KISS TNC at 115200 baud.
+            lines += ["    type = KISSInterface", f"    port = {addr}", "    speed = 115200"]
         else:
             raise SystemExit(f"unknown interface kind {kind}")
         lines.append("    enabled = yes")
@@ -224,7 +230,7 @@ def watch_link(link):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
-    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port, tcp_client=host:port, udp=listen_port:forward_port, auto=group_id or rnode=port")
+    p.add_argument("--interface", action="append", default=[], help="tcp_server=host:port, tcp_client=host:port, udp=listen_port:forward_port, auto=group_id, rnode=port, serial=port or kiss=port")
     p.add_argument("--transport", action="store_true")
     p.add_argument("--probes", action="store_true")
     p.add_argument("--network-name")

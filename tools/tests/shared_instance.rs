@@ -66,6 +66,11 @@ fn python_programs_attach_to_a_grid_node() {
     wait_for(T, "Grid counts the attached program", || {
         (g.status()["local_clients"] == 1).then_some(())
     });
+    // Grid introduces itself to the remote peer. RNS holds announces for unknown
+    // destinations when two arrive close together on a young interface (ingress
+    // control), so let the introduction settle before the program announces.
+    remote.announce_event(&g.destination(), T);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
 
     // Announces both ways. The program sits where the instance is, so the network sees
     // it one hop away, as with rnsd.

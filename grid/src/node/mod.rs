@@ -371,6 +371,20 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
                     spec.rns.clone(),
                 ));
             }
+            InterfaceKind::Serial(serial) => {
+                tokio::spawn(grid_interfaces::serial::run(
+                    hub.clone(),
+                    serial.clone(),
+                    spec.rns.clone(),
+                ));
+            }
+            InterfaceKind::Kiss(kiss) => {
+                tokio::spawn(grid_interfaces::kiss_tnc::run(
+                    hub.clone(),
+                    kiss.clone(),
+                    spec.rns.clone(),
+                ));
+            }
             InterfaceKind::Rnode(radio) => {
                 tokio::spawn(grid_interfaces::rnode::run(
                     hub.clone(),

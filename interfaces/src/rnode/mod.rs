@@ -24,11 +24,11 @@ pub use config::RnodeConfig;
 pub use governor::{AirtimeGovernor, GovernorStats, GRACE_MS, MAX_HELD, WINDOW_MS};
 pub use reports::{RadioInfo, RadioStats, Reports};
 
+use crate::serial::report_failure;
 use crate::tcp::Ended;
-use crate::{Hub, InterfaceEvent, Readiness, OUTBOUND_QUEUE};
+use crate::{report_up, Hub, InterfaceEvent, Readiness, OUTBOUND_QUEUE};
 
-/// Delay between attempts to open or bring up the radio.
-pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+pub use crate::serial::RETRY_INTERVAL;
 /// Longest wait for READY after a frame when flow control is on.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Statistics go to the node at most this often.
@@ -56,14 +56,7 @@ pub async fn run(hub: Hub, config: RnodeConfig, mut iface: InterfaceConfig) {
                             bitrate = iface.bitrate,
                             "radio up"
                         );
-                        while rx.try_recv().is_ok() {}
-                        let up = InterfaceEvent::Up {
-                            id,
-                            config: Box::new(iface.clone()),
-                            outbound: tx.clone(),
-                            ready: Readiness::Now,
-                        };
-                        if !hub.send(up).await {
+                        if !report_up(&hub, id, &iface, (&tx, &mut rx), Readiness::Now).await {
                             return;
                         }
                         let mut link = Link {
@@ -83,33 +76,19 @@ pub async fn run(hub: Hub, config: RnodeConfig, mut iface: InterfaceConfig) {
                             return;
                         }
                     }
-                    Err(e) => report(&mut last_error, &config.port, &e.to_string()),
+                    Err(e) => report_failure(&mut last_error, &config.port, &format!("radio: {e}")),
                 }
             }
-            Err(e) => report(
+            Err(e) => report_failure(
                 &mut last_error,
                 &config.port,
-                &format!("cannot open the port: {e}"),
+                &format!("radio: cannot open the port: {e}"),
             ),
         }
         if hub.is_closed() {
             return;
         }
         tokio::time::sleep(RETRY_INTERVAL).await;
-    }
-}
-
-/// Log a bring-up failure loudly once, then quietly while it stays the same.
-fn report(last: &mut String, port: &str, msg: &str) {
-    if last != msg {
-        tracing::warn!(
-            port,
-            "radio: {msg}; retrying every {}s",
-            RETRY_INTERVAL.as_secs()
-        );
-        *last = msg.to_string();
-    } else {
-        tracing::debug!(port, "radio: {msg}");
     }
 }
 

@@ -176,6 +176,17 @@ impl InterfaceConfig {
         }
     }
 
+    /// A serial line or KISS TNC (RNS `SerialInterface`, `KISSInterface`): HW MTU 564
+    /// fixed, `bitrate` as configured or guessed.
+    pub fn serial(name: impl Into<String>, bitrate: u64) -> Self {
+        InterfaceConfig {
+            bitrate,
+            hw_mtu: Some(564),
+            mtu_negotiable: false,
+            ..Self::tcp(name)
+        }
+    }
+
     /// Defaults for a UDP interface: 10 Mbit/s, HW MTU 1064, not negotiable.
     pub fn udp(name: impl Into<String>) -> Self {
         InterfaceConfig {

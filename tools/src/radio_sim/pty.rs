@@ -101,6 +101,24 @@ impl VirtualPort {
     }
 }
 
+/// Two virtual ports wired to each other (a null-modem cable): what one program writes
+/// to `a`, a program on `b` reads, and back. Runs until either port fails.
+pub async fn null_modem(a: VirtualPort, b: VirtualPort) {
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let relay = |from: std::sync::Arc<VirtualPort>, to: std::sync::Arc<VirtualPort>| async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = from.read(&mut buf).await {
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = relay(a.clone(), b.clone()) => {}
+        _ = relay(b, a) => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
