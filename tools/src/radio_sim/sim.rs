@@ -26,6 +26,9 @@ const RX_SNR_X4: i8 = 40;
 const NOISE_FLOOR_DBM: i16 = -120;
 const CARRIER_DBM: i16 = -80;
 
+/// Most radios one simulator serves (each is a pseudo-terminal).
+pub const MAX_RADIOS: usize = 64;
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -153,7 +156,10 @@ pub async fn run(
     config: SimConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(config.radios > 0, "--radios must be at least 1");
+    anyhow::ensure!(
+        (1..=MAX_RADIOS).contains(&config.radios),
+        "--radios must be 1 to {MAX_RADIOS}"
+    );
     anyhow::ensure!(
         (0.0..1.0).contains(&config.loss),
         "--loss must be a probability in [0, 1)"
