@@ -9,6 +9,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod frame;
 pub mod node;
 pub mod state;
 
