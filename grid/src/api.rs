@@ -50,6 +50,28 @@ pub enum ApiError {
     Failed(String),
 }
 
+/// Why [`NodeHandle::execute`] produced no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The call was refused before anything was sent.
+    #[error("{0}")]
+    Local(String),
+    /// No path, no link, or no answer in time.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The target answered with an error.
+    #[error("{}: {message}", code.as_str())]
+    Remote {
+        /// What kind of error.
+        code: crate::frame::ErrorCode,
+        /// The target's message.
+        message: String,
+    },
+    /// The answer was not a valid response frame.
+    #[error("bad response: {0}")]
+    BadResponse(String),
+}
+
 /// Something that arrived or happened on the node's links.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeEvent {
@@ -159,6 +181,19 @@ pub(crate) enum Call {
         reply: Reply,
     },
     Links(oneshot::Sender<Vec<LinkInfo>>),
+    /// Register a command: name, description, handler.
+    Command(
+        String,
+        String,
+        crate::commands::CommandHandler,
+        oneshot::Sender<()>,
+    ),
+    /// A command task's answer to a frame request.
+    Respond {
+        link: LinkId,
+        request_id: AddressHash,
+        response: Vec<u8>,
+    },
 }
 
 /// A running node. Cloning is cheap; the node stops when [`NodeHandle::shutdown`] is called
@@ -227,6 +262,22 @@ fn typed<T: Send + 'static>(
 }
 
 impl NodeHandle {
+    /// A handle for the node's own use (control-socket commands): it cannot stop the node.
+    pub(crate) fn internal(
+        calls: mpsc::Sender<Call>,
+        events: broadcast::Sender<NodeEvent>,
+        identity: AddressHash,
+        destination: AddressHash,
+    ) -> NodeHandle {
+        NodeHandle {
+            calls,
+            events,
+            identity,
+            destination,
+            stop: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
     /// This node's identity hash.
     pub fn identity(&self) -> AddressHash {
         self.identity
@@ -441,6 +492,118 @@ impl NodeHandle {
             .await
             .map_err(|_| ApiError::Stopped)?;
         rx.await.map_err(|_| ApiError::Stopped)
+    }
+
+    /// Offer a command to other nodes (`domain/action`; see [`crate::commands`]). The
+    /// handler runs on its own task for each call; `description` is what `list` shows.
+    pub async fn register_command<F, Fut>(
+        &self,
+        name: &str,
+        description: &str,
+        handler: F,
+    ) -> Result<(), ApiError>
+    where
+        F: Fn(crate::commands::CommandCall) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<serde_json::Value, crate::commands::CommandError>>
+            + Send
+            + 'static,
+    {
+        crate::frame::names::check_command(name)
+            .map_err(|e| ApiError::Failed(format!("command name {e}")))?;
+        let handler: crate::commands::CommandHandler =
+            Arc::new(move |call| Box::pin(handler(call)));
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Command(
+                name.to_string(),
+                description.to_string(),
+                handler,
+                tx,
+            ))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)
+    }
+
+    /// Run `command` with JSON `params` on the node whose `grid.node` destination is
+    /// `node`, and wait up to `timeout` for its result. Reuses a link this node opened to
+    /// it, or opens one (and identifies on it, so the target knows who calls).
+    pub async fn execute(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ExecError> {
+        use crate::frame::{Body, GridFrame, Outcome};
+        crate::frame::names::check_command(command)
+            .map_err(|e| ExecError::Local(format!("command name {e}")))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let link = self.link_to(node, timeout).await?;
+        let correlation = {
+            use rand_core::RngCore;
+            rand_core::OsRng.next_u64()
+        };
+        let now_ms = crate::clock::now().as_millis();
+        let frame = GridFrame {
+            correlation,
+            source: self.destination.0,
+            target: node.0,
+            timestamp_ms: now_ms,
+            ttl_ms: timeout.as_millis() as u64,
+            body: Body::Request {
+                command: command.to_string(),
+                params: params.to_string().into_bytes(),
+            },
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let answer = self
+            .request(
+                link,
+                crate::commands::FRAME_PATH,
+                rmpv::Value::Binary(frame.encode()),
+                left.max(Duration::from_millis(100)),
+            )
+            .await
+            .map_err(ExecError::Api)?;
+        let rmpv::Value::Binary(bytes) = answer else {
+            return Err(ExecError::BadResponse("not frame bytes".into()));
+        };
+        let response =
+            GridFrame::decode(&bytes).map_err(|e| ExecError::BadResponse(e.to_string()))?;
+        match response.body {
+            Body::Response(Outcome::Err { code, message }) => {
+                Err(ExecError::Remote { code, message })
+            }
+            _ if response.correlation != correlation => Err(ExecError::BadResponse(format!(
+                "answer for request {:016x}, not {correlation:016x}",
+                response.correlation
+            ))),
+            Body::Response(Outcome::Ok(json)) => serde_json::from_slice(&json)
+                .map_err(|e| ExecError::BadResponse(format!("result is not JSON: {e}"))),
+            _ => Err(ExecError::BadResponse("not a response".into())),
+        }
+    }
+
+    /// An active link this node opened to `node`, or a new one (identified).
+    async fn link_to(&self, node: AddressHash, timeout: Duration) -> Result<LinkId, ExecError> {
+        let existing = self
+            .links()
+            .await
+            .map_err(ExecError::Api)?
+            .into_iter()
+            .find(|l| {
+                l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
+            });
+        if let Some(l) = existing {
+            return Ok(l.id);
+        }
+        let up = self
+            .open_link(node, timeout)
+            .await
+            .map_err(ExecError::Api)?;
+        self.identify(up.link).await.map_err(ExecError::Api)?;
+        Ok(up.link)
     }
 
     /// Stop the node (its control socket goes away too).

@@ -244,3 +244,186 @@ async fn a_program_attaches_to_the_node_serving_the_shared_instance() {
     program.shutdown();
     node.shutdown();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn commands_run_on_a_node_one_transport_hop_away() {
+    use grid::api::ExecError;
+    use grid::commands::{CommandCall, CommandError};
+    use grid::frame::ErrorCode;
+    let port = free_port();
+    let hub = node_dir("cmd-hub", &format!(
+        "[node]\nannounce_interval = \"1h\"\ntransport = true\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let client = |tag: &str| {
+        node_dir(tag, &format!(
+            "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+        ))
+    };
+    let (da, dc) = (client("cmd-a"), client("cmd-c"));
+    let _b = api::spawn(StateDir::resolve(Some(&hub.0))).await.unwrap();
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let c = api::spawn(StateDir::resolve(Some(&dc.0))).await.unwrap();
+    c.register_command(
+        "test/echo",
+        "echo the params and say who called",
+        |call: CommandCall| async move {
+            if call.params.is_null() {
+                return Err(CommandError::bad_params("give me something"));
+            }
+            Ok(serde_json::json!({
+                "params": call.params,
+                "caller": call.caller.map(|h| h.to_string()),
+                "big": "x".repeat(call.params["big"].as_u64().unwrap_or(0) as usize),
+            }))
+        },
+    )
+    .await
+    .unwrap();
+
+    let pong = a
+        .execute(c.destination(), "grid/ping", &serde_json::Value::Null, T)
+        .await
+        .unwrap();
+    assert_eq!(pong["pong"], true);
+    assert_eq!(pong["node"], c.destination().to_string());
+
+    let r = a
+        .execute(
+            c.destination(),
+            "test/echo",
+            &serde_json::json!({"n": 7}),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["params"]["n"], 7);
+    assert_eq!(
+        r["caller"],
+        a.identity().to_string(),
+        "the caller identified on the link"
+    );
+    // A result larger than a link packet travels as a resource.
+    let r = a
+        .execute(
+            c.destination(),
+            "test/echo",
+            &serde_json::json!({"big": 300_000}),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["big"].as_str().unwrap().len(), 300_000);
+
+    let list = a
+        .execute(c.destination(), "list", &serde_json::Value::Null, T)
+        .await
+        .unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"test/echo") && names.contains(&"grid/ping"),
+        "{names:?}"
+    );
+
+    let e = a
+        .execute(c.destination(), "test/nothing", &serde_json::Value::Null, T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ExecError::Remote {
+                code: ErrorCode::UnknownCommand,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = a
+        .execute(c.destination(), "test/echo", &serde_json::Value::Null, T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ExecError::Remote {
+                code: ErrorCode::BadParams,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let caps = a
+        .execute(
+            c.destination(),
+            "grid/capabilities",
+            &serde_json::Value::Null,
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(caps["cpu_cores"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bad_frames_get_typed_errors_and_the_link_stays_usable() {
+    use grid::commands::FRAME_PATH;
+    use grid::frame::{Body, ErrorCode, GridFrame, Outcome, FRAME_VERSION};
+    let (a, b, _da, _db) = pair("badframes").await;
+    let up = a.open_link(b.destination(), T).await.unwrap();
+    let ask = |bytes: Value| {
+        let a = a.clone();
+        async move {
+            let answer = a.request(up.link, FRAME_PATH, bytes, T).await.unwrap();
+            let Value::Binary(bytes) = answer else {
+                panic!("not frame bytes: {answer:?}")
+            };
+            GridFrame::decode(&bytes).unwrap()
+        }
+    };
+    let code = |f: &GridFrame| match &f.body {
+        Body::Response(Outcome::Err { code, .. }) => *code,
+        other => panic!("expected an error response, got {other:?}"),
+    };
+    let good = GridFrame {
+        correlation: 42,
+        source: a.destination().0,
+        target: b.destination().0,
+        timestamp_ms: 0,
+        ttl_ms: 0,
+        body: Body::Request {
+            command: "grid/ping".into(),
+            params: Vec::new(),
+        },
+    }
+    .encode();
+
+    let mut future = good.clone();
+    future[0] = FRAME_VERSION + 1;
+    let f = ask(Value::Binary(future)).await;
+    assert_eq!(
+        (code(&f), f.correlation),
+        (ErrorCode::UnsupportedVersion, 42)
+    );
+    let f = ask(Value::Binary(good[..good.len() - 2].to_vec())).await;
+    assert_eq!((code(&f), f.correlation), (ErrorCode::Malformed, 42));
+    let f = ask(Value::Binary(vec![1, 2, 3])).await;
+    assert_eq!(code(&f), ErrorCode::Malformed);
+    let f = ask(Value::from("not bytes")).await;
+    assert_eq!(code(&f), ErrorCode::Malformed);
+    // An expired request is not run.
+    let mut stale = GridFrame::decode(&good).unwrap();
+    stale.timestamp_ms = 1;
+    stale.ttl_ms = 1;
+    let f = ask(Value::Binary(stale.encode())).await;
+    assert_eq!(code(&f), ErrorCode::Timeout);
+
+    // The same link still carries good frames.
+    let f = ask(Value::Binary(good)).await;
+    assert!(matches!(f.body, Body::Response(Outcome::Ok(_))), "{f:?}");
+    assert_eq!(f.correlation, 42);
+}

@@ -124,6 +124,36 @@ pub(crate) fn announce(state: &StateDir, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+/// `grid exec`
+pub(crate) fn exec(
+    state: &StateDir,
+    hash: &str,
+    command: &str,
+    params: Option<&str>,
+    timeout: f64,
+    json_out: bool,
+) -> Result<()> {
+    let _: rns_core::AddressHash = hash
+        .parse()
+        .map_err(|e| anyhow!("invalid destination hash \"{hash}\": {e}"))?;
+    let params: Value = match params {
+        Some(p) => serde_json::from_str(p).map_err(|e| anyhow!("params are not JSON: {e}"))?,
+        None => Value::Null,
+    };
+    let timeout = Duration::from_secs_f64(timeout.clamp(0.1, 600.0));
+    let req = json!({
+        "cmd": "exec", "destination": hash, "command": command, "params": params,
+        "timeout_ms": timeout.as_millis() as u64,
+    });
+    let v = ask(state, req, timeout + Duration::from_secs(5))?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v["result"])?);
+    }
+    Ok(())
+}
+
 /// One line of a radio's figures: airtime, channel load, signal.
 fn radio_line(r: &serde_json::Map<String, serde_json::Value>) -> String {
     let f = |k: &str, unit: &str| {

@@ -94,6 +94,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a command on another node (Commands.execute) and print its JSON result.
+    Exec {
+        /// The node's grid.node destination hash.
+        hash: String,
+        /// The command, `domain/action` (`grid/ping`, `list`, …).
+        command: String,
+        /// JSON params (default: none).
+        params: Option<String>,
+        /// Seconds to wait for a path, a link and the result.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        /// Print the whole answer as JSON ({"ok", "result"} or {"ok", "code", "error"}).
+        #[arg(long)]
+        json: bool,
+    },
     /// Virtual RNode radios on pseudo-terminals, sharing a simulated LoRa channel.
     ///
     /// Links DIR/rnode0 … DIR/rnode{N-1} to serial ports served by Grid's RNode modem
@@ -268,6 +283,13 @@ fn main() -> ExitCode {
             json,
         } => commands::probe(&state, &hash, size, data.as_deref(), timeout, json),
         Command::Link { action } => commands::link(&state, action),
+        Command::Exec {
+            hash,
+            command,
+            params,
+            timeout,
+            json,
+        } => commands::exec(&state, &hash, &command, params.as_deref(), timeout, json),
         Command::RadioSim {
             radios,
             dir,

@@ -237,3 +237,35 @@ fn a_sender_vanishing_mid_transfer_leaves_nothing_partial() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn grid_exec_runs_commands_on_another_node() {
+    let _slot = slot();
+    let port = free_port();
+    let a = Grid::start(&server_cfg(port, ""));
+    let b = Grid::start(&client_cfg(port));
+    let dest = b.destination();
+    let v = wait_for(Duration::from_secs(20), "grid exec grid/ping", || {
+        let (ok, out, _) = a.cli(&["exec", &dest, "grid/ping", "--json", "--timeout", "5"]);
+        ok.then(|| serde_json::from_str::<serde_json::Value>(&out).unwrap())
+    });
+    assert_eq!(v["result"]["pong"], true);
+    assert_eq!(v["result"]["node"], dest.as_str());
+    let list = a.json(&["exec", &dest, "list"]);
+    assert!(list["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["command"] == "grid/capabilities"));
+    // Human output is the result, pretty-printed.
+    let (ok, out, _) = a.cli(&["exec", &dest, "grid/status"]);
+    assert!(ok);
+    assert!(out.contains("\"uptime_s\""), "{out}");
+    // An unknown command fails with its typed code, on one line.
+    let (ok, _, err) = a.cli(&["exec", &dest, "no/such", "{}"]);
+    assert!(!ok);
+    assert!(err.contains("unknown_command"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (ok, _, err) = a.cli(&["exec", &dest, "grid/ping", "{not json"]);
+    assert!(!ok && err.contains("params are not JSON"), "{err}");
+}

@@ -45,6 +45,21 @@ impl Node {
                     .insert(rns_core::link::wire::path_hash(&path), handler);
                 let _ = done.send(());
             }
+            Call::Command(name, description, handler, done) => {
+                self.commands.insert(
+                    name,
+                    crate::commands::Registered {
+                        description,
+                        handler,
+                    },
+                );
+                let _ = done.send(());
+            }
+            Call::Respond {
+                link,
+                request_id,
+                response,
+            } => self.respond_bytes(now, link, request_id, response),
             Call::AcceptResources(accept, done) => {
                 self.app_resources = accept;
                 let policy = if accept {

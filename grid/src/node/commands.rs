@@ -209,6 +209,35 @@ impl Node {
                     );
                 }
             },
+            "exec" => match dest() {
+                Err(e) => {
+                    let _ = req.reply.send(e);
+                }
+                Ok(node) => {
+                    let command = body
+                        .get("command")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let params = body.get("params").cloned().unwrap_or(Value::Null);
+                    let handle = crate::api::NodeHandle::internal(
+                        self.calls.clone(),
+                        self.events.clone(),
+                        self.identity.hash(),
+                        self.grid_destination,
+                    );
+                    tokio::spawn(async move {
+                        let v = match handle.execute(node, &command, &params, timeout).await {
+                            Ok(result) => json!({"ok": true, "result": result}),
+                            Err(crate::api::ExecError::Remote { code, message }) => json!({
+                                "ok": false, "code": code.as_str(), "error": format!("{}: {message}", code.as_str())
+                            }),
+                            Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        };
+                        let _ = req.reply.send(v);
+                    });
+                }
+            },
             "announce" => {
                 self.announce(now);
                 let _ = req

@@ -178,6 +178,12 @@ impl Node {
                 tracing::debug!(%link, identity = %identity.hash(), "link peer identified");
                 self.emit(|| NodeEvent::RemoteIdentified { link, identity: identity.hash() });
             }
+            LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
+                if path_hash == rns_core::link::wire::path_hash(crate::commands::FRAME_PATH) =>
+            {
+                let caller = remote_identity.map(|i| i.hash());
+                self.on_frame_request(now, link, request_id, data, caller);
+            }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity } => {
                 let handler = self.request_handlers.get(&path_hash).cloned();
                 let Some(handler) = handler else {

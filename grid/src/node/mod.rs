@@ -21,6 +21,7 @@ mod app;
 mod channels;
 mod commands;
 mod files;
+mod grid_frames;
 mod links;
 pub(crate) mod ops;
 pub(crate) mod reply;
@@ -75,6 +76,10 @@ struct Node {
         HashMap<rns_core::link::LinkId, std::collections::VecDeque<channels::StreamWrite>>,
     /// Request handlers by path hash.
     request_handlers: HashMap<AddressHash, crate::api::RequestHandler>,
+    /// Commands registered by the program running this node.
+    commands: HashMap<String, crate::commands::Registered>,
+    /// The node's own API queue: command tasks answer through it.
+    calls: mpsc::Sender<api::Call>,
     /// Where [`crate::api::NodeEvent`]s go.
     events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
     /// Resources on links to `grid.node` are accepted for the application.
@@ -212,8 +217,11 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         identity,
         started,
         state.root(),
-        prepared_tx,
-        events_tx.clone(),
+        Queues {
+            prepared_tx,
+            events: events_tx.clone(),
+            calls: api_tx.clone(),
+        },
     );
     tracing::info!(
         identity = %node.identity.hash(),
@@ -410,6 +418,16 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Where the node's background work and its API users hear from it.
+struct Queues {
+    /// Blocking-thread work (segment preparation) reports back here.
+    prepared_tx: mpsc::UnboundedSender<files::Prepared>,
+    /// Events for API subscribers.
+    events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
+    /// The node's own API queue.
+    calls: mpsc::Sender<api::Call>,
+}
+
 impl Node {
     fn new(
         config: &Config,
@@ -417,9 +435,13 @@ impl Node {
         identity: Identity,
         started: Instant,
         root: &std::path::Path,
-        prepared_tx: mpsc::UnboundedSender<files::Prepared>,
-        events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
+        queues: Queues,
     ) -> Node {
+        let Queues {
+            prepared_tx,
+            events,
+            calls,
+        } = queues;
         let mut transport = Transport::new(
             TransportConfig {
                 transport_enabled: config.transport,
@@ -483,6 +505,8 @@ impl Node {
             channel_inbox: HashMap::new(),
             stream_writes: HashMap::new(),
             request_handlers: links::builtin_handlers(),
+            commands: HashMap::new(),
+            calls,
             events,
             app_resources: false,
             incoming_app: HashMap::new(),

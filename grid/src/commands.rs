@@ -1,0 +1,105 @@
+//! Commands (`Commands.execute` across the mesh): handlers a program registers, the
+//! built-in commands every node answers, and what a call looks like to a handler.
+//!
+//! A command arrives as a [`crate::frame::GridFrame`] request on a link to `grid.node`
+//! (an RNS request on [`FRAME_PATH`], so large frames travel as resources and the reply
+//! is correlated by RNS); built-ins answer on the node's loop, registered handlers run as
+//! their own tasks and answer when done.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rns_core::AddressHash;
+use serde_json::Value;
+
+use crate::frame::ErrorCode;
+
+/// The RNS request path GridFrames travel on.
+pub const FRAME_PATH: &str = "grid/frame";
+
+/// Built-in commands and what they do.
+pub const BUILTINS: [(&str, &str); 4] = [
+    (
+        "grid/ping",
+        "answer at once (reachability and round-trip time)",
+    ),
+    (
+        "grid/status",
+        "identity, uptime, interfaces, paths and links of this node",
+    ),
+    (
+        "grid/capabilities",
+        "CPU cores, memory and roles of this node",
+    ),
+    ("list", "the commands this node offers, with a line on each"),
+];
+
+/// A command call as a handler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandCall {
+    /// The command name.
+    pub command: String,
+    /// Its JSON params (`null` when none were given).
+    pub params: Value,
+    /// The caller's identity hash, when it identified itself on the link.
+    pub caller: Option<AddressHash>,
+    /// The request's correlation id.
+    pub correlation: u64,
+}
+
+/// Why a command failed, as the caller will see it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct CommandError {
+    /// The kind of failure.
+    pub code: ErrorCode,
+    /// For people.
+    pub message: String,
+}
+
+impl CommandError {
+    /// A handler failure.
+    pub fn failed(message: impl Into<String>) -> Self {
+        CommandError {
+            code: ErrorCode::Failed,
+            message: message.into(),
+        }
+    }
+
+    /// Params the command cannot use.
+    pub fn bad_params(message: impl Into<String>) -> Self {
+        CommandError {
+            code: ErrorCode::BadParams,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a handler returns.
+pub type CommandFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
+
+/// A registered command: called on its own task for every request.
+pub type CommandHandler = Arc<dyn Fn(CommandCall) -> CommandFuture + Send + Sync>;
+
+/// A registered command and its one-line description (shown by `list`).
+#[derive(Clone)]
+pub(crate) struct Registered {
+    pub(crate) description: String,
+    pub(crate) handler: CommandHandler,
+}
+
+/// Number of CPU cores and total memory, for `grid/capabilities`.
+pub(crate) fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024);
+    serde_json::json!({"cpu_cores": cores, "ram_mb": mem_mb})
+}

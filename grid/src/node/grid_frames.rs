@@ -1,0 +1,196 @@
+//! GridFrames arriving on links to `grid.node`: decode, dispatch to a built-in or a
+//! registered command, and answer with a response frame (typed errors for frames that
+//! are malformed, from a newer version, expired, or for unknown commands).
+
+use rns_core::link::LinkId;
+use rns_core::{rmpv, AddressHash, Instant};
+use serde_json::{json, Value};
+
+use super::Node;
+use crate::api::Call;
+use crate::commands::{machine, CommandCall, BUILTINS};
+use crate::frame::{Body, ErrorCode, GridFrame, Outcome};
+
+/// A response frame for a request that could not be decoded.
+fn error_frame(correlation: u64, code: ErrorCode, message: String, now_ms: u64) -> GridFrame {
+    GridFrame {
+        correlation,
+        source: [0; 16],
+        target: [0; 16],
+        timestamp_ms: now_ms,
+        ttl_ms: 0,
+        body: Body::Response(Outcome::Err { code, message }),
+    }
+}
+
+impl Node {
+    /// A request on [`crate::commands::FRAME_PATH`].
+    pub(super) fn on_frame_request(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        request_id: AddressHash,
+        data: rmpv::Value,
+        caller: Option<AddressHash>,
+    ) {
+        let now_ms = now.as_millis();
+        let bytes = match data {
+            rmpv::Value::Binary(b) => b,
+            _ => {
+                let e = error_frame(
+                    0,
+                    ErrorCode::Malformed,
+                    "expected frame bytes".into(),
+                    now_ms,
+                );
+                return self.respond_frame(now, link, request_id, &e);
+            }
+        };
+        let frame = match GridFrame::decode(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(%link, error = %e, "refused a frame");
+                let f = error_frame(
+                    e.correlation().unwrap_or(0),
+                    e.code(),
+                    e.to_string(),
+                    now_ms,
+                );
+                return self.respond_frame(now, link, request_id, &f);
+            }
+        };
+        let Body::Request { command, params } = &frame.body else {
+            let f = frame.respond(
+                Outcome::Err {
+                    code: ErrorCode::Malformed,
+                    message: "only requests are answered on this path".into(),
+                },
+                now_ms,
+            );
+            return self.respond_frame(now, link, request_id, &f);
+        };
+        if frame.expired(now_ms) {
+            let f = frame.respond(
+                Outcome::Err {
+                    code: ErrorCode::Timeout,
+                    message: "the request's TTL ran out before it arrived".into(),
+                },
+                now_ms,
+            );
+            return self.respond_frame(now, link, request_id, &f);
+        }
+        let params: Value = if params.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(params).unwrap_or(Value::Null)
+        };
+        tracing::debug!(%link, command = %command, correlation = frame.correlation, "command");
+        if let Some(result) = self.builtin(now, command) {
+            let f = frame.respond(Outcome::Ok(result.to_string().into_bytes()), now_ms);
+            return self.respond_frame(now, link, request_id, &f);
+        }
+        let Some(reg) = self.commands.get(command).cloned() else {
+            let f = frame.respond(
+                Outcome::Err {
+                    code: ErrorCode::UnknownCommand,
+                    message: format!("no command \"{command}\" here (try \"list\")"),
+                },
+                now_ms,
+            );
+            return self.respond_frame(now, link, request_id, &f);
+        };
+        let call = CommandCall {
+            command: command.clone(),
+            params,
+            caller,
+            correlation: frame.correlation,
+        };
+        let calls = self.calls.clone();
+        tokio::spawn(async move {
+            let outcome = match (reg.handler)(call).await {
+                Ok(v) => Outcome::Ok(v.to_string().into_bytes()),
+                Err(e) => Outcome::Err {
+                    code: e.code,
+                    message: e.message,
+                },
+            };
+            let now_ms = crate::clock::now().as_millis();
+            let response = frame.respond(outcome, now_ms).encode();
+            let _ = calls
+                .send(Call::Respond {
+                    link,
+                    request_id,
+                    response,
+                })
+                .await;
+        });
+    }
+
+    /// Answer a frame request.
+    pub(super) fn respond_frame(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        request_id: AddressHash,
+        frame: &GridFrame,
+    ) {
+        self.respond_bytes(now, link, request_id, frame.encode());
+    }
+
+    /// Answer a request with encoded frame bytes.
+    pub(super) fn respond_bytes(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        request_id: AddressHash,
+        bytes: Vec<u8>,
+    ) {
+        let value = rmpv::Value::Binary(bytes);
+        if let Err(e) = self.transport.link_respond(now, &link, &request_id, &value) {
+            tracing::debug!(%link, error = %e, "could not answer a command");
+        }
+    }
+
+    /// The built-in commands, answered on the node's loop.
+    fn builtin(&self, now: Instant, command: &str) -> Option<Value> {
+        Some(match command {
+            "grid/ping" => json!({"pong": true, "node": self.grid_destination.to_string()}),
+            "grid/status" => json!({
+                "identity": self.identity.hash().to_string(),
+                "node": self.grid_destination.to_string(),
+                "transport": self.transport.transport_enabled(),
+                "uptime_s": now.saturating_since(self.started).as_secs(),
+                "interfaces": self.transport.interfaces().filter(|i| i.2).count(),
+                "paths": self.transport.path_count(),
+                "links": self.transport.links().count(),
+            }),
+            "grid/capabilities" => {
+                let mut m = machine();
+                let mut roles = Vec::new();
+                if self.transport.transport_enabled() {
+                    roles.push("transport");
+                }
+                if self.shared_instance.is_some() {
+                    roles.push("shared_instance");
+                }
+                m["roles"] = json!(roles);
+                m
+            }
+            "list" => {
+                let mut all: Vec<Value> = BUILTINS
+                    .iter()
+                    .map(|(c, d)| json!({"command": c, "description": d}))
+                    .collect();
+                let mut registered: Vec<_> = self.commands.iter().collect();
+                registered.sort_by(|a, b| a.0.cmp(b.0));
+                all.extend(
+                    registered
+                        .into_iter()
+                        .map(|(c, r)| json!({"command": c, "description": r.description})),
+                );
+                Value::Array(all)
+            }
+            _ => return None,
+        })
+    }
+}
