@@ -109,6 +109,15 @@ pub enum NodeEvent {
         /// Its plaintext.
         data: Vec<u8>,
     },
+    /// A grid event: emitted by this node, or by a node this one subscribed to.
+    GridEvent {
+        /// The emitting node (its grid.node destination hash).
+        node: String,
+        /// The event name.
+        event: String,
+        /// Its JSON payload.
+        payload: serde_json::Value,
+    },
     /// A channel message arrived (in order).
     ChannelMessage {
         /// The link.
@@ -188,12 +197,23 @@ pub(crate) enum Call {
         crate::commands::CommandHandler,
         oneshot::Sender<()>,
     ),
+    /// Emit an event; answers how many remote subscriptions it was sent to.
+    Emit(String, serde_json::Value, oneshot::Sender<usize>),
     /// A command task's answer to a frame request.
     Respond {
         link: LinkId,
         request_id: AddressHash,
         response: Vec<u8>,
+        audit: Option<crate::audit::AuditEntry>,
     },
+    /// Record a command in the audit log.
+    Audit(crate::audit::AuditEntry),
+    /// Set an identity's trust level.
+    Trust(
+        AddressHash,
+        crate::trust::TrustLevel,
+        oneshot::Sender<Result<(), String>>,
+    ),
 }
 
 /// A running node. Cloning is cheap; the node stops when [`NodeHandle::shutdown`] is called
@@ -535,26 +555,89 @@ impl NodeHandle {
         params: &serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, ExecError> {
-        use crate::frame::{Body, GridFrame, Outcome};
         crate::frame::names::check_command(command)
             .map_err(|e| ExecError::Local(format!("command name {e}")))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let link = self.link_to(node, timeout).await?;
+        let body = crate::frame::Body::Request {
+            command: command.to_string(),
+            params: params.to_string().into_bytes(),
+        };
+        let started = crate::clock::now().as_millis();
+        let (correlation, result) = self.frame_call(node, body, timeout).await;
+        let outcome = match &result {
+            Ok(_) => crate::audit::Outcome::Success,
+            Err(ExecError::Remote { code, .. }) => (*code).into(),
+            Err(ExecError::Api(_)) => crate::audit::Outcome::Timeout,
+            Err(_) => crate::audit::Outcome::Error,
+        };
+        let done = crate::clock::now().as_millis();
+        let entry = crate::audit::AuditEntry {
+            time_ms: done,
+            direction: crate::audit::Direction::Out,
+            peer: node.to_string(),
+            command: command.to_string(),
+            correlation,
+            outcome,
+            duration_ms: done.saturating_sub(started),
+        };
+        let _ = self.calls.send(Call::Audit(entry)).await;
+        result
+    }
+
+    /// Give an identity a trust level on this node (persisted in `trust.json`).
+    pub async fn set_trust(
+        &self,
+        identity: AddressHash,
+        level: crate::trust::TrustLevel,
+    ) -> Result<(), ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Trust(identity, level, tx))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await
+            .map_err(|_| ApiError::Stopped)?
+            .map_err(ApiError::Failed)
+    }
+
+    /// Send a frame with `body` to `node` as a request and decode the response; returns
+    /// the correlation id used too.
+    async fn frame_call(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        timeout: Duration,
+    ) -> (u64, Result<serde_json::Value, ExecError>) {
         let correlation = {
             use rand_core::RngCore;
             rand_core::OsRng.next_u64()
         };
-        let now_ms = crate::clock::now().as_millis();
+        (
+            correlation,
+            self.frame_call_with(node, body, timeout, correlation).await,
+        )
+    }
+
+    async fn frame_call_with(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        timeout: Duration,
+        correlation: u64,
+    ) -> Result<serde_json::Value, ExecError> {
+        use crate::frame::{Body, GridFrame, Outcome};
+        if let Body::Subscribe { pattern } | Body::Unsubscribe { pattern } = &body {
+            crate::frame::names::check_pattern(pattern)
+                .map_err(|e| ExecError::Local(format!("pattern {e}")))?;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let link = self.link_to(node, timeout).await?;
         let frame = GridFrame {
             correlation,
             source: self.destination.0,
             target: node.0,
-            timestamp_ms: now_ms,
+            timestamp_ms: crate::clock::now().as_millis(),
             ttl_ms: timeout.as_millis() as u64,
-            body: Body::Request {
-                command: command.to_string(),
-                params: params.to_string().into_bytes(),
-            },
+            body,
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let answer = self
@@ -583,6 +666,41 @@ impl NodeHandle {
                 .map_err(|e| ExecError::BadResponse(format!("result is not JSON: {e}"))),
             _ => Err(ExecError::BadResponse("not a response".into())),
         }
+    }
+
+    /// Emit an event (`domain:collection:operation`) with a JSON payload: to this node's
+    /// subscribers ([`NodeHandle::subscribe`] events) and to every remote node subscribed
+    /// to a matching pattern. Returns how many remote subscriptions it went to.
+    pub async fn emit(&self, event: &str, payload: serde_json::Value) -> Result<usize, ApiError> {
+        crate::frame::names::check_event(event)
+            .map_err(|e| ApiError::Failed(format!("event name {e}")))?;
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Emit(event.to_string(), payload, tx))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)
+    }
+
+    /// Ask `node` to forward its events matching `pattern` (`*`, `gpu:*`,
+    /// `data:*:created`) to this node; they arrive as [`NodeEvent::GridEvent`]s for as long
+    /// as the link lasts.
+    pub async fn subscribe_remote(
+        &self,
+        node: AddressHash,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<(), ExecError> {
+        self.frame_call(
+            node,
+            crate::frame::Body::Subscribe {
+                pattern: pattern.to_string(),
+            },
+            timeout,
+        )
+        .await
+        .1
+        .map(|_| ())
     }
 
     /// An active link this node opened to `node`, or a new one (identified).

@@ -239,6 +239,8 @@ pub struct Config {
     pub interfaces: Vec<InterfaceSpec>,
     /// Receiving files.
     pub cp: CpConfig,
+    /// Who may run which command (`[acl]`, on top of the built-in rules).
+    pub acl: crate::acl::Acl,
 }
 
 /// Who may send this node files, and where they go.
@@ -315,6 +317,8 @@ struct RawConfig {
     interfaces: Vec<RawInterface>,
     #[serde(default)]
     cp: RawCp,
+    #[serde(default)]
+    acl: toml::Table,
 }
 
 #[derive(Deserialize, Default)]
@@ -608,7 +612,9 @@ impl Config {
             allow,
             allow_all: raw.cp.allow_all,
         };
+        let acl = crate::acl::Acl::from_table(&raw.acl).map_err(|e| err("acl", e.to_string()))?;
         Ok(Config {
+            acl,
             cp,
             transport: raw.node.transport,
             announce_interval,
@@ -637,6 +643,7 @@ impl Config {
                 rns: InterfaceConfig::local(name, LocalRole::Instance),
             }],
             cp: CpConfig::default(),
+            acl: crate::acl::Acl::default(),
         }
     }
 

@@ -6,12 +6,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod acl;
 pub mod api;
+pub mod audit;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod frame;
 pub mod node;
 pub mod state;
+#[cfg(test)]
+mod test_util;
+pub mod trust;
 
 pub use node::{run, NodeError};

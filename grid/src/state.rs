@@ -68,6 +68,16 @@ impl StateDir {
         self.root.join("identity")
     }
 
+    /// Trust levels given to other identities.
+    pub fn trust_path(&self) -> PathBuf {
+        self.root.join(crate::trust::TRUST_FILE)
+    }
+
+    /// The audit log of remote commands.
+    pub fn audit_path(&self) -> PathBuf {
+        self.root.join(crate::audit::AUDIT_FILE)
+    }
+
     /// The control socket.
     pub fn socket_path(&self) -> PathBuf {
         self.root.join("grid.sock")

@@ -259,7 +259,11 @@ async fn commands_run_on_a_node_one_transport_hop_away() {
             "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
         ))
     };
-    let (da, dc) = (client("cmd-a"), client("cmd-c"));
+    let da = client("cmd-a");
+    // C lets provisional peers (anyone it has not ranked) run its test commands.
+    let dc = node_dir("cmd-c", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n[acl]\n\"test/*\" = \"provisional\"\n"
+    ));
     let _b = api::spawn(StateDir::resolve(Some(&hub.0))).await.unwrap();
     let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
     let c = api::spawn(StateDir::resolve(Some(&dc.0))).await.unwrap();
@@ -426,4 +430,190 @@ async fn bad_frames_get_typed_errors_and_the_link_stays_usable() {
     let f = ask(Value::Binary(good)).await;
     assert!(matches!(f.body, Body::Response(Outcome::Ok(_))), "{f:?}");
     assert_eq!(f.correlation, 42);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn events_reach_matching_remote_subscriptions_only() {
+    let port = free_port();
+    let da = node_dir("ev-a", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let client = |tag: &str| {
+        node_dir(tag, &format!(
+            "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+        ))
+    };
+    let (db, dc) = (client("ev-b"), client("ev-c"));
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    let c = api::spawn(StateDir::resolve(Some(&dc.0))).await.unwrap();
+    let (mut eb, mut ec) = (b.subscribe(), c.subscribe());
+    b.subscribe_remote(a.destination(), "test:*", T)
+        .await
+        .unwrap();
+    c.subscribe_remote(a.destination(), "other:*", T)
+        .await
+        .unwrap();
+
+    let sent = a
+        .emit("test:thing:done", serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    assert_eq!(sent, 1, "one matching remote subscription");
+    let (node, event, payload) = next(&mut eb, |e| match e {
+        NodeEvent::GridEvent {
+            node,
+            event,
+            payload,
+        } => Some((node, event, payload)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(node, a.destination().to_string());
+    assert_eq!(
+        (event.as_str(), payload["n"].as_u64()),
+        ("test:thing:done", Some(1))
+    );
+
+    assert_eq!(a.emit("other:x", serde_json::json!("hi")).await.unwrap(), 1);
+    let event = next(&mut ec, |e| match e {
+        NodeEvent::GridEvent { event, .. } => Some(event),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        event, "other:x",
+        "C's first event is its own pattern's, not test:*"
+    );
+    // And B did not get other:x.
+    let extra = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Ok(NodeEvent::GridEvent { event, .. }) = eb.recv().await {
+                return event;
+            }
+        }
+    })
+    .await;
+    assert!(extra.is_err(), "B got {extra:?}");
+    // Bad patterns and names are refused before anything is sent.
+    assert!(a
+        .emit("not an event", serde_json::Value::Null)
+        .await
+        .is_err());
+    assert!(b
+        .subscribe_remote(a.destination(), "x:**:", T)
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
+    use grid::api::ExecError;
+    use grid::audit::{read_last, Direction, Outcome as Audited};
+    use grid::frame::ErrorCode;
+    use grid::trust::TrustLevel;
+    let port = free_port();
+    let da = node_dir("acl-a", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let db = node_dir("acl-b", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n[acl]\n\"test/secret\" = \"trusted\"\n"
+    ));
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    b.register_command("test/secret", "trusted peers only", |_| async {
+        Ok(serde_json::json!("the secret"))
+    })
+    .await
+    .unwrap();
+    b.register_command("test/unlisted", "no rule: nobody remote", |_| async {
+        Ok(serde_json::json!(1))
+    })
+    .await
+    .unwrap();
+    let null = serde_json::Value::Null;
+
+    // A is provisional at B (never ranked): refused, with the reason.
+    let e = a
+        .execute(b.destination(), "test/secret", &null, T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ExecError::Remote { code: ErrorCode::Denied, message } if message.contains("trusted")),
+        "{e}"
+    );
+    // Commands no rule covers are denied to everyone remote.
+    let e = a
+        .execute(b.destination(), "test/unlisted", &null, T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ExecError::Remote {
+                code: ErrorCode::Denied,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // grid/ping is open to provisional peers.
+    a.execute(b.destination(), "grid/ping", &null, T)
+        .await
+        .unwrap();
+
+    // Both logs hold the denial.
+    let out = read_last(&da.0.join("audit.jsonl"), 10).unwrap();
+    let denied_out = out
+        .iter()
+        .find(|e| e.command == "test/secret")
+        .expect("A's record of the call");
+    assert_eq!(
+        (denied_out.direction, denied_out.outcome),
+        (Direction::Out, Audited::Denied)
+    );
+    let inn = read_last(&db.0.join("audit.jsonl"), 10).unwrap();
+    let denied_in = inn
+        .iter()
+        .find(|e| e.command == "test/secret")
+        .expect("B's record of the call");
+    assert_eq!(
+        (denied_in.direction, denied_in.outcome),
+        (Direction::In, Audited::Denied)
+    );
+    assert_eq!(denied_in.peer, a.identity().to_string());
+    assert_eq!(denied_in.correlation, denied_out.correlation);
+
+    // Trusted, A may.
+    b.set_trust(a.identity(), TrustLevel::Trusted)
+        .await
+        .unwrap();
+    let r = a
+        .execute(b.destination(), "test/secret", &null, T)
+        .await
+        .unwrap();
+    assert_eq!(r, "the secret");
+    // Blocked, A gets nothing at all: not even a refusal.
+    b.set_trust(a.identity(), TrustLevel::Blocked)
+        .await
+        .unwrap();
+    let e = a
+        .execute(b.destination(), "grid/ping", &null, Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ExecError::Api(_)),
+        "silence, then a timeout: {e}"
+    );
+    let inn = read_last(&db.0.join("audit.jsonl"), 20).unwrap();
+    assert_eq!(
+        inn.last().map(|e| (e.command.as_str(), e.outcome)),
+        Some(("grid/ping", Audited::Denied))
+    );
+    // The level survives a restart (trust.json).
+    let stored = std::fs::read_to_string(db.0.join("trust.json")).unwrap();
+    assert!(
+        stored.contains(&a.identity().to_string()) && stored.contains("blocked"),
+        "{stored}"
+    );
 }

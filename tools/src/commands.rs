@@ -136,10 +136,7 @@ pub(crate) fn exec(
     let _: rns_core::AddressHash = hash
         .parse()
         .map_err(|e| anyhow!("invalid destination hash \"{hash}\": {e}"))?;
-    let params: Value = match params {
-        Some(p) => serde_json::from_str(p).map_err(|e| anyhow!("params are not JSON: {e}"))?,
-        None => Value::Null,
-    };
+    let params = json_arg(params, "params")?;
     let timeout = Duration::from_secs_f64(timeout.clamp(0.1, 600.0));
     let req = json!({
         "cmd": "exec", "destination": hash, "command": command, "params": params,
@@ -152,6 +149,171 @@ pub(crate) fn exec(
         println!("{}", serde_json::to_string_pretty(&v["result"])?);
     }
     Ok(())
+}
+
+fn json_arg(text: Option<&str>, what: &str) -> Result<Value> {
+    match text {
+        Some(p) => serde_json::from_str(p).map_err(|e| anyhow!("{what} is not JSON: {e}")),
+        None => Ok(Value::Null),
+    }
+}
+
+/// `grid trust`
+pub(crate) fn trust(
+    state: &StateDir,
+    identity: Option<&str>,
+    level: Option<&str>,
+    json_out: bool,
+) -> Result<()> {
+    let Some(identity) = identity else {
+        let v = ask(state, json!({"cmd": "trust_list"}), Duration::from_secs(5))?;
+        if json_out {
+            println!("{v}");
+        } else {
+            println!(
+                "unlisted identities: {}",
+                v["default"].as_str().unwrap_or("?")
+            );
+            for e in v["entries"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {}",
+                    e["identity"].as_str().unwrap_or("?"),
+                    e["level"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        return Ok(());
+    };
+    let mut req = json!({"cmd": "trust", "identity": identity});
+    if let Some(l) = level {
+        req["level"] = json!(l);
+    }
+    let v = ask(state, req, Duration::from_secs(5))?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!("{identity} is {}", v["level"].as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+/// `grid audit`
+pub(crate) fn audit(state: &StateDir, limit: usize, json_out: bool) -> Result<()> {
+    let entries = grid::audit::read_last(&state.audit_path(), limit)
+        .map_err(|e| anyhow!("cannot read the audit log: {e}"))?;
+    for e in entries {
+        if json_out {
+            println!("{}", serde_json::to_string(&e)?);
+        } else {
+            println!(
+                "{}  {:<3} {}  {}  {:016x}  {:?}  {} ms",
+                humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms)
+                ),
+                format!("{:?}", e.direction).to_lowercase(),
+                e.peer,
+                e.command,
+                e.correlation,
+                e.outcome,
+                e.duration_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `grid emit`
+pub(crate) fn emit(
+    state: &StateDir,
+    event: &str,
+    payload: Option<&str>,
+    json_out: bool,
+) -> Result<()> {
+    grid::frame::names::check_event(event).map_err(|e| anyhow!("event name {e}"))?;
+    let payload = json_arg(payload, "the payload")?;
+    let v = ask(
+        state,
+        json!({"cmd": "emit", "event": event, "payload": payload}),
+        Duration::from_secs(5),
+    )?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "Emitted {event} ({} remote subscriber(s))",
+            v["subscribers"]
+        );
+    }
+    Ok(())
+}
+
+/// `grid listen`
+pub(crate) fn listen(
+    state: &StateDir,
+    pattern: &str,
+    nodes: &[String],
+    count: Option<u64>,
+    timeout: Option<f64>,
+    json_out: bool,
+) -> Result<()> {
+    grid::frame::names::check_pattern(pattern).map_err(|e| anyhow!("pattern {e}"))?;
+    let end =
+        timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.clamp(0.0, 1e7)));
+    // Start from now: only events after this point are printed.
+    let mut cursor = ask(
+        state,
+        json!({"cmd": "events", "cursor": u64::MAX}),
+        Duration::from_secs(5),
+    )?["cursor"]
+        .as_u64()
+        .unwrap_or(0);
+    for node in nodes {
+        let _: rns_core::AddressHash = node
+            .parse()
+            .map_err(|e| anyhow!("invalid node hash \"{node}\": {e}"))?;
+        ask(
+            state,
+            json!({"cmd": "subscribe", "destination": node, "pattern": pattern, "timeout_ms": 30_000}),
+            Duration::from_secs(35),
+        )?;
+        if !json_out {
+            eprintln!("subscribed to {pattern} on {node}");
+        }
+    }
+    let mut seen = 0u64;
+    loop {
+        let v = ask(
+            state,
+            json!({"cmd": "events", "cursor": cursor}),
+            Duration::from_secs(5),
+        )?;
+        cursor = v["cursor"].as_u64().unwrap_or(cursor);
+        for e in v["events"].as_array().into_iter().flatten() {
+            let name = e["event"].as_str().unwrap_or("");
+            if !grid::frame::names::matches(pattern, name) {
+                continue;
+            }
+            if json_out {
+                println!("{e}");
+            } else {
+                println!(
+                    "{} {name} {}",
+                    e["node"].as_str().unwrap_or("?"),
+                    e["payload"]
+                );
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            seen += 1;
+            if count.is_some_and(|c| seen >= c) {
+                return Ok(());
+            }
+        }
+        if end.is_some_and(|t| std::time::Instant::now() >= t) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// One line of a radio's figures: airtime, channel load, signal.

@@ -109,6 +109,54 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Emit an event (Events.emit) to this node's listeners and remote subscribers.
+    Emit {
+        /// The event name, `domain:collection:operation`.
+        event: String,
+        /// JSON payload (default: null).
+        payload: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print events matching a pattern as they arrive (this node's, and with --node those
+    /// of other nodes, which are asked to forward them).
+    Listen {
+        /// Pattern: an event name, `*`, `gpu:*`, `data:*:created`.
+        pattern: String,
+        /// Also subscribe on this node (grid.node destination hash); repeatable.
+        #[arg(long = "node", value_name = "HASH")]
+        nodes: Vec<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// One JSON object per event.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or set how much this node trusts an identity (blocked, provisional, trusted,
+    /// owner); with no identity, list the levels given so far.
+    Trust {
+        /// Identity hash (as `grid id` shows it).
+        identity: Option<String>,
+        /// New level: blocked, provisional, trusted or owner.
+        level: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the audit log of commands run for and by other nodes (newest last).
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per entry.
+        #[arg(long)]
+        json: bool,
+    },
     /// Virtual RNode radios on pseudo-terminals, sharing a simulated LoRa channel.
     ///
     /// Links DIR/rnode0 … DIR/rnode{N-1} to serial ports served by Grid's RNode modem
@@ -283,6 +331,24 @@ fn main() -> ExitCode {
             json,
         } => commands::probe(&state, &hash, size, data.as_deref(), timeout, json),
         Command::Link { action } => commands::link(&state, action),
+        Command::Trust {
+            identity,
+            level,
+            json,
+        } => commands::trust(&state, identity.as_deref(), level.as_deref(), json),
+        Command::Audit { limit, json } => commands::audit(&state, limit, json),
+        Command::Emit {
+            event,
+            payload,
+            json,
+        } => commands::emit(&state, &event, payload.as_deref(), json),
+        Command::Listen {
+            pattern,
+            nodes,
+            count,
+            timeout,
+            json,
+        } => commands::listen(&state, &pattern, &nodes, count, timeout, json),
         Command::Exec {
             hash,
             command,

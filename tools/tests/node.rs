@@ -257,15 +257,92 @@ fn grid_exec_runs_commands_on_another_node() {
         .unwrap()
         .iter()
         .any(|c| c["command"] == "grid/capabilities"));
-    // Human output is the result, pretty-printed.
-    let (ok, out, _) = a.cli(&["exec", &dest, "grid/status"]);
-    assert!(ok);
+    // grid/status needs trust: refused until B trusts A, then answered (human output
+    // is the result, pretty-printed); both sides keep an audit record.
+    let (ok, _, err) = a.cli(&["exec", &dest, "grid/status"]);
+    assert!(!ok && err.contains("denied"), "{err}");
+    let a_identity = a.id()["identity"].as_str().unwrap().to_string();
+    let v = b.json(&["trust", &a_identity, "trusted"]);
+    assert_eq!(v["level"], "trusted");
+    let (ok, out, err) = a.cli(&["exec", &dest, "grid/status"]);
+    assert!(ok, "{err}");
     assert!(out.contains("\"uptime_s\""), "{out}");
-    // An unknown command fails with its typed code, on one line.
+    let (ok, out, _) = b.cli(&["audit", "--json"]);
+    assert!(ok);
+    let outcomes: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["command"] == "grid/status")
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{out}");
+    assert_eq!(
+        (
+            outcomes[0]["outcome"].as_str(),
+            outcomes[1]["outcome"].as_str()
+        ),
+        (Some("denied"), Some("success"))
+    );
+    let (ok, out, _) = b.cli(&["trust"]);
+    assert!(ok && out.contains(&a_identity), "{out}");
+    // A command no rule allows (here: one that does not exist) fails with its typed
+    // code, on one line.
     let (ok, _, err) = a.cli(&["exec", &dest, "no/such", "{}"]);
     assert!(!ok);
-    assert!(err.contains("unknown_command"), "{err}");
+    assert!(err.contains("denied"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let (ok, _, err) = a.cli(&["exec", &dest, "grid/ping", "{not json"]);
-    assert!(!ok && err.contains("params are not JSON"), "{err}");
+    assert!(!ok && err.contains("params is not JSON"), "{err}");
+}
+
+#[test]
+fn grid_listen_prints_events_emitted_on_another_node() {
+    let _slot = slot();
+    let port = free_port();
+    let a = Grid::start(&server_cfg(port, ""));
+    let b = Grid::start(&client_cfg(port));
+    let dest = a.destination();
+    wait_for(Duration::from_secs(20), "b has a path to a", || {
+        b.cli(&["path", &dest, "--timeout", "2"]).0.then_some(())
+    });
+    let listen = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&b.dir.0)
+        .args([
+            "listen",
+            "sensor:*",
+            "--node",
+            &dest,
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Emit until the subscription is in place (earlier emits reach nobody), with a
+    // non-matching event first each time.
+    wait_for(Duration::from_secs(20), "a remote subscriber", || {
+        a.json(&["emit", "other:thing"]);
+        let v = a.json(&["emit", "sensor:temp:reading", "{\"c\": 21.5}"]);
+        (v["subscribers"] == 1).then_some(())
+    });
+    let out = listen.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["event"], "sensor:temp:reading");
+    assert_eq!(v["payload"]["c"], 21.5);
+    assert_eq!(v["node"], dest.as_str());
+    // Bad input is refused with a reason.
+    let (ok, _, err) = a.cli(&["emit", "no spaces", "{}"]);
+    assert!(!ok && err.contains("event name"), "{err}");
+    let (ok, _, err) = a.cli(&["listen", "a:**x"]);
+    assert!(!ok && err.contains("pattern"), "{err}");
 }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub const FRAME_VERSION: u8 = 1;
 /// Bytes before the postcard body: version, correlation id.
 pub const PREFIX_LEN: usize = 9;
+/// The channel message type frames pushed on a link (events for a subscriber) travel in;
+/// below RNS's reserved range (0xF000 and up).
+pub const CHANNEL_MSGTYPE: u16 = 0x4746;
 /// The largest encoded frame accepted (bigger payloads belong in files or streams).
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 

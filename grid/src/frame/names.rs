@@ -17,6 +17,9 @@ pub enum NameError {
     /// A character outside letters, digits, `-`, `_`, `.` and the separator.
     #[error("may only hold letters, digits, '-', '_', '.' and '{0}'")]
     Character(char),
+    /// A `*` that is neither a whole segment nor the end of the last one.
+    #[error("may use '*' only as a whole segment or at the end")]
+    Wildcard,
     /// An empty segment (`a//b`, `:x`, `a:`).
     #[error("has an empty segment")]
     EmptySegment,
@@ -51,9 +54,19 @@ pub fn check_event(name: &str) -> Result<(), NameError> {
     check(name, ':', false)
 }
 
-/// Check an event pattern.
+/// Check an event pattern: `*` may be a whole segment, or end the last segment.
 pub fn check_pattern(pattern: &str) -> Result<(), NameError> {
-    check(pattern, ':', true)
+    check(pattern, ':', true)?;
+    let segments: Vec<&str> = pattern.split(':').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let stars = seg.matches('*').count();
+        let ok = stars == 0 || *seg == "*" || (last && stars == 1 && seg.ends_with('*'));
+        if !ok {
+            return Err(NameError::Wildcard);
+        }
+    }
+    Ok(())
 }
 
 /// Whether `event` matches `pattern`: `*` matches everything; a segment `*` matches one
@@ -107,6 +120,9 @@ mod tests {
         assert!(check_event("data:*").is_err(), "no wildcard in an event");
         assert!(check_pattern("data:*:created").is_ok());
         assert!(check_pattern("*").is_ok());
+        assert!(check_pattern("genome:adapter:pub*").is_ok());
+        assert_eq!(check_pattern("a:**x"), Err(NameError::Wildcard));
+        assert_eq!(check_pattern("a*:b"), Err(NameError::Wildcard));
     }
 
     #[test]

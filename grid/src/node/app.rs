@@ -55,11 +55,30 @@ impl Node {
                 );
                 let _ = done.send(());
             }
+            Call::Emit(event, payload, done) => {
+                let sent = self.emit_event(now, &event, &payload);
+                let _ = done.send(sent);
+            }
             Call::Respond {
                 link,
                 request_id,
                 response,
-            } => self.respond_bytes(now, link, request_id, response),
+                audit,
+            } => {
+                if let Some(entry) = audit {
+                    self.guard.record(&entry);
+                }
+                self.respond_bytes(now, link, request_id, response);
+            }
+            Call::Audit(entry) => self.guard.record(&entry),
+            Call::Trust(identity, level, done) => {
+                let r = self
+                    .guard
+                    .trust
+                    .set(identity, level)
+                    .map_err(|e| e.to_string());
+                let _ = done.send(r);
+            }
             Call::AcceptResources(accept, done) => {
                 self.app_resources = accept;
                 let policy = if accept {

@@ -220,18 +220,84 @@ impl Node {
                         .unwrap_or("")
                         .to_string();
                     let params = body.get("params").cloned().unwrap_or(Value::Null);
-                    let handle = crate::api::NodeHandle::internal(
-                        self.calls.clone(),
-                        self.events.clone(),
-                        self.identity.hash(),
-                        self.grid_destination,
-                    );
+                    let handle = self.internal_handle();
                     tokio::spawn(async move {
                         let v = match handle.execute(node, &command, &params, timeout).await {
                             Ok(result) => json!({"ok": true, "result": result}),
                             Err(crate::api::ExecError::Remote { code, message }) => json!({
                                 "ok": false, "code": code.as_str(), "error": format!("{}: {message}", code.as_str())
                             }),
+                            Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        };
+                        let _ = req.reply.send(v);
+                    });
+                }
+            },
+            "trust" => {
+                let id = body.get("identity").and_then(Value::as_str).unwrap_or("");
+                let level = body.get("level").and_then(Value::as_str);
+                let v = match (id.parse::<AddressHash>(), level) {
+                    (Err(e), _) => {
+                        json!({"ok": false, "error": format!("invalid identity hash \"{id}\": {e}")})
+                    }
+                    (Ok(h), None) => {
+                        json!({"ok": true, "identity": id, "level": self.guard.trust.level(&h).as_str()})
+                    }
+                    (Ok(h), Some(l)) => match l.parse::<crate::trust::TrustLevel>() {
+                        Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        Ok(level) => match self.guard.trust.set(h, level) {
+                            Ok(()) => json!({"ok": true, "identity": id, "level": level.as_str()}),
+                            Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        },
+                    },
+                };
+                let _ = req.reply.send(v);
+            }
+            "trust_list" => {
+                let entries: Vec<Value> = self
+                    .guard
+                    .trust
+                    .list()
+                    .map(|(h, l)| json!({"identity": h.to_string(), "level": l.as_str()}))
+                    .collect();
+                let _ = req.reply.send(json!({
+                    "ok": true, "entries": entries,
+                    "default": self.guard.trust.default_level().as_str(),
+                }));
+            }
+            "emit" => {
+                let event = body.get("event").and_then(Value::as_str).unwrap_or("");
+                let payload = body.get("payload").cloned().unwrap_or(Value::Null);
+                let v = match crate::frame::names::check_event(event) {
+                    Err(e) => json!({"ok": false, "error": format!("event name {e}")}),
+                    Ok(()) => {
+                        let sent = self.emit_event(now, event, &payload);
+                        json!({"ok": true, "subscribers": sent})
+                    }
+                };
+                let _ = req.reply.send(v);
+            }
+            "events" => {
+                let cursor = body.get("cursor").and_then(Value::as_u64).unwrap_or(0);
+                let (events, cursor) = self.recent_events.since(cursor);
+                let _ = req
+                    .reply
+                    .send(json!({"ok": true, "events": events, "cursor": cursor}));
+            }
+            "subscribe" => match dest() {
+                Err(e) => {
+                    let _ = req.reply.send(e);
+                }
+                Ok(node) => {
+                    let pattern = body
+                        .get("pattern")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let handle = self.internal_handle();
+                    tokio::spawn(async move {
+                        let v = match handle.subscribe_remote(node, &pattern, timeout).await {
+                            Ok(()) => json!({"ok": true}),
                             Err(e) => json!({"ok": false, "error": e.to_string()}),
                         };
                         let _ = req.reply.send(v);
@@ -321,6 +387,16 @@ impl Node {
                     .send(json!({"ok": false, "error": format!("unknown command \"{other}\"")}));
             }
         }
+    }
+
+    /// An API handle for tasks the control socket starts.
+    fn internal_handle(&self) -> crate::api::NodeHandle {
+        crate::api::NodeHandle::internal(
+            self.calls.clone(),
+            self.events.clone(),
+            self.identity.hash(),
+            self.grid_destination,
+        )
     }
 
     pub(super) fn status_json(&self, now: Instant) -> Value {

@@ -6,10 +6,13 @@ use rns_core::link::LinkId;
 use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};
 
+use super::events::SUBSCRIBE_COMMAND;
 use super::Node;
 use crate::api::Call;
+use crate::audit::{AuditEntry, Direction, Outcome as AuditOutcome};
 use crate::commands::{machine, CommandCall, BUILTINS};
 use crate::frame::{Body, ErrorCode, GridFrame, Outcome};
+use crate::trust::TrustLevel;
 
 /// A response frame for a request that could not be decoded.
 fn error_frame(correlation: u64, code: ErrorCode, message: String, now_ms: u64) -> GridFrame {
@@ -59,11 +62,73 @@ impl Node {
                 return self.respond_frame(now, link, request_id, &f);
             }
         };
+        let level = caller.map_or(self.guard.trust.default_level(), |c| {
+            self.guard.trust.level(&c)
+        });
+        let peer = caller.map_or_else(|| "unidentified".to_string(), |c| c.to_string());
+        let name = match &frame.body {
+            Body::Request { command, .. } => command.clone(),
+            Body::Subscribe { .. } | Body::Unsubscribe { .. } => SUBSCRIBE_COMMAND.to_string(),
+            _ => "-".to_string(),
+        };
+        let entry = |outcome: AuditOutcome| AuditEntry {
+            time_ms: now_ms,
+            direction: Direction::In,
+            peer: peer.clone(),
+            command: name.clone(),
+            correlation: frame.correlation,
+            outcome,
+            duration_ms: 0,
+        };
+        if level == TrustLevel::Blocked {
+            // Blocked peers get nothing at all, not even a refusal.
+            tracing::debug!(%link, peer = %peer, "ignored a blocked peer's frame");
+            self.guard.record(&entry(AuditOutcome::Denied));
+            return;
+        }
+        if let Err(denied) = self.guard.acl.check(&name, level) {
+            tracing::info!(%link, peer = %peer, command = %name, "denied: {denied}");
+            self.guard.record(&entry(AuditOutcome::Denied));
+            let f = frame.respond(
+                Outcome::Err {
+                    code: ErrorCode::Denied,
+                    message: denied.to_string(),
+                },
+                now_ms,
+            );
+            return self.respond_frame(now, link, request_id, &f);
+        }
+        let subscription = match &frame.body {
+            Body::Subscribe { pattern } => Some((pattern.clone(), true)),
+            Body::Unsubscribe { pattern } => Some((pattern.clone(), false)),
+            _ => None,
+        };
+        if let Some((pattern, on)) = subscription {
+            let outcome = if !on {
+                self.unsubscribe_link(link, Some(&pattern));
+                Outcome::Ok(b"null".to_vec())
+            } else if self.subscribe_link(link, &pattern) {
+                Outcome::Ok(b"null".to_vec())
+            } else {
+                Outcome::Err {
+                    code: ErrorCode::Failed,
+                    message: "too many subscriptions".into(),
+                }
+            };
+            let ok = matches!(outcome, Outcome::Ok(_));
+            self.guard.record(&entry(if ok {
+                AuditOutcome::Success
+            } else {
+                AuditOutcome::Error
+            }));
+            let f = frame.respond(outcome, now_ms);
+            return self.respond_frame(now, link, request_id, &f);
+        }
         let Body::Request { command, params } = &frame.body else {
             let f = frame.respond(
                 Outcome::Err {
                     code: ErrorCode::Malformed,
-                    message: "only requests are answered on this path".into(),
+                    message: "only requests and subscriptions are answered on this path".into(),
                 },
                 now_ms,
             );
@@ -86,10 +151,12 @@ impl Node {
         };
         tracing::debug!(%link, command = %command, correlation = frame.correlation, "command");
         if let Some(result) = self.builtin(now, command) {
+            self.guard.record(&entry(AuditOutcome::Success));
             let f = frame.respond(Outcome::Ok(result.to_string().into_bytes()), now_ms);
             return self.respond_frame(now, link, request_id, &f);
         }
         let Some(reg) = self.commands.get(command).cloned() else {
+            self.guard.record(&entry(AuditOutcome::Error));
             let f = frame.respond(
                 Outcome::Err {
                     code: ErrorCode::UnknownCommand,
@@ -106,21 +173,28 @@ impl Node {
             correlation: frame.correlation,
         };
         let calls = self.calls.clone();
+        let mut audit = entry(AuditOutcome::Success);
         tokio::spawn(async move {
             let outcome = match (reg.handler)(call).await {
                 Ok(v) => Outcome::Ok(v.to_string().into_bytes()),
-                Err(e) => Outcome::Err {
-                    code: e.code,
-                    message: e.message,
-                },
+                Err(e) => {
+                    audit.outcome = e.code.into();
+                    Outcome::Err {
+                        code: e.code,
+                        message: e.message,
+                    }
+                }
             };
-            let now_ms = crate::clock::now().as_millis();
-            let response = frame.respond(outcome, now_ms).encode();
+            let done_ms = crate::clock::now().as_millis();
+            audit.time_ms = done_ms;
+            audit.duration_ms = done_ms.saturating_sub(now_ms);
+            let response = frame.respond(outcome, done_ms).encode();
             let _ = calls
                 .send(Call::Respond {
                     link,
                     request_id,
                     response,
+                    audit: Some(audit),
                 })
                 .await;
         });

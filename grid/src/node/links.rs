@@ -79,6 +79,7 @@ impl Node {
                 self.files_link_closed(now, &link);
                 self.channels_link_closed(&link);
                 self.app_link_closed(&link);
+                self.unsubscribe_link(link, None);
                 self.emit(|| NodeEvent::LinkClosed { link, reason: format!("{reason:?}") });
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } | Wait::ChannelDelivered { link: l, .. } if *l == link),
@@ -162,6 +163,11 @@ impl Node {
                     self.on_app_incoming_failed(link, hash);
                     self.on_incoming_resource_failed(link, reason);
                 }
+            }
+            LinkEvent::ChannelMessage { link, msgtype, data, .. }
+                if msgtype == super::events::GRID_FRAME_MSGTYPE =>
+            {
+                self.on_frame_message(link, &data);
             }
             LinkEvent::ChannelMessage { link, msgtype, data, .. } => {
                 self.emit(|| NodeEvent::ChannelMessage { link, msgtype, data: data.clone() });

@@ -20,6 +20,7 @@ use crate::{api, clock};
 mod app;
 mod channels;
 mod commands;
+mod events;
 mod files;
 mod grid_frames;
 mod links;
@@ -43,6 +44,9 @@ pub enum NodeError {
     /// [`crate::api::attach`] found no node serving the shared instance.
     #[error("no node serves the shared instance \"{0}\" on this host (start `grid node` first)")]
     NoSharedInstance(String),
+    /// The trust store could not be read.
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     /// An interface could not be set up.
     #[error("interface {name}: {reason}")]
     Interface {
@@ -80,6 +84,12 @@ struct Node {
     commands: HashMap<String, crate::commands::Registered>,
     /// The node's own API queue: command tasks answer through it.
     calls: mpsc::Sender<api::Call>,
+    /// Remote subscriptions: events matching the pattern go back on the link.
+    subscriptions: Vec<(rns_core::link::LinkId, String)>,
+    /// Recent events for `grid listen`.
+    recent_events: events::RecentEvents,
+    /// Trust levels, the ACL and the audit log.
+    guard: Guard,
     /// Where [`crate::api::NodeEvent`]s go.
     events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
     /// Resources on links to `grid.node` are accepted for the application.
@@ -133,11 +143,16 @@ fn stagger(destinations: &[AddressHash], start: Instant) -> Vec<(AddressHash, In
     destinations
         .iter()
         .enumerate()
+        // The first goes at `start`: RNS peers hold announces that arrive in quick
+        // succession on a young interface, so it must not drift towards the introduction
+        // sent when an interface comes up. The others are spread a little.
         .map(|(i, d)| {
-            (
-                *d,
-                start + ANNOUNCE_STAGGER * i as u32 + jitter(ANNOUNCE_STAGGER / 2),
-            )
+            let spread = if i == 0 {
+                Duration::ZERO
+            } else {
+                jitter(ANNOUNCE_STAGGER / 2)
+            };
+            (*d, start + ANNOUNCE_STAGGER * i as u32 + spread)
         })
         .collect()
 }
@@ -199,6 +214,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         }
     };
     let identity = state.load_or_create_identity()?;
+    let guard = Guard::load(&state, &config, identity.hash())?;
     let (hub, iface_events) = Hub::new(1024);
     let sharing = config.share_instance && serve_shared_instance(&config.instance_name, &hub);
     start_interfaces(&config, &hub).await?;
@@ -222,6 +238,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
             events: events_tx.clone(),
             calls: api_tx.clone(),
         },
+        guard,
     );
     tracing::info!(
         identity = %node.identity.hash(),
@@ -418,6 +435,47 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Who may do what here, and the record of what was done.
+pub(crate) struct Guard {
+    /// Trust levels of other identities.
+    pub(crate) trust: crate::trust::TrustStore,
+    /// Command rules.
+    pub(crate) acl: crate::acl::Acl,
+    /// The audit log of remote commands (none if it cannot be written).
+    pub(crate) audit: Option<crate::audit::AuditLog>,
+}
+
+impl Guard {
+    fn load(state: &StateDir, config: &Config, own: AddressHash) -> Result<Guard, NodeError> {
+        let mut trust = crate::trust::TrustStore::load(&state.trust_path())?;
+        trust.set_own_identity(own);
+        let mut acl = config.acl.clone();
+        if acl.rule_for(events::SUBSCRIBE_COMMAND).is_none() {
+            let _ = acl.insert(
+                events::SUBSCRIBE_COMMAND,
+                crate::trust::TrustLevel::Provisional,
+            );
+        }
+        let audit = match crate::audit::AuditLog::open(&state.audit_path()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the audit log; remote commands go unrecorded");
+                None
+            }
+        };
+        Ok(Guard { trust, acl, audit })
+    }
+
+    /// Record a remote command.
+    pub(crate) fn record(&mut self, entry: &crate::audit::AuditEntry) {
+        if let Some(log) = self.audit.as_mut() {
+            if let Err(e) = log.append(entry) {
+                tracing::warn!(error = %e, "cannot append to the audit log");
+            }
+        }
+    }
+}
+
 /// Where the node's background work and its API users hear from it.
 struct Queues {
     /// Blocking-thread work (segment preparation) reports back here.
@@ -436,6 +494,7 @@ impl Node {
         started: Instant,
         root: &std::path::Path,
         queues: Queues,
+        guard: Guard,
     ) -> Node {
         let Queues {
             prepared_tx,
@@ -507,6 +566,9 @@ impl Node {
             request_handlers: links::builtin_handlers(),
             commands: HashMap::new(),
             calls,
+            subscriptions: Vec::new(),
+            recent_events: events::RecentEvents::default(),
+            guard,
             events,
             app_resources: false,
             incoming_app: HashMap::new(),
@@ -538,7 +600,9 @@ impl Node {
                 *t = now + ANNOUNCE_STAGGER * (i as u32 + 1);
                 continue;
             }
-            *t = now + interval + jitter(interval / 10);
+            // A little randomness keeps nodes from announcing in step (colliding on a
+            // shared radio channel) without bunching this node's own announces.
+            *t = now + interval + jitter(ANNOUNCE_STAGGER / 2);
             if let Err(e) = self.transport.announce(now, d, None) {
                 tracing::warn!(error = %e, "announce failed");
             }
