@@ -427,9 +427,12 @@ async fn bad_frames_get_typed_errors_and_the_link_stays_usable() {
     assert_eq!(code(&f), ErrorCode::Timeout);
 
     // The same link still carries good frames.
-    let f = ask(Value::Binary(good)).await;
+    let f = ask(Value::Binary(good.clone())).await;
     assert!(matches!(f.body, Body::Response(Outcome::Ok(_))), "{f:?}");
     assert_eq!(f.correlation, 42);
+    // The same request again is a replay.
+    let f = ask(Value::Binary(good)).await;
+    assert_eq!((code(&f), f.correlation), (ErrorCode::Replayed, 42));
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -395,6 +395,29 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
         }
     }
     println!();
+    let peers = v["peers"].as_array().cloned().unwrap_or_default();
+    if !peers.is_empty() {
+        println!("grid nodes heard: {}", peers.len());
+        for p in peers.iter().take(20) {
+            let c = &p["capabilities"];
+            println!(
+                "  {}  {} hop(s)  {} cores  {} MB  {}",
+                p["node"].as_str().unwrap_or("?"),
+                p["hops"],
+                c["cpu_cores"],
+                c["ram_mb"],
+                c["roles"]
+                    .as_array()
+                    .map(|r| r
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default()
+            );
+        }
+        println!();
+    }
     println!(
         "paths: {}    known destinations: {}",
         v["path_count"], v["known_destinations"]

@@ -251,6 +251,21 @@ fn grid_exec_runs_commands_on_another_node() {
     });
     assert_eq!(v["result"]["pong"], true);
     assert_eq!(v["result"]["node"], dest.as_str());
+    // A learned B's capabilities from its announce.
+    let peer = wait_for(Duration::from_secs(10), "B among A's grid peers", || {
+        a.status()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node"] == dest.as_str())
+            .cloned()
+    });
+    assert!(
+        peer["capabilities"]["cpu_cores"].as_u64().unwrap() >= 1,
+        "{peer}"
+    );
+    let caps = a.json(&["exec", &dest, "grid/capabilities"]);
+    assert_eq!(caps["result"], peer["capabilities"]);
     let list = a.json(&["exec", &dest, "list"]);
     assert!(list["result"]
         .as_array()

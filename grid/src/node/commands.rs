@@ -389,6 +389,25 @@ impl Node {
         }
     }
 
+    /// Grid nodes heard, with their capabilities (nearest first, at most 100).
+    fn peers_json(&self, now: Instant) -> Value {
+        let mut peers: Vec<_> = self.peers.iter().collect();
+        peers.sort_by_key(|(_, (_, hops, _))| *hops);
+        Value::Array(
+            peers
+                .into_iter()
+                .take(100)
+                .map(|(node, (caps, hops, seen))| {
+                    json!({
+                        "node": node.to_string(), "hops": hops,
+                        "seen_s_ago": now.saturating_since(*seen).as_secs(),
+                        "capabilities": caps.to_json(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// An API handle for tasks the control socket starts.
     fn internal_handle(&self) -> crate::api::NodeHandle {
         crate::api::NodeHandle::internal(
@@ -435,6 +454,8 @@ impl Node {
             "destination": self.grid_destination.to_string(),
             "transport": self.transport.transport_enabled(),
             "shared_instance": self.shared_instance,
+            "capabilities": self.capabilities.to_json(),
+            "peers": self.peers_json(now),
             "local_clients": self.transport.local_client_count(),
             "uptime_s": now.saturating_since(self.started).as_secs(),
             "interfaces": interfaces,

@@ -10,9 +10,37 @@ use super::events::SUBSCRIBE_COMMAND;
 use super::Node;
 use crate::api::Call;
 use crate::audit::{AuditEntry, Direction, Outcome as AuditOutcome};
-use crate::commands::{machine, CommandCall, BUILTINS};
+use crate::commands::{CommandCall, BUILTINS};
 use crate::frame::{Body, ErrorCode, GridFrame, Outcome};
 use crate::trust::TrustLevel;
+
+/// Requests remembered for replay detection.
+pub(super) const SEEN_REQUESTS: usize = 16_384;
+
+/// The (caller, correlation id) pairs of recent requests, oldest forgotten first.
+#[derive(Debug, Default)]
+pub(super) struct SeenRequests {
+    set: std::collections::HashSet<(String, u64)>,
+    order: std::collections::VecDeque<(String, u64)>,
+}
+
+impl SeenRequests {
+    /// Remember a request; false if it was already there.
+    fn insert(&mut self, peer: &str, correlation: u64) -> bool {
+        let key = (peer.to_string(), correlation);
+        if self.set.contains(&key) {
+            return false;
+        }
+        if self.order.len() >= SEEN_REQUESTS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(key.clone());
+        self.order.push_back(key);
+        true
+    }
+}
 
 /// A response frame for a request that could not be decoded.
 fn error_frame(correlation: u64, code: ErrorCode, message: String, now_ms: u64) -> GridFrame {
@@ -93,6 +121,22 @@ impl Node {
                 Outcome::Err {
                     code: ErrorCode::Denied,
                     message: denied.to_string(),
+                },
+                now_ms,
+            );
+            return self.respond_frame(now, link, request_id, &f);
+        }
+        // A request seen before from the same caller (same correlation id) is a replay.
+        // (Expired requests are refused below without being remembered.)
+        if matches!(frame.body, Body::Request { .. })
+            && !frame.expired(now_ms)
+            && !self.seen_requests.insert(&peer, frame.correlation)
+        {
+            self.guard.record(&entry(AuditOutcome::Denied));
+            let f = frame.respond(
+                Outcome::Err {
+                    code: ErrorCode::Replayed,
+                    message: format!("request {:016x} was already received", frame.correlation),
                 },
                 now_ms,
             );
@@ -238,18 +282,7 @@ impl Node {
                 "paths": self.transport.path_count(),
                 "links": self.transport.links().count(),
             }),
-            "grid/capabilities" => {
-                let mut m = machine();
-                let mut roles = Vec::new();
-                if self.transport.transport_enabled() {
-                    roles.push("transport");
-                }
-                if self.shared_instance.is_some() {
-                    roles.push("shared_instance");
-                }
-                m["roles"] = json!(roles);
-                m
-            }
+            "grid/capabilities" => self.capabilities.to_json(),
             "list" => {
                 let mut all: Vec<Value> = BUILTINS
                     .iter()

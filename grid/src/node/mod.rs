@@ -90,6 +90,12 @@ struct Node {
     recent_events: events::RecentEvents,
     /// Trust levels, the ACL and the audit log.
     guard: Guard,
+    /// Recent requests, to refuse replays.
+    seen_requests: grid_frames::SeenRequests,
+    /// What this node can do (its announce app_data).
+    capabilities: crate::capabilities::Capabilities,
+    /// Grid nodes heard announcing, with what they can do: hops and when last heard.
+    peers: HashMap<AddressHash, (crate::capabilities::Capabilities, u8, Instant)>,
     /// Where [`crate::api::NodeEvent`]s go.
     events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
     /// Resources on links to `grid.node` are accepted for the application.
@@ -121,6 +127,9 @@ struct Node {
 /// holding announces for unknown destinations above 3 announces a second on a new
 /// interface, so a node never sends its own in a burst.
 const ANNOUNCE_STAGGER: Duration = Duration::from_secs(2);
+
+/// Grid nodes whose capabilities are remembered.
+const MAX_PEERS: usize = 10_000;
 
 /// Interfaces slower than this (radios) share their channel with every neighbour.
 const SLOW_LINK_BPS: u64 = 1_000_000;
@@ -501,6 +510,14 @@ impl Node {
             events,
             calls,
         } = queues;
+        let mut roles = 0;
+        if config.transport {
+            roles |= crate::capabilities::roles::TRANSPORT;
+        }
+        if share_instance {
+            roles |= crate::capabilities::roles::SHARED_INSTANCE;
+        }
+        let capabilities = crate::capabilities::Capabilities::of_this_machine(roles);
         let mut transport = Transport::new(
             TransportConfig {
                 transport_enabled: config.transport,
@@ -514,7 +531,7 @@ impl Node {
             identity.clone(),
             well_known::GRID_NODE,
             ProofStrategy::All,
-            Vec::new(),
+            capabilities.encode(),
         );
         let mut announced_probe = None;
         if config.respond_to_probes {
@@ -569,6 +586,9 @@ impl Node {
             subscriptions: Vec::new(),
             recent_events: events::RecentEvents::default(),
             guard,
+            seen_requests: grid_frames::SeenRequests::default(),
+            capabilities,
+            peers: HashMap::new(),
             events,
             app_resources: false,
             incoming_app: HashMap::new(),
@@ -607,6 +627,30 @@ impl Node {
                 tracing::warn!(error = %e, "announce failed");
             }
         }
+    }
+
+    /// A Grid node announced: remember what it can do (bounded; the stalest go first).
+    fn on_grid_node_announce(
+        &mut self,
+        now: Instant,
+        node: AddressHash,
+        hops: u8,
+        app_data: &[u8],
+    ) {
+        let Some(caps) = crate::capabilities::Capabilities::decode(app_data) else {
+            return;
+        };
+        if !self.peers.contains_key(&node) && self.peers.len() >= MAX_PEERS {
+            if let Some(oldest) = self
+                .peers
+                .iter()
+                .min_by_key(|(_, (_, _, t))| *t)
+                .map(|(k, _)| *k)
+            {
+                self.peers.remove(&oldest);
+            }
+        }
+        self.peers.insert(node, (caps, hops, now));
     }
 
     /// Introduce ourselves on slow interfaces whose random wait is over.
@@ -750,9 +794,16 @@ impl Node {
     fn on_event(&mut self, now: Instant, e: Event) {
         match e {
             Event::Announce {
-                destination, hops, ..
+                destination,
+                hops,
+                name_hash,
+                app_data,
+                ..
             } => {
                 tracing::debug!(%destination, hops, "announce");
+                if name_hash == rns_core::destination::name_hash(well_known::GRID_NODE) {
+                    self.on_grid_node_announce(now, destination, hops, &app_data);
+                }
             }
             Event::Packet {
                 destination, data, ..
