@@ -5,6 +5,9 @@
   py_link.py establish DIR IFACE DEST N    open N links, print establishment times
   py_link.py rtt DIR IFACE DEST N          N packets on one link, print proof round trips
   py_link.py send DIR IFACE DEST FILE      send FILE as a resource, print time and CPU
+  py_link.py request DIR IFACE DEST N      N /ping requests on one link, print round trips
+  py_link.py request_rate DIR IFACE DEST SECONDS K
+                                           K /ping requests in flight for SECONDS, print count
 
 IFACE is tcp_server=host:port or tcp_client=host:port.
 """
@@ -74,6 +77,10 @@ def main():
             link.set_resource_strategy(RNS.Link.ACCEPT_ALL)
 
         dest.set_link_established_callback(established)
+        dest.register_request_handler(
+            "/ping",
+            response_generator=lambda path, data, request_id, link_id, remote_identity, requested_at: b"pong",
+            allow=RNS.Destination.ALLOW_ALL)
         out(destination=dest.hash.hex())
         # A transport node in FULL mode does not forward path requests for destinations
         # it has not heard, and an announce sent while the TCP connection is still coming
@@ -107,6 +114,39 @@ def main():
             times.append(time.perf_counter() - t0)
         link.teardown()
         out(seconds=times)
+    elif role == "request":
+        link, _ = open_link(dest)
+        times = []
+        for _ in range(int(sys.argv[5])):
+            ev = threading.Event()
+            t0 = time.perf_counter()
+            link.request("/ping", b"x", response_callback=lambda r: ev.set(),
+                         failed_callback=lambda r: ev.set(), timeout=10)
+            ev.wait(10)
+            times.append(time.perf_counter() - t0)
+        link.teardown()
+        out(seconds=times)
+    elif role == "request_rate":
+        link, _ = open_link(dest)
+        seconds, k = float(sys.argv[5]), int(sys.argv[6])
+        lock = threading.Lock()
+        done = [0]
+        end = time.perf_counter() + seconds
+        slots = threading.Semaphore(k)
+
+        def finished(_r):
+            with lock:
+                done[0] += 1
+            slots.release()
+
+        t0 = time.perf_counter()
+        while time.perf_counter() < end:
+            if slots.acquire(timeout=0.5):
+                link.request("/ping", b"x", response_callback=finished,
+                             failed_callback=lambda r: slots.release(), timeout=10)
+        elapsed = time.perf_counter() - t0
+        out(count=done[0], seconds=elapsed)
+        link.teardown()
     elif role == "send":
         link, _ = open_link(dest)
         ev = threading.Event()

@@ -21,6 +21,7 @@ use rns_core::transport::{InterfaceConfig, InterfaceId, Transport, TransportConf
 use rns_core::{destination::DestinationType, AddressHash, Identity, Instant};
 use serde_json::Value;
 
+mod commands;
 mod lan;
 
 type Rng = rand_chacha::ChaCha20Rng;
@@ -52,6 +53,20 @@ fn real_main() -> Result<()> {
             "--quick" => opts.quick = true,
             "--python" => opts.python = args.next().context("--python needs a path")?.into(),
             "--write" => opts.write = Some(args.next().context("--write needs a file")?.into()),
+            "commands-only" => {
+                let n: usize = args.next().context("count")?.parse()?;
+                for transit in [false, true] {
+                    let g = commands::grid(&grid_binary()?, transit, n)?;
+                    println!(
+                        "{}: p50 {:.3} ms, p99 {:.3} ms, {:.0} commands/s",
+                        if transit { "through a transport node" } else { "direct" },
+                        commands::percentile(g.rtt.clone(), 50.0) * 1e3,
+                        commands::percentile(g.rtt, 99.0) * 1e3,
+                        g.per_second
+                    );
+                }
+                return Ok(());
+            }
             "forward-only" => {
                 let n: usize = args.next().context("count")?.parse()?;
                 let g = forward_bench(Transit::Grid(&grid_binary()?), n)?;
@@ -259,6 +274,52 @@ fn real_main() -> Result<()> {
                     "higher is better; ratio = Grid / Python",
                 ));
             }
+        }
+    }
+
+    let n_cmd = if opts.quick { 100 } else { 500 };
+    for transit in [false, true] {
+        eprintln!(
+            "== command round trips and rate ({n_cmd} grid/ping vs RNS /ping requests, {})",
+            if transit {
+                "through one transport node"
+            } else {
+                "direct"
+            }
+        );
+        let g = commands::grid(&grid, transit, n_cmd)?;
+        let p = commands::python(&opts.python, transit, n_cmd)?;
+        let (g50, g99) = (
+            commands::percentile(g.rtt.clone(), 50.0),
+            commands::percentile(g.rtt.clone(), 99.0),
+        );
+        let (p50, p99) = (
+            commands::percentile(p.rtt.clone(), 50.0),
+            commands::percentile(p.rtt.clone(), 99.0),
+        );
+        rows.push(Row::new(
+            if transit {
+                "Command round trip through one transport node, p50 / p99 (grid/ping vs RNS request)"
+            } else {
+                "Command round trip over a loopback link, p50 / p99 (grid/ping vs RNS request)"
+            },
+            format!("{:.3} / {:.3} ms", g50 * 1e3, g99 * 1e3),
+            format!("{:.3} / {:.3} ms", p50 * 1e3, p99 * 1e3),
+            p50 / g50,
+            "(no goal)",
+            true,
+            "lower is better; ratio = Python / Grid, at p50",
+        ));
+        if !transit {
+            rows.push(Row::new(
+                "Commands per second on one link (16 in flight)",
+                format!("{:.0}/s", g.per_second),
+                format!("{:.0}/s", p.per_second),
+                g.per_second / p.per_second,
+                "(no goal)",
+                true,
+                "higher is better; ratio = Grid / Python",
+            ));
         }
     }
 
