@@ -621,8 +621,14 @@ impl Node {
                 continue;
             }
             // A little randomness keeps nodes from announcing in step (colliding on a
-            // shared radio channel) without bunching this node's own announces.
-            *t = now + interval + jitter(ANNOUNCE_STAGGER / 2);
+            // shared radio channel) without bunching this node's own announces; short
+            // intervals (tests, demos) stay exact.
+            let spread = if interval >= Duration::from_secs(30) {
+                jitter(ANNOUNCE_STAGGER / 2)
+            } else {
+                Duration::ZERO
+            };
+            *t = now + interval + spread;
             if let Err(e) = self.transport.announce(now, d, None) {
                 tracing::warn!(error = %e, "announce failed");
             }
