@@ -59,7 +59,11 @@ fn real_main() -> Result<()> {
                     let g = commands::grid(&grid_binary()?, transit, n)?;
                     println!(
                         "{}: p50 {:.3} ms, p99 {:.3} ms, {:.0} commands/s",
-                        if transit { "through a transport node" } else { "direct" },
+                        if transit {
+                            "through a transport node"
+                        } else {
+                            "direct"
+                        },
                         commands::percentile(g.rtt.clone(), 50.0) * 1e3,
                         commands::percentile(g.rtt, 99.0) * 1e3,
                         g.per_second
