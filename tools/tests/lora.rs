@@ -48,7 +48,18 @@ fn path(g: &Grid, dest: &str) -> Value {
 }
 
 fn request_ping(g: &Grid, dest: &str, text: &str) {
-    let v = g.json(&["link", "open", dest]);
+    // On a shared channel a link request or its proof can be lost to a collision (two
+    // nodes that cannot hear each other transmitting at once); RNS does not retry link
+    // requests, applications do. Three tries.
+    let mut tries = 0;
+    let v = loop {
+        tries += 1;
+        let (ok, out, err) = g.cli(&["link", "open", dest, "--json"]);
+        if ok {
+            break serde_json::from_str::<Value>(&out).unwrap();
+        }
+        assert!(tries < 3, "link to {dest} failed {tries} times: {err}");
+    };
     assert_eq!(v["mtu"], 500, "links over an RNode run at MTU 500: {v}");
     let link = v["link"].as_str().expect("link opened").to_string();
     let v = g.json(&["link", "request", &link, "/ping", text]);
