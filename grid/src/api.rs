@@ -206,6 +206,13 @@ pub(crate) enum Call {
         response: Vec<u8>,
         audit: Option<crate::audit::AuditEntry>,
     },
+    /// Send a frame on a link's channel (progress to a caller).
+    Push {
+        link: LinkId,
+        frame: Vec<u8>,
+    },
+    /// Record an event for this node's listeners only (job completion).
+    LocalEvent(String, serde_json::Value),
     /// Record a command in the audit log.
     Audit(crate::audit::AuditEntry),
     /// Set an identity's trust level.
@@ -557,12 +564,62 @@ impl NodeHandle {
     ) -> Result<serde_json::Value, ExecError> {
         crate::frame::names::check_command(command)
             .map_err(|e| ExecError::Local(format!("command name {e}")))?;
+        let correlation = {
+            use rand_core::RngCore;
+            rand_core::OsRng.next_u64()
+        };
+        self.execute_as(node, command, params, timeout, correlation)
+            .await
+    }
+
+    /// Start `command` on `node` and return its handle (the correlation id) at once. Its
+    /// progress arrives as the event `grid:job:<handle in hex>:progress` (as the target
+    /// reports it) and its outcome as `grid:job:<handle in hex>:complete` with
+    /// `{"ok": true, "result": …}` or `{"ok": false, "error": …}` — both as
+    /// [`NodeEvent::GridEvent`]s and in `grid listen`.
+    pub async fn execute_detached(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<u64, ExecError> {
+        crate::frame::names::check_command(command)
+            .map_err(|e| ExecError::Local(format!("command name {e}")))?;
+        let correlation = {
+            use rand_core::RngCore;
+            rand_core::OsRng.next_u64()
+        };
+        let (handle, command) = (self.clone(), command.to_string());
+        tokio::spawn(async move {
+            let r = handle
+                .execute_as(node, &command, &params, timeout, correlation)
+                .await;
+            let payload = match r {
+                Ok(result) => serde_json::json!({"ok": true, "result": result}),
+                Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
+            };
+            let event = crate::commands::job_event(correlation, "complete");
+            let _ = handle.calls.send(Call::LocalEvent(event, payload)).await;
+        });
+        Ok(correlation)
+    }
+
+    /// [`NodeHandle::execute`] with a given correlation id, audited.
+    async fn execute_as(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        timeout: Duration,
+        correlation: u64,
+    ) -> Result<serde_json::Value, ExecError> {
         let body = crate::frame::Body::Request {
             command: command.to_string(),
             params: params.to_string().into_bytes(),
         };
         let started = crate::clock::now().as_millis();
-        let (correlation, result) = self.frame_call(node, body, timeout).await;
+        let result = self.frame_call_with(node, body, timeout, correlation).await;
         let outcome = match &result {
             Ok(_) => crate::audit::Outcome::Success,
             Err(ExecError::Remote { code, .. }) => (*code).into(),

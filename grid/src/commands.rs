@@ -35,6 +35,52 @@ pub const BUILTINS: [(&str, &str); 4] = [
     ("list", "the commands this node offers, with a line on each"),
 ];
 
+/// Reports a long-running command's progress to its caller: each report travels back on
+/// the caller's link as a `Progress` frame, and the caller sees the event
+/// `grid:job:<correlation in hex>:progress`.
+#[derive(Clone)]
+pub struct Progress {
+    pub(crate) send: Option<ProgressSink>,
+}
+
+/// Where progress reports go: fraction done (if known) and a JSON detail.
+pub(crate) type ProgressSink = Arc<dyn Fn(Option<f32>, Value) + Send + Sync>;
+
+impl Progress {
+    /// A reporter that goes nowhere (local calls, tests).
+    pub fn none() -> Progress {
+        Progress { send: None }
+    }
+
+    /// Report how far along the command is (0–1, if known) with a JSON detail.
+    pub fn report(&self, fraction: Option<f32>, detail: Value) {
+        if let Some(send) = &self.send {
+            send(fraction.map(|f| f.clamp(0.0, 1.0)), detail);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.send.is_some() {
+            "Progress(link)"
+        } else {
+            "Progress(none)"
+        })
+    }
+}
+
+impl PartialEq for Progress {
+    fn eq(&self, _: &Progress) -> bool {
+        true
+    }
+}
+
+/// The event name a job's progress or completion is reported under.
+pub fn job_event(correlation: u64, what: &str) -> String {
+    format!("grid:job:{correlation:016x}:{what}")
+}
+
 /// A command call as a handler sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandCall {
@@ -46,6 +92,8 @@ pub struct CommandCall {
     pub caller: Option<AddressHash>,
     /// The request's correlation id.
     pub correlation: u64,
+    /// Where to report progress, for commands that take a while.
+    pub progress: Progress,
 }
 
 /// Why a command failed, as the caller will see it.

@@ -620,3 +620,55 @@ async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
         "{stored}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_detached_command_reports_progress_and_completion_as_events() {
+    use grid::commands::{job_event, CommandCall};
+    let port = free_port();
+    let da = node_dir("job-a", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let db = node_dir("job-b", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n[acl]\n\"test/*\" = \"provisional\"\n"
+    ));
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    b.register_command(
+        "test/slow",
+        "takes a while",
+        |call: CommandCall| async move {
+            call.progress
+                .report(Some(0.5), serde_json::json!({"step": 1}));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(serde_json::json!({"done": call.params["n"]}))
+        },
+    )
+    .await
+    .unwrap();
+    let mut events = a.subscribe();
+    let handle = a
+        .execute_detached(b.destination(), "test/slow", serde_json::json!({"n": 3}), T)
+        .await
+        .unwrap();
+    let progress = job_event(handle, "progress");
+    let (node, payload) = next(&mut events, |e| match e {
+        NodeEvent::GridEvent {
+            node,
+            event,
+            payload,
+        } if event == progress => Some((node, payload)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(node, b.destination().to_string());
+    assert_eq!(payload["fraction"], 0.5);
+    assert_eq!(payload["detail"]["step"], 1);
+    let complete = job_event(handle, "complete");
+    let payload = next(&mut events, |e| match e {
+        NodeEvent::GridEvent { event, payload, .. } if event == complete => Some(payload),
+        _ => None,
+    })
+    .await;
+    assert_eq!(payload["ok"], true, "{payload}");
+    assert_eq!(payload["result"]["done"], 3);
+}

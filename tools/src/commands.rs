@@ -131,6 +131,7 @@ pub(crate) fn exec(
     command: &str,
     params: Option<&str>,
     timeout: f64,
+    detach: bool,
     json_out: bool,
 ) -> Result<()> {
     let _: rns_core::AddressHash = hash
@@ -140,9 +141,17 @@ pub(crate) fn exec(
     let timeout = Duration::from_secs_f64(timeout.clamp(0.1, 600.0));
     let req = json!({
         "cmd": "exec", "destination": hash, "command": command, "params": params,
-        "timeout_ms": timeout.as_millis() as u64,
+        "timeout_ms": timeout.as_millis() as u64, "detach": detach,
     });
     let v = ask(state, req, timeout + Duration::from_secs(5))?;
+    if detach {
+        if json_out {
+            println!("{v}");
+        } else {
+            println!("{}", v["handle"].as_str().unwrap_or("?"));
+        }
+        return Ok(());
+    }
     if json_out {
         println!("{v}");
     } else {
@@ -314,6 +323,27 @@ pub(crate) fn listen(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `grid exec --result`
+pub(crate) fn exec_result(state: &StateDir, handle: &str, json_out: bool) -> Result<()> {
+    let v = ask(
+        state,
+        json!({"cmd": "exec_result", "handle": handle}),
+        Duration::from_secs(5),
+    )?;
+    if json_out {
+        println!("{v}");
+        return Ok(());
+    }
+    match v["state"].as_str() {
+        Some("done") if v["outcome"]["ok"] == true => {
+            println!("{}", serde_json::to_string_pretty(&v["outcome"]["result"])?)
+        }
+        Some("done") => bail!("{}", v["outcome"]["error"].as_str().unwrap_or("failed")),
+        _ => println!("pending"),
+    }
+    Ok(())
 }
 
 /// One line of a radio's figures: airtime, channel load, signal.

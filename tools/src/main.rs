@@ -97,14 +97,23 @@ enum Command {
     /// Run a command on another node (Commands.execute) and print its JSON result.
     Exec {
         /// The node's grid.node destination hash.
-        hash: String,
+        #[arg(required_unless_present = "result")]
+        hash: Option<String>,
         /// The command, `domain/action` (`grid/ping`, `list`, …).
-        command: String,
+        #[arg(required_unless_present = "result")]
+        command: Option<String>,
         /// JSON params (default: none).
         params: Option<String>,
         /// Seconds to wait for a path, a link and the result.
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
+        /// Return a handle at once instead of waiting; progress and the outcome arrive as
+        /// events grid:job:<handle>:progress / :complete (see `grid listen`).
+        #[arg(long, conflicts_with = "result")]
+        detach: bool,
+        /// Print the outcome of a detached command (or say it is still pending).
+        #[arg(long, value_name = "HANDLE")]
+        result: Option<String>,
         /// Print the whole answer as JSON ({"ok", "result"} or {"ok", "code", "error"}).
         #[arg(long)]
         json: bool,
@@ -354,8 +363,21 @@ fn main() -> ExitCode {
             command,
             params,
             timeout,
+            detach,
+            result,
             json,
-        } => commands::exec(&state, &hash, &command, params.as_deref(), timeout, json),
+        } => match result {
+            Some(handle) => commands::exec_result(&state, &handle, json),
+            None => commands::exec(
+                &state,
+                hash.as_deref().unwrap_or_default(),
+                command.as_deref().unwrap_or_default(),
+                params.as_deref(),
+                timeout,
+                detach,
+                json,
+            ),
+        },
         Command::RadioSim {
             radios,
             dir,

@@ -299,6 +299,20 @@ fn grid_exec_runs_commands_on_another_node() {
     );
     let (ok, out, _) = b.cli(&["trust"]);
     assert!(ok && out.contains(&a_identity), "{out}");
+    // Detached: a handle at once, the outcome later.
+    let (ok, out, err) = a.cli(&["exec", &dest, "grid/ping", "--detach"]);
+    assert!(ok, "{err}");
+    let handle = out.trim().to_string();
+    assert_eq!(handle.len(), 16, "{out}");
+    let v = wait_for(Duration::from_secs(10), "the detached result", || {
+        let v = a.json(&["exec", "--result", &handle]);
+        (v["state"] == "done").then_some(v)
+    });
+    assert_eq!(v["outcome"]["result"]["pong"], true, "{v}");
+    let (ok, out, _) = a.cli(&["exec", "--result", &handle]);
+    assert!(ok && out.contains("\"pong\""), "{out}");
+    let (ok, _, err) = a.cli(&["exec", "--result", "zz"]);
+    assert!(!ok && err.contains("invalid handle"), "{err}");
     // A command no rule allows (here: one that does not exist) fails with its typed
     // code, on one line.
     let (ok, _, err) = a.cli(&["exec", &dest, "no/such", "{}"]);

@@ -71,6 +71,20 @@ impl Node {
                 self.respond_bytes(now, link, request_id, response);
             }
             Call::Audit(entry) => self.guard.record(&entry),
+            Call::Push { link, frame } => {
+                if let Err(e) = self.transport.link_channel_send(
+                    now,
+                    &link,
+                    crate::frame::CHANNEL_MSGTYPE,
+                    &frame,
+                ) {
+                    tracing::debug!(%link, error = %e, "could not send progress");
+                }
+            }
+            Call::LocalEvent(event, payload) => {
+                let node = self.grid_destination.to_string();
+                self.record_local_event(node, &event, payload);
+            }
             Call::Trust(identity, level, done) => {
                 let r = self
                     .guard

@@ -221,6 +221,19 @@ impl Node {
                         .to_string();
                     let params = body.get("params").cloned().unwrap_or(Value::Null);
                     let handle = self.internal_handle();
+                    if body.get("detach").and_then(Value::as_bool) == Some(true) {
+                        tokio::spawn(async move {
+                            let v = match handle
+                                .execute_detached(node, &command, params, timeout)
+                                .await
+                            {
+                                Ok(h) => json!({"ok": true, "handle": format!("{h:016x}")}),
+                                Err(e) => json!({"ok": false, "error": e.to_string()}),
+                            };
+                            let _ = req.reply.send(v);
+                        });
+                        return;
+                    }
                     tokio::spawn(async move {
                         let v = match handle.execute(node, &command, &params, timeout).await {
                             Ok(result) => json!({"ok": true, "result": result}),
@@ -273,6 +286,24 @@ impl Node {
                     Ok(()) => {
                         let sent = self.emit_event(now, event, &payload);
                         json!({"ok": true, "subscribers": sent})
+                    }
+                };
+                let _ = req.reply.send(v);
+            }
+            "exec_result" => {
+                let handle = body.get("handle").and_then(Value::as_str).unwrap_or("");
+                let v = match u64::from_str_radix(handle, 16) {
+                    Err(_) => {
+                        json!({"ok": false, "error": format!("invalid handle \"{handle}\" (16 hex digits)")})
+                    }
+                    Ok(h) => {
+                        let name = crate::commands::job_event(h, "complete");
+                        match self.recent_events.find(&name) {
+                            Some(e) => {
+                                json!({"ok": true, "state": "done", "outcome": e["payload"]})
+                            }
+                            None => json!({"ok": true, "state": "pending"}),
+                        }
                     }
                 };
                 let _ = req.reply.send(v);

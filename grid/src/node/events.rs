@@ -41,6 +41,15 @@ impl RecentEvents {
         self.events.push_back((self.next, v));
     }
 
+    /// The newest kept event with this name.
+    pub(super) fn find(&self, event: &str) -> Option<Value> {
+        self.events
+            .iter()
+            .rev()
+            .find(|(_, e)| e["event"] == event)
+            .map(|(_, e)| e.clone())
+    }
+
     /// Events after `cursor`, and the cursor to ask with next.
     pub(super) fn since(&self, cursor: u64) -> (Vec<Value>, u64) {
         let v = self
@@ -92,6 +101,11 @@ impl Node {
         sent
     }
 
+    /// Record an event for this node's listeners only.
+    pub(super) fn record_local_event(&mut self, node: String, event: &str, payload: Value) {
+        self.record_event(node, event, payload);
+    }
+
     fn record_event(&mut self, node: String, event: &str, payload: Value) {
         let v = json!({"node": node, "event": event, "payload": payload});
         self.recent_events.push(v);
@@ -113,6 +127,17 @@ impl Node {
             }) => {
                 let node = rns_core::AddressHash(source).to_string();
                 self.record_event(node, &event, payload_json(&payload));
+            }
+            Ok(GridFrame {
+                source,
+                correlation,
+                body: Body::Progress { fraction, payload },
+                ..
+            }) => {
+                let node = rns_core::AddressHash(source).to_string();
+                let payload = json!({"fraction": fraction, "detail": payload_json(&payload)});
+                let event = crate::commands::job_event(correlation, "progress");
+                self.record_event(node, &event, payload);
             }
             Ok(_) => tracing::debug!(%link, "ignored a non-event frame on the channel"),
             Err(e) => tracing::debug!(%link, error = %e, "ignored a bad frame on the channel"),

@@ -210,13 +210,38 @@ impl Node {
             );
             return self.respond_frame(now, link, request_id, &f);
         };
+        let calls = self.calls.clone();
+        let progress = {
+            let calls = calls.clone();
+            let (correlation, source, target) = (frame.correlation, frame.target, frame.source);
+            crate::commands::Progress {
+                send: Some(std::sync::Arc::new(move |fraction, detail: Value| {
+                    let f = GridFrame {
+                        correlation,
+                        source,
+                        target,
+                        timestamp_ms: crate::clock::now().as_millis(),
+                        ttl_ms: 0,
+                        body: Body::Progress {
+                            fraction,
+                            payload: detail.to_string().into_bytes(),
+                        },
+                    };
+                    // Progress is best effort: dropped if the node's queue is full.
+                    let _ = calls.try_send(Call::Push {
+                        link,
+                        frame: f.encode(),
+                    });
+                })),
+            }
+        };
         let call = CommandCall {
             command: command.clone(),
             params,
             caller,
             correlation: frame.correlation,
+            progress,
         };
-        let calls = self.calls.clone();
         let mut audit = entry(AuditOutcome::Success);
         tokio::spawn(async move {
             let outcome = match (reg.handler)(call).await {
