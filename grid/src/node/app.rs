@@ -83,7 +83,7 @@ impl Node {
             }
             Call::LocalEvent(event, payload) => {
                 let node = self.grid_destination.to_string();
-                self.record_local_event(node, &event, payload);
+                self.record_event(node, &event, payload);
             }
             Call::Trust(identity, level, done) => {
                 let r = self

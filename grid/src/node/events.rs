@@ -101,12 +101,8 @@ impl Node {
         sent
     }
 
-    /// Record an event for this node's listeners only.
-    pub(super) fn record_local_event(&mut self, node: String, event: &str, payload: Value) {
-        self.record_event(node, event, payload);
-    }
-
-    fn record_event(&mut self, node: String, event: &str, payload: Value) {
+    /// Record an event for this node's listeners (recent events, API subscribers) only.
+    pub(super) fn record_event(&mut self, node: String, event: &str, payload: Value) {
         let v = json!({"node": node, "event": event, "payload": payload});
         self.recent_events.push(v);
         let event = event.to_string();

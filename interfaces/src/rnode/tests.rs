@@ -96,23 +96,30 @@ async fn a_silent_port_is_not_an_rnode() {
     assert!(matches!(err, BringUpError::NotAnRnode), "{err}");
 }
 
-#[tokio::test]
-async fn the_pump_moves_data_frames_both_ways() {
-    let (mut host, mut reports, _) = echoing_device_up(&config()).await;
-    let (hub, mut events) = Hub::new(16);
+/// Bring an echoing device up with `c` and run the pump on it; returns where to send
+/// frames and the node's event stream.
+async fn pumping(c: RnodeConfig) -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<InterfaceEvent>) {
+    let (mut host, mut reports, _) = echoing_device_up(&c).await;
+    let mut governor = c.governor();
+    let (hub, events) = Hub::new(16);
     let (tx, mut rx) = mpsc::channel(16);
     let id = hub.allocate();
-    let c = config();
     tokio::spawn(async move {
         let mut link = Link {
             hub: &hub,
             id,
             config: &c,
             reports: &mut reports,
-            governor: None,
+            governor: governor.as_mut(),
         };
         link.pump(&mut host, &mut rx).await
     });
+    (tx, events)
+}
+
+#[tokio::test]
+async fn the_pump_moves_data_frames_both_ways() {
+    let (tx, mut events) = pumping(config()).await;
     // The scripted device loops data back, so what the node sends comes back in.
     let packet: Vec<u8> = (0..=255u8).chain(0..=200).collect();
     tx.send(packet.clone()).await.unwrap();
@@ -133,21 +140,8 @@ async fn the_governor_holds_frames_beyond_the_duty_cycle() {
     let mut c = config();
     // SF9: a 300-byte packet takes ~1.5 s; allow ~2 s an hour, so one fits.
     c.lt_alock = Some(0.06);
-    let (mut host, mut reports, _) = echoing_device_up(&c).await;
-    let mut governor = c.governor().expect("a limit makes a governor");
-    let (hub, mut events) = Hub::new(16);
-    let (tx, mut rx) = mpsc::channel(16);
-    let id = hub.allocate();
-    tokio::spawn(async move {
-        let mut link = Link {
-            hub: &hub,
-            id,
-            config: &c,
-            reports: &mut reports,
-            governor: Some(&mut governor),
-        };
-        link.pump(&mut host, &mut rx).await
-    });
+    assert!(c.governor().is_some(), "a limit makes a governor");
+    let (tx, mut events) = pumping(c).await;
     tx.send(vec![0; 300]).await.unwrap();
     tx.send(vec![1; 300]).await.unwrap();
     let mut frames = Vec::new();

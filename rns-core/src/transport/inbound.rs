@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::interface::LocalRole;
 use super::path_table::{secs, should_accept, PathEntry, PathState};
 use super::{
-    AnnounceEntry, Event, InterfaceId, LocalDestination, ProofStrategy, RateEntry, ReverseEntry,
-    Transport, PATHFINDER_RW_MS, PATH_REQUEST_GATE,
+    Event, InterfaceId, LocalDestination, ProofStrategy, RateEntry, ReverseEntry, Transport,
+    PATHFINDER_RW_MS, PATH_REQUEST_GATE,
 };
 use crate::announce::Announce;
 use crate::destination::DestinationType;
@@ -351,19 +351,7 @@ impl Transport {
         let from_local = self.role(p.iface) == LocalRole::Client;
         if self.config.transport_enabled && !from_local && !path_response && !rate_blocked {
             let jitter = self.random_u64() % (PATHFINDER_RW_MS + 1);
-            self.announce_table.insert(
-                d,
-                AnnounceEntry {
-                    retransmit_at: now + Duration::from_millis(jitter),
-                    retries: 0,
-                    hops: p.hops,
-                    data: p.view.data().to_vec(),
-                    context_flag: p.flags.context_flag,
-                    local_rebroadcasts: 0,
-                    block_rebroadcasts: false,
-                    attached: None,
-                },
-            );
+            self.queue_rebroadcast(&p, now + Duration::from_millis(jitter), 0);
         }
 
         // Answer path requests we searched for on behalf of others.

@@ -72,13 +72,14 @@ impl Transport {
         }
     }
 
-    /// A local client announced: send it on to the network now, one time.
-    pub(crate) fn rebroadcast_for_local_client(&mut self, now: Instant, p: &Inbound) {
+    /// Put a received announce in the announce table for rebroadcast at `at`; `retries`
+    /// counts as already made (`PATHFINDER_R` means one send and no retry).
+    pub(crate) fn queue_rebroadcast(&mut self, p: &Inbound, at: Instant, retries: u8) {
         self.announce_table.insert(
             p.view.destination(),
             AnnounceEntry {
-                retransmit_at: now,
-                retries: PATHFINDER_R,
+                retransmit_at: at,
+                retries,
                 hops: p.hops,
                 data: p.view.data().to_vec(),
                 context_flag: p.flags.context_flag,
@@ -87,6 +88,11 @@ impl Transport {
                 attached: None,
             },
         );
+    }
+
+    /// A local client announced: send it on to the network now, one time.
+    pub(crate) fn rebroadcast_for_local_client(&mut self, now: Instant, p: &Inbound) {
+        self.queue_rebroadcast(p, now, PATHFINDER_R);
         self.announce_job(now);
     }
 

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use super::{
-    free_port, grid_node_dir, py_link, read_json_line, rnsd_config, spawn_grid, spawn_rnsd, tmpdir,
-    wait_control, wait_listening,
+    free_port, grid_node_dir, py_link, read_json_line, spawn_grid, tmpdir, wait_control,
+    PyResponder,
 };
 
 /// Round trips (s) and commands per second with `IN_FLIGHT` outstanding.
@@ -108,34 +108,12 @@ pub(super) fn grid(grid: &Path, transit: bool, n: usize) -> Result<CommandBench>
 
 /// Python RNS: a link request to a `/ping` request handler, directly or through `rnsd`.
 pub(super) fn python(python: &Path, transit: bool, n: usize) -> Result<CommandBench> {
-    let port = free_port();
-    let server = format!("tcp_server=127.0.0.1:{port}");
-    let client = format!("tcp_client=127.0.0.1:{port}");
-    let _rnsd = if transit {
-        let d = tmpdir("cpy-rnsd");
-        rnsd_config(&d, port, true)?;
-        let p = spawn_rnsd(python, &d)?;
-        wait_listening(port, 30)?;
-        Some(p)
-    } else {
-        None
-    };
-    let rdir = tmpdir("cpy-resp");
-    let (_resp, mut rout) = py_link(
-        python,
-        &[
-            "responder",
-            rdir.to_str().unwrap(),
-            if transit { &client } else { &server },
-        ],
-    )?;
-    let dest = read_json_line(&mut rout)?["destination"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if !transit {
-        wait_listening(port, 30)?;
-    }
+    let PyResponder {
+        _rnsd,
+        process: _responder,
+        client,
+        destination: dest,
+    } = PyResponder::start(python, transit, "cpy")?;
     let run = |role: &str, extra: &[&str]| -> Result<Value> {
         let idir = tmpdir(&format!("cpy-{role}"));
         let mut args = vec![role, idir.to_str().unwrap(), &client, &dest];

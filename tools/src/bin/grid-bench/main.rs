@@ -993,37 +993,62 @@ fn read_json_line(r: &mut std::io::BufReader<std::process::ChildStdout>) -> Resu
     }
 }
 
+/// A Python `bench.sink` responder (tools/bench/py_link.py), reached over loopback TCP
+/// directly or through an `rnsd` transport node.
+struct PyResponder {
+    _rnsd: Option<Proc>,
+    process: Proc,
+    /// The interface spec a Python initiator uses to reach it.
+    client: String,
+    /// Its destination hash.
+    destination: String,
+}
+
+impl PyResponder {
+    fn start(python: &Path, transit: bool, tag: &str) -> Result<PyResponder> {
+        let port = free_port();
+        let server = format!("tcp_server=127.0.0.1:{port}");
+        let client = format!("tcp_client=127.0.0.1:{port}");
+        let rnsd = if transit {
+            let d = tmpdir(&format!("{tag}-rnsd"));
+            rnsd_config(&d, port, true)?;
+            let p = spawn_rnsd(python, &d)?;
+            wait_listening(port, 30)?;
+            Some(p)
+        } else {
+            None
+        };
+        let rdir = tmpdir(&format!("{tag}-resp"));
+        let iface = if transit { &client } else { &server };
+        let (process, mut out) = py_link(python, &["responder", rdir.to_str().unwrap(), iface])?;
+        let destination = read_json_line(&mut out)?["destination"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !transit {
+            wait_listening(port, 30)?;
+        }
+        Ok(PyResponder {
+            _rnsd: rnsd,
+            process,
+            client,
+            destination,
+        })
+    }
+}
+
 fn link_bench_python(
     python: &Path,
     transit: bool,
     n: usize,
     files: &[PathBuf],
 ) -> Result<LinkBench> {
-    let port = free_port();
-    let server = format!("tcp_server=127.0.0.1:{port}");
-    let client = format!("tcp_client=127.0.0.1:{port}");
-    let _rnsd = if transit {
-        let d = tmpdir("py-rnsd");
-        rnsd_config(&d, port, true)?;
-        let p = spawn_rnsd(python, &d)?;
-        wait_listening(port, 30)?;
-        Some(p)
-    } else {
-        None
-    };
-    let rdir = tmpdir("py-resp");
-    let responder_iface = if transit { &client } else { &server };
-    let (resp, mut rout) = py_link(
-        python,
-        &["responder", rdir.to_str().unwrap(), responder_iface],
-    )?;
-    let dest = read_json_line(&mut rout)?["destination"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if !transit {
-        wait_listening(port, 30)?;
-    }
+    let PyResponder {
+        _rnsd,
+        process: resp,
+        client,
+        destination: dest,
+    } = PyResponder::start(python, transit, "py")?;
     let run = |role: &str, extra: &str| -> Result<Value> {
         let idir = tmpdir(&format!("py-{role}"));
         let (_p, mut out) = py_link(
