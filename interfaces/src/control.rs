@@ -2,7 +2,9 @@
 //!
 //! A Unix stream socket in the node's state directory. Each connection carries JSON
 //! lines: the client writes one request object, the node writes one response object.
-//! Lines are capped at [`MAX_LINE`] bytes; anything larger closes the connection.
+//! Request lines are capped at [`MAX_LINE`] bytes (anything larger closes the
+//! connection); responses, which come from the node the client trusts and may carry a
+//! command's 16 MiB result, at [`MAX_RESPONSE`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-/// Longest request or response line.
+/// Longest request line.
 pub const MAX_LINE: usize = 1 << 20;
+/// Longest response line a client reads.
+pub const MAX_RESPONSE: usize = 64 << 20;
 
 /// A request from a client, with the way to answer it.
 #[derive(Debug)]
@@ -133,7 +137,7 @@ pub async fn call(path: &Path, request: &Value, timeout: Duration) -> Result<Val
     out.push(b'\n');
     wr.write_all(&out).await?;
     let mut line = String::new();
-    let mut rd = BufReader::new(rd).take(MAX_LINE as u64);
+    let mut rd = BufReader::new(rd).take(MAX_RESPONSE as u64);
     let n = tokio::time::timeout(timeout, rd.read_line(&mut line))
         .await
         .map_err(|_| ControlError::Timeout(timeout))??;

@@ -18,7 +18,7 @@ Commands are JSON lines on stdin:
   {"cmd": "send", "destination": hex, "name": "app.aspect", "data": "text", "timeout": s}
   {"cmd": "link_open", "destination": hex, "name": "app.aspect", "timeout": s}
   {"cmd": "link_send", "link": hex, "data": "text"}
-  {"cmd": "link_request", "link": hex, "path": "/ping", "data": "text"}
+  {"cmd": "link_request", "link": hex, "path": "/ping", "data": "text", "timeout": s (optional)}
   {"cmd": "link_identify", "link": hex}
   {"cmd": "link_close", "link": hex}
   {"cmd": "link_status", "link": hex}
@@ -364,7 +364,8 @@ def main():
             return
         link.request(cmd.get("path", "/"), cmd.get("data", "").encode(),
                      response_callback=lambda r: emit(event="response", link=cmd["link"], data=bytes(r.response).hex()),
-                     failed_callback=lambda r: emit(event="response_failed", link=cmd["link"]))
+                     failed_callback=lambda r: emit(event="response_failed", link=cmd["link"]),
+                     timeout=cmd.get("timeout"))
 
     def channel_send(cmd):
         channel, _ = CHANNELS[cmd["link"]]

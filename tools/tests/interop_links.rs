@@ -268,3 +268,57 @@ fn grid_link_through_rnsd() {
         grid_link_state(&g1, &link).is_none().then_some(())
     });
 }
+
+/// Requests and responses over 1 MiB travel as several resource segments, as RNS sends
+/// them: Grid's 1.5 MB request to RNS's /ping comes back as a 1.5 MB response, and the
+/// same the other way round.
+#[test]
+fn requests_and_responses_over_1_mib_both_ways() {
+    let _slot = slot();
+    let port = free_port();
+    let g = grid_server(port, false);
+    let mut py = Py::start(&args(&[
+        "--interface",
+        &format!("tcp_client=127.0.0.1:{port}"),
+    ]));
+    let big: String = (0..1_500_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let file = g.dir.0.join("big-request");
+    std::fs::write(&file, &big).unwrap();
+    let v = g.json(&["link", "open", &py.destination()]);
+    let link = v["link"].as_str().unwrap().to_string();
+    let v = g.json(&[
+        "link",
+        "request",
+        &link,
+        "/ping",
+        "--file",
+        file.to_str().unwrap(),
+        "--timeout",
+        "120",
+    ]);
+    let response = v["response"].as_str().unwrap_or_default();
+    assert!(
+        response.len() == big.len() + 5 && response.starts_with("pong:") && response[5..] == big,
+        "RNS's answer to a 1.5 MB request: {} bytes",
+        response.len()
+    );
+
+    py.cmd(json!({"cmd": "link_open", "destination": g.destination(), "name": "grid.node", "timeout": 15}));
+    let v = py.expect(T, "link established at RNS", |v| {
+        v["event"] == "link_established" && v["initiator"] == true
+    });
+    let link = v["link"].as_str().unwrap().to_string();
+    py.cmd(
+        json!({"cmd": "link_request", "link": link, "path": "/ping", "data": big, "timeout": 120}),
+    );
+    let r = py.expect(Duration::from_secs(150), "response", |v| {
+        v["event"] == "response" || v["event"] == "response_failed"
+    });
+    assert!(
+        r["data"].as_str().map(str::len) == Some(2 * (big.len() + 5)),
+        "Grid's answer to RNS's 1.5 MB request: {}",
+        r["event"]
+    );
+}

@@ -9,7 +9,7 @@ mod resources;
 pub mod stream;
 pub mod wire;
 
-pub use resources::{ResourceFailure, ResourcePolicy, ResourcePreparer};
+pub use resources::{ResourceFailure, ResourcePolicy, ResourcePreparer, MAX_REQUEST_SEGMENTS};
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -22,6 +22,20 @@ const MAX_QUEUED: usize = 16;
 const PROOF_CACHE: usize = 8;
 /// Offers waiting for the application to accept or reject them.
 const MAX_OFFERS: usize = 8;
+/// Segments a request or response may span (each at most [`MAX_EFFICIENT_SIZE`]), so a
+/// peer cannot make us assemble more than about 16 MiB.
+pub const MAX_REQUEST_SEGMENTS: u64 = 16;
+/// Split requests and responses being assembled at once, per link.
+const MAX_SPLIT_ASSEMBLIES: usize = 2;
+
+/// A request or response that spans several resource segments, joined as they arrive.
+#[derive(Debug)]
+pub(super) struct SplitAssembly {
+    original_hash: [u8; FULL_HASH_LEN],
+    next_segment: u64,
+    total_segments: u64,
+    data: Vec<u8>,
+}
 
 /// Which incoming resources a link accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,6 +101,7 @@ pub(super) struct Resources {
     pub(super) offers: Vec<Advertisement>,
     pub(super) last_window: Option<usize>,
     pub(super) proof_cache: VecDeque<([u8; FULL_HASH_LEN], Vec<u8>)>,
+    pub(super) split: Vec<SplitAssembly>,
 }
 
 impl Link {
@@ -284,6 +299,9 @@ impl Link {
         let r = self.resources.incoming.swap_remove(i);
         self.resources.last_window = Some(r.window());
         if let Some(reason) = failure {
+            // A split request or response missing a segment can never complete.
+            let original = r.advertisement().original_hash;
+            self.resources.split.retain(|s| s.original_hash != original);
             self.events.push_back(LinkEvent::ResourceFailed {
                 link: self.id,
                 hash: *hash,
@@ -333,11 +351,19 @@ impl Link {
             .push_back((proof_hash, proof.clone()));
         self.push_out(proof, now);
         let adv = r.advertisement().clone();
+        let body = if (adv.is_request() || adv.is_response()) && adv.total_segments > 1 {
+            match self.join_split(&adv, done.data) {
+                Some(all) => all,
+                None => return,
+            }
+        } else {
+            done.data
+        };
         if adv.is_request() {
-            match wire::decode_request(&done.data) {
+            match wire::decode_request(&body) {
                 Ok((_, path_hash, data)) => self.events.push_back(LinkEvent::Request {
                     link: self.id,
-                    request_id: truncated_hash(&done.data),
+                    request_id: truncated_hash(&body),
                     path_hash,
                     data,
                     remote_identity: self.remote_identity.clone().map(Box::new),
@@ -345,7 +371,7 @@ impl Link {
                 Err(_) => self.stats.dropped += 1,
             }
         } else if adv.is_response() {
-            if let Ok((request_id, data)) = wire::decode_response(&done.data) {
+            if let Ok((request_id, data)) = wire::decode_response(&body) {
                 if self.requests.remove(&request_id).is_some() {
                     self.events.push_back(LinkEvent::Response {
                         link: self.id,
@@ -363,7 +389,7 @@ impl Link {
                 total_segments: adv.total_segments,
                 total_size: adv.data_size,
                 has_metadata: adv.has_metadata(),
-                data: done.data,
+                data: body,
             });
         }
     }
@@ -433,9 +459,9 @@ impl Link {
                     && adv
                         .request_id
                         .is_some_and(|q| self.requests.contains_key(&q));
-                if adv.is_request() || wanted_response {
+                if (adv.is_request() || wanted_response) && self.split_acceptable(&adv) {
                     self.start_incoming(rng, now, adv);
-                } else if adv.is_response() {
+                } else if adv.is_request() || adv.is_response() {
                     let h = adv.hash;
                     self.emit_data(rng, now, Context::RESOURCE_RCL, &h, true);
                 } else {
@@ -644,9 +670,66 @@ impl Link {
             });
         }
         self.resources.offers.clear();
+        self.resources.split.clear();
     }
 
-    /// Send a request body as a resource (it does not fit one packet).
+    /// Whether a request or response segment fits what this link is assembling: a first
+    /// segment when there is room, or the next segment of one under way.
+    fn split_acceptable(&self, adv: &crate::resource::Advertisement) -> bool {
+        if adv.total_segments <= 1 {
+            return true;
+        }
+        if adv.total_segments > MAX_REQUEST_SEGMENTS {
+            return false;
+        }
+        if adv.segment_index == 1 {
+            return self.resources.split.len() < MAX_SPLIT_ASSEMBLIES;
+        }
+        self.resources.split.iter().any(|s| {
+            s.original_hash == adv.original_hash
+                && s.next_segment == adv.segment_index
+                && s.total_segments == adv.total_segments
+        })
+    }
+
+    /// Add a completed segment of a split request or response; the whole body once the
+    /// last segment is in.
+    fn join_split(
+        &mut self,
+        adv: &crate::resource::Advertisement,
+        data: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let split = &mut self.resources.split;
+        if adv.segment_index == 1 {
+            if split.len() >= MAX_SPLIT_ASSEMBLIES {
+                self.stats.dropped += 1;
+                return None;
+            }
+            split.push(SplitAssembly {
+                original_hash: adv.hash,
+                next_segment: 2,
+                total_segments: adv.total_segments,
+                data,
+            });
+            return None;
+        }
+        let Some(i) = split.iter().position(|s| {
+            s.original_hash == adv.original_hash && s.next_segment == adv.segment_index
+        }) else {
+            self.stats.dropped += 1;
+            return None;
+        };
+        split[i].data.extend_from_slice(&data);
+        split[i].next_segment += 1;
+        if adv.segment_index < split[i].total_segments {
+            return None;
+        }
+        Some(split.swap_remove(i).data)
+    }
+
+    /// Send a request or response body as resource segments (it does not fit one packet):
+    /// one segment per [`MAX_EFFICIENT_SIZE`] bytes, at most [`MAX_REQUEST_SEGMENTS`],
+    /// each advertised when the one before it is proven, as RNS does.
     pub(super) fn request_as_resource(
         &mut self,
         rng: &mut dyn CryptoRngCore,
@@ -655,22 +738,32 @@ impl Link {
         is_response: bool,
         request_id: AddressHash,
     ) -> Result<(), LinkError> {
-        let spec = SegmentSpec {
-            original_hash: None,
-            segment_index: 1,
-            total_segments: 1,
-            total_size: body.len() as u64,
-            has_metadata: false,
-            request_id: Some(request_id),
-            is_response,
-            compress: true,
-        };
-        if body.len() > MAX_EFFICIENT_SIZE {
+        self.require_active()?;
+        let total_segments = body.len().div_ceil(MAX_EFFICIENT_SIZE).max(1) as u64;
+        if total_segments > MAX_REQUEST_SEGMENTS {
             return Err(LinkError::TooLarge {
                 size: body.len(),
-                mdu: MAX_EFFICIENT_SIZE,
+                mdu: MAX_EFFICIENT_SIZE * MAX_REQUEST_SEGMENTS as usize,
             });
         }
-        self.send_resource(rng, now, body, &spec).map(|_| ())
+        if self.resources.outgoing.len() + total_segments as usize > MAX_QUEUED + 1 {
+            return Err(LinkError::Busy(self.id));
+        }
+        let mut original_hash = None;
+        for (i, chunk) in body.chunks(MAX_EFFICIENT_SIZE).enumerate() {
+            let spec = SegmentSpec {
+                original_hash,
+                segment_index: i as u64 + 1,
+                total_segments,
+                total_size: body.len() as u64,
+                has_metadata: false,
+                request_id: Some(request_id),
+                is_response,
+                compress: true,
+            };
+            let hash = self.send_resource(rng, now, chunk, &spec)?;
+            original_hash.get_or_insert(hash);
+        }
+        Ok(())
     }
 }

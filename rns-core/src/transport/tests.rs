@@ -980,6 +980,56 @@ fn large_requests_and_responses_travel_as_resources() {
 }
 
 #[test]
+fn requests_and_responses_over_1_mib_travel_as_several_segments() {
+    use crate::link::{LinkError, LinkEvent, MAX_REQUEST_SEGMENTS};
+    use rand_core::RngCore;
+    let (mut net, d) = link_net(true, || InterfaceConfig::tcp("tcp"));
+    let now = net.now;
+    let id = net.nodes[0].open_link(now, &d).unwrap();
+    net.flush();
+    let mut bytes = vec![0u8; 2_500_000];
+    ChaCha20Rng::seed_from_u64(9).fill_bytes(&mut bytes);
+    let big = rmpv::Value::Binary(bytes);
+    let rid = net.nodes[0]
+        .link_request(now, &id, "/big", &big, Some(Duration::from_secs(600)))
+        .unwrap();
+    net.run(Duration::from_secs(120));
+    let req = link_events(&net, 2).into_iter().find_map(|e| match e {
+        LinkEvent::Request {
+            request_id, data, ..
+        } => Some((request_id, data)),
+        _ => None,
+    });
+    assert!(
+        req == Some((rid, big.clone())),
+        "3-segment request arrived whole"
+    );
+    let now = net.now;
+    net.nodes[2].link_respond(now, &id, &rid, &big).unwrap();
+    net.run(Duration::from_secs(120));
+    let responses: Vec<_> = link_events(&net, 0)
+        .into_iter()
+        .filter_map(|e| match e {
+            LinkEvent::Response {
+                request_id, data, ..
+            } => Some((request_id, data)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        responses == vec![(rid, big)],
+        "one whole response, not one per segment"
+    );
+    // Beyond the segment bound the sender refuses up front.
+    let huge = rmpv::Value::Binary(vec![0; MAX_REQUEST_SEGMENTS as usize * (1 << 20)]);
+    let now = net.now;
+    assert!(matches!(
+        net.nodes[0].link_request(now, &id, "/huge", &huge, None),
+        Err(LinkError::TooLarge { .. })
+    ));
+}
+
+#[test]
 fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
     use crate::link::{LinkEvent, ResourceFailure, ResourcePolicy};
     use crate::resource::SegmentSpec;
