@@ -1,5 +1,7 @@
-//! Cryptographic building blocks shared by identities, links and IFAC.
+//! Cryptographic building blocks shared by identities, links and IFAC, plus bundle
+//! sealing (end-to-end encryption for store-and-forward bundles).
 
+pub mod bundle;
 mod hkdf;
 mod token;
 
