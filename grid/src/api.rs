@@ -199,13 +199,31 @@ pub(crate) enum Call {
     ),
     /// Emit an event; answers how many remote subscriptions it was sent to.
     Emit(String, serde_json::Value, oneshot::Sender<usize>),
-    /// A command task's answer to a frame request.
+    /// A command task's answer to a frame (on its link, or as a bundle).
     Respond {
-        link: LinkId,
-        request_id: AddressHash,
-        response: Vec<u8>,
+        to: crate::node::grid_frames::FrameReply,
+        response: crate::frame::GridFrame,
         audit: Option<crate::audit::AuditEntry>,
     },
+    /// Seal a frame to `recipient` and queue it as a bundle; `waiter` gets the response.
+    SendBundle {
+        recipient: Box<rns_core::identity::PublicIdentity>,
+        frame: crate::frame::GridFrame,
+        waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Which destinations have a path, and the reachable custody nodes.
+    BundleRoutes(Vec<[u8; 16]>, oneshot::Sender<crate::node::bundles::Routes>),
+    /// Bundles collected from a custodian, to open or hold.
+    TakeBundles(
+        Vec<crate::bundle::wire::WireBundle>,
+        oneshot::Sender<crate::bundle::wire::ExchangeReply>,
+    ),
+    /// The identity behind a destination, from an announce heard.
+    RecallIdentity(
+        AddressHash,
+        oneshot::Sender<Option<rns_core::identity::PublicIdentity>>,
+    ),
     /// Send a frame on a link's channel (progress to a caller).
     Push {
         link: LinkId,
@@ -221,6 +239,29 @@ pub(crate) enum Call {
         crate::trust::TrustLevel,
         oneshot::Sender<Result<(), String>>,
     ),
+}
+
+/// How long a delay-tolerant call tries to open a link to a node that has a path before
+/// it sends a bundle instead.
+const DIRECT_LINK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How [`NodeHandle::execute_with`] runs a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// How long to wait for the result when the target is reachable now.
+    pub timeout: Duration,
+    /// Delay tolerance: when the target has no path now, send the command as an
+    /// end-to-end encrypted bundle that stays deliverable this long (directly when a
+    /// path appears, or through a custody node), and wait as long for the result,
+    /// which comes back the same way. A reachable target gets this long to answer.
+    pub ttl: Option<Duration>,
+}
+
+impl ExecOptions {
+    /// Wait up to `timeout`; no delay tolerance.
+    pub fn timeout(timeout: Duration) -> ExecOptions {
+        ExecOptions { timeout, ttl: None }
+    }
 }
 
 /// A running node. Cloning is cheap; the node stops when [`NodeHandle::shutdown`] is called
@@ -319,6 +360,16 @@ impl NodeHandle {
     /// behind misses the oldest.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
+    }
+
+    /// Send a call that answers on a oneshot, and wait for the answer.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(make(tx))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)
     }
 
     async fn call<T: Send + 'static>(
@@ -492,33 +543,19 @@ impl NodeHandle {
         path: &str,
         handler: impl Fn(&Request) -> Option<rmpv::Value> + Send + Sync + 'static,
     ) -> Result<(), ApiError> {
-        let (tx, rx) = oneshot::channel();
-        self.calls
-            .send(Call::Handler(path.to_string(), Arc::new(handler), tx))
+        self.ask(|tx| Call::Handler(path.to_string(), Arc::new(handler), tx))
             .await
-            .map_err(|_| ApiError::Stopped)?;
-        rx.await.map_err(|_| ApiError::Stopped)
     }
 
     /// Accept resources offered on links to `grid.node` and deliver them as
     /// [`NodeEvent::Resource`] (up to 64 MiB each, assembled in memory).
     pub async fn accept_resources(&self, accept: bool) -> Result<(), ApiError> {
-        let (tx, rx) = oneshot::channel();
-        self.calls
-            .send(Call::AcceptResources(accept, tx))
-            .await
-            .map_err(|_| ApiError::Stopped)?;
-        rx.await.map_err(|_| ApiError::Stopped)
+        self.ask(|tx| Call::AcceptResources(accept, tx)).await
     }
 
     /// The node's links.
     pub async fn links(&self) -> Result<Vec<LinkInfo>, ApiError> {
-        let (tx, rx) = oneshot::channel();
-        self.calls
-            .send(Call::Links(tx))
-            .await
-            .map_err(|_| ApiError::Stopped)?;
-        rx.await.map_err(|_| ApiError::Stopped)
+        self.ask(Call::Links).await
     }
 
     /// Offer a command to other nodes (`domain/action`; see [`crate::commands`]). The
@@ -562,13 +599,26 @@ impl NodeHandle {
         params: &serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value, ExecError> {
+        self.execute_with(node, command, params, ExecOptions::timeout(timeout))
+            .await
+    }
+
+    /// [`NodeHandle::execute`] with options: with a TTL the command reaches a node that
+    /// is offline now, as a bundle, and the result comes back the same way.
+    pub async fn execute_with(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+    ) -> Result<serde_json::Value, ExecError> {
         crate::frame::names::check_command(command)
             .map_err(|e| ExecError::Local(format!("command name {e}")))?;
         let correlation = {
             use rand_core::RngCore;
             rand_core::OsRng.next_u64()
         };
-        self.execute_as(node, command, params, timeout, correlation)
+        self.execute_as(node, command, params, options, correlation)
             .await
     }
 
@@ -584,6 +634,20 @@ impl NodeHandle {
         params: serde_json::Value,
         timeout: Duration,
     ) -> Result<u64, ExecError> {
+        self.execute_detached_with(node, command, params, ExecOptions::timeout(timeout))
+            .await
+    }
+
+    /// [`NodeHandle::execute_detached`] with options (a TTL: see [`ExecOptions`]). The
+    /// outcome is also kept in the node's store, so `grid exec --result` finds it after
+    /// a restart, even when the answer bundle arrives after one.
+    pub async fn execute_detached_with(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: serde_json::Value,
+        options: ExecOptions,
+    ) -> Result<u64, ExecError> {
         crate::frame::names::check_command(command)
             .map_err(|e| ExecError::Local(format!("command name {e}")))?;
         let correlation = {
@@ -593,7 +657,7 @@ impl NodeHandle {
         let (handle, command) = (self.clone(), command.to_string());
         tokio::spawn(async move {
             let r = handle
-                .execute_as(node, &command, &params, timeout, correlation)
+                .execute_as(node, &command, &params, options, correlation)
                 .await;
             let payload = match r {
                 Ok(result) => serde_json::json!({"ok": true, "result": result}),
@@ -611,7 +675,7 @@ impl NodeHandle {
         node: AddressHash,
         command: &str,
         params: &serde_json::Value,
-        timeout: Duration,
+        options: ExecOptions,
         correlation: u64,
     ) -> Result<serde_json::Value, ExecError> {
         let body = crate::frame::Body::Request {
@@ -619,7 +683,13 @@ impl NodeHandle {
             params: params.to_string().into_bytes(),
         };
         let started = crate::clock::now().as_millis();
-        let result = self.frame_call_with(node, body, timeout, correlation).await;
+        let result = match options.ttl {
+            None => {
+                self.frame_call_with(node, body, options.timeout, correlation)
+                    .await
+            }
+            Some(ttl) => self.frame_call_tolerant(node, body, ttl, correlation).await,
+        };
         let outcome = match &result {
             Ok(_) => crate::audit::Outcome::Success,
             Err(ExecError::Remote { code, .. }) => (*code).into(),
@@ -681,7 +751,7 @@ impl NodeHandle {
         timeout: Duration,
         correlation: u64,
     ) -> Result<serde_json::Value, ExecError> {
-        use crate::frame::{Body, GridFrame, Outcome};
+        use crate::frame::{Body, GridFrame};
         if let Body::Subscribe { pattern } | Body::Unsubscribe { pattern } = &body {
             crate::frame::names::check_pattern(pattern)
                 .map_err(|e| ExecError::Local(format!("pattern {e}")))?;
@@ -711,6 +781,156 @@ impl NodeHandle {
         };
         let response =
             GridFrame::decode(&bytes).map_err(|e| ExecError::BadResponse(e.to_string()))?;
+        outcome_of(response, correlation)
+    }
+
+    /// A frame call with delay tolerance: direct when `node` has a path now, otherwise
+    /// as a bundle, waiting up to `ttl` for the answer bundle.
+    async fn frame_call_tolerant(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        ttl: Duration,
+        correlation: u64,
+    ) -> Result<serde_json::Value, ExecError> {
+        let routes = self
+            .bundle_routes(vec![node.0])
+            .await
+            .map_err(ExecError::Api)?;
+        // A path that leads nowhere (a peer gone without a word) must not cost the TTL:
+        // only a link that comes up in time carries the request directly.
+        if routes.reachable.first() == Some(&true)
+            && self
+                .link_to(node, ttl.min(DIRECT_LINK_TIMEOUT))
+                .await
+                .is_ok()
+        {
+            return self.frame_call_with(node, body, ttl, correlation).await;
+        }
+        let recipient = crate::bundle::courier::lookup_identity(self, node)
+            .await
+            .ok_or_else(|| {
+                ExecError::Local(format!(
+                    "no announce from {node} was heard here or by a reachable custody node, \
+                     so there is no key to seal a bundle to"
+                ))
+            })?;
+        let frame = crate::frame::GridFrame {
+            correlation,
+            source: self.destination.0,
+            target: node.0,
+            timestamp_ms: crate::clock::now().as_millis(),
+            ttl_ms: ttl.as_millis() as u64,
+            body,
+        };
+        let (tx, rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        self.calls
+            .send(Call::SendBundle {
+                recipient: Box::new(recipient),
+                frame,
+                waiter: Some(tx),
+                done: done_tx,
+            })
+            .await
+            .map_err(|_| ExecError::Api(ApiError::Stopped))?;
+        done_rx
+            .await
+            .map_err(|_| ExecError::Api(ApiError::Stopped))?
+            .map_err(ExecError::Local)?;
+        match tokio::time::timeout(ttl, rx).await {
+            Ok(Ok(response)) => outcome_of(response, correlation),
+            Ok(Err(_)) => Err(ExecError::Api(ApiError::Stopped)),
+            Err(_) => Err(ExecError::Remote {
+                code: crate::frame::ErrorCode::Timeout,
+                message: format!(
+                    "no result within the TTL ({})",
+                    humantime::format_duration(ttl)
+                ),
+            }),
+        }
+    }
+
+    /// Which of `dests` have a path now, and the reachable custody nodes.
+    pub(crate) async fn bundle_routes(
+        &self,
+        dests: Vec<[u8; 16]>,
+    ) -> Result<crate::node::bundles::Routes, ApiError> {
+        self.ask(|tx| Call::BundleRoutes(dests, tx)).await
+    }
+
+    /// Hand collected bundles to the node to open or hold.
+    pub(crate) async fn take_bundles(
+        &self,
+        list: Vec<crate::bundle::wire::WireBundle>,
+    ) -> Result<crate::bundle::wire::ExchangeReply, ApiError> {
+        self.ask(|tx| Call::TakeBundles(list, tx)).await
+    }
+
+    /// The identity behind `node`, if this node heard it announce.
+    pub(crate) async fn recall_identity(
+        &self,
+        node: AddressHash,
+    ) -> Result<Option<rns_core::identity::PublicIdentity>, ApiError> {
+        self.ask(|tx| Call::RecallIdentity(node, tx)).await
+    }
+
+    /// Send an event to one node as a bundle that stays deliverable for `ttl`: it arrives
+    /// there as a [`NodeEvent::GridEvent`] from this node, now or when it can be reached.
+    pub async fn emit_to(
+        &self,
+        node: AddressHash,
+        event: &str,
+        payload: &serde_json::Value,
+        ttl: Duration,
+    ) -> Result<(), ExecError> {
+        crate::frame::names::check_event(event)
+            .map_err(|e| ExecError::Local(format!("event name {e}")))?;
+        let recipient = crate::bundle::courier::lookup_identity(self, node)
+            .await
+            .ok_or_else(|| {
+                ExecError::Local(format!(
+                    "no announce from {node} was heard here or by a reachable custody node"
+                ))
+            })?;
+        let frame = crate::frame::GridFrame {
+            correlation: {
+                use rand_core::RngCore;
+                rand_core::OsRng.next_u64()
+            },
+            source: self.destination.0,
+            target: node.0,
+            timestamp_ms: crate::clock::now().as_millis(),
+            ttl_ms: ttl.as_millis() as u64,
+            body: crate::frame::Body::Event {
+                event: event.to_string(),
+                payload: payload.to_string().into_bytes(),
+            },
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        self.calls
+            .send(Call::SendBundle {
+                recipient: Box::new(recipient),
+                frame,
+                waiter: None,
+                done: done_tx,
+            })
+            .await
+            .map_err(|_| ExecError::Api(ApiError::Stopped))?;
+        done_rx
+            .await
+            .map_err(|_| ExecError::Api(ApiError::Stopped))?
+            .map_err(ExecError::Local)
+    }
+}
+
+/// The result a response frame carries for request `correlation`.
+fn outcome_of(
+    response: crate::frame::GridFrame,
+    correlation: u64,
+) -> Result<serde_json::Value, ExecError> {
+    use crate::frame::{Body, Outcome};
+    {
         match response.body {
             Body::Response(Outcome::Err { code, message }) => {
                 Err(ExecError::Remote { code, message })
@@ -724,19 +944,17 @@ impl NodeHandle {
             _ => Err(ExecError::BadResponse("not a response".into())),
         }
     }
+}
 
+impl NodeHandle {
     /// Emit an event (`domain:collection:operation`) with a JSON payload: to this node's
     /// subscribers ([`NodeHandle::subscribe`] events) and to every remote node subscribed
     /// to a matching pattern. Returns how many remote subscriptions it went to.
     pub async fn emit(&self, event: &str, payload: serde_json::Value) -> Result<usize, ApiError> {
         crate::frame::names::check_event(event)
             .map_err(|e| ApiError::Failed(format!("event name {e}")))?;
-        let (tx, rx) = oneshot::channel();
-        self.calls
-            .send(Call::Emit(event.to_string(), payload, tx))
+        self.ask(|tx| Call::Emit(event.to_string(), payload, tx))
             .await
-            .map_err(|_| ApiError::Stopped)?;
-        rx.await.map_err(|_| ApiError::Stopped)
     }
 
     /// Ask `node` to forward its events matching `pattern` (`*`, `gpu:*`,
@@ -761,7 +979,11 @@ impl NodeHandle {
     }
 
     /// An active link this node opened to `node`, or a new one (identified).
-    async fn link_to(&self, node: AddressHash, timeout: Duration) -> Result<LinkId, ExecError> {
+    pub(crate) async fn link_to(
+        &self,
+        node: AddressHash,
+        timeout: Duration,
+    ) -> Result<LinkId, ExecError> {
         let existing = self
             .links()
             .await

@@ -81,6 +81,15 @@ pub fn job_event(correlation: u64, what: &str) -> String {
     format!("grid:job:{correlation:016x}:{what}")
 }
 
+/// The handle in a [`job_event`] name, if `event` is that job event.
+pub fn job_of_event(event: &str, what: &str) -> Option<u64> {
+    let hex = event
+        .strip_prefix("grid:job:")?
+        .strip_suffix(what)?
+        .strip_suffix(':')?;
+    (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
+}
+
 /// A command call as a handler sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandCall {

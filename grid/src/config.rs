@@ -43,6 +43,15 @@ directory = "received"
 allow = []
 allow_all = false
 
+# Delay-tolerant delivery: commands and events for nodes that are offline wait
+# here (end-to-end encrypted) until a path appears. A custody node also holds
+# bundles for others and hands them on; other nodes find custody nodes in
+# announces, or list them here by grid.node destination hash.
+[bundles]
+custody = false
+custody_peers = []
+store_limit_mb = 256
+
 # Connect to another node (uncomment and set the address):
 # [[interface]]
 # type = "tcp_client"
@@ -241,6 +250,8 @@ pub struct Config {
     pub cp: CpConfig,
     /// Who may run which command (`[acl]`, on top of the built-in rules).
     pub acl: crate::acl::Acl,
+    /// Delay-tolerant delivery (`[bundles]`).
+    pub bundles: BundleConfig,
 }
 
 /// Who may send this node files, and where they go.
@@ -319,6 +330,54 @@ struct RawConfig {
     cp: RawCp,
     #[serde(default)]
     acl: toml::Table,
+    #[serde(default)]
+    bundles: RawBundles,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBundles {
+    #[serde(default)]
+    custody: bool,
+    #[serde(default)]
+    custody_peers: Vec<String>,
+    #[serde(default = "default_store_limit")]
+    store_limit_mb: u64,
+}
+
+impl Default for RawBundles {
+    fn default() -> Self {
+        RawBundles {
+            custody: false,
+            custody_peers: Vec::new(),
+            store_limit_mb: default_store_limit(),
+        }
+    }
+}
+
+fn default_store_limit() -> u64 {
+    256
+}
+
+/// Delay-tolerant delivery settings (`[bundles]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleConfig {
+    /// Hold bundles for other nodes and hand them on (the custody role).
+    pub custody: bool,
+    /// Custody nodes (`grid.node` destinations) to use besides those heard announcing.
+    pub custody_peers: Vec<rns_core::AddressHash>,
+    /// Most bytes of bundles kept.
+    pub store_limit: u64,
+}
+
+impl Default for BundleConfig {
+    fn default() -> Self {
+        BundleConfig {
+            custody: false,
+            custody_peers: Vec::new(),
+            store_limit: default_store_limit() << 20,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -613,8 +672,29 @@ impl Config {
             allow_all: raw.cp.allow_all,
         };
         let acl = crate::acl::Acl::from_table(&raw.acl).map_err(|e| err("acl", e.to_string()))?;
+        let mut custody_peers = Vec::new();
+        for (i, p) in raw.bundles.custody_peers.iter().enumerate() {
+            custody_peers.push(p.parse().map_err(|e| {
+                err(
+                    &format!("bundles.custody_peers[{i}]"),
+                    format!("invalid destination hash \"{p}\": {e}"),
+                )
+            })?);
+        }
+        if raw.bundles.store_limit_mb == 0 || raw.bundles.store_limit_mb > 1 << 20 {
+            return Err(err(
+                "bundles.store_limit_mb",
+                "must be between 1 and 1048576".into(),
+            ));
+        }
+        let bundles = BundleConfig {
+            custody: raw.bundles.custody,
+            custody_peers,
+            store_limit: raw.bundles.store_limit_mb << 20,
+        };
         Ok(Config {
             acl,
+            bundles,
             cp,
             transport: raw.node.transport,
             announce_interval,
@@ -644,6 +724,7 @@ impl Config {
             }],
             cp: CpConfig::default(),
             acl: crate::acl::Acl::default(),
+            bundles: BundleConfig::default(),
         }
     }
 
@@ -685,6 +766,19 @@ mod tests {
 
     fn parse(t: &str) -> Result<Config, ConfigError> {
         Config::parse(t, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn bundle_settings_are_checked() {
+        let c = parse("[bundles]\ncustody = true\ncustody_peers = [\"0123456789abcdef0123456789abcdef\"]\nstore_limit_mb = 8\n").unwrap();
+        assert!(c.bundles.custody);
+        assert_eq!(c.bundles.custody_peers.len(), 1);
+        assert_eq!(c.bundles.store_limit, 8 << 20);
+        let e = parse("[bundles]\ncustody_peers = [\"xyz\"]\n").unwrap_err();
+        assert_eq!(e.key, "bundles.custody_peers[0]");
+        let e = parse("[bundles]\nstore_limit_mb = 0\n").unwrap_err();
+        assert_eq!(e.key, "bundles.store_limit_mb");
+        assert!(parse("[bundles]\ncustodian = true\n").is_err());
     }
 
     #[test]

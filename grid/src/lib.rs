@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod api;
 pub mod audit;
+pub mod bundle;
 pub mod capabilities;
 pub mod clock;
 pub mod commands;

@@ -73,6 +73,11 @@ impl StateDir {
         self.root.join(crate::trust::TRUST_FILE)
     }
 
+    /// The bundle store: queued bundles, delivered-bundle marks, job results.
+    pub fn bundles_path(&self) -> PathBuf {
+        self.root.join("bundles.redb")
+    }
+
     /// The audit log of remote commands.
     pub fn audit_path(&self) -> PathBuf {
         self.root.join(crate::audit::AUDIT_FILE)

@@ -56,6 +56,19 @@ async fn next<T>(
     .expect("event in time")
 }
 
+/// `n` letters that do not compress well (a resource carries them nearly as they are).
+fn noise(n: usize) -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'a' + (x % 26) as u8) as char
+        })
+        .collect()
+}
+
 async fn pair(tag: &str) -> (NodeHandle, NodeHandle, Dir, Dir) {
     let port = free_port();
     let a = node_dir(&format!("{tag}-a"), &format!(
@@ -277,7 +290,7 @@ async fn commands_run_on_a_node_one_transport_hop_away() {
             Ok(serde_json::json!({
                 "params": call.params,
                 "caller": call.caller.map(|h| h.to_string()),
-                "big": "x".repeat(call.params["big"].as_u64().unwrap_or(0) as usize),
+                "big": noise(call.params["big"].as_u64().unwrap_or(0) as usize),
             }))
         },
     )
@@ -306,17 +319,23 @@ async fn commands_run_on_a_node_one_transport_hop_away() {
         a.identity().to_string(),
         "the caller identified on the link"
     );
-    // A result larger than a link packet travels as a resource.
-    let r = a
-        .execute(
-            c.destination(),
-            "test/echo",
-            &serde_json::json!({"big": 300_000}),
-            T,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r["big"].as_str().unwrap().len(), 300_000);
+    // A result larger than a link packet travels as a resource; one over 1 MiB as
+    // several resource segments.
+    for size in [300_000, 2_000_000] {
+        let r = a
+            .execute(
+                c.destination(),
+                "test/echo",
+                &serde_json::json!({"big": size}),
+                Duration::from_secs(120),
+            )
+            .await
+            .unwrap();
+        assert!(
+            r["big"].as_str() == Some(&noise(size)[..]),
+            "{size}-byte result intact"
+        );
+    }
 
     let list = a
         .execute(c.destination(), "list", &serde_json::Value::Null, T)
@@ -671,4 +690,73 @@ async fn a_detached_command_reports_progress_and_completion_as_events() {
     .await;
     assert_eq!(payload["ok"], true, "{payload}");
     assert_eq!(payload["result"]["done"], 3);
+}
+
+/// A command for a node that is offline: it waits as a bundle, reaches the node soon
+/// after it comes back (within 10 s of its path appearing), and the result comes back
+/// the same way; the same bundle delivered twice runs once.
+#[tokio::test(flavor = "current_thread")]
+async fn a_command_for_an_offline_node_runs_when_it_comes_back() {
+    use grid::api::ExecOptions;
+    let port = free_port();
+    let da = node_dir("dtn-a", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let db = node_dir("dtn-b", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+    ));
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    let target = b.destination();
+    // A hears B once (B announces as it starts) ...
+    let pong = a
+        .execute(target, "grid/ping", &serde_json::Value::Null, T)
+        .await
+        .unwrap();
+    assert_eq!(pong["pong"], true);
+    // B trusts A with grid/status; the bundle's seal proves who sent it.
+    b.set_trust(a.identity(), grid::trust::TrustLevel::Trusted)
+        .await
+        .unwrap();
+    // ... then B goes away.
+    b.shutdown();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let options = ExecOptions {
+        timeout: T,
+        ttl: Some(Duration::from_secs(90)),
+    };
+    let call = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let r = a
+                .execute_with(target, "grid/status", &serde_json::Value::Null, options)
+                .await;
+            (r, tokio::time::Instant::now())
+        })
+    };
+    // Nothing can reach B for a while: the command waits as a bundle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!call.is_finished(), "the call waits for the offline node");
+    let back = tokio::time::Instant::now();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    assert_eq!(b.destination(), target);
+    let (r, answered) = tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("an answer")
+        .unwrap();
+    let status = r.unwrap();
+    assert_eq!(status["node"], target.to_string());
+    let took = answered - back;
+    assert!(
+        took < Duration::from_secs(10),
+        "answered {took:?} after the node came back"
+    );
+    // The same bundle delivered again (a retry after a lost acknowledgement, say) is
+    // accepted but not run twice: B's audit log shows one grid/status.
+    let audit = std::fs::read_to_string(db.0.join("audit.jsonl")).unwrap_or_default();
+    assert_eq!(
+        audit.lines().filter(|l| l.contains("grid/status")).count(),
+        1,
+        "{audit}"
+    );
 }

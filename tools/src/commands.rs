@@ -125,25 +125,47 @@ pub(crate) fn announce(state: &StateDir, json_out: bool) -> Result<()> {
 }
 
 /// `grid exec`
+/// How `grid exec` waits.
+pub(crate) struct ExecWait {
+    /// Seconds to wait for a reachable node's result.
+    pub(crate) timeout: f64,
+    /// Delay tolerance: bundle the command if the node has no path, wait this long.
+    pub(crate) ttl: Option<Duration>,
+    /// Return a handle at once.
+    pub(crate) detach: bool,
+}
+
 pub(crate) fn exec(
     state: &StateDir,
     hash: &str,
     command: &str,
     params: Option<&str>,
-    timeout: f64,
-    detach: bool,
+    wait: ExecWait,
     json_out: bool,
 ) -> Result<()> {
     let _: rns_core::AddressHash = hash
         .parse()
         .map_err(|e| anyhow!("invalid destination hash \"{hash}\": {e}"))?;
     let params = json_arg(params, "params")?;
+    let ExecWait {
+        timeout,
+        ttl,
+        detach,
+    } = wait;
     let timeout = Duration::from_secs_f64(timeout.clamp(0.1, 600.0));
-    let req = json!({
+    let mut req = json!({
         "cmd": "exec", "destination": hash, "command": command, "params": params,
         "timeout_ms": timeout.as_millis() as u64, "detach": detach,
     });
-    let v = ask(state, req, timeout + Duration::from_secs(5))?;
+    let mut wait_for = timeout;
+    if let Some(ttl) = ttl {
+        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(30 * 86_400) {
+            bail!("--ttl must be between 1s and 30 days");
+        }
+        req["ttl_ms"] = json!(ttl.as_millis() as u64);
+        wait_for = ttl.max(timeout) + Duration::from_secs(20);
+    }
+    let v = ask(state, req, wait_for + Duration::from_secs(5))?;
     if detach {
         if json_out {
             println!("{v}");
@@ -236,10 +258,32 @@ pub(crate) fn emit(
     state: &StateDir,
     event: &str,
     payload: Option<&str>,
+    to: Option<&str>,
+    ttl: Option<Duration>,
     json_out: bool,
 ) -> Result<()> {
     grid::frame::names::check_event(event).map_err(|e| anyhow!("event name {e}"))?;
     let payload = json_arg(payload, "the payload")?;
+    if let Some(node) = to {
+        let _: rns_core::AddressHash = node
+            .parse()
+            .map_err(|e| anyhow!("invalid node hash \"{node}\": {e}"))?;
+        let ttl = ttl.unwrap_or(Duration::from_secs(3600));
+        let v = ask(
+            state,
+            json!({"cmd": "emit", "event": event, "payload": payload, "to": node, "ttl_ms": ttl.as_millis() as u64}),
+            Duration::from_secs(40),
+        )?;
+        if json_out {
+            println!("{v}");
+        } else {
+            println!(
+                "Queued {event} for {node} (deliverable for {})",
+                humantime::format_duration(ttl)
+            );
+        }
+        return Ok(());
+    }
     let v = ask(
         state,
         json!({"cmd": "emit", "event": event, "payload": payload}),
@@ -566,15 +610,18 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
             link,
             path,
             data,
+            file,
             timeout,
             json,
         } => {
             let ms = timeout_ms(*timeout)?;
-            (
-                json!({"cmd": "link_request", "link": parse_hash(link)?.to_string(), "path": path, "data": data.clone().unwrap_or_default(), "timeout_ms": ms}),
-                Duration::from_millis(ms) + quick,
-                *json,
-            )
+            let mut body = json!({"cmd": "link_request", "link": parse_hash(link)?.to_string(), "path": path, "data": data.clone().unwrap_or_default(), "timeout_ms": ms});
+            if let Some(f) = file {
+                let abs =
+                    std::path::absolute(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                body["file"] = json!(abs);
+            }
+            (body, Duration::from_millis(ms) + quick, *json)
         }
         A::Channel {
             link,

@@ -107,6 +107,12 @@ enum Command {
         /// Seconds to wait for a path, a link and the result.
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
+        /// Delay tolerance (e.g. 10m): if the node has no path now, send the command as
+        /// an end-to-end encrypted bundle that stays deliverable this long (directly
+        /// when a path appears, or through a custody node), and wait as long for the
+        /// result, which comes back the same way.
+        #[arg(long, value_parser = parse_duration, conflicts_with = "result")]
+        ttl: Option<std::time::Duration>,
         /// Return a handle at once instead of waiting; progress and the outcome arrive as
         /// events grid:job:<handle>:progress / :complete (see `grid listen`).
         #[arg(long, conflicts_with = "result")]
@@ -124,6 +130,13 @@ enum Command {
         event: String,
         /// JSON payload (default: null).
         payload: Option<String>,
+        /// Send the event to this one node (grid.node destination hash) as a bundle,
+        /// delivered now or when it can be reached, instead of to subscribers.
+        #[arg(long, value_name = "HASH")]
+        to: Option<String>,
+        /// How long a bundle sent with --to stays deliverable (default 1h).
+        #[arg(long, value_parser = parse_duration, requires = "to")]
+        ttl: Option<std::time::Duration>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -247,6 +260,10 @@ pub(crate) enum LinkAction {
         path: String,
         /// Request data (text).
         data: Option<String>,
+        /// Send this file's contents as the request data instead (up to 16 MiB; more
+        /// than one packet goes as resource segments).
+        #[arg(long, conflicts_with = "data")]
+        file: Option<std::path::PathBuf>,
         /// Seconds to wait for the response.
         #[arg(long, default_value_t = 15.0)]
         timeout: f64,
@@ -319,6 +336,11 @@ pub(crate) enum LinkAction {
     },
 }
 
+/// A duration such as `30s`, `10m`, `2h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use e.g. 30s, 10m, 2h)"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let state = grid::state::StateDir::resolve(cli.config.as_deref());
@@ -349,8 +371,10 @@ fn main() -> ExitCode {
         Command::Emit {
             event,
             payload,
+            to,
+            ttl,
             json,
-        } => commands::emit(&state, &event, payload.as_deref(), json),
+        } => commands::emit(&state, &event, payload.as_deref(), to.as_deref(), ttl, json),
         Command::Listen {
             pattern,
             nodes,
@@ -363,6 +387,7 @@ fn main() -> ExitCode {
             command,
             params,
             timeout,
+            ttl,
             detach,
             result,
             json,
@@ -373,8 +398,11 @@ fn main() -> ExitCode {
                 hash.as_deref().unwrap_or_default(),
                 command.as_deref().unwrap_or_default(),
                 params.as_deref(),
-                timeout,
-                detach,
+                commands::ExecWait {
+                    timeout,
+                    ttl,
+                    detach,
+                },
                 json,
             ),
         },

@@ -115,6 +115,8 @@ pub enum ErrorCode {
     Replayed,
     /// The target could not be reached before the deadline.
     Unreachable,
+    /// The request cannot be served the way it came (a subscription in a bundle).
+    Unsupported,
 }
 
 impl ErrorCode {
@@ -131,6 +133,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Replayed => "replayed",
             ErrorCode::Unreachable => "unreachable",
+            ErrorCode::Unsupported => "unsupported",
         }
     }
 }

@@ -60,15 +60,31 @@ impl Node {
                 let _ = done.send(sent);
             }
             Call::Respond {
-                link,
-                request_id,
+                to,
                 response,
                 audit,
             } => {
                 if let Some(entry) = audit {
                     self.guard.record(&entry);
                 }
-                self.respond_bytes(now, link, request_id, response);
+                self.answer_frame(now, &to, response);
+            }
+            Call::SendBundle {
+                recipient,
+                frame,
+                waiter,
+                done,
+            } => {
+                let _ = done.send(self.send_bundle_call(now, *recipient, frame, waiter));
+            }
+            Call::BundleRoutes(dests, done) => {
+                let _ = done.send(self.bundle_routes(now, &dests));
+            }
+            Call::TakeBundles(list, done) => {
+                let _ = done.send(self.take_bundles(now, list));
+            }
+            Call::RecallIdentity(node, done) => {
+                let _ = done.send(self.transport.recall_identity(&node));
             }
             Call::Audit(entry) => self.guard.record(&entry),
             Call::Push { link, frame } => {
@@ -82,6 +98,9 @@ impl Node {
                 }
             }
             Call::LocalEvent(event, payload) => {
+                if let Some(correlation) = crate::commands::job_of_event(&event, "complete") {
+                    self.record_job(correlation, &payload);
+                }
                 let node = self.grid_destination.to_string();
                 self.record_event(node, &event, payload);
             }

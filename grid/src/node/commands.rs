@@ -28,6 +28,15 @@ fn link_json(l: &LinkInfo) -> Value {
     })
 }
 
+/// A destination hash in a control request's `key`.
+fn dest_of(body: &Value, key: &str) -> Result<AddressHash, Value> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| json!({"ok": false, "error": format!("missing {key}")}))?
+        .parse::<AddressHash>()
+        .map_err(|e| json!({"ok": false, "error": format!("invalid destination hash: {e}")}))
+}
+
 /// The channel message type `grid link channel` uses unless told otherwise.
 pub(super) const DEFAULT_MSGTYPE: u16 = 0x0101;
 /// Largest file `link_stream` reads (bigger transfers belong in resources: `grid cp`).
@@ -221,10 +230,17 @@ impl Node {
                         .to_string();
                     let params = body.get("params").cloned().unwrap_or(Value::Null);
                     let handle = self.internal_handle();
+                    let options = crate::api::ExecOptions {
+                        timeout,
+                        ttl: body
+                            .get("ttl_ms")
+                            .and_then(Value::as_u64)
+                            .map(Duration::from_millis),
+                    };
                     if body.get("detach").and_then(Value::as_bool) == Some(true) {
                         tokio::spawn(async move {
                             let v = match handle
-                                .execute_detached(node, &command, params, timeout)
+                                .execute_detached_with(node, &command, params, options)
                                 .await
                             {
                                 Ok(h) => json!({"ok": true, "handle": format!("{h:016x}")}),
@@ -235,7 +251,7 @@ impl Node {
                         return;
                     }
                     tokio::spawn(async move {
-                        let v = match handle.execute(node, &command, &params, timeout).await {
+                        let v = match handle.execute_with(node, &command, &params, options).await {
                             Ok(result) => json!({"ok": true, "result": result}),
                             Err(crate::api::ExecError::Remote { code, message }) => json!({
                                 "ok": false, "code": code.as_str(), "error": format!("{}: {message}", code.as_str())
@@ -278,6 +294,32 @@ impl Node {
                     "default": self.guard.trust.default_level().as_str(),
                 }));
             }
+            "emit" if body.get("to").is_some() => match dest_of(body, "to") {
+                Err(e) => {
+                    let _ = req.reply.send(e);
+                }
+                Ok(node) => {
+                    let event = body
+                        .get("event")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let payload = body.get("payload").cloned().unwrap_or(Value::Null);
+                    let ttl = Duration::from_millis(
+                        body.get("ttl_ms")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(3_600_000),
+                    );
+                    let handle = self.internal_handle();
+                    tokio::spawn(async move {
+                        let v = match handle.emit_to(node, &event, &payload, ttl).await {
+                            Ok(()) => json!({"ok": true, "queued": true}),
+                            Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        };
+                        let _ = req.reply.send(v);
+                    });
+                }
+            },
             "emit" => {
                 let event = body.get("event").and_then(Value::as_str).unwrap_or("");
                 let payload = body.get("payload").cloned().unwrap_or(Value::Null);
@@ -298,11 +340,20 @@ impl Node {
                     }
                     Ok(h) => {
                         let name = crate::commands::job_event(h, "complete");
-                        match self.recent_events.find(&name) {
-                            Some(e) => {
+                        let stored = self
+                            .bundles
+                            .get_job(h)
+                            .ok()
+                            .flatten()
+                            .and_then(|r| serde_json::from_slice::<Value>(&r).ok());
+                        match (self.recent_events.find(&name), stored) {
+                            (Some(e), _) => {
                                 json!({"ok": true, "state": "done", "outcome": e["payload"]})
                             }
-                            None => json!({"ok": true, "state": "pending"}),
+                            (None, Some(r)) => {
+                                json!({"ok": true, "state": "done", "outcome": r["outcome"]})
+                            }
+                            (None, None) => json!({"ok": true, "state": "pending"}),
                         }
                     }
                 };
@@ -485,6 +536,7 @@ impl Node {
             "destination": self.grid_destination.to_string(),
             "transport": self.transport.transport_enabled(),
             "shared_instance": self.shared_instance,
+            "bundles": self.bundles_json(),
             "capabilities": self.capabilities.to_json(),
             "peers": self.peers_json(now),
             "local_clients": self.transport.local_client_count(),

@@ -42,6 +42,24 @@ impl SeenRequests {
     }
 }
 
+/// Where the answer to a frame goes: back on the link it came on, or (for a frame that
+/// came in a bundle) in a bundle sealed to its sender.
+#[derive(Debug, Clone)]
+pub(crate) enum FrameReply {
+    /// A link request to answer.
+    Link {
+        /// The link.
+        link: LinkId,
+        /// The request.
+        request_id: AddressHash,
+    },
+    /// A bundle to send to the sender's node.
+    Bundle {
+        /// The sender, whose identity the answer is sealed to.
+        to: Box<rns_core::identity::PublicIdentity>,
+    },
+}
+
 /// A response frame for a request that could not be decoded.
 fn error_frame(correlation: u64, code: ErrorCode, message: String, now_ms: u64) -> GridFrame {
     GridFrame {
@@ -90,6 +108,23 @@ impl Node {
                 return self.respond_frame(now, link, request_id, &f);
             }
         };
+        self.handle_frame(now, frame, caller, FrameReply::Link { link, request_id });
+    }
+
+    /// Check, dispatch and answer a decoded frame from `caller` (trust, ACL, replays,
+    /// subscriptions, built-ins, registered commands).
+    pub(super) fn handle_frame(
+        &mut self,
+        now: Instant,
+        frame: GridFrame,
+        caller: Option<AddressHash>,
+        reply: FrameReply,
+    ) {
+        let now_ms = now.as_millis();
+        let link = match &reply {
+            FrameReply::Link { link, .. } => Some(*link),
+            FrameReply::Bundle { .. } => None,
+        };
         let level = caller.map_or(self.guard.trust.default_level(), |c| {
             self.guard.trust.level(&c)
         });
@@ -110,12 +145,12 @@ impl Node {
         };
         if level == TrustLevel::Blocked {
             // Blocked peers get nothing at all, not even a refusal.
-            tracing::debug!(%link, peer = %peer, "ignored a blocked peer's frame");
+            tracing::debug!(?link, peer = %peer, "ignored a blocked peer's frame");
             self.guard.record(&entry(AuditOutcome::Denied));
             return;
         }
         if let Err(denied) = self.guard.acl.check(&name, level) {
-            tracing::info!(%link, peer = %peer, command = %name, "denied: {denied}");
+            tracing::info!(?link, peer = %peer, command = %name, "denied: {denied}");
             self.guard.record(&entry(AuditOutcome::Denied));
             let f = frame.respond(
                 Outcome::Err {
@@ -124,7 +159,7 @@ impl Node {
                 },
                 now_ms,
             );
-            return self.respond_frame(now, link, request_id, &f);
+            return self.answer_frame(now, &reply, f);
         }
         // A request seen before from the same caller (same correlation id) is a replay.
         // (Expired requests are refused below without being remembered.)
@@ -140,7 +175,7 @@ impl Node {
                 },
                 now_ms,
             );
-            return self.respond_frame(now, link, request_id, &f);
+            return self.answer_frame(now, &reply, f);
         }
         let subscription = match &frame.body {
             Body::Subscribe { pattern } => Some((pattern.clone(), true)),
@@ -148,6 +183,16 @@ impl Node {
             _ => None,
         };
         if let Some((pattern, on)) = subscription {
+            let Some(link) = link else {
+                let f = frame.respond(
+                    Outcome::Err {
+                        code: ErrorCode::Unsupported,
+                        message: "subscriptions need a link, not a bundle".into(),
+                    },
+                    now_ms,
+                );
+                return self.answer_frame(now, &reply, f);
+            };
             let outcome = if !on {
                 self.unsubscribe_link(link, Some(&pattern));
                 Outcome::Ok(b"null".to_vec())
@@ -166,7 +211,7 @@ impl Node {
                 AuditOutcome::Error
             }));
             let f = frame.respond(outcome, now_ms);
-            return self.respond_frame(now, link, request_id, &f);
+            return self.answer_frame(now, &reply, f);
         }
         let Body::Request { command, params } = &frame.body else {
             let f = frame.respond(
@@ -176,7 +221,7 @@ impl Node {
                 },
                 now_ms,
             );
-            return self.respond_frame(now, link, request_id, &f);
+            return self.answer_frame(now, &reply, f);
         };
         if frame.expired(now_ms) {
             let f = frame.respond(
@@ -186,18 +231,18 @@ impl Node {
                 },
                 now_ms,
             );
-            return self.respond_frame(now, link, request_id, &f);
+            return self.answer_frame(now, &reply, f);
         }
         let params: Value = if params.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(params).unwrap_or(Value::Null)
         };
-        tracing::debug!(%link, command = %command, correlation = frame.correlation, "command");
+        tracing::debug!(?link, command = %command, correlation = frame.correlation, "command");
         if let Some(result) = self.builtin(now, command) {
             self.guard.record(&entry(AuditOutcome::Success));
             let f = frame.respond(Outcome::Ok(result.to_string().into_bytes()), now_ms);
-            return self.respond_frame(now, link, request_id, &f);
+            return self.answer_frame(now, &reply, f);
         }
         let Some(reg) = self.commands.get(command).cloned() else {
             self.guard.record(&entry(AuditOutcome::Error));
@@ -208,31 +253,34 @@ impl Node {
                 },
                 now_ms,
             );
-            return self.respond_frame(now, link, request_id, &f);
+            return self.answer_frame(now, &reply, f);
         };
         let calls = self.calls.clone();
-        let progress = {
-            let calls = calls.clone();
-            let (correlation, source, target) = (frame.correlation, frame.target, frame.source);
-            crate::commands::Progress {
-                send: Some(std::sync::Arc::new(move |fraction, detail: Value| {
-                    let f = GridFrame {
-                        correlation,
-                        source,
-                        target,
-                        timestamp_ms: crate::clock::now().as_millis(),
-                        ttl_ms: 0,
-                        body: Body::Progress {
-                            fraction,
-                            payload: detail.to_string().into_bytes(),
-                        },
-                    };
-                    // Progress is best effort: dropped if the node's queue is full.
-                    let _ = calls.try_send(Call::Push {
-                        link,
-                        frame: f.encode(),
-                    });
-                })),
+        let progress = match link {
+            None => crate::commands::Progress { send: None },
+            Some(link) => {
+                let calls = calls.clone();
+                let (correlation, source, target) = (frame.correlation, frame.target, frame.source);
+                crate::commands::Progress {
+                    send: Some(std::sync::Arc::new(move |fraction, detail: Value| {
+                        let f = GridFrame {
+                            correlation,
+                            source,
+                            target,
+                            timestamp_ms: crate::clock::now().as_millis(),
+                            ttl_ms: 0,
+                            body: Body::Progress {
+                                fraction,
+                                payload: detail.to_string().into_bytes(),
+                            },
+                        };
+                        // Progress is best effort: dropped if the node's queue is full.
+                        let _ = calls.try_send(Call::Push {
+                            link,
+                            frame: f.encode(),
+                        });
+                    })),
+                }
             }
         };
         let call = CommandCall {
@@ -257,16 +305,29 @@ impl Node {
             let done_ms = crate::clock::now().as_millis();
             audit.time_ms = done_ms;
             audit.duration_ms = done_ms.saturating_sub(now_ms);
-            let response = frame.respond(outcome, done_ms).encode();
+            let response = frame.respond(outcome, done_ms);
             let _ = calls
                 .send(Call::Respond {
-                    link,
-                    request_id,
+                    to: reply,
                     response,
                     audit: Some(audit),
                 })
                 .await;
         });
+    }
+
+    /// Answer a frame where it came from.
+    pub(super) fn answer_frame(&mut self, now: Instant, to: &FrameReply, frame: GridFrame) {
+        match to {
+            FrameReply::Link { link, request_id } => {
+                self.respond_frame(now, *link, *request_id, &frame)
+            }
+            FrameReply::Bundle { to } => {
+                if let Err(e) = self.send_bundle(now, to, frame) {
+                    tracing::warn!(to = %to.hash(), error = %e, "could not queue an answer bundle");
+                }
+            }
+        }
     }
 
     /// Answer a frame request.

@@ -190,6 +190,12 @@ impl Node {
                 let caller = remote_identity.map(|i| i.hash());
                 self.on_frame_request(now, link, request_id, data, caller);
             }
+            LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
+                if path_hash == rns_core::link::wire::path_hash(crate::bundle::wire::BUNDLE_PATH) =>
+            {
+                let caller = remote_identity.map(|i| i.hash());
+                self.on_bundle_request(now, link, request_id, data, caller);
+            }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity } => {
                 let handler = self.request_handlers.get(&path_hash).cloned();
                 let Some(handler) = handler else {

@@ -18,11 +18,12 @@ use tokio::sync::mpsc;
 use crate::{api, clock};
 
 mod app;
+pub(crate) mod bundles;
 mod channels;
 mod commands;
 mod events;
 mod files;
-mod grid_frames;
+pub(crate) mod grid_frames;
 mod links;
 pub(crate) mod ops;
 pub(crate) mod reply;
@@ -47,6 +48,9 @@ pub enum NodeError {
     /// The trust store could not be read.
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
+    /// The bundle store could not be opened.
+    #[error("bundle store: {0}")]
+    Bundles(#[from] crate::bundle::store::StoreError),
     /// An interface could not be set up.
     #[error("interface {name}: {reason}")]
     Interface {
@@ -58,6 +62,15 @@ pub enum NodeError {
 }
 
 struct Node {
+    /// Delay-tolerant delivery: the persistent bundle queue, settings, and the courier's
+    /// doorbell.
+    bundles: std::sync::Arc<crate::bundle::store::BundleStore>,
+    bundle_config: crate::config::BundleConfig,
+    courier_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Callers waiting for an answer bundle, by correlation id.
+    bundle_waiters: HashMap<u64, tokio::sync::oneshot::Sender<crate::frame::GridFrame>>,
+    /// When a path was last requested for a destination with waiting bundles.
+    path_requested: HashMap<AddressHash, Instant>,
     transport: Transport,
     identity: Identity,
     grid_destination: AddressHash,
@@ -224,6 +237,11 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
     };
     let identity = state.load_or_create_identity()?;
     let guard = Guard::load(&state, &config, identity.hash())?;
+    let bundle_store = std::sync::Arc::new(crate::bundle::store::BundleStore::open(
+        &state.bundles_path(),
+        config.bundles.store_limit,
+    )?);
+    let courier_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let (hub, iface_events) = Hub::new(1024);
     let sharing = config.share_instance && serve_shared_instance(&config.instance_name, &hub);
     start_interfaces(&config, &hub).await?;
@@ -246,6 +264,11 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
             prepared_tx,
             events: events_tx.clone(),
             calls: api_tx.clone(),
+            bundles: BundleParts {
+                store: bundle_store.clone(),
+                config: config.bundles.clone(),
+                wake: courier_wake.clone(),
+            },
         },
         guard,
     );
@@ -256,6 +279,16 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         shared_instance = sharing,
         "node started"
     );
+    tokio::spawn(crate::bundle::courier::run(
+        api::NodeHandle::internal(
+            api_tx.clone(),
+            events_tx.clone(),
+            node.identity.hash(),
+            node.grid_destination,
+        ),
+        bundle_store,
+        courier_wake,
+    ));
     let parts = ApiParts {
         calls: api_tx,
         events: events_tx,
@@ -485,6 +518,13 @@ impl Guard {
     }
 }
 
+/// The bundle store and settings a node is made with.
+struct BundleParts {
+    store: std::sync::Arc<crate::bundle::store::BundleStore>,
+    config: crate::config::BundleConfig,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
 /// Where the node's background work and its API users hear from it.
 struct Queues {
     /// Blocking-thread work (segment preparation) reports back here.
@@ -493,6 +533,8 @@ struct Queues {
     events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
     /// The node's own API queue.
     calls: mpsc::Sender<api::Call>,
+    /// The bundle store, its settings and the courier's doorbell.
+    bundles: BundleParts,
 }
 
 impl Node {
@@ -509,6 +551,7 @@ impl Node {
             prepared_tx,
             events,
             calls,
+            bundles,
         } = queues;
         let mut roles = 0;
         if config.transport {
@@ -516,6 +559,9 @@ impl Node {
         }
         if share_instance {
             roles |= crate::capabilities::roles::SHARED_INSTANCE;
+        }
+        if bundles.config.custody {
+            roles |= crate::capabilities::roles::CUSTODY;
         }
         let capabilities = crate::capabilities::Capabilities::of_this_machine(roles);
         let mut transport = Transport::new(
@@ -562,6 +608,11 @@ impl Node {
             root.join(&config.cp.directory)
         };
         Node {
+            bundles: bundles.store,
+            bundle_config: bundles.config,
+            courier_wake: bundles.wake,
+            bundle_waiters: HashMap::new(),
+            path_requested: HashMap::new(),
             cp: config.cp.clone(),
             cp_directory,
             cp_destination: Some(cp_destination),

@@ -256,6 +256,13 @@ impl Grid {
         std::fs::read_to_string(self.dir.0.join("node.log")).unwrap_or_default()
     }
 
+    /// Kill the node with SIGKILL and keep its state directory for a later
+    /// [`Grid::start_in`].
+    pub fn stop(mut self) -> TempDir {
+        self.kill();
+        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

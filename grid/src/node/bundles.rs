@@ -1,0 +1,358 @@
+//! Delay-tolerant delivery on the node's loop: the `grid/bundle` exchange (push, pull,
+//! ack, identity lookup), opening bundles addressed to this node, holding bundles for
+//! others as a custodian, and queueing bundles for the courier
+//! ([`crate::bundle::courier`]) to deliver.
+
+use std::time::Duration;
+
+use rns_core::identity::PublicIdentity;
+use rns_core::link::LinkId;
+use rns_core::{rmpv, AddressHash, Instant};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::grid_frames::FrameReply;
+use super::Node;
+use crate::bundle::envelope::{node_destination, open_frame, seal_frame};
+use crate::bundle::store::{Inserted, StoredBundle};
+use crate::bundle::wire::{
+    Exchange, ExchangeReply, WireBundle, BATCH_BYTES, BATCH_COUNT, MAX_SEALED,
+};
+use crate::frame::{Body, GridFrame, Outcome};
+use crate::trust::TrustLevel;
+
+/// How long an answer bundle lives when the request gave no TTL.
+const DEFAULT_ANSWER_TTL: Duration = Duration::from_secs(3600);
+/// Most waiting callers of bundled commands.
+const MAX_BUNDLE_WAITERS: usize = 4096;
+/// How often a path is requested for a destination with waiting bundles.
+const PATH_REQUEST_EVERY: Duration = Duration::from_secs(15);
+
+/// Which of the asked destinations have a path now, and the custody nodes reachable.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Routes {
+    /// Per asked destination: whether a path is known.
+    pub(crate) reachable: Vec<bool>,
+    /// Custody nodes (`grid.node` destinations) with a path, other than this node.
+    pub(crate) custodians: Vec<AddressHash>,
+}
+
+impl StoredBundle {
+    /// The record for a bundle as it travels.
+    pub(crate) fn from_wire(b: WireBundle, custody: bool) -> StoredBundle {
+        StoredBundle {
+            id: b.id,
+            destination: b.destination,
+            created_ms: b.created_ms,
+            expires_ms: b.expires_ms,
+            custody,
+            sealed: b.sealed,
+        }
+    }
+
+    /// The bundle as it travels.
+    pub(crate) fn to_wire(&self) -> WireBundle {
+        WireBundle {
+            id: self.id,
+            destination: self.destination,
+            created_ms: self.created_ms,
+            expires_ms: self.expires_ms,
+            sealed: self.sealed.clone(),
+        }
+    }
+}
+
+impl Node {
+    /// A request on [`crate::bundle::wire::BUNDLE_PATH`].
+    pub(super) fn on_bundle_request(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        request_id: AddressHash,
+        data: rmpv::Value,
+        caller: Option<AddressHash>,
+    ) {
+        if caller.is_some_and(|c| self.guard.trust.level(&c) == TrustLevel::Blocked) {
+            return; // blocked peers get nothing at all
+        }
+        let reply = match data {
+            rmpv::Value::Binary(bytes) => match Exchange::decode(&bytes) {
+                Ok(x) => self.exchange(now, x, caller),
+                Err(e) => ExchangeReply::Refused(e.to_string()),
+            },
+            _ => ExchangeReply::Refused("expected exchange bytes".into()),
+        };
+        let value = rmpv::Value::Binary(reply.encode());
+        if let Err(e) = self.transport.link_respond(now, &link, &request_id, &value) {
+            tracing::debug!(%link, error = %e, "could not answer a bundle exchange");
+        }
+    }
+
+    fn exchange(
+        &mut self,
+        now: Instant,
+        x: Exchange,
+        caller: Option<AddressHash>,
+    ) -> ExchangeReply {
+        let caller_node =
+            caller.map(|c| rns_core::destination::hash_from_name("grid.node", Some(&c)));
+        match x {
+            Exchange::Push(list) => self.take_bundles(now, list),
+            Exchange::Pull { max_bytes } => {
+                let Some(node) = caller_node else {
+                    return ExchangeReply::Refused("identify on the link to pull bundles".into());
+                };
+                let budget = (max_bytes as usize).min(BATCH_BYTES);
+                match self.bundles.for_destination(&node.0, budget, BATCH_COUNT) {
+                    Ok(list) => {
+                        ExchangeReply::Pulled(list.iter().map(StoredBundle::to_wire).collect())
+                    }
+                    Err(e) => ExchangeReply::Refused(e.to_string()),
+                }
+            }
+            Exchange::Ack(ids) => {
+                let Some(node) = caller_node else {
+                    return ExchangeReply::Refused(
+                        "identify on the link to acknowledge bundles".into(),
+                    );
+                };
+                // Only the destination may make a custodian forget its bundles.
+                let mine: Vec<[u8; 16]> = ids
+                    .into_iter()
+                    .take(BATCH_COUNT)
+                    .filter(
+                        |id| matches!(self.bundles.get(id), Ok(Some(b)) if b.destination == node.0),
+                    )
+                    .collect();
+                match self.bundles.remove(&mine) {
+                    Ok(n) => ExchangeReply::Acked(n as u32),
+                    Err(e) => ExchangeReply::Refused(e.to_string()),
+                }
+            }
+            Exchange::Identity(d) => ExchangeReply::Identity(
+                self.transport
+                    .recall_identity(&AddressHash(d))
+                    .map(|p| p.as_bytes().to_vec()),
+            ),
+        }
+    }
+
+    /// Take pushed (or pulled) bundles: open those for this node, hold the others when
+    /// this node is a custodian.
+    pub(super) fn take_bundles(&mut self, now: Instant, list: Vec<WireBundle>) -> ExchangeReply {
+        let now_ms = now.as_millis();
+        let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+        let mut held = false;
+        for b in list.into_iter().take(BATCH_COUNT) {
+            let id = b.id;
+            let r = if b.sealed.len() > MAX_SEALED {
+                Err("too large".to_string())
+            } else if b.expires_ms <= now_ms {
+                Err("expired".to_string())
+            } else if b.destination == self.grid_destination.0 {
+                self.open_bundle(now, &b)
+            } else if self.bundle_config.custody {
+                held = true;
+                self.bundles
+                    .insert(&StoredBundle::from_wire(b, true))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else {
+                Err("not for this node, and this node holds no bundles for others".to_string())
+            };
+            match r {
+                Ok(()) => accepted.push(id),
+                Err(e) => {
+                    tracing::debug!(id = %hex::encode(id), reason = %e, "refused a bundle");
+                    refused.push((id, e));
+                }
+            }
+        }
+        if held {
+            self.courier_wake.notify_one();
+        }
+        ExchangeReply::Pushed { accepted, refused }
+    }
+
+    /// Open and act on a bundle for this node (once: a bundle seen before is accepted
+    /// and ignored).
+    fn open_bundle(&mut self, now: Instant, b: &WireBundle) -> Result<(), String> {
+        if self.bundles.is_seen(&b.id).map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        let (sender, frame) = open_frame(&self.identity, b).map_err(|e| e.to_string())?;
+        self.bundles
+            .mark_seen(&b.id, b.expires_ms)
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(from = %sender.hash(), correlation = frame.correlation, "bundle delivered");
+        self.on_bundle_frame(now, sender, frame);
+        Ok(())
+    }
+
+    /// A frame that came in a bundle, from an authenticated sender.
+    fn on_bundle_frame(&mut self, now: Instant, sender: PublicIdentity, frame: GridFrame) {
+        match &frame.body {
+            Body::Request { .. } | Body::Subscribe { .. } | Body::Unsubscribe { .. } => {
+                let caller = Some(sender.hash());
+                self.handle_frame(
+                    now,
+                    frame,
+                    caller,
+                    FrameReply::Bundle {
+                        to: Box::new(sender),
+                    },
+                );
+            }
+            Body::Response(outcome) => {
+                let correlation = frame.correlation;
+                let outcome = outcome.clone();
+                if let Some(w) = self.bundle_waiters.remove(&correlation) {
+                    if w.send(frame).is_ok() {
+                        return;
+                    }
+                }
+                // Nobody waits any more (detached, or this node restarted): keep the
+                // result for `grid exec --result` and tell listeners.
+                let payload = match outcome {
+                    Outcome::Ok(bytes) => {
+                        json!({"ok": true, "result": serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or(serde_json::Value::Null)})
+                    }
+                    Outcome::Err { code, message } => {
+                        json!({"ok": false, "code": code.as_str(), "error": format!("{}: {message}", code.as_str())})
+                    }
+                };
+                let event = crate::commands::job_event(correlation, "complete");
+                self.record_job(correlation, &payload);
+                let node = self.grid_destination.to_string();
+                self.record_event(node, &event, payload);
+            }
+            Body::Event { event, payload } => {
+                let payload = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
+                let node = AddressHash(frame.source).to_string();
+                let event = event.clone();
+                self.record_event(node, &event, payload);
+            }
+            Body::Progress { .. } => {}
+        }
+    }
+
+    /// Keep a job's outcome for `grid exec --result`, across restarts.
+    pub(super) fn record_job(&mut self, correlation: u64, outcome: &serde_json::Value) {
+        let record = json!({"state": "done", "outcome": outcome}).to_string();
+        if let Err(e) = self.bundles.put_job(correlation, record.as_bytes()) {
+            tracing::warn!(error = %e, "cannot record a job's result");
+        }
+    }
+
+    /// Seal `frame` to `to` and queue it for the courier.
+    pub(super) fn send_bundle(
+        &mut self,
+        now: Instant,
+        to: &PublicIdentity,
+        mut frame: GridFrame,
+    ) -> Result<(), String> {
+        let now_ms = now.as_millis();
+        if frame.ttl_ms == 0 {
+            frame.ttl_ms = DEFAULT_ANSWER_TTL.as_millis() as u64;
+        }
+        let expires_ms = frame.timestamp_ms.max(now_ms).saturating_add(frame.ttl_ms);
+        let b = seal_frame(
+            &mut rand_core::OsRng,
+            &self.identity,
+            to,
+            &frame,
+            now_ms,
+            expires_ms,
+        );
+        if node_destination(to) == self.grid_destination.0 {
+            return Err("a bundle to this node itself".into());
+        }
+        match self.bundles.insert(&StoredBundle::from_wire(b, false)) {
+            Ok(Inserted::New | Inserted::Duplicate) => {
+                self.courier_wake.notify_one();
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Queue a frame as a bundle and (optionally) wait for the response frame.
+    pub(super) fn send_bundle_call(
+        &mut self,
+        now: Instant,
+        to: PublicIdentity,
+        frame: GridFrame,
+        waiter: Option<oneshot::Sender<GridFrame>>,
+    ) -> Result<(), String> {
+        let correlation = frame.correlation;
+        if let Some(w) = waiter {
+            if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
+                return Err("too many commands waiting for bundled answers".into());
+            }
+            self.bundle_waiters.insert(correlation, w);
+        }
+        let r = self.send_bundle(now, &to, frame);
+        if r.is_err() {
+            self.bundle_waiters.remove(&correlation);
+        }
+        r
+    }
+
+    /// Which destinations are reachable, and through which custodians; asks for paths to
+    /// the others now and then.
+    pub(super) fn bundle_routes(&mut self, now: Instant, dests: &[[u8; 16]]) -> Routes {
+        let mut reachable = Vec::with_capacity(dests.len());
+        for d in dests {
+            let d = AddressHash(*d);
+            let known = self.transport.path(&d).is_some();
+            if !known {
+                let due = self
+                    .path_requested
+                    .get(&d)
+                    .is_none_or(|t| now.saturating_since(*t) >= PATH_REQUEST_EVERY);
+                if due && self.path_requested.len() < 10_000 {
+                    self.path_requested.insert(d, now);
+                    self.transport.request_path(now, &d, None);
+                }
+            }
+            reachable.push(known);
+        }
+        self.path_requested
+            .retain(|_, t| now.saturating_since(*t) < PATH_REQUEST_EVERY * 4);
+        let mut custodians: Vec<AddressHash> = self.bundle_config.custody_peers.clone();
+        custodians.extend(
+            self.peers
+                .iter()
+                .filter(|(_, (caps, ..))| caps.roles & crate::capabilities::roles::CUSTODY != 0)
+                .map(|(d, _)| *d),
+        );
+        custodians.sort();
+        custodians.dedup();
+        custodians.retain(|c| *c != self.grid_destination && self.transport.path(c).is_some());
+        Routes {
+            reachable,
+            custodians,
+        }
+    }
+
+    /// Bundle store figures for `grid status`.
+    pub(super) fn bundles_json(&self) -> serde_json::Value {
+        let waiting: Vec<serde_json::Value> = self
+            .bundles
+            .destinations()
+            .unwrap_or_default()
+            .into_iter()
+            .take(50)
+            .map(|(d, n)| json!({"destination": AddressHash(d).to_string(), "bundles": n}))
+            .collect();
+        match self.bundles.stats() {
+            Ok(s) => json!({
+                "custody": self.bundle_config.custody,
+                "queued": s.bundles, "bytes": s.bytes, "destinations": s.destinations,
+                "waiting": waiting,
+                "waiting_callers": self.bundle_waiters.len(),
+            }),
+            Err(e) => json!({"error": e.to_string()}),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Delay-tolerant delivery between real `grid node` processes: store-and-forward through
+//! a custody node between two nodes that are never up at the same time, with the custody
+//! node killed (SIGKILL) and restarted while it holds the bundles.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(40);
+
+fn client(port: u16) -> String {
+    format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+    )
+}
+
+/// Bundles the node holds for `dest`.
+fn held_for(g: &Grid, dest: &str) -> u64 {
+    g.status()["bundles"]["waiting"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| w["destination"] == dest)
+        .and_then(|w| w["bundles"].as_u64())
+        .unwrap_or(0)
+}
+
+fn queued(g: &Grid) -> u64 {
+    g.status()["bundles"]["queued"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn store_and_forward_through_a_custody_node_between_nodes_never_up_together() {
+    let _slot = slot();
+    let port = free_port();
+    let mut custody = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\ntransport = true\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n[bundles]\ncustody = true\n"
+    ));
+    let custody_dest = custody.destination();
+
+    // B is up first, long enough for the custody node to hear it; then it goes.
+    let b = Grid::start(&client(port));
+    let b_dest = b.destination();
+    wait_for(T, "the custody node hears B", || {
+        custody.json(&["path", &b_dest])["ok"]
+            .as_bool()
+            .filter(|ok| *ok)
+    });
+    let b_dir = b.stop();
+
+    // A comes up after B has gone, finds the custody node, and sends B a command.
+    let a = Grid::start(&client(port));
+    let a_dest = a.destination();
+    wait_for(T, "A hears the custody node's announce", || {
+        a.status()["peers"].as_array().and_then(|peers| {
+            peers
+                .iter()
+                .any(|p| {
+                    p["node"] == custody_dest.as_str()
+                        && p["capabilities"]["roles"]
+                            .as_array()
+                            .is_some_and(|r| r.iter().any(|x| x == "custody"))
+                })
+                .then_some(())
+        })
+    });
+    let v = a.json(&["exec", &b_dest, "grid/ping", "--ttl", "10m", "--detach"]);
+    let handle = v["handle"].as_str().expect("a handle").to_string();
+    wait_for(T, "A hands the command to the custody node", || {
+        (queued(&a) == 0 && held_for(&custody, &b_dest) == 1).then_some(())
+    });
+    let a_dir = a.stop();
+
+    // The custody node dies without warning and comes back: the bundle is still there.
+    custody.restart();
+    assert_eq!(held_for(&custody, &b_dest), 1, "bundle survived kill -9");
+
+    // B comes back while A is away: it gets the command, runs it, and leaves the answer
+    // with the custody node.
+    let b = Grid::start_in(b_dir);
+    wait_for(T, "B's answer waits at the custody node", || {
+        (held_for(&custody, &b_dest) == 0 && held_for(&custody, &a_dest) == 1).then_some(())
+    });
+    let audit = std::fs::read_to_string(b.dir.0.join("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("grid/ping") && l.contains("\"in\"")),
+        "B ran the command: {audit}"
+    );
+    let b_dir = b.stop();
+    custody.restart();
+    assert_eq!(held_for(&custody, &a_dest), 1, "answer survived kill -9");
+
+    // A comes back and collects the result of the command it issued before.
+    let a = Grid::start_in(a_dir);
+    let outcome: Value = wait_for(T, "A collects the result", || {
+        let v = a.json(&["exec", "--result", &handle]);
+        (v["state"] == "done").then(|| v["outcome"].clone())
+    });
+    assert_eq!(outcome["ok"], true, "{outcome}");
+    assert_eq!(outcome["result"]["pong"], true);
+    assert_eq!(outcome["result"]["node"], b_dest.as_str());
+    wait_for(T, "the custody node drops what was delivered", || {
+        (queued(&custody) == 0).then_some(())
+    });
+    // And it was the result, kept across A's restart, not a new run.
+    let (ok, out, _) = a.cli(&["exec", "--result", &handle]);
+    assert!(ok && out.contains("pong"), "{out}");
+    drop(b_dir);
+}
