@@ -212,6 +212,20 @@ pub(crate) enum Call {
         waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
         done: oneshot::Sender<Result<(), String>>,
     },
+    /// Where a command runs under a routing hint.
+    Route(
+        crate::routing::Route,
+        String,
+        oneshot::Sender<Result<crate::routing::Decision, crate::routing::RouteError>>,
+    ),
+    /// Open a pairing offer: trust level for the joiner, how long it stays open.
+    PairOffer(crate::trust::TrustLevel, Duration, oneshot::Sender<String>),
+    /// Run a command on this node for its own user.
+    RunLocal(
+        String,
+        serde_json::Value,
+        oneshot::Sender<Result<serde_json::Value, crate::commands::CommandError>>,
+    ),
     /// Which destinations have a path, and the reachable custody nodes.
     BundleRoutes(Vec<[u8; 16]>, oneshot::Sender<crate::node::bundles::Routes>),
     /// Bundles collected from a custodian, to open or hold.
@@ -603,6 +617,83 @@ impl NodeHandle {
             .await
     }
 
+    /// Open a pairing offer: returns the four-word code to give the other node's user
+    /// (who runs [`NodeHandle::pair_join`] or `grid pair <this node> <code>`). Whoever
+    /// presents it within `window` gets `level` here. A new offer replaces an open one.
+    pub async fn pair_offer(
+        &self,
+        level: crate::trust::TrustLevel,
+        window: Duration,
+    ) -> Result<String, ApiError> {
+        self.ask(|tx| Call::PairOffer(level, window, tx)).await
+    }
+
+    /// Present the pairing code `node` shows; on a match `node` trusts this node, and
+    /// this node gives `node`'s identity `level`. Returns that identity.
+    pub async fn pair_join(
+        &self,
+        node: AddressHash,
+        code: &str,
+        level: crate::trust::TrustLevel,
+        timeout: Duration,
+    ) -> Result<AddressHash, ExecError> {
+        let answer = self
+            .execute(
+                node,
+                crate::commands::JOIN_COMMAND,
+                &serde_json::json!({ "code": code }),
+                timeout,
+            )
+            .await?;
+        let identity: AddressHash = answer["identity"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ExecError::BadResponse("no identity in the pairing answer".into()))?;
+        // The answer must come from the node we meant: its identity names its destination.
+        if rns_core::destination::hash_from_name("grid.node", Some(&identity)) != node {
+            return Err(ExecError::BadResponse(format!(
+                "identity {identity} does not belong to {node}"
+            )));
+        }
+        self.set_trust(identity, level)
+            .await
+            .map_err(ExecError::Api)?;
+        Ok(identity)
+    }
+
+    /// Where `command` would run under `route` ([`crate::routing`]): this node's own
+    /// destination for "here".
+    pub async fn resolve_route(
+        &self,
+        route: crate::routing::Route,
+        command: &str,
+    ) -> Result<AddressHash, ExecError> {
+        let decision = self
+            .ask(|tx| Call::Route(route, command.to_string(), tx))
+            .await
+            .map_err(ExecError::Api)?
+            .map_err(|e| ExecError::Local(e.to_string()))?;
+        Ok(match decision {
+            crate::routing::Decision::Local => self.destination,
+            crate::routing::Decision::Remote(n) => n,
+        })
+    }
+
+    /// Run `command` where `route` says (a node, `local-only`, `prefer-gpu`,
+    /// `max-compute`, `auto`: see [`crate::routing`]); returns the node that ran it (this
+    /// node's destination when it ran here) and the result.
+    pub async fn execute_routed(
+        &self,
+        route: crate::routing::Route,
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+    ) -> Result<(AddressHash, serde_json::Value), ExecError> {
+        let node = self.resolve_route(route, command).await?;
+        let result = self.execute_with(node, command, params, options).await?;
+        Ok((node, result))
+    }
+
     /// [`NodeHandle::execute`] with options: with a TTL the command reaches a node that
     /// is offline now, as a bundle, and the result comes back the same way.
     pub async fn execute_with(
@@ -678,6 +769,17 @@ impl NodeHandle {
         options: ExecOptions,
         correlation: u64,
     ) -> Result<serde_json::Value, ExecError> {
+        if node == self.destination {
+            // This node itself: run here, no frame, no audit (the caller is the owner).
+            return self
+                .ask(|tx| Call::RunLocal(command.to_string(), params.clone(), tx))
+                .await
+                .map_err(ExecError::Api)?
+                .map_err(|e| ExecError::Remote {
+                    code: e.code,
+                    message: e.message,
+                });
+        }
         let body = crate::frame::Body::Request {
             command: command.to_string(),
             params: params.to_string().into_bytes(),

@@ -19,7 +19,7 @@ use crate::frame::ErrorCode;
 pub const FRAME_PATH: &str = "grid/frame";
 
 /// Built-in commands and what they do.
-pub const BUILTINS: [(&str, &str); 4] = [
+pub const BUILTINS: [(&str, &str); 5] = [
     (
         "grid/ping",
         "answer at once (reachability and round-trip time)",
@@ -33,7 +33,14 @@ pub const BUILTINS: [(&str, &str); 4] = [
         "CPU cores, memory and roles of this node",
     ),
     ("list", "the commands this node offers, with a line on each"),
+    (
+        JOIN_COMMAND,
+        "present the pairing code this node shows (grid pair); on a match both trust each other",
+    ),
 ];
+
+/// The command a node runs on another to complete pairing (`grid pair <node> <code>`).
+pub const JOIN_COMMAND: &str = "grid/join";
 
 /// Reports a long-running command's progress to its caller: each report travels back on
 /// the caller's link as a `Progress` frame, and the caller sees the event

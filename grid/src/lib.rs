@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod frame;
 pub mod node;
+pub mod routing;
 pub mod state;
 #[cfg(test)]
 mod test_util;

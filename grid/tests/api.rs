@@ -760,3 +760,133 @@ async fn a_command_for_an_offline_node_runs_when_it_comes_back() {
         "{audit}"
     );
 }
+
+/// Pairing by word code: a wrong code is denied, the right one makes each node trust the
+/// other (so the trusted-only grid/status opens up), and an offer closes after three
+/// wrong codes. Routing hints pick this node or the named one.
+#[tokio::test(flavor = "current_thread")]
+async fn pairing_by_word_code_and_routing_hints() {
+    use grid::api::{ExecError, ExecOptions};
+    use grid::frame::ErrorCode;
+    use grid::routing::Route;
+    use grid::trust::TrustLevel;
+    let (a, b, _da, _db) = pair("pairing").await;
+    let denied = |e: &ExecError| {
+        matches!(
+            e,
+            ExecError::Remote {
+                code: ErrorCode::Denied,
+                ..
+            }
+        )
+    };
+    let e = b
+        .execute(a.destination(), "grid/status", &serde_json::Value::Null, T)
+        .await
+        .unwrap_err();
+    assert!(denied(&e), "{e}");
+    let e = b
+        .pair_join(
+            a.destination(),
+            "river salt owl piano",
+            TrustLevel::Trusted,
+            T,
+        )
+        .await
+        .unwrap_err();
+    assert!(denied(&e), "no offer open: {e}");
+
+    let code = a
+        .pair_offer(TrustLevel::Trusted, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let words: Vec<&str> = code.split('-').collect();
+    assert_eq!(words.len(), 4, "{code}");
+    let wrong = if words[0] == "apple" {
+        "actor"
+    } else {
+        "apple"
+    };
+    let wrong = format!("{wrong}-{}-{}-{}", words[1], words[2], words[3]);
+    let e = b
+        .pair_join(a.destination(), &wrong, TrustLevel::Trusted, T)
+        .await
+        .unwrap_err();
+    assert!(denied(&e), "{e}");
+    let id = b
+        .pair_join(
+            a.destination(),
+            &code.to_uppercase(),
+            TrustLevel::Trusted,
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, a.identity());
+    let status = b
+        .execute(a.destination(), "grid/status", &serde_json::Value::Null, T)
+        .await
+        .unwrap();
+    assert_eq!(status["identity"], a.identity().to_string());
+    let status = a
+        .execute(b.destination(), "grid/status", &serde_json::Value::Null, T)
+        .await
+        .unwrap();
+    assert_eq!(
+        status["identity"],
+        b.identity().to_string(),
+        "B trusts A too"
+    );
+    // A used code cannot be used again; three wrong codes close a fresh offer.
+    let e = b
+        .pair_join(a.destination(), &code, TrustLevel::Trusted, T)
+        .await
+        .unwrap_err();
+    assert!(denied(&e), "{e}");
+    let code = a
+        .pair_offer(TrustLevel::Owner, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let e = b
+            .pair_join(a.destination(), &wrong, TrustLevel::Trusted, T)
+            .await
+            .unwrap_err();
+        assert!(denied(&e), "{e}");
+    }
+    let e = b
+        .pair_join(a.destination(), &code, TrustLevel::Trusted, T)
+        .await
+        .unwrap_err();
+    assert!(denied(&e), "closed after three wrong codes: {e}");
+
+    // Routing hints.
+    let opts = ExecOptions::timeout(T);
+    let null = serde_json::Value::Null;
+    let (node, r) = b
+        .execute_routed(Route::LocalOnly, "grid/ping", &null, opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        (node, r["node"].as_str()),
+        (b.destination(), Some(&*b.destination().to_string()))
+    );
+    let (node, _) = b
+        .execute_routed(Route::Node(a.destination()), "grid/ping", &null, opts)
+        .await
+        .unwrap();
+    assert_eq!(node, a.destination());
+    let (node, _) = b
+        .execute_routed(Route::PreferGpu, "grid/ping", &null, opts)
+        .await
+        .unwrap();
+    assert_eq!(node, b.destination(), "no GPU anywhere: here");
+    let e = b
+        .execute_routed(Route::Auto, "ai/generate", &null, opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ExecError::Local(m) if m.contains("needs a GPU")),
+        "{e}"
+    );
+}

@@ -143,9 +143,7 @@ pub(crate) fn exec(
     wait: ExecWait,
     json_out: bool,
 ) -> Result<()> {
-    let _: rns_core::AddressHash = hash
-        .parse()
-        .map_err(|e| anyhow!("invalid destination hash \"{hash}\": {e}"))?;
+    let _: grid::routing::Route = hash.parse().map_err(|e| anyhow!("{e}"))?;
     let params = json_arg(params, "params")?;
     let ExecWait {
         timeout,
@@ -187,6 +185,95 @@ fn json_arg(text: Option<&str>, what: &str) -> Result<Value> {
         Some(p) => serde_json::from_str(p).map_err(|e| anyhow!("{what} is not JSON: {e}")),
         None => Ok(Value::Null),
     }
+}
+
+/// `grid pair` on the offering side: show a code, wait for the other node.
+pub(crate) fn pair_offer(
+    state: &StateDir,
+    level: &str,
+    window: Duration,
+    no_wait: bool,
+    json_out: bool,
+) -> Result<()> {
+    let v = ask(
+        state,
+        json!({"cmd": "pair_offer", "level": level, "window_s": window.as_secs().max(10)}),
+        Duration::from_secs(5),
+    )?;
+    let code = v["code"].as_str().unwrap_or("?");
+    let node = v["node"].as_str().unwrap_or("?");
+    if json_out && no_wait {
+        println!("{v}");
+        return Ok(());
+    }
+    if !json_out {
+        println!("Pairing code: {code}");
+        println!("On the other node run:\n  grid pair {node} {code}");
+    }
+    if no_wait {
+        return Ok(());
+    }
+    if !json_out {
+        eprintln!(
+            "waiting up to {} for it ({} tries)…",
+            humantime::format_duration(window),
+            v["tries"]
+        );
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let s = ask(state, json!({"cmd": "pair_status"}), Duration::from_secs(5))?;
+        match s["state"].as_str() {
+            Some("paired") => {
+                if json_out {
+                    println!("{s}");
+                } else {
+                    println!(
+                        "Paired with {} ({})",
+                        s["identity"].as_str().unwrap_or("?"),
+                        s["level"].as_str().unwrap_or("?")
+                    );
+                }
+                return Ok(());
+            }
+            Some("waiting") => {}
+            _ => bail!(
+                "pairing ended: {}",
+                s["reason"].as_str().unwrap_or("no offer")
+            ),
+        }
+    }
+}
+
+/// `grid pair <node> <code>`: present another node's code.
+pub(crate) fn pair_join(
+    state: &StateDir,
+    node: &str,
+    code: &str,
+    level: &str,
+    json_out: bool,
+) -> Result<()> {
+    let _: rns_core::AddressHash = node
+        .parse()
+        .map_err(|e| anyhow!("invalid node hash \"{node}\": {e}"))?;
+    if grid::trust::parse_pairing_code(code).is_none() {
+        bail!("\"{code}\" is not a pairing code (four words, like river-salt-owl-piano)");
+    }
+    let v = ask(
+        state,
+        json!({"cmd": "pair_join", "destination": node, "code": code, "level": level, "timeout_ms": 30_000}),
+        Duration::from_secs(35),
+    )?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "Paired with {} ({})",
+            v["identity"].as_str().unwrap_or("?"),
+            v["level"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
 }
 
 /// `grid trust`

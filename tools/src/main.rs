@@ -96,8 +96,11 @@ enum Command {
     },
     /// Run a command on another node (Commands.execute) and print its JSON result.
     Exec {
-        /// The node's grid.node destination hash.
-        #[arg(required_unless_present = "result")]
+        /// Where to run it: a node's grid.node destination hash (or node:<hash>), or a
+        /// routing hint: local-only, prefer-gpu (here if this node has a GPU, else the
+        /// best trusted GPU node), max-compute (the trusted node with the most video
+        /// memory, if more than here), auto (here unless the command needs a GPU).
+        #[arg(required_unless_present = "result", value_name = "NODE|HINT")]
         hash: Option<String>,
         /// The command, `domain/action` (`grid/ping`, `list`, …).
         #[arg(required_unless_present = "result")]
@@ -156,6 +159,28 @@ enum Command {
         #[arg(long)]
         timeout: Option<f64>,
         /// One JSON object per event.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pair with another node by a short word code. With no arguments: show a code and
+    /// wait for the other node to present it. With a node and its code: present it; on
+    /// a match each node trusts the other.
+    Pair {
+        /// The node showing the code (its grid.node destination hash).
+        node: Option<String>,
+        /// The code it shows, e.g. river-salt-owl-piano (words may be apart).
+        #[arg(requires = "node", num_args = 0..)]
+        code: Vec<String>,
+        /// Trust level to give the other node: provisional, trusted or owner.
+        #[arg(long, default_value = "trusted")]
+        level: String,
+        /// How long the code stays valid (offering side).
+        #[arg(long, value_parser = parse_duration, default_value = "5m")]
+        window: std::time::Duration,
+        /// Print the code and return instead of waiting for the other node.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -368,6 +393,17 @@ fn main() -> ExitCode {
             json,
         } => commands::trust(&state, identity.as_deref(), level.as_deref(), json),
         Command::Audit { limit, json } => commands::audit(&state, limit, json),
+        Command::Pair {
+            node,
+            code,
+            level,
+            window,
+            no_wait,
+            json,
+        } => match node {
+            Some(node) => commands::pair_join(&state, &node, &code.join(" "), &level, json),
+            None => commands::pair_offer(&state, &level, window, no_wait, json),
+        },
         Command::Emit {
             event,
             payload,

@@ -2,8 +2,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Command;
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -321,6 +321,55 @@ fn grid_exec_runs_commands_on_another_node() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let (ok, _, err) = a.cli(&["exec", &dest, "grid/ping", "{not json"]);
     assert!(!ok && err.contains("params is not JSON"), "{err}");
+    // Routing hints: local-only runs here; a bad hint is refused up front.
+    let v = a.json(&["exec", "local-only", "grid/ping"]);
+    assert_eq!(v["node"], a.destination().as_str(), "{v}");
+    assert_eq!(v["result"]["node"], a.destination().as_str());
+    let (ok, _, err) = a.cli(&["exec", "gpu-please", "grid/ping"]);
+    assert!(!ok && err.contains("routing hint"), "{err}");
+}
+
+#[test]
+fn grid_pair_makes_two_nodes_trust_each_other() {
+    let _slot = slot();
+    let port = free_port();
+    let a = Grid::start(&server_cfg(port, ""));
+    let b = Grid::start(&client_cfg(port));
+    let a_dest = a.destination();
+    wait_for(Duration::from_secs(20), "b has a path to a", || {
+        b.cli(&["path", &a_dest, "--timeout", "2"]).0.then_some(())
+    });
+    // A shows a code and waits; B presents it.
+    let mut offer = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&a.dir.0)
+        .args(["pair", "--window", "1m"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(offer.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let code = first
+        .strip_prefix("Pairing code: ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    let (ok, _, err) = b.cli(&["pair", &a_dest, "not", "the", "right", "code"]);
+    assert!(!ok && err.contains("not a pairing code"), "{err}");
+    let words: Vec<&str> = code.split('-').collect();
+    let v = b.json(&["pair", &a_dest, words[0], words[1], words[2], words[3]]);
+    let a_identity = a.id()["identity"].as_str().unwrap().to_string();
+    let b_identity = b.id()["identity"].as_str().unwrap().to_string();
+    assert_eq!(v["identity"], a_identity.as_str(), "{v}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(offer.wait().unwrap().success());
+    assert!(
+        rest.iter()
+            .any(|l| l.contains(&b_identity) && l.contains("trusted")),
+        "{rest:?}"
+    );
+    assert_eq!(a.json(&["trust", &b_identity])["level"], "trusted");
+    assert_eq!(b.json(&["trust", &a_identity])["level"], "trusted");
 }
 
 #[test]

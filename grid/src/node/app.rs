@@ -77,6 +77,13 @@ impl Node {
             } => {
                 let _ = done.send(self.send_bundle_call(now, *recipient, frame, waiter));
             }
+            Call::Route(route, command, done) => {
+                let _ = done.send(self.route(now, route, &command));
+            }
+            Call::PairOffer(level, window, done) => {
+                let _ = done.send(self.pair_offer(now, level, window));
+            }
+            Call::RunLocal(command, params, done) => self.run_local(now, command, params, done),
             Call::BundleRoutes(dests, done) => {
                 let _ = done.send(self.bundle_routes(now, &dests));
             }

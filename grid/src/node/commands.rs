@@ -218,50 +218,66 @@ impl Node {
                     );
                 }
             },
-            "exec" => match dest() {
-                Err(e) => {
-                    let _ = req.reply.send(e);
-                }
-                Ok(node) => {
-                    let command = body
-                        .get("command")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let params = body.get("params").cloned().unwrap_or(Value::Null);
-                    let handle = self.internal_handle();
-                    let options = crate::api::ExecOptions {
-                        timeout,
-                        ttl: body
-                            .get("ttl_ms")
-                            .and_then(Value::as_u64)
-                            .map(Duration::from_millis),
-                    };
-                    if body.get("detach").and_then(Value::as_bool) == Some(true) {
-                        tokio::spawn(async move {
-                            let v = match handle
+            "exec" => {
+                let target = body
+                    .get("destination")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let route = match target.parse::<crate::routing::Route>() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = req.reply.send(fail(e.to_string()));
+                        return;
+                    }
+                };
+                let command = body
+                    .get("command")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let params = body.get("params").cloned().unwrap_or(Value::Null);
+                let handle = self.internal_handle();
+                let options = crate::api::ExecOptions {
+                    timeout,
+                    ttl: body
+                        .get("ttl_ms")
+                        .and_then(Value::as_u64)
+                        .map(Duration::from_millis),
+                };
+                let detach = body.get("detach").and_then(Value::as_bool) == Some(true);
+                tokio::spawn(async move {
+                    let v = match handle.resolve_route(route, &command).await {
+                        Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        Ok(node) if detach => {
+                            match handle
                                 .execute_detached_with(node, &command, params, options)
                                 .await
                             {
-                                Ok(h) => json!({"ok": true, "handle": format!("{h:016x}")}),
+                                Ok(h) => {
+                                    json!({"ok": true, "node": node.to_string(), "handle": format!("{h:016x}")})
+                                }
                                 Err(e) => json!({"ok": false, "error": e.to_string()}),
-                            };
-                            let _ = req.reply.send(v);
-                        });
-                        return;
-                    }
-                    tokio::spawn(async move {
-                        let v = match handle.execute_with(node, &command, &params, options).await {
-                            Ok(result) => json!({"ok": true, "result": result}),
-                            Err(crate::api::ExecError::Remote { code, message }) => json!({
-                                "ok": false, "code": code.as_str(), "error": format!("{}: {message}", code.as_str())
-                            }),
-                            Err(e) => json!({"ok": false, "error": e.to_string()}),
-                        };
-                        let _ = req.reply.send(v);
-                    });
-                }
-            },
+                            }
+                        }
+                        Ok(node) => {
+                            match handle.execute_with(node, &command, &params, options).await {
+                                Ok(result) => {
+                                    json!({"ok": true, "node": node.to_string(), "result": result})
+                                }
+                                Err(crate::api::ExecError::Remote { code, message }) => json!({
+                                    "ok": false, "node": node.to_string(), "code": code.as_str(),
+                                    "error": format!("{}: {message}", code.as_str())
+                                }),
+                                Err(e) => {
+                                    json!({"ok": false, "node": node.to_string(), "error": e.to_string()})
+                                }
+                            }
+                        }
+                    };
+                    let _ = req.reply.send(v);
+                });
+            }
             "trust" => {
                 let id = body.get("identity").and_then(Value::as_str).unwrap_or("");
                 let level = body.get("level").and_then(Value::as_str);
@@ -282,6 +298,73 @@ impl Node {
                 };
                 let _ = req.reply.send(v);
             }
+            "pair_offer" => {
+                let level = body
+                    .get("level")
+                    .and_then(Value::as_str)
+                    .unwrap_or("trusted");
+                let window = body
+                    .get("window_s")
+                    .and_then(Value::as_u64)
+                    .map_or(super::pairing::PAIRING_WINDOW, Duration::from_secs);
+                let v = match level.parse::<crate::trust::TrustLevel>() {
+                    Err(e) => fail(e.to_string()),
+                    Ok(crate::trust::TrustLevel::Blocked) => {
+                        fail("pairing grants trust; blocked makes no sense")
+                    }
+                    Ok(level) => {
+                        let code = self.pair_offer(now, level, window);
+                        json!({
+                            "ok": true, "code": code, "node": self.grid_destination.to_string(),
+                            "level": level.as_str(), "expires_in_s": window.as_secs(),
+                            "tries": super::pairing::PAIRING_TRIES,
+                        })
+                    }
+                };
+                let _ = req.reply.send(v);
+            }
+            "pair_status" => {
+                let _ = req.reply.send(self.pair_status(now));
+            }
+            "pair_join" => match dest() {
+                Err(e) => {
+                    let _ = req.reply.send(e);
+                }
+                Ok(node) => {
+                    let code = body
+                        .get("code")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let level = body
+                        .get("level")
+                        .and_then(Value::as_str)
+                        .unwrap_or("trusted");
+                    let level = match level.parse::<crate::trust::TrustLevel>() {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = req.reply.send(fail(e.to_string()));
+                            return;
+                        }
+                    };
+                    if crate::trust::parse_pairing_code(&code).is_none() {
+                        let _ = req.reply.send(fail(format!(
+                            "\"{code}\" is not a pairing code (four words, like river-salt-owl-piano)"
+                        )));
+                        return;
+                    }
+                    let handle = self.internal_handle();
+                    tokio::spawn(async move {
+                        let v = match handle.pair_join(node, &code, level, timeout).await {
+                            Ok(id) => {
+                                json!({"ok": true, "identity": id.to_string(), "level": level.as_str()})
+                            }
+                            Err(e) => json!({"ok": false, "error": e.to_string()}),
+                        };
+                        let _ = req.reply.send(v);
+                    });
+                }
+            },
             "trust_list" => {
                 let entries: Vec<Value> = self
                     .guard

@@ -239,6 +239,24 @@ impl Node {
             serde_json::from_slice(params).unwrap_or(Value::Null)
         };
         tracing::debug!(?link, command = %command, correlation = frame.correlation, "command");
+        if command == crate::commands::JOIN_COMMAND {
+            let (outcome, audited) = match self.pair_join(now, caller, &params) {
+                Ok(v) => (
+                    Outcome::Ok(v.to_string().into_bytes()),
+                    AuditOutcome::Success,
+                ),
+                Err(e) => (
+                    Outcome::Err {
+                        code: e.code,
+                        message: e.message,
+                    },
+                    AuditOutcome::Denied,
+                ),
+            };
+            self.guard.record(&entry(audited));
+            let f = frame.respond(outcome, now_ms);
+            return self.answer_frame(now, &reply, f);
+        }
         if let Some(result) = self.builtin(now, command) {
             self.guard.record(&entry(AuditOutcome::Success));
             let f = frame.respond(Outcome::Ok(result.to_string().into_bytes()), now_ms);
@@ -356,7 +374,7 @@ impl Node {
     }
 
     /// The built-in commands, answered on the node's loop.
-    fn builtin(&self, now: Instant, command: &str) -> Option<Value> {
+    pub(super) fn builtin(&self, now: Instant, command: &str) -> Option<Value> {
         Some(match command {
             "grid/ping" => json!({"pong": true, "node": self.grid_destination.to_string()}),
             "grid/status" => json!({

@@ -26,7 +26,9 @@ mod files;
 pub(crate) mod grid_frames;
 mod links;
 pub(crate) mod ops;
+mod pairing;
 pub(crate) mod reply;
+mod routing;
 mod waiters;
 
 use crate::config::{Config, InterfaceKind};
@@ -67,6 +69,9 @@ struct Node {
     bundles: std::sync::Arc<crate::bundle::store::BundleStore>,
     bundle_config: crate::config::BundleConfig,
     courier_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// The open `grid pair` offer, and how the latest one ended.
+    pairing: Option<pairing::PairingOffer>,
+    pairing_state: pairing::PairingState,
     /// Callers waiting for an answer bundle, by correlation id.
     bundle_waiters: HashMap<u64, tokio::sync::oneshot::Sender<crate::frame::GridFrame>>,
     /// When a path was last requested for a destination with waiting bundles.
@@ -612,6 +617,8 @@ impl Node {
             bundle_config: bundles.config,
             courier_wake: bundles.wake,
             bundle_waiters: HashMap::new(),
+            pairing: None,
+            pairing_state: pairing::PairingState::None,
             path_requested: HashMap::new(),
             cp: config.cp.clone(),
             cp_directory,

@@ -1,0 +1,80 @@
+//! Routing on the node's loop: the candidates the router weighs (peers heard announcing,
+//! with their trust), and running a command here when the router says so.
+
+use rns_core::Instant;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::Node;
+use crate::commands::{CommandCall, CommandError, Progress};
+use crate::frame::ErrorCode;
+use crate::routing::{decide, Candidate, Decision, Route, RouteError};
+use crate::trust::TrustLevel;
+
+impl Node {
+    /// The trust level of the node behind a `grid.node` destination.
+    fn node_trust(&self, node: &rns_core::AddressHash) -> TrustLevel {
+        match self.transport.recall_identity(node) {
+            Some(id) => self.guard.trust.level(&id.hash()),
+            None => self.guard.trust.default_level(),
+        }
+    }
+
+    /// Where `command` runs under `route`.
+    pub(super) fn route(
+        &self,
+        now: Instant,
+        route: Route,
+        command: &str,
+    ) -> Result<Decision, RouteError> {
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .filter(|(node, _)| **node != self.grid_destination)
+            .map(|(node, (caps, hops, seen))| Candidate {
+                node: *node,
+                capabilities: caps.clone(),
+                hops: *hops,
+                heard_ago: now.saturating_since(*seen),
+                trust: self.node_trust(node),
+            })
+            .collect();
+        decide(route, command, &self.capabilities, &candidates, |n| {
+            self.node_trust(n)
+        })
+    }
+
+    /// Run `command` on this node for its own user (no ACL: the caller is the owner).
+    pub(super) fn run_local(
+        &mut self,
+        now: Instant,
+        command: String,
+        params: Value,
+        reply: oneshot::Sender<Result<Value, CommandError>>,
+    ) {
+        if let Some(v) = self.builtin(now, &command) {
+            let _ = reply.send(Ok(v));
+            return;
+        }
+        let Some(reg) = self.commands.get(&command).cloned() else {
+            let _ = reply.send(Err(CommandError {
+                code: ErrorCode::UnknownCommand,
+                message: format!("no command \"{command}\" on this node (try \"list\")"),
+            }));
+            return;
+        };
+        let call = CommandCall {
+            command,
+            params,
+            caller: Some(self.identity.hash()),
+            correlation: {
+                use rand_core::RngCore;
+                rand_core::OsRng.next_u64()
+            },
+            progress: Progress { send: None },
+        };
+        tokio::spawn(async move {
+            let _ = reply.send((reg.handler)(call).await);
+        });
+    }
+}
