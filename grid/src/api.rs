@@ -218,6 +218,11 @@ pub(crate) enum Call {
         String,
         oneshot::Sender<Result<crate::routing::Decision, crate::routing::RouteError>>,
     ),
+    /// Change this node's capability summary (re-announced if it changed).
+    UpdateCapabilities(
+        Box<dyn FnOnce(&mut crate::capabilities::Capabilities) + Send>,
+        oneshot::Sender<crate::capabilities::Capabilities>,
+    ),
     /// Open a pairing offer: trust level for the joiner, how long it stays open.
     PairOffer(crate::trust::TrustLevel, Duration, oneshot::Sender<String>),
     /// Run a command on this node for its own user.
@@ -614,6 +619,18 @@ impl NodeHandle {
         timeout: Duration,
     ) -> Result<serde_json::Value, ExecError> {
         self.execute_with(node, command, params, ExecOptions::timeout(timeout))
+            .await
+    }
+
+    /// Change what this node announces it can do (a GPU found, adapters or models
+    /// added): `change` edits the summary; if it differs, the node re-announces soon
+    /// (at most every [`crate::node::CAPABILITY_ANNOUNCE_GAP`]) so peers route by the
+    /// new one. Returns the summary now in force.
+    pub async fn update_capabilities(
+        &self,
+        change: impl FnOnce(&mut crate::capabilities::Capabilities) + Send + 'static,
+    ) -> Result<crate::capabilities::Capabilities, ApiError> {
+        self.ask(|tx| Call::UpdateCapabilities(Box::new(change), tx))
             .await
     }
 

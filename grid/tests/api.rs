@@ -890,3 +890,79 @@ async fn pairing_by_word_code_and_routing_hints() {
         "{e}"
     );
 }
+
+/// Capability fallback over real nodes: once B announces a GPU and A trusts it, A's GPU
+/// commands (`auto`), `prefer-gpu` and `max-compute` run on B; the change reaches A by
+/// B re-announcing.
+#[tokio::test(flavor = "current_thread")]
+async fn gpu_commands_fall_back_to_a_trusted_gpu_node() {
+    use grid::api::ExecOptions;
+    use grid::capabilities::Gpu;
+    use grid::routing::Route;
+    use grid::trust::TrustLevel;
+    let port = free_port();
+    let da = node_dir("gpu-a", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let db = node_dir("gpu-b", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n[acl]\n\"ai/*\" = \"trusted\"\n"
+    ));
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    b.register_command("ai/generate", "pretend to generate", |_call| async move {
+        Ok(serde_json::json!({"generated": true}))
+    })
+    .await
+    .unwrap();
+    let null = serde_json::Value::Null;
+    // A must trust B to send it work, and B must trust A to take it.
+    a.set_trust(b.identity(), TrustLevel::Trusted)
+        .await
+        .unwrap();
+    b.set_trust(a.identity(), TrustLevel::Trusted)
+        .await
+        .unwrap();
+    // Without a GPU anywhere, auto refuses a GPU command.
+    assert!(a.resolve_route(Route::Auto, "ai/generate").await.is_err());
+    let caps = b
+        .update_capabilities(|c| {
+            c.gpu = Some(Gpu {
+                name: "Test GPU".into(),
+                vram_mb: 8192,
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(caps.gpu.as_ref().map(|g| g.vram_mb), Some(8192));
+    tokio::time::timeout(T, async {
+        while a.resolve_route(Route::Auto, "ai/generate").await.ok() != Some(b.destination()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("A learns B's GPU from its new announce");
+    let opts = ExecOptions::timeout(T);
+    let (node, r) = a
+        .execute_routed(Route::Auto, "ai/generate", &null, opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        (node, r["generated"].as_bool()),
+        (b.destination(), Some(true))
+    );
+    for route in [Route::PreferGpu, Route::MaxCompute] {
+        assert_eq!(
+            a.resolve_route(route, "x/y").await.unwrap(),
+            b.destination(),
+            "{route:?}"
+        );
+    }
+    // A demoted peer is no longer chosen.
+    a.set_trust(b.identity(), TrustLevel::Provisional)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.resolve_route(Route::PreferGpu, "x/y").await.unwrap(),
+        a.destination()
+    );
+}

@@ -112,3 +112,49 @@ fn store_and_forward_through_a_custody_node_between_nodes_never_up_together() {
     assert!(ok && out.contains("pong"), "{out}");
     drop(b_dir);
 }
+
+/// `grid exec --ttl` issued while the target is down waits, and prints the result once
+/// the target comes up and answers.
+#[test]
+fn grid_exec_with_a_ttl_waits_for_an_offline_node() {
+    let _slot = slot();
+    let port = free_port();
+    let a = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let b = Grid::start(&client(port));
+    let b_dest = b.destination();
+    wait_for(T, "A hears B", || {
+        a.json(&["path", &b_dest])["ok"].as_bool().filter(|ok| *ok)
+    });
+    let b_dir = b.stop();
+    wait_for(T, "A sees B gone", || {
+        let (ok, _, _) = a.cli(&["path", &b_dest, "--timeout", "1"]);
+        (!ok).then_some(())
+    });
+    let (config, dest) = (a.dir.0.clone(), b_dest.clone());
+    let waiting = std::thread::spawn(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_grid"))
+            .arg("--config")
+            .arg(&config)
+            .args(["exec", "--ttl", "2m", &dest, "grid/ping", "--json"])
+            .output()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !waiting.is_finished(),
+        "grid exec waits for the offline node"
+    );
+    assert_eq!(queued(&a), 1, "the command waits as a bundle");
+    let _b = Grid::start_in(b_dir);
+    let out = waiting.join().unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["result"]["pong"], true, "{v}");
+    assert_eq!(v["result"]["node"], b_dest.as_str());
+}

@@ -80,6 +80,9 @@ impl Node {
             Call::Route(route, command, done) => {
                 let _ = done.send(self.route(now, route, &command));
             }
+            Call::UpdateCapabilities(change, done) => {
+                let _ = done.send(self.update_capabilities(now, change));
+            }
             Call::PairOffer(level, window, done) => {
                 let _ = done.send(self.pair_offer(now, level, window));
             }

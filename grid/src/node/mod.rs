@@ -69,6 +69,8 @@ struct Node {
     bundles: std::sync::Arc<crate::bundle::store::BundleStore>,
     bundle_config: crate::config::BundleConfig,
     courier_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// When grid.node was last (or is next) announced for a capability change.
+    capability_announced: Option<Instant>,
     /// The open `grid pair` offer, and how the latest one ended.
     pairing: Option<pairing::PairingOffer>,
     pairing_state: pairing::PairingState,
@@ -153,6 +155,9 @@ const MAX_PEERS: usize = 10_000;
 const SLOW_LINK_BPS: u64 = 1_000_000;
 /// The window a node's introduction on a slow interface is spread over.
 const SLOW_LINK_ANNOUNCE_JITTER: Duration = Duration::from_secs(3);
+
+/// Least time between announces made because the capability summary changed.
+pub const CAPABILITY_ANNOUNCE_GAP: Duration = Duration::from_secs(10);
 
 /// A random duration in `[0, max)`: keeps nodes that started together from announcing
 /// in step.
@@ -617,6 +622,7 @@ impl Node {
             bundle_config: bundles.config,
             courier_wake: bundles.wake,
             bundle_waiters: HashMap::new(),
+            capability_announced: None,
             pairing: None,
             pairing_state: pairing::PairingState::None,
             path_requested: HashMap::new(),
@@ -657,6 +663,29 @@ impl Node {
             dropped_outbound: 0,
             pending: HashMap::new(),
         }
+    }
+
+    /// Apply a change to the capability summary; re-announce grid.node soon if it changed.
+    fn update_capabilities(
+        &mut self,
+        now: Instant,
+        change: Box<dyn FnOnce(&mut crate::capabilities::Capabilities) + Send>,
+    ) -> crate::capabilities::Capabilities {
+        let before = self.capabilities.clone();
+        change(&mut self.capabilities);
+        if self.capabilities != before {
+            let d = self.grid_destination;
+            self.transport.set_app_data(&d, self.capabilities.encode());
+            let at = self
+                .capability_announced
+                .map_or(now, |t| (t + CAPABILITY_ANNOUNCE_GAP).max(now));
+            self.capability_announced = Some(at);
+            if let Some(entry) = self.announce_schedule.iter_mut().find(|(x, _)| *x == d) {
+                entry.1 = entry.1.min(at);
+            }
+            tracing::info!(capabilities = %self.capabilities.to_json(), "capabilities changed; re-announcing");
+        }
+        self.capabilities.clone()
     }
 
     /// Announce every announced destination now (`grid announce`), keeping them apart.

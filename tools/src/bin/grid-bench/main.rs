@@ -21,6 +21,7 @@ use rns_core::transport::{InterfaceConfig, InterfaceId, Transport, TransportConf
 use rns_core::{destination::DestinationType, AddressHash, Identity, Instant};
 use serde_json::Value;
 
+mod bundles;
 mod commands;
 mod lan;
 
@@ -71,6 +72,18 @@ fn real_main() -> Result<()> {
                 }
                 return Ok(());
             }
+            "bundles-only" => {
+                let n: usize = args.next().context("count")?.parse()?;
+                for size in BUNDLE_SIZES {
+                    let g = bundles::grid(n, size)?;
+                    let p = bundles::python(&opts.python, n, size)?;
+                    println!(
+                        "{size} B: Grid {:.0} writes/s {:.0} reads/s; Python files {:.0} writes/s {:.0} reads/s",
+                        g.writes, g.reads, p.writes, p.reads
+                    );
+                }
+                return Ok(());
+            }
             "forward-only" => {
                 let n: usize = args.next().context("count")?.parse()?;
                 let g = forward_bench(Transit::Grid(&grid_binary()?), n)?;
@@ -99,7 +112,7 @@ fn real_main() -> Result<()> {
                 return internal_ingest(Path::new(&file));
             }
             "-h" | "--help" => {
-                println!("grid-bench [--quick] [--python PATH] [--write FILE]\n\nMeasures Grid against Python RNS 1.5.7 in the same run and prints a Markdown report.\n\n  grid-bench forward-only N   Grid forwarding cost alone (for profiling)\n  grid-bench ingest-only N    Grid announce ingestion and memory alone");
+                println!("grid-bench [--quick] [--python PATH] [--write FILE]\n\nMeasures Grid against Python RNS 1.5.7 in the same run and prints a Markdown report.\n\n  grid-bench forward-only N   Grid forwarding cost alone (for profiling)\n  grid-bench ingest-only N    Grid announce ingestion and memory alone\n  grid-bench commands-only N  Grid command round trips alone\n  grid-bench bundles-only N   bundle store rates, Grid and the Python file reference");
                 return Ok(());
             }
             other => bail!("unknown argument {other}"),
@@ -327,6 +340,31 @@ fn real_main() -> Result<()> {
         }
     }
 
+    let n_bundles = if opts.quick { 200 } else { 1000 };
+    for size in BUNDLE_SIZES {
+        eprintln!("== bundle store ({n_bundles} bundles of {size} B, durable writes)");
+        let g = bundles::grid(n_bundles, size)?;
+        let p = bundles::python(&opts.python, n_bundles, size)?;
+        rows.push(Row::new(
+            &format!("Bundle store writes, {size} B bundles, one durable transaction each (vs one fsynced file each, as LXMF stores messages)"),
+            format!("{:.0}/s", g.writes),
+            format!("{:.0}/s", p.writes),
+            g.writes / p.writes,
+            "(no goal)",
+            true,
+            "higher is better; ratio = Grid / Python",
+        ));
+        rows.push(Row::new(
+            &format!("Bundle store reads by id, {size} B bundles (vs reading the file)"),
+            format!("{:.0}/s", g.reads),
+            format!("{:.0}/s", p.reads),
+            g.reads / p.reads,
+            "(no goal)",
+            true,
+            "higher is better; ratio = Grid / Python",
+        ));
+    }
+
     eprintln!("== LAN convergence (hosts in network namespaces, auto interface only)");
     for n in if opts.quick { vec![4] } else { vec![4, 8] } {
         match (lan::grid(&grid, n), lan::python(&opts.python, n)) {
@@ -390,7 +428,7 @@ fn ingest_both(opts: &Opts, tag: &str, n: usize, seed: u64) -> Result<(Value, Va
 }
 
 struct Row {
-    what: &'static str,
+    what: String,
     grid: String,
     python: String,
     ratio: f64,
@@ -401,7 +439,7 @@ struct Row {
 
 impl Row {
     fn new(
-        what: &'static str,
+        what: &str,
         grid: String,
         python: String,
         ratio: f64,
@@ -410,7 +448,7 @@ impl Row {
         note: &'static str,
     ) -> Row {
         Row {
-            what,
+            what: what.to_string(),
             grid,
             python,
             ratio,
@@ -510,6 +548,9 @@ fn grid_binary() -> Result<PathBuf> {
     }
     Ok(g)
 }
+
+/// Bundle sizes the store is measured at: a typical command, a large result.
+const BUNDLE_SIZES: [usize; 2] = [1024, 65536];
 
 fn tmpdir(tag: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("grid-bench-{}-{tag}", std::process::id()));
