@@ -345,7 +345,7 @@ mod tests {
     fn entry(n: u64) -> AuditEntry {
         AuditEntry {
             time_ms: 1_767_225_600_000 + n,
-            direction: if n % 2 == 0 {
+            direction: if n.is_multiple_of(2) {
                 Direction::In
             } else {
                 Direction::Out

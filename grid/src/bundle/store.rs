@@ -910,7 +910,7 @@ mod tests {
             destination: [dest; 16],
             created_ms,
             expires_ms: created_ms + 1_000,
-            custody: id % 2 == 0,
+            custody: id.is_multiple_of(2),
             sealed: vec![id; size],
         }
     }

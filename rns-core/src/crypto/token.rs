@@ -90,7 +90,9 @@ impl Token {
 
     /// Verify the HMAC, then decrypt.
     pub fn decrypt(&self, token: &[u8]) -> Result<Vec<u8>, TokenError> {
-        if token.len() < TOKEN_OVERHEAD + BLOCK || (token.len() - TOKEN_OVERHEAD) % BLOCK != 0 {
+        if token.len() < TOKEN_OVERHEAD + BLOCK
+            || !(token.len() - TOKEN_OVERHEAD).is_multiple_of(BLOCK)
+        {
             return Err(TokenError::Length);
         }
         let (signed, tag) = token.split_at(token.len() - MAC_LEN);

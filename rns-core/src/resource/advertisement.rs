@@ -144,7 +144,7 @@ impl Advertisement {
             return Err(AdvertisementError::Bounds("transfer size"));
         }
         if adv.hashmap.is_empty()
-            || adv.hashmap.len() % MAPHASH_LEN != 0
+            || !adv.hashmap.len().is_multiple_of(MAPHASH_LEN)
             || adv.hashmap.len() > HASHMAP_MAX_LEN * MAPHASH_LEN
         {
             return Err(AdvertisementError::Bounds("hashmap"));
