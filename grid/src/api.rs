@@ -138,6 +138,18 @@ pub enum NodeEvent {
         /// The sender closed the stream.
         eof: bool,
     },
+    /// A resource (or one segment of a large one) moved on: parts done of its total.
+    /// Responses over one packet arrive this way too, so a caller can show progress.
+    ResourceProgress {
+        /// The link.
+        link: LinkId,
+        /// Whether we send it.
+        sending: bool,
+        /// Parts moved so far.
+        parts_done: usize,
+        /// Parts in this segment.
+        parts_total: usize,
+    },
     /// A whole resource arrived (after [`NodeHandle::accept_resources`]).
     Resource {
         /// The link.
@@ -218,6 +230,14 @@ pub(crate) enum Call {
         String,
         oneshot::Sender<Result<crate::routing::Decision, crate::routing::RouteError>>,
     ),
+    /// Grid nodes heard announcing.
+    Peers(oneshot::Sender<Vec<Peer>>),
+    /// Add an ACL rule unless the configuration has one for that pattern.
+    DefaultRule(
+        String,
+        crate::trust::TrustLevel,
+        oneshot::Sender<Result<(), String>>,
+    ),
     /// Change this node's capability summary (re-announced if it changed).
     UpdateCapabilities(
         Box<dyn FnOnce(&mut crate::capabilities::Capabilities) + Send>,
@@ -225,10 +245,11 @@ pub(crate) enum Call {
     ),
     /// Open a pairing offer: trust level for the joiner, how long it stays open.
     PairOffer(crate::trust::TrustLevel, Duration, oneshot::Sender<String>),
-    /// Run a command on this node for its own user.
+    /// Run a command on this node for its own user (command, params, correlation id).
     RunLocal(
         String,
         serde_json::Value,
+        u64,
         oneshot::Sender<Result<serde_json::Value, crate::commands::CommandError>>,
     ),
     /// Which destinations have a path, and the reachable custody nodes.
@@ -258,6 +279,19 @@ pub(crate) enum Call {
         crate::trust::TrustLevel,
         oneshot::Sender<Result<(), String>>,
     ),
+}
+
+/// A Grid node heard announcing, with what it can do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    /// Its `grid.node` destination.
+    pub node: AddressHash,
+    /// Its capability summary.
+    pub capabilities: crate::capabilities::Capabilities,
+    /// Hops away when last heard.
+    pub hops: u8,
+    /// Since its last announce.
+    pub heard_ago: Duration,
 }
 
 /// How long a delay-tolerant call tries to open a link to a node that has a path before
@@ -622,6 +656,25 @@ impl NodeHandle {
             .await
     }
 
+    /// Let callers of at least `level` run commands matching `pattern` (see
+    /// [`crate::acl`]), unless a rule already decides `pattern` (the node's `[acl]`
+    /// configuration, say `"genome/*" = "trusted"`): services use this for their
+    /// read-only commands, and the node's owner keeps the last word.
+    pub async fn default_rule(
+        &self,
+        pattern: &str,
+        level: crate::trust::TrustLevel,
+    ) -> Result<(), ApiError> {
+        self.ask(|tx| Call::DefaultRule(pattern.to_string(), level, tx))
+            .await?
+            .map_err(ApiError::Failed)
+    }
+
+    /// The Grid nodes this node has heard announcing (at most 10,000), nearest first.
+    pub async fn peers(&self) -> Result<Vec<Peer>, ApiError> {
+        self.ask(Call::Peers).await
+    }
+
     /// Change what this node announces it can do (a GPU found, adapters or models
     /// added): `change` edits the summary; if it differs, the node re-announces soon
     /// (at most every [`crate::node::CAPABILITY_ANNOUNCE_GAP`]) so peers route by the
@@ -789,7 +842,7 @@ impl NodeHandle {
         if node == self.destination {
             // This node itself: run here, no frame, no audit (the caller is the owner).
             return self
-                .ask(|tx| Call::RunLocal(command.to_string(), params.clone(), tx))
+                .ask(|tx| Call::RunLocal(command.to_string(), params.clone(), correlation, tx))
                 .await
                 .map_err(ExecError::Api)?
                 .map_err(|e| ExecError::Remote {
@@ -1098,11 +1151,7 @@ impl NodeHandle {
     }
 
     /// An active link this node opened to `node`, or a new one (identified).
-    pub(crate) async fn link_to(
-        &self,
-        node: AddressHash,
-        timeout: Duration,
-    ) -> Result<LinkId, ExecError> {
+    pub async fn link_to(&self, node: AddressHash, timeout: Duration) -> Result<LinkId, ExecError> {
         let existing = self
             .links()
             .await

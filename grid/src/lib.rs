@@ -22,4 +22,4 @@ pub mod state;
 mod test_util;
 pub mod trust;
 
-pub use node::{run, NodeError};
+pub use node::{run, run_with_services, NodeError};

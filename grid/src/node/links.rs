@@ -118,6 +118,7 @@ impl Node {
                 }
             }
             LinkEvent::ResourceProgress { link, sending, parts_done, parts_total, .. } => {
+                self.emit(|| NodeEvent::ResourceProgress { link, sending, parts_done, parts_total });
                 if sending {
                     self.on_resource_progress(link, parts_done, parts_total);
                 }

@@ -191,7 +191,23 @@ fn stagger(destinations: &[AddressHash], start: Instant) -> Vec<(AddressHash, In
 
 /// Run a node from a state directory until `shutdown` completes.
 pub async fn run(state: StateDir, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-    let (started, _api) = start(state, Role::Node).await?;
+    run_with_services(state, shutdown, |_| async {}).await
+}
+
+/// [`run`], with services built on the node's API started beside it (the layers above
+/// the node, such as the genome, register their commands this way).
+pub async fn run_with_services<S>(
+    state: StateDir,
+    shutdown: impl Future<Output = ()>,
+    services: impl FnOnce(api::NodeHandle) -> S,
+) -> Result<(), NodeError>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    let (started, parts) = start(state, Role::Node).await?;
+    let handle =
+        api::NodeHandle::internal(parts.calls, parts.events, parts.identity, parts.destination);
+    tokio::spawn(services(handle));
     drive(started, shutdown).await;
     Ok(())
 }

@@ -50,6 +50,7 @@ impl Node {
         now: Instant,
         command: String,
         params: Value,
+        correlation: u64,
         reply: oneshot::Sender<Result<Value, CommandError>>,
     ) {
         if let Some(v) = self.builtin(now, &command) {
@@ -63,15 +64,22 @@ impl Node {
             }));
             return;
         };
+        // Progress of a local run shows up as this node's job events, as a remote one's
+        // does at its caller.
+        let calls = self.calls.clone();
+        let progress = Progress {
+            send: Some(std::sync::Arc::new(move |fraction, detail: Value| {
+                let event = crate::commands::job_event(correlation, "progress");
+                let payload = serde_json::json!({"fraction": fraction, "detail": detail});
+                let _ = calls.try_send(crate::api::Call::LocalEvent(event, payload));
+            })),
+        };
         let call = CommandCall {
             command,
             params,
             caller: Some(self.identity.hash()),
-            correlation: {
-                use rand_core::RngCore;
-                rand_core::OsRng.next_u64()
-            },
-            progress: Progress { send: None },
+            correlation,
+            progress,
         };
         tokio::spawn(async move {
             let _ = reply.send((reg.handler)(call).await);

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 mod bundles;
 mod commands;
+mod genome;
 mod lan;
 
 type Rng = rand_chacha::ChaCha20Rng;
@@ -69,6 +70,12 @@ fn real_main() -> Result<()> {
                         commands::percentile(g.rtt, 99.0) * 1e3,
                         g.per_second
                     );
+                }
+                return Ok(());
+            }
+            "genome-only" => {
+                for r in genome::run(opts.quick, &grid_binary()?)? {
+                    println!("{}: {} (goal {}, met: {})", r.what, r.grid, r.goal, r.met);
                 }
                 return Ok(());
             }
@@ -392,7 +399,9 @@ fn real_main() -> Result<()> {
         }
     }
 
-    let report = render(&rows, &rns_version, opts.quick);
+    let genome_rows = genome::run(opts.quick, &grid)?;
+
+    let report = render(&rows, &genome_rows, &rns_version, opts.quick);
     println!("{report}");
     if let Some(path) = opts.write {
         std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
@@ -459,7 +468,12 @@ impl Row {
     }
 }
 
-fn render(rows: &[Row], rns_version: &str, quick: bool) -> String {
+fn render(
+    rows: &[Row],
+    genome_rows: &[genome::GenomeRow],
+    rns_version: &str,
+    quick: bool,
+) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -521,9 +535,26 @@ fn render(rows: &[Row], rns_version: &str, quick: bool) -> String {
             if r.met { "yes" } else { "**no**" }
         ));
     }
+    s.push_str(
+        "\n### Genome (skill search; Python RNS has no counterpart)\n\n| measurement | Grid | goal | met |\n|---|---|---|---|\n",
+    );
+    for r in genome_rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            r.what,
+            r.grid,
+            r.goal,
+            if r.met { "yes" } else { "**no**" }
+        ));
+    }
     let header =
         std::fs::read_to_string(workspace().join("docs/benchmarks.head.md")).unwrap_or_default();
     format!("{header}{s}")
+}
+
+/// The `p`th percentile of seconds, in milliseconds.
+fn percentile_ms(v: Vec<f64>, p: f64) -> f64 {
+    commands::percentile(v, p) * 1e3
 }
 
 fn workspace() -> PathBuf {

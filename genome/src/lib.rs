@@ -1,0 +1,24 @@
+//! Genome: adapter (LoRA) packages and the skills they give.
+//!
+//! - [`package`]: a PEFT adapter directory plus `adapter.toml`, validated strictly.
+//! - [`manifest`]: the signed, content-addressed description of a package.
+//! - [`index`]: the vector index (exact scan, HNSW above a size), persisted.
+//! - [`keywords`]: keyword overlap, when no embedder is loaded.
+//! - [`registry`]: this node's adapters, content-addressed on disk, searchable.
+//! - [`archive`]: a package as it travels between nodes.
+//! - [`service`]: the `genome/*` commands on a running node, mesh search and fetch.
+//!
+//! The evaluation set for semantic search is in `genome/eval/` (see `tests/eval.rs`).
+//! - [`embed`]: sentence embeddings (all-MiniLM-L6-v2, 384-dim) for semantic skill search.
+//! - [`index`]: the vector index for semantic skill search (exact scan below 20k vectors, HNSW above).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod archive;
+pub mod embed;
+pub mod index;
+pub mod keywords;
+pub mod manifest;
+pub mod package;
+pub mod registry;
+pub mod service;

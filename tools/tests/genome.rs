@@ -1,0 +1,226 @@
+//! Skills on the mesh between real `grid node` processes: an adapter published on C is
+//! found from A through B by what it does, fetched to A with its signature and content
+//! hash verified, and then found on A alone; a tampered copy is refused and the next
+//! provider tried; malformed packages are refused with the problem named.
+//!
+//! Needs the embedding model (`GRID_MODELS`, set up by scripts/test.sh); fails loudly
+//! without it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(40);
+
+fn models() -> String {
+    std::env::var("GRID_MODELS").unwrap_or_else(|_| {
+        panic!("GRID_MODELS is not set: run `python3 tools/models_fetch.py .cache/models` and set GRID_MODELS=.cache/models (scripts/test.sh does this)")
+    })
+}
+
+fn node(port: u16, server: bool, transport: bool) -> Grid {
+    let iface = if server {
+        format!("type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"")
+    } else {
+        format!("type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"")
+    };
+    Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\ntransport = {transport}\n[[interface]]\n{iface}\n"
+    ))
+}
+
+fn write_package(dir: &std::path::Path, name: &str, description: &str, examples: &[&str]) {
+    grid_genome::package::write_test_package(dir, name, "1.0.0", description, examples, 4, 32, 2)
+        .unwrap();
+}
+
+/// Wait until `g`'s genome has loaded (its genome/list answers).
+fn genome_ready(g: &Grid) {
+    wait_for(T, "the genome service", || {
+        g.cli(&["adapter", "list", "--json"]).0.then_some(())
+    });
+}
+
+#[test]
+fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
+    let _slot = slot();
+    let _ = models();
+    let port = free_port();
+    let b = node(port, true, true);
+    let a = node(port, false, false);
+    let c = node(port, false, false);
+    let d = node(port, false, false);
+    for g in [&a, &b, &c, &d] {
+        genome_ready(g);
+    }
+    let pkgs = TempDir::new("pkgs");
+    let geo = pkgs.0.join("geometry");
+    write_package(
+        &geo,
+        "geometry-tutor",
+        "Explains triangle congruence and similarity and walks students through two-column geometry proofs step by step.",
+        &["prove two triangles congruent", "what is the SAS rule"],
+    );
+    let other = pkgs.0.join("bikes");
+    write_package(
+        &other,
+        "bicycle-repair",
+        "Guides you through fixing punctures, adjusting brakes and gears, and maintaining a bicycle chain.",
+        &["my chain keeps slipping"],
+    );
+    let v = c.json(&["adapter", "publish", geo.to_str().unwrap()]);
+    let hash = v["content_hash"].as_str().unwrap().to_string();
+    c.json(&["adapter", "publish", other.to_str().unwrap()]);
+
+    // A finds it by what it does, through B, once C's announce says it holds adapters.
+    let c_dest = c.destination();
+    let found: Value = wait_for(T, "A finds the adapter on C", || {
+        let v = a.json(&[
+            "skills",
+            "search",
+            "how do I show two shapes with three sides are the same size",
+            "--limit",
+            "3",
+        ]);
+        let top = v.as_array()?.first()?.clone();
+        (top["content_hash"] == hash.as_str()
+            && top["providers"]
+                .as_array()?
+                .iter()
+                .any(|p| p == c_dest.as_str()))
+        .then_some(top)
+    });
+    assert_eq!(found["name"], "geometry-tutor");
+    assert!(found["score"].as_f64().unwrap() > 0.3, "{found}");
+
+    // D fetches it first, then its copy is tampered with: A must refuse D's copy and
+    // take C's.
+    let v = d.json(&["adapter", "fetch", &hash, "--from", &c_dest]);
+    assert_eq!(v["content_hash"], hash.as_str());
+    let weights = d
+        .dir
+        .0
+        .join("genome/packages")
+        .join(&hash)
+        .join("adapter_model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&weights, bytes).unwrap();
+    let d_dest = d.destination();
+    let v = a.json(&[
+        "adapter", "fetch", &hash, "--from", &d_dest, "--from", &c_dest,
+    ]);
+    assert_eq!(v["content_hash"], hash.as_str());
+    assert_eq!(
+        v["provider"],
+        c_dest.as_str(),
+        "the tampered copy was refused: {v}"
+    );
+    assert!(
+        a.log().contains("fetch failed"),
+        "the failed attempt is logged"
+    );
+    // Nothing half-written remains from the refused attempt.
+    let incoming = a.dir.0.join("genome/incoming");
+    assert!(
+        std::fs::read_dir(&incoming).map_or(true, |mut d| d.next().is_none()),
+        "scratch files left behind"
+    );
+
+    // Now A finds it on its own.
+    let v = a.json(&[
+        "skills",
+        "search",
+        "geometry proofs with triangles",
+        "--patience",
+        "immediate",
+    ]);
+    let top = &v.as_array().unwrap()[0];
+    assert_eq!(top["content_hash"], hash.as_str());
+    assert_eq!(top["providers"], serde_json::json!([a.destination()]));
+    let (ok, out, _) = a.cli(&["adapter", "show", "geometry-tutor"]);
+    assert!(ok && out.contains(&hash), "{out}");
+}
+
+#[test]
+fn malformed_packages_are_refused_with_the_problem_named() {
+    let _slot = slot();
+    let _ = models();
+    let g = node(free_port(), true, false);
+    genome_ready(&g);
+    let pkgs = TempDir::new("bad");
+    let good = pkgs.0.join("good");
+    write_package(
+        &good,
+        "good-one",
+        "Answers questions about the water cycle.",
+        &[],
+    );
+    type Spoil = Box<dyn Fn(&std::path::Path)>;
+    let cases: Vec<(&str, Spoil, &str)> = vec![
+        (
+            "no-toml",
+            Box::new(|d| std::fs::remove_file(d.join("adapter.toml")).unwrap()),
+            "adapter.toml",
+        ),
+        (
+            "no-weights",
+            Box::new(|d| std::fs::remove_file(d.join("adapter_model.safetensors")).unwrap()),
+            "adapter_model.safetensors",
+        ),
+        (
+            "bad-config",
+            Box::new(|d| std::fs::write(d.join("adapter_config.json"), "{not json").unwrap()),
+            "adapter_config.json",
+        ),
+        (
+            "empty-description",
+            Box::new(|d| {
+                let t = std::fs::read_to_string(d.join("adapter.toml")).unwrap();
+                let t: String = t
+                    .lines()
+                    .map(|l| {
+                        if l.starts_with("description") {
+                            "description = \"  \"\n".to_string()
+                        } else {
+                            format!("{l}\n")
+                        }
+                    })
+                    .collect();
+                std::fs::write(d.join("adapter.toml"), t).unwrap();
+            }),
+            "description",
+        ),
+        (
+            "bad-header",
+            Box::new(|d| {
+                std::fs::write(
+                    d.join("adapter_model.safetensors"),
+                    b"\x10\0\0\0\0\0\0\0{not a header}",
+                )
+                .unwrap()
+            }),
+            "adapter_model.safetensors",
+        ),
+    ];
+    for (name, spoil, needle) in cases {
+        let dir = pkgs.0.join(name);
+        write_package(&dir, name, "Answers questions about the water cycle.", &[]);
+        spoil(&dir);
+        let (ok, _, err) = g.cli(&["adapter", "publish", dir.to_str().unwrap()]);
+        assert!(!ok, "{name} was accepted");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
+    }
+    let v = g.json(&["adapter", "list"]);
+    assert_eq!(v, serde_json::json!([]), "nothing half-written");
+    let packages = g.dir.0.join("genome/packages");
+    assert_eq!(std::fs::read_dir(&packages).unwrap().count(), 0);
+    g.json(&["adapter", "publish", good.to_str().unwrap()]);
+    let (ok, _, err) = g.cli(&["adapter", "publish", good.to_str().unwrap()]);
+    assert!(!ok && err.contains("already published"), "{err}");
+}
