@@ -371,34 +371,57 @@ impl Registry {
         Ok(gone)
     }
 
-    /// The best adapters for `text`, at most `limit`, scoring at least `min_score`.
+    /// The best adapters for `text`, at most `limit`, scoring at least `min_score`
+    /// (semantic similarity; see [`Registry::search_hybrid`] for a keyword boost).
     pub fn search(
         &self,
         text: &str,
         limit: usize,
         min_score: f32,
     ) -> Result<Vec<Found>, RegistryError> {
-        let scored: Vec<([u8; 32], f32)> = match &self.embedder {
+        self.search_hybrid(text, limit, min_score, 0.0)
+    }
+
+    /// Hybrid scoring: `(1 − keyword_weight) × cosine + keyword_weight × keyword overlap`
+    /// (the share of the query's content words the adapter's texts contain), over the
+    /// best semantic candidates. Without an embedder, keyword overlap alone.
+    pub fn search_hybrid(
+        &self,
+        text: &str,
+        limit: usize,
+        min_score: f32,
+        keyword_weight: f32,
+    ) -> Result<Vec<Found>, RegistryError> {
+        let w = keyword_weight.clamp(0.0, 1.0);
+        let keywords = |e: &Entry| crate::keywords::overlap(text, &e.texts().join(" "));
+        let mut scored: Vec<([u8; 32], f32)> = match &self.embedder {
             Some(e) => {
                 let q = e
                     .embed(&[text])
                     .map_err(|e| RegistryError::Embed(e.to_string()))?
                     .pop()
                     .unwrap_or_default();
-                self.index.search_items(&q, limit, min_score)
+                // Widen the candidate set when keywords may reorder it.
+                let k = if w > 0.0 { (limit * 4).max(20) } else { limit };
+                self.index
+                    .search_items(&q, k, if w > 0.0 { -1.0 } else { min_score })
+                    .into_iter()
+                    .map(|(h, s)| {
+                        let kw = self.entries.get(&h).map_or(0.0, keywords);
+                        (h, (1.0 - w) * s + w * kw)
+                    })
+                    .collect()
             }
-            None => {
-                let mut v: Vec<([u8; 32], f32)> = self
-                    .entries
-                    .values()
-                    .map(|e| (e.hash, crate::keywords::overlap(text, &e.texts().join(" "))))
-                    .filter(|(_, s)| *s >= min_score && *s > 0.0)
-                    .collect();
-                v.sort_by(|a, b| b.1.total_cmp(&a.1));
-                v.truncate(limit);
-                v
-            }
+            None => self
+                .entries
+                .values()
+                .map(|e| (e.hash, keywords(e)))
+                .filter(|(_, s)| *s > 0.0)
+                .collect(),
         };
+        scored.retain(|(_, s)| *s >= min_score);
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.truncate(limit);
         Ok(scored
             .into_iter()
             .filter_map(|(h, score)| {

@@ -279,9 +279,14 @@ impl Genome {
         // Only the node's own user fans out; peers asking us get local answers.
         let mesh = call.caller.is_none_or(|c| c == self.handle.identity());
         let me = self.handle.destination().to_string();
+        let keyword_weight = call
+            .params
+            .get("keyword_weight")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0) as f32;
         let q = query.clone();
         let local = self
-            .blocking(move |r| r.search(&q, limit, min_score))
+            .blocking(move |r| r.search_hybrid(&q, limit, min_score, keyword_weight))
             .await?
             .map_err(failed)?;
         let mut merged: BTreeMap<String, Value> = BTreeMap::new();
@@ -292,7 +297,8 @@ impl Genome {
             merged.insert(f.entry.hash_hex(), v);
         }
         if let (true, Some(budget)) = (mesh, patience.budget()) {
-            let params = json!({"query": query, "limit": limit, "min_score": min_score, "patience": "immediate"});
+            let params = json!({"query": query, "limit": limit, "min_score": min_score,
+                                "patience": "immediate", "keyword_weight": keyword_weight});
             for (peer, answer) in self.ask_peers("genome/search", &params, budget).await {
                 for item in answer.as_array().into_iter().flatten() {
                     let Some(hash) = item["content_hash"].as_str() else {

@@ -151,15 +151,25 @@ pub(crate) fn remove(state: &StateDir, selector: &str, json_out: bool) -> Result
 }
 
 /// `grid skills search "<text>"`
-pub(crate) fn search(
-    state: &StateDir,
-    text: &str,
-    limit: usize,
-    min_score: f32,
-    patience: &str,
-    json_out: bool,
-) -> Result<()> {
-    let wait = match patience {
+/// How `grid skills search` searches.
+pub(crate) struct SearchOptions {
+    pub(crate) limit: usize,
+    pub(crate) min_score: f32,
+    pub(crate) patience: String,
+    pub(crate) keyword_weight: f32,
+}
+
+pub(crate) fn search(state: &StateDir, text: &str, o: SearchOptions, json_out: bool) -> Result<()> {
+    let SearchOptions {
+        limit,
+        min_score,
+        patience,
+        keyword_weight,
+    } = o;
+    if !(0.0..=1.0).contains(&keyword_weight) {
+        bail!("--keyword-weight must be between 0 and 1");
+    }
+    let wait = match patience.as_str() {
         "immediate" => Duration::from_secs(10),
         "quick" => Duration::from_secs(15),
         "thorough" => Duration::from_secs(30),
@@ -168,7 +178,8 @@ pub(crate) fn search(
     let v = local(
         state,
         "genome/search",
-        json!({"query": text, "limit": limit, "min_score": min_score, "patience": patience}),
+        json!({"query": text, "limit": limit, "min_score": min_score, "patience": patience,
+               "keyword_weight": keyword_weight}),
         wait,
     )?;
     if json_out {

@@ -319,6 +319,9 @@ pub(crate) enum SkillsAction {
         /// How long to wait for peers: immediate (this node only), quick (2 s), thorough (8 s).
         #[arg(long, default_value = "quick")]
         patience: String,
+        /// Hybrid scoring: weight of keyword overlap against semantic similarity (0–1).
+        #[arg(long, default_value_t = 0.0)]
+        keyword_weight: f32,
         /// Print a JSON array, best first.
         #[arg(long)]
         json: bool,
@@ -511,9 +514,20 @@ fn main() -> ExitCode {
                     limit,
                     min_score,
                     patience,
+                    keyword_weight,
                     json,
                 },
-        } => genome_cli::search(&state, &text, limit, min_score, &patience, json),
+        } => genome_cli::search(
+            &state,
+            &text,
+            genome_cli::SearchOptions {
+                limit,
+                min_score,
+                patience,
+                keyword_weight,
+            },
+            json,
+        ),
         Command::Models {
             action: ModelsAction::Fetch { dir, python },
         } => genome_cli::models_fetch(&state, dir.as_deref(), &python),
