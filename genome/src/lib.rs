@@ -4,6 +4,7 @@
 //! - [`manifest`]: the signed, content-addressed description of a package.
 //! - [`index`]: the vector index (exact scan, HNSW above a size), persisted.
 //! - [`keywords`]: keyword overlap, when no embedder is loaded.
+//! - `lazy`: the model loaded on first use and unloaded when idle (feature `embed`).
 //! - [`registry`]: this node's adapters, content-addressed on disk, searchable.
 //! - [`archive`]: a package as it travels between nodes.
 //! - [`service`]: the `genome/*` commands on a running node, mesh search and fetch.
@@ -18,6 +19,8 @@ pub mod archive;
 pub mod embed;
 pub mod index;
 pub mod keywords;
+#[cfg(feature = "embed")]
+pub mod lazy;
 pub mod manifest;
 pub mod package;
 pub mod registry;

@@ -102,12 +102,12 @@ fn parse_hash(s: &str) -> Result<[u8; 32], CommandError> {
     Ok(h)
 }
 
-/// Load the embedder from the state directory's models, or say why not.
-pub fn load_embedder(state: &StateDir) -> Option<Arc<dyn Embedder>> {
-    #[cfg(feature = "embed")]
+/// The embedder for the state directory's models (loaded when first used), or why not.
+#[cfg(feature = "embed")]
+pub fn load_embedder(state: &StateDir) -> Option<Arc<crate::lazy::LazyMiniLm>> {
     {
         let dir = crate::embed::models_dir(state.root());
-        match crate::embed::MiniLm::load(&dir) {
+        match crate::lazy::LazyMiniLm::new(&dir) {
             Ok(m) => Some(Arc::new(m)),
             Err(e) => {
                 tracing::warn!("semantic skill search is off (keyword matching only): {e}");
@@ -115,12 +115,13 @@ pub fn load_embedder(state: &StateDir) -> Option<Arc<dyn Embedder>> {
             }
         }
     }
-    #[cfg(not(feature = "embed"))]
-    {
-        let _ = state;
-        tracing::warn!("built without the `embed` feature: skill search matches keywords only");
-        None
-    }
+}
+
+/// Without the `embed` feature there is no model: keyword matching only.
+#[cfg(not(feature = "embed"))]
+pub fn load_embedder(_state: &StateDir) -> Option<Arc<dyn Embedder>> {
+    tracing::warn!("built without the `embed` feature: skill search matches keywords only");
+    None
 }
 
 /// Start the genome on a node: open the registry (embedding what needs it), register the
@@ -143,13 +144,26 @@ impl Genome {
         let st = state.clone();
         let root = state.root().join("genome");
         let r = root.clone();
-        let registry = tokio::task::spawn_blocking(move || {
-            let embedder = load_embedder(&st);
-            Registry::open(&r, embedder)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let lazy = load_embedder(&st);
+        let embedder = lazy.clone().map(|e| e as Arc<dyn Embedder>);
+        let registry = tokio::task::spawn_blocking(move || Registry::open(&r, embedder))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        #[cfg(feature = "embed")]
+        if let Some(model) = lazy {
+            // Give the model's memory back when skill search is not in use.
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    let m = model.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        m.unload_idle(crate::lazy::IDLE_UNLOAD)
+                    })
+                    .await;
+                }
+            });
+        }
         let g = Arc::new(Genome {
             registry: Arc::new(Mutex::new(registry)),
             identity,

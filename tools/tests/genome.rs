@@ -131,6 +131,28 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
         "scratch files left behind"
     );
 
+    // A forged signature is refused too: D's manifest now carries a signature by no one.
+    let manifest_path = d
+        .dir
+        .0
+        .join("genome/packages")
+        .join(&hash)
+        .join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let sig = m["signature"].as_str().unwrap().to_string();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    m["signature"] = Value::String(format!("{flipped}{}", &sig[1..]));
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+    a.json(&["adapter", "remove", &hash]);
+    let v = a.json(&[
+        "adapter", "fetch", &hash, "--from", &d_dest, "--from", &c_dest,
+    ]);
+    assert_eq!(
+        v["provider"],
+        c_dest.as_str(),
+        "the forged signature was refused: {v}"
+    );
+
     // Now A finds it on its own.
     let v = a.json(&[
         "skills",
