@@ -529,6 +529,24 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
         ),
         None => println!("shared       not serving a shared instance"),
     }
+    let b = &v["bundles"];
+    if b.is_object() {
+        println!(
+            "bundles      {} queued ({} bytes) for {} destination(s){}{}",
+            b["queued"],
+            b["bytes"],
+            b["destinations"],
+            if b["custody"] == true {
+                "; custody node"
+            } else {
+                ""
+            },
+            match b["waiting_callers"].as_u64() {
+                Some(n) if n > 0 => format!("; {n} caller(s) waiting for answers"),
+                _ => String::new(),
+            }
+        );
+    }
     println!();
     println!("interfaces:");
     for i in v["interfaces"].as_array().into_iter().flatten() {

@@ -474,7 +474,26 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (use e.g. 30s, 10m, 2h)"))
 }
 
+/// A reader that went away (`grid status | head`) ends the program quietly, as a
+/// SIGPIPE would, instead of with a panic about a broken pipe.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let state = grid::state::StateDir::resolve(cli.config.as_deref());
     let result = match cli.command {

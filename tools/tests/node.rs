@@ -82,6 +82,26 @@ fn second_node_on_same_state_dir_refuses() {
     assert_eq!(g.status()["ok"], true);
 }
 
+/// `grid id | head -0`: a reader that is gone ends the CLI quietly (status 141, as by
+/// SIGPIPE), not with a panic.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let dir = TempDir::new("pipe");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&dir.0)
+        .arg("id")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
+
 #[test]
 fn cli_without_node_fails_with_one_line_reason() {
     let _slot = slot();
