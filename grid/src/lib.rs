@@ -15,6 +15,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod frame;
+pub mod known_nodes;
 pub mod node;
 pub mod routing;
 pub mod state;

@@ -966,3 +966,49 @@ async fn gpu_commands_fall_back_to_a_trusted_gpu_node() {
         a.destination()
     );
 }
+
+/// A node remembers the keys of Grid nodes it heard, so after a restart it can still seal
+/// a command to one that is offline (instead of failing for want of a key).
+#[tokio::test(flavor = "current_thread")]
+async fn node_keys_survive_a_restart_for_sealing_bundles() {
+    use grid::api::{ExecError, ExecOptions};
+    let (a, b, da, _db) = pair("known").await;
+    let target = b.destination();
+    a.execute(target, "grid/ping", &serde_json::Value::Null, T)
+        .await
+        .unwrap();
+    a.shutdown();
+    b.shutdown();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // (An embedded node's interface tasks outlive its shutdown, so the restarted node
+    // gets an interface that leads nowhere instead of the old listener.)
+    std::fs::write(
+        da.0.join("config.toml"),
+        format!(
+            "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{}\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let never_heard = "0123456789abcdef0123456789abcdef".parse().unwrap();
+    let options = ExecOptions {
+        timeout: T,
+        ttl: Some(Duration::from_secs(60)),
+    };
+    let null = serde_json::Value::Null;
+    let e = a
+        .execute_with(never_heard, "grid/ping", &null, options)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExecError::Local(_)), "no key, no bundle: {e}");
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(3),
+        a.execute_with(target, "grid/ping", &null, options),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "sealed to the remembered key and waiting: {waiting:?}"
+    );
+}

@@ -121,7 +121,7 @@ impl Node {
                 let _ = done.send(self.take_bundles(now, list));
             }
             Call::RecallIdentity(node, done) => {
-                let _ = done.send(self.transport.recall_identity(&node));
+                let _ = done.send(self.recall_node(&node));
             }
             Call::Audit(entry) => self.guard.record(&entry),
             Call::Push { link, frame } => {

@@ -130,8 +130,7 @@ impl Node {
                 }
             }
             Exchange::Identity(d) => ExchangeReply::Identity(
-                self.transport
-                    .recall_identity(&AddressHash(d))
+                self.recall_node(&AddressHash(d))
                     .map(|p| p.as_bytes().to_vec()),
             ),
         }
@@ -234,6 +233,14 @@ impl Node {
             }
             Body::Progress { .. } => {}
         }
+    }
+
+    /// The key behind a destination: from the transport's known destinations, or from
+    /// the Grid nodes remembered across restarts.
+    pub(super) fn recall_node(&self, node: &AddressHash) -> Option<PublicIdentity> {
+        self.transport
+            .recall_identity(node)
+            .or_else(|| self.known_nodes.get(node).cloned())
     }
 
     /// Keep a job's outcome for `grid exec --result`, across restarts.

@@ -69,6 +69,8 @@ struct Node {
     bundles: std::sync::Arc<crate::bundle::store::BundleStore>,
     bundle_config: crate::config::BundleConfig,
     courier_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Keys of Grid nodes heard, kept across restarts (for sealing bundles).
+    known_nodes: crate::known_nodes::KnownNodes,
     /// When grid.node was last (or is next) announced for a capability change.
     capability_announced: Option<Instant>,
     /// The open `grid pair` offer, and how the latest one ended.
@@ -639,6 +641,9 @@ impl Node {
             courier_wake: bundles.wake,
             bundle_waiters: HashMap::new(),
             capability_announced: None,
+            known_nodes: crate::known_nodes::KnownNodes::load(
+                &root.join(crate::known_nodes::KNOWN_NODES_FILE),
+            ),
             pairing: None,
             pairing_state: pairing::PairingState::None,
             path_requested: HashMap::new(),
@@ -746,6 +751,9 @@ impl Node {
         hops: u8,
         app_data: &[u8],
     ) {
+        if let Some(id) = self.transport.recall_identity(&node) {
+            self.known_nodes.learn(node, &id);
+        }
         let Some(caps) = crate::capabilities::Capabilities::decode(app_data) else {
             return;
         };
