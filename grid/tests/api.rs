@@ -980,16 +980,7 @@ async fn node_keys_survive_a_restart_for_sealing_bundles() {
     a.shutdown();
     b.shutdown();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // (An embedded node's interface tasks outlive its shutdown, so the restarted node
-    // gets an interface that leads nowhere instead of the old listener.)
-    std::fs::write(
-        da.0.join("config.toml"),
-        format!(
-            "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{}\"\n",
-            free_port()
-        ),
-    )
-    .unwrap();
+    // Same state directory, same listening port: the stopped node freed it.
     let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
     let never_heard = "0123456789abcdef0123456789abcdef".parse().unwrap();
     let options = ExecOptions {

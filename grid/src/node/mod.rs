@@ -14,6 +14,7 @@ use rns_core::transport::{
 use rns_core::{AddressHash, Identity, Instant};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::{api, clock};
 
@@ -224,6 +225,8 @@ pub(crate) struct Started {
     api_rx: mpsc::Receiver<api::Call>,
     /// The control socket, removed on stop (none for an attached program).
     socket_path: Option<std::path::PathBuf>,
+    /// Interfaces, the control socket server, the courier: aborted when the node stops.
+    tasks: JoinSet<()>,
 }
 
 /// What is being started.
@@ -271,12 +274,16 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
     )?);
     let courier_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let (hub, iface_events) = Hub::new(1024);
-    let sharing = config.share_instance && serve_shared_instance(&config.instance_name, &hub);
-    start_interfaces(&config, &hub).await?;
+    // Every task the node starts ends with it (dropping the set aborts them), so an
+    // embedded node that stops frees its sockets.
+    let mut tasks = tokio::task::JoinSet::new();
+    let sharing =
+        config.share_instance && serve_shared_instance(&config.instance_name, &hub, &mut tasks);
+    start_interfaces(&config, &hub, &mut tasks).await?;
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
     let socket_path = listener.as_ref().map(|_| state.socket_path());
     if let Some(listener) = listener {
-        tokio::spawn(control::serve(listener, ctl_tx));
+        tasks.spawn(control::serve(listener, ctl_tx));
     }
     let (api_tx, api_rx) = mpsc::channel(256);
     let (events_tx, _) = tokio::sync::broadcast::channel(api::EVENT_BUFFER);
@@ -307,7 +314,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         shared_instance = sharing,
         "node started"
     );
-    tokio::spawn(crate::bundle::courier::run(
+    tasks.spawn(crate::bundle::courier::run(
         api::NodeHandle::internal(
             api_tx.clone(),
             events_tx.clone(),
@@ -331,6 +338,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
             prepared_rx,
             api_rx,
             socket_path,
+            tasks,
         },
         parts,
     ))
@@ -345,6 +353,7 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         mut prepared_rx,
         mut api_rx,
         socket_path,
+        mut tasks,
     } = started;
     let mut api_open = true;
     tokio::pin!(shutdown);
@@ -401,6 +410,8 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         }
         node.flush(clock::now());
     }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
     }
@@ -409,10 +420,10 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
 
 /// Become the host's shared instance `instance` unless another node (Grid or `rnsd`)
 /// already is; returns whether this node serves it.
-fn serve_shared_instance(instance: &str, hub: &Hub) -> bool {
+fn serve_shared_instance(instance: &str, hub: &Hub, tasks: &mut JoinSet<()>) -> bool {
     match local::bind(instance) {
         Ok(listener) => {
-            tokio::spawn(local::run_server(
+            tasks.spawn(local::run_server(
                 hub.clone(),
                 listener,
                 InterfaceConfig::local("shared instance", LocalRole::Client),
@@ -438,7 +449,11 @@ fn serve_shared_instance(instance: &str, hub: &Hub) -> bool {
     }
 }
 
-async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
+async fn start_interfaces(
+    config: &Config,
+    hub: &Hub,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), NodeError> {
     for spec in &config.interfaces {
         let name = spec.rns.name.clone();
         let fail = |reason: String| NodeError::Interface {
@@ -450,45 +465,45 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
                 let l = tcp::bind_server(listen)
                     .await
                     .map_err(|e| fail(format!("cannot listen on {listen}: {e}")))?;
-                tokio::spawn(tcp::run_server(hub.clone(), l, spec.rns.clone()));
+                tasks.spawn(tcp::run_server(hub.clone(), l, spec.rns.clone()));
             }
             InterfaceKind::TcpClient { target } => {
-                tokio::spawn(tcp::run_client(
+                tasks.spawn(tcp::run_client(
                     hub.clone(),
                     target.clone(),
                     spec.rns.clone(),
                 ));
             }
             InterfaceKind::Auto(auto) => {
-                tokio::spawn(grid_interfaces::auto::run(
+                tasks.spawn(grid_interfaces::auto::run(
                     hub.clone(),
                     auto.clone(),
                     spec.rns.clone(),
                 ));
             }
             InterfaceKind::Serial(serial) => {
-                tokio::spawn(grid_interfaces::serial::run(
+                tasks.spawn(grid_interfaces::serial::run(
                     hub.clone(),
                     serial.clone(),
                     spec.rns.clone(),
                 ));
             }
             InterfaceKind::Kiss(kiss) => {
-                tokio::spawn(grid_interfaces::kiss_tnc::run(
+                tasks.spawn(grid_interfaces::kiss_tnc::run(
                     hub.clone(),
                     kiss.clone(),
                     spec.rns.clone(),
                 ));
             }
             InterfaceKind::Rnode(radio) => {
-                tokio::spawn(grid_interfaces::rnode::run(
+                tasks.spawn(grid_interfaces::rnode::run(
                     hub.clone(),
                     radio.clone(),
                     spec.rns.clone(),
                 ));
             }
             InterfaceKind::Local { instance } => {
-                tokio::spawn(local::run_client(
+                tasks.spawn(local::run_client(
                     hub.clone(),
                     instance.clone(),
                     spec.rns.clone(),
@@ -498,7 +513,7 @@ async fn start_interfaces(config: &Config, hub: &Hub) -> Result<(), NodeError> {
                 let s = udp::bind(listen)
                     .await
                     .map_err(|e| fail(format!("cannot bind {listen}: {e}")))?;
-                tokio::spawn(udp::run(hub.clone(), s, *forward, spec.rns.clone()));
+                tasks.spawn(udp::run(hub.clone(), s, *forward, spec.rns.clone()));
             }
         }
     }
