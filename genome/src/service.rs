@@ -4,7 +4,7 @@
 //! | command | who may call (default rule) | does |
 //! |---|---|---|
 //! | `genome/search` | provisional | search here; with `patience` quick or thorough also ask the peers that announce adapters, in parallel, and merge |
-//! | `genome/list` | provisional | the adapters here |
+//! | `genome/list` | provisional | the adapters here (optionally those a `selector` names) |
 //! | `genome/get` | provisional | one adapter's signed manifest |
 //! | `genome/publish` | this node only | check, sign, store and index a package directory |
 //! | `genome/remove` | this node only | remove adapters |
@@ -381,9 +381,21 @@ impl Genome {
         out
     }
 
-    async fn list(self: Arc<Self>, _call: CommandCall) -> Result<Value, CommandError> {
-        self.blocking(|r| Value::Array(r.list().into_iter().map(Entry::to_json).collect()))
-            .await
+    /// All adapters, or those `selector` names (content hash or prefix, name, name@version).
+    async fn list(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
+        let selector = call
+            .params
+            .get("selector")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        self.blocking(move |r| {
+            let found = match &selector {
+                Some(s) => r.find(s),
+                None => r.list(),
+            };
+            Value::Array(found.into_iter().map(Entry::to_json).collect())
+        })
+        .await
     }
 
     async fn get(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {

@@ -775,10 +775,7 @@ impl NodeHandle {
     ) -> Result<serde_json::Value, ExecError> {
         crate::frame::names::check_command(command)
             .map_err(|e| ExecError::Local(format!("command name {e}")))?;
-        let correlation = {
-            use rand_core::RngCore;
-            rand_core::OsRng.next_u64()
-        };
+        let correlation = new_correlation();
         self.execute_as(node, command, params, options, correlation)
             .await
     }
@@ -811,10 +808,7 @@ impl NodeHandle {
     ) -> Result<u64, ExecError> {
         crate::frame::names::check_command(command)
             .map_err(|e| ExecError::Local(format!("command name {e}")))?;
-        let correlation = {
-            use rand_core::RngCore;
-            rand_core::OsRng.next_u64()
-        };
+        let correlation = new_correlation();
         let (handle, command) = (self.clone(), command.to_string());
         tokio::spawn(async move {
             let r = handle
@@ -906,10 +900,7 @@ impl NodeHandle {
         body: crate::frame::Body,
         timeout: Duration,
     ) -> (u64, Result<serde_json::Value, ExecError>) {
-        let correlation = {
-            use rand_core::RngCore;
-            rand_core::OsRng.next_u64()
-        };
+        let correlation = new_correlation();
         (
             correlation,
             self.frame_call_with(node, body, timeout, correlation).await,
@@ -979,37 +970,9 @@ impl NodeHandle {
         {
             return self.frame_call_with(node, body, ttl, correlation).await;
         }
-        let recipient = crate::bundle::courier::lookup_identity(self, node)
-            .await
-            .ok_or_else(|| {
-                ExecError::Local(format!(
-                    "no announce from {node} was heard here or by a reachable custody node, \
-                     so there is no key to seal a bundle to"
-                ))
-            })?;
-        let frame = crate::frame::GridFrame {
-            correlation,
-            source: self.destination.0,
-            target: node.0,
-            timestamp_ms: crate::clock::now().as_millis(),
-            ttl_ms: ttl.as_millis() as u64,
-            body,
-        };
         let (tx, rx) = oneshot::channel();
-        let (done_tx, done_rx) = oneshot::channel();
-        self.calls
-            .send(Call::SendBundle {
-                recipient: Box::new(recipient),
-                frame,
-                waiter: Some(tx),
-                done: done_tx,
-            })
-            .await
-            .map_err(|_| ExecError::Api(ApiError::Stopped))?;
-        done_rx
-            .await
-            .map_err(|_| ExecError::Api(ApiError::Stopped))?
-            .map_err(ExecError::Local)?;
+        self.queue_bundle(node, body, ttl, correlation, Some(tx))
+            .await?;
         match tokio::time::timeout(ttl, rx).await {
             Ok(Ok(response)) => outcome_of(response, correlation),
             Ok(Err(_)) => Err(ExecError::Api(ApiError::Stopped)),
@@ -1058,33 +1021,47 @@ impl NodeHandle {
     ) -> Result<(), ExecError> {
         crate::frame::names::check_event(event)
             .map_err(|e| ExecError::Local(format!("event name {e}")))?;
+        let body = crate::frame::Body::Event {
+            event: event.to_string(),
+            payload: payload.to_string().into_bytes(),
+        };
+        let correlation = new_correlation();
+        self.queue_bundle(node, body, ttl, correlation, None).await
+    }
+
+    /// Seal a frame with `body` to `node` (its key from an announce heard here or by a
+    /// reachable custody node) and queue it as a bundle deliverable for `ttl`; `waiter`
+    /// gets the answer frame.
+    async fn queue_bundle(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        ttl: Duration,
+        correlation: u64,
+        waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
+    ) -> Result<(), ExecError> {
         let recipient = crate::bundle::courier::lookup_identity(self, node)
             .await
             .ok_or_else(|| {
                 ExecError::Local(format!(
-                    "no announce from {node} was heard here or by a reachable custody node"
+                    "no announce from {node} was heard here or by a reachable custody node, \
+                     so there is no key to seal a bundle to"
                 ))
             })?;
         let frame = crate::frame::GridFrame {
-            correlation: {
-                use rand_core::RngCore;
-                rand_core::OsRng.next_u64()
-            },
+            correlation,
             source: self.destination.0,
             target: node.0,
             timestamp_ms: crate::clock::now().as_millis(),
             ttl_ms: ttl.as_millis() as u64,
-            body: crate::frame::Body::Event {
-                event: event.to_string(),
-                payload: payload.to_string().into_bytes(),
-            },
+            body,
         };
         let (done_tx, done_rx) = oneshot::channel();
         self.calls
             .send(Call::SendBundle {
                 recipient: Box::new(recipient),
                 frame,
-                waiter: None,
+                waiter,
                 done: done_tx,
             })
             .await
@@ -1094,6 +1071,12 @@ impl NodeHandle {
             .map_err(|_| ExecError::Api(ApiError::Stopped))?
             .map_err(ExecError::Local)
     }
+}
+
+/// A fresh random correlation id.
+fn new_correlation() -> u64 {
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u64()
 }
 
 /// The result a response frame carries for request `correlation`.

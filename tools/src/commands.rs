@@ -390,6 +390,17 @@ pub(crate) fn emit(
     Ok(())
 }
 
+/// The node's event cursor now: reading from it gives only events that come later.
+pub(crate) fn events_now(state: &StateDir) -> Result<u64> {
+    Ok(ask(
+        state,
+        json!({"cmd": "events", "cursor": u64::MAX}),
+        Duration::from_secs(5),
+    )?["cursor"]
+        .as_u64()
+        .unwrap_or(0))
+}
+
 /// `grid listen`
 pub(crate) fn listen(
     state: &StateDir,
@@ -403,13 +414,7 @@ pub(crate) fn listen(
     let end =
         timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.clamp(0.0, 1e7)));
     // Start from now: only events after this point are printed.
-    let mut cursor = ask(
-        state,
-        json!({"cmd": "events", "cursor": u64::MAX}),
-        Duration::from_secs(5),
-    )?["cursor"]
-        .as_u64()
-        .unwrap_or(0);
+    let mut cursor = events_now(state)?;
     for node in nodes {
         let _: rns_core::AddressHash = node
             .parse()

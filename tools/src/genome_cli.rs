@@ -87,22 +87,13 @@ pub(crate) fn list(state: &StateDir, json_out: bool) -> Result<()> {
 
 /// `grid adapter show <hash|name>`
 pub(crate) fn show(state: &StateDir, selector: &str, json_out: bool) -> Result<()> {
-    let all = local(state, "genome/list", json!({}), Duration::from_secs(10))?;
-    let s = selector.to_ascii_lowercase();
-    let (name, version) = s
-        .split_once('@')
-        .map_or((s.as_str(), None), |(n, v)| (n, Some(v)));
-    let found: Vec<&Value> = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            e["content_hash"]
-                .as_str()
-                .is_some_and(|h| s.len() >= 8 && h.starts_with(&s))
-                || (e["name"] == name && version.is_none_or(|v| e["version"] == v))
-        })
-        .collect();
+    let all = local(
+        state,
+        "genome/list",
+        json!({"selector": selector}),
+        Duration::from_secs(10),
+    )?;
+    let found: Vec<&Value> = all.as_array().into_iter().flatten().collect();
     if found.is_empty() {
         bail!("no adapter here matches \"{selector}\"");
     }
@@ -230,13 +221,7 @@ pub(crate) fn fetch(
             .map_err(|e| anyhow!("--from {f}: not a node hash: {e}"))?;
     }
     // Start from the events after this point.
-    let mut cursor = ask(
-        state,
-        json!({"cmd": "events", "cursor": u64::MAX}),
-        Duration::from_secs(5),
-    )?["cursor"]
-        .as_u64()
-        .unwrap_or(0);
+    let mut cursor = crate::commands::events_now(state)?;
     let v = ask(
         state,
         json!({"cmd": "exec", "destination": "local-only", "command": "genome/fetch",

@@ -19,6 +19,17 @@ fn grid_server(port: u16, transport: bool) -> Grid {
     ))
 }
 
+/// A Grid TCP server and an RNS peer connected to it as a client.
+fn grid_server_with_rns_client() -> (Grid, Py) {
+    let port = free_port();
+    let g = grid_server(port, false);
+    let py = Py::start(&args(&[
+        "--interface",
+        &format!("tcp_client=127.0.0.1:{port}"),
+    ]));
+    (g, py)
+}
+
 fn grid_client(port: u16) -> Grid {
     Grid::start(&format!(
         "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
@@ -120,12 +131,7 @@ fn rns_to_grid(g: &Grid, py: &mut Py) -> String {
 #[test]
 fn links_between_grid_and_rns_both_ways() {
     let _slot = slot();
-    let port = free_port();
-    let g = grid_server(port, false);
-    let mut py = Py::start(&args(&[
-        "--interface",
-        &format!("tcp_client=127.0.0.1:{port}"),
-    ]));
+    let (g, mut py) = grid_server_with_rns_client();
 
     let l1 = grid_to_rns(&g, &mut py);
     // LINKCLOSE from Grid is seen by RNS.
@@ -163,12 +169,7 @@ fn links_with_grid_as_tcp_client() {
 #[test]
 fn idle_links_stay_up_on_keepalives_in_both_roles() {
     let _slot = slot();
-    let port = free_port();
-    let g = grid_server(port, false);
-    let mut py = Py::start(&args(&[
-        "--interface",
-        &format!("tcp_client=127.0.0.1:{port}"),
-    ]));
+    let (g, mut py) = grid_server_with_rns_client();
     // Grid initiates one link, RNS the other; both then stay idle for over a minute.
     let v = g.json(&["link", "open", &py.destination()]);
     let grid_initiated = v["link"].as_str().unwrap().to_string();
@@ -275,12 +276,7 @@ fn grid_link_through_rnsd() {
 #[test]
 fn requests_and_responses_over_1_mib_both_ways() {
     let _slot = slot();
-    let port = free_port();
-    let g = grid_server(port, false);
-    let mut py = Py::start(&args(&[
-        "--interface",
-        &format!("tcp_client=127.0.0.1:{port}"),
-    ]));
+    let (g, mut py) = grid_server_with_rns_client();
     let big: String = (0..1_500_000)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();

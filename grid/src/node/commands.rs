@@ -151,15 +151,7 @@ impl Node {
     pub(super) fn on_control(&mut self, now: Instant, req: ControlRequest) {
         let body = &req.body;
         let cmd = body.get("cmd").and_then(Value::as_str).unwrap_or("");
-        let dest = || -> Result<AddressHash, Value> {
-            body.get("destination")
-                .and_then(Value::as_str)
-                .ok_or_else(|| json!({"ok": false, "error": "missing destination"}))?
-                .parse::<AddressHash>()
-                .map_err(
-                    |e| json!({"ok": false, "error": format!("invalid destination hash: {e}")}),
-                )
-        };
+        let dest = || dest_of(body, "destination");
         let timeout = Duration::from_millis(
             body.get("timeout_ms")
                 .and_then(Value::as_u64)
