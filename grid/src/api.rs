@@ -216,6 +216,14 @@ pub(crate) enum Call {
         to: crate::node::grid_frames::FrameReply,
         response: crate::frame::GridFrame,
         audit: Option<crate::audit::AuditEntry>,
+        /// The request-log entry this answer completes.
+        request: Option<crate::proto::request_log::RequestKey>,
+    },
+    /// Wait for the answer bundle to request `correlation` (fails when too many wait).
+    AwaitBundle {
+        correlation: u64,
+        waiter: oneshot::Sender<crate::frame::GridFrame>,
+        done: oneshot::Sender<Result<(), String>>,
     },
     /// Seal a frame to `recipient` and queue it as a bundle; `waiter` gets the response.
     SendBundle {
@@ -297,6 +305,8 @@ pub struct Peer {
 /// How long a delay-tolerant call tries to open a link to a node that has a path before
 /// it sends a bundle instead.
 const DIRECT_LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least time a reused link gets to prove it is alive.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How [`NodeHandle::execute_with`] runs a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -947,8 +957,14 @@ impl NodeHandle {
         outcome_of(response, correlation)
     }
 
-    /// A frame call with delay tolerance: direct when `node` has a path now, otherwise
-    /// as a bundle, waiting up to `ttl` for the answer bundle.
+    /// A frame call with delay tolerance. The request goes directly when `node` has a
+    /// path now; when that attempt fails in any way — the path leads nowhere, the link
+    /// does not come up, goes stale or closes mid-request, the answer is lost with its
+    /// link — the same frame (same correlation id) goes as a bundle, and the caller keeps
+    /// waiting until the TTL. The answer may arrive either way (a target whose link to
+    /// the caller dropped sends it as a bundle), so a bundled answer is awaited from the
+    /// start. The target runs the request at most once whichever copies reach it (see
+    /// [`crate::proto::request_log`]).
     async fn frame_call_tolerant(
         &self,
         node: AddressHash,
@@ -956,34 +972,94 @@ impl NodeHandle {
         ttl: Duration,
         correlation: u64,
     ) -> Result<serde_json::Value, ExecError> {
+        let deadline = tokio::time::Instant::now() + ttl;
+        let (tx, mut rx) = oneshot::channel();
+        self.ask(|done| Call::AwaitBundle {
+            correlation,
+            waiter: tx,
+            done,
+        })
+        .await
+        .map_err(ExecError::Api)?
+        .map_err(ExecError::Local)?;
         let routes = self
             .bundle_routes(vec![node.0])
             .await
             .map_err(ExecError::Api)?;
-        // A path that leads nowhere (a peer gone without a word) must not cost the TTL:
-        // only a link that comes up in time carries the request directly.
-        if routes.reachable.first() == Some(&true)
-            && self
-                .link_to(node, ttl.min(DIRECT_LINK_TIMEOUT))
-                .await
-                .is_ok()
-        {
-            return self.frame_call_with(node, body, ttl, correlation).await;
+        if routes.reachable.first() == Some(&true) {
+            let direct = self.direct_call(node, body.clone(), deadline, correlation);
+            tokio::select! {
+                r = direct => match r {
+                    Err(ExecError::Api(e)) => {
+                        tracing::info!(%node, error = %e, "direct delivery failed; sending the command as a bundle");
+                    }
+                    other => return other,
+                },
+                answer = &mut rx => return match answer {
+                    Ok(response) => outcome_of(response, correlation),
+                    Err(_) => Err(ExecError::Api(ApiError::Stopped)),
+                },
+            }
         }
-        let (tx, rx) = oneshot::channel();
-        self.queue_bundle(node, body, ttl, correlation, Some(tx))
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(ttl_ran_out(ttl));
+        }
+        self.queue_bundle(node, body, left, correlation, None)
             .await?;
-        match tokio::time::timeout(ttl, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(response)) => outcome_of(response, correlation),
             Ok(Err(_)) => Err(ExecError::Api(ApiError::Stopped)),
-            Err(_) => Err(ExecError::Remote {
-                code: crate::frame::ErrorCode::Timeout,
-                message: format!(
-                    "no result within the TTL ({})",
-                    humantime::format_duration(ttl)
-                ),
-            }),
+            Err(_) => Err(ttl_ran_out(ttl)),
         }
+    }
+
+    /// One direct attempt of a delay-tolerant call: a link that works now (a reused one
+    /// must prove it is alive), then the request, answered by `deadline`.
+    async fn direct_call(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        deadline: tokio::time::Instant,
+        correlation: u64,
+    ) -> Result<serde_json::Value, ExecError> {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.live_link_to(node, left.min(DIRECT_LINK_TIMEOUT))
+            .await
+            .map_err(ExecError::Api)?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.frame_call_with(node, body, left, correlation).await
+    }
+
+    /// A link to `node` that works now. A reused link must answer a small request within
+    /// a few round trips (a peer that restarted or vanished has forgotten it, and waiting
+    /// for keepalives to tell would cost many seconds); otherwise it is closed and a new
+    /// one opened, waiting up to `timeout`.
+    pub(crate) async fn live_link_to(
+        &self,
+        node: AddressHash,
+        timeout: Duration,
+    ) -> Result<LinkId, ApiError> {
+        let existing = self.links().await?.into_iter().find(|l| {
+            l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
+        });
+        if let Some(l) = existing {
+            let wait = (l.rtt.unwrap_or_default() * 4).max(LIVENESS_TIMEOUT);
+            let probe =
+                rmpv::Value::Binary(crate::bundle::wire::Exchange::Identity([0; 16]).encode());
+            if self
+                .request(l.id, crate::bundle::wire::BUNDLE_PATH, probe, wait)
+                .await
+                .is_ok()
+            {
+                return Ok(l.id);
+            }
+            tracing::debug!(link = %l.id, %node, "reused link is dead; opening a new one");
+            let _ = self.close_link(l.id).await;
+        }
+        let up = self.open_link(node, timeout).await?;
+        self.identify(up.link).await?;
+        Ok(up.link)
     }
 
     /// Which of `dests` have a path now, and the reachable custody nodes.
@@ -1070,6 +1146,17 @@ impl NodeHandle {
             .await
             .map_err(|_| ExecError::Api(ApiError::Stopped))?
             .map_err(ExecError::Local)
+    }
+}
+
+/// The error of a delay-tolerant call whose TTL ran out.
+fn ttl_ran_out(ttl: Duration) -> ExecError {
+    ExecError::Remote {
+        code: crate::frame::ErrorCode::Timeout,
+        message: format!(
+            "no result within the TTL ({})",
+            humantime::format_duration(ttl)
+        ),
     }
 }
 

@@ -63,6 +63,9 @@ pub enum Outcome {
     Error,
     /// No result came in time.
     Timeout,
+    /// A second copy of a request that ran (or runs) already: not run again; it got the
+    /// first copy's result.
+    Duplicate,
 }
 
 impl From<ErrorCode> for Outcome {

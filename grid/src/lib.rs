@@ -17,6 +17,7 @@ pub mod config;
 pub mod frame;
 pub mod known_nodes;
 pub mod node;
+pub mod proto;
 pub mod routing;
 pub mod state;
 #[cfg(test)]

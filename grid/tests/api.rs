@@ -449,9 +449,10 @@ async fn bad_frames_get_typed_errors_and_the_link_stays_usable() {
     let f = ask(Value::Binary(good.clone())).await;
     assert!(matches!(f.body, Body::Response(Outcome::Ok(_))), "{f:?}");
     assert_eq!(f.correlation, 42);
-    // The same request again is a replay.
-    let f = ask(Value::Binary(good)).await;
-    assert_eq!((code(&f), f.correlation), (ErrorCode::Replayed, 42));
+    // The same request again is not run again: it gets the first copy's answer.
+    let again = ask(Value::Binary(good)).await;
+    assert_eq!(again.body, f.body);
+    assert_eq!(again.correlation, 42);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -1002,4 +1003,103 @@ async fn node_keys_survive_a_restart_for_sealing_bundles() {
         waiting.is_err(),
         "sealed to the remembered key and waiting: {waiting:?}"
     );
+}
+
+/// A delay-tolerant command whose link drops after the request arrived but before the
+/// answer left: the caller sends the same frame again as a bundle, the target answers
+/// with a bundle, and the command runs exactly once.
+#[tokio::test(flavor = "current_thread")]
+async fn a_command_whose_link_drops_mid_request_runs_once_and_answers_by_bundle() {
+    use grid::api::ExecOptions;
+    use grid::commands::CommandCall;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let port = free_port();
+    let da = node_dir("drop-a", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let dc = node_dir("drop-c", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n[acl]\n\"test/*\" = \"provisional\"\n"
+    ));
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let c = api::spawn(StateDir::resolve(Some(&dc.0))).await.unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
+    {
+        let (runs, release) = (runs.clone(), release.clone());
+        c.register_command("test/count", "count my runs", move |_: CommandCall| {
+            let (runs, release) = (runs.clone(), release.clone());
+            async move {
+                let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                release.notified().await;
+                Ok(serde_json::json!({ "runs": n }))
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let target = c.destination();
+    // A hears C (C announces as it starts).
+    tokio::time::timeout(T, async {
+        loop {
+            if a.execute(target, "grid/ping", &serde_json::Value::Null, T)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("A reaches C");
+
+    let options = ExecOptions {
+        timeout: T,
+        ttl: Some(Duration::from_secs(60)),
+    };
+    let call = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.execute_with(target, "test/count", &serde_json::json!({}), options)
+                .await
+        })
+    };
+    // The request arrives and the command starts ...
+    tokio::time::timeout(T, async {
+        while runs.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the command starts");
+    // ... then the link drops before the answer leaves.
+    for l in c.links().await.unwrap() {
+        c.close_link(l.id).await.unwrap();
+    }
+    // The caller resends the request as a bundle; it reaches C while the first copy runs.
+    tokio::time::timeout(T, async {
+        loop {
+            let audit = std::fs::read_to_string(dc.0.join("audit.jsonl")).unwrap_or_default();
+            if audit
+                .lines()
+                .any(|l| l.contains("test/count") && l.contains("duplicate"))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the bundled copy reaches C and is recognised as a duplicate");
+    release.notify_one();
+    let result = tokio::time::timeout(Duration::from_secs(45), call)
+        .await
+        .expect("an answer within the TTL")
+        .unwrap()
+        .expect("the command's result");
+    assert_eq!(result["runs"], 1, "{result}");
+    // Wait a moment for any late copy: still one run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the command ran once");
 }

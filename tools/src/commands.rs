@@ -401,20 +401,35 @@ pub(crate) fn events_now(state: &StateDir) -> Result<u64> {
         .unwrap_or(0))
 }
 
+/// When `grid listen` stops, and where it starts.
+pub(crate) struct ListenLimits {
+    /// Stop after this many events.
+    pub(crate) count: Option<u64>,
+    /// Stop after this many seconds.
+    pub(crate) timeout: Option<f64>,
+    /// Start with the recent events the node keeps, not only new ones.
+    pub(crate) recent: bool,
+}
+
 /// `grid listen`
 pub(crate) fn listen(
     state: &StateDir,
     pattern: &str,
     nodes: &[String],
-    count: Option<u64>,
-    timeout: Option<f64>,
+    limits: ListenLimits,
     json_out: bool,
 ) -> Result<()> {
+    let ListenLimits {
+        count,
+        timeout,
+        recent,
+    } = limits;
     grid::frame::names::check_pattern(pattern).map_err(|e| anyhow!("pattern {e}"))?;
     let end =
         timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.clamp(0.0, 1e7)));
-    // Start from now: only events after this point are printed.
-    let mut cursor = events_now(state)?;
+    // Start from now (only events after this point are printed), or from the oldest
+    // event the node keeps.
+    let mut cursor = if recent { 0 } else { events_now(state)? };
     for node in nodes {
         let _: rns_core::AddressHash = node
             .parse()

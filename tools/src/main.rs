@@ -159,6 +159,10 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long)]
         timeout: Option<f64>,
+        /// Print the recent events the node still keeps first (those that arrived
+        /// before this command started, such as events delivered by bundle).
+        #[arg(long)]
+        recent: bool,
         /// One JSON object per event.
         #[arg(long)]
         json: bool,
@@ -579,8 +583,19 @@ fn main() -> ExitCode {
             nodes,
             count,
             timeout,
+            recent,
             json,
-        } => commands::listen(&state, &pattern, &nodes, count, timeout, json),
+        } => commands::listen(
+            &state,
+            &pattern,
+            &nodes,
+            commands::ListenLimits {
+                count,
+                timeout,
+                recent,
+            },
+            json,
+        ),
         Command::Exec {
             hash,
             command,

@@ -158,3 +158,128 @@ fn grid_exec_with_a_ttl_waits_for_an_offline_node() {
     assert_eq!(v["result"]["pong"], true, "{v}");
     assert_eq!(v["result"]["node"], b_dest.as_str());
 }
+
+/// How a node leaves in [`a_stale_path_falls_back_to_a_bundle`], and for how long.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// SIGTERM, back after 8 s.
+    Term,
+    /// SIGKILL, back after 8 s.
+    Kill,
+    /// SIGKILL, back after 25 s: the direct attempt gives up first, so the command
+    /// must be waiting as a bundle.
+    KillLong,
+}
+
+/// The reproduction from the delay-tolerance issue: A and C are clients of transport node
+/// B and announce every 10 s. A reaches C; C stops; within 2 s A runs
+/// `grid exec --ttl 80s <C> grid/ping` and `grid emit --to <C> --ttl 80s`; C starts again
+/// 8 s later. A still has a path (and perhaps a link) to C that leads nowhere: the direct
+/// attempt fails, the command goes as a bundle, and the result is printed soon after C is
+/// back. The event reaches C too.
+fn a_stale_path_falls_back_to_a_bundle(stop: Stop) {
+    let _slot = slot();
+    let port = free_port();
+    let _b = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\ntransport = true\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let client = format!(
+        "[node]\nannounce_interval = \"10s\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+    );
+    let a = Grid::start(&client);
+    let c = Grid::start(&client);
+    let c_dest = c.destination();
+    wait_for(T, "A reaches C", || {
+        let (ok, out, _) = a.cli(&["exec", &c_dest, "grid/ping", "{}", "--json"]);
+        (ok && out.contains("pong")).then_some(())
+    });
+
+    let c_dir = match stop {
+        Stop::Term => c.terminate(),
+        Stop::Kill | Stop::KillLong => c.stop(),
+    };
+    let stopped = std::time::Instant::now();
+    let (config, dest) = (a.dir.0.clone(), c_dest.clone());
+    let exec = std::thread::spawn(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_grid"))
+            .arg("--config")
+            .arg(&config)
+            .args(["exec", "--ttl", "80s", &dest, "grid/ping", "{}", "--json"])
+            .output();
+        (out, std::time::Instant::now())
+    });
+    let (ok, _, err) = a.cli(&[
+        "emit",
+        "--to",
+        &c_dest,
+        "--ttl",
+        "80s",
+        "test:stale:path",
+        "{\"n\": 1}",
+    ]);
+    assert!(ok, "grid emit --to: {err}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "sent within 2 s"
+    );
+
+    if let Stop::KillLong = stop {
+        wait_for(T, "the command waits as a bundle", || {
+            (queued(&a) == 2).then_some(())
+        });
+        std::thread::sleep(Duration::from_secs(25).saturating_sub(stopped.elapsed()));
+    }
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(stopped.elapsed()));
+    assert!(!exec.is_finished(), "grid exec waits for C");
+    let c = Grid::start_in(c_dir);
+    let back = std::time::Instant::now();
+    let (out, done) = exec.join().unwrap();
+    let out = out.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stop:?}: grid exec failed: {stdout} {}\nA's log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log()
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["result"]["pong"], true, "{v}");
+    assert_eq!(v["result"]["node"], c_dest.as_str());
+    let took = done.saturating_duration_since(back);
+    eprintln!("{stop:?}: the result came {took:?} after C was back");
+    assert!(
+        took <= Duration::from_secs(10),
+        "{stop:?}: the result came {took:?} after C was back (goal: within 10 s of its announce)"
+    );
+    // The event arrives as well, from A.
+    let (ok, out, err) = c.cli(&[
+        "listen",
+        "test:stale:*",
+        "--recent",
+        "--count",
+        "1",
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    assert!(ok, "grid listen: {err}");
+    let e: Value = serde_json::from_str(out.lines().next().unwrap_or("null")).unwrap();
+    assert_eq!(e["event"], "test:stale:path", "{out}");
+    assert_eq!(e["payload"]["n"], 1, "{out}");
+    assert_eq!(e["node"], a.destination().as_str(), "{out}");
+}
+
+#[test]
+fn a_stale_path_falls_back_to_a_bundle_after_sigterm() {
+    a_stale_path_falls_back_to_a_bundle(Stop::Term);
+}
+
+#[test]
+fn a_stale_path_falls_back_to_a_bundle_after_sigkill() {
+    a_stale_path_falls_back_to_a_bundle(Stop::Kill);
+}
+
+#[test]
+fn a_stale_path_falls_back_to_a_bundle_when_the_node_stays_away() {
+    a_stale_path_falls_back_to_a_bundle(Stop::KillLong);
+}

@@ -25,15 +25,13 @@ const LINK_TIMEOUT: Duration = Duration::from_secs(15);
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bytes per second an exchange is expected to move at least.
 const EXCHANGE_RATE: usize = 20_000;
-/// Least time a reused link gets to prove it is alive.
-const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long direct delivery to a destination rests after it failed (its path may be
 /// stale); custodians carry its bundles meanwhile.
 const DIRECT_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Destinations whose direct delivery failed, and when.
-type Backoff = Arc<Mutex<HashMap<[u8; 16], tokio::time::Instant>>>;
+/// Destinations whose direct delivery failed, and when (node clock, ms).
+type Backoff = Arc<Mutex<HashMap<[u8; 16], u64>>>;
 
 /// Destinations (and custodians) with an exchange under way.
 type InFlight = Arc<Mutex<HashSet<[u8; 16]>>>;
@@ -83,7 +81,17 @@ pub(crate) async fn run(handle: NodeHandle, store: Arc<BundleStore>, wake: Arc<N
             return; // the node stopped
         };
         if let Ok(mut b) = backoff.lock() {
-            b.retain(|_, t| t.elapsed() < DIRECT_BACKOFF);
+            // A destination rests after a failure, unless it announced since: then its
+            // path is fresh and it is tried again at once.
+            let rest = DIRECT_BACKOFF.as_millis() as u64;
+            b.retain(|_, failed| now_ms.saturating_sub(*failed) < rest);
+            for (dest, heard) in dests.iter().zip(&routes.heard_ms) {
+                if let (Some(heard), Some(failed)) = (heard, b.get(dest)) {
+                    if heard > failed {
+                        b.remove(dest);
+                    }
+                }
+            }
         }
         for (dest, reachable) in dests.iter().zip(&routes.reachable) {
             let resting = backoff.lock().is_ok_and(|b| b.contains_key(dest));
@@ -104,7 +112,7 @@ pub(crate) async fn run(handle: NodeHandle, store: Arc<BundleStore>, wake: Arc<N
                     tracing::debug!(target = %target, error = %e, "bundle delivery failed; will retry");
                     if target.0 == dest {
                         if let Ok(mut b) = backoff.lock() {
-                            b.insert(dest, tokio::time::Instant::now());
+                            b.insert(dest, crate::clock::now().as_millis());
                         }
                     }
                 }
@@ -132,36 +140,6 @@ pub(crate) async fn run(handle: NodeHandle, store: Arc<BundleStore>, wake: Arc<N
     }
 }
 
-/// A link to `node` that works now: a reused link must answer a small exchange within
-/// a few round trips (a peer that restarted has forgotten it; waiting for keepalives to
-/// tell would cost many seconds), otherwise it is closed and a new one opened.
-async fn live_link(
-    handle: &NodeHandle,
-    node: AddressHash,
-) -> Result<rns_core::link::LinkId, String> {
-    let existing = handle
-        .links()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|l| {
-            l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
-        });
-    if let Some(l) = existing {
-        let wait = (l.rtt.unwrap_or_default() * 4).max(LIVENESS_TIMEOUT);
-        let probe = rmpv::Value::Binary(Exchange::Identity([0; 16]).encode());
-        if handle.request(l.id, BUNDLE_PATH, probe, wait).await.is_ok() {
-            return Ok(l.id);
-        }
-        tracing::debug!(link = %l.id, %node, "reused link is dead; opening a new one");
-        let _ = handle.close_link(l.id).await;
-    }
-    handle
-        .link_to(node, LINK_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())
-}
-
 /// One exchange with `node`; a link that fails it is closed so the next try starts
 /// afresh.
 async fn exchange(
@@ -169,7 +147,10 @@ async fn exchange(
     node: AddressHash,
     x: &Exchange,
 ) -> Result<ExchangeReply, String> {
-    let link = live_link(handle, node).await?;
+    let link = handle
+        .live_link_to(node, LINK_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     let bytes = x.encode();
     let timeout = EXCHANGE_TIMEOUT + Duration::from_secs((bytes.len() / EXCHANGE_RATE) as u64);
     let answer = match handle

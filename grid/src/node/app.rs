@@ -63,11 +63,22 @@ impl Node {
                 to,
                 response,
                 audit,
+                request,
             } => {
                 if let Some(entry) = audit {
                     self.guard.record(&entry);
                 }
-                self.answer_frame(now, &to, response);
+                match request {
+                    Some(key) => self.complete_request(now, key, to, response),
+                    None => self.answer_frame(now, &to, response),
+                }
+            }
+            Call::AwaitBundle {
+                correlation,
+                waiter,
+                done,
+            } => {
+                let _ = done.send(self.await_bundle(correlation, waiter));
             }
             Call::SendBundle {
                 recipient,

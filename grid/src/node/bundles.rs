@@ -33,6 +33,9 @@ const PATH_REQUEST_EVERY: Duration = Duration::from_secs(15);
 pub(crate) struct Routes {
     /// Per asked destination: whether a path is known.
     pub(crate) reachable: Vec<bool>,
+    /// Per asked destination: when its `grid.node` announce was last heard (node clock,
+    /// ms), so the courier retries a destination that failed at once when it reappears.
+    pub(crate) heard_ms: Vec<Option<u64>>,
     /// Custody nodes (`grid.node` destinations) with a path, other than this node.
     pub(crate) custodians: Vec<AddressHash>,
 }
@@ -293,10 +296,7 @@ impl Node {
     ) -> Result<(), String> {
         let correlation = frame.correlation;
         if let Some(w) = waiter {
-            if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
-                return Err("too many commands waiting for bundled answers".into());
-            }
-            self.bundle_waiters.insert(correlation, w);
+            self.await_bundle(correlation, w)?;
         }
         let r = self.send_bundle(now, &to, frame);
         if r.is_err() {
@@ -305,12 +305,31 @@ impl Node {
         r
     }
 
+    /// Route the answer bundle to request `correlation` to `waiter` (bounded; callers that
+    /// gave up are forgotten first).
+    pub(super) fn await_bundle(
+        &mut self,
+        correlation: u64,
+        waiter: oneshot::Sender<GridFrame>,
+    ) -> Result<(), String> {
+        if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
+            self.bundle_waiters.retain(|_, w| !w.is_closed());
+        }
+        if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
+            return Err("too many commands waiting for bundled answers".into());
+        }
+        self.bundle_waiters.insert(correlation, waiter);
+        Ok(())
+    }
+
     /// Which destinations are reachable, and through which custodians; asks for paths to
     /// the others now and then.
     pub(super) fn bundle_routes(&mut self, now: Instant, dests: &[[u8; 16]]) -> Routes {
         let mut reachable = Vec::with_capacity(dests.len());
+        let mut heard_ms = Vec::with_capacity(dests.len());
         for d in dests {
             let d = AddressHash(*d);
+            heard_ms.push(self.peers.get(&d).map(|(_, _, t)| t.as_millis()));
             let known = self.transport.path(&d).is_some();
             if !known {
                 let due = self
@@ -338,6 +357,7 @@ impl Node {
         custodians.retain(|c| *c != self.grid_destination && self.transport.path(c).is_some());
         Routes {
             reachable,
+            heard_ms,
             custodians,
         }
     }

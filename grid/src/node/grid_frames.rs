@@ -12,35 +12,8 @@ use crate::api::Call;
 use crate::audit::{AuditEntry, Direction, Outcome as AuditOutcome};
 use crate::commands::{CommandCall, BUILTINS};
 use crate::frame::{Body, ErrorCode, GridFrame, Outcome};
+use crate::proto::request_log::{Admit, RequestKey};
 use crate::trust::TrustLevel;
-
-/// Requests remembered for replay detection.
-pub(super) const SEEN_REQUESTS: usize = 16_384;
-
-/// The (caller, correlation id) pairs of recent requests, oldest forgotten first.
-#[derive(Debug, Default)]
-pub(super) struct SeenRequests {
-    set: std::collections::HashSet<(String, u64)>,
-    order: std::collections::VecDeque<(String, u64)>,
-}
-
-impl SeenRequests {
-    /// Remember a request; false if it was already there.
-    fn insert(&mut self, peer: &str, correlation: u64) -> bool {
-        let key = (peer.to_string(), correlation);
-        if self.set.contains(&key) {
-            return false;
-        }
-        if self.order.len() >= SEEN_REQUESTS {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        self.set.insert(key.clone());
-        self.order.push_back(key);
-        true
-    }
-}
 
 /// Where the answer to a frame goes: back on the link it came on, or (for a frame that
 /// came in a bundle) in a bundle sealed to its sender.
@@ -52,6 +25,9 @@ pub(crate) enum FrameReply {
         link: LinkId,
         /// The request.
         request_id: AddressHash,
+        /// The caller, when it identified: an answer whose link is gone goes to it as a
+        /// bundle instead.
+        caller: Option<Box<rns_core::identity::PublicIdentity>>,
     },
     /// A bundle to send to the sender's node.
     Bundle {
@@ -80,9 +56,10 @@ impl Node {
         link: LinkId,
         request_id: AddressHash,
         data: rmpv::Value,
-        caller: Option<AddressHash>,
+        remote: Option<Box<rns_core::identity::PublicIdentity>>,
     ) {
         let now_ms = now.as_millis();
+        let caller = remote.as_ref().map(|i| i.hash());
         let bytes = match data {
             rmpv::Value::Binary(b) => b,
             _ => {
@@ -108,7 +85,16 @@ impl Node {
                 return self.respond_frame(now, link, request_id, &f);
             }
         };
-        self.handle_frame(now, frame, caller, FrameReply::Link { link, request_id });
+        self.handle_frame(
+            now,
+            frame,
+            caller,
+            FrameReply::Link {
+                link,
+                request_id,
+                caller: remote,
+            },
+        );
     }
 
     /// Check, dispatch and answer a decoded frame from `caller` (trust, ACL, replays,
@@ -156,22 +142,6 @@ impl Node {
                 Outcome::Err {
                     code: ErrorCode::Denied,
                     message: denied.to_string(),
-                },
-                now_ms,
-            );
-            return self.answer_frame(now, &reply, f);
-        }
-        // A request seen before from the same caller (same correlation id) is a replay.
-        // (Expired requests are refused below without being remembered.)
-        if matches!(frame.body, Body::Request { .. })
-            && !frame.expired(now_ms)
-            && !self.seen_requests.insert(&peer, frame.correlation)
-        {
-            self.guard.record(&entry(AuditOutcome::Denied));
-            let f = frame.respond(
-                Outcome::Err {
-                    code: ErrorCode::Replayed,
-                    message: format!("request {:016x} was already received", frame.correlation),
                 },
                 now_ms,
             );
@@ -233,6 +203,39 @@ impl Node {
             );
             return self.answer_frame(now, &reply, f);
         }
+        // The same request (same caller, same correlation id) runs at most once: a copy
+        // that arrives again — as a bundle after its link failed, or retransmitted — waits
+        // for the first one's result or gets the result kept from it.
+        let key = RequestKey {
+            caller: caller.map_or_else(|| link.map_or([0; 16], |l| l.0), |c| c.0),
+            correlation: frame.correlation,
+        };
+        let expires = (frame.ttl_ms != 0).then(|| frame.timestamp_ms.saturating_add(frame.ttl_ms));
+        let reply = match self.requests.admit(now_ms, key, expires, reply) {
+            Admit::Run(reply) => reply,
+            Admit::Joined => {
+                self.guard.record(&entry(AuditOutcome::Duplicate));
+                return;
+            }
+            Admit::Answer(response, to) => {
+                self.guard.record(&entry(AuditOutcome::Duplicate));
+                return self.answer_frame(now, &to, *response);
+            }
+            Admit::Forgotten(to) => {
+                self.guard.record(&entry(AuditOutcome::Duplicate));
+                let f = frame.respond(
+                    Outcome::Err {
+                        code: ErrorCode::Replayed,
+                        message: format!(
+                            "request {:016x} already ran here; its result is no longer kept",
+                            frame.correlation
+                        ),
+                    },
+                    now_ms,
+                );
+                return self.answer_frame(now, &to, f);
+            }
+        };
         let params: Value = if params.is_empty() {
             Value::Null
         } else {
@@ -255,12 +258,12 @@ impl Node {
             };
             self.guard.record(&entry(audited));
             let f = frame.respond(outcome, now_ms);
-            return self.answer_frame(now, &reply, f);
+            return self.complete_request(now, key, reply, f);
         }
         if let Some(result) = self.builtin(now, command) {
             self.guard.record(&entry(AuditOutcome::Success));
             let f = frame.respond(Outcome::Ok(result.to_string().into_bytes()), now_ms);
-            return self.answer_frame(now, &reply, f);
+            return self.complete_request(now, key, reply, f);
         }
         let Some(reg) = self.commands.get(command).cloned() else {
             self.guard.record(&entry(AuditOutcome::Error));
@@ -271,7 +274,7 @@ impl Node {
                 },
                 now_ms,
             );
-            return self.answer_frame(now, &reply, f);
+            return self.complete_request(now, key, reply, f);
         };
         let calls = self.calls.clone();
         let progress = match link {
@@ -329,16 +332,66 @@ impl Node {
                     to: reply,
                     response,
                     audit: Some(audit),
+                    request: Some(key),
                 })
                 .await;
         });
     }
 
-    /// Answer a frame where it came from.
+    /// A request finished with `response`: keep it in the request log and answer the
+    /// request and every copy of it that arrived while it ran.
+    pub(super) fn complete_request(
+        &mut self,
+        now: Instant,
+        key: RequestKey,
+        reply: FrameReply,
+        response: GridFrame,
+    ) {
+        let joined = self.requests.finish(&key, &response);
+        for to in joined {
+            self.answer_frame(now, &to, response.clone());
+        }
+        self.answer_frame(now, &reply, response);
+    }
+
+    /// Answer a frame where it came from. An answer whose link is gone (closed, or the
+    /// response cannot be sent on it) goes to an identified caller as a bundle, so a
+    /// delay-tolerant caller still gets it.
     pub(super) fn answer_frame(&mut self, now: Instant, to: &FrameReply, frame: GridFrame) {
         match to {
-            FrameReply::Link { link, request_id } => {
-                self.respond_frame(now, *link, *request_id, &frame)
+            FrameReply::Link {
+                link,
+                request_id,
+                caller,
+            } => {
+                let active = self
+                    .transport
+                    .link(link)
+                    .is_some_and(|l| l.state == rns_core::link::LinkState::Active);
+                let sent = active && {
+                    let value = rmpv::Value::Binary(frame.encode());
+                    match self.transport.link_respond(now, link, request_id, &value) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::debug!(%link, error = %e, "could not answer on the link");
+                            false
+                        }
+                    }
+                };
+                if sent {
+                    return;
+                }
+                let Some(caller) = caller else {
+                    tracing::debug!(%link, "the link of an anonymous caller is gone; answer dropped");
+                    return;
+                };
+                if frame.expired(now.as_millis()) {
+                    return;
+                }
+                tracing::info!(%link, correlation = frame.correlation, "the caller's link is gone; the answer goes as a bundle");
+                if let Err(e) = self.send_bundle(now, caller, frame) {
+                    tracing::warn!(to = %caller.hash(), error = %e, "could not queue an answer bundle");
+                }
             }
             FrameReply::Bundle { to } => {
                 if let Err(e) = self.send_bundle(now, to, frame) {

@@ -188,8 +188,7 @@ impl Node {
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
                 if path_hash == rns_core::link::wire::path_hash(crate::commands::FRAME_PATH) =>
             {
-                let caller = remote_identity.map(|i| i.hash());
-                self.on_frame_request(now, link, request_id, data, caller);
+                self.on_frame_request(now, link, request_id, data, remote_identity);
             }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
                 if path_hash == rns_core::link::wire::path_hash(crate::bundle::wire::BUNDLE_PATH) =>

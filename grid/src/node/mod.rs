@@ -113,8 +113,9 @@ struct Node {
     recent_events: events::RecentEvents,
     /// Trust levels, the ACL and the audit log.
     guard: Guard,
-    /// Recent requests, to refuse replays.
-    seen_requests: grid_frames::SeenRequests,
+    /// Requests accepted recently, so each runs at most once (see
+    /// [`crate::proto::request_log`]).
+    requests: crate::proto::request_log::RequestLog<grid_frames::FrameReply>,
     /// What this node can do (its announce app_data).
     capabilities: crate::capabilities::Capabilities,
     /// Grid nodes heard announcing, with what they can do: hops and when last heard.
@@ -686,7 +687,7 @@ impl Node {
             subscriptions: Vec::new(),
             recent_events: events::RecentEvents::default(),
             guard,
-            seen_requests: grid_frames::SeenRequests::default(),
+            requests: crate::proto::request_log::RequestLog::default(),
             capabilities,
             peers: HashMap::new(),
             events,
@@ -783,6 +784,8 @@ impl Node {
             }
         }
         self.peers.insert(node, (caps, hops, now));
+        // Bundles waiting for this node (or for nodes behind this custodian) may move now.
+        self.courier_wake.notify_one();
     }
 
     /// Introduce ourselves on slow interfaces whose random wait is over.
@@ -933,6 +936,7 @@ impl Node {
                 ..
             } => {
                 tracing::debug!(%destination, hops, "announce");
+                self.relink_pending(now, destination);
                 if name_hash == rns_core::destination::name_hash(well_known::GRID_NODE) {
                     self.on_grid_node_announce(now, destination, hops, &app_data);
                 }

@@ -155,6 +155,49 @@ impl Node {
         }
     }
 
+    /// `destination` announced: link requests still pending towards it went along a path
+    /// that may have led nowhere (the node was gone, or came back on another interface),
+    /// so they are sent again on the fresh path, keeping their waiters and deadlines. A
+    /// caller then sees the link come up moments after the announce instead of waiting
+    /// out the old request's timeout.
+    pub(super) fn relink_pending(&mut self, now: Instant, destination: AddressHash) {
+        let pending = |t: &rns_core::transport::Transport, l: &LinkId| {
+            t.link(l).is_some_and(|i| {
+                i.destination == destination
+                    && i.initiator
+                    && i.state == rns_core::link::LinkState::Pending
+            })
+        };
+        let transport = &self.transport;
+        if !self
+            .waiters
+            .iter()
+            .any(|w| matches!(&w.wait, Wait::LinkUp(l) if pending(transport, l)))
+        {
+            return;
+        }
+        let stale: Vec<LinkId> = self
+            .waiters
+            .iter()
+            .filter_map(|w| match &w.wait {
+                Wait::LinkUp(l) if pending(&self.transport, l) => Some(*l),
+                _ => None,
+            })
+            .collect();
+        for w in self.take_waiters(|w| matches!(w, Wait::LinkUp(l) if stale.contains(l))) {
+            match self.transport.open_link(now, &destination) {
+                Ok(link) => {
+                    tracing::debug!(%destination, %link, "announce heard; link request sent again");
+                    self.wait(w.deadline, w.reply, Wait::LinkUp(link));
+                }
+                Err(e) => w.reply.fail(e),
+            }
+        }
+        for old in stale {
+            let _ = self.transport.close_link(now, &old);
+        }
+    }
+
     /// Fail the waiters whose deadline has passed.
     pub(super) fn expire_waiters(&mut self, now: Instant) {
         for w in self.take_waiters(|_| true) {

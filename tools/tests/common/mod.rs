@@ -263,6 +263,23 @@ impl Grid {
         std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
     }
 
+    /// Stop the node with SIGTERM (a clean shutdown), wait for it to exit, and keep its
+    /// state directory.
+    pub fn terminate(mut self) -> TempDir {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let end = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < end {
+            if !self.alive() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!self.alive(), "grid node did not stop on SIGTERM");
+        self.kill();
+        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

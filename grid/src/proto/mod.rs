@@ -1,0 +1,6 @@
+//! The grid layer's decisions without IO: state machines that take time (and anything
+//! random) as input and say what to do, so they run the same in a node, in a test and in
+//! a simulator. Nothing here uses tokio, sockets, files, threads or the clock (a test in
+//! `tests/layering.rs` checks it).
+
+pub mod request_log;

@@ -1,0 +1,77 @@
+//! The sans-IO cores stay free of IO: `rns-core` and the grid layer's `proto` module may
+//! not use tokio, files, sockets, threads or the clock. Time and randomness are handed in.
+
+use std::path::{Path, PathBuf};
+
+/// Words that mean IO, threads or a clock read.
+const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "std::fs",
+    "std::net",
+    "std::thread",
+    "std::process",
+    "SystemTime",
+    "Instant::now",
+    "OsRng",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn check(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    assert!(!files.is_empty(), "no sources under {}", dir.display());
+    let mut found = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in FORBIDDEN {
+                if code.contains(word) {
+                    found.push(format!(
+                        "{}:{}: {word}: {}",
+                        f.display(),
+                        n + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn sans_io_cores_do_no_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = check(&root.join("src/proto"));
+    found.extend(check(&root.join("../rns-core/src")));
+    assert!(
+        found.is_empty(),
+        "IO in a sans-IO core:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_check_finds_io_when_there_is_some() {
+    let dir = std::env::temp_dir().join(format!("grid-layering-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad.rs"),
+        "fn f() { let _ = std::fs::read(\"x\"); }\n",
+    )
+    .unwrap();
+    let found = check(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+}
