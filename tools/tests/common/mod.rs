@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod hostile;
+
 pub const RNS_VERSION: &str = "1.5.7";
 
 pub fn workspace() -> PathBuf {
@@ -137,6 +139,15 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> 
     }
 }
 
+/// Resident memory (KiB) from a `/proc/<pid>/status` file.
+pub fn rss_of(status: &Path) -> Option<u64> {
+    std::fs::read_to_string(status)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// A running `grid node`.
 pub struct Grid {
     pub dir: TempDir,
@@ -195,12 +206,17 @@ impl Grid {
 
     /// The node's resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        rss_of(&self.proc_status_path()).unwrap_or(0)
+    }
+
+    /// `/proc/<pid>/status` of the node process.
+    pub fn proc_status_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/status", self.child.id()))
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the node process is still running.
