@@ -41,6 +41,14 @@ fn store_and_forward_through_a_custody_node_between_nodes_never_up_together() {
     ));
     let custody_dest = custody.destination();
 
+    // A and B name the custody node in their config (a node announcing the custody role
+    // is used only when trusted).
+    let client = |port: u16| {
+        format!(
+            "{}[bundles]\ncustody_peers = [\"{custody_dest}\"]\n",
+            client(port)
+        )
+    };
     // B is up first, long enough for the custody node to hear it; then it goes.
     let b = Grid::start(&client(port));
     let b_dest = b.destination();

@@ -129,7 +129,7 @@ impl Node {
                 let _ = done.send(self.bundle_routes(now, &dests));
             }
             Call::TakeBundles(list, done) => {
-                let _ = done.send(self.take_bundles(now, list));
+                let _ = done.send(self.take_bundles(now, list, None, true));
             }
             Call::RecallIdentity(node, done) => {
                 let _ = done.send(self.recall_node(&node));

@@ -100,7 +100,7 @@ impl Node {
         let caller_node =
             caller.map(|c| rns_core::destination::hash_from_name("grid.node", Some(&c)));
         match x {
-            Exchange::Push(list) => self.take_bundles(now, list),
+            Exchange::Push(list) => self.take_bundles(now, list, caller, false),
             Exchange::Pull { max_bytes } => {
                 let Some(node) = caller_node else {
                     return ExchangeReply::Refused("identify on the link to pull bundles".into());
@@ -139,9 +139,18 @@ impl Node {
         }
     }
 
-    /// Take pushed (or pulled) bundles: open those for this node, hold the others when
-    /// this node is a custodian.
-    pub(super) fn take_bundles(&mut self, now: Instant, list: Vec<WireBundle>) -> ExchangeReply {
+    /// Take pushed (or `pulled`) bundles: open those for this node; hold the others when
+    /// this node is a custodian and the node handing them over (`caller`, its identity
+    /// hash) may leave them here. A trusted caller is bounded by the store's quota only;
+    /// a stranger by its share ([`crate::config::StrangerConfig`]) and the longest TTL
+    /// held for strangers; an anonymous caller may hand over only bundles for this node.
+    pub(super) fn take_bundles(
+        &mut self,
+        now: Instant,
+        list: Vec<WireBundle>,
+        caller: Option<AddressHash>,
+        pulled: bool,
+    ) -> ExchangeReply {
         let now_ms = now.as_millis();
         let (mut accepted, mut refused) = (Vec::new(), Vec::new());
         let mut held = false;
@@ -153,14 +162,12 @@ impl Node {
                 Err("expired".to_string())
             } else if b.destination == self.grid_destination.0 {
                 self.open_bundle(now, &b)
-            } else if self.bundle_config.custody {
-                held = true;
-                self.bundles
-                    .insert(&StoredBundle::from_wire(b, true))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            } else {
+            } else if !self.bundle_config.custody || pulled {
                 Err("not for this node, and this node holds no bundles for others".to_string())
+            } else {
+                let r = self.hold_bundle(now_ms, b, caller);
+                held |= r.is_ok();
+                r
             };
             match r {
                 Ok(()) => accepted.push(id),
@@ -174,6 +181,44 @@ impl Node {
             self.courier_wake.notify_one();
         }
         ExchangeReply::Pushed { accepted, refused }
+    }
+
+    /// Hold a bundle for another node as its custodian, within what `caller` may leave
+    /// here. Durable before it returns: the caller drops its copy on our acceptance.
+    fn hold_bundle(
+        &mut self,
+        now_ms: u64,
+        b: WireBundle,
+        caller: Option<AddressHash>,
+    ) -> Result<(), String> {
+        let Some(caller) = caller else {
+            return Err("identify on the link to hand over bundles for other nodes".into());
+        };
+        let bundle = StoredBundle::from_wire(b, true);
+        if self.guard.trust.level(&caller) >= TrustLevel::Trusted {
+            return self
+                .bundles
+                .insert(&bundle)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        let strangers = self.bundle_config.strangers;
+        let longest = now_ms.saturating_add(strangers.max_ttl.as_millis() as u64);
+        if bundle.expires_ms > longest {
+            return Err(format!(
+                "lives longer than this custodian holds bundles from nodes it does not trust ({})",
+                humantime::format_duration(strangers.max_ttl)
+            ));
+        }
+        let limits = crate::bundle::store::StrangerLimits {
+            bundles: strangers.bundles,
+            bytes: strangers.bytes,
+            total_bytes: (self.bundle_config.store_limit as f64 * strangers.share) as u64,
+        };
+        self.bundles
+            .insert_held(&bundle, &caller.0, &limits)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Open and act on a bundle for this node (once: a bundle seen before is accepted
@@ -345,16 +390,26 @@ impl Node {
         }
         self.path_requested
             .retain(|_, t| now.saturating_since(*t) < PATH_REQUEST_EVERY * 4);
+        // Custodians are the configured ones, in their order, then nodes announcing the
+        // custody role whose identity this node trusts: never a stranger, which could
+        // take bundles and drop them.
         let mut custodians: Vec<AddressHash> = self.bundle_config.custody_peers.clone();
-        custodians.extend(
-            self.peers
-                .iter()
-                .filter(|(_, (caps, ..))| caps.roles & crate::capabilities::roles::CUSTODY != 0)
-                .map(|(d, _)| *d),
-        );
-        custodians.sort();
-        custodians.dedup();
-        custodians.retain(|c| *c != self.grid_destination && self.transport.path(c).is_some());
+        let mut trusted: Vec<(u8, AddressHash)> = self
+            .peers
+            .iter()
+            .filter(|(_, (caps, ..))| caps.roles & crate::capabilities::roles::CUSTODY != 0)
+            .filter(|(d, _)| {
+                self.recall_node(d)
+                    .is_some_and(|id| self.guard.trust.level(&id.hash()) >= TrustLevel::Trusted)
+            })
+            .map(|(d, (_, hops, _))| (*hops, *d))
+            .collect();
+        trusted.sort();
+        custodians.extend(trusted.into_iter().map(|(_, d)| d));
+        let mut seen = std::collections::HashSet::new();
+        custodians.retain(|c| {
+            seen.insert(*c) && *c != self.grid_destination && self.transport.path(c).is_some()
+        });
         Routes {
             reachable,
             heard_ms,

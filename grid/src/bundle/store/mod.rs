@@ -61,11 +61,17 @@ const SEEN_BY_EXPIRY: TableDefinition<&[u8; 24], ()> = TableDefinition::new("see
 const JOBS: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("jobs");
 const JOB_ORDER: TableDefinition<u64, u64> = TableDefinition::new("job_order");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Bundles held for strangers: id → the identity hash of the node that handed it over.
+const HOLDERS: TableDefinition<&Id, &Id> = TableDefinition::new("held_for");
+/// What each stranger has this custodian hold: identity hash → (bundles, sealed bytes).
+const HOLDER_USE: TableDefinition<&Id, (u64, u64)> = TableDefinition::new("held_use");
 
 /// `meta` key: the sum of the sealed sizes of all stored bundles.
 const META_BYTES: &str = "sealed_bytes";
 /// `meta` key: the last job insertion sequence number handed out.
 const META_JOB_SEQ: &str = "job_seq";
+/// `meta` key: the sealed bytes held for strangers, all together.
+const META_HELD_BYTES: &str = "held_bytes";
 
 /// Why a bundle store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +96,17 @@ pub enum StoreError {
         size: u64,
         /// The limit it passed.
         max: u64,
+    },
+    /// A stranger (a node this custodian does not trust) would pass its share.
+    #[error("bundle store: {what} held for strangers would pass {limit} (now {used})")]
+    StrangerQuota {
+        /// Which limit: "bundles of one stranger", "bytes of one stranger", "bytes of all
+        /// strangers".
+        what: &'static str,
+        /// Used now.
+        used: u64,
+        /// The limit.
+        limit: u64,
     },
     /// A stored record could not be decoded; it has been (or will be) removed.
     #[error("bundle store: corrupt record: {0}")]
@@ -132,6 +149,19 @@ pub enum Inserted {
     /// The bundle was already stored, or was already delivered/handled here (seen); nothing
     /// changed.
     Duplicate,
+}
+
+/// What a custodian holds for strangers — nodes it does not trust — so that they cannot
+/// fill its store: each one's bundles and bytes, and all of theirs together (the rest of
+/// the quota stays for this node's own bundles and its trusted peers').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrangerLimits {
+    /// Bundles one stranger may have held here.
+    pub bundles: u64,
+    /// Sealed bytes one stranger may have held here.
+    pub bytes: u64,
+    /// Sealed bytes all strangers together may have held here.
+    pub total_bytes: u64,
 }
 
 /// Totals over the store, for status displays and quota decisions.
@@ -271,6 +301,66 @@ impl BundleStore {
             t.add(&record, &raw)?;
             Ok((Inserted::New, true))
         })
+    }
+
+    /// Store a bundle handed over by stranger `holder` (its identity hash) for another
+    /// node, within `limits` as well as the store's quota; the stranger's share is freed
+    /// as its bundles are delivered or expire.
+    pub fn insert_held(
+        &self,
+        b: &StoredBundle,
+        holder: &Id,
+        limits: &StrangerLimits,
+    ) -> Result<Inserted, StoreError> {
+        if b.sealed.len() > MAX_SEALED_BYTES {
+            return Err(StoreError::TooLarge {
+                size: b.sealed.len() as u64,
+                max: MAX_SEALED_BYTES as u64,
+            });
+        }
+        let record = Record::of(b);
+        let raw = postcard::to_allocvec(&record).ctx("encode bundle")?;
+        let size = b.sealed.len() as u64;
+        self.write("insert held bundle", |t| {
+            if t.bundles.get(&b.id).ctx("look up bundle")?.is_some()
+                || t.seen.get(&b.id).ctx("look up seen")?.is_some()
+            {
+                return Ok((Inserted::Duplicate, false));
+            }
+            let (count, bytes) = t.holder_use(holder)?;
+            let all = t.meta_get(META_HELD_BYTES)?.unwrap_or(0);
+            let checks = [
+                ("bundles of one stranger", count, 1, limits.bundles),
+                ("bytes of one stranger", bytes, size, limits.bytes),
+                ("bytes of all strangers", all, size, limits.total_bytes),
+            ];
+            for (what, used, add, limit) in checks {
+                if used.saturating_add(add) > limit {
+                    return Err(StoreError::StrangerQuota { what, used, limit });
+                }
+            }
+            let used = t.bytes()?;
+            if used.saturating_add(size) > self.quota_bytes {
+                return Err(StoreError::QuotaExceeded {
+                    used,
+                    quota: self.quota_bytes,
+                    size,
+                });
+            }
+            t.add(&record, &raw)?;
+            t.hold(&b.id, holder, size)?;
+            Ok((Inserted::New, true))
+        })
+    }
+
+    /// What stranger `holder` has this custodian hold: (bundles, sealed bytes).
+    pub fn held_for(&self, holder: &Id) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read().ctx("held for")?;
+        let table = txn.open_table(HOLDER_USE).ctx("held for")?;
+        Ok(table
+            .get(holder)
+            .ctx("held for")?
+            .map_or((0, 0), |g| g.value()))
     }
 
     /// The bundle with this id, if stored. An undecodable record is removed and reported as

@@ -111,6 +111,8 @@ pub(super) struct Tables<'t> {
     pub(super) jobs: Table<'t, u64, (u64, &'static [u8])>,
     pub(super) job_order: Table<'t, u64, u64>,
     pub(super) meta: Table<'t, &'static str, u64>,
+    pub(super) holders: Table<'t, &'static Id, &'static Id>,
+    pub(super) holder_use: Table<'t, &'static Id, (u64, u64)>,
     /// An undecodable bundle was met: the derived tables must be rebuilt before commit.
     pub(super) corrupt: bool,
 }
@@ -127,6 +129,8 @@ impl<'t> Tables<'t> {
             jobs: txn.open_table(JOBS).ctx("open jobs table")?,
             job_order: txn.open_table(JOB_ORDER).ctx("open job order")?,
             meta: txn.open_table(META).ctx("open meta table")?,
+            holders: txn.open_table(HOLDERS).ctx("open holders table")?,
+            holder_use: txn.open_table(HOLDER_USE).ctx("open holder use table")?,
             corrupt: false,
         })
     }
@@ -204,10 +208,89 @@ impl<'t> Tables<'t> {
                 }
                 let bytes = self.bytes()?.saturating_sub(i.size);
                 self.meta_set(META_BYTES, bytes)?;
+                self.release(id, i.size)?;
             }
             None => self.corrupt = true,
         }
         Ok(true)
+    }
+
+    /// What `holder` has held here: (bundles, sealed bytes).
+    pub(super) fn holder_use(&self, holder: &Id) -> Result<(u64, u64), StoreError> {
+        Ok(self
+            .holder_use
+            .get(holder)
+            .ctx("read holder use")?
+            .map_or((0, 0), |g| g.value()))
+    }
+
+    /// Records that bundle `id` (`size` sealed bytes) is held for stranger `holder`.
+    pub(super) fn hold(&mut self, id: &Id, holder: &Id, size: u64) -> Result<(), StoreError> {
+        self.holders.insert(id, holder).ctx("insert holder")?;
+        let (count, bytes) = self.holder_use(holder)?;
+        self.holder_use
+            .insert(holder, (count + 1, bytes.saturating_add(size)))
+            .ctx("write holder use")?;
+        let all = self.meta_get(META_HELD_BYTES)?.unwrap_or(0);
+        self.meta_set(META_HELD_BYTES, all.saturating_add(size))
+    }
+
+    /// Frees the stranger's share of bundle `id` (`size` sealed bytes), if it had one.
+    fn release(&mut self, id: &Id, size: u64) -> Result<(), StoreError> {
+        let Some(holder) = self
+            .holders
+            .remove(id)
+            .ctx("remove holder")?
+            .map(|g| *g.value())
+        else {
+            return Ok(());
+        };
+        let (count, bytes) = self.holder_use(&holder)?;
+        if count <= 1 {
+            self.holder_use.remove(&holder).ctx("remove holder use")?;
+        } else {
+            self.holder_use
+                .insert(&holder, (count - 1, bytes.saturating_sub(size)))
+                .ctx("write holder use")?;
+        }
+        let all = self.meta_get(META_HELD_BYTES)?.unwrap_or(0);
+        self.meta_set(META_HELD_BYTES, all.saturating_sub(size))
+    }
+
+    /// Rebuilds the strangers' shares from `holders` and `bundles` (dropping holder
+    /// entries whose bundle is gone).
+    fn rebuild_holders(&mut self) -> Result<(), StoreError> {
+        let mut held = Vec::new();
+        for entry in self.holders.iter().ctx("scan holders")? {
+            let (k, v) = entry.ctx("scan holders")?;
+            held.push((*k.value(), *v.value()));
+        }
+        let mut usage: BTreeMap<Id, (u64, u64)> = BTreeMap::new();
+        let mut all = 0u64;
+        for (id, holder) in held {
+            let size = match self.bundles.get(&id).ctx("read bundle")? {
+                Some(raw) => decode(&id, raw.value()).map(|r| r.sealed.len() as u64),
+                None => None,
+            };
+            match size {
+                Some(size) => {
+                    let u = usage.entry(holder).or_default();
+                    u.0 += 1;
+                    u.1 = u.1.saturating_add(size);
+                    all = all.saturating_add(size);
+                }
+                None => {
+                    self.holders.remove(&id).ctx("remove stale holder")?;
+                }
+            }
+        }
+        self.holder_use
+            .retain(|_, _| false)
+            .ctx("clear holder use")?;
+        for (holder, u) in usage {
+            self.holder_use.insert(&holder, u).ctx("write holder use")?;
+        }
+        self.meta_set(META_HELD_BYTES, all)
     }
 
     /// Rebuilds the index tables, destination counts and byte total from `bundles`,
@@ -241,6 +324,7 @@ impl<'t> Tables<'t> {
             bytes = bytes.saturating_add(i.size);
         }
         self.meta_set(META_BYTES, bytes)?;
+        self.rebuild_holders()?;
         self.corrupt = false;
         if !bad.is_empty() {
             tracing::warn!(
@@ -310,6 +394,17 @@ impl<'t> Tables<'t> {
         }
         if self.jobs.len().ctx("count jobs")? != self.job_order.len().ctx("count jobs")? {
             self.rebuild_jobs()?;
+            fixed = true;
+        }
+        let mut held = 0u64;
+        for entry in self.holder_use.iter().ctx("scan holder use")? {
+            let (_, v) = entry.ctx("scan holder use")?;
+            held = held.saturating_add(v.value().0);
+        }
+        if self.holders.len().ctx("count holders")? != held
+            || self.meta_get(META_HELD_BYTES)?.is_none()
+        {
+            self.rebuild_holders()?;
             fixed = true;
         }
         Ok(fixed)

@@ -42,6 +42,86 @@ fn record_encoding_is_postcard_of_stored_bundle() {
 }
 
 #[test]
+fn strangers_get_a_bounded_share_that_is_freed_as_bundles_leave() {
+    let dir = TempDir::new("bundles", "strangers");
+    let limits = StrangerLimits {
+        bundles: 3,
+        bytes: 250,
+        total_bytes: 400,
+    };
+    let (x, y, z) = ([0xa1; 16], [0xb2; 16], [0xc3; 16]);
+    {
+        let s = open(&dir, 1000);
+        for i in 1..=3 {
+            assert_eq!(
+                s.insert_held(&bundle(i, 9, 10, 50), &x, &limits).unwrap(),
+                Inserted::New
+            );
+        }
+        // One stranger's count, then its bytes, then all strangers' bytes.
+        let e = s
+            .insert_held(&bundle(4, 9, 10, 50), &x, &limits)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::StrangerQuota {
+                    what: "bundles of one stranger",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = s
+            .insert_held(&bundle(5, 9, 10, 260), &y, &limits)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::StrangerQuota {
+                    what: "bytes of one stranger",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            s.insert_held(&bundle(6, 9, 10, 200), &y, &limits).unwrap(),
+            Inserted::New
+        );
+        let e = s
+            .insert_held(&bundle(7, 9, 10, 100), &z, &limits)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::StrangerQuota {
+                    what: "bytes of all strangers",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // The node's own bundles still fit.
+        assert_eq!(s.insert(&bundle(8, 9, 10, 500)).unwrap(), Inserted::New);
+        assert_eq!(s.held_for(&x).unwrap(), (3, 150));
+    }
+    // Durable: the shares are there after a reopen, and freed by delivery and expiry.
+    let s = open(&dir, 1000);
+    assert_eq!(s.held_for(&x).unwrap(), (3, 150));
+    assert_eq!(s.remove(&[[1; 16]]).unwrap(), 1);
+    assert_eq!(s.held_for(&x).unwrap(), (2, 100));
+    assert_eq!(s.expire(2_000).unwrap(), 4);
+    assert_eq!(s.held_for(&x).unwrap(), (0, 0));
+    assert_eq!(s.held_for(&y).unwrap(), (0, 0));
+    assert_eq!(
+        s.insert_held(&bundle(7, 9, 3_000, 100), &z, &limits)
+            .unwrap(),
+        Inserted::New
+    );
+}
+
+#[test]
 fn insert_get_remove() {
     let dir = TempDir::new("bundles", "basic");
     let s = open(&dir, 1 << 20);

@@ -8,6 +8,10 @@ use rns_core::ifac::Ifac;
 use rns_core::transport::{InterfaceConfig, InterfaceMode, LocalRole};
 use serde::Deserialize;
 
+mod bundles;
+use bundles::RawBundles;
+pub use bundles::{BundleConfig, StrangerConfig};
+
 /// The configuration written to a new state directory by `grid node`.
 pub const DEFAULT_CONFIG: &str = r#"# Grid node configuration. See docs/configuration.md for every key.
 
@@ -51,6 +55,13 @@ allow_all = false
 custody = false
 custody_peers = []
 store_limit_mb = 256
+# What a custody node holds for nodes it does not trust (strangers): bundles and
+# MiB per stranger, the share of store_limit_mb all strangers together may use,
+# and the longest TTL accepted from them.
+stranger_bundles = 256
+stranger_mb = 16
+strangers_share = 0.25
+stranger_max_ttl = "1d"
 
 # Connect to another node (uncomment and set the address):
 # [[interface]]
@@ -332,52 +343,6 @@ struct RawConfig {
     acl: toml::Table,
     #[serde(default)]
     bundles: RawBundles,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBundles {
-    #[serde(default)]
-    custody: bool,
-    #[serde(default)]
-    custody_peers: Vec<String>,
-    #[serde(default = "default_store_limit")]
-    store_limit_mb: u64,
-}
-
-impl Default for RawBundles {
-    fn default() -> Self {
-        RawBundles {
-            custody: false,
-            custody_peers: Vec::new(),
-            store_limit_mb: default_store_limit(),
-        }
-    }
-}
-
-fn default_store_limit() -> u64 {
-    256
-}
-
-/// Delay-tolerant delivery settings (`[bundles]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BundleConfig {
-    /// Hold bundles for other nodes and hand them on (the custody role).
-    pub custody: bool,
-    /// Custody nodes (`grid.node` destinations) to use besides those heard announcing.
-    pub custody_peers: Vec<rns_core::AddressHash>,
-    /// Most bytes of bundles kept.
-    pub store_limit: u64,
-}
-
-impl Default for BundleConfig {
-    fn default() -> Self {
-        BundleConfig {
-            custody: false,
-            custody_peers: Vec::new(),
-            store_limit: default_store_limit() << 20,
-        }
-    }
 }
 
 #[derive(Deserialize, Default)]
@@ -672,26 +637,7 @@ impl Config {
             allow_all: raw.cp.allow_all,
         };
         let acl = crate::acl::Acl::from_table(&raw.acl).map_err(|e| err("acl", e.to_string()))?;
-        let mut custody_peers = Vec::new();
-        for (i, p) in raw.bundles.custody_peers.iter().enumerate() {
-            custody_peers.push(p.parse().map_err(|e| {
-                err(
-                    &format!("bundles.custody_peers[{i}]"),
-                    format!("invalid destination hash \"{p}\": {e}"),
-                )
-            })?);
-        }
-        if raw.bundles.store_limit_mb == 0 || raw.bundles.store_limit_mb > 1 << 20 {
-            return Err(err(
-                "bundles.store_limit_mb",
-                "must be between 1 and 1048576".into(),
-            ));
-        }
-        let bundles = BundleConfig {
-            custody: raw.bundles.custody,
-            custody_peers,
-            store_limit: raw.bundles.store_limit_mb << 20,
-        };
+        let bundles = bundles::parse(&raw.bundles).map_err(|(key, reason)| err(&key, reason))?;
         Ok(Config {
             acl,
             bundles,
@@ -779,6 +725,21 @@ mod tests {
         let e = parse("[bundles]\nstore_limit_mb = 0\n").unwrap_err();
         assert_eq!(e.key, "bundles.store_limit_mb");
         assert!(parse("[bundles]\ncustodian = true\n").is_err());
+        let c = parse("[bundles]\nstranger_bundles = 10\nstranger_mb = 2\nstrangers_share = 0.5\nstranger_max_ttl = \"2h\"\n").unwrap();
+        assert_eq!(c.bundles.strangers.bundles, 10);
+        assert_eq!(c.bundles.strangers.bytes, 2 << 20);
+        assert_eq!(c.bundles.strangers.share, 0.5);
+        assert_eq!(c.bundles.strangers.max_ttl, Duration::from_secs(7200));
+        for (text, key) in [
+            ("stranger_bundles = 0", "bundles.stranger_bundles"),
+            ("stranger_mb = 0", "bundles.stranger_mb"),
+            ("strangers_share = 1.5", "bundles.strangers_share"),
+            ("stranger_max_ttl = \"soon\"", "bundles.stranger_max_ttl"),
+            ("stranger_max_ttl = \"5s\"", "bundles.stranger_max_ttl"),
+        ] {
+            let e = parse(&format!("[bundles]\n{text}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{text}");
+        }
     }
 
     #[test]
