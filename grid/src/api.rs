@@ -222,6 +222,7 @@ pub(crate) enum Call {
     /// Wait for the answer bundle to request `correlation` (fails when too many wait).
     AwaitBundle {
         correlation: u64,
+        node: AddressHash,
         waiter: oneshot::Sender<crate::frame::GridFrame>,
         done: oneshot::Sender<Result<(), String>>,
     },
@@ -976,6 +977,7 @@ impl NodeHandle {
         let (tx, mut rx) = oneshot::channel();
         self.ask(|done| Call::AwaitBundle {
             correlation,
+            node,
             waiter: tx,
             done,
         })

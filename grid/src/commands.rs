@@ -18,6 +18,11 @@ use crate::frame::ErrorCode;
 /// The RNS request path GridFrames travel on.
 pub const FRAME_PATH: &str = "grid/frame";
 
+/// What a caller that did not identify on its link may run: read-only built-ins. Anything
+/// else (registered commands, subscriptions, pairing) needs an identity, so that trust,
+/// blocking, quotas and the audit log apply to a known peer.
+pub const ANONYMOUS_COMMANDS: [&str; 3] = ["grid/ping", "grid/capabilities", "list"];
+
 /// Built-in commands and what they do.
 pub const BUILTINS: [(&str, &str); 5] = [
     (

@@ -75,10 +75,11 @@ impl Node {
             }
             Call::AwaitBundle {
                 correlation,
+                node,
                 waiter,
                 done,
             } => {
-                let _ = done.send(self.await_bundle(correlation, waiter));
+                let _ = done.send(self.await_bundle(correlation, node, waiter));
             }
             Call::SendBundle {
                 recipient,

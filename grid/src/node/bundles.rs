@@ -152,8 +152,13 @@ impl Node {
         pulled: bool,
     ) -> ExchangeReply {
         let now_ms = now.as_millis();
-        let (mut accepted, mut refused) = (Vec::new(), Vec::new());
-        let mut held = false;
+        let mut refused = Vec::new();
+        // Checked first, then stored in one transaction (one fsync for the exchange),
+        // then acted on: a bundle is accepted only once it is durable.
+        let mut ours_seen = Vec::new();
+        let mut opened = Vec::new();
+        let mut already = Vec::new();
+        let mut held: Vec<(StoredBundle, Option<[u8; 16]>)> = Vec::new();
         for b in list.into_iter().take(BATCH_COUNT) {
             let id = b.id;
             let r = if b.sealed.len() > MAX_SEALED {
@@ -161,79 +166,100 @@ impl Node {
             } else if b.expires_ms <= now_ms {
                 Err("expired".to_string())
             } else if b.destination == self.grid_destination.0 {
-                self.open_bundle(now, &b)
+                match self.bundles.is_seen(&b.id) {
+                    Ok(true) => Ok(None), // handled before: taken, not acted on again
+                    Ok(false) if ours_seen.iter().any(|(i, _)| *i == id) => Ok(None),
+                    Ok(false) => open_frame(&self.identity, &b)
+                        .map(|opened| Some((b.expires_ms, opened)))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+                .map(|o| match o {
+                    Some((expires, (sender, frame))) => {
+                        ours_seen.push((id, expires));
+                        opened.push((sender, frame));
+                    }
+                    None => already.push(id),
+                })
             } else if !self.bundle_config.custody || pulled {
                 Err("not for this node, and this node holds no bundles for others".to_string())
             } else {
-                let r = self.hold_bundle(now_ms, b, caller);
-                held |= r.is_ok();
-                r
+                self.may_hold(now_ms, &b, caller).map(|holder| {
+                    held.push((StoredBundle::from_wire(b, true), holder));
+                })
             };
-            match r {
-                Ok(()) => accepted.push(id),
-                Err(e) => {
-                    tracing::debug!(id = %hex::encode(id), reason = %e, "refused a bundle");
-                    refused.push((id, e));
-                }
+            if let Err(e) = r {
+                tracing::debug!(id = %hex::encode(id), reason = %e, "refused a bundle");
+                refused.push((id, e));
             }
         }
-        if held {
-            self.courier_wake.notify_one();
+        let limits = self.stranger_limits();
+        // Bundles handled before count as taken.
+        let mut accepted: Vec<[u8; 16]> = already;
+        match self.bundles.commit_exchange(&ours_seen, &held, &limits) {
+            Ok(results) => {
+                accepted.extend(ours_seen.iter().map(|(id, _)| *id));
+                let mut any = false;
+                for ((b, _), r) in held.iter().zip(results) {
+                    match r {
+                        Ok(_) => {
+                            any = true;
+                            accepted.push(b.id);
+                        }
+                        Err(e) => refused.push((b.id, e.to_string())),
+                    }
+                }
+                if any {
+                    self.courier_wake.notify_one();
+                }
+                for (sender, frame) in opened {
+                    tracing::debug!(from = %sender.hash(), correlation = frame.correlation, "bundle delivered");
+                    self.on_bundle_frame(now, sender, frame);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bundle store: could not take an exchange");
+                let why = e.to_string();
+                refused.extend(ours_seen.iter().map(|(id, _)| (*id, why.clone())));
+                refused.extend(held.iter().map(|(b, _)| (b.id, why.clone())));
+            }
         }
         ExchangeReply::Pushed { accepted, refused }
     }
 
-    /// Hold a bundle for another node as its custodian, within what `caller` may leave
-    /// here. Durable before it returns: the caller drops its copy on our acceptance.
-    fn hold_bundle(
-        &mut self,
+    /// Whether `caller` may leave bundle `b` here for another node: Ok(None) for a
+    /// trusted caller (bounded by the store's quota), Ok(Some(holder)) for a stranger
+    /// (bounded by its share, checked when stored), Err with the reason otherwise.
+    fn may_hold(
+        &self,
         now_ms: u64,
-        b: WireBundle,
+        b: &WireBundle,
         caller: Option<AddressHash>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<[u8; 16]>, String> {
         let Some(caller) = caller else {
             return Err("identify on the link to hand over bundles for other nodes".into());
         };
-        let bundle = StoredBundle::from_wire(b, true);
         if self.guard.trust.level(&caller) >= TrustLevel::Trusted {
-            return self
-                .bundles
-                .insert(&bundle)
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+            return Ok(None);
         }
-        let strangers = self.bundle_config.strangers;
-        let longest = now_ms.saturating_add(strangers.max_ttl.as_millis() as u64);
-        if bundle.expires_ms > longest {
+        let max_ttl = self.bundle_config.strangers.max_ttl;
+        if b.expires_ms > now_ms.saturating_add(max_ttl.as_millis() as u64) {
             return Err(format!(
                 "lives longer than this custodian holds bundles from nodes it does not trust ({})",
-                humantime::format_duration(strangers.max_ttl)
+                humantime::format_duration(max_ttl)
             ));
         }
-        let limits = crate::bundle::store::StrangerLimits {
+        Ok(Some(caller.0))
+    }
+
+    /// What strangers may have this node hold, from `[bundles]`.
+    fn stranger_limits(&self) -> crate::bundle::store::StrangerLimits {
+        let strangers = self.bundle_config.strangers;
+        crate::bundle::store::StrangerLimits {
             bundles: strangers.bundles,
             bytes: strangers.bytes,
             total_bytes: (self.bundle_config.store_limit as f64 * strangers.share) as u64,
-        };
-        self.bundles
-            .insert_held(&bundle, &caller.0, &limits)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Open and act on a bundle for this node (once: a bundle seen before is accepted
-    /// and ignored).
-    fn open_bundle(&mut self, now: Instant, b: &WireBundle) -> Result<(), String> {
-        if self.bundles.is_seen(&b.id).map_err(|e| e.to_string())? {
-            return Ok(());
         }
-        let (sender, frame) = open_frame(&self.identity, b).map_err(|e| e.to_string())?;
-        self.bundles
-            .mark_seen(&b.id, b.expires_ms)
-            .map_err(|e| e.to_string())?;
-        tracing::debug!(from = %sender.hash(), correlation = frame.correlation, "bundle delivered");
-        self.on_bundle_frame(now, sender, frame);
-        Ok(())
     }
 
     /// A frame that came in a bundle, from an authenticated sender.
@@ -253,10 +279,21 @@ impl Node {
             Body::Response(outcome) => {
                 let correlation = frame.correlation;
                 let outcome = outcome.clone();
-                if let Some(w) = self.bundle_waiters.remove(&correlation) {
-                    if w.send(frame).is_ok() {
+                let from = AddressHash(node_destination(&sender));
+                match self.bundle_waiters.get(&correlation) {
+                    // Only the node the request went to may answer it.
+                    Some((expected, _)) if *expected != from => {
+                        tracing::info!(%from, expected = %expected, correlation, "dropped an answer from a node the request did not go to");
                         return;
                     }
+                    Some(_) => {
+                        if let Some((_, w)) = self.bundle_waiters.remove(&correlation) {
+                            if w.send(frame).is_ok() {
+                                return;
+                            }
+                        }
+                    }
+                    None => {}
                 }
                 // Nobody waits any more (detached, or this node restarted): keep the
                 // result for `grid exec --result` and tell listeners.
@@ -268,6 +305,8 @@ impl Node {
                         json!({"ok": false, "code": code.as_str(), "error": format!("{}: {message}", code.as_str())})
                     }
                 };
+                let mut payload = payload;
+                payload["node"] = json!(from.to_string());
                 let event = crate::commands::job_event(correlation, "complete");
                 self.record_job(correlation, &payload);
                 let node = self.grid_destination.to_string();
@@ -275,7 +314,8 @@ impl Node {
             }
             Body::Event { event, payload } => {
                 let payload = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
-                let node = AddressHash(frame.source).to_string();
+                // The sealed sender, not what the frame claims.
+                let node = AddressHash(node_destination(&sender)).to_string();
                 let event = event.clone();
                 self.record_event(node, &event, payload);
             }
@@ -341,7 +381,7 @@ impl Node {
     ) -> Result<(), String> {
         let correlation = frame.correlation;
         if let Some(w) = waiter {
-            self.await_bundle(correlation, w)?;
+            self.await_bundle(correlation, AddressHash(node_destination(&to)), w)?;
         }
         let r = self.send_bundle(now, &to, frame);
         if r.is_err() {
@@ -350,20 +390,21 @@ impl Node {
         r
     }
 
-    /// Route the answer bundle to request `correlation` to `waiter` (bounded; callers that
-    /// gave up are forgotten first).
+    /// Route the answer bundle to request `correlation`, sent to `node`, to `waiter`
+    /// (bounded; callers that gave up are forgotten first). Only `node` may answer.
     pub(super) fn await_bundle(
         &mut self,
         correlation: u64,
+        node: AddressHash,
         waiter: oneshot::Sender<GridFrame>,
     ) -> Result<(), String> {
         if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
-            self.bundle_waiters.retain(|_, w| !w.is_closed());
+            self.bundle_waiters.retain(|_, (_, w)| !w.is_closed());
         }
         if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
             return Err("too many commands waiting for bundled answers".into());
         }
-        self.bundle_waiters.insert(correlation, waiter);
+        self.bundle_waiters.insert(correlation, (node, waiter));
         Ok(())
     }
 

@@ -22,6 +22,10 @@ pub(super) const SUBSCRIBE_COMMAND: &str = "grid/subscribe";
 pub(super) const SUBSCRIPTIONS_PER_LINK: usize = 32;
 /// Subscriptions the node holds in all.
 pub(super) const MAX_SUBSCRIPTIONS: usize = 4096;
+/// Links on which progress of sent commands is expected, at most.
+pub(super) const PROGRESS_LINKS: usize = 4096;
+/// Commands per link whose progress is expected (the latest are kept).
+pub(super) const PROGRESS_PER_LINK: usize = 256;
 /// Recent events kept for `grid listen` (local and from remote subscriptions).
 pub(super) const RECENT_EVENTS: usize = 1024;
 
@@ -113,31 +117,72 @@ impl Node {
         });
     }
 
-    /// A channel message carrying a GridFrame (an event from a subscription).
+    /// A channel message carrying a GridFrame: an event from a subscription, or progress
+    /// of a command this node sent. Taken only on a link this node opened, and only when
+    /// it names the node at the other end as its source (the link's handshake proved who
+    /// that is); progress only for a command sent on that link. Anything else is forged
+    /// or stray and is dropped.
     pub(super) fn on_frame_message(&mut self, link: LinkId, data: &[u8]) {
-        match GridFrame::decode(data) {
-            Ok(GridFrame {
-                source,
-                body: Body::Event { event, payload },
-                ..
-            }) => {
-                let node = rns_core::AddressHash(source).to_string();
+        let frame = match GridFrame::decode(data) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(%link, error = %e, "ignored a bad frame on the channel");
+                return;
+            }
+        };
+        let Some(peer) = self
+            .transport
+            .link(&link)
+            .filter(|l| l.initiator)
+            .map(|l| l.destination)
+        else {
+            tracing::debug!(%link, "ignored a frame pushed on a link this node did not open");
+            return;
+        };
+        if frame.source != peer.0 {
+            tracing::info!(%link, %peer, claimed = %rns_core::AddressHash(frame.source), "dropped a frame naming another node as its source");
+            return;
+        }
+        let node = peer.to_string();
+        match frame.body {
+            Body::Event { event, payload } => {
                 self.record_event(node, &event, payload_json(&payload));
             }
-            Ok(GridFrame {
-                source,
-                correlation,
-                body: Body::Progress { fraction, payload },
-                ..
-            }) => {
-                let node = rns_core::AddressHash(source).to_string();
+            Body::Progress { fraction, payload } => {
+                let sent_here = self
+                    .progress_expected
+                    .get(&link)
+                    .is_some_and(|c| c.contains(&frame.correlation));
+                if !sent_here {
+                    tracing::debug!(%link, correlation = frame.correlation, "ignored progress for a command not sent on this link");
+                    return;
+                }
                 let payload = json!({"fraction": fraction, "detail": payload_json(&payload)});
-                let event = crate::commands::job_event(correlation, "progress");
+                let event = crate::commands::job_event(frame.correlation, "progress");
                 self.record_event(node, &event, payload);
             }
-            Ok(_) => tracing::debug!(%link, "ignored a non-event frame on the channel"),
-            Err(e) => tracing::debug!(%link, error = %e, "ignored a bad frame on the channel"),
+            _ => tracing::debug!(%link, "ignored a non-event frame on the channel"),
         }
+    }
+
+    /// A command frame (`bytes`) is being sent on `link`: its progress may come back on it.
+    pub(super) fn expect_progress(&mut self, link: LinkId, bytes: &[u8]) {
+        let Some(prefix) = bytes.get(1..crate::frame::PREFIX_LEN) else {
+            return;
+        };
+        let Ok(prefix) = <[u8; 8]>::try_from(prefix) else {
+            return;
+        };
+        if !self.progress_expected.contains_key(&link)
+            && self.progress_expected.len() >= PROGRESS_LINKS
+        {
+            return;
+        }
+        let list = self.progress_expected.entry(link).or_default();
+        if list.len() >= PROGRESS_PER_LINK {
+            list.pop_front();
+        }
+        list.push_back(u64::from_be_bytes(prefix));
     }
 
     /// Record a peer's subscription on `link`; false if it holds too many.

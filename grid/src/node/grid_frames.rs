@@ -135,6 +135,24 @@ impl Node {
             self.guard.record(&entry(AuditOutcome::Denied));
             return;
         }
+        if caller.is_none()
+            && matches!(frame.body, Body::Request { .. } | Body::Subscribe { .. })
+            && !crate::commands::ANONYMOUS_COMMANDS.contains(&name.as_str())
+        {
+            tracing::debug!(?link, command = %name, "denied: the caller did not identify");
+            self.guard.record(&entry(AuditOutcome::Denied));
+            let f = frame.respond(
+                Outcome::Err {
+                    code: ErrorCode::Denied,
+                    message: format!(
+                        "identify on the link first: callers that did not identify may run only {}",
+                        crate::commands::ANONYMOUS_COMMANDS.join(", ")
+                    ),
+                },
+                now_ms,
+            );
+            return self.answer_frame(now, &reply, f);
+        }
         if let Err(denied) = self.guard.acl.check(&name, level) {
             tracing::info!(?link, peer = %peer, command = %name, "denied: {denied}");
             self.guard.record(&entry(AuditOutcome::Denied));

@@ -78,7 +78,13 @@ struct Node {
     pairing: Option<pairing::PairingOffer>,
     pairing_state: pairing::PairingState,
     /// Callers waiting for an answer bundle, by correlation id.
-    bundle_waiters: HashMap<u64, tokio::sync::oneshot::Sender<crate::frame::GridFrame>>,
+    bundle_waiters: HashMap<
+        u64,
+        (
+            AddressHash,
+            tokio::sync::oneshot::Sender<crate::frame::GridFrame>,
+        ),
+    >,
     /// When a path was last requested for a destination with waiting bundles.
     path_requested: HashMap<AddressHash, Instant>,
     transport: Transport,
@@ -109,6 +115,8 @@ struct Node {
     calls: mpsc::Sender<api::Call>,
     /// Remote subscriptions: events matching the pattern go back on the link.
     subscriptions: Vec<(rns_core::link::LinkId, String)>,
+    /// Correlation ids of commands sent on each link, whose progress may come back on it.
+    progress_expected: HashMap<rns_core::link::LinkId, std::collections::VecDeque<u64>>,
     /// Recent events for `grid listen`.
     recent_events: events::RecentEvents,
     /// Trust levels, the ACL and the audit log.
@@ -685,6 +693,7 @@ impl Node {
             commands: HashMap::new(),
             calls,
             subscriptions: Vec::new(),
+            progress_expected: HashMap::new(),
             recent_events: events::RecentEvents::default(),
             guard,
             requests: crate::proto::request_log::RequestLog::default(),

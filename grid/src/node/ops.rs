@@ -87,6 +87,17 @@ impl Node {
                 .transport
                 .link_request(now, &link, &path, &data, Some(timeout))
             {
+                // Progress frames for a command are taken only on the link that carried it.
+                Ok(request) if path == crate::commands::FRAME_PATH => {
+                    if let rmpv::Value::Binary(b) = &data {
+                        self.expect_progress(link, b);
+                    }
+                    self.wait(
+                        now + timeout + Duration::from_secs(1),
+                        reply,
+                        Wait::LinkResponse { link, request },
+                    )
+                }
                 // The link reports the timeout; the waiter's deadline is only a backstop.
                 Ok(request) => self.wait(
                     now + timeout + Duration::from_secs(1),

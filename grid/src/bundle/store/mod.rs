@@ -175,6 +175,17 @@ pub struct StoreStats {
     pub destinations: u64,
 }
 
+/// A bundle's stored encoding, refusing one over [`MAX_SEALED_BYTES`].
+fn encode_checked(b: &StoredBundle) -> Result<Vec<u8>, StoreError> {
+    if b.sealed.len() > MAX_SEALED_BYTES {
+        return Err(StoreError::TooLarge {
+            size: b.sealed.len() as u64,
+            max: MAX_SEALED_BYTES as u64,
+        });
+    }
+    postcard::to_allocvec(&Record::of(b)).ctx("encode bundle")
+}
+
 /// The persistent bundle store: one redb database file. See the module docs.
 pub struct BundleStore {
     db: Database,
@@ -275,31 +286,10 @@ impl BundleStore {
     /// (delivered/handled here); refuses a sealed frame over [`MAX_SEALED_BYTES`] and one
     /// that would take the stored bytes past the quota.
     pub fn insert(&self, b: &StoredBundle) -> Result<Inserted, StoreError> {
-        if b.sealed.len() > MAX_SEALED_BYTES {
-            return Err(StoreError::TooLarge {
-                size: b.sealed.len() as u64,
-                max: MAX_SEALED_BYTES as u64,
-            });
-        }
-        let record = Record::of(b);
-        let raw = postcard::to_allocvec(&record).ctx("encode bundle")?;
-        let size = b.sealed.len() as u64;
+        let raw = encode_checked(b)?;
         self.write("insert bundle", |t| {
-            if t.bundles.get(&b.id).ctx("look up bundle")?.is_some()
-                || t.seen.get(&b.id).ctx("look up seen")?.is_some()
-            {
-                return Ok((Inserted::Duplicate, false));
-            }
-            let used = t.bytes()?;
-            if used.saturating_add(size) > self.quota_bytes {
-                return Err(StoreError::QuotaExceeded {
-                    used,
-                    quota: self.quota_bytes,
-                    size,
-                });
-            }
-            t.add(&record, &raw)?;
-            Ok((Inserted::New, true))
+            let r = t.insert(b, &raw, None, self.quota_bytes)?;
+            Ok((r, r == Inserted::New))
         })
     }
 
@@ -312,44 +302,54 @@ impl BundleStore {
         holder: &Id,
         limits: &StrangerLimits,
     ) -> Result<Inserted, StoreError> {
-        if b.sealed.len() > MAX_SEALED_BYTES {
-            return Err(StoreError::TooLarge {
-                size: b.sealed.len() as u64,
-                max: MAX_SEALED_BYTES as u64,
-            });
-        }
-        let record = Record::of(b);
-        let raw = postcard::to_allocvec(&record).ctx("encode bundle")?;
-        let size = b.sealed.len() as u64;
+        let raw = encode_checked(b)?;
         self.write("insert held bundle", |t| {
-            if t.bundles.get(&b.id).ctx("look up bundle")?.is_some()
-                || t.seen.get(&b.id).ctx("look up seen")?.is_some()
-            {
-                return Ok((Inserted::Duplicate, false));
+            let r = t.insert(b, &raw, Some((holder, limits)), self.quota_bytes)?;
+            Ok((r, r == Inserted::New))
+        })
+    }
+
+    /// A whole bundle exchange in one write transaction (one fsync, however many bundles
+    /// it carries): mark the `seen` ids (bundles opened here) and store the `held` ones,
+    /// each for a trusted caller (`None`) or a stranger within `limits`. A bundle that
+    /// is refused (quota, size) gets its own error; only a database failure fails the
+    /// whole batch, and then nothing of it was stored.
+    pub fn commit_exchange(
+        &self,
+        seen: &[(Id, u64)],
+        held: &[(StoredBundle, Option<Id>)],
+        limits: &StrangerLimits,
+    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+        if seen.is_empty() && held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raws: Vec<Result<Vec<u8>, StoreError>> =
+            held.iter().map(|(b, _)| encode_checked(b)).collect();
+        self.write("commit exchange", |t| {
+            for (id, expires_ms) in seen {
+                t.mark_seen(id, *expires_ms)?;
             }
-            let (count, bytes) = t.holder_use(holder)?;
-            let all = t.meta_get(META_HELD_BYTES)?.unwrap_or(0);
-            let checks = [
-                ("bundles of one stranger", count, 1, limits.bundles),
-                ("bytes of one stranger", bytes, size, limits.bytes),
-                ("bytes of all strangers", all, size, limits.total_bytes),
-            ];
-            for (what, used, add, limit) in checks {
-                if used.saturating_add(add) > limit {
-                    return Err(StoreError::StrangerQuota { what, used, limit });
-                }
+            let mut out = Vec::with_capacity(held.len());
+            for ((b, holder), raw) in held.iter().zip(&raws) {
+                let r = match raw {
+                    Err(e) => Err(StoreError::TooLarge {
+                        size: b.sealed.len() as u64,
+                        max: match e {
+                            StoreError::TooLarge { max, .. } => *max,
+                            _ => MAX_SEALED_BYTES as u64,
+                        },
+                    }),
+                    Ok(raw) => {
+                        let stranger = holder.as_ref().map(|h| (h, limits));
+                        match t.insert(b, raw, stranger, self.quota_bytes) {
+                            Err(StoreError::Db(e)) => return Err(StoreError::Db(e)),
+                            r => r,
+                        }
+                    }
+                };
+                out.push(r);
             }
-            let used = t.bytes()?;
-            if used.saturating_add(size) > self.quota_bytes {
-                return Err(StoreError::QuotaExceeded {
-                    used,
-                    quota: self.quota_bytes,
-                    size,
-                });
-            }
-            t.add(&record, &raw)?;
-            t.hold(&b.id, holder, size)?;
-            Ok((Inserted::New, true))
+            Ok((out, true))
         })
     }
 

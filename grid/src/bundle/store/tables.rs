@@ -215,6 +215,47 @@ impl<'t> Tables<'t> {
         Ok(true)
     }
 
+    /// Stores bundle `b` (encoded as `raw`) unless its id is stored or seen already; for
+    /// a stranger (`Some((holder, limits))`) within its share; always within `quota`.
+    pub(super) fn insert(
+        &mut self,
+        b: &StoredBundle,
+        raw: &[u8],
+        stranger: Option<(&Id, &StrangerLimits)>,
+        quota: u64,
+    ) -> Result<Inserted, StoreError> {
+        if self.bundles.get(&b.id).ctx("look up bundle")?.is_some()
+            || self.seen.get(&b.id).ctx("look up seen")?.is_some()
+        {
+            return Ok(Inserted::Duplicate);
+        }
+        let size = b.sealed.len() as u64;
+        if let Some((holder, limits)) = stranger {
+            let (count, bytes) = self.holder_use(holder)?;
+            let all = self.meta_get(META_HELD_BYTES)?.unwrap_or(0);
+            let checks = [
+                ("bundles of one stranger", count, 1, limits.bundles),
+                ("bytes of one stranger", bytes, size, limits.bytes),
+                ("bytes of all strangers", all, size, limits.total_bytes),
+            ];
+            for (what, used, add, limit) in checks {
+                if used.saturating_add(add) > limit {
+                    return Err(StoreError::StrangerQuota { what, used, limit });
+                }
+            }
+        }
+        let used = self.bytes()?;
+        if used.saturating_add(size) > quota {
+            return Err(StoreError::QuotaExceeded { used, quota, size });
+        }
+        let record = Record::of(b);
+        self.add(&record, raw)?;
+        if let Some((holder, _)) = stranger {
+            self.hold(&b.id, holder, size)?;
+        }
+        Ok(Inserted::New)
+    }
+
     /// What `holder` has held here: (bundles, sealed bytes).
     pub(super) fn holder_use(&self, holder: &Id) -> Result<(u64, u64), StoreError> {
         Ok(self
