@@ -411,7 +411,7 @@ impl Genome {
         let identity = self.identity.clone();
         let started = std::time::Instant::now();
         let entry = self
-            .blocking(move |r| r.publish(&dir, &identity, grid::clock::now().as_millis()))
+            .blocking(move |r| r.publish(&dir, &identity, grid::clock::wall_ms()))
             .await?
             .map_err(|e| CommandError::bad_params(e.to_string()))?;
         let took_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -859,7 +859,7 @@ impl NodeHandle {
             command: command.to_string(),
             params: params.to_string().into_bytes(),
         };
-        let started = crate::clock::now().as_millis();
+        let started = crate::clock::wall_ms();
         let result = match options.ttl {
             None => {
                 self.frame_call_with(node, body, options.timeout, correlation)
@@ -873,7 +873,7 @@ impl NodeHandle {
             Err(ExecError::Api(_)) => crate::audit::Outcome::Timeout,
             Err(_) => crate::audit::Outcome::Error,
         };
-        let done = crate::clock::now().as_millis();
+        let done = crate::clock::wall_ms();
         let entry = crate::audit::AuditEntry {
             time_ms: done,
             direction: crate::audit::Direction::Out,
@@ -936,7 +936,7 @@ impl NodeHandle {
             correlation,
             source: self.destination.0,
             target: node.0,
-            timestamp_ms: crate::clock::now().as_millis(),
+            timestamp_ms: crate::clock::wall_ms(),
             ttl_ms: timeout.as_millis() as u64,
             body,
         };
@@ -1130,7 +1130,7 @@ impl NodeHandle {
             correlation,
             source: self.destination.0,
             target: node.0,
-            timestamp_ms: crate::clock::now().as_millis(),
+            timestamp_ms: crate::clock::wall_ms(),
             ttl_ms: ttl.as_millis() as u64,
             body,
         };

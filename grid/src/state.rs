@@ -129,7 +129,8 @@ impl StateDir {
     }
 }
 
-/// Write a file atomically (temp file, fsync, rename), so a crash never leaves half a file.
+/// Write a file atomically (temp file, fsync, rename, fsync of the directory), so a crash
+/// never leaves half a file and a completed write survives power loss.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
     {
@@ -146,7 +147,14 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StateErro
         f.write_all(data).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
-    std::fs::rename(&tmp, path).map_err(io(path))
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    // The rename is durable only once the directory entry is.
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(())
 }
 
 /// The destination files are sent to (`rncp`-compatible).

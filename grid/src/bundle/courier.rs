@@ -65,7 +65,7 @@ pub(crate) async fn run(handle: NodeHandle, store: Arc<BundleStore>, wake: Arc<N
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let now_ms = crate::clock::now().as_millis();
-        match store.expire(now_ms) {
+        match store.expire(crate::clock::wall_ms()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(bundles = n, "dropped expired bundles"),
             Err(e) => tracing::warn!(error = %e, "cannot expire bundles"),

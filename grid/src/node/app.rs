@@ -87,7 +87,7 @@ impl Node {
                 waiter,
                 done,
             } => {
-                let _ = done.send(self.send_bundle_call(now, *recipient, frame, waiter));
+                let _ = done.send(self.send_bundle_call(*recipient, frame, waiter));
             }
             Call::Route(route, command, done) => {
                 let _ = done.send(self.route(now, route, &command));

@@ -151,7 +151,7 @@ impl Node {
         caller: Option<AddressHash>,
         pulled: bool,
     ) -> ExchangeReply {
-        let now_ms = now.as_millis();
+        let now_ms = crate::clock::wall_ms();
         let mut refused = Vec::new();
         // Checked first, then stored in one transaction (one fsync for the exchange),
         // then acted on: a bundle is accepted only once it is durable.
@@ -342,11 +342,10 @@ impl Node {
     /// Seal `frame` to `to` and queue it for the courier.
     pub(super) fn send_bundle(
         &mut self,
-        now: Instant,
         to: &PublicIdentity,
         mut frame: GridFrame,
     ) -> Result<(), String> {
-        let now_ms = now.as_millis();
+        let now_ms = crate::clock::wall_ms();
         if frame.ttl_ms == 0 {
             frame.ttl_ms = DEFAULT_ANSWER_TTL.as_millis() as u64;
         }
@@ -374,7 +373,6 @@ impl Node {
     /// Queue a frame as a bundle and (optionally) wait for the response frame.
     pub(super) fn send_bundle_call(
         &mut self,
-        now: Instant,
         to: PublicIdentity,
         frame: GridFrame,
         waiter: Option<oneshot::Sender<GridFrame>>,
@@ -383,7 +381,7 @@ impl Node {
         if let Some(w) = waiter {
             self.await_bundle(correlation, AddressHash(node_destination(&to)), w)?;
         }
-        let r = self.send_bundle(now, &to, frame);
+        let r = self.send_bundle(&to, frame);
         if r.is_err() {
             self.bundle_waiters.remove(&correlation);
         }

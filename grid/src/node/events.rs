@@ -87,7 +87,7 @@ impl Node {
                 correlation: 0,
                 source: node.0,
                 target: [0; 16],
-                timestamp_ms: now.as_millis(),
+                timestamp_ms: crate::clock::wall_ms(),
                 ttl_ms: 0,
                 body: Body::Event {
                     event: event.to_string(),

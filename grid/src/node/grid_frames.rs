@@ -106,7 +106,7 @@ impl Node {
         caller: Option<AddressHash>,
         reply: FrameReply,
     ) {
-        let now_ms = now.as_millis();
+        let now_ms = crate::clock::wall_ms();
         let link = match &reply {
             FrameReply::Link { link, .. } => Some(*link),
             FrameReply::Bundle { .. } => None,
@@ -229,7 +229,8 @@ impl Node {
             correlation: frame.correlation,
         };
         let expires = (frame.ttl_ms != 0).then(|| frame.timestamp_ms.saturating_add(frame.ttl_ms));
-        let reply = match self.requests.admit(now_ms, key, expires, reply) {
+        let keep_ms = expires.map(|e| e.saturating_sub(now_ms));
+        let reply = match self.requests.admit(now.as_millis(), key, keep_ms, reply) {
             Admit::Run(reply) => reply,
             Admit::Joined => {
                 self.guard.record(&entry(AuditOutcome::Duplicate));
@@ -306,7 +307,7 @@ impl Node {
                             correlation,
                             source,
                             target,
-                            timestamp_ms: crate::clock::now().as_millis(),
+                            timestamp_ms: crate::clock::wall_ms(),
                             ttl_ms: 0,
                             body: Body::Progress {
                                 fraction,
@@ -341,7 +342,7 @@ impl Node {
                     }
                 }
             };
-            let done_ms = crate::clock::now().as_millis();
+            let done_ms = crate::clock::wall_ms();
             audit.time_ms = done_ms;
             audit.duration_ms = done_ms.saturating_sub(now_ms);
             let response = frame.respond(outcome, done_ms);
@@ -403,16 +404,16 @@ impl Node {
                     tracing::debug!(%link, "the link of an anonymous caller is gone; answer dropped");
                     return;
                 };
-                if frame.expired(now.as_millis()) {
+                if frame.expired(crate::clock::wall_ms()) {
                     return;
                 }
                 tracing::info!(%link, correlation = frame.correlation, "the caller's link is gone; the answer goes as a bundle");
-                if let Err(e) = self.send_bundle(now, caller, frame) {
+                if let Err(e) = self.send_bundle(caller, frame) {
                     tracing::warn!(to = %caller.hash(), error = %e, "could not queue an answer bundle");
                 }
             }
             FrameReply::Bundle { to } => {
-                if let Err(e) = self.send_bundle(now, to, frame) {
+                if let Err(e) = self.send_bundle(to, frame) {
                     tracing::warn!(to = %to.hash(), error = %e, "could not queue an answer bundle");
                 }
             }

@@ -151,13 +151,14 @@ impl<R> RequestLog<R> {
         self.response_bytes
     }
 
-    /// A request arrived at `now_ms`; the frame stays deliverable until `frame_expires_ms`
-    /// (None: no TTL). `reply` is where its answer goes.
+    /// A request arrived at `now_ms` (a monotonic clock); copies of it may still arrive
+    /// for `keep_ms` (what is left of its TTL; None: no TTL). `reply` is where its answer
+    /// goes.
     pub fn admit(
         &mut self,
         now_ms: u64,
         key: RequestKey,
-        frame_expires_ms: Option<u64>,
+        keep_ms: Option<u64>,
         reply: R,
     ) -> Admit<R> {
         self.expire(now_ms);
@@ -173,9 +174,8 @@ impl<R> RequestLog<R> {
                 State::Done(None) => Admit::Forgotten(reply),
             };
         }
-        let keep = frame_expires_ms
+        let keep = keep_ms
             .unwrap_or(0)
-            .saturating_sub(now_ms)
             .clamp(self.limits.min_keep_ms, self.limits.max_keep_ms);
         let expires_ms = now_ms.saturating_add(keep);
         let mine = self.by_caller.get(&key.caller).map_or(0, VecDeque::len);
