@@ -268,6 +268,13 @@ pub(crate) enum Call {
         Vec<crate::bundle::wire::WireBundle>,
         oneshot::Sender<crate::bundle::wire::ExchangeReply>,
     ),
+    /// A bundle exchange's storage work is done (from a blocking thread).
+    TakeCommitted(Box<crate::node::exchange::TakeCommitted>),
+    /// An exchange's answer is ready (from a blocking thread).
+    ExchangeDone {
+        to: crate::node::exchange::ExchangeTo,
+        reply: crate::bundle::wire::ExchangeReply,
+    },
     /// The identity behind a destination, from an announce heard.
     RecallIdentity(
         AddressHash,

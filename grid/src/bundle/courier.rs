@@ -13,7 +13,7 @@ use rns_core::{rmpv, AddressHash};
 use tokio::sync::Notify;
 
 use super::envelope::node_destination;
-use super::store::BundleStore;
+use super::store::{BundleStore, StoreError};
 use super::wire::{Exchange, ExchangeReply, BATCH_BYTES, BATCH_COUNT, BUNDLE_PATH};
 use crate::api::NodeHandle;
 
@@ -54,6 +54,18 @@ impl Drop for Busy {
     }
 }
 
+/// Run `f` on the store on a blocking thread: its writes fsync, and the node's loop
+/// shares this thread.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<BundleStore>,
+    f: impl FnOnce(&BundleStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Db(format!("store task failed: {e}"))))
+}
+
 /// Run until the node stops.
 pub(crate) async fn run(handle: NodeHandle, store: Arc<BundleStore>, wake: Arc<Notify>) {
     let in_flight: InFlight = Arc::default();
@@ -65,12 +77,13 @@ pub(crate) async fn run(handle: NodeHandle, store: Arc<BundleStore>, wake: Arc<N
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let now_ms = crate::clock::now().as_millis();
-        match store.expire(crate::clock::wall_ms()) {
+        let wall = crate::clock::wall_ms();
+        match blocking(&store, move |s| s.expire(wall)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(bundles = n, "dropped expired bundles"),
             Err(e) => tracing::warn!(error = %e, "cannot expire bundles"),
         }
-        let dests: Vec<[u8; 16]> = match store.destinations() {
+        let dests: Vec<[u8; 16]> = match blocking(&store, |s| s.destinations()).await {
             Ok(d) => d.into_iter().map(|(d, _)| d).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the bundle store");
@@ -176,18 +189,20 @@ async fn exchange(
 /// custodian: then only bundles this node made, never ones it holds for others).
 async fn push(
     handle: &NodeHandle,
-    store: &BundleStore,
+    store: &Arc<BundleStore>,
     target: AddressHash,
     dest: [u8; 16],
 ) -> Result<(), String> {
     let direct = target.0 == dest;
     loop {
-        let batch: Vec<_> = store
-            .for_destination(&dest, BATCH_BYTES, BATCH_COUNT)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|b| direct || !b.custody)
-            .collect();
+        let batch: Vec<_> = blocking(store, move |s| {
+            s.for_destination(&dest, BATCH_BYTES, BATCH_COUNT)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|b| direct || !b.custody)
+        .collect();
         if batch.is_empty() {
             return Ok(());
         }
@@ -209,8 +224,11 @@ async fn push(
         if done.is_empty() {
             return Ok(());
         }
-        store.remove(&done).map_err(|e| e.to_string())?;
-        tracing::info!(to = %target, bundles = done.len(), custodian = !direct, "handed over bundles");
+        let n = done.len();
+        blocking(store, move |s| s.remove(&done))
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(to = %target, bundles = n, custodian = !direct, "handed over bundles");
         if !full {
             return Ok(());
         }

@@ -87,7 +87,7 @@ impl Node {
                 waiter,
                 done,
             } => {
-                let _ = done.send(self.send_bundle_call(*recipient, frame, waiter));
+                self.send_bundle_call(*recipient, frame, waiter, done);
             }
             Call::Route(route, command, done) => {
                 let _ = done.send(self.route(now, route, &command));
@@ -130,8 +130,11 @@ impl Node {
                 let _ = done.send(self.bundle_routes(now, &dests));
             }
             Call::TakeBundles(list, done) => {
-                let _ = done.send(self.take_bundles(now, list, None, true));
+                let plan = self.plan_take(list, None, true);
+                self.commit_take(now, plan, super::exchange::ExchangeTo::Courier(done));
             }
+            Call::TakeCommitted(done) => self.finish_take(now, *done),
+            Call::ExchangeDone { to, reply } => self.answer_exchange(now, to, reply),
             Call::RecallIdentity(node, done) => {
                 let _ = done.send(self.recall_node(&node));
             }

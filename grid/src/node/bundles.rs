@@ -1,23 +1,19 @@
-//! Delay-tolerant delivery on the node's loop: the `grid/bundle` exchange (push, pull,
-//! ack, identity lookup), opening bundles addressed to this node, holding bundles for
-//! others as a custodian, and queueing bundles for the courier
-//! ([`crate::bundle::courier`]) to deliver.
+//! Delay-tolerant delivery on the node's loop: acting on bundles addressed to this node,
+//! queueing bundles for the courier ([`crate::bundle::courier`]) to deliver, answers by
+//! bundle, and the courier's routes (the exchange itself is in [`super::exchange`]).
 
 use std::time::Duration;
 
 use rns_core::identity::PublicIdentity;
-use rns_core::link::LinkId;
-use rns_core::{rmpv, AddressHash, Instant};
+use rns_core::{AddressHash, Instant};
 use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::grid_frames::FrameReply;
 use super::Node;
-use crate::bundle::envelope::{node_destination, open_frame, seal_frame};
-use crate::bundle::store::{Inserted, StoredBundle};
-use crate::bundle::wire::{
-    Exchange, ExchangeReply, WireBundle, BATCH_BYTES, BATCH_COUNT, MAX_SEALED,
-};
+use crate::bundle::envelope::{node_destination, seal_frame};
+use crate::bundle::store::StoredBundle;
+use crate::bundle::wire::WireBundle;
 use crate::frame::{Body, GridFrame, Outcome};
 use crate::trust::TrustLevel;
 
@@ -66,204 +62,13 @@ impl StoredBundle {
 }
 
 impl Node {
-    /// A request on [`crate::bundle::wire::BUNDLE_PATH`].
-    pub(super) fn on_bundle_request(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        request_id: AddressHash,
-        data: rmpv::Value,
-        caller: Option<AddressHash>,
-    ) {
-        if caller.is_some_and(|c| self.guard.trust.level(&c) == TrustLevel::Blocked) {
-            return; // blocked peers get nothing at all
-        }
-        let reply = match data {
-            rmpv::Value::Binary(bytes) => match Exchange::decode(&bytes) {
-                Ok(x) => self.exchange(now, x, caller),
-                Err(e) => ExchangeReply::Refused(e.to_string()),
-            },
-            _ => ExchangeReply::Refused("expected exchange bytes".into()),
-        };
-        let value = rmpv::Value::Binary(reply.encode());
-        if let Err(e) = self.transport.link_respond(now, &link, &request_id, &value) {
-            tracing::debug!(%link, error = %e, "could not answer a bundle exchange");
-        }
-    }
-
-    fn exchange(
-        &mut self,
-        now: Instant,
-        x: Exchange,
-        caller: Option<AddressHash>,
-    ) -> ExchangeReply {
-        let caller_node =
-            caller.map(|c| rns_core::destination::hash_from_name("grid.node", Some(&c)));
-        match x {
-            Exchange::Push(list) => self.take_bundles(now, list, caller, false),
-            Exchange::Pull { max_bytes } => {
-                let Some(node) = caller_node else {
-                    return ExchangeReply::Refused("identify on the link to pull bundles".into());
-                };
-                let budget = (max_bytes as usize).min(BATCH_BYTES);
-                match self.bundles.for_destination(&node.0, budget, BATCH_COUNT) {
-                    Ok(list) => {
-                        ExchangeReply::Pulled(list.iter().map(StoredBundle::to_wire).collect())
-                    }
-                    Err(e) => ExchangeReply::Refused(e.to_string()),
-                }
-            }
-            Exchange::Ack(ids) => {
-                let Some(node) = caller_node else {
-                    return ExchangeReply::Refused(
-                        "identify on the link to acknowledge bundles".into(),
-                    );
-                };
-                // Only the destination may make a custodian forget its bundles.
-                let mine: Vec<[u8; 16]> = ids
-                    .into_iter()
-                    .take(BATCH_COUNT)
-                    .filter(
-                        |id| matches!(self.bundles.get(id), Ok(Some(b)) if b.destination == node.0),
-                    )
-                    .collect();
-                match self.bundles.remove(&mine) {
-                    Ok(n) => ExchangeReply::Acked(n as u32),
-                    Err(e) => ExchangeReply::Refused(e.to_string()),
-                }
-            }
-            Exchange::Identity(d) => ExchangeReply::Identity(
-                self.recall_node(&AddressHash(d))
-                    .map(|p| p.as_bytes().to_vec()),
-            ),
-        }
-    }
-
-    /// Take pushed (or `pulled`) bundles: open those for this node; hold the others when
-    /// this node is a custodian and the node handing them over (`caller`, its identity
-    /// hash) may leave them here. A trusted caller is bounded by the store's quota only;
-    /// a stranger by its share ([`crate::config::StrangerConfig`]) and the longest TTL
-    /// held for strangers; an anonymous caller may hand over only bundles for this node.
-    pub(super) fn take_bundles(
-        &mut self,
-        now: Instant,
-        list: Vec<WireBundle>,
-        caller: Option<AddressHash>,
-        pulled: bool,
-    ) -> ExchangeReply {
-        let now_ms = crate::clock::wall_ms();
-        let mut refused = Vec::new();
-        // Checked first, then stored in one transaction (one fsync for the exchange),
-        // then acted on: a bundle is accepted only once it is durable.
-        let mut ours_seen = Vec::new();
-        let mut opened = Vec::new();
-        let mut already = Vec::new();
-        let mut held: Vec<(StoredBundle, Option<[u8; 16]>)> = Vec::new();
-        for b in list.into_iter().take(BATCH_COUNT) {
-            let id = b.id;
-            let r = if b.sealed.len() > MAX_SEALED {
-                Err("too large".to_string())
-            } else if b.expires_ms <= now_ms {
-                Err("expired".to_string())
-            } else if b.destination == self.grid_destination.0 {
-                match self.bundles.is_seen(&b.id) {
-                    Ok(true) => Ok(None), // handled before: taken, not acted on again
-                    Ok(false) if ours_seen.iter().any(|(i, _)| *i == id) => Ok(None),
-                    Ok(false) => open_frame(&self.identity, &b)
-                        .map(|opened| Some((b.expires_ms, opened)))
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-                .map(|o| match o {
-                    Some((expires, (sender, frame))) => {
-                        ours_seen.push((id, expires));
-                        opened.push((sender, frame));
-                    }
-                    None => already.push(id),
-                })
-            } else if !self.bundle_config.custody || pulled {
-                Err("not for this node, and this node holds no bundles for others".to_string())
-            } else {
-                self.may_hold(now_ms, &b, caller).map(|holder| {
-                    held.push((StoredBundle::from_wire(b, true), holder));
-                })
-            };
-            if let Err(e) = r {
-                tracing::debug!(id = %hex::encode(id), reason = %e, "refused a bundle");
-                refused.push((id, e));
-            }
-        }
-        let limits = self.stranger_limits();
-        // Bundles handled before count as taken.
-        let mut accepted: Vec<[u8; 16]> = already;
-        match self.bundles.commit_exchange(&ours_seen, &held, &limits) {
-            Ok(results) => {
-                accepted.extend(ours_seen.iter().map(|(id, _)| *id));
-                let mut any = false;
-                for ((b, _), r) in held.iter().zip(results) {
-                    match r {
-                        Ok(_) => {
-                            any = true;
-                            accepted.push(b.id);
-                        }
-                        Err(e) => refused.push((b.id, e.to_string())),
-                    }
-                }
-                if any {
-                    self.courier_wake.notify_one();
-                }
-                for (sender, frame) in opened {
-                    tracing::debug!(from = %sender.hash(), correlation = frame.correlation, "bundle delivered");
-                    self.on_bundle_frame(now, sender, frame);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "bundle store: could not take an exchange");
-                let why = e.to_string();
-                refused.extend(ours_seen.iter().map(|(id, _)| (*id, why.clone())));
-                refused.extend(held.iter().map(|(b, _)| (b.id, why.clone())));
-            }
-        }
-        ExchangeReply::Pushed { accepted, refused }
-    }
-
-    /// Whether `caller` may leave bundle `b` here for another node: Ok(None) for a
-    /// trusted caller (bounded by the store's quota), Ok(Some(holder)) for a stranger
-    /// (bounded by its share, checked when stored), Err with the reason otherwise.
-    fn may_hold(
-        &self,
-        now_ms: u64,
-        b: &WireBundle,
-        caller: Option<AddressHash>,
-    ) -> Result<Option<[u8; 16]>, String> {
-        let Some(caller) = caller else {
-            return Err("identify on the link to hand over bundles for other nodes".into());
-        };
-        if self.guard.trust.level(&caller) >= TrustLevel::Trusted {
-            return Ok(None);
-        }
-        let max_ttl = self.bundle_config.strangers.max_ttl;
-        if b.expires_ms > now_ms.saturating_add(max_ttl.as_millis() as u64) {
-            return Err(format!(
-                "lives longer than this custodian holds bundles from nodes it does not trust ({})",
-                humantime::format_duration(max_ttl)
-            ));
-        }
-        Ok(Some(caller.0))
-    }
-
-    /// What strangers may have this node hold, from `[bundles]`.
-    fn stranger_limits(&self) -> crate::bundle::store::StrangerLimits {
-        let strangers = self.bundle_config.strangers;
-        crate::bundle::store::StrangerLimits {
-            bundles: strangers.bundles,
-            bytes: strangers.bytes,
-            total_bytes: (self.bundle_config.store_limit as f64 * strangers.share) as u64,
-        }
-    }
-
     /// A frame that came in a bundle, from an authenticated sender.
-    fn on_bundle_frame(&mut self, now: Instant, sender: PublicIdentity, frame: GridFrame) {
+    pub(super) fn on_bundle_frame(
+        &mut self,
+        now: Instant,
+        sender: PublicIdentity,
+        frame: GridFrame,
+    ) {
         match &frame.body {
             Body::Request { .. } | Body::Subscribe { .. } | Body::Unsubscribe { .. } => {
                 let caller = Some(sender.hash());
@@ -334,18 +139,27 @@ impl Node {
     /// Keep a job's outcome for `grid exec --result`, across restarts.
     pub(super) fn record_job(&mut self, correlation: u64, outcome: &serde_json::Value) {
         let record = json!({"state": "done", "outcome": outcome}).to_string();
-        if let Err(e) = self.bundles.put_job(correlation, record.as_bytes()) {
-            tracing::warn!(error = %e, "cannot record a job's result");
-        }
+        let store = self.bundles.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.put_job(correlation, record.as_bytes()) {
+                tracing::warn!(error = %e, "cannot record a job's result");
+            }
+        });
     }
 
-    /// Seal `frame` to `to` and queue it for the courier.
+    /// Seal `frame` to `to` and queue it for the courier. The store's write (an fsync)
+    /// runs on a blocking thread; `done`, if given, hears once the bundle is durable (or
+    /// why not). Errors found before that are returned.
     pub(super) fn send_bundle(
         &mut self,
         to: &PublicIdentity,
         mut frame: GridFrame,
+        done: Option<oneshot::Sender<Result<(), String>>>,
     ) -> Result<(), String> {
         let now_ms = crate::clock::wall_ms();
+        if node_destination(to) == self.grid_destination.0 {
+            return Err("a bundle to this node itself".into());
+        }
         if frame.ttl_ms == 0 {
             frame.ttl_ms = DEFAULT_ANSWER_TTL.as_millis() as u64;
         }
@@ -358,34 +172,54 @@ impl Node {
             now_ms,
             expires_ms,
         );
-        if node_destination(to) == self.grid_destination.0 {
-            return Err("a bundle to this node itself".into());
-        }
-        match self.bundles.insert(&StoredBundle::from_wire(b, false)) {
-            Ok(Inserted::New | Inserted::Duplicate) => {
-                self.courier_wake.notify_one();
-                Ok(())
+        let (store, wake, to) = (self.bundles.clone(), self.courier_wake.clone(), to.hash());
+        tokio::task::spawn_blocking(move || {
+            let r = store
+                .insert(&StoredBundle::from_wire(b, false))
+                .map(|_| wake.notify_one())
+                .map_err(|e| e.to_string());
+            match done {
+                Some(done) => {
+                    let _ = done.send(r);
+                }
+                None => {
+                    if let Err(e) = r {
+                        tracing::warn!(%to, error = %e, "could not queue a bundle");
+                    }
+                }
             }
-            Err(e) => Err(e.to_string()),
-        }
+        });
+        Ok(())
     }
 
-    /// Queue a frame as a bundle and (optionally) wait for the response frame.
+    /// Queue a frame as a bundle and (optionally) wait for the response frame; `done`
+    /// hears once the bundle is durable.
     pub(super) fn send_bundle_call(
         &mut self,
         to: PublicIdentity,
         frame: GridFrame,
         waiter: Option<oneshot::Sender<GridFrame>>,
-    ) -> Result<(), String> {
+        done: oneshot::Sender<Result<(), String>>,
+    ) {
         let correlation = frame.correlation;
         if let Some(w) = waiter {
-            self.await_bundle(correlation, AddressHash(node_destination(&to)), w)?;
+            if let Err(e) = self.await_bundle(correlation, AddressHash(node_destination(&to)), w) {
+                let _ = done.send(Err(e));
+                return;
+            }
         }
-        let r = self.send_bundle(&to, frame);
-        if r.is_err() {
+        // A failure reaches the caller through `done`; its waiter is then forgotten
+        // once the caller drops it.
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.send_bundle(&to, frame, Some(tx)) {
             self.bundle_waiters.remove(&correlation);
+            let _ = done.send(Err(e));
+            return;
         }
-        r
+        tokio::spawn(async move {
+            let r = rx.await.unwrap_or_else(|_| Err("the node stopped".into()));
+            let _ = done.send(r);
+        });
     }
 
     /// Route the answer bundle to request `correlation`, sent to `node`, to `waiter`

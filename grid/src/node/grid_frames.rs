@@ -408,12 +408,12 @@ impl Node {
                     return;
                 }
                 tracing::info!(%link, correlation = frame.correlation, "the caller's link is gone; the answer goes as a bundle");
-                if let Err(e) = self.send_bundle(caller, frame) {
+                if let Err(e) = self.send_bundle(caller, frame, None) {
                     tracing::warn!(to = %caller.hash(), error = %e, "could not queue an answer bundle");
                 }
             }
             FrameReply::Bundle { to } => {
-                if let Err(e) = self.send_bundle(to, frame) {
+                if let Err(e) = self.send_bundle(to, frame, None) {
                     tracing::warn!(to = %to.hash(), error = %e, "could not queue an answer bundle");
                 }
             }

@@ -23,6 +23,7 @@ pub(crate) mod bundles;
 mod channels;
 mod commands;
 mod events;
+pub(crate) mod exchange;
 mod files;
 pub(crate) mod grid_frames;
 mod links;
@@ -70,6 +71,9 @@ struct Node {
     bundles: std::sync::Arc<crate::bundle::store::BundleStore>,
     bundle_config: crate::config::BundleConfig,
     courier_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Bundles for this node being stored (not yet acted on), so a copy pushed again
+    /// meanwhile is not opened twice.
+    opening: exchange::Opening,
     /// Keys of Grid nodes heard, kept across restarts (for sealing bundles).
     known_nodes: crate::known_nodes::KnownNodes,
     /// When grid.node was last (or is next) announced for a capability change.
@@ -664,6 +668,7 @@ impl Node {
             bundle_config: bundles.config,
             courier_wake: bundles.wake,
             bundle_waiters: HashMap::new(),
+            opening: exchange::Opening::new(),
             capability_announced: None,
             known_nodes: crate::known_nodes::KnownNodes::load(
                 &root.join(crate::known_nodes::KNOWN_NODES_FILE),

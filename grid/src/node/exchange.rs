@@ -1,0 +1,321 @@
+//! The `grid/bundle` exchange on the node's loop (push, pull, ack, identity lookup), with
+//! its storage work off the loop: pushed bundles are checked (and those for this node
+//! opened) here, then stored in one transaction on a blocking thread, and only then
+//! answered and acted on — a bundle is accepted once it is durable, and the loop never
+//! waits for an fsync.
+
+use std::collections::HashSet;
+
+use rns_core::identity::PublicIdentity;
+use rns_core::link::LinkId;
+use rns_core::{rmpv, AddressHash, Instant};
+use tokio::sync::oneshot;
+
+use super::Node;
+use crate::api::Call;
+use crate::bundle::envelope::open_frame;
+use crate::bundle::store::{StoreError, StoredBundle, StrangerLimits};
+use crate::bundle::wire::{
+    Exchange, ExchangeReply, WireBundle, BATCH_BYTES, BATCH_COUNT, MAX_SEALED,
+};
+use crate::frame::GridFrame;
+use crate::trust::TrustLevel;
+
+/// Where an exchange's answer goes.
+#[derive(Debug)]
+pub(crate) enum ExchangeTo {
+    /// A link request to answer.
+    Link {
+        /// The link.
+        link: LinkId,
+        /// The request.
+        request_id: AddressHash,
+    },
+    /// This node's courier (bundles it pulled from a custodian).
+    Courier(oneshot::Sender<ExchangeReply>),
+}
+
+/// Pushed (or pulled) bundles after their checks, waiting to be stored.
+#[derive(Debug)]
+pub(crate) struct TakePlan {
+    /// Handled here before: taken, not acted on again.
+    already: Vec<[u8; 16]>,
+    refused: Vec<([u8; 16], String)>,
+    /// For this node: marked seen when stored, then acted on.
+    ours_seen: Vec<([u8; 16], u64)>,
+    opened: Vec<(PublicIdentity, GridFrame)>,
+    /// Held for others: for a trusted caller (`None`) or a stranger.
+    held: Vec<(StoredBundle, Option<[u8; 16]>)>,
+    limits: StrangerLimits,
+}
+
+/// A [`TakePlan`] whose storage work is done.
+#[derive(Debug)]
+pub(crate) struct TakeCommitted {
+    pub(crate) plan: TakePlan,
+    pub(crate) stored: Result<Vec<Result<crate::bundle::store::Inserted, StoreError>>, StoreError>,
+    pub(crate) to: ExchangeTo,
+}
+
+impl Node {
+    /// A request on [`crate::bundle::wire::BUNDLE_PATH`].
+    pub(super) fn on_bundle_request(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        request_id: AddressHash,
+        data: rmpv::Value,
+        caller: Option<AddressHash>,
+    ) {
+        if caller.is_some_and(|c| self.guard.trust.level(&c) == TrustLevel::Blocked) {
+            return; // blocked peers get nothing at all
+        }
+        let to = ExchangeTo::Link { link, request_id };
+        let x = match data {
+            rmpv::Value::Binary(bytes) => match Exchange::decode(&bytes) {
+                Ok(x) => x,
+                Err(e) => {
+                    return self.answer_exchange(now, to, ExchangeReply::Refused(e.to_string()))
+                }
+            },
+            _ => {
+                let r = ExchangeReply::Refused("expected exchange bytes".into());
+                return self.answer_exchange(now, to, r);
+            }
+        };
+        let caller_node =
+            caller.map(|c| rns_core::destination::hash_from_name("grid.node", Some(&c)));
+        let reply = match x {
+            Exchange::Push(list) => {
+                let plan = self.plan_take(list, caller, false);
+                return self.commit_take(now, plan, to);
+            }
+            Exchange::Pull { max_bytes } => {
+                let Some(node) = caller_node else {
+                    let r = ExchangeReply::Refused("identify on the link to pull bundles".into());
+                    return self.answer_exchange(now, to, r);
+                };
+                let budget = (max_bytes as usize).min(BATCH_BYTES);
+                match self.bundles.for_destination(&node.0, budget, BATCH_COUNT) {
+                    Ok(list) => {
+                        ExchangeReply::Pulled(list.iter().map(StoredBundle::to_wire).collect())
+                    }
+                    Err(e) => ExchangeReply::Refused(e.to_string()),
+                }
+            }
+            Exchange::Ack(ids) => {
+                let Some(node) = caller_node else {
+                    let r = ExchangeReply::Refused(
+                        "identify on the link to acknowledge bundles".into(),
+                    );
+                    return self.answer_exchange(now, to, r);
+                };
+                // Only the destination may make a custodian forget its bundles.
+                let mine: Vec<[u8; 16]> = ids
+                    .into_iter()
+                    .take(BATCH_COUNT)
+                    .filter(
+                        |id| matches!(self.bundles.get(id), Ok(Some(b)) if b.destination == node.0),
+                    )
+                    .collect();
+                let (store, calls) = (self.bundles.clone(), self.calls.clone());
+                tokio::task::spawn_blocking(move || {
+                    let reply = match store.remove(&mine) {
+                        Ok(n) => ExchangeReply::Acked(n as u32),
+                        Err(e) => ExchangeReply::Refused(e.to_string()),
+                    };
+                    let _ = calls.blocking_send(Call::ExchangeDone { to, reply });
+                });
+                return;
+            }
+            Exchange::Identity(d) => ExchangeReply::Identity(
+                self.recall_node(&AddressHash(d))
+                    .map(|p| p.as_bytes().to_vec()),
+            ),
+        };
+        self.answer_exchange(now, to, reply);
+    }
+
+    /// Send an exchange's answer where it goes.
+    pub(super) fn answer_exchange(&mut self, now: Instant, to: ExchangeTo, reply: ExchangeReply) {
+        match to {
+            ExchangeTo::Link { link, request_id } => {
+                let value = rmpv::Value::Binary(reply.encode());
+                if let Err(e) = self.transport.link_respond(now, &link, &request_id, &value) {
+                    tracing::debug!(%link, error = %e, "could not answer a bundle exchange");
+                }
+            }
+            ExchangeTo::Courier(tx) => {
+                let _ = tx.send(reply);
+            }
+        }
+    }
+
+    /// Check pushed (or `pulled`) bundles: open those for this node; plan to hold the
+    /// others when this node is a custodian and the node handing them over (`caller`,
+    /// its identity hash) may leave them here. A trusted caller is bounded by the store's
+    /// quota only; a stranger by its share ([`crate::config::StrangerConfig`]) and the
+    /// longest TTL held for strangers; an anonymous caller may hand over only bundles
+    /// for this node.
+    pub(super) fn plan_take(
+        &mut self,
+        list: Vec<WireBundle>,
+        caller: Option<AddressHash>,
+        pulled: bool,
+    ) -> TakePlan {
+        let now_ms = crate::clock::wall_ms();
+        let mut plan = TakePlan {
+            already: Vec::new(),
+            refused: Vec::new(),
+            ours_seen: Vec::new(),
+            opened: Vec::new(),
+            held: Vec::new(),
+            limits: self.stranger_limits(),
+        };
+        for b in list.into_iter().take(BATCH_COUNT) {
+            let id = b.id;
+            let r = if b.sealed.len() > MAX_SEALED {
+                Err("too large".to_string())
+            } else if b.expires_ms <= now_ms {
+                Err("expired".to_string())
+            } else if b.destination == self.grid_destination.0 {
+                let in_flight =
+                    self.opening.contains(&id) || plan.ours_seen.iter().any(|(i, _)| *i == id);
+                match self.bundles.is_seen(&id) {
+                    Ok(true) => Ok(None),
+                    Ok(false) if in_flight => Ok(None),
+                    Ok(false) => open_frame(&self.identity, &b)
+                        .map(|opened| Some((b.expires_ms, opened)))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+                .map(|o| match o {
+                    Some((expires, opened)) => {
+                        plan.ours_seen.push((id, expires));
+                        plan.opened.push(opened);
+                    }
+                    None => plan.already.push(id),
+                })
+            } else if !self.bundle_config.custody || pulled {
+                Err("not for this node, and this node holds no bundles for others".to_string())
+            } else {
+                self.may_hold(now_ms, &b, caller).map(|holder| {
+                    plan.held.push((StoredBundle::from_wire(b, true), holder));
+                })
+            };
+            if let Err(e) = r {
+                tracing::debug!(id = %hex::encode(id), reason = %e, "refused a bundle");
+                plan.refused.push((id, e));
+            }
+        }
+        plan
+    }
+
+    /// Store what `plan` holds (one transaction, on a blocking thread), then answer `to`
+    /// and act on the opened frames ([`Node::finish_take`]).
+    pub(super) fn commit_take(&mut self, now: Instant, plan: TakePlan, to: ExchangeTo) {
+        if plan.ours_seen.is_empty() && plan.held.is_empty() {
+            return self.finish_take(
+                now,
+                TakeCommitted {
+                    plan,
+                    stored: Ok(Vec::new()),
+                    to,
+                },
+            );
+        }
+        self.opening
+            .extend(plan.ours_seen.iter().map(|(id, _)| *id));
+        let (store, calls) = (self.bundles.clone(), self.calls.clone());
+        tokio::task::spawn_blocking(move || {
+            let stored = store.commit_exchange(&plan.ours_seen, &plan.held, &plan.limits);
+            let done = TakeCommitted { plan, stored, to };
+            let _ = calls.blocking_send(Call::TakeCommitted(Box::new(done)));
+        });
+    }
+
+    /// The storage work of a take is done: answer, and act on the opened frames.
+    pub(super) fn finish_take(&mut self, now: Instant, done: TakeCommitted) {
+        let TakeCommitted { plan, stored, to } = done;
+        let TakePlan {
+            already,
+            mut refused,
+            ours_seen,
+            opened,
+            held,
+            ..
+        } = plan;
+        for (id, _) in &ours_seen {
+            self.opening.remove(id);
+        }
+        let mut accepted = already;
+        match stored {
+            Ok(results) => {
+                accepted.extend(ours_seen.iter().map(|(id, _)| *id));
+                let mut any = false;
+                for ((b, _), r) in held.iter().zip(results) {
+                    match r {
+                        Ok(_) => {
+                            any = true;
+                            accepted.push(b.id);
+                        }
+                        Err(e) => refused.push((b.id, e.to_string())),
+                    }
+                }
+                if any {
+                    self.courier_wake.notify_one();
+                }
+                self.answer_exchange(now, to, ExchangeReply::Pushed { accepted, refused });
+                for (sender, frame) in opened {
+                    tracing::debug!(from = %sender.hash(), correlation = frame.correlation, "bundle delivered");
+                    self.on_bundle_frame(now, sender, frame);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bundle store: could not take an exchange");
+                let why = e.to_string();
+                refused.extend(ours_seen.iter().map(|(id, _)| (*id, why.clone())));
+                refused.extend(held.iter().map(|(b, _)| (b.id, why.clone())));
+                self.answer_exchange(now, to, ExchangeReply::Pushed { accepted, refused });
+            }
+        }
+    }
+
+    /// Whether `caller` may leave bundle `b` here for another node: Ok(None) for a
+    /// trusted caller (bounded by the store's quota), Ok(Some(holder)) for a stranger
+    /// (bounded by its share, checked when stored), Err with the reason otherwise.
+    fn may_hold(
+        &self,
+        now_ms: u64,
+        b: &WireBundle,
+        caller: Option<AddressHash>,
+    ) -> Result<Option<[u8; 16]>, String> {
+        let Some(caller) = caller else {
+            return Err("identify on the link to hand over bundles for other nodes".into());
+        };
+        if self.guard.trust.level(&caller) >= TrustLevel::Trusted {
+            return Ok(None);
+        }
+        let max_ttl = self.bundle_config.strangers.max_ttl;
+        if b.expires_ms > now_ms.saturating_add(max_ttl.as_millis() as u64) {
+            return Err(format!(
+                "lives longer than this custodian holds bundles from nodes it does not trust ({})",
+                humantime::format_duration(max_ttl)
+            ));
+        }
+        Ok(Some(caller.0))
+    }
+
+    /// What strangers may have this node hold, from `[bundles]`.
+    fn stranger_limits(&self) -> StrangerLimits {
+        let strangers = self.bundle_config.strangers;
+        StrangerLimits {
+            bundles: strangers.bundles,
+            bytes: strangers.bytes,
+            total_bytes: (self.bundle_config.store_limit as f64 * strangers.share) as u64,
+        }
+    }
+}
+
+/// Bundle ids being opened: stored but not yet acted on.
+pub(crate) type Opening = HashSet<[u8; 16]>;
