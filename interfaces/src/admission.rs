@@ -62,17 +62,18 @@ impl Tally {
         }
     }
 
-    /// Count one event at `now`; warns if the last warning is old enough. Returns how
-    /// many events the warning reported (0: none logged now).
+    /// Count one event at `now` (`latest` says which peer or error, if that helps);
+    /// warns if the last warning is old enough. Returns how many events the warning
+    /// reported (0: none logged now).
     pub(crate) fn hit(
         &mut self,
         server: &str,
-        detail: &dyn std::fmt::Display,
+        latest: Option<&dyn std::fmt::Display>,
         now: Instant,
     ) -> u64 {
         self.total += 1;
         self.unlogged += 1;
-        self.log_if_due(server, Some(detail), now)
+        self.log_if_due(server, latest, now)
     }
 
     /// Report events not yet reported if the last warning is old enough; returns how many
@@ -112,15 +113,11 @@ impl Tally {
         match latest {
             Some(latest) => tracing::warn!(
                 server,
-                count = n,
-                total,
                 %latest,
                 "{what}: {n} since the last such warning, {total} in all"
             ),
             None => tracing::warn!(
                 server,
-                count = n,
-                total,
                 "{what}: {n} since the last such warning, {total} in all"
             ),
         }
@@ -162,12 +159,12 @@ mod tests {
         let mut t = Tally::new("refused");
         let t0 = Instant::now();
         // The first event warns at once.
-        assert_eq!(t.hit("srv", &"x", t0), 1);
+        assert_eq!(t.hit("srv", Some(&"x"), t0), 1);
         assert_eq!(t.due(), None);
         // A thousand more within the interval: counted, not logged.
         for i in 0..1000u64 {
             let at = t0 + Duration::from_millis(i);
-            assert_eq!(t.hit("srv", &"x", at), 0);
+            assert_eq!(t.hit("srv", None, at), 0);
         }
         assert_eq!(t.due(), Some(t0 + LOG_EVERY));
         assert_eq!(t.flush("srv", t0 + LOG_EVERY / 2), 0);
@@ -176,6 +173,6 @@ mod tests {
         assert_eq!(t.flush("srv", t0 + LOG_EVERY * 3), 0);
         assert_eq!(t.total, 1001);
         // After a quiet spell the next event warns at once again.
-        assert_eq!(t.hit("srv", &"y", t0 + LOG_EVERY * 3), 1);
+        assert_eq!(t.hit("srv", Some(&"y"), t0 + LOG_EVERY * 3), 1);
     }
 }

@@ -132,8 +132,12 @@ impl Conns {
             open: 0,
             next: 0,
             idle: BTreeMap::new(),
-            evicted: Tally::new("control connections closed to make room: idle, and the most held"),
-            refused: Tally::new("control connections refused: all busy with requests"),
+            evicted: Tally::new(
+                "control connections closed to make room for new ones (the longest idle)",
+            ),
+            refused: Tally::new(
+                "control connections refused: every connection held is busy with a request",
+            ),
             timed_out: Tally::new(
                 "control connections closed: no request line within the idle timeout",
             ),
@@ -150,23 +154,48 @@ impl Conns {
         ]
     }
 
+    /// Count a new connection in, idle from the start (so a burst of newcomers can
+    /// displace each other before any of them has run), making room for it if need be;
+    /// `None` if there is none.
+    fn admit(shared: &Shared, max: usize) -> Option<Conn> {
+        let mut c = lock(shared);
+        if !c.make_room(max) {
+            return None;
+        }
+        c.open += 1;
+        let close = Arc::new(Notify::new());
+        let ticket = c.enqueue_idle(&close);
+        Some(Conn {
+            conns: shared.clone(),
+            standing: Standing::Idle(ticket),
+            close,
+        })
+    }
+
+    /// Put a connection among the idle ones, last in line for eviction; its ticket.
+    fn enqueue_idle(&mut self, close: &Arc<Notify>) -> u64 {
+        let ticket = self.next;
+        self.next += 1;
+        self.idle.insert(ticket, close.clone());
+        ticket
+    }
+
     /// Make room for one more connection if need be; false if there is none.
-    fn admit(&mut self, max: usize) -> bool {
+    fn make_room(&mut self, max: usize) -> bool {
         let now = std::time::Instant::now();
         if self.open >= max {
             match self.idle.pop_first() {
                 Some((_, close)) => {
                     close.notify_one();
                     self.open -= 1;
-                    self.evicted.hit(SERVER, &"longest idle", now);
+                    self.evicted.hit(SERVER, None, now);
                 }
                 None => {
-                    self.refused.hit(SERVER, &"new connection", now);
+                    self.refused.hit(SERVER, None, now);
                     return false;
                 }
             }
         }
-        self.open += 1;
         true
     }
 }
@@ -196,10 +225,7 @@ struct Conn {
 impl Conn {
     /// Wait for a request line: the connection may be evicted from now on.
     fn idle(&mut self) {
-        let mut c = lock(&self.conns);
-        let ticket = c.next;
-        c.next += 1;
-        c.idle.insert(ticket, self.close.clone());
+        let ticket = lock(&self.conns).enqueue_idle(&self.close);
         self.standing = Standing::Idle(ticket);
     }
 
@@ -261,19 +287,14 @@ async fn serve_with(
                 let wait = accept_backoff(&e);
                 lock(&conns)
                     .accept_failed
-                    .hit(SERVER, &e, std::time::Instant::now());
+                    .hit(SERVER, Some(&e), std::time::Instant::now());
                 tokio::time::sleep(wait).await;
                 continue;
             }
         };
-        if !lock(&conns).admit(limits.max_connections) {
+        let Some(conn) = Conns::admit(&conns, limits.max_connections) else {
             drop(stream); // closed at once
             continue;
-        }
-        let conn = Conn {
-            conns: conns.clone(),
-            standing: Standing::Busy,
-            close: Arc::new(Notify::new()),
         };
         tokio::spawn(serve_conn(
             stream,
@@ -298,7 +319,6 @@ async fn serve_conn(
     let close = conn.close.clone();
     loop {
         line.clear();
-        conn.idle();
         let mut limited = (&mut lines).take(MAX_LINE as u64 + 1);
         let n = tokio::select! {
             r = limited.read_line(&mut line) => match r {
@@ -307,7 +327,7 @@ async fn serve_conn(
             },
             _ = tokio::time::sleep(idle_timeout) => {
                 let mut c = lock(&conn.conns);
-                c.timed_out.hit(SERVER, &"connection", std::time::Instant::now());
+                c.timed_out.hit(SERVER, None, std::time::Instant::now());
                 return;
             }
             _ = close.notified() => return,
@@ -342,6 +362,7 @@ async fn serve_conn(
         if wr.write_all(&out).await.is_err() {
             return;
         }
+        conn.idle(); // waiting for the next request line
     }
 }
 

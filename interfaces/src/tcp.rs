@@ -300,11 +300,11 @@ fn admit(peers: &Shared, limits: &ServerLimits, name: &str, peer: SocketAddr) ->
     let mut p = lock(peers);
     let now = std::time::Instant::now();
     if p.total >= limits.max_connections {
-        p.full.hit(name, &peer, now);
+        p.full.hit(name, Some(&peer), now);
         return None;
     }
     if p.per_ip.get(&key).copied().unwrap_or(0) >= limits.max_per_ip {
-        p.ip_full.hit(name, &peer, now);
+        p.ip_full.hit(name, Some(&peer), now);
         return None;
     }
     p.total += 1;
@@ -354,7 +354,7 @@ async fn serve(
                 let wait = accept_backoff(&e);
                 lock(&peers)
                     .accept_failed
-                    .hit(&name, &e, std::time::Instant::now());
+                    .hit(&name, Some(&e), std::time::Instant::now());
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -367,20 +367,26 @@ async fn serve(
             continue;
         };
         let hub = hub.clone();
-        let mut cfg = config.clone();
-        cfg.name = format!("{} <{}>", config.name, peer);
         let timeout = limits.first_frame_timeout;
-        tokio::spawn(serve_peer(hub, stream, peer, cfg, max, timeout, held));
+        tokio::spawn(serve_peer(
+            hub,
+            stream,
+            peer,
+            config.clone(),
+            max,
+            timeout,
+            held,
+        ));
     }
 }
 
-/// One accepted connection: wait for its first complete frame, then make it an
-/// interface until it ends.
+/// One accepted connection to the listener configured by `cfg`: wait for its first
+/// complete frame, then make it an interface until it ends.
 async fn serve_peer(
     hub: Hub,
     mut stream: TcpStream,
     peer: SocketAddr,
-    cfg: InterfaceConfig,
+    mut cfg: InterfaceConfig,
     max: usize,
     first_frame_timeout: Duration,
     held: Held,
@@ -407,13 +413,15 @@ async fn serve_peer(
         }
         Err(_) => {
             let mut p = lock(&held.peers);
-            p.silent.hit(&cfg.name, &peer, std::time::Instant::now());
+            p.silent
+                .hit(&cfg.name, Some(&peer), std::time::Instant::now());
             return;
         }
     }
     let id = hub.allocate();
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
     tracing::info!(interface = %id, %peer, "TCP client accepted");
+    cfg.name = format!("{} <{peer}>", cfg.name);
     // The peer has spoken, so it is ready to hear from us.
     let up = InterfaceEvent::Up {
         id,
