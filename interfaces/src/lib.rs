@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod admission;
 pub mod auto;
 pub mod control;
 pub mod hdlc;
@@ -75,16 +76,15 @@ pub enum InterfaceEvent {
 /// RNS 1.5.7's TCP interfaces start reading before they finish setting themselves up,
 /// and reset the connection if a frame arrives in that window (it can last hundreds of
 /// milliseconds on a loaded machine). An RNS client signals that it is ready by sending
-/// its first packet (tunnel synthesis), so accepted connections wait for the peer to
-/// speak; outgoing connections wait a short while; datagram interfaces need no wait.
+/// its first packet (tunnel synthesis), so an accepted TCP connection becomes an interface
+/// only once its peer has spoken (and is then ready at once); outgoing connections wait a
+/// short while; datagram interfaces need no wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
     /// Right away.
     Now,
-    /// After this long.
+    /// After this long, or as soon as a frame arrives from the peer.
     After(std::time::Duration),
-    /// When the first frame arrives from the peer, or after this long at the latest.
-    WhenHeardOr(std::time::Duration),
 }
 
 /// The drivers' handle to the node: an event channel and an id allocator.

@@ -72,7 +72,7 @@ pub async fn run_server(hub: Hub, listener: Listener, config: InterfaceConfig) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "local socket accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(crate::admission::accept_backoff(&e)).await;
                 continue;
             }
         };

@@ -101,6 +101,26 @@ fn parse_serial(
     Ok(c)
 }
 
+/// A TCP server's limits: `max_connections`, `max_connections_per_ip` (at most
+/// `max_connections`, and by default no more than it) and `first_frame_timeout`.
+fn parse_tcp_limits(
+    r: &RawInterface,
+) -> Result<grid_interfaces::tcp::ServerLimits, (&'static str, String)> {
+    let mut l = grid_interfaces::tcp::ServerLimits::default();
+    l.max_connections = r.max_connections.unwrap_or(l.max_connections);
+    l.max_per_ip = r
+        .max_connections_per_ip
+        .unwrap_or(l.max_per_ip.min(l.max_connections));
+    if let Some(t) = &r.first_frame_timeout {
+        l.first_frame_timeout = humantime::parse_duration(t.trim()).map_err(|e| {
+            let e = format!("{e} (use a duration such as \"30s\")");
+            ("first_frame_timeout", e)
+        })?;
+    }
+    l.validate()?;
+    Ok(l)
+}
+
 /// A KISS TNC's keys: the serial keys, `preamble`, `txtail`, `slottime` (ms),
 /// `persistence` and `flow_control`.
 fn parse_kiss(
@@ -302,6 +322,8 @@ pub enum InterfaceKind {
     TcpServer {
         /// Listen address.
         listen: String,
+        /// What its peers may hold.
+        limits: grid_interfaces::tcp::ServerLimits,
     },
     /// Connect to a TCP server, reconnecting.
     TcpClient {
@@ -433,6 +455,10 @@ struct RawInterface {
     announce_cap: Option<f64>,
     /// Hold announce bursts for unknown destinations (RNS `ingress_control`).
     ingress_control: Option<bool>,
+    // TCP server limits.
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    first_frame_timeout: Option<String>,
     // Radio keys are accepted here so that rnode/kiss configs give a clear
     // "not available yet" error rather than "unknown key".
     port: Option<String>,
@@ -505,11 +531,22 @@ impl Config {
             let need = |v: Option<String>, f: &str| {
                 v.ok_or_else(|| err(&k(f), format!("required for type \"{}\"", r.kind)))
             };
+            for (f, set) in [
+                ("max_connections", r.max_connections.is_some()),
+                ("max_connections_per_ip", r.max_connections_per_ip.is_some()),
+                ("first_frame_timeout", r.first_frame_timeout.is_some()),
+            ] {
+                if set && r.kind != "tcp_server" {
+                    return Err(err(&k(f), "only for type \"tcp_server\"".into()));
+                }
+            }
             let (kind, mut rns) = match r.kind.as_str() {
                 "tcp_server" => {
                     let listen = need(r.listen.clone(), "listen")?;
                     check_addr(&listen).map_err(|e| err(&k("listen"), e))?;
-                    (InterfaceKind::TcpServer { listen }, InterfaceConfig::tcp(name))
+                    let limits = parse_tcp_limits(&r).map_err(|(f, e)| err(&k(f), e))?;
+                    let c = InterfaceConfig::tcp(name);
+                    (InterfaceKind::TcpServer { listen, limits }, c)
                 }
                 "tcp_client" => {
                     let target = need(r.target.clone(), "target")?;
@@ -932,6 +969,50 @@ mod tests {
         assert_eq!(c.interfaces[0].rns.mode, InterfaceMode::Gateway);
         assert_eq!(c.interfaces[0].rns.ifac.as_ref().unwrap().size(), 16);
         assert!((c.interfaces[1].rns.announce_cap - 0.05).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tcp_server_limits_have_defaults_and_are_checked() {
+        use grid_interfaces::tcp::ServerLimits;
+        let srv = "[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:1\"\n";
+        let limits = |extra: &str| match parse(&format!("{srv}{extra}")).map(|c| c.interfaces) {
+            Ok(i) => match &i[0].kind {
+                InterfaceKind::TcpServer { limits, .. } => Ok(*limits),
+                other => panic!("{other:?}"),
+            },
+            Err(e) => Err((e.key, e.reason)),
+        };
+        assert_eq!(limits(""), Ok(ServerLimits::default()));
+        let l = limits(
+            "max_connections = 500\nmax_connections_per_ip = 500\nfirst_frame_timeout = \"3s\"",
+        )
+        .unwrap();
+        assert_eq!(
+            (l.max_connections, l.max_per_ip, l.first_frame_timeout),
+            (500, 500, Duration::from_secs(3))
+        );
+        // A small listener's per-address default follows its total.
+        assert_eq!(limits("max_connections = 8").unwrap().max_per_ip, 8);
+        for (extra, key) in [
+            ("max_connections = 0", "max_connections"),
+            ("max_connections = 100000", "max_connections"),
+            (
+                "max_connections = 8\nmax_connections_per_ip = 9",
+                "max_connections_per_ip",
+            ),
+            ("max_connections_per_ip = 0", "max_connections_per_ip"),
+            ("first_frame_timeout = \"soon\"", "first_frame_timeout"),
+            ("first_frame_timeout = \"10ms\"", "first_frame_timeout"),
+            ("first_frame_timeout = \"2h\"", "first_frame_timeout"),
+        ] {
+            let (k, reason) = limits(extra).unwrap_err();
+            assert_eq!(k, format!("interface[0].{key}"), "{extra}: {reason}");
+        }
+        let e =
+            parse("[[interface]]\ntype = \"tcp_client\"\ntarget = \"h:1\"\nmax_connections = 4")
+                .unwrap_err();
+        assert_eq!(e.key, "interface[0].max_connections");
+        assert!(e.reason.contains("tcp_server"), "{}", e.reason);
     }
 
     #[test]

@@ -474,11 +474,11 @@ async fn start_interfaces(
             reason,
         };
         match &spec.kind {
-            InterfaceKind::TcpServer { listen } => {
+            InterfaceKind::TcpServer { listen, limits } => {
                 let l = tcp::bind_server(listen)
                     .await
                     .map_err(|e| fail(format!("cannot listen on {listen}: {e}")))?;
-                tasks.spawn(tcp::run_server(hub.clone(), l, spec.rns.clone()));
+                tasks.spawn(tcp::run_server(hub.clone(), l, spec.rns.clone(), *limits));
             }
             InterfaceKind::TcpClient { target } => {
                 tasks.spawn(tcp::run_client(
@@ -879,7 +879,7 @@ impl Node {
                 self.transport.set_interface_online(id, false);
                 let until = match ready {
                     Readiness::Now => now,
-                    Readiness::After(d) | Readiness::WhenHeardOr(d) => now + d,
+                    Readiness::After(d) => now + d,
                 };
                 self.pending.insert(id, (*config, until));
                 if ready == Readiness::Now {

@@ -23,6 +23,19 @@ pub fn victim(extra: &str) -> (Grid, u16) {
     (v, port)
 }
 
+/// A victim node that may hold at most `nofile` open files, whose TCP listener also has
+/// the keys in `listener_extra`.
+pub fn victim_limited(listener_extra: &str, nofile: u64) -> (Grid, u16) {
+    let port = free_port();
+    let v = Grid::start_with_nofile(
+        &format!(
+            "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n{listener_extra}\n"
+        ),
+        nofile,
+    );
+    (v, port)
+}
+
 /// What H saw.
 #[derive(Debug, Clone)]
 pub struct PingReport {

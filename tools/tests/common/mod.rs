@@ -153,6 +153,8 @@ pub struct Grid {
     pub dir: TempDir,
     child: Child,
     netns: Option<String>,
+    /// The open-file limit it runs with (`ulimit -n`), if the test set one.
+    nofile: Option<u64>,
 }
 
 impl Grid {
@@ -163,23 +165,42 @@ impl Grid {
     }
 
     pub fn start_in(dir: TempDir) -> Grid {
-        Self::spawn(dir, None)
+        Self::spawn(dir, None, None)
+    }
+
+    /// Start a node that may hold at most `nofile` open files (`ulimit -n`), as on a
+    /// small device or a host with a low default.
+    pub fn start_with_nofile(config: &str, nofile: u64) -> Grid {
+        let dir = TempDir::new("grid");
+        std::fs::write(dir.0.join("config.toml"), config).unwrap();
+        Self::spawn(dir, None, Some(nofile))
     }
 
     /// Start a node inside a network namespace (its control socket is still reachable).
     pub fn start_in_netns(netns: &str, config: &str) -> Grid {
         let dir = TempDir::new("grid");
         std::fs::write(dir.0.join("config.toml"), config).unwrap();
-        Self::spawn(dir, Some(netns.to_string()))
+        Self::spawn(dir, Some(netns.to_string()), None)
     }
 
-    fn spawn(dir: TempDir, netns: Option<String>) -> Grid {
+    fn spawn(dir: TempDir, netns: Option<String>, nofile: Option<u64>) -> Grid {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.0.join("node.log"))
             .unwrap();
-        let child = command_in(netns.as_deref(), env!("CARGO_BIN_EXE_grid"))
+        let mut cmd = match nofile {
+            // The shell sets the limit and becomes the node (same pid).
+            Some(n) => {
+                let mut c = command_in(netns.as_deref(), "sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_grid"));
+                c
+            }
+            None => command_in(netns.as_deref(), env!("CARGO_BIN_EXE_grid")),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&dir.0)
             .args(["node", "-v"])
@@ -189,7 +210,12 @@ impl Grid {
             .stderr(log)
             .spawn()
             .expect("spawn grid node");
-        let g = Grid { dir, child, netns };
+        let g = Grid {
+            dir,
+            child,
+            netns,
+            nofile,
+        };
         wait_for(Duration::from_secs(10), "grid node control socket", || {
             g.cli(&["status", "--json"]).0.then_some(())
         });
@@ -200,7 +226,7 @@ impl Grid {
     pub fn restart(&mut self) {
         self.kill();
         let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
-        let fresh = Self::spawn(dir, self.netns.clone());
+        let fresh = Self::spawn(dir, self.netns.clone(), self.nofile);
         *self = fresh;
     }
 
@@ -212,6 +238,11 @@ impl Grid {
     /// `/proc/<pid>/status` of the node process.
     pub fn proc_status_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/status", self.child.id()))
+    }
+
+    /// How many files and sockets the node holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
     }
 
     /// The node's process id.
