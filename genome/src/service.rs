@@ -223,10 +223,10 @@ pub fn load_embedder(_state: &StateDir) -> Option<Arc<dyn Embedder>> {
 /// and gives up if the registry cannot be opened.
 pub async fn run(handle: NodeHandle, state: StateDir) {
     match Genome::start(handle, &state).await {
-        Ok(g) => tracing::info!(
-            adapters = g.blocking(|r| r.len()).await.unwrap_or(0),
-            "genome ready"
-        ),
+        Ok(g) => {
+            let adapters = g.blocking(|r| r.len()).await.unwrap_or(0);
+            tracing::info!(adapters, "genome ready")
+        }
         Err(e) => tracing::error!("genome: {e}"),
     }
 }
