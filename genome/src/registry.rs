@@ -392,19 +392,35 @@ impl Registry {
         min_score: f32,
         keyword_weight: f32,
     ) -> Result<Vec<Found>, RegistryError> {
+        let q = match &self.embedder {
+            Some(e) => Some(
+                e.embed_one(text)
+                    .map_err(|e| RegistryError::Embed(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(self.search_embedded(text, q.as_deref(), limit, min_score, keyword_weight))
+    }
+
+    /// [`Registry::search_hybrid`] with the query already embedded (by this registry's
+    /// embedder, [`Registry::embedder`]), so a caller can embed without holding the
+    /// registry. Without a query vector, or without an embedder, keyword overlap alone.
+    pub fn search_embedded(
+        &self,
+        text: &str,
+        query: Option<&[f32]>,
+        limit: usize,
+        min_score: f32,
+        keyword_weight: f32,
+    ) -> Vec<Found> {
         let w = keyword_weight.clamp(0.0, 1.0);
         let keywords = |e: &Entry| crate::keywords::overlap(text, &e.texts().join(" "));
-        let mut scored: Vec<([u8; 32], f32)> = match &self.embedder {
-            Some(e) => {
-                let q = e
-                    .embed(&[text])
-                    .map_err(|e| RegistryError::Embed(e.to_string()))?
-                    .pop()
-                    .unwrap_or_default();
+        let mut scored: Vec<([u8; 32], f32)> = match (&self.embedder, query) {
+            (Some(_), Some(q)) => {
                 // Widen the candidate set when keywords may reorder it.
                 let k = if w > 0.0 { (limit * 4).max(20) } else { limit };
                 self.index
-                    .search_items(&q, k, if w > 0.0 { -1.0 } else { min_score })
+                    .search_items(q, k, if w > 0.0 { -1.0 } else { min_score })
                     .into_iter()
                     .map(|(h, s)| {
                         let kw = self.entries.get(&h).map_or(0.0, keywords);
@@ -412,7 +428,7 @@ impl Registry {
                     })
                     .collect()
             }
-            None => self
+            _ => self
                 .entries
                 .values()
                 .map(|e| (e.hash, keywords(e)))
@@ -422,7 +438,7 @@ impl Registry {
         scored.retain(|(_, s)| *s >= min_score);
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
         scored.truncate(limit);
-        Ok(scored
+        scored
             .into_iter()
             .filter_map(|(h, score)| {
                 self.entries.get(&h).map(|e| Found {
@@ -430,7 +446,12 @@ impl Registry {
                     score,
                 })
             })
-            .collect())
+            .collect()
+    }
+
+    /// The embedder whose vectors the index holds, if any.
+    pub fn embedder(&self) -> Option<Arc<dyn Embedder>> {
+        self.embedder.clone()
     }
 
     fn embed_entry(&mut self, e: &Entry) -> Result<(), RegistryError> {
@@ -491,13 +512,13 @@ fn rand_bytes() -> [u8; 8] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::embed::{EmbedError, DIM};
     use crate::package::write_test_package;
 
     /// Words hashed into dimensions: enough to tell texts apart without the model.
-    struct Words(&'static str);
+    pub(crate) struct Words(pub(crate) &'static str);
 
     impl Embedder for Words {
         fn id(&self) -> &str {

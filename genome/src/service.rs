@@ -11,23 +11,43 @@
 //! | `genome/fetch` | this node only | download a package from its providers, verify, store |
 //!
 //! Events: `genome:adapter:published`, `genome:adapter:removed`, `genome:adapter:fetched`.
+//!
+//! Against hostile peers:
+//! - Only the node's own user fans a search out to peers ([`fans_out`]); a peer's search,
+//!   identified or not, is answered from this node alone, so no one makes this node
+//!   query its peers under its identity.
+//! - `genome/search` from peers and package pulls are rate limited ([`SEARCH_LIMITS`],
+//!   [`PACKAGE_LIMITS`]; see [`crate::limits`]): per caller identity, one shared bucket
+//!   for unidentified callers, and node-wide. A refused search fails with
+//!   [`grid::frame::ErrorCode::Failed`] and "rate limited: …, try again in N ms".
+//! - A few searches compute at once ([`SEARCHES_AT_ONCE`]); the query is embedded
+//!   without holding the registry's lock.
+//! - Packages are served off the node's event loop, at most [`PACKAGES_AT_ONCE`] read at
+//!   once, to identified callers only: an unidentified link is told to identify, and a
+//!   caller the node has blocked gets no answer at all (as blocked callers get for
+//!   commands). The ACL decides pulls under [`PACKAGE_COMMAND`] (provisional by default;
+//!   `"genome/package" = "trusted"` in `[acl]` narrows it).
+//! - Results from peers are ranked by this node's own scoring, not theirs (see
+//!   [`crate::rank`]).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use grid::api::NodeHandle;
+use grid::api::{NodeHandle, Request};
 use grid::commands::{CommandCall, CommandError};
 use grid::state::StateDir;
 use grid::trust::TrustLevel;
 use rns_core::identity::Identity;
 use rns_core::{rmpv, AddressHash};
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 use crate::archive::{Archive, PACKAGE_PATH};
 use crate::embed::Embedder;
+use crate::limits::{Limiter, Limits, Rate, RateLimited};
 use crate::manifest::SignedManifest;
+use crate::rank::Scorer;
 use crate::registry::{Entry, Registry};
 
 /// How long a mesh search waits for peers.
@@ -69,12 +89,86 @@ const MAX_PEERS_ASKED: usize = 16;
 /// How long fetching one package from one provider may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Rate limits on `genome/search` from peers (the node's own user is not limited): ten
+/// at once then two a second per caller, four then one a second for all unidentified
+/// callers together, thirty then ten a second for the node.
+pub const SEARCH_LIMITS: Limits = Limits {
+    caller: Rate::new(10, Duration::from_millis(500)),
+    anonymous: Rate::new(4, Duration::from_secs(1)),
+    node: Rate::new(30, Duration::from_millis(100)),
+};
+/// Rate limits on package pulls: four at once then one every 15 s per caller, eight
+/// then one every 5 s for the node (unidentified callers get none).
+pub const PACKAGE_LIMITS: Limits = Limits {
+    caller: Rate::new(4, Duration::from_secs(15)),
+    anonymous: Rate::new(0, Duration::from_secs(1)),
+    node: Rate::new(8, Duration::from_secs(5)),
+};
+/// Searches embedding or scanning at once (others wait their turn).
+pub const SEARCHES_AT_ONCE: usize = 2;
+/// Packages read from disk for peers at once (others are refused as busy).
+pub const PACKAGES_AT_ONCE: usize = 2;
+/// The name the ACL decides package pulls under (not a command one can run).
+pub const PACKAGE_COMMAND: &str = "genome/package";
+/// How a package refusal asking the caller to identify begins.
+const IDENTIFY_FIRST: &str = "identify on the link first";
+
+/// Whether a search by `caller` also asks this node's peers: only when the node's own
+/// user (`own`, the node's identity) asks. `None` is a remote caller that did not
+/// identify, never the node itself.
+pub fn fans_out(caller: Option<AddressHash>, own: AddressHash) -> bool {
+    caller == Some(own)
+}
+
+/// Whether requests from `caller` count against rate limits: everyone's but the node's
+/// own user's.
+pub fn rate_limited(caller: Option<AddressHash>, own: AddressHash) -> bool {
+    caller != Some(own)
+}
+
+/// Why a package was not served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackageRefusal {
+    /// The caller did not identify on the link.
+    #[error("{IDENTIFY_FIRST}: packages are served to identified callers only")]
+    Anonymous,
+    /// The node blocked the caller (it gets no answer at all).
+    #[error("blocked")]
+    Blocked,
+    /// The ACL does not let the caller pull packages.
+    #[error("{0}")]
+    Denied(String),
+    /// Too many pulls.
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    /// Enough packages are being read already.
+    #[error(
+        "busy: {PACKAGES_AT_ONCE} packages are being read already, try again in a few seconds"
+    )]
+    Busy,
+    /// The request is not a content hash.
+    #[error("a package request is a 32-byte content hash")]
+    Malformed,
+    /// No such package here.
+    #[error("no adapter {0} here")]
+    NotHere(String),
+    /// The node could not read or check it.
+    #[error("cannot serve it: {0}")]
+    Failed(String),
+}
+
 /// The genome service of a node.
 pub struct Genome {
     registry: Arc<Mutex<Registry>>,
+    /// The registry's embedder, used outside the registry's lock.
+    embedder: Option<Arc<dyn Embedder>>,
     identity: Identity,
     handle: NodeHandle,
     incoming: PathBuf,
+    searches: Mutex<Limiter>,
+    pulls: Mutex<Limiter>,
+    searching: Arc<Semaphore>,
+    reading: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Genome {
@@ -129,10 +223,10 @@ pub fn load_embedder(_state: &StateDir) -> Option<Arc<dyn Embedder>> {
 /// and gives up if the registry cannot be opened.
 pub async fn run(handle: NodeHandle, state: StateDir) {
     match Genome::start(handle, &state).await {
-        Ok(g) => tracing::info!(
-            adapters = g.registry.lock().map(|r| r.len()).unwrap_or(0),
-            "genome ready"
-        ),
+        Ok(g) => {
+            let adapters = g.blocking(|r| r.len()).await.unwrap_or(0);
+            tracing::info!(adapters, "genome ready")
+        }
         Err(e) => tracing::error!("genome: {e}"),
     }
 }
@@ -146,7 +240,8 @@ impl Genome {
         let r = root.clone();
         let lazy = load_embedder(&st);
         let embedder = lazy.clone().map(|e| e as Arc<dyn Embedder>);
-        let registry = tokio::task::spawn_blocking(move || Registry::open(&r, embedder))
+        let e = embedder.clone();
+        let registry = tokio::task::spawn_blocking(move || Registry::open(&r, e))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
@@ -164,11 +259,17 @@ impl Genome {
                 }
             });
         }
+        let now = Instant::now();
         let g = Arc::new(Genome {
             registry: Arc::new(Mutex::new(registry)),
+            embedder,
             identity,
             handle: handle.clone(),
             incoming: root.join("incoming"),
+            searches: Mutex::new(Limiter::new("genome/search", SEARCH_LIMITS, now)),
+            pulls: Mutex::new(Limiter::new("genome/package", PACKAGE_LIMITS, now)),
+            searching: Arc::new(Semaphore::new(SEARCHES_AT_ONCE)),
+            reading: Arc::new(Semaphore::new(PACKAGES_AT_ONCE)),
         });
         let _ = std::fs::remove_dir_all(&g.incoming);
         g.register().await.map_err(|e| e.to_string())?;
@@ -183,7 +284,12 @@ impl Genome {
 
     async fn register(self: &Arc<Self>) -> Result<(), grid::api::ApiError> {
         let h = &self.handle;
-        for c in ["genome/search", "genome/list", "genome/get"] {
+        for c in [
+            "genome/search",
+            "genome/list",
+            "genome/get",
+            PACKAGE_COMMAND,
+        ] {
             h.default_rule(c, TrustLevel::Provisional).await?;
         }
         macro_rules! command {
@@ -222,28 +328,79 @@ impl Genome {
             "download an adapter from the nodes that hold it, verified",
             fetch
         );
-        let reg = self.registry.clone();
-        h.register_handler(PACKAGE_PATH, move |req| {
-            let rmpv::Value::Binary(b) = &req.data else {
-                return None;
-            };
-            let hash: [u8; 32] = b.as_slice().try_into().ok()?;
-            let entry = reg.lock().ok()?.get(&hash).cloned()?;
-            match Archive::read(&entry) {
-                Ok(a) => Some(rmpv::Value::Binary(a.encode())),
-                Err(e) => {
-                    tracing::warn!(hash = %entry.hash_hex(), error = %e, "cannot serve a package");
-                    None
-                }
-            }
+        let g = self.clone();
+        h.register_async_handler(PACKAGE_PATH, move |req| {
+            let g = g.clone();
+            async move { g.serve_package(req).await }
         })
         .await?;
         Ok(())
     }
 
+    /// Answer a package request (on its own task, off the node's loop): the archive, a
+    /// refusal in words, or nothing for a blocked caller.
+    async fn serve_package(&self, req: Request) -> Option<rmpv::Value> {
+        let caller = req.remote_identity;
+        match self.package(req).await {
+            Ok(bytes) => Some(rmpv::Value::Binary(bytes)),
+            Err(PackageRefusal::Blocked) => None,
+            Err(e) => {
+                tracing::debug!(caller = ?caller, "package not served: {e}");
+                Some(rmpv::Value::String(e.to_string().into()))
+            }
+        }
+    }
+
+    async fn package(&self, req: Request) -> Result<Vec<u8>, PackageRefusal> {
+        let caller = req.remote_identity.ok_or(PackageRefusal::Anonymous)?;
+        if caller != self.handle.identity() {
+            match self.handle.authorize(caller, PACKAGE_COMMAND).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(grid::acl::Denied::Blocked { .. })) => return Err(PackageRefusal::Blocked),
+                Ok(Err(d)) => return Err(PackageRefusal::Denied(d.to_string())),
+                Err(e) => return Err(PackageRefusal::Failed(e.to_string())),
+            }
+            self.pulls
+                .lock()
+                .map_err(|_| PackageRefusal::Failed("limiter lock poisoned".into()))?
+                .admit(Some(caller), Instant::now())?;
+        }
+        let rmpv::Value::Binary(b) = &req.data else {
+            return Err(PackageRefusal::Malformed);
+        };
+        let hash: [u8; 32] = b
+            .as_slice()
+            .try_into()
+            .map_err(|_| PackageRefusal::Malformed)?;
+        let permit = self
+            .reading
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| PackageRefusal::Busy)?;
+        let reg = self.registry.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let entry = reg
+                .lock()
+                .map_err(|_| PackageRefusal::Failed("registry lock poisoned".into()))?
+                .get(&hash)
+                .cloned()
+                .ok_or_else(|| PackageRefusal::NotHere(hex::encode(hash)))?;
+            match Archive::read(&entry) {
+                Ok(a) => Ok(a.encode()),
+                Err(e) => {
+                    tracing::warn!(hash = %entry.hash_hex(), error = %e, "cannot serve a package");
+                    Err(PackageRefusal::Failed(e.to_string()))
+                }
+            }
+        })
+        .await
+        .map_err(|e| PackageRefusal::Failed(e.to_string()))?
+    }
+
     /// Tell peers how many adapters this node holds (they only ask nodes with some).
     async fn announce_count(&self) {
-        let n = self.registry.lock().map(|r| r.len()).unwrap_or(0);
+        let n = self.blocking(|r| r.len()).await.unwrap_or(0);
         let n = u16::try_from(n).unwrap_or(u16::MAX);
         let _ = self
             .handle
@@ -267,6 +424,14 @@ impl Genome {
     }
 
     async fn search(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
+        let own = self.handle.identity();
+        if rate_limited(call.caller, own) {
+            self.searches
+                .lock()
+                .map_err(|_| failed("limiter lock poisoned"))?
+                .admit(call.caller, Instant::now())
+                .map_err(failed)?;
+        }
         let query = param_str(&call, "query")?.to_string();
         if query.trim().is_empty() || query.len() > 2000 {
             return Err(CommandError::bad_params(
@@ -290,57 +455,61 @@ impl Genome {
                 .and_then(Value::as_str)
                 .unwrap_or("quick"),
         )?;
-        // Only the node's own user fans out; peers asking us get local answers.
-        let mesh = call.caller.is_none_or(|c| c == self.handle.identity());
-        let me = self.handle.destination().to_string();
         let keyword_weight = call
             .params
             .get("keyword_weight")
             .and_then(Value::as_f64)
             .unwrap_or(0.0) as f32;
-        let q = query.clone();
-        let local = self
-            .blocking(move |r| r.search_hybrid(&q, limit, min_score, keyword_weight))
+        let me = self.handle.destination().to_string();
+        // One embedding of the query serves the local search and scoring peers' results.
+        let vector = self.embed_query(&query).await?;
+        let (q, v) = (query.clone(), vector.clone());
+        let local: Vec<Value> = {
+            let _turn = self.searching.acquire().await.map_err(failed)?;
+            self.blocking(move |r| {
+                r.search_embedded(&q, v.as_deref(), limit, min_score, keyword_weight)
+                    .iter()
+                    .map(|f| crate::rank::result_json(f, &me))
+                    .collect()
+            })
             .await?
-            .map_err(failed)?;
-        let mut merged: BTreeMap<String, Value> = BTreeMap::new();
-        for f in local {
-            let mut v = f.entry.to_json();
-            v["score"] = json!(f.score);
-            v["providers"] = json!([me]);
-            merged.insert(f.entry.hash_hex(), v);
-        }
-        if let (true, Some(budget)) = (mesh, patience.budget()) {
-            let params = json!({"query": query, "limit": limit, "min_score": min_score,
-                                "patience": "immediate", "keyword_weight": keyword_weight});
-            for (peer, answer) in self.ask_peers("genome/search", &params, budget).await {
-                for item in answer.as_array().into_iter().flatten() {
-                    let Some(hash) = item["content_hash"].as_str() else {
-                        continue;
-                    };
-                    let entry = merged.entry(hash.to_string()).or_insert_with(|| {
-                        let mut v = item.clone();
-                        v["providers"] = json!([]);
-                        v
-                    });
-                    if item["score"].as_f64() > entry["score"].as_f64() {
-                        entry["score"] = item["score"].clone();
-                    }
-                    if let Some(p) = entry["providers"].as_array_mut() {
-                        p.push(json!(peer.to_string()));
-                    }
-                }
-            }
-        }
-        let mut out: Vec<Value> = merged.into_values().collect();
-        out.sort_by(|a, b| {
-            b["score"]
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&a["score"].as_f64().unwrap_or(0.0))
-        });
-        out.truncate(limit);
-        Ok(Value::Array(out))
+        };
+        let budget = match (fans_out(call.caller, own), patience.budget()) {
+            (true, Some(budget)) => budget,
+            _ => return Ok(Value::Array(local)),
+        };
+        let params = json!({"query": query, "limit": limit, "min_score": min_score,
+                            "patience": "immediate", "keyword_weight": keyword_weight});
+        let answers = self.ask_peers("genome/search", &params, budget).await;
+        let embedder = self.embedder.clone();
+        let _turn = self.searching.acquire().await.map_err(failed)?;
+        tokio::task::spawn_blocking(move || {
+            let semantic = match (&vector, &embedder) {
+                (Some(v), Some(e)) => Some((v.as_slice(), e.as_ref())),
+                _ => None,
+            };
+            let scorer = Scorer::new(&query, semantic, keyword_weight);
+            crate::rank::merge(local, &answers, &scorer, min_score, limit)
+        })
+        .await
+        .map_err(failed)?
+        .map(Value::Array)
+        .map_err(failed)
+    }
+
+    /// The query's vector, if a model is loaded; computed with no lock on the registry,
+    /// [`SEARCHES_AT_ONCE`] at a time.
+    async fn embed_query(&self, query: &str) -> Result<Option<Vec<f32>>, CommandError> {
+        let Some(e) = self.embedder.clone() else {
+            return Ok(None);
+        };
+        let _turn = self.searching.acquire().await.map_err(failed)?;
+        let q = query.to_string();
+        tokio::task::spawn_blocking(move || e.embed_one(&q))
+            .await
+            .map_err(failed)?
+            .map(Some)
+            .map_err(|e| failed(format!("embedding: {e}")))
     }
 
     /// Ask the peers that announce adapters, in parallel, within `budget`; the answers
@@ -534,18 +703,35 @@ impl Genome {
                 }
             }
         });
-        let answer = self
-            .handle
-            .request(
+        let ask = || {
+            self.handle.request(
                 link,
                 PACKAGE_PATH,
                 rmpv::Value::Binary(hash.to_vec()),
                 FETCH_TIMEOUT,
             )
-            .await;
+        };
+        let mut answer = ask().await;
+        if matches!(&answer, Ok(rmpv::Value::String(s)) if s.as_str().is_some_and(|s| s.starts_with(IDENTIFY_FIRST)))
+        {
+            // A link this node opened earlier without identifying: identify and ask again.
+            if self.handle.identify(link).await.is_ok() {
+                answer = ask().await;
+            }
+        }
         watch.abort();
-        let rmpv::Value::Binary(bytes) = answer.map_err(|e| e.to_string())? else {
-            return Err("the provider does not have it".into());
+        let bytes = match answer.map_err(|e| e.to_string())? {
+            rmpv::Value::Binary(bytes) => bytes,
+            rmpv::Value::String(refusal) => {
+                let text: String = refusal
+                    .as_str()
+                    .unwrap_or("refused")
+                    .chars()
+                    .take(300)
+                    .collect();
+                return Err(format!("the provider refused: {text}"));
+            }
+            _ => return Err("the provider does not have it".into()),
         };
         let archive = Archive::decode(&bytes).map_err(|e| e.to_string())?;
         let manifest = SignedManifest::from_json(&archive.manifest).map_err(|e| e.to_string())?;
@@ -575,4 +761,46 @@ fn rand_id() -> [u8; 8] {
     let mut b = [0u8; 8];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_nodes_own_user_fans_out_and_goes_unlimited() {
+        let own = AddressHash([1; 16]);
+        let peer = AddressHash([2; 16]);
+        assert!(fans_out(Some(own), own));
+        assert!(
+            !fans_out(None, own),
+            "an unidentified caller is never the node"
+        );
+        assert!(!fans_out(Some(peer), own));
+        assert!(!rate_limited(Some(own), own));
+        assert!(rate_limited(None, own));
+        assert!(rate_limited(Some(peer), own));
+    }
+
+    #[test]
+    fn package_refusals_say_what_to_do() {
+        assert!(PackageRefusal::Anonymous
+            .to_string()
+            .starts_with(IDENTIFY_FIRST));
+        let limited = Limiter::new("genome/package", PACKAGE_LIMITS, Instant::now());
+        let mut limited = limited;
+        let t = Instant::now();
+        let caller = Some(AddressHash([3; 16]));
+        for _ in 0..PACKAGE_LIMITS.caller.burst {
+            limited.admit(caller, t).unwrap();
+        }
+        let e = PackageRefusal::from(limited.admit(caller, t).unwrap_err());
+        let text = e.to_string();
+        assert!(
+            text.starts_with("rate limited: genome/package") && text.contains("try again in"),
+            "{text}"
+        );
+        // Unidentified callers never get a package, whatever the limiter is asked.
+        assert!(limited.admit(None, t + Duration::from_secs(3600)).is_err());
+    }
 }

@@ -39,6 +39,9 @@ use crate::state::StateDir;
 /// ([`broadcast::error::RecvError::Lagged`]).
 pub const EVENT_BUFFER: usize = 4096;
 
+/// Requests the node runs [`AsyncRequestHandler`]s for at once, at most (all paths).
+pub const MAX_ASYNC_REQUESTS: usize = 64;
+
 /// Why an API call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -178,6 +181,17 @@ pub struct Request {
 /// response (the requester times out), as RNS does for refused requests.
 pub type RequestHandler = Arc<dyn Fn(&Request) -> Option<rmpv::Value> + Send + Sync>;
 
+/// Answers requests for one path on a task of its own, off the node's event loop (for
+/// answers that read files or wait on locks). `None` sends no response.
+pub type AsyncRequestHandler = Arc<
+    dyn Fn(
+            Request,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<rmpv::Value>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// An established link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkUp {
@@ -193,6 +207,20 @@ pub struct LinkUp {
 pub(crate) enum Call {
     Link(LinkOp, Reply),
     Handler(String, RequestHandler, oneshot::Sender<()>),
+    /// Register an [`AsyncRequestHandler`] for a path.
+    AsyncHandler(String, AsyncRequestHandler, oneshot::Sender<()>),
+    /// An async request handler's answer to a link request.
+    LinkRespond {
+        link: LinkId,
+        request_id: AddressHash,
+        response: rmpv::Value,
+    },
+    /// The trust level of an identity, and whether the ACL lets it run a command.
+    Authorize(
+        AddressHash,
+        String,
+        oneshot::Sender<Result<crate::trust::TrustLevel, crate::acl::Denied>>,
+    ),
     AcceptResources(bool, oneshot::Sender<()>),
     SendResource {
         link: LinkId,
@@ -615,6 +643,38 @@ impl NodeHandle {
         handler: impl Fn(&Request) -> Option<rmpv::Value> + Send + Sync + 'static,
     ) -> Result<(), ApiError> {
         self.ask(|tx| Call::Handler(path.to_string(), Arc::new(handler), tx))
+            .await
+    }
+
+    /// Answer requests for `path` like [`NodeHandle::register_handler`], but each on a task
+    /// of its own, so a handler that reads files or waits may take its time without
+    /// stalling the node. The node runs at most [`MAX_ASYNC_REQUESTS`] of
+    /// them at once; requests beyond that get no response (the requester times out).
+    /// Replaces an earlier handler (of either kind) for the same path.
+    pub async fn register_async_handler<F, Fut>(
+        &self,
+        path: &str,
+        handler: F,
+    ) -> Result<(), ApiError>
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<rmpv::Value>> + Send + 'static,
+    {
+        let handler: AsyncRequestHandler = Arc::new(move |req| Box::pin(handler(req)));
+        self.ask(|tx| Call::AsyncHandler(path.to_string(), handler, tx))
+            .await
+    }
+
+    /// The trust level `identity` holds on this node, if the node's ACL lets a caller of
+    /// that level run `command` (as a command frame from it would be checked); otherwise
+    /// why not. Services use it for what they answer outside command frames (request
+    /// paths of their own).
+    pub async fn authorize(
+        &self,
+        identity: AddressHash,
+        command: &str,
+    ) -> Result<Result<crate::trust::TrustLevel, crate::acl::Denied>, ApiError> {
+        self.ask(|tx| Call::Authorize(identity, command.to_string(), tx))
             .await
     }
 

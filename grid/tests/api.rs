@@ -1103,3 +1103,67 @@ async fn a_command_whose_link_drops_mid_request_runs_once_and_answers_by_bundle(
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the command ran once");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_handlers_answer_on_their_own_tasks_and_authorize_reads_trust() {
+    use grid::trust::TrustLevel;
+    let (a, b, _da, _db) = pair("async").await;
+    // The handler waits before it answers; the node keeps answering meanwhile.
+    b.register_async_handler("/who", |req| async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Some(Value::from(
+            req.remote_identity
+                .map_or("anonymous".to_string(), |i| i.to_string()),
+        ))
+    })
+    .await
+    .unwrap();
+    b.register_handler("/echo", |req| Some(req.data.clone()))
+        .await
+        .unwrap();
+    let up = a.open_link(b.destination(), T).await.unwrap();
+    let slow = a.request(up.link, "/who", Value::Nil, T);
+    let quick = async {
+        let v = a.request(up.link, "/echo", Value::from("x"), T).await;
+        (v, std::time::Instant::now())
+    };
+    let (slow, (quick, quick_at)) = tokio::join!(
+        async {
+            let v = slow.await;
+            (v, std::time::Instant::now())
+        },
+        quick
+    );
+    assert_eq!(slow.0.unwrap(), Value::from("anonymous"));
+    assert_eq!(quick.unwrap(), Value::from("x"));
+    assert!(quick_at < slow.1, "the echo was answered while /who waited");
+    a.identify(up.link).await.unwrap();
+    let who = a.request(up.link, "/who", Value::Nil, T).await.unwrap();
+    assert_eq!(who, Value::from(a.identity().to_string()));
+    // A synchronous handler for the same path replaces it.
+    b.register_handler("/who", |_| Some(Value::from("sync")))
+        .await
+        .unwrap();
+    let who = a.request(up.link, "/who", Value::Nil, T).await.unwrap();
+    assert_eq!(who, Value::from("sync"));
+
+    // authorize: the caller's level if the ACL lets it run the command.
+    let level = b.authorize(a.identity(), "grid/ping").await.unwrap();
+    assert_eq!(level, Ok(TrustLevel::Provisional));
+    assert!(b
+        .authorize(a.identity(), "grid/no-rule-for-this")
+        .await
+        .unwrap()
+        .is_err());
+    b.set_trust(a.identity(), TrustLevel::Blocked)
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.authorize(a.identity(), "grid/ping").await.unwrap(),
+        Err(grid::acl::Denied::Blocked { .. })
+    ));
+    assert_eq!(
+        b.authorize(b.identity(), "grid/ping").await.unwrap(),
+        Ok(TrustLevel::Owner)
+    );
+}

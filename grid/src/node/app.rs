@@ -43,7 +43,30 @@ impl Node {
             Call::Handler(path, handler, done) => {
                 self.request_handlers
                     .insert(rns_core::link::wire::path_hash(&path), handler);
+                self.async_handlers.remove(&path);
                 let _ = done.send(());
+            }
+            Call::AsyncHandler(path, handler, done) => {
+                self.async_handlers.insert(&path, handler);
+                self.request_handlers
+                    .remove(&rns_core::link::wire::path_hash(&path));
+                let _ = done.send(());
+            }
+            Call::LinkRespond {
+                link,
+                request_id,
+                response,
+            } => {
+                if let Err(e) = self
+                    .transport
+                    .link_respond(now, &link, &request_id, &response)
+                {
+                    tracing::debug!(%link, error = %e, "could not respond");
+                }
+            }
+            Call::Authorize(identity, command, done) => {
+                let level = self.guard.trust.level(&identity);
+                let _ = done.send(self.guard.acl.check(&command, level).map(|()| level));
             }
             Call::Command(name, description, handler, done) => {
                 self.commands.insert(

@@ -2,6 +2,7 @@
 //! complete waiting control requests.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rns_core::link::{wire::path_hash, LinkEvent, LinkId};
@@ -11,7 +12,9 @@ use serde_json::{json, Value};
 use super::reply::Outcome;
 use super::waiters::Wait;
 use super::Node;
-use crate::api::{NodeEvent, Request, RequestHandler};
+use crate::api::{
+    AsyncRequestHandler, Call, NodeEvent, Request, RequestHandler, MAX_ASYNC_REQUESTS,
+};
 
 /// Packets kept per link for `grid link recv`, at most.
 const INBOX_PER_LINK: usize = 64;
@@ -32,6 +35,62 @@ fn ping(req: &Request) -> Option<rmpv::Value> {
 pub(super) fn builtin_handlers() -> HashMap<AddressHash, RequestHandler> {
     let ping: RequestHandler = Arc::new(ping);
     HashMap::from([(path_hash("/ping"), ping)])
+}
+
+/// Request handlers that run on tasks of their own, and how many of them run now.
+#[derive(Default)]
+pub(super) struct AsyncHandlers {
+    by_path: HashMap<AddressHash, AsyncRequestHandler>,
+    running: Arc<AtomicUsize>,
+}
+
+impl AsyncHandlers {
+    /// Register `handler` for `path` (replacing one there).
+    pub(super) fn insert(&mut self, path: &str, handler: AsyncRequestHandler) {
+        self.by_path.insert(path_hash(path), handler);
+    }
+
+    /// Forget the handler for `path`.
+    pub(super) fn remove(&mut self, path: &str) {
+        self.by_path.remove(&path_hash(path));
+    }
+
+    /// Run the handler for `path_hash` on a task of its own; its answer comes back as
+    /// [`Call::LinkRespond`]. False if there is none; a request over
+    /// [`MAX_ASYNC_REQUESTS`] is dropped unanswered.
+    fn spawn(
+        &self,
+        path_hash: &AddressHash,
+        req: Request,
+        request_id: AddressHash,
+        calls: &tokio::sync::mpsc::Sender<Call>,
+    ) -> bool {
+        let Some(handler) = self.by_path.get(path_hash).cloned() else {
+            return false;
+        };
+        let running = self.running.clone();
+        if running.fetch_add(1, Ordering::SeqCst) >= MAX_ASYNC_REQUESTS {
+            running.fetch_sub(1, Ordering::SeqCst);
+            tracing::debug!(link = %req.link, "too many requests in progress; one dropped");
+            return true;
+        }
+        let calls = calls.clone();
+        let link = req.link;
+        tokio::spawn(async move {
+            let response = handler(req).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            if let Some(response) = response {
+                let _ = calls
+                    .send(Call::LinkRespond {
+                        link,
+                        request_id,
+                        response,
+                    })
+                    .await;
+            }
+        });
+        true
+    }
 }
 
 /// Bytes for people and scripts: UTF-8 becomes text, anything else `{"hex": …}`.
@@ -198,12 +257,14 @@ impl Node {
                 self.on_bundle_request(now, link, request_id, data, caller);
             }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity } => {
+                let req = Request { link, data, remote_identity: remote_identity.map(|i| i.hash()) };
                 let handler = self.request_handlers.get(&path_hash).cloned();
                 let Some(handler) = handler else {
-                    tracing::debug!(%link, %path_hash, "request for an unknown path");
+                    if !self.async_handlers.spawn(&path_hash, req, request_id, &self.calls) {
+                        tracing::debug!(%link, %path_hash, "request for an unknown path");
+                    }
                     return;
                 };
-                let req = Request { link, data, remote_identity: remote_identity.map(|i| i.hash()) };
                 if let Some(response) = handler(&req) {
                     if let Err(e) = self.transport.link_respond(now, &link, &request_id, &response) {
                         tracing::debug!(%link, error = %e, "could not respond");

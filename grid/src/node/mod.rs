@@ -113,6 +113,8 @@ struct Node {
         HashMap<rns_core::link::LinkId, std::collections::VecDeque<channels::StreamWrite>>,
     /// Request handlers by path hash.
     request_handlers: HashMap<AddressHash, crate::api::RequestHandler>,
+    /// Request handlers that run on tasks of their own.
+    async_handlers: links::AsyncHandlers,
     /// Commands registered by the program running this node.
     commands: HashMap<String, crate::commands::Registered>,
     /// The node's own API queue: command tasks answer through it.
@@ -695,6 +697,7 @@ impl Node {
             channel_inbox: HashMap::new(),
             stream_writes: HashMap::new(),
             request_handlers: links::builtin_handlers(),
+            async_handlers: links::AsyncHandlers::default(),
             commands: HashMap::new(),
             calls,
             subscriptions: Vec::new(),
