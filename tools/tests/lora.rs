@@ -209,8 +209,21 @@ fn an_unplugged_radio_comes_back_by_itself() {
         let radio = ifaces.iter().find(|i| i["name"] == "rnode#0")?;
         (radio["online"] == false).then_some(())
     });
-    // The node keeps serving its other interfaces meanwhile: a TCP peer connects.
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", sim_port)).unwrap();
+    // The node keeps serving its other interfaces meanwhile: a TCP peer connects and
+    // speaks (a connection becomes an interface with its first frame).
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", sim_port)).unwrap();
+    let hello = rns_core::packet::Packet {
+        flags: rns_core::packet::Flags::new(
+            rns_core::destination::DestinationType::Plain,
+            rns_core::packet::PacketType::Data,
+        ),
+        hops: 0,
+        transport_id: None,
+        destination: rns_core::AddressHash([7; 16]),
+        context: rns_core::packet::Context::NONE,
+        data: b"hello".to_vec(),
+    };
+    std::io::Write::write_all(&mut tcp, &grid_interfaces::hdlc::encode(&hello.to_bytes())).unwrap();
     wait_for(T, "the TCP peer as an interface", || {
         a.status()["interfaces"]
             .as_array()
