@@ -3,7 +3,7 @@
 //!
 //! | command | who may call (default rule) | does |
 //! |---|---|---|
-//! | `genome/search` | provisional | search here; with `patience` quick or thorough also ask the peers that announce adapters, in parallel, and merge |
+//! | `genome/search` | provisional | search here; for the node's own user, with `patience` quick or thorough, also ask the peers that announce adapters, in parallel, and merge |
 //! | `genome/list` | provisional | the adapters here (optionally those a `selector` names) |
 //! | `genome/get` | provisional | one adapter's signed manifest |
 //! | `genome/publish` | this node only | check, sign, store and index a package directory |

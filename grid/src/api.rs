@@ -177,8 +177,9 @@ pub struct Request {
     pub remote_identity: Option<AddressHash>,
 }
 
-/// Answers requests for one path on the node's event loop: keep it quick. `None` sends no
-/// response (the requester times out), as RNS does for refused requests.
+/// Answers requests for one path on the node's event loop: keep it quick (see
+/// [`AsyncRequestHandler`] for answers that take time). `None` sends no response (the
+/// requester times out), as RNS does for refused requests.
 pub type RequestHandler = Arc<dyn Fn(&Request) -> Option<rmpv::Value> + Send + Sync>;
 
 /// Answers requests for one path on a task of its own, off the node's event loop (for
