@@ -14,6 +14,10 @@ const MESSAGES_PER_LINK: usize = 256;
 /// Stream bytes buffered per link until read, at most; beyond this, data is dropped and
 /// the stream is marked as having overflowed.
 const STREAM_BYTES_PER_LINK: usize = 16 * 1024 * 1024;
+/// Bytes of channel messages and stream data kept for all links together, at most; past
+/// it new data is dropped (streams are marked as having overflowed), so many links
+/// cannot add up to more than this.
+pub(super) const INBOX_BYTES_PER_NODE: usize = 64 * 1024 * 1024;
 /// Outgoing stream writes queued per link, at most.
 const WRITES_PER_LINK: usize = 16;
 
@@ -23,6 +27,7 @@ pub(super) struct ChannelInbox {
     messages: VecDeque<(u16, Vec<u8>)>,
     streams: HashMap<u16, StreamIn>,
     buffered: usize,
+    message_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -48,8 +53,14 @@ pub(super) struct StreamWrite {
 }
 
 impl ChannelInbox {
+    /// Bytes held (messages and stream data).
+    pub(super) fn bytes(&self) -> usize {
+        self.buffered + self.message_bytes
+    }
+
     /// Take everything received, as JSON for the control socket.
     pub(super) fn take_json(&mut self) -> (Vec<Value>, Vec<Value>) {
+        self.message_bytes = 0;
         let messages = self
             .messages
             .drain(..)
@@ -83,11 +94,32 @@ impl ChannelInbox {
 
 impl Node {
     pub(super) fn on_channel_message(&mut self, link: LinkId, msgtype: u16, data: Vec<u8>) {
+        let full = self.channel_bytes + data.len() > INBOX_BYTES_PER_NODE;
         let inbox = self.channel_inbox.entry(link).or_default();
+        let before = inbox.bytes();
         if inbox.messages.len() >= MESSAGES_PER_LINK {
-            inbox.messages.pop_front();
+            if let Some((_, old)) = inbox.messages.pop_front() {
+                inbox.message_bytes -= old.len();
+            }
         }
-        inbox.messages.push_back((msgtype, data));
+        if full {
+            tracing::debug!(%link, "channel inboxes full; message dropped");
+        } else {
+            inbox.message_bytes += data.len();
+            inbox.messages.push_back((msgtype, data));
+        }
+        self.channel_bytes = self.channel_bytes - before + inbox.bytes();
+    }
+
+    /// Take what `link` received on its channel (for `grid link recv`).
+    pub(super) fn take_channel_inbox(&mut self, link: &LinkId) -> (Vec<Value>, Vec<Value>) {
+        let Some(inbox) = self.channel_inbox.get_mut(link) else {
+            return Default::default();
+        };
+        let before = inbox.bytes();
+        let taken = inbox.take_json();
+        self.channel_bytes = self.channel_bytes - before + inbox.bytes();
+        taken
     }
 
     pub(super) fn on_stream_data(
@@ -97,8 +129,12 @@ impl Node {
         data: Vec<u8>,
         eof: bool,
     ) {
+        let node_room = INBOX_BYTES_PER_NODE.saturating_sub(self.channel_bytes);
         let inbox = self.channel_inbox.entry(link).or_default();
-        let room = STREAM_BYTES_PER_LINK.saturating_sub(inbox.buffered);
+        let before = inbox.bytes();
+        let room = STREAM_BYTES_PER_LINK
+            .saturating_sub(inbox.buffered)
+            .min(node_room);
         let s = inbox.streams.entry(stream_id).or_default();
         if data.len() > room {
             if !s.overflowed {
@@ -110,6 +146,7 @@ impl Node {
             s.data.extend_from_slice(&data);
         }
         s.eof |= eof;
+        self.channel_bytes = self.channel_bytes - before + inbox.bytes();
     }
 
     /// Queue bytes for a stream on a link; the reply comes once the last message is proven.
@@ -224,7 +261,9 @@ impl Node {
 
     /// The link closed: fail its pending writes and forget its inbox.
     pub(super) fn channels_link_closed(&mut self, link: &LinkId) {
-        self.channel_inbox.remove(link);
+        if let Some(inbox) = self.channel_inbox.remove(link) {
+            self.channel_bytes -= inbox.bytes();
+        }
         for mut w in self.stream_writes.remove(link).unwrap_or_default() {
             if let Some(r) = w.reply.take() {
                 r.fail(format!(

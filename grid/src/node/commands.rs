@@ -520,11 +520,7 @@ impl Node {
                         .into_iter()
                         .map(|p| value_json(&rmpv::Value::Binary(p)))
                         .collect();
-                    let (messages, streams) = self
-                        .channel_inbox
-                        .get_mut(&link)
-                        .map(|i| i.take_json())
-                        .unwrap_or_default();
+                    let (messages, streams) = self.take_channel_inbox(&link);
                     let _ = req.reply.send(json!({
                         "ok": true, "link": link.to_string(), "packets": packets,
                         "messages": messages, "streams": streams,

@@ -20,6 +20,9 @@ pub(super) use crate::frame::CHANNEL_MSGTYPE as GRID_FRAME_MSGTYPE;
 pub(super) const SUBSCRIBE_COMMAND: &str = "grid/subscribe";
 /// Subscriptions one link may hold.
 pub(super) const SUBSCRIPTIONS_PER_LINK: usize = 32;
+/// Subscriptions one identity may hold across all its links (so a few peers opening many
+/// links cannot take the whole table from the others).
+pub(super) const SUBSCRIPTIONS_PER_IDENTITY: usize = 128;
 /// Subscriptions the node holds in all.
 pub(super) const MAX_SUBSCRIPTIONS: usize = 4096;
 /// Links on which progress of sent commands is expected, at most.
@@ -201,6 +204,17 @@ impl Node {
             .count();
         if on_link >= SUBSCRIPTIONS_PER_LINK || self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return false;
+        }
+        let who = |l: &LinkId| self.transport.link(l).and_then(|i| i.remote_identity);
+        if let Some(me) = who(&link) {
+            let mine = self
+                .subscriptions
+                .iter()
+                .filter(|(l, _)| who(l) == Some(me))
+                .count();
+            if mine >= SUBSCRIPTIONS_PER_IDENTITY {
+                return false;
+            }
         }
         self.subscriptions.push((link, pattern.to_string()));
         true

@@ -134,7 +134,7 @@ impl Node {
             }
             LinkEvent::Closed { link, reason } => {
                 tracing::debug!(%link, ?reason, "link closed");
-                self.link_inbox.remove(&link);
+                drop(self.take_link_packets(&link));
                 self.files_link_closed(now, &link);
                 self.channels_link_closed(&link);
                 self.app_link_closed(&link);
@@ -148,11 +148,19 @@ impl Node {
             }
             LinkEvent::Packet { link, data, .. } => {
                 self.emit(|| NodeEvent::Packet { link, data: data.clone() });
+                let full = self.link_inbox_bytes + data.len() > super::channels::INBOX_BYTES_PER_NODE;
                 let inbox = self.link_inbox.entry(link).or_default();
                 if inbox.len() >= INBOX_PER_LINK {
-                    inbox.pop_front();
+                    if let Some(old) = inbox.pop_front() {
+                        self.link_inbox_bytes -= old.len();
+                    }
                 }
-                inbox.push_back(data);
+                if full {
+                    tracing::debug!(%link, "link inboxes full; packet dropped");
+                } else {
+                    self.link_inbox_bytes += data.len();
+                    inbox.push_back(data);
+                }
             }
             LinkEvent::Proof { link, packet_hash, rtt } => self.answer(
                 |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
@@ -276,6 +284,8 @@ impl Node {
 
     /// Take the packets received on a link so far.
     pub(super) fn take_link_packets(&mut self, link: &LinkId) -> VecDeque<Vec<u8>> {
-        self.link_inbox.remove(link).unwrap_or_default()
+        let taken = self.link_inbox.remove(link).unwrap_or_default();
+        self.link_inbox_bytes -= taken.iter().map(Vec::len).sum::<usize>();
+        taken
     }
 }

@@ -106,8 +106,12 @@ struct Node {
     waiters: Vec<Waiter>,
     /// Packets received on links, until `grid link recv` takes them.
     link_inbox: HashMap<rns_core::link::LinkId, std::collections::VecDeque<Vec<u8>>>,
+    /// Bytes in all link inboxes (bounded like the channel inboxes).
+    link_inbox_bytes: usize,
     /// Channel messages and stream bytes received, until `grid link recv` takes them.
     channel_inbox: HashMap<rns_core::link::LinkId, channels::ChannelInbox>,
+    /// Bytes in all channel inboxes (bounded by [`channels::INBOX_BYTES_PER_NODE`]).
+    channel_bytes: usize,
     /// Stream writes waiting for channel window space or delivery.
     stream_writes:
         HashMap<rns_core::link::LinkId, std::collections::VecDeque<channels::StreamWrite>>,
@@ -694,7 +698,9 @@ impl Node {
             outbound: HashMap::new(),
             waiters: Vec::new(),
             link_inbox: HashMap::new(),
+            link_inbox_bytes: 0,
             channel_inbox: HashMap::new(),
+            channel_bytes: 0,
             stream_writes: HashMap::new(),
             request_handlers: links::builtin_handlers(),
             async_handlers: links::AsyncHandlers::default(),
