@@ -46,6 +46,9 @@ pub struct KnownNodes {
     /// Learned order, oldest first (for compaction).
     order: VecDeque<AddressHash>,
     writer: Option<mpsc::SyncSender<Job>>,
+    /// An append did not fit the writer's queue: the whole file is rewritten when it
+    /// has room (or at [`KnownNodes::flush`]).
+    behind: bool,
 }
 
 impl Default for KnownNodes {
@@ -55,6 +58,7 @@ impl Default for KnownNodes {
             nodes: HashMap::new(),
             order: VecDeque::new(),
             writer: None,
+            behind: false,
         }
     }
 }
@@ -138,6 +142,7 @@ impl KnownNodes {
             nodes,
             order,
             writer,
+            behind: false,
         };
         if k.nodes.len() > MAX_KNOWN {
             k.compact();
@@ -173,11 +178,23 @@ impl KnownNodes {
         if self.nodes.len() > MAX_KNOWN {
             self.compact();
         } else if let Some(w) = &self.writer {
-            if w.try_send(Job::Append(record(&node, identity))).is_err() {
-                tracing::debug!(path = %self.path.display(), "known nodes: writer busy; kept in memory");
+            if self.behind {
+                // Catch up: the whole file, which holds this one too.
+                self.behind = w.try_send(Job::Rewrite(self.records())).is_err();
+            } else if w.try_send(Job::Append(record(&node, identity))).is_err() {
+                tracing::debug!(path = %self.path.display(), "known nodes: writer busy; rewriting later");
+                self.behind = true;
             }
         }
         true
+    }
+
+    /// Every known node's record, oldest first.
+    fn records(&self) -> Vec<[u8; RECORD]> {
+        self.order
+            .iter()
+            .filter_map(|n| self.nodes.get(n).map(|id| record(n, id)))
+            .collect()
     }
 
     /// Keep the most recently learned half and rewrite the file with it.
@@ -187,20 +204,19 @@ impl KnownNodes {
                 self.nodes.remove(&old);
             }
         }
-        let records = self
-            .order
-            .iter()
-            .filter_map(|n| self.nodes.get(n).map(|id| record(n, id)))
-            .collect();
+        let records = self.records();
         if let Some(w) = &self.writer {
             // A rewrite must not be lost: wait for room.
-            let _ = w.send(Job::Rewrite(records));
+            self.behind = w.send(Job::Rewrite(records)).is_err();
         }
     }
 
-    /// Wait until everything handed to the writer so far is on disk.
-    pub fn flush(&self) {
+    /// Wait until everything learned so far is on disk.
+    pub fn flush(&mut self) {
         let Some(w) = &self.writer else { return };
+        if self.behind {
+            self.behind = w.send(Job::Rewrite(self.records())).is_err();
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         if w.send(Job::Sync(tx)).is_ok() {
             let _ = rx.recv();
