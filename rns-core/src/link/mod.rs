@@ -1235,6 +1235,15 @@ impl Link {
         });
     }
 
+    /// Give up a handshake that has not completed, without telling the peer: the link
+    /// closes with [`CloseReason::Timeout`], as its establishment timeout would close it.
+    /// Established links are left alone.
+    pub(crate) fn abandon(&mut self) {
+        if matches!(self.state, LinkState::Pending | LinkState::Handshake) {
+            self.closed(CloseReason::Timeout);
+        }
+    }
+
     /// When [`Link::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {

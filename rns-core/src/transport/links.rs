@@ -16,7 +16,8 @@ use crate::time::Instant;
 const LINK_TABLE_TIMEOUT: Duration = Duration::from_secs(900);
 /// Per-hop allowance for the LRPROOF to come back through a transport node.
 const PROOF_TIMEOUT_PER_HOP: Duration = Duration::from_secs(6);
-/// Most links hosted at once (both roles).
+/// Most links hosted at once, not counting half-open incoming links (bounded apart, see
+/// [`TransportConfig::max_half_open_links`](super::TransportConfig::max_half_open_links)).
 pub(crate) const MAX_LINKS: usize = 4096;
 /// Most link-table entries (links we forward for others).
 pub(crate) const MAX_LINK_TABLE: usize = 65_536;
@@ -171,7 +172,7 @@ impl Transport {
         let identity = self
             .recall_identity(destination)
             .ok_or(LinkError::UnknownDestination(*destination))?;
-        if self.links.len() >= MAX_LINKS {
+        if self.established_link_count() >= MAX_LINKS {
             return Err(LinkError::Busy(*destination));
         }
         let (hops, iface) = self
@@ -376,11 +377,12 @@ impl Transport {
         let Ok(req) = LinkRequest::parse(view.data()) else {
             return self.violation(iface);
         };
-        if self.links.len() >= MAX_LINKS {
-            return;
-        }
         let id = wire::link_id(view);
         if self.links.contains_key(&id) {
+            return;
+        }
+        if !self.admit_link_request(now, iface) {
+            self.stats.dropped_link_requests += 1;
             return;
         }
         // Confirm at most what the receiving interface carries; no signalling if unknown.
@@ -402,7 +404,45 @@ impl Transport {
         );
         link.set_resource_policy(policy);
         self.links.insert(id, link);
+        self.half_open.push(id, iface);
         self.drain_link(now, &id);
+    }
+
+    /// Links other than half-open ones (ours in either state, and established incoming
+    /// ones): what [`MAX_LINKS`] bounds.
+    fn established_link_count(&mut self) -> usize {
+        self.half_open.prune(&self.links);
+        self.links.len().saturating_sub(self.half_open.len())
+    }
+
+    /// Whether a link request arriving on `iface` may be answered now: within the
+    /// interface's link request rate and with room in the link table. Makes room among
+    /// the half-open links by giving up the oldest (see [`super::admission`]).
+    fn admit_link_request(&mut self, now: Instant, iface: InterfaceId) -> bool {
+        if let Some(rate) = self.config.link_request_rate {
+            let Some(s) = self.interfaces.get_mut(&iface) else {
+                return false;
+            };
+            if !s.link_requests.take(now, rate) {
+                return false;
+            }
+        }
+        if self.established_link_count() >= MAX_LINKS {
+            return false;
+        }
+        let evicted = self.half_open.make_room(
+            iface,
+            self.config.max_half_open_links,
+            self.config.max_half_open_links_per_interface,
+        );
+        for old in evicted {
+            if let Some(l) = self.links.get_mut(&old) {
+                l.abandon();
+                self.stats.evicted_half_open_links += 1;
+            }
+            self.drain_link(now, &old);
+        }
+        true
     }
 
     /// Record a link-table entry for a LINKREQUEST being forwarded, and clamp its MTU.
