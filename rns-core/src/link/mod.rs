@@ -5,10 +5,14 @@
 //! send on the link's interface, and [`LinkEvent`]s for the application.
 
 pub mod channel;
+mod intake;
 mod resources;
 pub mod stream;
 pub mod wire;
 
+pub use intake::{
+    DEFAULT_INCOMING_RESOURCE_BYTES, DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK, MAX_REQUEST_BYTES,
+};
 pub use resources::{ResourceFailure, ResourcePolicy, ResourcePreparer, MAX_REQUEST_SEGMENTS};
 
 use std::collections::VecDeque;

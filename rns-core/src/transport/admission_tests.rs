@@ -1,5 +1,6 @@
-//! Link request admission: half-open links are bounded and recycled oldest first, and
-//! each interface answers link requests at a limited rate. Time is handed in.
+//! Admission of what peers send: half-open links are bounded and recycled oldest first,
+//! each interface answers link requests at a limited rate, and incoming resources share a
+//! node-wide budget. Time is handed in.
 
 use std::time::Duration;
 
@@ -243,4 +244,49 @@ fn link_requests_over_the_interface_rate_go_unanswered() {
     }
     assert_eq!(s.proofs_sent(ATTACKER_A), 10);
     assert_eq!(s.v.stats().dropped_link_requests, 70);
+}
+
+#[test]
+fn incoming_resources_share_the_node_wide_budget() {
+    use crate::link::ResourcePolicy;
+    use crate::resource::SegmentSpec;
+    let mut s = Setup::new(TransportConfig {
+        max_incoming_resource_bytes: 1_500_000,
+        max_incoming_resource_bytes_per_link: 1_200_000,
+        ..TransportConfig::default()
+    });
+    let v_dest = s.v_dest;
+    s.v.set_destination_resource_policy(&v_dest, ResourcePolicy::All);
+    let (one, two) = (s.honest_link(), s.honest_link());
+    s.v_events();
+    let zeros = vec![0u8; 1_000_000];
+    let spec = SegmentSpec {
+        original_hash: None,
+        segment_index: 1,
+        total_segments: 1,
+        total_size: zeros.len() as u64,
+        has_metadata: false,
+        request_id: None,
+        is_response: false,
+        compress: true,
+    };
+    let now = s.now;
+    // Both advertised at once: each fits its link's budget, not both the node's.
+    s.h.link_send_resource(now, &one, &zeros, &spec).unwrap();
+    s.h.link_send_resource(now, &two, &zeros, &spec).unwrap();
+    s.exchange();
+    let segments = |events: &[LinkEvent]| -> Vec<LinkId> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                LinkEvent::ResourceSegment { link, .. } => Some(*link),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(segments(&s.v_events()), vec![one]);
+    // Once the first is done, its bytes are free again.
+    s.h.link_send_resource(now, &two, &zeros, &spec).unwrap();
+    s.exchange();
+    assert_eq!(segments(&s.v_events()), vec![two]);
 }

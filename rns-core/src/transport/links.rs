@@ -140,6 +140,9 @@ impl Transport {
         hash: &[u8; 32],
         accept: bool,
     ) -> Result<(), LinkError> {
+        if accept {
+            self.hand_resource_budget(id);
+        }
         self.with_link(now, id, |l, rng| {
             if accept {
                 l.accept_resource(rng, now, hash);
@@ -148,6 +151,26 @@ impl Transport {
             }
             Ok(())
         })
+    }
+
+    /// Tell a link what its incoming resources may reserve: its per-link budget, and what
+    /// is left of the node's (see [`TransportConfig::max_incoming_resource_bytes`]).
+    ///
+    /// [`TransportConfig::max_incoming_resource_bytes`]: super::TransportConfig::max_incoming_resource_bytes
+    pub(crate) fn hand_resource_budget(&mut self, id: &LinkId) {
+        if !self.links.contains_key(id) {
+            return;
+        }
+        let used: u64 = self
+            .links
+            .values()
+            .map(Link::incoming_resource_bytes)
+            .fold(0, u64::saturating_add);
+        let node_free = self.config.max_incoming_resource_bytes.saturating_sub(used);
+        let per_link = self.config.max_incoming_resource_bytes_per_link;
+        if let Some(l) = self.links.get_mut(id) {
+            l.set_resource_budget(per_link, node_free);
+        }
     }
 
     /// The MTU to offer or confirm on an interface: its HW MTU if negotiable, else 500;

@@ -110,6 +110,13 @@ pub struct TransportConfig {
     /// How many link requests each interface may have answered; the rest are dropped
     /// silently. `None` = unlimited. Default [`LinkRequestRate::DEFAULT`] (50/s, burst 100).
     pub link_request_rate: Option<LinkRequestRate>,
+    /// Most bytes incoming resources may hold across all links, counted by what they
+    /// decompress to as advertised (plus what travels); advertisements beyond it are
+    /// rejected. Default [`crate::link::DEFAULT_INCOMING_RESOURCE_BYTES`] (64 MiB).
+    pub max_incoming_resource_bytes: u64,
+    /// The same budget per link. Default
+    /// [`crate::link::DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK`] (32 MiB).
+    pub max_incoming_resource_bytes_per_link: u64,
 }
 
 impl Default for TransportConfig {
@@ -127,6 +134,9 @@ impl Default for TransportConfig {
             max_half_open_links: DEFAULT_MAX_HALF_OPEN_LINKS,
             max_half_open_links_per_interface: DEFAULT_MAX_HALF_OPEN_LINKS_PER_INTERFACE,
             link_request_rate: Some(LinkRequestRate::DEFAULT),
+            max_incoming_resource_bytes: crate::link::DEFAULT_INCOMING_RESOURCE_BYTES,
+            max_incoming_resource_bytes_per_link:
+                crate::link::DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK,
         }
     }
 }
