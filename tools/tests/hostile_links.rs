@@ -1,6 +1,7 @@
 //! Attack: 8,192 link requests that never complete (twice the link table), from one raw TCP connection, while an
-//! honest node pings the victim every 100 ms. The victim's table of half-open links is
-//! bounded (oldest handshakes go first), so the flood neither starves the honest node's
+//! honest node pings the victim every 100 ms. The victim answers link requests at a
+//! limited rate per interface and bounds its half-open links (per interface and
+//! node-wide, oldest handshakes go first), so the flood neither starves the honest node's
 //! link nor grows memory.
 
 mod common;
@@ -12,6 +13,7 @@ use common::hostile::*;
 use common::*;
 use rns_core::destination::DestinationType;
 use rns_core::packet::{Context, Flags, Packet, PacketType};
+use rns_core::transport::DEFAULT_MAX_HALF_OPEN_LINKS_PER_INTERFACE;
 use rns_core::AddressHash;
 
 /// A link request for `destination` with random keys: the victim answers with a proof and
@@ -64,7 +66,22 @@ fn link_requests_that_never_complete_do_not_starve_honest_peers() {
         );
         drop(attacker);
     });
-    let links = v.status()["links"].as_array().map_or(0, |l| l.len());
-    eprintln!("links held after the flood: {links}");
+    let status = v.status();
+    let links = status["links"].as_array().map_or(0, |l| l.len());
+    let stats = &status["stats"];
+    eprintln!(
+        "links held after the flood: {links}; link requests dropped unanswered: {}; half-open links given up: {}",
+        stats["dropped_link_requests"], stats["evicted_half_open_links"]
+    );
+    // One attacking interface holds at most its per-interface share of half-open links;
+    // the rest are the honest nodes' links.
+    assert!(
+        links <= DEFAULT_MAX_HALF_OPEN_LINKS_PER_INTERFACE + 8,
+        "V holds {links} links after the flood"
+    );
+    assert!(
+        stats["dropped_link_requests"].as_u64().unwrap_or(0) > 0,
+        "the flood was rate limited"
+    );
     assert_held("8192 half-open links", &mut v, h, before, peak, 96 * 1024);
 }

@@ -624,6 +624,8 @@ impl Node {
                 "protocol_violations": st.protocol_violations,
                 "ifac_violations": st.ifac_violations,
                 "unknown_link_packets": st.unknown_link_packets,
+                "dropped_link_requests": st.dropped_link_requests,
+                "evicted_half_open_links": st.evicted_half_open_links,
                 "dropped_outbound": self.dropped_outbound + st.dropped_transmits,
             },
         })

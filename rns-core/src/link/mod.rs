@@ -5,10 +5,14 @@
 //! send on the link's interface, and [`LinkEvent`]s for the application.
 
 pub mod channel;
+mod intake;
 mod resources;
 pub mod stream;
 pub mod wire;
 
+pub use intake::{
+    DEFAULT_INCOMING_RESOURCE_BYTES, DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK, MAX_REQUEST_BYTES,
+};
 pub use resources::{ResourceFailure, ResourcePolicy, ResourcePreparer, MAX_REQUEST_SEGMENTS};
 
 use std::collections::VecDeque;
@@ -1233,6 +1237,15 @@ impl Link {
         } else {
             CloseReason::DestinationClosed
         });
+    }
+
+    /// Give up a handshake that has not completed, without telling the peer: the link
+    /// closes with [`CloseReason::Timeout`], as its establishment timeout would close it.
+    /// Established links are left alone.
+    pub(crate) fn abandon(&mut self) {
+        if matches!(self.state, LinkState::Pending | LinkState::Handshake) {
+            self.closed(CloseReason::Timeout);
+        }
     }
 
     /// When [`Link::handle_timeout`] should next run.

@@ -22,20 +22,10 @@ const MAX_QUEUED: usize = 16;
 const PROOF_CACHE: usize = 8;
 /// Offers waiting for the application to accept or reject them.
 const MAX_OFFERS: usize = 8;
-/// Segments a request or response may span (each at most [`MAX_EFFICIENT_SIZE`]), so a
-/// peer cannot make us assemble more than about 16 MiB.
+/// Segments a request or response may span (each at most [`MAX_EFFICIENT_SIZE`]); the
+/// joined body is also bounded by its advertised size and
+/// [`MAX_REQUEST_BYTES`](super::intake::MAX_REQUEST_BYTES) (about 16 MiB).
 pub const MAX_REQUEST_SEGMENTS: u64 = 16;
-/// Split requests and responses being assembled at once, per link.
-const MAX_SPLIT_ASSEMBLIES: usize = 2;
-
-/// A request or response that spans several resource segments, joined as they arrive.
-#[derive(Debug)]
-pub(super) struct SplitAssembly {
-    original_hash: [u8; FULL_HASH_LEN],
-    next_segment: u64,
-    total_segments: u64,
-    data: Vec<u8>,
-}
 
 /// Which incoming resources a link accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,6 +80,9 @@ pub enum ResourceFailure {
     LinkClosed,
     /// We cancelled it.
     Cancelled,
+    /// We refused it: too many transfers on the link, or over the budget for bytes held
+    /// by incoming resources.
+    NoRoom,
 }
 
 /// Per-link resource state.
@@ -101,7 +94,8 @@ pub(super) struct Resources {
     pub(super) offers: Vec<Advertisement>,
     pub(super) last_window: Option<usize>,
     pub(super) proof_cache: VecDeque<([u8; FULL_HASH_LEN], Vec<u8>)>,
-    pub(super) split: Vec<SplitAssembly>,
+    pub(super) split: Vec<super::intake::SplitAssembly>,
+    pub(super) budget: super::intake::ResourceBudget,
 }
 
 impl Link {
@@ -219,7 +213,7 @@ impl Link {
     ) {
         if let Some(i) = self.resources.offers.iter().position(|a| a.hash == *hash) {
             let adv = self.resources.offers.swap_remove(i);
-            self.start_incoming(rng, now, adv);
+            self.start_incoming(rng, now, adv, true);
         }
     }
 
@@ -234,19 +228,35 @@ impl Link {
         self.emit_data(rng, now, Context::RESOURCE_RCL, hash, true);
     }
 
-    fn start_incoming(&mut self, rng: &mut dyn CryptoRngCore, now: Instant, adv: Advertisement) {
+    /// Start receiving an advertised resource if there is room for it (`offered`: the
+    /// application accepted it, so it hears if there is not).
+    fn start_incoming(
+        &mut self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        adv: Advertisement,
+        offered: bool,
+    ) {
         if self.resources.incoming.iter().any(|r| r.hash() == adv.hash) {
             return;
         }
-        if self.resources.incoming.len() >= MAX_INCOMING {
-            let h = adv.hash;
-            self.emit_data(rng, now, Context::RESOURCE_RCL, &h, true);
+        let hash = adv.hash;
+        let rtt = self.rtt.unwrap_or_default();
+        let (mut r, step) =
+            IncomingResource::accept(adv, self.mtu, rtt, self.resources.last_window, now);
+        if self.resources.incoming.len() >= MAX_INCOMING || !self.reserve_incoming(&mut r, now) {
+            self.stats.dropped += 1;
+            self.emit_data(rng, now, Context::RESOURCE_RCL, &hash, true);
+            if offered {
+                self.events.push_back(LinkEvent::ResourceFailed {
+                    link: self.id,
+                    hash,
+                    sending: false,
+                    reason: ResourceFailure::NoRoom,
+                });
+            }
             return;
         }
-        let rtt = self.rtt.unwrap_or_default();
-        let (r, step) =
-            IncomingResource::accept(adv, self.mtu, rtt, self.resources.last_window, now);
-        let hash = r.hash();
         self.resources.incoming.push(r);
         self.receiver_step(rng, now, &hash, step);
     }
@@ -300,8 +310,7 @@ impl Link {
         self.resources.last_window = Some(r.window());
         if let Some(reason) = failure {
             // A split request or response missing a segment can never complete.
-            let original = r.advertisement().original_hash;
-            self.resources.split.retain(|s| s.original_hash != original);
+            self.drop_split(r.advertisement());
             self.events.push_back(LinkEvent::ResourceFailed {
                 link: self.id,
                 hash: *hash,
@@ -325,6 +334,7 @@ impl Link {
             return;
         };
         let Some(done) = r.assemble(&token) else {
+            self.drop_split(r.advertisement());
             self.emit_data(rng, now, Context::RESOURCE_RCL, hash, true);
             self.events.push_back(LinkEvent::ResourceFailed {
                 link: self.id,
@@ -352,7 +362,7 @@ impl Link {
         self.push_out(proof, now);
         let adv = r.advertisement().clone();
         let body = if (adv.is_request() || adv.is_response()) && adv.total_segments > 1 {
-            match self.join_split(&adv, done.data) {
+            match self.join_split(&adv, done.data, now) {
                 Some(all) => all,
                 None => return,
             }
@@ -460,14 +470,14 @@ impl Link {
                         .request_id
                         .is_some_and(|q| self.requests.contains_key(&q));
                 if (adv.is_request() || wanted_response) && self.split_acceptable(&adv) {
-                    self.start_incoming(rng, now, adv);
+                    self.start_incoming(rng, now, adv, false);
                 } else if adv.is_request() || adv.is_response() {
                     let h = adv.hash;
                     self.emit_data(rng, now, Context::RESOURCE_RCL, &h, true);
                 } else {
                     match self.resources.policy {
                         ResourcePolicy::None => {}
-                        ResourcePolicy::All => self.start_incoming(rng, now, adv),
+                        ResourcePolicy::All => self.start_incoming(rng, now, adv, false),
                         ResourcePolicy::App => {
                             if self.resources.offers.len() >= MAX_OFFERS {
                                 let h = adv.hash;
@@ -629,6 +639,7 @@ impl Link {
 
     /// Resource watchdogs.
     pub(super) fn resource_timers(&mut self, rng: &mut dyn CryptoRngCore, now: Instant) {
+        self.expire_splits(now);
         let id = self.id;
         if let Some(front) = self.resources.outgoing.front_mut() {
             match front.handle_timeout(now, &id) {
@@ -671,60 +682,6 @@ impl Link {
         }
         self.resources.offers.clear();
         self.resources.split.clear();
-    }
-
-    /// Whether a request or response segment fits what this link is assembling: a first
-    /// segment when there is room, or the next segment of one under way.
-    fn split_acceptable(&self, adv: &crate::resource::Advertisement) -> bool {
-        if adv.total_segments <= 1 {
-            return true;
-        }
-        if adv.total_segments > MAX_REQUEST_SEGMENTS {
-            return false;
-        }
-        if adv.segment_index == 1 {
-            return self.resources.split.len() < MAX_SPLIT_ASSEMBLIES;
-        }
-        self.resources.split.iter().any(|s| {
-            s.original_hash == adv.original_hash
-                && s.next_segment == adv.segment_index
-                && s.total_segments == adv.total_segments
-        })
-    }
-
-    /// Add a completed segment of a split request or response; the whole body once the
-    /// last segment is in.
-    fn join_split(
-        &mut self,
-        adv: &crate::resource::Advertisement,
-        data: Vec<u8>,
-    ) -> Option<Vec<u8>> {
-        let split = &mut self.resources.split;
-        if adv.segment_index == 1 {
-            if split.len() >= MAX_SPLIT_ASSEMBLIES {
-                self.stats.dropped += 1;
-                return None;
-            }
-            split.push(SplitAssembly {
-                original_hash: adv.hash,
-                next_segment: 2,
-                total_segments: adv.total_segments,
-                data,
-            });
-            return None;
-        }
-        let Some(i) = split.iter().position(|s| {
-            s.original_hash == adv.original_hash && s.next_segment == adv.segment_index
-        }) else {
-            self.stats.dropped += 1;
-            return None;
-        };
-        split[i].data.extend_from_slice(&data);
-        split[i].next_segment += 1;
-        if adv.segment_index < split[i].total_segments {
-            return None;
-        }
-        Some(split.swap_remove(i).data)
     }
 
     /// Send a request or response body as resource segments (it does not fit one packet):

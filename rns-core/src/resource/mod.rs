@@ -14,7 +14,7 @@ mod sender;
 use std::io::{Read, Write};
 
 pub use advertisement::{Advertisement, AdvertisementError};
-pub use receiver::{Assembled, IncomingResource, ReceiverStep};
+pub use receiver::{segment_data_limit, Assembled, IncomingResource, ReceiverStep};
 pub use sender::{OutgoingResource, SegmentSpec, SenderError, SenderStep};
 
 /// Length of a part's map hash.

@@ -12,7 +12,9 @@ use crate::crypto::Token;
 use crate::hash::FULL_HASH_LEN;
 use crate::time::Instant;
 
-/// Largest segment we assemble after decompression (RNS segments are ≤ 1 MiB, plus metadata).
+/// Largest segment we assemble after decompression: a first segment that carries metadata
+/// (RNS segments are ≤ 1 MiB, metadata up to 16 MiB). Other segments are bounded by
+/// [`MAX_EFFICIENT_SIZE`].
 const MAX_ASSEMBLED: usize = MAX_EFFICIENT_SIZE + METADATA_MAX_SIZE;
 /// Per-packet overhead counted into request costs (header + token).
 const PACKET_OVERHEAD: usize = 19 + 48;
@@ -68,6 +70,20 @@ pub struct IncomingResource {
     retries_left: u32,
     last_activity: Instant,
     failed: bool,
+    /// Most bytes the segment may hold once decrypted and decompressed.
+    data_limit: usize,
+}
+
+/// The most bytes one segment may assemble to, by its advertisement: its data size (for a
+/// multi-segment resource, the whole resource's), and at most one segment's worth
+/// ([`MAX_EFFICIENT_SIZE`], or more for a first segment carrying metadata).
+pub fn segment_data_limit(adv: &Advertisement) -> usize {
+    let cap = if adv.segment_index == 1 && adv.has_metadata() {
+        MAX_ASSEMBLED
+    } else {
+        MAX_EFFICIENT_SIZE
+    };
+    usize::try_from(adv.data_size).map_or(cap, |d| d.min(cap))
 }
 
 impl IncomingResource {
@@ -112,7 +128,9 @@ impl IncomingResource {
             retries_left: MAX_RETRIES,
             last_activity: now,
             failed: false,
+            data_limit: 0,
         };
+        r.data_limit = segment_data_limit(&r.adv);
         let step = r.update_hashmap(0, &first, now);
         (r, step)
     }
@@ -130,6 +148,26 @@ impl IncomingResource {
     /// (parts received, parts in all).
     pub fn progress(&self) -> (usize, usize) {
         (self.received, self.parts.len())
+    }
+
+    /// Most bytes the segment may assemble to: what its advertisement allows (its data
+    /// size, at most one segment's worth), unless lowered by [`IncomingResource::restrict_data`].
+    pub fn data_limit(&self) -> usize {
+        self.data_limit
+    }
+
+    /// Lower the most bytes the segment may assemble to (say, what remains of a split
+    /// request); a segment that decompresses to more fails.
+    pub fn restrict_data(&mut self, max: usize) {
+        self.data_limit = self.data_limit.min(max);
+    }
+
+    /// Bytes this transfer may occupy at its peak: the parts as received plus the data
+    /// they assemble to.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.adv
+            .transfer_size
+            .saturating_add(self.data_limit as u64)
     }
 
     /// The current window (carried to the next resource on the link).
@@ -318,11 +356,15 @@ impl IncomingResource {
         };
         drop(std::mem::take(&mut self.parts));
         let body = plain.get(RANDOM_HASH_LEN..)?;
-        let limit = MAX_ASSEMBLED.min(self.adv.data_size.min(u64::MAX >> 1) as usize + 1);
+        // Never more than advertised: a bz2 bomb stops at the limit.
         let data = if self.adv.compressed() {
-            decompress(body, limit)?
+            decompress(body, self.data_limit)
         } else {
-            body.to_vec()
+            (body.len() <= self.data_limit).then(|| body.to_vec())
+        };
+        let Some(data) = data else {
+            self.failed = true;
+            return None;
         };
         let (hash, proof_hash) = super::hash_and_proof(&data, &self.adv.random_hash);
         if hash != self.adv.hash {

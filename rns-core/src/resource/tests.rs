@@ -28,6 +28,16 @@ fn transfer(
     mtu: usize,
     corrupt: Option<usize>,
 ) -> (Option<Assembled>, OutgoingResource, usize) {
+    transfer_claiming(data, mtu, corrupt, data.len() as u64)
+}
+
+/// [`transfer`] with the advertisement's data size replaced by `claimed`.
+fn transfer_claiming(
+    data: &[u8],
+    mtu: usize,
+    corrupt: Option<usize>,
+    claimed: u64,
+) -> (Option<Assembled>, OutgoingResource, usize) {
     let mut rng = ChaCha20Rng::seed_from_u64(4);
     let token = Token::new(&[7u8; 64]);
     let now = Instant::from_secs(1_000_000);
@@ -43,7 +53,8 @@ fn transfer(
     let SenderStep::Advertise(adv) = tx.advertise(now) else {
         panic!()
     };
-    let adv = Advertisement::unpack(&adv).unwrap();
+    let mut adv = Advertisement::unpack(&adv).unwrap();
+    adv.data_size = claimed;
     let (mut rx, mut step) =
         IncomingResource::accept(adv, mtu, Duration::from_millis(5), None, now);
     let mut rounds = 0;
@@ -165,4 +176,54 @@ fn decompression_is_bounded() {
     assert!(decompress(&bomb, 1_000_000).is_none());
     assert_eq!(decompress(&bomb, 2_000_000).unwrap().len(), 2_000_000);
     assert!(decompress(b"not bz2", 100).is_none());
+}
+
+#[test]
+fn a_segment_never_assembles_to_more_than_advertised() {
+    // Compressed: 200 kB of zeros claiming 100 kB stops decompressing at the claim.
+    let zeros = vec![0u8; 200_000];
+    let (got, tx, _) = transfer_claiming(&zeros, 500, None, 100_000);
+    assert!(tx.advertisement().compressed());
+    assert!(got.is_none());
+    assert!(transfer_claiming(&zeros, 500, None, 200_000).0.is_some());
+    // Uncompressed likewise.
+    let mut noise = vec![0u8; 5000];
+    ChaCha20Rng::seed_from_u64(12).fill_bytes(&mut noise);
+    let (got, tx, _) = transfer_claiming(&noise, 500, None, 4999);
+    assert!(!tx.advertisement().compressed());
+    assert!(got.is_none());
+}
+
+#[test]
+fn a_segment_is_limited_to_one_segment_of_its_claimed_size() {
+    let adv = |data_size: u64, segment_index: u64, flags: u8| Advertisement {
+        transfer_size: 1000,
+        data_size,
+        parts: 1,
+        hash: [1; 32],
+        random_hash: [2; 4],
+        original_hash: [1; 32],
+        segment_index,
+        total_segments: 16,
+        request_id: None,
+        flags,
+        hashmap: vec![0; 4],
+    };
+    assert_eq!(segment_data_limit(&adv(5000, 1, 0)), 5000);
+    assert_eq!(
+        segment_data_limit(&adv(16_000_000, 2, 0)),
+        MAX_EFFICIENT_SIZE
+    );
+    assert_eq!(
+        segment_data_limit(&adv(u64::MAX, 1, flags::HAS_METADATA)),
+        MAX_EFFICIENT_SIZE + METADATA_MAX_SIZE
+    );
+    let (rx, _) = IncomingResource::accept(
+        adv(16_000_000, 3, 0),
+        500,
+        Duration::from_millis(5),
+        None,
+        Instant::ZERO,
+    );
+    assert_eq!(rx.reserved_bytes(), 1000 + MAX_EFFICIENT_SIZE as u64);
 }

@@ -565,11 +565,14 @@ impl Transport {
 
     fn local_link_packet(&mut self, now: Instant, p: &Inbound) {
         let id = p.destination();
+        let (ptype, ctx) = (p.flags.packet_type, p.view.context());
+        if ctx == Context::RESOURCE_ADV {
+            self.hand_resource_budget(&id);
+        }
         let Some(link) = self.links.get_mut(&id) else {
             self.stats.unknown_link_packets += 1;
             return;
         };
-        let (ptype, ctx) = (p.flags.packet_type, p.view.context());
         link.handle_packet(
             &mut *self.rng,
             now,

@@ -3,6 +3,7 @@
 use core::fmt;
 use std::time::Duration;
 
+use super::admission::TokenBucket;
 use super::announce_cap::AnnounceCap;
 use super::ingress::IngressControl;
 use crate::ifac::Ifac;
@@ -233,6 +234,8 @@ pub(crate) struct InterfaceState {
     pub(crate) stats: InterfaceStats,
     pub(crate) cap: AnnounceCap,
     pub(crate) ingress: IngressControl,
+    /// Link requests this interface may still have answered.
+    pub(crate) link_requests: TokenBucket,
 }
 
 impl InterfaceState {
@@ -244,6 +247,7 @@ impl InterfaceState {
             stats: InterfaceStats::default(),
             cap: AnnounceCap::default(),
             ingress: IngressControl::default(),
+            link_requests: TokenBucket::default(),
         }
     }
 

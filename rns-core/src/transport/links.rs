@@ -16,7 +16,8 @@ use crate::time::Instant;
 const LINK_TABLE_TIMEOUT: Duration = Duration::from_secs(900);
 /// Per-hop allowance for the LRPROOF to come back through a transport node.
 const PROOF_TIMEOUT_PER_HOP: Duration = Duration::from_secs(6);
-/// Most links hosted at once (both roles).
+/// Most links hosted at once, not counting half-open incoming links (bounded apart, see
+/// [`TransportConfig::max_half_open_links`](super::TransportConfig::max_half_open_links)).
 pub(crate) const MAX_LINKS: usize = 4096;
 /// Most link-table entries (links we forward for others).
 pub(crate) const MAX_LINK_TABLE: usize = 65_536;
@@ -139,6 +140,9 @@ impl Transport {
         hash: &[u8; 32],
         accept: bool,
     ) -> Result<(), LinkError> {
+        if accept {
+            self.hand_resource_budget(id);
+        }
         self.with_link(now, id, |l, rng| {
             if accept {
                 l.accept_resource(rng, now, hash);
@@ -147,6 +151,26 @@ impl Transport {
             }
             Ok(())
         })
+    }
+
+    /// Tell a link what its incoming resources may reserve: its per-link budget, and what
+    /// is left of the node's (see [`TransportConfig::max_incoming_resource_bytes`]).
+    ///
+    /// [`TransportConfig::max_incoming_resource_bytes`]: super::TransportConfig::max_incoming_resource_bytes
+    pub(crate) fn hand_resource_budget(&mut self, id: &LinkId) {
+        if !self.links.contains_key(id) {
+            return;
+        }
+        let used: u64 = self
+            .links
+            .values()
+            .map(Link::incoming_resource_bytes)
+            .fold(0, u64::saturating_add);
+        let node_free = self.config.max_incoming_resource_bytes.saturating_sub(used);
+        let per_link = self.config.max_incoming_resource_bytes_per_link;
+        if let Some(l) = self.links.get_mut(id) {
+            l.set_resource_budget(per_link, node_free);
+        }
     }
 
     /// The MTU to offer or confirm on an interface: its HW MTU if negotiable, else 500;
@@ -171,7 +195,7 @@ impl Transport {
         let identity = self
             .recall_identity(destination)
             .ok_or(LinkError::UnknownDestination(*destination))?;
-        if self.links.len() >= MAX_LINKS {
+        if self.established_link_count() >= MAX_LINKS {
             return Err(LinkError::Busy(*destination));
         }
         let (hops, iface) = self
@@ -376,11 +400,12 @@ impl Transport {
         let Ok(req) = LinkRequest::parse(view.data()) else {
             return self.violation(iface);
         };
-        if self.links.len() >= MAX_LINKS {
-            return;
-        }
         let id = wire::link_id(view);
         if self.links.contains_key(&id) {
+            return;
+        }
+        if !self.admit_link_request(now, iface) {
+            self.stats.dropped_link_requests += 1;
             return;
         }
         // Confirm at most what the receiving interface carries; no signalling if unknown.
@@ -402,7 +427,45 @@ impl Transport {
         );
         link.set_resource_policy(policy);
         self.links.insert(id, link);
+        self.half_open.push(id, iface);
         self.drain_link(now, &id);
+    }
+
+    /// Links other than half-open ones (ours in either state, and established incoming
+    /// ones): what [`MAX_LINKS`] bounds.
+    fn established_link_count(&mut self) -> usize {
+        self.half_open.prune(&self.links);
+        self.links.len().saturating_sub(self.half_open.len())
+    }
+
+    /// Whether a link request arriving on `iface` may be answered now: within the
+    /// interface's link request rate and with room in the link table. Makes room among
+    /// the half-open links by giving up the oldest (see [`super::admission`]).
+    fn admit_link_request(&mut self, now: Instant, iface: InterfaceId) -> bool {
+        if let Some(rate) = self.config.link_request_rate {
+            let Some(s) = self.interfaces.get_mut(&iface) else {
+                return false;
+            };
+            if !s.link_requests.take(now, rate) {
+                return false;
+            }
+        }
+        if self.established_link_count() >= MAX_LINKS {
+            return false;
+        }
+        let evicted = self.half_open.make_room(
+            iface,
+            self.config.max_half_open_links,
+            self.config.max_half_open_links_per_interface,
+        );
+        for old in evicted {
+            if let Some(l) = self.links.get_mut(&old) {
+                l.abandon();
+                self.stats.evicted_half_open_links += 1;
+            }
+            self.drain_link(now, &old);
+        }
+        true
     }
 
     /// Record a link-table entry for a LINKREQUEST being forwarded, and clamp its MTU.

@@ -9,6 +9,7 @@
 //!
 //! Time is passed in; randomness comes from the RNG handed to [`Transport::new`].
 
+mod admission;
 mod announce_cap;
 mod filter;
 mod inbound;
@@ -28,6 +29,9 @@ use std::time::Duration;
 
 use rand_core::CryptoRngCore;
 
+pub use admission::{
+    LinkRequestRate, DEFAULT_MAX_HALF_OPEN_LINKS, DEFAULT_MAX_HALF_OPEN_LINKS_PER_INTERFACE,
+};
 pub use interface::{
     AnnounceRate, InterfaceConfig, InterfaceId, InterfaceMode, InterfaceStats, LocalRole,
 };
@@ -97,6 +101,22 @@ pub struct TransportConfig {
     /// Serve local clients (a shared instance): keeps announces to answer their path
     /// requests, as a transport node does.
     pub share_instance: bool,
+    /// Most half-open links (incoming, handshake not completed) held node-wide; the oldest
+    /// is given up for a new one. Default [`DEFAULT_MAX_HALF_OPEN_LINKS`] (256).
+    pub max_half_open_links: usize,
+    /// Most half-open links held per interface; the interface's oldest is given up for a
+    /// new one. Default [`DEFAULT_MAX_HALF_OPEN_LINKS_PER_INTERFACE`] (64).
+    pub max_half_open_links_per_interface: usize,
+    /// How many link requests each interface may have answered; the rest are dropped
+    /// silently. `None` = unlimited. Default [`LinkRequestRate::DEFAULT`] (50/s, burst 100).
+    pub link_request_rate: Option<LinkRequestRate>,
+    /// Most bytes incoming resources may hold across all links, counted by what they
+    /// decompress to as advertised (plus what travels); advertisements beyond it are
+    /// rejected. Default [`crate::link::DEFAULT_INCOMING_RESOURCE_BYTES`] (64 MiB).
+    pub max_incoming_resource_bytes: u64,
+    /// The same budget per link. Default
+    /// [`crate::link::DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK`] (32 MiB).
+    pub max_incoming_resource_bytes_per_link: u64,
 }
 
 impl Default for TransportConfig {
@@ -111,6 +131,12 @@ impl Default for TransportConfig {
             max_pending_transmits: 65_536,
             max_pending_events: 65_536,
             share_instance: false,
+            max_half_open_links: DEFAULT_MAX_HALF_OPEN_LINKS,
+            max_half_open_links_per_interface: DEFAULT_MAX_HALF_OPEN_LINKS_PER_INTERFACE,
+            link_request_rate: Some(LinkRequestRate::DEFAULT),
+            max_incoming_resource_bytes: crate::link::DEFAULT_INCOMING_RESOURCE_BYTES,
+            max_incoming_resource_bytes_per_link:
+                crate::link::DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK,
         }
     }
 }
@@ -279,6 +305,11 @@ pub struct TransportStats {
     pub ifac_violations: u64,
     /// Link packets for links this node neither hosts nor forwards.
     pub unknown_link_packets: u64,
+    /// Link requests for local destinations dropped unanswered (over the interface's
+    /// link request rate, or the link table full).
+    pub dropped_link_requests: u64,
+    /// Half-open links given up to make room for newer ones.
+    pub evicted_half_open_links: u64,
 }
 
 /// Summary of a path for status displays.
@@ -316,6 +347,8 @@ pub struct Transport {
     discovery_requests: HashMap<AddressHash, DiscoveryRequest>,
     receipts: Receipts,
     links: HashMap<crate::link::LinkId, crate::link::Link>,
+    /// The half-open subset of `links`, oldest first.
+    half_open: admission::HalfOpen,
     link_table: HashMap<crate::link::LinkId, links::LinkTableEntry>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -374,6 +407,7 @@ impl Transport {
             discovery_requests: HashMap::default(),
             receipts: Receipts::default(),
             links: HashMap::default(),
+            half_open: admission::HalfOpen::default(),
             link_table: HashMap::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -601,5 +635,7 @@ impl Transport {
     }
 }
 
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod tests;

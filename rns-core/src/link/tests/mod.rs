@@ -394,3 +394,4 @@ fn responder_accepts_data_sent_before_the_rtt_packet() {
 }
 
 mod channel;
+mod intake;
