@@ -78,7 +78,9 @@ fn store_and_forward_through_a_custody_node_between_nodes_never_up_together() {
     let v = a.json(&["exec", &b_dest, "grid/ping", "--ttl", "10m", "--detach"]);
     let handle = v["handle"].as_str().expect("a handle").to_string();
     wait_for(T, "A hands the command to the custody node", || {
-        (queued(&a) == 0 && held_for(&custody, &b_dest) == 1).then_some(())
+        // The custodian has it first, then A drops its own copy (in that order, so a
+        // copy not yet queued at A is not mistaken for one handed over).
+        (held_for(&custody, &b_dest) == 1 && queued(&a) == 0).then_some(())
     });
     let a_dir = a.stop();
 

@@ -225,9 +225,15 @@ async fn push(
             return Ok(());
         }
         let n = done.len();
-        blocking(store, move |s| s.remove(&done))
-            .await
-            .map_err(|e| e.to_string())?;
+        blocking(store, move |s| {
+            if direct {
+                s.remove_delivered(&done)
+            } else {
+                s.remove(&done)
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         tracing::info!(to = %target, bundles = n, custodian = !direct, "handed over bundles");
         if !full {
             return Ok(());

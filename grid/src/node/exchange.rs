@@ -120,7 +120,7 @@ impl Node {
                     .collect();
                 let (store, calls) = (self.bundles.clone(), self.calls.clone());
                 tokio::task::spawn_blocking(move || {
-                    let reply = match store.remove(&mine) {
+                    let reply = match store.remove_delivered(&mine) {
                         Ok(n) => ExchangeReply::Acked(n as u32),
                         Err(e) => ExchangeReply::Refused(e.to_string()),
                     };

@@ -401,6 +401,32 @@ impl BundleStore {
         })
     }
 
+    /// Remove bundles that reached their destination and remember their ids as seen until
+    /// they expire, so a copy handed over again (by a sender that crashed before it
+    /// dropped its own) is not stored and carried a second time. Returns how many were
+    /// stored.
+    pub fn remove_delivered(&self, ids: &[[u8; 16]]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.write("remove delivered bundles", |t| {
+            let mut n = 0;
+            for id in ids {
+                let expires = t
+                    .bundles
+                    .get(id)
+                    .ctx("look up bundle")?
+                    .and_then(|raw| decode(id, raw.value()).map(|r| r.expires_ms));
+                if let Some(expires) = expires {
+                    t.take(id)?;
+                    t.mark_seen(id, expires)?;
+                    n += 1;
+                }
+            }
+            Ok((n, n > 0))
+        })
+    }
+
     /// Bundles for one destination, oldest first, stopping before the total sealed size
     /// passes `max_bytes` (but always at least one if any exist), at most `max_count`.
     /// Undecodable records are skipped (and removed).

@@ -122,6 +122,22 @@ fn strangers_get_a_bounded_share_that_is_freed_as_bundles_leave() {
 }
 
 #[test]
+fn delivered_bundles_are_not_stored_again() {
+    let dir = TempDir::new("bundles", "delivered");
+    let s = open(&dir, 1 << 20);
+    let a = bundle(1, 9, 10, 100);
+    assert_eq!(s.insert(&a).unwrap(), Inserted::New);
+    assert_eq!(s.remove_delivered(&[a.id, [7; 16]]).unwrap(), 1);
+    assert_eq!(s.get(&a.id).unwrap(), None);
+    // Handed over again by a sender that crashed before dropping its copy: not kept.
+    assert_eq!(s.insert(&a).unwrap(), Inserted::Duplicate);
+    assert_eq!(s.stats().unwrap().bundles, 0);
+    // Until it expires.
+    s.expire(a.expires_ms + 1).unwrap();
+    assert_eq!(s.insert(&a).unwrap(), Inserted::New);
+}
+
+#[test]
 fn insert_get_remove() {
     let dir = TempDir::new("bundles", "basic");
     let s = open(&dir, 1 << 20);
