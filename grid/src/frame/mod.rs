@@ -18,6 +18,9 @@ pub const PREFIX_LEN: usize = 9;
 /// The channel message type frames pushed on a link (events for a subscriber) travel in;
 /// below RNS's reserved range (0xF000 and up).
 pub const CHANNEL_MSGTYPE: u16 = 0x4746;
+/// How far apart two nodes' wall clocks may be before frames between them count as
+/// expired early (see [`GridFrame::expired_on_arrival`]).
+pub const CLOCK_SKEW_MS: u64 = 2 * 3600 * 1000;
 /// The largest encoded frame accepted (bigger payloads belong in files or streams).
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 
@@ -263,9 +266,23 @@ impl GridFrame {
         }
     }
 
-    /// Whether the frame's TTL has run out at `now_ms`.
+    /// Whether the frame's TTL has run out at `now_ms` (by the clock that stamped it).
     pub fn expired(&self, now_ms: u64) -> bool {
         self.ttl_ms != 0 && now_ms > self.timestamp_ms.saturating_add(self.ttl_ms)
+    }
+
+    /// Whether a frame that arrived from another node has run out at `now_ms` by this
+    /// node's clock, allowing [`CLOCK_SKEW_MS`] for clocks that disagree: nodes without a
+    /// real-time clock drift and get stepped by NTP, and a frame must not be refused as
+    /// expired because of that. (Replays are stopped by the request log and bundle ids,
+    /// not by timestamps.)
+    pub fn expired_on_arrival(&self, now_ms: u64) -> bool {
+        self.ttl_ms != 0
+            && now_ms
+                > self
+                    .timestamp_ms
+                    .saturating_add(self.ttl_ms)
+                    .saturating_add(CLOCK_SKEW_MS)
     }
 
     /// The response to this frame: source and target swapped, same correlation id.

@@ -111,6 +111,11 @@ fn responses_swap_ends_and_keep_the_correlation() {
     );
     assert!(!request().expired(request().timestamp_ms + 600_000));
     assert!(request().expired(request().timestamp_ms + 600_001));
+    // Arriving from another node, clocks may disagree by up to CLOCK_SKEW_MS.
+    let r = request();
+    assert!(!r.expired_on_arrival(r.timestamp_ms + 600_001));
+    assert!(!r.expired_on_arrival(r.timestamp_ms + 600_000 + CLOCK_SKEW_MS));
+    assert!(r.expired_on_arrival(r.timestamp_ms + 600_001 + CLOCK_SKEW_MS));
 }
 
 proptest! {

@@ -211,7 +211,7 @@ impl Node {
             );
             return self.answer_frame(now, &reply, f);
         };
-        if frame.expired(now_ms) {
+        if frame.expired_on_arrival(now_ms) {
             let f = frame.respond(
                 Outcome::Err {
                     code: ErrorCode::Timeout,

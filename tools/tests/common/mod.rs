@@ -176,6 +176,17 @@ impl Grid {
         Self::spawn(dir, None, Some(nofile))
     }
 
+    /// Start a node with extra environment variables (such as an `LD_PRELOAD`).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Grid {
+        let dir = TempDir::new("grid");
+        std::fs::write(dir.0.join("config.toml"), config).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn_env(dir, None, None, &env)
+    }
+
     /// Start a node inside a network namespace (its control socket is still reachable).
     pub fn start_in_netns(netns: &str, config: &str) -> Grid {
         let dir = TempDir::new("grid");
@@ -184,6 +195,15 @@ impl Grid {
     }
 
     fn spawn(dir: TempDir, netns: Option<String>, nofile: Option<u64>) -> Grid {
+        Self::spawn_env(dir, netns, nofile, &[])
+    }
+
+    fn spawn_env(
+        dir: TempDir,
+        netns: Option<String>,
+        nofile: Option<u64>,
+        env: &[(String, String)],
+    ) -> Grid {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -205,6 +225,7 @@ impl Grid {
             .arg(&dir.0)
             .args(["node", "-v"])
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
