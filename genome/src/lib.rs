@@ -8,7 +8,6 @@
 //! - [`registry`]: this node's adapters, content-addressed on disk, searchable.
 //! - [`archive`]: a package as it travels between nodes.
 //! - [`rank`]: search results as they travel, and peers' answers ranked by this node.
-//! - [`limits`]: rate limits on what peers may ask.
 //! - [`service`]: the `genome/*` commands on a running node, mesh search and fetch.
 //!
 //! The evaluation set for semantic search is in `genome/eval/` (see `tests/eval.rs`).
@@ -23,7 +22,6 @@ pub mod index;
 pub mod keywords;
 #[cfg(feature = "embed")]
 pub mod lazy;
-pub mod limits;
 pub mod manifest;
 pub mod package;
 pub mod rank;

@@ -32,7 +32,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grid::api::{NodeHandle, Request};
 use grid::commands::{CommandCall, CommandError};
@@ -45,10 +45,10 @@ use tokio::sync::Semaphore;
 
 use crate::archive::{Archive, PACKAGE_PATH};
 use crate::embed::Embedder;
-use crate::limits::{Limiter, Limits, Rate, RateLimited};
 use crate::manifest::SignedManifest;
 use crate::rank::Scorer;
 use crate::registry::{Entry, Registry};
+use grid::proto::rate_limit::{Limiter, Limits, Rate, RateLimited};
 
 /// How long a mesh search waits for peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +259,7 @@ impl Genome {
                 }
             });
         }
-        let now = Instant::now();
+        let now = grid::clock::now();
         let g = Arc::new(Genome {
             registry: Arc::new(Mutex::new(registry)),
             embedder,
@@ -363,7 +363,7 @@ impl Genome {
             self.pulls
                 .lock()
                 .map_err(|_| PackageRefusal::Failed("limiter lock poisoned".into()))?
-                .admit(Some(caller), Instant::now())?;
+                .admit(Some(caller), grid::clock::now())?;
         }
         let rmpv::Value::Binary(b) = &req.data else {
             return Err(PackageRefusal::Malformed);
@@ -429,7 +429,7 @@ impl Genome {
             self.searches
                 .lock()
                 .map_err(|_| failed("limiter lock poisoned"))?
-                .admit(call.caller, Instant::now())
+                .admit(call.caller, grid::clock::now())
                 .map_err(failed)?;
         }
         let query = param_str(&call, "query")?.to_string();
@@ -787,9 +787,8 @@ mod tests {
         assert!(PackageRefusal::Anonymous
             .to_string()
             .starts_with(IDENTIFY_FIRST));
-        let limited = Limiter::new("genome/package", PACKAGE_LIMITS, Instant::now());
-        let mut limited = limited;
-        let t = Instant::now();
+        let t = grid::clock::now();
+        let mut limited = Limiter::new("genome/package", PACKAGE_LIMITS, t);
         let caller = Some(AddressHash([3; 16]));
         for _ in 0..PACKAGE_LIMITS.caller.burst {
             limited.admit(caller, t).unwrap();

@@ -20,19 +20,6 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Pseudo-random bytes (the custodian cannot read sealed bundles, so any will do).
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn junk(seed: u64, expires_ms: u64) -> WireBundle {
     let r = noise(seed, 32);
     WireBundle {
@@ -55,20 +42,12 @@ fn throwaway_identities_cannot_fill_a_custody_nodes_store() {
     const IDENTITIES: u64 = 8;
     const PER_IDENTITY: u64 = 1250; // 10,000 in all
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let ((accepted, refused), peak) = peak_rss_during(&v, || {
         rt.block_on(async {
             let (mut accepted, mut refused) = (0usize, 0usize);
             for who in 0..IDENTITIES {
-                let dir = TempDir::new("throwaway");
-                std::fs::write(
-                    dir.0.join("config.toml"),
-                    format!("[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"),
-                )
-                .unwrap();
+                let dir = attacker_dir("throwaway", port);
                 let m = grid::api::spawn(grid::state::StateDir::resolve(Some(&dir.0)))
                     .await
                     .unwrap();
@@ -78,7 +57,11 @@ fn throwaway_identities_cannot_fill_a_custody_nodes_store() {
                     let batch: Vec<WireBundle> = (n..(n + 250).min(PER_IDENTITY))
                         .map(|i| {
                             // Half with the longest TTL there is, half with an hour.
-                            let expires = if i % 2 == 0 { u64::MAX } else { now_ms() + 3_600_000 };
+                            let expires = if i % 2 == 0 {
+                                u64::MAX
+                            } else {
+                                now_ms() + 3_600_000
+                            };
                             junk(who * 1_000_000 + i + 1, expires)
                         })
                         .collect();
@@ -92,7 +75,10 @@ fn throwaway_identities_cannot_fill_a_custody_nodes_store() {
                         panic!("not exchange bytes")
                     };
                     match ExchangeReply::decode(&bytes).unwrap() {
-                        ExchangeReply::Pushed { accepted: a, refused: r } => {
+                        ExchangeReply::Pushed {
+                            accepted: a,
+                            refused: r,
+                        } => {
                             accepted += a.len();
                             refused += r.len();
                         }

@@ -43,21 +43,9 @@ fn forged_event_and_progress_frames_are_dropped() {
     let h_dest: AddressHash = h.destination.parse().unwrap();
     let v_hash: AddressHash = v_dest.parse().unwrap();
 
-    let m_dir = TempDir::new("forger");
-    std::fs::write(
-        m_dir.0.join("config.toml"),
-        format!("[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let m = rt.block_on(async {
-        grid::api::spawn(grid::state::StateDir::resolve(Some(&m_dir.0)))
-            .await
-            .unwrap()
-    });
+    let m_dir = attacker_dir("forger", port);
+    let rt = runtime();
+    let m = attacker(&rt, &m_dir);
     let m_dest = m.destination();
 
     let (_, peak) = peak_rss_during(&v, || {

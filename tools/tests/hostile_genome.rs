@@ -85,16 +85,8 @@ fn attack(
     blocked: &std::sync::mpsc::Sender<String>,
     go: &std::sync::mpsc::Receiver<()>,
 ) -> Tally {
-    let dir = TempDir::new("attacker");
-    std::fs::write(
-        dir.0.join("config.toml"),
-        format!("[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let dir = attacker_dir("attacker", port);
+    let rt = runtime();
     let v: rns_core::AddressHash = v_dest.parse().unwrap();
     let hash = hex::decode(package).unwrap();
     rt.block_on(async move {

@@ -13,19 +13,6 @@ use rns_core::AddressHash;
 const LINKS: usize = 40;
 const PER_LINK: usize = 4 * 1024 * 1024;
 
-/// Bytes that do not compress (stream chunks may be compressed on the wire).
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn unread_streams_on_many_links_cannot_fill_memory() {
     let _slot = slot();
@@ -34,16 +21,8 @@ fn unread_streams_on_many_links_cannot_fill_memory() {
     let h = Honest::start(port, &v_dest);
     let before = before(&v);
     let v_hash: AddressHash = v_dest.parse().unwrap();
-    let m_dir = TempDir::new("streamer");
-    std::fs::write(
-        m_dir.0.join("config.toml"),
-        format!("[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let m_dir = attacker_dir("streamer", port);
+    let rt = runtime();
     let (sent, peak) = peak_rss_during(&v, || {
         rt.block_on(async {
             let m = grid::api::spawn(grid::state::StateDir::resolve(Some(&m_dir.0)))

@@ -3,4 +3,5 @@
 //! a simulator. Nothing here uses tokio, sockets, files, threads or the clock (a test in
 //! `tests/layering.rs` checks it).
 
+pub mod rate_limit;
 pub mod request_log;

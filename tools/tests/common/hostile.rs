@@ -259,3 +259,45 @@ pub fn assert_held(
         "{name}: V's audit log lost entries"
     );
 }
+
+/// A single-threaded tokio runtime for an attacker running in the test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A state directory for an attacker node that connects to V's listener on `port`.
+pub fn attacker_dir(tag: &str, port: u16) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::write(
+        dir.0.join("config.toml"),
+        format!(
+            "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// An attacker node embedded in the test (its own identity), on `rt`.
+pub fn attacker(rt: &tokio::runtime::Runtime, dir: &TempDir) -> grid::api::NodeHandle {
+    rt.block_on(grid::api::spawn(grid::state::StateDir::resolve(Some(
+        &dir.0,
+    ))))
+    .expect("the attacker node starts")
+}
+
+/// `n` pseudo-random bytes from `seed` (they do not compress).
+pub fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -1,5 +1,6 @@
-//! Rate limits on what peers may ask of the genome: token buckets per caller identity,
-//! one bucket all unidentified callers share, and one for the whole node.
+//! Rate limits on what peers may ask of a node (searches, package pulls, audit records of
+//! refused frames): token buckets per caller identity, one bucket all unidentified
+//! callers share, and one for the whole node. Sans-IO: time is handed in.
 //!
 //! A caller is admitted when its own bucket (or the shared anonymous one) and the node's
 //! bucket both hold a token; then one is taken from each. A refusal says how long until
@@ -10,7 +11,9 @@
 //! comes back, which is no more than it would have had by waiting).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use rns_core::Instant;
 
 use rns_core::AddressHash;
 
@@ -54,7 +57,7 @@ impl TokenBucket {
     fn refill(&mut self, now: Instant) {
         let every = self.rate.every.as_secs_f64();
         let gained = if every > 0.0 {
-            now.saturating_duration_since(self.at).as_secs_f64() / every
+            now.saturating_since(self.at).as_secs_f64() / every
         } else {
             f64::INFINITY
         };
@@ -254,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_bucket_gives_its_burst_then_one_per_interval() {
-        let t = Instant::now();
+        let t = Instant::from_micros(1_000_000);
         let mut b = TokenBucket::new(Rate::new(3, 100 * MS), t);
         for _ in 0..3 {
             b.take(t).unwrap();
@@ -275,14 +278,14 @@ mod tests {
 
     #[test]
     fn a_zero_bucket_refuses_for_ever() {
-        let t = Instant::now();
+        let t = Instant::from_micros(1_000_000);
         let mut b = TokenBucket::new(Rate::new(0, 10 * MS), t);
         assert_eq!(b.take(t + Duration::from_secs(60)), Err(Duration::MAX));
     }
 
     #[test]
     fn each_caller_has_its_own_bucket_and_anonymous_callers_share_one() {
-        let t = Instant::now();
+        let t = Instant::from_micros(1_000_000);
         let mut l = Limiter::new("genome/search", limits(), t);
         l.admit(Some(id(1)), t).unwrap();
         l.admit(Some(id(1)), t).unwrap();
@@ -307,7 +310,7 @@ mod tests {
 
     #[test]
     fn the_node_bucket_bounds_everyone_together_and_refusals_take_nothing() {
-        let t = Instant::now();
+        let t = Instant::from_micros(1_000_000);
         let mut l = Limiter::new("genome/search", limits(), t);
         for n in 0..5 {
             l.admit(Some(id(n)), t).unwrap();
@@ -331,7 +334,7 @@ mod tests {
 
     #[test]
     fn the_caller_table_is_bounded_and_forgets_the_least_recent_caller() {
-        let t = Instant::now();
+        let t = Instant::from_micros(1_000_000);
         let roomy = Limits {
             node: Rate::new(1000, MS),
             ..limits()
