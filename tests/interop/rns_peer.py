@@ -357,15 +357,28 @@ def main():
         if receipt.status == RNS.PacketReceipt.DELIVERED:
             report("link_proof", rtt=receipt.get_rtt())
 
-    def link_request(cmd):
+    def link_request(cmd, attempt=1):
         link = LINKS.get(cmd["link"])
         if link is None:
             emit(event="response_failed", link=cmd["link"], reason="no such link")
             return
+        small = len(cmd.get("data", "")) < 400
+
+        def failed(r):
+            # RNS 1.5.7 registers a request (Link.pending_requests) only after its packet
+            # has gone out, so an answer that arrives before that -- a Grid node answers
+            # in microseconds, and a loaded machine can hold this thread up -- is dropped
+            # and the request times out. Ask again, at most twice, and say so.
+            if small and attempt < 3 and link.status == RNS.Link.ACTIVE:
+                emit(event="request_retried", link=cmd["link"], attempt=attempt)
+                link_request(cmd, attempt + 1)
+            else:
+                emit(event="response_failed", link=cmd["link"])
+
         link.request(cmd.get("path", "/"), cmd.get("data", "").encode(),
                      response_callback=lambda r: emit(event="response", link=cmd["link"], data=bytes(r.response).hex()),
-                     failed_callback=lambda r: emit(event="response_failed", link=cmd["link"]),
-                     timeout=cmd.get("timeout"))
+                     failed_callback=failed,
+                     timeout=cmd.get("timeout", 5 if small else None))
 
     def channel_send(cmd):
         channel, _ = CHANNELS[cmd["link"]]
