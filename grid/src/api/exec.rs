@@ -1,0 +1,619 @@
+//! Commands through a node handle: registering them, running them on other nodes
+//! (directly, by routing hint, detached, delay-tolerant with bundles), trust and pairing,
+//! and events to other nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rns_core::{rmpv, AddressHash};
+use tokio::sync::oneshot;
+
+use super::*;
+
+/// How long a delay-tolerant call tries to open a link to a node that has a path before
+/// it sends a bundle instead.
+const DIRECT_LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least time a reused link gets to prove it is alive.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl NodeHandle {
+    /// Offer a command to other nodes (`domain/action`; see [`crate::commands`]). The
+    /// handler runs on its own task for each call; `description` is what `list` shows.
+    pub async fn register_command<F, Fut>(
+        &self,
+        name: &str,
+        description: &str,
+        handler: F,
+    ) -> Result<(), ApiError>
+    where
+        F: Fn(crate::commands::CommandCall) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<serde_json::Value, crate::commands::CommandError>>
+            + Send
+            + 'static,
+    {
+        crate::frame::names::check_command(name)
+            .map_err(|e| ApiError::Failed(format!("command name {e}")))?;
+        let handler: crate::commands::CommandHandler =
+            Arc::new(move |call| Box::pin(handler(call)));
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Command(
+                name.to_string(),
+                description.to_string(),
+                handler,
+                tx,
+            ))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)
+    }
+
+    /// Run `command` with JSON `params` on the node whose `grid.node` destination is
+    /// `node`, and wait up to `timeout` for its result. Reuses a link this node opened to
+    /// it, or opens one (and identifies on it, so the target knows who calls).
+    pub async fn execute(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ExecError> {
+        self.execute_with(node, command, params, ExecOptions::timeout(timeout))
+            .await
+    }
+
+    /// Let callers of at least `level` run commands matching `pattern` (see
+    /// [`crate::acl`]), unless a rule already decides `pattern` (the node's `[acl]`
+    /// configuration, say `"genome/*" = "trusted"`): services use this for their
+    /// read-only commands, and the node's owner keeps the last word.
+    pub async fn default_rule(
+        &self,
+        pattern: &str,
+        level: crate::trust::TrustLevel,
+    ) -> Result<(), ApiError> {
+        self.ask(|tx| Call::DefaultRule(pattern.to_string(), level, tx))
+            .await?
+            .map_err(ApiError::Failed)
+    }
+
+    /// The Grid nodes this node has heard announcing (at most 10,000), nearest first.
+    pub async fn peers(&self) -> Result<Vec<Peer>, ApiError> {
+        self.ask(Call::Peers).await
+    }
+
+    /// Change what this node announces it can do (a GPU found, adapters or models
+    /// added): `change` edits the summary; if it differs, the node re-announces soon
+    /// (at most every [`crate::node::CAPABILITY_ANNOUNCE_GAP`]) so peers route by the
+    /// new one. Returns the summary now in force.
+    pub async fn update_capabilities(
+        &self,
+        change: impl FnOnce(&mut crate::capabilities::Capabilities) + Send + 'static,
+    ) -> Result<crate::capabilities::Capabilities, ApiError> {
+        self.ask(|tx| Call::UpdateCapabilities(Box::new(change), tx))
+            .await
+    }
+
+    /// Open a pairing offer: returns the four-word code to give the other node's user
+    /// (who runs [`NodeHandle::pair_join`] or `grid pair <this node> <code>`). Whoever
+    /// presents it within `window` gets `level` here. A new offer replaces an open one.
+    pub async fn pair_offer(
+        &self,
+        level: crate::trust::TrustLevel,
+        window: Duration,
+    ) -> Result<String, ApiError> {
+        self.ask(|tx| Call::PairOffer(level, window, tx)).await
+    }
+
+    /// Present the pairing code `node` shows; on a match `node` trusts this node, and
+    /// this node gives `node`'s identity `level`. Returns that identity.
+    pub async fn pair_join(
+        &self,
+        node: AddressHash,
+        code: &str,
+        level: crate::trust::TrustLevel,
+        timeout: Duration,
+    ) -> Result<AddressHash, ExecError> {
+        let answer = self
+            .execute(
+                node,
+                crate::commands::JOIN_COMMAND,
+                &serde_json::json!({ "code": code }),
+                timeout,
+            )
+            .await?;
+        let identity: AddressHash = answer["identity"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ExecError::BadResponse("no identity in the pairing answer".into()))?;
+        // The answer must come from the node we meant: its identity names its destination.
+        if rns_core::destination::hash_from_name("grid.node", Some(&identity)) != node {
+            return Err(ExecError::BadResponse(format!(
+                "identity {identity} does not belong to {node}"
+            )));
+        }
+        self.set_trust(identity, level)
+            .await
+            .map_err(ExecError::Api)?;
+        Ok(identity)
+    }
+
+    /// Where `command` would run under `route` ([`crate::routing`]): this node's own
+    /// destination for "here".
+    pub async fn resolve_route(
+        &self,
+        route: crate::routing::Route,
+        command: &str,
+    ) -> Result<AddressHash, ExecError> {
+        let decision = self
+            .ask(|tx| Call::Route(route, command.to_string(), tx))
+            .await
+            .map_err(ExecError::Api)?
+            .map_err(|e| ExecError::Local(e.to_string()))?;
+        Ok(match decision {
+            crate::routing::Decision::Local => self.destination,
+            crate::routing::Decision::Remote(n) => n,
+        })
+    }
+
+    /// Run `command` where `route` says (a node, `local-only`, `prefer-gpu`,
+    /// `max-compute`, `auto`: see [`crate::routing`]); returns the node that ran it (this
+    /// node's destination when it ran here) and the result.
+    pub async fn execute_routed(
+        &self,
+        route: crate::routing::Route,
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+    ) -> Result<(AddressHash, serde_json::Value), ExecError> {
+        let node = self.resolve_route(route, command).await?;
+        let result = self.execute_with(node, command, params, options).await?;
+        Ok((node, result))
+    }
+
+    /// [`NodeHandle::execute`] with options: with a TTL the command reaches a node that
+    /// is offline now, as a bundle, and the result comes back the same way.
+    pub async fn execute_with(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+    ) -> Result<serde_json::Value, ExecError> {
+        crate::frame::names::check_command(command)
+            .map_err(|e| ExecError::Local(format!("command name {e}")))?;
+        let correlation = new_correlation();
+        self.execute_as(node, command, params, options, correlation)
+            .await
+    }
+
+    /// Start `command` on `node` and return its handle (the correlation id) at once. Its
+    /// progress arrives as the event `grid:job:<handle in hex>:progress` (as the target
+    /// reports it) and its outcome as `grid:job:<handle in hex>:complete` with
+    /// `{"ok": true, "result": …}` or `{"ok": false, "error": …}` — both as
+    /// [`NodeEvent::GridEvent`]s and in `grid listen`.
+    pub async fn execute_detached(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<u64, ExecError> {
+        self.execute_detached_with(node, command, params, ExecOptions::timeout(timeout))
+            .await
+    }
+
+    /// [`NodeHandle::execute_detached`] with options (a TTL: see [`ExecOptions`]). The
+    /// outcome is also kept in the node's store, so `grid exec --result` finds it after
+    /// a restart, even when the answer bundle arrives after one.
+    pub async fn execute_detached_with(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: serde_json::Value,
+        options: ExecOptions,
+    ) -> Result<u64, ExecError> {
+        crate::frame::names::check_command(command)
+            .map_err(|e| ExecError::Local(format!("command name {e}")))?;
+        let correlation = new_correlation();
+        let (handle, command) = (self.clone(), command.to_string());
+        tokio::spawn(async move {
+            let r = handle
+                .execute_as(node, &command, &params, options, correlation)
+                .await;
+            let payload = match r {
+                Ok(result) => serde_json::json!({"ok": true, "result": result}),
+                Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
+            };
+            let event = crate::commands::job_event(correlation, "complete");
+            let _ = handle.calls.send(Call::LocalEvent(event, payload)).await;
+        });
+        Ok(correlation)
+    }
+
+    /// [`NodeHandle::execute`] with a given correlation id, audited.
+    async fn execute_as(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+        correlation: u64,
+    ) -> Result<serde_json::Value, ExecError> {
+        if node == self.destination {
+            // This node itself: run here, no frame, no audit (the caller is the owner).
+            return self
+                .ask(|tx| Call::RunLocal(command.to_string(), params.clone(), correlation, tx))
+                .await
+                .map_err(ExecError::Api)?
+                .map_err(|e| ExecError::Remote {
+                    code: e.code,
+                    message: e.message,
+                });
+        }
+        let body = crate::frame::Body::Request {
+            command: command.to_string(),
+            params: params.to_string().into_bytes(),
+        };
+        let started = crate::clock::wall_ms();
+        let result = match options.ttl {
+            None => {
+                self.frame_call_with(node, body, options.timeout, correlation)
+                    .await
+            }
+            Some(ttl) => self.frame_call_tolerant(node, body, ttl, correlation).await,
+        };
+        let outcome = match &result {
+            Ok(_) => crate::audit::Outcome::Success,
+            Err(ExecError::Remote { code, .. }) => (*code).into(),
+            Err(ExecError::Api(_)) => crate::audit::Outcome::Timeout,
+            Err(_) => crate::audit::Outcome::Error,
+        };
+        let done = crate::clock::wall_ms();
+        let entry = crate::audit::AuditEntry {
+            time_ms: done,
+            direction: crate::audit::Direction::Out,
+            peer: node.to_string(),
+            command: command.to_string(),
+            correlation,
+            outcome,
+            duration_ms: done.saturating_sub(started),
+        };
+        let _ = self.calls.send(Call::Audit(entry)).await;
+        result
+    }
+
+    /// Give an identity a trust level on this node (persisted in `trust.json`).
+    pub async fn set_trust(
+        &self,
+        identity: AddressHash,
+        level: crate::trust::TrustLevel,
+    ) -> Result<(), ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Call::Trust(identity, level, tx))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await
+            .map_err(|_| ApiError::Stopped)?
+            .map_err(ApiError::Failed)
+    }
+
+    /// Send a frame with `body` to `node` as a request and decode the response; returns
+    /// the correlation id used too.
+    async fn frame_call(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        timeout: Duration,
+    ) -> (u64, Result<serde_json::Value, ExecError>) {
+        let correlation = new_correlation();
+        (
+            correlation,
+            self.frame_call_with(node, body, timeout, correlation).await,
+        )
+    }
+
+    async fn frame_call_with(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        timeout: Duration,
+        correlation: u64,
+    ) -> Result<serde_json::Value, ExecError> {
+        use crate::frame::{Body, GridFrame};
+        if let Body::Subscribe { pattern } | Body::Unsubscribe { pattern } = &body {
+            crate::frame::names::check_pattern(pattern)
+                .map_err(|e| ExecError::Local(format!("pattern {e}")))?;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let link = self.link_to(node, timeout).await?;
+        let frame = GridFrame {
+            correlation,
+            source: self.destination.0,
+            target: node.0,
+            timestamp_ms: crate::clock::wall_ms(),
+            ttl_ms: timeout.as_millis() as u64,
+            body,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let answer = self
+            .request(
+                link,
+                crate::commands::FRAME_PATH,
+                rmpv::Value::Binary(frame.encode()),
+                left.max(Duration::from_millis(100)),
+            )
+            .await
+            .map_err(ExecError::Api)?;
+        let rmpv::Value::Binary(bytes) = answer else {
+            return Err(ExecError::BadResponse("not frame bytes".into()));
+        };
+        let response =
+            GridFrame::decode(&bytes).map_err(|e| ExecError::BadResponse(e.to_string()))?;
+        outcome_of(response, correlation)
+    }
+
+    /// A frame call with delay tolerance. The request goes directly when `node` has a
+    /// path now; when that attempt fails in any way — the path leads nowhere, the link
+    /// does not come up, goes stale or closes mid-request, the answer is lost with its
+    /// link — the same frame (same correlation id) goes as a bundle, and the caller keeps
+    /// waiting until the TTL. The answer may arrive either way (a target whose link to
+    /// the caller dropped sends it as a bundle), so a bundled answer is awaited from the
+    /// start. The target runs the request at most once whichever copies reach it (see
+    /// [`crate::proto::request_log`]).
+    async fn frame_call_tolerant(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        ttl: Duration,
+        correlation: u64,
+    ) -> Result<serde_json::Value, ExecError> {
+        let deadline = tokio::time::Instant::now() + ttl;
+        let (tx, mut rx) = oneshot::channel();
+        self.ask(|done| Call::AwaitBundle {
+            correlation,
+            node,
+            waiter: tx,
+            done,
+        })
+        .await
+        .map_err(ExecError::Api)?
+        .map_err(ExecError::Local)?;
+        let routes = self
+            .bundle_routes(vec![node.0])
+            .await
+            .map_err(ExecError::Api)?;
+        if routes.reachable.first() == Some(&true) {
+            let direct = self.direct_call(node, body.clone(), deadline, correlation);
+            tokio::select! {
+                r = direct => match r {
+                    Err(ExecError::Api(e)) => {
+                        tracing::info!(%node, error = %e, "direct delivery failed; sending the command as a bundle");
+                    }
+                    other => return other,
+                },
+                answer = &mut rx => return match answer {
+                    Ok(response) => outcome_of(response, correlation),
+                    Err(_) => Err(ExecError::Api(ApiError::Stopped)),
+                },
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(ttl_ran_out(ttl));
+        }
+        self.queue_bundle(node, body, left, correlation, None)
+            .await?;
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(response)) => outcome_of(response, correlation),
+            Ok(Err(_)) => Err(ExecError::Api(ApiError::Stopped)),
+            Err(_) => Err(ttl_ran_out(ttl)),
+        }
+    }
+
+    /// One direct attempt of a delay-tolerant call: a link that works now (a reused one
+    /// must prove it is alive), then the request, answered by `deadline`.
+    async fn direct_call(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        deadline: tokio::time::Instant,
+        correlation: u64,
+    ) -> Result<serde_json::Value, ExecError> {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.live_link_to(node, left.min(DIRECT_LINK_TIMEOUT))
+            .await
+            .map_err(ExecError::Api)?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.frame_call_with(node, body, left, correlation).await
+    }
+
+    /// A link to `node` that works now. A reused link must answer a small request within
+    /// a few round trips (a peer that restarted or vanished has forgotten it, and waiting
+    /// for keepalives to tell would cost many seconds); otherwise it is closed and a new
+    /// one opened, waiting up to `timeout`.
+    pub(crate) async fn live_link_to(
+        &self,
+        node: AddressHash,
+        timeout: Duration,
+    ) -> Result<LinkId, ApiError> {
+        let existing = self.links().await?.into_iter().find(|l| {
+            l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
+        });
+        if let Some(l) = existing {
+            let wait = (l.rtt.unwrap_or_default() * 4).max(LIVENESS_TIMEOUT);
+            let probe =
+                rmpv::Value::Binary(crate::bundle::wire::Exchange::Identity([0; 16]).encode());
+            if self
+                .request(l.id, crate::bundle::wire::BUNDLE_PATH, probe, wait)
+                .await
+                .is_ok()
+            {
+                return Ok(l.id);
+            }
+            tracing::debug!(link = %l.id, %node, "reused link is dead; opening a new one");
+            let _ = self.close_link(l.id).await;
+        }
+        let up = self.open_link(node, timeout).await?;
+        self.identify(up.link).await?;
+        Ok(up.link)
+    }
+
+    /// Which of `dests` have a path now, and the reachable custody nodes.
+    pub(crate) async fn bundle_routes(
+        &self,
+        dests: Vec<[u8; 16]>,
+    ) -> Result<crate::node::bundles::Routes, ApiError> {
+        self.ask(|tx| Call::BundleRoutes(dests, tx)).await
+    }
+
+    /// Hand collected bundles to the node to open or hold.
+    pub(crate) async fn take_bundles(
+        &self,
+        list: Vec<crate::bundle::wire::WireBundle>,
+    ) -> Result<crate::bundle::wire::ExchangeReply, ApiError> {
+        self.ask(|tx| Call::TakeBundles(list, tx)).await
+    }
+
+    /// The identity behind `node`, if this node heard it announce.
+    pub(crate) async fn recall_identity(
+        &self,
+        node: AddressHash,
+    ) -> Result<Option<rns_core::identity::PublicIdentity>, ApiError> {
+        self.ask(|tx| Call::RecallIdentity(node, tx)).await
+    }
+
+    /// Send an event to one node as a bundle that stays deliverable for `ttl`: it arrives
+    /// there as a [`NodeEvent::GridEvent`] from this node, now or when it can be reached.
+    pub async fn emit_to(
+        &self,
+        node: AddressHash,
+        event: &str,
+        payload: &serde_json::Value,
+        ttl: Duration,
+    ) -> Result<(), ExecError> {
+        crate::frame::names::check_event(event)
+            .map_err(|e| ExecError::Local(format!("event name {e}")))?;
+        let body = crate::frame::Body::Event {
+            event: event.to_string(),
+            payload: payload.to_string().into_bytes(),
+        };
+        let correlation = new_correlation();
+        self.queue_bundle(node, body, ttl, correlation, None).await
+    }
+
+    /// Seal a frame with `body` to `node` (its key from an announce heard here or by a
+    /// reachable custody node) and queue it as a bundle deliverable for `ttl`; `waiter`
+    /// gets the answer frame.
+    async fn queue_bundle(
+        &self,
+        node: AddressHash,
+        body: crate::frame::Body,
+        ttl: Duration,
+        correlation: u64,
+        waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
+    ) -> Result<(), ExecError> {
+        let recipient = crate::bundle::courier::lookup_identity(self, node)
+            .await
+            .ok_or_else(|| {
+                ExecError::Local(format!(
+                    "no announce from {node} was heard here or by a reachable custody node, \
+                     so there is no key to seal a bundle to"
+                ))
+            })?;
+        let frame = crate::frame::GridFrame {
+            correlation,
+            source: self.destination.0,
+            target: node.0,
+            timestamp_ms: crate::clock::wall_ms(),
+            ttl_ms: ttl.as_millis() as u64,
+            body,
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        self.calls
+            .send(Call::SendBundle {
+                recipient: Box::new(recipient),
+                frame,
+                waiter,
+                done: done_tx,
+            })
+            .await
+            .map_err(|_| ExecError::Api(ApiError::Stopped))?;
+        done_rx
+            .await
+            .map_err(|_| ExecError::Api(ApiError::Stopped))?
+            .map_err(ExecError::Local)
+    }
+}
+
+/// The error of a delay-tolerant call whose TTL ran out.
+fn ttl_ran_out(ttl: Duration) -> ExecError {
+    ExecError::Remote {
+        code: crate::frame::ErrorCode::Timeout,
+        message: format!(
+            "no result within the TTL ({})",
+            humantime::format_duration(ttl)
+        ),
+    }
+}
+
+/// A fresh random correlation id.
+fn new_correlation() -> u64 {
+    use rand_core::RngCore;
+    rand_core::OsRng.next_u64()
+}
+
+/// The result a response frame carries for request `correlation`.
+fn outcome_of(
+    response: crate::frame::GridFrame,
+    correlation: u64,
+) -> Result<serde_json::Value, ExecError> {
+    use crate::frame::{Body, Outcome};
+    {
+        match response.body {
+            Body::Response(Outcome::Err { code, message }) => {
+                Err(ExecError::Remote { code, message })
+            }
+            _ if response.correlation != correlation => Err(ExecError::BadResponse(format!(
+                "answer for request {:016x}, not {correlation:016x}",
+                response.correlation
+            ))),
+            Body::Response(Outcome::Ok(json)) => serde_json::from_slice(&json)
+                .map_err(|e| ExecError::BadResponse(format!("result is not JSON: {e}"))),
+            _ => Err(ExecError::BadResponse("not a response".into())),
+        }
+    }
+}
+
+impl NodeHandle {
+    /// Emit an event (`domain:collection:operation`) with a JSON payload: to this node's
+    /// subscribers ([`NodeHandle::subscribe`] events) and to every remote node subscribed
+    /// to a matching pattern. Returns how many remote subscriptions it went to.
+    pub async fn emit(&self, event: &str, payload: serde_json::Value) -> Result<usize, ApiError> {
+        crate::frame::names::check_event(event)
+            .map_err(|e| ApiError::Failed(format!("event name {e}")))?;
+        self.ask(|tx| Call::Emit(event.to_string(), payload, tx))
+            .await
+    }
+
+    /// Ask `node` to forward its events matching `pattern` (`*`, `gpu:*`,
+    /// `data:*:created`) to this node; they arrive as [`NodeEvent::GridEvent`]s for as long
+    /// as the link lasts.
+    pub async fn subscribe_remote(
+        &self,
+        node: AddressHash,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<(), ExecError> {
+        self.frame_call(
+            node,
+            crate::frame::Body::Subscribe {
+                pattern: pattern.to_string(),
+            },
+            timeout,
+        )
+        .await
+        .1
+        .map(|_| ())
+    }
+}

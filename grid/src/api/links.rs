@@ -1,0 +1,232 @@
+//! Links through a node handle: open, send, requests, identify, close, channel messages,
+//! streams, resources, request handlers.
+
+use std::time::Duration;
+
+use rns_core::link::LinkId;
+use rns_core::transport::LinkInfo;
+use rns_core::{rmpv, AddressHash};
+
+use super::*;
+use crate::node::ops::LinkOp;
+use crate::node::reply::Outcome;
+
+impl NodeHandle {
+    /// Open a link to a SINGLE destination, finding a path first if needed.
+    pub async fn open_link(
+        &self,
+        destination: AddressHash,
+        timeout: Duration,
+    ) -> Result<LinkUp, ApiError> {
+        self.link_op(
+            LinkOp::Open {
+                destination,
+                timeout,
+            },
+            |o| match o {
+                Outcome::LinkUp { link, rtt, mtu } => Some(LinkUp { link, rtt, mtu }),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Send one packet (at most the link MDU) and wait for the peer's proof; returns the
+    /// round-trip time.
+    pub async fn send(
+        &self,
+        link: LinkId,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<Duration, ApiError> {
+        let op = LinkOp::Send {
+            link,
+            data: data.to_vec(),
+            timeout,
+        };
+        self.link_op(op, |o| match o {
+            Outcome::Proven { rtt, .. } => Some(rtt),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Send a request to `path` and wait for the response.
+    pub async fn request(
+        &self,
+        link: LinkId,
+        path: &str,
+        data: rmpv::Value,
+        timeout: Duration,
+    ) -> Result<rmpv::Value, ApiError> {
+        let op = LinkOp::Request {
+            link,
+            path: path.to_string(),
+            data,
+            timeout,
+        };
+        self.link_op(op, |o| match o {
+            Outcome::Response { data, .. } => Some(data),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Reveal this node's identity on a link it opened.
+    pub async fn identify(&self, link: LinkId) -> Result<(), ApiError> {
+        self.link_op(LinkOp::Identify { link }, |o| {
+            matches!(o, Outcome::Identified { .. }).then_some(())
+        })
+        .await
+    }
+
+    /// Close a link.
+    pub async fn close_link(&self, link: LinkId) -> Result<(), ApiError> {
+        self.link_op(LinkOp::Close { link }, |o| {
+            matches!(o, Outcome::Closed { .. }).then_some(())
+        })
+        .await
+    }
+
+    /// Send a channel message (type below `0xF000`) and wait until it is proven; returns
+    /// its sequence number. Fails at once if the channel window is full.
+    pub async fn channel_send(
+        &self,
+        link: LinkId,
+        msgtype: u16,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<u16, ApiError> {
+        let op = LinkOp::Channel {
+            link,
+            msgtype,
+            data: data.to_vec(),
+            timeout,
+        };
+        self.link_op(op, |o| match o {
+            Outcome::Delivered { sequence, .. } => Some(sequence),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Write bytes to a stream (RNS Buffer), optionally closing it, and wait until every
+    /// byte is proven.
+    pub async fn stream_write(
+        &self,
+        link: LinkId,
+        stream_id: u16,
+        data: &[u8],
+        eof: bool,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        let op = LinkOp::Stream {
+            link,
+            stream_id,
+            data: data.to_vec(),
+            eof,
+            timeout,
+        };
+        self.link_op(op, |o| {
+            matches!(o, Outcome::StreamDelivered { .. }).then_some(())
+        })
+        .await
+    }
+
+    /// Send up to 1 MiB (data and packed metadata together) as one resource and wait for
+    /// the receiver's proof. Files of any size go with `grid cp`.
+    pub async fn send_resource(
+        &self,
+        link: LinkId,
+        data: Vec<u8>,
+        metadata: Option<rmpv::Value>,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        self.call(
+            |reply| Call::SendResource {
+                link,
+                data,
+                metadata,
+                timeout,
+                reply,
+            },
+            |o| matches!(o, Outcome::ResourceDelivered { .. }).then_some(()),
+        )
+        .await
+    }
+
+    /// Answer requests for `path` on links to this node's `grid.node` destination.
+    /// Replaces an earlier handler for the same path.
+    pub async fn register_handler(
+        &self,
+        path: &str,
+        handler: impl Fn(&Request) -> Option<rmpv::Value> + Send + Sync + 'static,
+    ) -> Result<(), ApiError> {
+        self.ask(|tx| Call::Handler(path.to_string(), Arc::new(handler), tx))
+            .await
+    }
+
+    /// Answer requests for `path` like [`NodeHandle::register_handler`], but each on a task
+    /// of its own, so a handler that reads files or waits may take its time without
+    /// stalling the node. The node runs at most [`MAX_ASYNC_REQUESTS`] of
+    /// them at once; requests beyond that get no response (the requester times out).
+    /// Replaces an earlier handler (of either kind) for the same path.
+    pub async fn register_async_handler<F, Fut>(
+        &self,
+        path: &str,
+        handler: F,
+    ) -> Result<(), ApiError>
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<rmpv::Value>> + Send + 'static,
+    {
+        let handler: AsyncRequestHandler = Arc::new(move |req| Box::pin(handler(req)));
+        self.ask(|tx| Call::AsyncHandler(path.to_string(), handler, tx))
+            .await
+    }
+
+    /// The trust level `identity` holds on this node, if the node's ACL lets a caller of
+    /// that level run `command` (as a command frame from it would be checked); otherwise
+    /// why not. Services use it for what they answer outside command frames (request
+    /// paths of their own).
+    pub async fn authorize(
+        &self,
+        identity: AddressHash,
+        command: &str,
+    ) -> Result<Result<crate::trust::TrustLevel, crate::acl::Denied>, ApiError> {
+        self.ask(|tx| Call::Authorize(identity, command.to_string(), tx))
+            .await
+    }
+
+    /// Accept resources offered on links to `grid.node` and deliver them as
+    /// [`NodeEvent::Resource`] (up to 64 MiB each, assembled in memory).
+    pub async fn accept_resources(&self, accept: bool) -> Result<(), ApiError> {
+        self.ask(|tx| Call::AcceptResources(accept, tx)).await
+    }
+
+    /// The node's links.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, ApiError> {
+        self.ask(Call::Links).await
+    }
+
+    /// An active link this node opened to `node`, or a new one (identified).
+    pub async fn link_to(&self, node: AddressHash, timeout: Duration) -> Result<LinkId, ExecError> {
+        let existing = self
+            .links()
+            .await
+            .map_err(ExecError::Api)?
+            .into_iter()
+            .find(|l| {
+                l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
+            });
+        if let Some(l) = existing {
+            return Ok(l.id);
+        }
+        let up = self
+            .open_link(node, timeout)
+            .await
+            .map_err(ExecError::Api)?;
+        self.identify(up.link).await.map_err(ExecError::Api)?;
+        Ok(up.link)
+    }
+}

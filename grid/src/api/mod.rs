@@ -1,0 +1,499 @@
+//! The embedded node API: run a Grid node inside your process and use links from Rust.
+//!
+//! [`spawn`] starts a node from a state directory (the same one `grid node` uses, so the
+//! CLI can talk to it too) and returns a [`NodeHandle`]. Through it you open links, send
+//! packets, requests, channel messages and stream bytes, send small resources, register
+//! request handlers, and [`NodeHandle::subscribe`] to what arrives: packets, channel
+//! messages, stream data and whole resources. This is what the grid layer builds on.
+//!
+//! [`attach`] instead joins the `grid node` (or `rnsd`) already serving this host's shared
+//! instance, as RNS programs do: no interfaces of its own, the same API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! let node = grid::api::spawn(grid::state::StateDir::resolve(None)).await?;
+//! node.register_handler("/echo", |req| Some(req.data.clone())).await?;
+//! let dest = "0123456789abcdef0123456789abcdef".parse()?;
+//! let link = node.open_link(dest, Duration::from_secs(15)).await?;
+//! let answer = node
+//!     .request(link.link, "/echo", "hi".into(), Duration::from_secs(10))
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rns_core::link::LinkId;
+use rns_core::transport::LinkInfo;
+use rns_core::{rmpv, AddressHash};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::node::ops::LinkOp;
+use crate::node::reply::{Outcome, Reply};
+use crate::node::NodeError;
+use crate::state::StateDir;
+
+mod exec;
+mod links;
+
+/// Events kept for a slow subscriber before it starts missing them
+/// ([`broadcast::error::RecvError::Lagged`]).
+pub const EVENT_BUFFER: usize = 4096;
+
+/// Requests the node runs [`AsyncRequestHandler`]s for at once, at most (all paths).
+pub const MAX_ASYNC_REQUESTS: usize = 64;
+
+/// Why an API call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The node task has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The network or the node refused or timed out; the message says which.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Why [`NodeHandle::execute`] produced no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The call was refused before anything was sent.
+    #[error("{0}")]
+    Local(String),
+    /// No path, no link, or no answer in time.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The target answered with an error.
+    #[error("{}: {message}", code.as_str())]
+    Remote {
+        /// What kind of error.
+        code: crate::frame::ErrorCode,
+        /// The target's message.
+        message: String,
+    },
+    /// The answer was not a valid response frame.
+    #[error("bad response: {0}")]
+    BadResponse(String),
+}
+
+/// Something that arrived or happened on the node's links.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// A link came up (either direction).
+    LinkEstablished {
+        /// The link.
+        link: LinkId,
+        /// The destination it leads to (ours when a peer opened it).
+        destination: AddressHash,
+        /// Whether we opened it.
+        initiator: bool,
+        /// Round-trip time measured while establishing.
+        rtt: Duration,
+        /// Link MTU.
+        mtu: usize,
+    },
+    /// A link closed.
+    LinkClosed {
+        /// The link.
+        link: LinkId,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The peer that opened a link identified itself.
+    RemoteIdentified {
+        /// The link.
+        link: LinkId,
+        /// The peer's identity hash.
+        identity: AddressHash,
+    },
+    /// A packet arrived on a link.
+    Packet {
+        /// The link.
+        link: LinkId,
+        /// Its plaintext.
+        data: Vec<u8>,
+    },
+    /// A grid event: emitted by this node, or by a node this one subscribed to.
+    GridEvent {
+        /// The emitting node (its grid.node destination hash).
+        node: String,
+        /// The event name.
+        event: String,
+        /// Its JSON payload.
+        payload: serde_json::Value,
+    },
+    /// A channel message arrived (in order).
+    ChannelMessage {
+        /// The link.
+        link: LinkId,
+        /// The sender's message type.
+        msgtype: u16,
+        /// The message.
+        data: Vec<u8>,
+    },
+    /// Stream bytes arrived (in order).
+    StreamData {
+        /// The link.
+        link: LinkId,
+        /// Stream id.
+        stream_id: u16,
+        /// The bytes.
+        data: Vec<u8>,
+        /// The sender closed the stream.
+        eof: bool,
+    },
+    /// A resource (or one segment of a large one) moved on: parts done of its total.
+    /// Responses over one packet arrive this way too, so a caller can show progress.
+    ResourceProgress {
+        /// The link.
+        link: LinkId,
+        /// Whether we send it.
+        sending: bool,
+        /// Parts moved so far.
+        parts_done: usize,
+        /// Parts in this segment.
+        parts_total: usize,
+    },
+    /// A whole resource arrived (after [`NodeHandle::accept_resources`]).
+    Resource {
+        /// The link.
+        link: LinkId,
+        /// The data, all segments joined, metadata removed.
+        data: Vec<u8>,
+        /// The sender's metadata, if any.
+        metadata: Option<rmpv::Value>,
+        /// The sender's identity, if it identified itself.
+        remote_identity: Option<AddressHash>,
+    },
+}
+
+/// A request for a registered path.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The link it came on.
+    pub link: LinkId,
+    /// The request data.
+    pub data: rmpv::Value,
+    /// The requester's identity, if it identified itself on the link.
+    pub remote_identity: Option<AddressHash>,
+}
+
+/// Answers requests for one path on the node's event loop: keep it quick (see
+/// [`AsyncRequestHandler`] for answers that take time). `None` sends no response (the
+/// requester times out), as RNS does for refused requests.
+pub type RequestHandler = Arc<dyn Fn(&Request) -> Option<rmpv::Value> + Send + Sync>;
+
+/// Answers requests for one path on a task of its own, off the node's event loop (for
+/// answers that read files or wait on locks). `None` sends no response.
+pub type AsyncRequestHandler = Arc<
+    dyn Fn(
+            Request,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<rmpv::Value>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// An established link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkUp {
+    /// The link id.
+    pub link: LinkId,
+    /// Round-trip time measured while establishing.
+    pub rtt: Duration,
+    /// Link MTU.
+    pub mtu: usize,
+}
+
+/// A call from a handle into the node task.
+pub(crate) enum Call {
+    Link(LinkOp, Reply),
+    Handler(String, RequestHandler, oneshot::Sender<()>),
+    /// Register an [`AsyncRequestHandler`] for a path.
+    AsyncHandler(String, AsyncRequestHandler, oneshot::Sender<()>),
+    /// An async request handler's answer to a link request.
+    LinkRespond {
+        link: LinkId,
+        request_id: AddressHash,
+        response: rmpv::Value,
+    },
+    /// The trust level of an identity, and whether the ACL lets it run a command.
+    Authorize(
+        AddressHash,
+        String,
+        oneshot::Sender<Result<crate::trust::TrustLevel, crate::acl::Denied>>,
+    ),
+    AcceptResources(bool, oneshot::Sender<()>),
+    SendResource {
+        link: LinkId,
+        data: Vec<u8>,
+        metadata: Option<rmpv::Value>,
+        timeout: Duration,
+        reply: Reply,
+    },
+    Links(oneshot::Sender<Vec<LinkInfo>>),
+    /// Register a command: name, description, handler.
+    Command(
+        String,
+        String,
+        crate::commands::CommandHandler,
+        oneshot::Sender<()>,
+    ),
+    /// Emit an event; answers how many remote subscriptions it was sent to.
+    Emit(String, serde_json::Value, oneshot::Sender<usize>),
+    /// A command task's answer to a frame (on its link, or as a bundle).
+    Respond {
+        to: crate::node::grid_frames::FrameReply,
+        response: crate::frame::GridFrame,
+        audit: Option<crate::audit::AuditEntry>,
+        /// The request-log entry this answer completes.
+        request: Option<crate::proto::request_log::RequestKey>,
+    },
+    /// Wait for the answer bundle to request `correlation` (fails when too many wait).
+    AwaitBundle {
+        correlation: u64,
+        node: AddressHash,
+        waiter: oneshot::Sender<crate::frame::GridFrame>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Seal a frame to `recipient` and queue it as a bundle; `waiter` gets the response.
+    SendBundle {
+        recipient: Box<rns_core::identity::PublicIdentity>,
+        frame: crate::frame::GridFrame,
+        waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Where a command runs under a routing hint.
+    Route(
+        crate::routing::Route,
+        String,
+        oneshot::Sender<Result<crate::routing::Decision, crate::routing::RouteError>>,
+    ),
+    /// Grid nodes heard announcing.
+    Peers(oneshot::Sender<Vec<Peer>>),
+    /// Add an ACL rule unless the configuration has one for that pattern.
+    DefaultRule(
+        String,
+        crate::trust::TrustLevel,
+        oneshot::Sender<Result<(), String>>,
+    ),
+    /// Change this node's capability summary (re-announced if it changed).
+    UpdateCapabilities(
+        Box<dyn FnOnce(&mut crate::capabilities::Capabilities) + Send>,
+        oneshot::Sender<crate::capabilities::Capabilities>,
+    ),
+    /// Open a pairing offer: trust level for the joiner, how long it stays open.
+    PairOffer(crate::trust::TrustLevel, Duration, oneshot::Sender<String>),
+    /// Run a command on this node for its own user (command, params, correlation id).
+    RunLocal(
+        String,
+        serde_json::Value,
+        u64,
+        oneshot::Sender<Result<serde_json::Value, crate::commands::CommandError>>,
+    ),
+    /// Which destinations have a path, and the reachable custody nodes.
+    BundleRoutes(Vec<[u8; 16]>, oneshot::Sender<crate::node::bundles::Routes>),
+    /// Bundles collected from a custodian, to open or hold.
+    TakeBundles(
+        Vec<crate::bundle::wire::WireBundle>,
+        oneshot::Sender<crate::bundle::wire::ExchangeReply>,
+    ),
+    /// A bundle exchange's storage work is done (from a blocking thread).
+    TakeCommitted(Box<crate::node::exchange::TakeCommitted>),
+    /// An exchange's answer is ready (from a blocking thread).
+    ExchangeDone {
+        to: crate::node::exchange::ExchangeTo,
+        reply: crate::bundle::wire::ExchangeReply,
+    },
+    /// The identity behind a destination, from an announce heard.
+    RecallIdentity(
+        AddressHash,
+        oneshot::Sender<Option<rns_core::identity::PublicIdentity>>,
+    ),
+    /// Send a frame on a link's channel (progress to a caller).
+    Push {
+        link: LinkId,
+        frame: Vec<u8>,
+    },
+    /// Record an event for this node's listeners only (job completion).
+    LocalEvent(String, serde_json::Value),
+    /// Record a command in the audit log.
+    Audit(crate::audit::AuditEntry),
+    /// Set an identity's trust level.
+    Trust(
+        AddressHash,
+        crate::trust::TrustLevel,
+        oneshot::Sender<Result<(), String>>,
+    ),
+}
+
+/// A Grid node heard announcing, with what it can do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    /// Its `grid.node` destination.
+    pub node: AddressHash,
+    /// Its capability summary.
+    pub capabilities: crate::capabilities::Capabilities,
+    /// Hops away when last heard.
+    pub hops: u8,
+    /// Since its last announce.
+    pub heard_ago: Duration,
+}
+
+/// How [`NodeHandle::execute_with`] runs a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// How long to wait for the result when the target is reachable now.
+    pub timeout: Duration,
+    /// Delay tolerance: when the target has no path now, send the command as an
+    /// end-to-end encrypted bundle that stays deliverable this long (directly when a
+    /// path appears, or through a custody node), and wait as long for the result,
+    /// which comes back the same way. A reachable target gets this long to answer.
+    pub ttl: Option<Duration>,
+}
+
+impl ExecOptions {
+    /// Wait up to `timeout`; no delay tolerance.
+    pub fn timeout(timeout: Duration) -> ExecOptions {
+        ExecOptions { timeout, ttl: None }
+    }
+}
+
+/// A running node. Cloning is cheap; the node stops when [`NodeHandle::shutdown`] is called
+/// on any clone (or the runtime ends).
+#[derive(Clone)]
+pub struct NodeHandle {
+    calls: mpsc::Sender<Call>,
+    events: broadcast::Sender<NodeEvent>,
+    identity: AddressHash,
+    destination: AddressHash,
+    stop: Arc<std::sync::Mutex<Option<oneshot::Sender<()>>>>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("identity", &self.identity)
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Start a node from `state` on the current tokio runtime.
+pub async fn spawn(state: StateDir) -> Result<NodeHandle, NodeError> {
+    run(state, crate::node::Role::Node).await
+}
+
+/// Attach to the node serving the shared instance `instance` on this host (a `grid node`,
+/// or `rnsd`), as RNS programs do, instead of running interfaces of your own. Only the
+/// program's identity is kept in `state` (give the program its own directory: sharing
+/// the node's would give both the same destinations). Fails with
+/// [`NodeError::NoSharedInstance`] when nothing serves `instance`; if the node restarts
+/// later, the program re-attaches by itself.
+pub async fn attach(state: StateDir, instance: &str) -> Result<NodeHandle, NodeError> {
+    let instance = instance.to_string();
+    run(state, crate::node::Role::Attached { instance }).await
+}
+
+async fn run(state: StateDir, role: crate::node::Role) -> Result<NodeHandle, NodeError> {
+    let (started, parts) = crate::node::start(state, role).await?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(crate::node::drive(started, async move {
+        let _ = stop_rx.await;
+    }));
+    Ok(NodeHandle {
+        calls: parts.calls,
+        events: parts.events,
+        identity: parts.identity,
+        destination: parts.destination,
+        stop: Arc::new(std::sync::Mutex::new(Some(stop_tx))),
+    })
+}
+
+/// A reply whose successful outcome `pick` turns into `T`.
+fn typed<T: Send + 'static>(
+    pick: fn(Outcome) -> Option<T>,
+) -> (Reply, oneshot::Receiver<Result<T, ApiError>>) {
+    let (tx, rx) = oneshot::channel();
+    let reply = Reply::with(move |r| {
+        let _ = tx.send(match r {
+            Ok(o) => pick(o).ok_or_else(|| ApiError::Failed("unexpected outcome".into())),
+            Err(e) => Err(ApiError::Failed(e)),
+        });
+    });
+    (reply, rx)
+}
+
+impl NodeHandle {
+    /// A handle for the node's own use (control-socket commands): it cannot stop the node.
+    pub(crate) fn internal(
+        calls: mpsc::Sender<Call>,
+        events: broadcast::Sender<NodeEvent>,
+        identity: AddressHash,
+        destination: AddressHash,
+    ) -> NodeHandle {
+        NodeHandle {
+            calls,
+            events,
+            identity,
+            destination,
+            stop: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// This node's identity hash.
+    pub fn identity(&self) -> AddressHash {
+        self.identity
+    }
+
+    /// This node's `grid.node` destination (where peers open links to it).
+    pub fn destination(&self) -> AddressHash {
+        self.destination
+    }
+
+    /// Events from now on. A subscriber that falls more than [`EVENT_BUFFER`] events
+    /// behind misses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Send a call that answers on a oneshot, and wait for the answer.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(make(tx))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply) -> Call,
+        pick: fn(Outcome) -> Option<T>,
+    ) -> Result<T, ApiError> {
+        let (reply, rx) = typed(pick);
+        self.calls
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::Stopped)?;
+        rx.await.map_err(|_| ApiError::Stopped)?
+    }
+
+    async fn link_op<T: Send + 'static>(
+        &self,
+        op: LinkOp,
+        pick: fn(Outcome) -> Option<T>,
+    ) -> Result<T, ApiError> {
+        self.call(|r| Call::Link(op, r), pick).await
+    }
+
+    /// Stop the node (its control socket goes away too).
+    pub fn shutdown(&self) {
+        if let Some(tx) = self.stop.lock().ok().and_then(|mut s| s.take()) {
+            let _ = tx.send(());
+        }
+    }
+}
