@@ -74,18 +74,6 @@ fn grid_receive(g: &Grid, link: &str, want: Option<&str>, stream: bool) -> Vec<u
     data
 }
 
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn sha(b: &[u8]) -> String {
     ::hex::encode(rns_core::hash::full_hash(b))
 }
@@ -109,7 +97,7 @@ fn grid_initiated(g: &Grid, py: &mut Py, mtu: usize, dir: &TempDir) {
     assert_eq!(m["data"], hex("hello channel"));
 
     let mut data = b"grid and reticulum, side by side. ".repeat(2000);
-    data.extend(random_bytes(120_000, mtu as u64));
+    data.extend(common::noise(mtu as u64, 120_000));
     let file = dir.0.join("stream.bin");
     std::fs::write(&file, &data).unwrap();
     let v = g.json(&[

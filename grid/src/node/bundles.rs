@@ -149,7 +149,7 @@ impl Node {
 
     /// Seal `frame` to `to` and queue it for the courier. The store's write (an fsync)
     /// runs on a blocking thread; `done`, if given, hears once the bundle is durable (or
-    /// why not). Errors found before that are returned.
+    /// why not). Errors found before that are returned (and told to `done` too).
     pub(super) fn send_bundle(
         &mut self,
         to: &PublicIdentity,
@@ -158,7 +158,11 @@ impl Node {
     ) -> Result<(), String> {
         let now_ms = crate::clock::wall_ms();
         if node_destination(to) == self.grid_destination.0 {
-            return Err("a bundle to this node itself".into());
+            let e = "a bundle to this node itself".to_string();
+            if let Some(done) = done {
+                let _ = done.send(Err(e.clone()));
+            }
+            return Err(e);
         }
         if frame.ttl_ms == 0 {
             frame.ttl_ms = DEFAULT_ANSWER_TTL.as_millis() as u64;
@@ -208,18 +212,11 @@ impl Node {
                 return;
             }
         }
-        // A failure reaches the caller through `done`; its waiter is then forgotten
-        // once the caller drops it.
-        let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.send_bundle(&to, frame, Some(tx)) {
+        // Any failure reaches the caller through `done`; a waiter left by a failed store
+        // write is forgotten once the caller drops it.
+        if self.send_bundle(&to, frame, Some(done)).is_err() {
             self.bundle_waiters.remove(&correlation);
-            let _ = done.send(Err(e));
-            return;
         }
-        tokio::spawn(async move {
-            let r = rx.await.unwrap_or_else(|_| Err("the node stopped".into()));
-            let _ = done.send(r);
-        });
     }
 
     /// Route the answer bundle to request `correlation`, sent to `node`, to `waiter`

@@ -288,16 +288,3 @@ pub fn attacker(rt: &tokio::runtime::Runtime, dir: &TempDir) -> grid::api::NodeH
     ))))
     .expect("the attacker node starts")
 }
-
-/// `n` pseudo-random bytes from `seed` (they do not compress).
-pub fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
