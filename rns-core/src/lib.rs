@@ -28,6 +28,10 @@ pub mod packet;
 pub mod path_request;
 pub mod proof;
 pub mod resource;
+/// A deterministic in-process network of transports with a virtual clock, for tests
+/// here and in the layers above (feature `testnet`).
+#[cfg(any(test, feature = "testnet"))]
+pub mod testnet;
 pub mod time;
 pub mod transport;
 

@@ -8,170 +8,9 @@ use rand_chacha::ChaCha20Rng;
 use super::*;
 use crate::ifac::Ifac;
 use crate::packet::{Packet, PacketType};
-use crate::transport::LocalRole;
 
-/// A wire joins (node, interface) to (node, interface).
-struct Wire {
-    a: (usize, InterfaceId),
-    b: (usize, InterfaceId),
-}
-
-struct Net {
-    nodes: Vec<Transport>,
-    wires: Vec<Wire>,
-    events: Vec<Vec<Event>>,
-    now: Instant,
-    /// Every frame delivered: (from node, to node, frame).
-    log: Vec<(usize, usize, Vec<u8>)>,
-}
-
-impl Net {
-    fn new(transport: &[bool]) -> Net {
-        let configs: Vec<TransportConfig> = transport
-            .iter()
-            .map(|t| TransportConfig {
-                transport_enabled: *t,
-                ..TransportConfig::default()
-            })
-            .collect();
-        Self::with_configs(configs)
-    }
-
-    fn with_configs(configs: Vec<TransportConfig>) -> Net {
-        let nodes = configs
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let mut rng = ChaCha20Rng::seed_from_u64(1000 + i as u64);
-                let id = Identity::generate(&mut rng);
-                Transport::new(c, id, Box::new(rng))
-            })
-            .collect::<Vec<_>>();
-        let n = nodes.len();
-        Net {
-            nodes,
-            wires: Vec::new(),
-            events: vec![Vec::new(); n],
-            now: Instant::from_secs(1_800_000_000),
-            log: Vec::new(),
-        }
-    }
-
-    fn connect_with(
-        &mut self,
-        a: usize,
-        b: usize,
-        cfg: impl Fn() -> InterfaceConfig,
-    ) -> (InterfaceId, InterfaceId) {
-        let ia = InterfaceId(self.wires.len() as u32 * 2);
-        let ib = InterfaceId(self.wires.len() as u32 * 2 + 1);
-        let now = self.now;
-        self.nodes[a].add_interface(now, ia, cfg());
-        self.nodes[b].add_interface(now, ib, cfg());
-        self.wires.push(Wire {
-            a: (a, ia),
-            b: (b, ib),
-        });
-        (ia, ib)
-    }
-
-    /// A local-socket connection: `client` attached to `instance`.
-    fn connect_local(&mut self, instance: usize, client: usize) -> (InterfaceId, InterfaceId) {
-        let ia = InterfaceId(self.wires.len() as u32 * 2);
-        let ib = InterfaceId(self.wires.len() as u32 * 2 + 1);
-        let now = self.now;
-        self.nodes[instance].add_interface(
-            now,
-            ia,
-            InterfaceConfig::local("client", LocalRole::Client),
-        );
-        self.nodes[client].add_interface(
-            now,
-            ib,
-            InterfaceConfig::local("instance", LocalRole::Instance),
-        );
-        self.wires.push(Wire {
-            a: (instance, ia),
-            b: (client, ib),
-        });
-        (ia, ib)
-    }
-
-    fn connect(&mut self, a: usize, b: usize) -> (InterfaceId, InterfaceId) {
-        self.connect_with(a, b, || InterfaceConfig::tcp("wire"))
-    }
-
-    fn peer(&self, node: usize, iface: InterfaceId) -> Option<(usize, InterfaceId)> {
-        self.wires.iter().find_map(|w| {
-            if w.a == (node, iface) {
-                Some(w.b)
-            } else if w.b == (node, iface) {
-                Some(w.a)
-            } else {
-                None
-            }
-        })
-    }
-
-    /// Deliver all pending frames until quiet.
-    fn flush(&mut self) {
-        for _ in 0..10_000 {
-            let mut moved = false;
-            for n in 0..self.nodes.len() {
-                while let Some(t) = self.nodes[n].poll_transmit() {
-                    moved = true;
-                    if let Some((m, iface)) = self.peer(n, t.interface) {
-                        self.log.push((n, m, t.frame.clone()));
-                        let now = self.now;
-                        self.nodes[m].handle_inbound(now, iface, &t.frame);
-                    }
-                }
-                while let Some(e) = self.nodes[n].poll_event() {
-                    self.events[n].push(e);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("network did not quiesce");
-    }
-
-    /// Advance time in 100 ms steps, running timers and delivering frames.
-    fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now = self.now + Duration::from_millis(100);
-            let now = self.now;
-            for n in &mut self.nodes {
-                if n.poll_timeout() <= now {
-                    n.handle_timeout(now);
-                }
-            }
-            self.flush();
-        }
-    }
-
-    fn announces(&self, node: usize, dest: &AddressHash) -> Vec<(u8, bool)> {
-        self.events[node]
-            .iter()
-            .filter_map(|e| match e {
-                Event::Announce {
-                    destination,
-                    hops,
-                    path_response,
-                    ..
-                } if destination == dest => Some((*hops, *path_response)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn register(&mut self, node: usize, name: &str, proof: ProofStrategy) -> AddressHash {
-        let id = self.nodes[node].identity().clone();
-        self.nodes[node].register_destination(id, name, proof, b"app".to_vec())
-    }
-}
+type Net = crate::testnet::TestNet;
+use crate::testnet::Wire;
 
 #[test]
 fn direct_announce_single_packet_and_proof() {
@@ -188,9 +27,10 @@ fn direct_announce_single_packet_and_proof() {
 
     let h = net.nodes[1].send_single(now, &d, b"ping").unwrap();
     net.flush();
-    assert!(net.events[0].iter().any(|e| matches!(e,
+    assert!(net.nodes[0].events.iter().any(|e| matches!(e,
         Event::Packet { data, destination, hops: 1, .. } if data == b"ping" && *destination == d)));
-    assert!(net.events[1]
+    assert!(net.nodes[1]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
     assert_eq!(net.nodes[1].pending_receipts(), 0);
@@ -220,10 +60,10 @@ fn transport_node_rebroadcasts_forwards_and_routes_proofs() {
     let rebroadcast = net
         .log
         .iter()
-        .find(|(f, t, fr)| *f == 1 && *t == 2 && fr[0] == 0x51)
+        .find(|s| s.from == 1 && s.to == 2 && s.frame[0] == 0x51)
         .expect("HEADER_2 rebroadcast");
     assert_eq!(
-        &rebroadcast.2[2..18],
+        &rebroadcast.frame[2..18],
         net.nodes[1].transport_id().as_bytes()
     );
 
@@ -232,7 +72,7 @@ fn transport_node_rebroadcasts_forwards_and_routes_proofs() {
     let count = net
         .log
         .iter()
-        .filter(|(f, t, fr)| *f == 1 && *t == 2 && fr[0] & 0x03 == 1)
+        .filter(|s| s.from == 1 && s.to == 2 && s.frame[0] & 0x03 == 1)
         .count();
     assert!((1..=2).contains(&count), "rebroadcast {count} times");
 
@@ -244,15 +84,17 @@ fn transport_node_rebroadcasts_forwards_and_routes_proofs() {
     assert!(net
         .log
         .iter()
-        .any(|(f, t, fr)| *f == 2 && *t == 1 && fr[0] == 0x50));
+        .any(|s| s.from == 2 && s.to == 1 && s.frame[0] == 0x50));
     assert!(net
         .log
         .iter()
-        .any(|(f, t, fr)| *f == 1 && *t == 0 && fr[0] == 0x00));
-    assert!(net.events[0]
+        .any(|s| s.from == 1 && s.to == 0 && s.frame[0] == 0x00));
+    assert!(net.nodes[0]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Packet { data, hops: 2, .. } if data == b"through T")));
-    assert!(net.events[2]
+    assert!(net.nodes[2]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
     assert!(net.nodes[1].stats().forwarded >= 2);
@@ -274,7 +116,8 @@ fn a_transport_node_that_lost_a_path_asks_for_it_when_traffic_comes() {
     let now = net.now;
     let first = net.nodes[2].send_single(now, &d, b"lost").unwrap();
     net.flush();
-    assert!(!net.events[0]
+    assert!(!net.nodes[0]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Packet { data, .. } if data == b"lost")));
     // T asked for the path, 0 answered, and the retry gets through.
@@ -283,7 +126,8 @@ fn a_transport_node_that_lost_a_path_asks_for_it_when_traffic_comes() {
     let now = net.now;
     let h = net.nodes[2].send_single(now, &d, b"found").unwrap();
     net.flush();
-    assert!(net.events[2]
+    assert!(net.nodes[2]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
     let _ = first;
@@ -301,7 +145,7 @@ fn a_transport_node_that_lost_a_path_asks_for_it_when_traffic_comes() {
         net.nodes[1].handle_inbound(now, t_to_2, &raw);
     }
     net.flush();
-    let requests = net.log.iter().filter(|(f, _, _)| *f == 1).count();
+    let requests = net.log.iter().filter(|s| s.from == 1).count();
     assert!(
         (2..=2 * 4).contains(&requests),
         "{requests} frames sent for 50 unknown destinations"
@@ -346,10 +190,12 @@ fn a_shared_instance_routes_for_its_local_client() {
         .send_single(now, &remote, b"from client")
         .unwrap();
     net.flush();
-    assert!(net.events[0]
+    assert!(net.nodes[0]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Packet { data, .. } if data == b"from client")));
-    assert!(net.events[2]
+    assert!(net.nodes[2]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
     let now = net.now;
@@ -357,10 +203,12 @@ fn a_shared_instance_routes_for_its_local_client() {
         .send_single(now, &client, b"to client")
         .unwrap();
     net.flush();
-    assert!(net.events[2]
+    assert!(net.nodes[2]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Packet { data, .. } if data == b"to client")));
-    assert!(net.events[0]
+    assert!(net.nodes[0]
+        .events
         .iter()
         .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
 
@@ -435,7 +283,8 @@ fn duplicates_are_filtered() {
     net.nodes[0].handle_inbound(now, ia, &frame);
     net.nodes[0].handle_inbound(now, ia, &frame);
     net.flush();
-    let delivered = net.events[0]
+    let delivered = net.nodes[0]
+        .events
         .iter()
         .filter(|e| matches!(e, Event::Packet { .. }))
         .count();
@@ -471,6 +320,7 @@ fn ifac_mismatch_is_not_heard() {
         net.wires.push(Wire {
             a: (0, InterfaceId(0)),
             b: (1, InterfaceId(1)),
+            config: crate::testnet::WireConfig::default(),
         });
         let d = net.register(0, "grid.node", ProofStrategy::None);
         net.nodes[0].announce(now, &d, None).unwrap();
@@ -578,7 +428,8 @@ fn receipt_times_out_without_proof() {
     let now = net.now;
     let h = net.nodes[1].send_single(now, &d, b"no proof").unwrap();
     net.run(Duration::from_secs(15));
-    assert!(net.events[1]
+    assert!(net.nodes[1]
+        .events
         .iter()
         .any(|e| matches!(e, Event::ReceiptTimeout { packet_hash, .. } if *packet_hash == h)));
 }
@@ -721,12 +572,12 @@ fn path_request_bursts_are_ingress_limited_and_duplicates_ignored() {
     let searched = |net: &Net| {
         net.log
             .iter()
-            .filter(|(f, t, fr)| *f == 1 && *t == 2 && fr[0] == 0x08)
+            .filter(|s| s.from == 1 && s.to == 2 && s.frame[0] == 0x08)
             .count()
     };
     assert_eq!(searched(&net), 1);
     // The same request again (same tag) is ignored.
-    let again = net.log.iter().find(|(f, _, _)| *f == 0).unwrap().2.clone();
+    let again = net.log.iter().find(|s| s.from == 0).unwrap().frame.clone();
     let (_, ia) = net.wires[0].b;
     net.nodes[1].handle_inbound(net.now, ia, &again);
     net.flush();
@@ -755,7 +606,8 @@ fn group_token_round_trip() {
 }
 
 fn link_events(net: &Net, node: usize) -> Vec<crate::link::LinkEvent> {
-    net.events[node]
+    net.nodes[node]
+        .events
         .iter()
         .filter_map(|e| match e {
             Event::Link(l) => Some(l.clone()),
