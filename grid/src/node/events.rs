@@ -13,22 +13,9 @@ use serde_json::{json, Value};
 
 use super::Node;
 use crate::api::NodeEvent;
-use crate::frame::{names, Body, GridFrame};
+use crate::frame::{Body, GridFrame};
 
 pub(super) use crate::frame::CHANNEL_MSGTYPE as GRID_FRAME_MSGTYPE;
-/// The ACL name subscriptions are checked under.
-pub(super) const SUBSCRIBE_COMMAND: &str = "grid/subscribe";
-/// Subscriptions one link may hold.
-pub(super) const SUBSCRIPTIONS_PER_LINK: usize = 32;
-/// Subscriptions one identity may hold across all its links (so a few peers opening many
-/// links cannot take the whole table from the others).
-pub(super) const SUBSCRIPTIONS_PER_IDENTITY: usize = 128;
-/// Subscriptions the node holds in all.
-pub(super) const MAX_SUBSCRIPTIONS: usize = 4096;
-/// Links on which progress of sent commands is expected, at most.
-pub(super) const PROGRESS_LINKS: usize = 4096;
-/// Commands per link whose progress is expected (the latest are kept).
-pub(super) const PROGRESS_PER_LINK: usize = 256;
 /// Recent events kept for `grid listen` (local and from remote subscriptions).
 pub(super) const RECENT_EVENTS: usize = 1024;
 
@@ -78,12 +65,7 @@ impl Node {
     pub(super) fn emit_event(&mut self, now: Instant, event: &str, payload: &Value) -> usize {
         let node = self.grid_destination;
         self.record_event(node.to_string(), event, payload.clone());
-        let matching: Vec<LinkId> = self
-            .subscriptions
-            .iter()
-            .filter(|(_, p)| names::matches(p, event))
-            .map(|(l, _)| *l)
-            .collect();
+        let matching = self.inbound.subscriptions.matching(event);
         let mut sent = 0;
         for link in matching {
             let frame = GridFrame {
@@ -152,11 +134,7 @@ impl Node {
                 self.record_event(node, &event, payload_json(&payload));
             }
             Body::Progress { fraction, payload } => {
-                let sent_here = self
-                    .progress_expected
-                    .get(&link)
-                    .is_some_and(|c| c.contains(&frame.correlation));
-                if !sent_here {
+                if !self.progress.expected(link, frame.correlation) {
                     tracing::debug!(%link, correlation = frame.correlation, "ignored progress for a command not sent on this link");
                     return;
                 }
@@ -176,53 +154,6 @@ impl Node {
         let Ok(prefix) = <[u8; 8]>::try_from(prefix) else {
             return;
         };
-        if !self.progress_expected.contains_key(&link)
-            && self.progress_expected.len() >= PROGRESS_LINKS
-        {
-            return;
-        }
-        let list = self.progress_expected.entry(link).or_default();
-        if list.len() >= PROGRESS_PER_LINK {
-            list.pop_front();
-        }
-        list.push_back(u64::from_be_bytes(prefix));
-    }
-
-    /// Record a peer's subscription on `link`; false if it holds too many.
-    pub(super) fn subscribe_link(&mut self, link: LinkId, pattern: &str) -> bool {
-        if self
-            .subscriptions
-            .iter()
-            .any(|(l, p)| *l == link && p == pattern)
-        {
-            return true;
-        }
-        let on_link = self
-            .subscriptions
-            .iter()
-            .filter(|(l, _)| *l == link)
-            .count();
-        if on_link >= SUBSCRIPTIONS_PER_LINK || self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return false;
-        }
-        let who = |l: &LinkId| self.transport.link(l).and_then(|i| i.remote_identity);
-        if let Some(me) = who(&link) {
-            let mine = self
-                .subscriptions
-                .iter()
-                .filter(|(l, _)| who(l) == Some(me))
-                .count();
-            if mine >= SUBSCRIPTIONS_PER_IDENTITY {
-                return false;
-            }
-        }
-        self.subscriptions.push((link, pattern.to_string()));
-        true
-    }
-
-    /// Drop a subscription (or all of a link's, when it closes).
-    pub(super) fn unsubscribe_link(&mut self, link: LinkId, pattern: Option<&str>) {
-        self.subscriptions
-            .retain(|(l, p)| !(*l == link && pattern.is_none_or(|x| x == p)));
+        self.progress.expect(link, u64::from_be_bytes(prefix));
     }
 }

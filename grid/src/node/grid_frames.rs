@@ -6,14 +6,13 @@ use rns_core::link::LinkId;
 use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};
 
-use super::events::SUBSCRIBE_COMMAND;
 use super::Node;
 use crate::api::Call;
 use crate::audit::{AuditEntry, Direction, Outcome as AuditOutcome};
 use crate::commands::{CommandCall, BUILTINS};
 use crate::frame::{Body, ErrorCode, GridFrame, Outcome};
-use crate::proto::request_log::{Admit, RequestKey};
-use crate::trust::TrustLevel;
+use crate::proto::inbound::{command_name, Sender, Verdict};
+use crate::proto::request_log::RequestKey;
 
 /// Where the answer to a frame goes: back on the link it came on, or (for a frame that
 /// came in a bundle) in a bundle sealed to its sender.
@@ -115,11 +114,7 @@ impl Node {
             self.guard.trust.level(&c)
         });
         let peer = caller.map_or_else(|| "unidentified".to_string(), |c| c.to_string());
-        let name = match &frame.body {
-            Body::Request { command, .. } => command.clone(),
-            Body::Subscribe { .. } | Body::Unsubscribe { .. } => SUBSCRIBE_COMMAND.to_string(),
-            _ => "-".to_string(),
-        };
+        let name = command_name(&frame).to_string();
         let entry = |outcome: AuditOutcome| AuditEntry {
             time_ms: now_ms,
             direction: Direction::In,
@@ -129,131 +124,44 @@ impl Node {
             outcome,
             duration_ms: 0,
         };
-        if level == TrustLevel::Blocked {
-            // Blocked peers get nothing at all, not even a refusal.
-            tracing::debug!(?link, peer = %peer, "ignored a blocked peer's frame");
-            self.guard.record(&entry(AuditOutcome::Denied));
-            return;
-        }
-        if caller.is_none()
-            && matches!(frame.body, Body::Request { .. } | Body::Subscribe { .. })
-            && !crate::commands::ANONYMOUS_COMMANDS.contains(&name.as_str())
-        {
-            tracing::debug!(?link, command = %name, "denied: the caller did not identify");
-            self.guard.record(&entry(AuditOutcome::Denied));
-            let f = frame.respond(
-                Outcome::Err {
-                    code: ErrorCode::Denied,
-                    message: format!(
-                        "identify on the link first: callers that did not identify may run only {}",
-                        crate::commands::ANONYMOUS_COMMANDS.join(", ")
-                    ),
-                },
-                now_ms,
-            );
-            return self.answer_frame(now, &reply, f);
-        }
-        if let Err(denied) = self.guard.acl.check(&name, level) {
-            tracing::info!(?link, peer = %peer, command = %name, "denied: {denied}");
-            self.guard.record(&entry(AuditOutcome::Denied));
-            let f = frame.respond(
-                Outcome::Err {
-                    code: ErrorCode::Denied,
-                    message: denied.to_string(),
-                },
-                now_ms,
-            );
-            return self.answer_frame(now, &reply, f);
-        }
-        let subscription = match &frame.body {
-            Body::Subscribe { pattern } => Some((pattern.clone(), true)),
-            Body::Unsubscribe { pattern } => Some((pattern.clone(), false)),
-            _ => None,
+        let sender = Sender {
+            caller,
+            level,
+            link,
         };
-        if let Some((pattern, on)) = subscription {
-            let Some(link) = link else {
-                let f = frame.respond(
-                    Outcome::Err {
-                        code: ErrorCode::Unsupported,
-                        message: "subscriptions need a link, not a bundle".into(),
-                    },
-                    now_ms,
-                );
-                return self.answer_frame(now, &reply, f);
-            };
-            let outcome = if !on {
-                self.unsubscribe_link(link, Some(&pattern));
-                Outcome::Ok(b"null".to_vec())
-            } else if self.subscribe_link(link, &pattern) {
-                Outcome::Ok(b"null".to_vec())
-            } else {
-                Outcome::Err {
-                    code: ErrorCode::Failed,
-                    message: "too many subscriptions".into(),
+        let verdict = self.inbound.handle(
+            now.as_millis(),
+            now_ms,
+            &self.guard.acl,
+            sender,
+            &frame,
+            reply,
+        );
+        let (key, reply) = match verdict {
+            Verdict::Run { key, to } => (key, to),
+            Verdict::Drop { audit } => {
+                tracing::debug!(?link, peer = %peer, command = %name, ?audit, "frame dropped");
+                if let Some(a) = audit {
+                    self.guard.record(&entry(a));
                 }
-            };
-            let ok = matches!(outcome, Outcome::Ok(_));
-            self.guard.record(&entry(if ok {
-                AuditOutcome::Success
-            } else {
-                AuditOutcome::Error
-            }));
-            let f = frame.respond(outcome, now_ms);
-            return self.answer_frame(now, &reply, f);
-        }
-        let Body::Request { command, params } = &frame.body else {
-            let f = frame.respond(
-                Outcome::Err {
-                    code: ErrorCode::Malformed,
-                    message: "only requests and subscriptions are answered on this path".into(),
-                },
-                now_ms,
-            );
-            return self.answer_frame(now, &reply, f);
-        };
-        if frame.expired_on_arrival(now_ms) {
-            let f = frame.respond(
-                Outcome::Err {
-                    code: ErrorCode::Timeout,
-                    message: "the request's TTL ran out before it arrived".into(),
-                },
-                now_ms,
-            );
-            return self.answer_frame(now, &reply, f);
-        }
-        // The same request (same caller, same correlation id) runs at most once: a copy
-        // that arrives again — as a bundle after its link failed, or retransmitted — waits
-        // for the first one's result or gets the result kept from it.
-        let key = RequestKey {
-            caller: caller.map_or_else(|| link.map_or([0; 16], |l| l.0), |c| c.0),
-            correlation: frame.correlation,
-        };
-        let expires = (frame.ttl_ms != 0).then(|| frame.timestamp_ms.saturating_add(frame.ttl_ms));
-        let keep_ms = expires.map(|e| e.saturating_sub(now_ms));
-        let reply = match self.requests.admit(now.as_millis(), key, keep_ms, reply) {
-            Admit::Run(reply) => reply,
-            Admit::Joined => {
-                self.guard.record(&entry(AuditOutcome::Duplicate));
                 return;
             }
-            Admit::Answer(response, to) => {
-                self.guard.record(&entry(AuditOutcome::Duplicate));
-                return self.answer_frame(now, &to, *response);
+            Verdict::Answer {
+                to,
+                response,
+                audit,
+            } => {
+                if audit == Some(AuditOutcome::Denied) {
+                    tracing::info!(?link, peer = %peer, command = %name, "denied");
+                }
+                if let Some(a) = audit {
+                    self.guard.record(&entry(a));
+                }
+                return self.answer_frame(now, &to, response);
             }
-            Admit::Forgotten(to) => {
-                self.guard.record(&entry(AuditOutcome::Duplicate));
-                let f = frame.respond(
-                    Outcome::Err {
-                        code: ErrorCode::Replayed,
-                        message: format!(
-                            "request {:016x} already ran here; its result is no longer kept",
-                            frame.correlation
-                        ),
-                    },
-                    now_ms,
-                );
-                return self.answer_frame(now, &to, f);
-            }
+        };
+        let Body::Request { command, params } = &frame.body else {
+            return;
         };
         let params: Value = if params.is_empty() {
             Value::Null
@@ -366,7 +274,7 @@ impl Node {
         reply: FrameReply,
         response: GridFrame,
     ) {
-        let joined = self.requests.finish(&key, &response);
+        let joined = self.inbound.finish(&key, &response);
         for to in joined {
             self.answer_frame(now, &to, response.clone());
         }

@@ -138,8 +138,8 @@ impl Node {
                 self.files_link_closed(now, &link);
                 self.channels_link_closed(&link);
                 self.app_link_closed(&link);
-                self.unsubscribe_link(link, None);
-                self.progress_expected.remove(&link);
+                self.inbound.subscriptions.unsubscribe(link, None);
+                self.progress.forget(link);
                 self.emit(|| NodeEvent::LinkClosed { link, reason: format!("{reason:?}") });
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } | Wait::ChannelDelivered { link: l, .. } if *l == link),

@@ -123,17 +123,15 @@ struct Node {
     commands: HashMap<String, crate::commands::Registered>,
     /// The node's own API queue: command tasks answer through it.
     calls: mpsc::Sender<api::Call>,
-    /// Remote subscriptions: events matching the pattern go back on the link.
-    subscriptions: Vec<(rns_core::link::LinkId, String)>,
-    /// Correlation ids of commands sent on each link, whose progress may come back on it.
-    progress_expected: HashMap<rns_core::link::LinkId, std::collections::VecDeque<u64>>,
+    /// Commands sent on links, whose progress may come back on them.
+    progress: crate::proto::subscriptions::ProgressExpected,
     /// Recent events for `grid listen`.
     recent_events: events::RecentEvents,
     /// Trust levels, the ACL and the audit log.
     guard: Guard,
-    /// Requests accepted recently, so each runs at most once (see
-    /// [`crate::proto::request_log`]).
-    requests: crate::proto::request_log::RequestLog<grid_frames::FrameReply>,
+    /// The checks on frames from other nodes: trust, ACL, TTL, the request log (each
+    /// request runs at most once) and remote subscriptions (see [`crate::proto::inbound`]).
+    inbound: crate::proto::inbound::Inbound<grid_frames::FrameReply>,
     /// What this node can do (its announce app_data).
     capabilities: crate::capabilities::Capabilities,
     /// Grid nodes heard announcing, with what they can do: hops and when last heard.
@@ -567,9 +565,12 @@ impl Guard {
         let mut trust = crate::trust::TrustStore::load(&state.trust_path())?;
         trust.set_own_identity(own);
         let mut acl = config.acl.clone();
-        if acl.rule_for(events::SUBSCRIBE_COMMAND).is_none() {
+        if acl
+            .rule_for(crate::proto::inbound::SUBSCRIBE_COMMAND)
+            .is_none()
+        {
             let _ = acl.insert(
-                events::SUBSCRIBE_COMMAND,
+                crate::proto::inbound::SUBSCRIBE_COMMAND,
                 crate::trust::TrustLevel::Provisional,
             );
         }
@@ -750,11 +751,10 @@ impl Node {
             async_handlers: links::AsyncHandlers::default(),
             commands: HashMap::new(),
             calls,
-            subscriptions: Vec::new(),
-            progress_expected: HashMap::new(),
+            progress: Default::default(),
             recent_events: events::RecentEvents::default(),
             guard,
-            requests: crate::proto::request_log::RequestLog::default(),
+            inbound: Default::default(),
             capabilities,
             peers: HashMap::new(),
             events,
