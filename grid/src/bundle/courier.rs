@@ -2,9 +2,9 @@
 //! whenever a bundle is queued) it expires old bundles, delivers waiting bundles to
 //! destinations that have a path, hands bundles this node made to a reachable custody
 //! node when the destination has none, and pulls bundles addressed to this node from
-//! custody nodes (at once when one becomes reachable, then every [`PULL_EVERY`]).
+//! custody nodes (at once when one becomes reachable, then every fifteen seconds). What
+//! goes where is decided by [`crate::proto::courier`]; this task does the exchanges.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,9 +16,8 @@ use super::envelope::node_destination;
 use super::store::{BundleStore, StoreError};
 use super::wire::{Exchange, ExchangeReply, BATCH_BYTES, BATCH_COUNT, BUNDLE_PATH};
 use crate::api::NodeHandle;
+use crate::proto::courier::{Courier, Job};
 
-/// How often bundles are pulled from a reachable custody node.
-pub(crate) const PULL_EVERY: Duration = Duration::from_secs(15);
 /// How long opening a link for an exchange may take.
 const LINK_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one exchange may take, plus a second per [`EXCHANGE_RATE`] bytes it carries.
@@ -26,30 +25,21 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bytes per second an exchange is expected to move at least.
 const EXCHANGE_RATE: usize = 20_000;
 
-/// How long direct delivery to a destination rests after it failed (its path may be
-/// stale); custodians carry its bundles meanwhile.
-const DIRECT_BACKOFF: Duration = Duration::from_secs(30);
+/// The planner, shared with the exchanges it started.
+type Planner = Arc<Mutex<Courier>>;
 
-/// Destinations whose direct delivery failed, and when (node clock, ms).
-type Backoff = Arc<Mutex<HashMap<[u8; 16], u64>>>;
-
-/// Destinations (and custodians) with an exchange under way.
-type InFlight = Arc<Mutex<HashSet<[u8; 16]>>>;
-
-/// Marks a key busy while alive.
-struct Busy(InFlight, [u8; 16]);
-
-impl Busy {
-    fn claim(set: &InFlight, key: [u8; 16]) -> Option<Busy> {
-        let mut s = set.lock().ok()?;
-        s.insert(key).then(|| Busy(set.clone(), key))
-    }
+/// A job under way: tells the planner how it ended when dropped (as failed, unless
+/// marked done, so a task that panics frees its destination too).
+struct Running {
+    planner: Planner,
+    job: Job,
+    ok: bool,
 }
 
-impl Drop for Busy {
+impl Drop for Running {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.0.lock() {
-            s.remove(&self.1);
+        if let Ok(mut p) = self.planner.lock() {
+            p.done(crate::clock::now().as_millis(), &self.job, self.ok);
         }
     }
 }
@@ -66,17 +56,15 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StoreError::Db(format!("store task failed: {e}"))))
 }
 
-/// Run until the node stops.
+/// Run until the node stops: each round, expire old bundles, ask the node what it knows
+/// of the destinations waiting, and run the jobs the planner ([`Courier`]) gives.
 pub(crate) async fn run(handle: NodeHandle, store: Arc<BundleStore>, wake: Arc<Notify>) {
-    let in_flight: InFlight = Arc::default();
-    let backoff: Backoff = Arc::default();
-    let mut last_pull: HashMap<AddressHash, tokio::time::Instant> = HashMap::new();
+    let planner: Planner = Arc::default();
     loop {
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let now_ms = crate::clock::now().as_millis();
         let wall = crate::clock::wall_ms();
         match blocking(&store, move |s| s.expire(wall)).await {
             Ok(0) => {}
@@ -93,61 +81,32 @@ pub(crate) async fn run(handle: NodeHandle, store: Arc<BundleStore>, wake: Arc<N
         let Ok(routes) = handle.bundle_routes(dests.clone()).await else {
             return; // the node stopped
         };
-        if let Ok(mut b) = backoff.lock() {
-            // A destination rests after a failure, unless it announced since: then its
-            // path is fresh and it is tried again at once.
-            let rest = DIRECT_BACKOFF.as_millis() as u64;
-            b.retain(|_, failed| now_ms.saturating_sub(*failed) < rest);
-            for (dest, heard) in dests.iter().zip(&routes.heard_ms) {
-                if let (Some(heard), Some(failed)) = (heard, b.get(dest)) {
-                    if heard > failed {
-                        b.remove(dest);
+        let now_ms = crate::clock::now().as_millis();
+        let jobs = match planner.lock() {
+            Ok(mut p) => p.plan(now_ms, &dests, &routes),
+            Err(_) => return,
+        };
+        for job in jobs {
+            let running = Running {
+                planner: planner.clone(),
+                job,
+                ok: false,
+            };
+            let (handle, store) = (handle.clone(), store.clone());
+            tokio::spawn(async move {
+                // Moved whole into the task, so it is dropped (and the planner told) when
+                // the exchange ends, not here.
+                let mut running = running;
+                let result = match job {
+                    Job::Push { to, destination } => push(&handle, &store, to, destination).await,
+                    Job::Pull { custodian } => pull(&handle, custodian).await,
+                };
+                match result {
+                    Ok(()) => running.ok = true,
+                    Err(e) => {
+                        tracing::debug!(?job, error = %e, "bundle exchange failed; will retry")
                     }
                 }
-            }
-        }
-        for (dest, reachable) in dests.iter().zip(&routes.reachable) {
-            let resting = backoff.lock().is_ok_and(|b| b.contains_key(dest));
-            let target = if *reachable && !resting {
-                AddressHash(*dest)
-            } else if let Some(c) = routes.custodians.first() {
-                *c
-            } else {
-                continue;
-            };
-            let Some(busy) = Busy::claim(&in_flight, *dest) else {
-                continue;
-            };
-            let (handle, store, dest) = (handle.clone(), store.clone(), *dest);
-            let backoff = backoff.clone();
-            tokio::spawn(async move {
-                if let Err(e) = push(&handle, &store, target, dest).await {
-                    tracing::debug!(target = %target, error = %e, "bundle delivery failed; will retry");
-                    if target.0 == dest {
-                        if let Ok(mut b) = backoff.lock() {
-                            b.insert(dest, crate::clock::now().as_millis());
-                        }
-                    }
-                }
-                drop(busy);
-            });
-        }
-        last_pull.retain(|c, _| routes.custodians.contains(c));
-        for c in &routes.custodians {
-            let due = last_pull.get(c).is_none_or(|t| t.elapsed() >= PULL_EVERY);
-            if !due {
-                continue;
-            }
-            let Some(busy) = Busy::claim(&in_flight, c.0) else {
-                continue;
-            };
-            last_pull.insert(*c, tokio::time::Instant::now());
-            let (handle, c) = (handle.clone(), *c);
-            tokio::spawn(async move {
-                if let Err(e) = pull(&handle, c).await {
-                    tracing::debug!(custodian = %c, error = %e, "pulling bundles failed");
-                }
-                drop(busy);
             });
         }
     }

@@ -15,6 +15,7 @@ use crate::bundle::envelope::{node_destination, seal_frame};
 use crate::bundle::store::StoredBundle;
 use crate::bundle::wire::WireBundle;
 use crate::frame::{Body, GridFrame, Outcome};
+use crate::proto::courier::{choose_custodians, Candidate};
 use crate::trust::TrustLevel;
 
 /// How long an answer bundle lives when the request gave no TTL.
@@ -24,17 +25,7 @@ const MAX_BUNDLE_WAITERS: usize = 4096;
 /// How often a path is requested for a destination with waiting bundles.
 const PATH_REQUEST_EVERY: Duration = Duration::from_secs(15);
 
-/// Which of the asked destinations have a path now, and the custody nodes reachable.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Routes {
-    /// Per asked destination: whether a path is known.
-    pub(crate) reachable: Vec<bool>,
-    /// Per asked destination: when its `grid.node` announce was last heard (node clock,
-    /// ms), so the courier retries a destination that failed at once when it reappears.
-    pub(crate) heard_ms: Vec<Option<u64>>,
-    /// Custody nodes (`grid.node` destinations) with a path, other than this node.
-    pub(crate) custodians: Vec<AddressHash>,
-}
+pub(crate) use crate::proto::courier::Routes;
 
 impl StoredBundle {
     /// The record for a bundle as it travels.
@@ -260,26 +251,24 @@ impl Node {
         }
         self.path_requested
             .retain(|_, t| now.saturating_since(*t) < PATH_REQUEST_EVERY * 4);
-        // Custodians are the configured ones, in their order, then nodes announcing the
-        // custody role whose identity this node trusts: never a stranger, which could
-        // take bundles and drop them.
-        let mut custodians: Vec<AddressHash> = self.bundle_config.custody_peers.clone();
-        let mut trusted: Vec<(u8, AddressHash)> = self
+        let announced: Vec<Candidate> = self
             .peers
             .iter()
             .filter(|(_, (caps, ..))| caps.roles & crate::capabilities::roles::CUSTODY != 0)
-            .filter(|(d, _)| {
-                self.recall_node(d)
-                    .is_some_and(|id| self.guard.trust.level(&id.hash()) >= TrustLevel::Trusted)
+            .map(|(d, (_, hops, _))| Candidate {
+                node: *d,
+                hops: *hops,
+                trusted: self
+                    .recall_node(d)
+                    .is_some_and(|id| self.guard.trust.level(&id.hash()) >= TrustLevel::Trusted),
             })
-            .map(|(d, (_, hops, _))| (*hops, *d))
             .collect();
-        trusted.sort();
-        custodians.extend(trusted.into_iter().map(|(_, d)| d));
-        let mut seen = std::collections::HashSet::new();
-        custodians.retain(|c| {
-            seen.insert(*c) && *c != self.grid_destination && self.transport.path(c).is_some()
-        });
+        let custodians = choose_custodians(
+            &self.bundle_config.custody_peers,
+            &announced,
+            |c| self.transport.path(c).is_some(),
+            self.grid_destination,
+        );
         Routes {
             reachable,
             heard_ms,

@@ -3,6 +3,7 @@
 //! a simulator. Nothing here uses tokio, sockets, files, threads or the clock (a test in
 //! `tests/layering.rs` checks it).
 
+pub mod courier;
 pub mod inbound;
 pub mod rate_limit;
 pub mod request_log;
