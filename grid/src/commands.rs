@@ -172,3 +172,22 @@ pub(crate) fn machine() -> Value {
         .map(|kb| kb / 1024);
     serde_json::json!({"cpu_cores": cores, "ram_mb": mem_mb})
 }
+
+impl crate::capabilities::Capabilities {
+    /// This machine: cores and memory from the OS, the given roles, no GPU known yet.
+    pub fn of_this_machine(roles: u8) -> crate::capabilities::Capabilities {
+        let m = machine();
+        crate::capabilities::Capabilities {
+            version: crate::capabilities::CAPABILITIES_VERSION,
+            cpu_cores: m["cpu_cores"]
+                .as_u64()
+                .unwrap_or(1)
+                .min(u64::from(u16::MAX)) as u16,
+            ram_mb: m["ram_mb"].as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32,
+            gpu: None,
+            roles,
+            adapters: 0,
+            models: 0,
+        }
+    }
+}

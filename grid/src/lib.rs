@@ -6,22 +6,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod acl;
 pub mod api;
 pub mod audit;
 pub mod bundle;
-pub mod capabilities;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod frame;
 pub mod known_nodes;
 pub mod node;
 pub mod proto;
-pub mod routing;
 pub mod state;
 #[cfg(test)]
 mod test_util;
 pub mod trust;
 
 pub use node::{run, run_with_services, NodeError};
+/// The grid layer's sans-IO parts, at the crate root where callers have always found them.
+pub use proto::{acl, capabilities, frame, routing};

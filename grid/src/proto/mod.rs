@@ -3,8 +3,12 @@
 //! a simulator. Nothing here uses tokio, sockets, files, threads or the clock (a test in
 //! `tests/layering.rs` checks it).
 
+pub mod acl;
+pub mod capabilities;
 pub mod courier;
+pub mod frame;
 pub mod inbound;
 pub mod rate_limit;
 pub mod request_log;
+pub mod routing;
 pub mod subscriptions;

@@ -53,23 +53,6 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// This machine: cores and memory from the OS, the given roles, no GPU known yet.
-    pub fn of_this_machine(roles: u8) -> Capabilities {
-        let m = crate::commands::machine();
-        Capabilities {
-            version: CAPABILITIES_VERSION,
-            cpu_cores: m["cpu_cores"]
-                .as_u64()
-                .unwrap_or(1)
-                .min(u64::from(u16::MAX)) as u16,
-            ram_mb: m["ram_mb"].as_u64().unwrap_or(0).min(u64::from(u32::MAX)) as u32,
-            gpu: None,
-            roles,
-            adapters: 0,
-            models: 0,
-        }
-    }
-
     /// The announce app_data.
     pub fn encode(&self) -> Vec<u8> {
         let mut c = self.clone();
