@@ -298,7 +298,7 @@ impl Node {
                 let window = body
                     .get("window_s")
                     .and_then(Value::as_u64)
-                    .map_or(super::pairing::PAIRING_WINDOW, Duration::from_secs);
+                    .map_or(crate::proto::pairing::WINDOW, Duration::from_secs);
                 let v = match level.parse::<crate::trust::TrustLevel>() {
                     Err(e) => fail(e.to_string()),
                     Ok(crate::trust::TrustLevel::Blocked) => {
@@ -309,7 +309,7 @@ impl Node {
                         json!({
                             "ok": true, "code": code, "node": self.grid_destination.to_string(),
                             "level": level.as_str(), "expires_in_s": window.as_secs(),
-                            "tries": super::pairing::PAIRING_TRIES,
+                            "tries": crate::proto::pairing::TRIES,
                         })
                     }
                 };

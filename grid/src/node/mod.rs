@@ -79,8 +79,7 @@ struct Node {
     /// When grid.node was last (or is next) announced for a capability change.
     capability_announced: Option<Instant>,
     /// The open `grid pair` offer, and how the latest one ended.
-    pairing: Option<pairing::PairingOffer>,
-    pairing_state: pairing::PairingState,
+    pairing: crate::proto::pairing::Pairing,
     /// Callers waiting for an answer bundle, by correlation id.
     bundle_waiters: HashMap<
         u64,
@@ -724,8 +723,7 @@ impl Node {
             known_nodes: crate::known_nodes::KnownNodes::load(
                 &root.join(crate::known_nodes::KNOWN_NODES_FILE),
             ),
-            pairing: None,
-            pairing_state: pairing::PairingState::None,
+            pairing: Default::default(),
             path_requested: HashMap::new(),
             cp: config.cp.clone(),
             cp_directory,

@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod courier;
 pub mod frame;
 pub mod inbound;
+pub mod pairing;
 pub mod rate_limit;
 pub mod request_log;
 pub mod routing;
