@@ -19,6 +19,7 @@ use crate::bundle::wire::{
     Exchange, ExchangeReply, WireBundle, BATCH_BYTES, BATCH_COUNT, MAX_SEALED,
 };
 use crate::frame::GridFrame;
+use crate::proto::custody::{triage, Giver, Offered, Policy, Triage};
 use crate::trust::TrustLevel;
 
 /// Where an exchange's answer goes.
@@ -172,36 +173,48 @@ impl Node {
             held: Vec::new(),
             limits: self.stranger_limits(),
         };
+        let policy = Policy {
+            me: self.grid_destination,
+            custody: self.bundle_config.custody,
+            stranger_max_ttl: self.bundle_config.strangers.max_ttl,
+            max_sealed: MAX_SEALED,
+        };
+        let giver = Giver {
+            identity: caller,
+            trusted: caller.is_some_and(|c| self.guard.trust.level(&c) >= TrustLevel::Trusted),
+        };
         for b in list.into_iter().take(BATCH_COUNT) {
             let id = b.id;
-            let r = if b.sealed.len() > MAX_SEALED {
-                Err("too large".to_string())
-            } else if b.expires_ms <= now_ms {
-                Err("expired".to_string())
-            } else if b.destination == self.grid_destination.0 {
-                let in_flight =
-                    self.opening.contains(&id) || plan.ours_seen.iter().any(|(i, _)| *i == id);
-                match self.bundles.is_seen(&id) {
-                    Ok(true) => Ok(None),
-                    Ok(false) if in_flight => Ok(None),
-                    Ok(false) => open_frame(&self.identity, &b)
-                        .map(|opened| Some((b.expires_ms, opened)))
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-                .map(|o| match o {
-                    Some((expires, opened)) => {
-                        plan.ours_seen.push((id, expires));
-                        plan.opened.push(opened);
-                    }
-                    None => plan.already.push(id),
-                })
-            } else if !self.bundle_config.custody || pulled {
-                Err("not for this node, and this node holds no bundles for others".to_string())
-            } else {
-                self.may_hold(now_ms, &b, caller).map(|holder| {
+            let offered = Offered {
+                sealed: &b.sealed,
+                expires_ms: b.expires_ms,
+                destination: b.destination,
+            };
+            let r = match triage(&policy, now_ms, offered, giver, pulled) {
+                Triage::Refuse(why) => Err(why.to_string()),
+                Triage::Hold(holder) => {
                     plan.held.push((StoredBundle::from_wire(b, true), holder));
-                })
+                    Ok(())
+                }
+                Triage::Ours => {
+                    let in_flight =
+                        self.opening.contains(&id) || plan.ours_seen.iter().any(|(i, _)| *i == id);
+                    match self.bundles.is_seen(&id) {
+                        Ok(true) => Ok(None),
+                        Ok(false) if in_flight => Ok(None),
+                        Ok(false) => open_frame(&self.identity, &b)
+                            .map(|opened| Some((b.expires_ms, opened)))
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                    .map(|o| match o {
+                        Some((expires, opened)) => {
+                            plan.ours_seen.push((id, expires));
+                            plan.opened.push(opened);
+                        }
+                        None => plan.already.push(id),
+                    })
+                }
             };
             if let Err(e) = r {
                 tracing::debug!(id = %hex::encode(id), reason = %e, "refused a bundle");
@@ -279,31 +292,6 @@ impl Node {
                 self.answer_exchange(now, to, ExchangeReply::Pushed { accepted, refused });
             }
         }
-    }
-
-    /// Whether `caller` may leave bundle `b` here for another node: Ok(None) for a
-    /// trusted caller (bounded by the store's quota), Ok(Some(holder)) for a stranger
-    /// (bounded by its share, checked when stored), Err with the reason otherwise.
-    fn may_hold(
-        &self,
-        now_ms: u64,
-        b: &WireBundle,
-        caller: Option<AddressHash>,
-    ) -> Result<Option<[u8; 16]>, String> {
-        let Some(caller) = caller else {
-            return Err("identify on the link to hand over bundles for other nodes".into());
-        };
-        if self.guard.trust.level(&caller) >= TrustLevel::Trusted {
-            return Ok(None);
-        }
-        let max_ttl = self.bundle_config.strangers.max_ttl;
-        if b.expires_ms > now_ms.saturating_add(max_ttl.as_millis() as u64) {
-            return Err(format!(
-                "lives longer than this custodian holds bundles from nodes it does not trust ({})",
-                humantime::format_duration(max_ttl)
-            ));
-        }
-        Ok(Some(caller.0))
     }
 
     /// What strangers may have this node hold, from `[bundles]`.

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod capabilities;
 pub mod courier;
+pub mod custody;
 pub mod frame;
 pub mod inbound;
 pub mod pairing;

@@ -151,18 +151,7 @@ pub enum Inserted {
     Duplicate,
 }
 
-/// What a custodian holds for strangers — nodes it does not trust — so that they cannot
-/// fill its store: each one's bundles and bytes, and all of theirs together (the rest of
-/// the quota stays for this node's own bundles and its trusted peers').
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StrangerLimits {
-    /// Bundles one stranger may have held here.
-    pub bundles: u64,
-    /// Sealed bytes one stranger may have held here.
-    pub bytes: u64,
-    /// Sealed bytes all strangers together may have held here.
-    pub total_bytes: u64,
-}
+pub use crate::proto::custody::StrangerLimits;
 
 /// Totals over the store, for status displays and quota decisions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

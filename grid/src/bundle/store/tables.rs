@@ -233,15 +233,10 @@ impl<'t> Tables<'t> {
         if let Some((holder, limits)) = stranger {
             let (count, bytes) = self.holder_use(holder)?;
             let all = self.meta_get(META_HELD_BYTES)?.unwrap_or(0);
-            let checks = [
-                ("bundles of one stranger", count, 1, limits.bundles),
-                ("bytes of one stranger", bytes, size, limits.bytes),
-                ("bytes of all strangers", all, size, limits.total_bytes),
-            ];
-            for (what, used, add, limit) in checks {
-                if used.saturating_add(add) > limit {
-                    return Err(StoreError::StrangerQuota { what, used, limit });
-                }
+            if let Err(crate::proto::custody::Refusal::StrangerShare { what, used, limit }) =
+                crate::proto::custody::within_share(limits, (count, bytes), all, size)
+            {
+                return Err(StoreError::StrangerQuota { what, used, limit });
             }
         }
         let used = self.bytes()?;
