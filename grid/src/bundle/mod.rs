@@ -7,6 +7,6 @@
 //! - `courier`: the task that delivers, hands over to custodians and pulls.
 
 pub(crate) mod courier;
-pub mod envelope;
 pub mod store;
-pub mod wire;
+
+pub use crate::proto::bundle::{envelope, wire};

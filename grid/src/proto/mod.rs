@@ -4,6 +4,7 @@
 //! `tests/layering.rs` checks it).
 
 pub mod acl;
+pub mod bundle;
 pub mod capabilities;
 pub mod courier;
 pub mod custody;
