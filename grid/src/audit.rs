@@ -336,7 +336,7 @@ mod tests {
 
     impl TempDir {
         fn new(name: &str) -> TempDir {
-            let d = Dir::new("audit", name);
+            let d = Dir::new(&format!("audit-{name}"));
             TempDir(d.0.clone(), d)
         }
 

@@ -415,7 +415,7 @@ mod tests {
 
     impl TempDir {
         fn new(name: &str) -> TempDir {
-            let d = Dir::new("trust", name);
+            let d = Dir::new(&format!("trust-{name}"));
             TempDir(d.0.clone(), d)
         }
     }
