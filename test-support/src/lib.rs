@@ -3,6 +3,8 @@
 //! bytes that do not compress.
 //!
 //! Only tests depend on this crate (as a dev-dependency); it uses nothing but std.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
