@@ -7,8 +7,8 @@
 //! into memory: only its safetensors header is parsed, and the header's offsets,
 //! shapes and dtypes are checked against the file length and the LoRA rank.
 //!
-//! One concept per file: [`adapter_toml`] (our `adapter.toml`), [`peft_config`] (PEFT's
-//! `adapter_config.json`), [`safetensors`] (the weights file's header), [`fields`] (the
+//! One concept per file: `adapter_toml` (our `adapter.toml`), `peft_config` (PEFT's
+//! `adapter_config.json`), `safetensors` (the weights file's header), `fields` (the
 //! field rules the manifest shares), and, behind the `test-support` feature, the
 //! fixtures that write small valid packages.
 

@@ -17,7 +17,7 @@
 //!   identified or not, is answered from this node alone, so no one makes this node
 //!   query its peers under its identity.
 //! - `genome/search` from peers and package pulls are rate limited ([`SEARCH_LIMITS`],
-//!   [`PACKAGE_LIMITS`]; see [`crate::limits`]): per caller identity, one shared bucket
+//!   [`PACKAGE_LIMITS`]; see [`grid::proto::rate_limit`]): per caller identity, one shared bucket
 //!   for unidentified callers, and node-wide. A refused search fails with
 //!   [`grid::frame::ErrorCode::Failed`] and "rate limited: …, try again in N ms".
 //! - A few searches compute at once ([`SEARCHES_AT_ONCE`]); the query is embedded
@@ -30,8 +30,8 @@
 //! - Results from peers are ranked by this node's own scoring, not theirs (see
 //!   [`crate::rank`]).
 //!
-//! The commands' parts live by concept: [`search`] (local and mesh search, rate limits on
-//! peers' searches) and [`packages`] (serving packages to peers and fetching them).
+//! The commands' parts live by concept: `search` (local and mesh search, rate limits on
+//! peers' searches) and `packages` (serving packages to peers and fetching them).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
