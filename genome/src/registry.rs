@@ -516,6 +516,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::embed::{EmbedError, DIM};
     use crate::package::write_test_package;
+    use grid_test_support::TempDir;
 
     /// Words hashed into dimensions: enough to tell texts apart without the model.
     pub(crate) struct Words(pub(crate) &'static str);
@@ -543,17 +544,8 @@ pub(crate) mod tests {
         }
     }
 
-    struct Tmp(PathBuf);
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    fn tmp(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("grid-registry-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
+    fn tmp(tag: &str) -> TempDir {
+        TempDir::new(&format!("registry-{tag}"))
     }
 
     fn pkg(root: &Path, name: &str, version: &str, description: &str) -> PathBuf {

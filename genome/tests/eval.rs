@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use grid_genome::embed::{Embedder, MiniLm};
 use grid_genome::registry::Registry;
+use grid_test_support::TempDir;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -39,8 +40,8 @@ pub fn evaluate(
     let adapters: Vec<EvalAdapter> =
         serde_json::from_str(include_str!("../eval/adapters.json")).unwrap();
     let queries: Vec<Query> = serde_json::from_str(include_str!("../eval/queries.json")).unwrap();
-    let tmp = std::env::temp_dir().join(format!("grid-genome-eval-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = TempDir::new("genome-eval");
+    let tmp = tmp.path();
     let mut reg = Registry::open(&tmp.join("genome"), Some(embedder)).unwrap();
     let identity = rns_core::identity::Identity::generate(&mut rand_core::OsRng);
     for a in &adapters {
@@ -84,7 +85,6 @@ pub fn evaluate(
         let n = queries.len() as f64;
         out.push((w, top1 as f64 / n, top5 as f64 / n, misses));
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     out
 }
 

@@ -4,7 +4,6 @@
 //! Uses the embedding model when `GRID_MODELS` names it, keyword search otherwise (the
 //! rules checked here do not depend on it).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use grid::api::{self, ExecError, NodeHandle};
@@ -13,41 +12,25 @@ use grid::state::StateDir;
 use grid::trust::TrustLevel;
 use grid_genome::archive::{Archive, PACKAGE_PATH};
 use grid_genome::service::{Genome, PACKAGE_LIMITS, SEARCH_LIMITS};
+use grid_test_support::{free_port, TempDir};
 use rns_core::rmpv::Value;
 
 const T: Duration = Duration::from_secs(20);
 
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn node_dir(tag: &str, iface: &str) -> Dir {
-    let d = std::env::temp_dir().join(format!("grid-genome-serve-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+fn node_dir(tag: &str, iface: &str) -> TempDir {
+    let d = TempDir::new(&format!("genome-serve-{tag}"));
     std::fs::write(
-        d.join("config.toml"),
+        d.0.join("config.toml"),
         format!(
             "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\n{iface}\n"
         ),
     )
     .unwrap();
-    Dir(d)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    d
 }
 
 /// V (with the genome and one adapter) and P (a plain node), connected over TCP.
-async fn nodes(tag: &str) -> (NodeHandle, NodeHandle, String, Vec<Dir>) {
+async fn nodes(tag: &str) -> (NodeHandle, NodeHandle, String, Vec<TempDir>) {
     let port = free_port();
     let dv = node_dir(
         &format!("{tag}-v"),

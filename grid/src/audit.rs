@@ -330,19 +330,11 @@ pub fn read_last(path: &Path, limit: usize) -> Result<Vec<AuditEntry>, AuditErro
 mod tests {
     use super::*;
 
-    use crate::test_util::TempDir as Dir;
+    use crate::test_util::TempDir;
 
-    struct TempDir(PathBuf, #[allow(dead_code)] Dir);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let d = Dir::new("audit", name);
-            TempDir(d.0.clone(), d)
-        }
-
-        fn log(&self) -> PathBuf {
-            self.0.join(AUDIT_FILE)
-        }
+    /// The audit log in `dir`.
+    fn log_in(dir: &TempDir) -> PathBuf {
+        dir.0.join(AUDIT_FILE)
     }
 
     fn entry(n: u64) -> AuditEntry {
@@ -367,12 +359,12 @@ mod tests {
 
     #[test]
     fn entries_are_json_lines_with_lowercase_enums() {
-        let dir = TempDir::new("format");
-        let mut log = AuditLog::open(&dir.log()).unwrap();
+        let dir = TempDir::new("audit-format");
+        let mut log = AuditLog::open(&log_in(&dir)).unwrap();
         let mut e = entry(1);
         e.outcome = Outcome::Timeout;
         log.append(&e).unwrap();
-        let text = std::fs::read_to_string(dir.log()).unwrap();
+        let text = std::fs::read_to_string(log_in(&dir)).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(text.ends_with('\n'));
         assert!(text.contains(r#""direction":"out""#), "{text}");
@@ -385,55 +377,61 @@ mod tests {
 
     #[test]
     fn read_last_returns_the_newest_oldest_first() {
-        let dir = TempDir::new("last");
-        assert!(read_last(&dir.log(), 10).unwrap().is_empty());
-        let mut log = AuditLog::open(&dir.log()).unwrap();
+        let dir = TempDir::new("audit-last");
+        assert!(read_last(&log_in(&dir), 10).unwrap().is_empty());
+        let mut log = AuditLog::open(&log_in(&dir)).unwrap();
         for n in 0..10 {
             log.append(&entry(n)).unwrap();
         }
-        assert_eq!(correlations(&read_last(&dir.log(), 3).unwrap()), [7, 8, 9]);
-        assert_eq!(read_last(&dir.log(), 100).unwrap().len(), 10);
-        assert!(read_last(&dir.log(), 0).unwrap().is_empty());
+        assert_eq!(
+            correlations(&read_last(&log_in(&dir), 3).unwrap()),
+            [7, 8, 9]
+        );
+        assert_eq!(read_last(&log_in(&dir), 100).unwrap().len(), 10);
+        assert!(read_last(&log_in(&dir), 0).unwrap().is_empty());
         // Reopening appends after what is there.
         drop(log);
-        AuditLog::open(&dir.log())
+        AuditLog::open(&log_in(&dir))
             .unwrap()
             .append(&entry(10))
             .unwrap();
-        assert_eq!(correlations(&read_last(&dir.log(), 2).unwrap()), [9, 10]);
+        assert_eq!(correlations(&read_last(&log_in(&dir), 2).unwrap()), [9, 10]);
     }
 
     #[test]
     fn a_torn_last_line_is_skipped_and_the_next_entry_starts_fresh() {
-        let dir = TempDir::new("torn");
-        let mut log = AuditLog::open(&dir.log()).unwrap();
+        let dir = TempDir::new("audit-torn");
+        let mut log = AuditLog::open(&log_in(&dir)).unwrap();
         log.append(&entry(1)).unwrap();
         log.append(&entry(2)).unwrap();
         drop(log);
         let mut f = std::fs::OpenOptions::new()
             .append(true)
-            .open(dir.log())
+            .open(log_in(&dir))
             .unwrap();
         f.write_all(br#"{"time_ms":17672256000,"direction":"i"#)
             .unwrap();
         drop(f);
-        assert_eq!(correlations(&read_last(&dir.log(), 10).unwrap()), [1, 2]);
-        let mut log = AuditLog::open(&dir.log()).unwrap();
+        assert_eq!(correlations(&read_last(&log_in(&dir), 10).unwrap()), [1, 2]);
+        let mut log = AuditLog::open(&log_in(&dir)).unwrap();
         log.append(&entry(3)).unwrap();
-        assert_eq!(correlations(&read_last(&dir.log(), 10).unwrap()), [1, 2, 3]);
+        assert_eq!(
+            correlations(&read_last(&log_in(&dir), 10).unwrap()),
+            [1, 2, 3]
+        );
     }
 
     #[test]
     fn foreign_and_overlong_lines_are_skipped_across_chunks() {
-        let dir = TempDir::new("foreign");
-        let mut log = AuditLog::open(&dir.log()).unwrap();
+        let dir = TempDir::new("audit-foreign");
+        let mut log = AuditLog::open(&log_in(&dir)).unwrap();
         for n in 0..500 {
             log.append(&entry(n)).unwrap();
         }
         drop(log);
         let mut f = std::fs::OpenOptions::new()
             .append(true)
-            .open(dir.log())
+            .open(log_in(&dir))
             .unwrap();
         f.write_all(b"not json\n\n{\"time_ms\":1}\n").unwrap();
         // A line far longer than a chunk, made of valid-looking entries glued together.
@@ -441,28 +439,30 @@ mod tests {
         f.write_all(glued.as_bytes()).unwrap();
         f.write_all(b"\n").unwrap();
         drop(f);
-        let mut log = AuditLog::open(&dir.log()).unwrap();
+        let mut log = AuditLog::open(&log_in(&dir)).unwrap();
         for n in 500..1000 {
             log.append(&entry(n)).unwrap();
         }
-        let all = read_last(&dir.log(), 5000).unwrap();
+        let all = read_last(&log_in(&dir), 5000).unwrap();
         assert_eq!(correlations(&all), (0..1000).collect::<Vec<_>>());
-        let newest = read_last(&dir.log(), 600).unwrap();
+        let newest = read_last(&log_in(&dir), 600).unwrap();
         assert_eq!(correlations(&newest), (400..1000).collect::<Vec<_>>());
     }
 
     #[test]
     fn the_log_rotates_and_keeps_one_old_file() {
-        let dir = TempDir::new("rotate");
-        let mut log = AuditLog::open_with_limit(&dir.log(), 1).unwrap();
+        let dir = TempDir::new("audit-rotate");
+        let mut log = AuditLog::open_with_limit(&log_in(&dir), 1).unwrap();
         let line_len = serde_json::to_vec(&entry(1000)).unwrap().len() as u64 + 1;
         let per_file = MIN_AUDIT_BYTES / line_len;
         let total = per_file * 3 + 5;
         for n in 1000..1000 + total {
             log.append(&entry(n)).unwrap();
         }
-        let current = std::fs::metadata(dir.log()).unwrap().len();
-        let old = std::fs::metadata(rotated_path(&dir.log())).unwrap().len();
+        let current = std::fs::metadata(log_in(&dir)).unwrap().len();
+        let old = std::fs::metadata(rotated_path(&log_in(&dir)))
+            .unwrap()
+            .len();
         assert!(current <= MIN_AUDIT_BYTES && old <= MIN_AUDIT_BYTES);
         let names: Vec<_> = std::fs::read_dir(&dir.0)
             .unwrap()
@@ -470,7 +470,7 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
         // Newest entries span both files, in order, ending with the last one written.
-        let all = read_last(&dir.log(), 1_000_000).unwrap();
+        let all = read_last(&log_in(&dir), 1_000_000).unwrap();
         let got = correlations(&all);
         assert!(got.len() as u64 > per_file, "reads into the rotated file");
         assert_eq!(*got.last().unwrap(), 1000 + total - 1);
@@ -479,13 +479,13 @@ mod tests {
 
     #[test]
     fn long_fields_are_clipped() {
-        let dir = TempDir::new("clip");
-        let mut log = AuditLog::open(&dir.log()).unwrap();
+        let dir = TempDir::new("audit-clip");
+        let mut log = AuditLog::open(&log_in(&dir)).unwrap();
         let mut e = entry(1);
         e.command = "é".repeat(1000);
         e.peer = "p".repeat(10_000);
         log.append(&e).unwrap();
-        let got = read_last(&dir.log(), 1).unwrap();
+        let got = read_last(&log_in(&dir), 1).unwrap();
         assert_eq!(got.len(), 1);
         assert!(got[0].command.len() <= MAX_FIELD && got[0].command.starts_with('é'));
         assert_eq!(got[0].peer.len(), MAX_FIELD);
@@ -493,7 +493,7 @@ mod tests {
 
     #[test]
     fn a_missing_directory_is_an_error_naming_the_file() {
-        let dir = TempDir::new("missing");
+        let dir = TempDir::new("audit-missing");
         let path = dir.0.join("nope").join(AUDIT_FILE);
         let e = AuditLog::open(&path).unwrap_err().to_string();
         assert!(e.contains(AUDIT_FILE), "{e}");

@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn keys_survive_a_reload_and_bad_records_are_skipped() {
-        let dir = crate::test_util::TempDir::new("known", "nodes");
+        let dir = crate::test_util::TempDir::new("known-nodes");
         let path = dir.0.join(KNOWN_NODES_FILE);
         let (a, b) = (
             Identity::generate(&mut rand_core::OsRng),
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_crowd_of_made_up_nodes_cannot_shut_out_new_ones() {
-        let dir = crate::test_util::TempDir::new("known", "crowd");
+        let dir = crate::test_util::TempDir::new("known-crowd");
         let path = dir.0.join(KNOWN_NODES_FILE);
         let node = |i: &Identity| hash_from_name("grid.node", Some(&i.hash()));
         let mut k = KnownNodes::load(&path);

@@ -409,16 +409,7 @@ pub fn parse_pairing_code(text: &str) -> Option<[u8; PAIRING_CODE_WORDS]> {
 mod tests {
     use super::*;
 
-    use crate::test_util::TempDir as Dir;
-
-    struct TempDir(PathBuf, #[allow(dead_code)] Dir);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let d = Dir::new("trust", name);
-            TempDir(d.0.clone(), d)
-        }
-    }
+    use crate::test_util::TempDir;
 
     fn hash(n: u8) -> AddressHash {
         AddressHash([n; 16])
@@ -453,7 +444,7 @@ mod tests {
 
     #[test]
     fn set_persists_and_reloads() {
-        let dir = TempDir::new("persist");
+        let dir = TempDir::new("trust-persist");
         let path = dir.0.join(TRUST_FILE);
         let mut s = TrustStore::load(&path).unwrap();
         assert!(s.is_empty());
@@ -486,7 +477,7 @@ mod tests {
 
     #[test]
     fn default_and_own_identity() {
-        let dir = TempDir::new("own");
+        let dir = TempDir::new("trust-own");
         let mut s = TrustStore::load(&dir.0.join(TRUST_FILE)).unwrap();
         s.set_default_level(TrustLevel::Blocked);
         assert_eq!(s.default_level(), TrustLevel::Blocked);
@@ -504,7 +495,7 @@ mod tests {
 
     #[test]
     fn corrupt_files_are_errors_naming_file_and_key() {
-        let dir = TempDir::new("corrupt");
+        let dir = TempDir::new("trust-corrupt");
         let path = dir.0.join(TRUST_FILE);
         let cases: [(&[u8], &str); 7] = [
             (b"{not json", "-"),
@@ -544,7 +535,7 @@ mod tests {
 
     #[test]
     fn the_store_is_bounded() {
-        let dir = TempDir::new("bounded");
+        let dir = TempDir::new("trust-bounded");
         let path = dir.0.join(TRUST_FILE);
         let write = |n: usize| {
             let entries: BTreeMap<String, String> = (0..n)
@@ -580,7 +571,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_changes_nothing() {
-        let dir = TempDir::new("failwrite");
+        let dir = TempDir::new("trust-failwrite");
         let path = dir.0.join("missing-dir").join(TRUST_FILE);
         let mut s = TrustStore::load(&path).unwrap();
         assert!(matches!(

@@ -1,37 +1,19 @@
 //! Two nodes embedded in one process, talking over loopback TCP through the public API.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use grid::api::{self, NodeEvent, NodeHandle};
 use grid::state::StateDir;
+use grid_test_support::{free_port, TempDir};
 use rns_core::rmpv::Value;
 use tokio::sync::broadcast;
 
 const T: Duration = Duration::from_secs(20);
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn node_dir(tag: &str, config: &str) -> Dir {
-    let d = std::env::temp_dir().join(format!("grid-api-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("config.toml"), config).unwrap();
-    Dir(d)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn node_dir(tag: &str, config: &str) -> TempDir {
+    let d = TempDir::new(&format!("api-{tag}"));
+    std::fs::write(d.0.join("config.toml"), config).unwrap();
+    d
 }
 
 /// The next event `pick` accepts, within `T`.
@@ -69,7 +51,7 @@ fn noise(n: usize) -> String {
         .collect()
 }
 
-async fn pair(tag: &str) -> (NodeHandle, NodeHandle, Dir, Dir) {
+async fn pair(tag: &str) -> (NodeHandle, NodeHandle, TempDir, TempDir) {
     let port = free_port();
     let a = node_dir(&format!("{tag}-a"), &format!(
         "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"

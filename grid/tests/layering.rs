@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use grid_test_support::TempDir;
+
 /// Words that mean IO, threads or a clock read.
 const FORBIDDEN: &[&str] = &[
     "tokio",
@@ -94,14 +96,13 @@ fn proto_imports_nothing_above_it() {
 
 #[test]
 fn the_check_finds_io_when_there_is_some() {
-    let dir = std::env::temp_dir().join(format!("grid-layering-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("layering");
+    let dir = dir.path();
     std::fs::write(
         dir.join("bad.rs"),
         "fn f() { let _ = std::fs::read(\"x\"); }\n",
     )
     .unwrap();
-    let found = check(&dir);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let found = check(dir);
     assert_eq!(found.len(), 1, "{found:?}");
 }

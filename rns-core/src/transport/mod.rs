@@ -11,18 +11,18 @@
 
 mod admission;
 mod announce_cap;
-mod filter;
+mod duplicate_filter;
 mod inbound;
 mod ingress;
 mod interface;
-mod jobs;
 mod known;
 mod links;
 mod outbound;
 mod path_table;
 mod pathfinding;
+mod periodic;
 mod receipts;
-mod shared;
+mod shared_instance;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -42,7 +42,7 @@ use crate::destination::{self, DestinationType, NameHash};
 use crate::hash::{AddressHash, FULL_HASH_LEN};
 use crate::identity::{Identity, PublicIdentity};
 use crate::time::Instant;
-use filter::RotatingSet;
+use duplicate_filter::RotatingSet;
 use interface::InterfaceState;
 use known::KnownDestinations;
 use path_table::PathTable;

@@ -5,16 +5,18 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 pub mod hostile;
+
+// The shared test helpers; not every test binary uses every one.
+#[allow(unused_imports)]
+pub use grid_test_support::{free_port, noise, wait_for, TempDir};
 
 pub const RNS_VERSION: &str = "1.5.7";
 
@@ -56,16 +58,6 @@ pub fn venv_bin(name: &str) -> PathBuf {
     python().parent().unwrap().join(name)
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// Tests that run several real processes take one of these slots, so a 2-core machine
 /// is not oversubscribed by the test harness running everything at once.
 pub struct Slot;
@@ -89,54 +81,6 @@ impl Drop for Slot {
         let mut n = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
         *n -= 1;
         SLOT_FREED.notify_one();
-    }
-}
-
-/// A fresh temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("grid-it-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// `n` pseudo-random bytes from `seed` (they do not compress).
-pub fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Poll `f` until it returns Some, or panic after `timeout` with `what`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > end {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -43,7 +43,7 @@ fn record_encoding_is_postcard_of_stored_bundle() {
 
 #[test]
 fn strangers_get_a_bounded_share_that_is_freed_as_bundles_leave() {
-    let dir = TempDir::new("bundles", "strangers");
+    let dir = TempDir::new("bundles-strangers");
     let limits = StrangerLimits {
         bundles: 3,
         bytes: 250,
@@ -123,7 +123,7 @@ fn strangers_get_a_bounded_share_that_is_freed_as_bundles_leave() {
 
 #[test]
 fn delivered_bundles_are_not_stored_again() {
-    let dir = TempDir::new("bundles", "delivered");
+    let dir = TempDir::new("bundles-delivered");
     let s = open(&dir, 1 << 20);
     let a = bundle(1, 9, 10, 100);
     assert_eq!(s.insert(&a).unwrap(), Inserted::New);
@@ -139,7 +139,7 @@ fn delivered_bundles_are_not_stored_again() {
 
 #[test]
 fn insert_get_remove() {
-    let dir = TempDir::new("bundles", "basic");
+    let dir = TempDir::new("bundles-basic");
     let s = open(&dir, 1 << 20);
     let a = bundle(1, 9, 10, 100);
     let b = bundle(2, 9, 20, 50);
@@ -167,7 +167,7 @@ fn insert_get_remove() {
 
 #[test]
 fn duplicates_and_seen() {
-    let dir = TempDir::new("bundles", "dup");
+    let dir = TempDir::new("bundles-dup");
     let s = open(&dir, 1 << 20);
     let a = bundle(1, 9, 10, 100);
     assert_eq!(s.insert(&a).unwrap(), Inserted::New);
@@ -194,7 +194,7 @@ fn duplicates_and_seen() {
 
 #[test]
 fn too_large_refused() {
-    let dir = TempDir::new("bundles", "large");
+    let dir = TempDir::new("bundles-large");
     let s = open(&dir, u64::MAX);
     let mut b = bundle(1, 1, 1, 0);
     b.sealed = vec![0; MAX_SEALED_BYTES + 1];
@@ -211,7 +211,7 @@ fn too_large_refused() {
 
 #[test]
 fn for_destination_order_and_limits() {
-    let dir = TempDir::new("bundles", "dest");
+    let dir = TempDir::new("bundles-dest");
     let s = open(&dir, 1 << 20);
     // Inserted out of order; two share a created time (then ordered by id).
     for (id, created, size) in [(5, 50, 10), (1, 10, 30), (3, 30, 20), (2, 30, 40)] {
@@ -247,7 +247,7 @@ fn for_destination_order_and_limits() {
 
 #[test]
 fn destinations_counts() {
-    let dir = TempDir::new("bundles", "dests");
+    let dir = TempDir::new("bundles-dests");
     let s = open(&dir, 1 << 20);
     s.insert(&bundle(1, 7, 1, 1)).unwrap();
     s.insert(&bundle(2, 7, 2, 1)).unwrap();
@@ -262,7 +262,7 @@ fn destinations_counts() {
 
 #[test]
 fn expire_drops_old_bundles_and_marks() {
-    let dir = TempDir::new("bundles", "expire");
+    let dir = TempDir::new("bundles-expire");
     let s = open(&dir, 1 << 20);
     // expires = created + 1000
     s.insert(&bundle(1, 7, 0, 10)).unwrap();
@@ -291,7 +291,7 @@ fn expire_drops_old_bundles_and_marks() {
 
 #[test]
 fn quota_exceeded_and_freed() {
-    let dir = TempDir::new("bundles", "quota");
+    let dir = TempDir::new("bundles-quota");
     let s = open(&dir, 100);
     s.insert(&bundle(1, 7, 1, 60)).unwrap();
     s.insert(&bundle(2, 7, 2, 40)).unwrap(); // exactly at quota
@@ -309,7 +309,7 @@ fn quota_exceeded_and_freed() {
 
 #[test]
 fn reopen_keeps_everything() {
-    let dir = TempDir::new("bundles", "reopen");
+    let dir = TempDir::new("bundles-reopen");
     {
         let s = open(&dir, 1 << 20);
         s.insert(&bundle(1, 7, 1, 10)).unwrap();
@@ -344,7 +344,7 @@ fn reopen_keeps_everything() {
 
 #[test]
 fn garbage_record_is_skipped_and_cleaned() {
-    let dir = TempDir::new("bundles", "garbage");
+    let dir = TempDir::new("bundles-garbage");
     let path = dir.0.join("sub").join("bundles.redb");
     {
         let s = BundleStore::open(&path, 1 << 20).unwrap();
@@ -404,7 +404,7 @@ fn garbage_record_is_skipped_and_cleaned() {
 
 #[test]
 fn garbage_found_by_remove_and_expire() {
-    let dir = TempDir::new("bundles", "garbage-rm");
+    let dir = TempDir::new("bundles-garbage-rm");
     let path = dir.0.join("bundles.redb");
     {
         let s = BundleStore::open(&path, 1 << 20).unwrap();
@@ -438,7 +438,7 @@ fn garbage_found_by_remove_and_expire() {
 
 #[test]
 fn seen_is_bounded() {
-    let dir = TempDir::new("bundles", "seen-bound");
+    let dir = TempDir::new("bundles-seen-bound");
     let s = open(&dir, 1 << 20);
     // Fill to the bound in one transaction (one per mark would be slow in a test).
     s.write("fill", |t| {
@@ -465,7 +465,7 @@ fn seen_is_bounded() {
 
 #[test]
 fn jobs_put_get_overwrite_remove() {
-    let dir = TempDir::new("bundles", "jobs");
+    let dir = TempDir::new("bundles-jobs");
     let s = open(&dir, 1 << 20);
     assert_eq!(s.get_job(1).unwrap(), None);
     s.put_job(1, b"one").unwrap();
@@ -487,7 +487,7 @@ fn jobs_put_get_overwrite_remove() {
 
 #[test]
 fn jobs_are_bounded() {
-    let dir = TempDir::new("bundles", "jobs-bound");
+    let dir = TempDir::new("bundles-jobs-bound");
     let s = open(&dir, 1 << 20);
     // Fill past nothing yet in one transaction, then go over the bound through the API.
     s.write("fill", |t| {
@@ -513,7 +513,7 @@ fn jobs_are_bounded() {
 
 #[test]
 fn inconsistent_indexes_rebuilt_on_open() {
-    let dir = TempDir::new("bundles", "rebuild");
+    let dir = TempDir::new("bundles-rebuild");
     let path = dir.0.join("bundles.redb");
     {
         let s = BundleStore::open(&path, 1 << 20).unwrap();
@@ -547,7 +547,7 @@ fn inconsistent_indexes_rebuilt_on_open() {
 
 #[test]
 fn bench_rates_runs() {
-    let dir = TempDir::new("bundles", "bench");
+    let dir = TempDir::new("bundles-bench");
     let (w, r) = bench_rates(&dir.0, 20, 256).unwrap();
     assert!(w > 0.0 && r > 0.0);
     assert!(!dir.0.join("bench-bundles.redb").exists());
@@ -582,7 +582,7 @@ proptest! {
     #[test]
     fn stats_track_stored_bundles(ops in proptest::collection::vec(op(), 1..24)) {
         let n = CASE.fetch_add(1, Ordering::Relaxed);
-        let dir = TempDir::new("bundles-prop", &n.to_string());
+        let dir = TempDir::new(&format!("bundles-prop-{n}"));
         let quota = 2_000u64;
         let s = open(&dir, quota);
         let mut model: BTreeMap<u8, StoredBundle> = BTreeMap::new();

@@ -1,0 +1,322 @@
+//! The genome on a running node: the registry behind the `genome/*` commands, the
+//! `genome/package` path other nodes fetch packages from, mesh search and fetch.
+//!
+//! | command | who may call (default rule) | does |
+//! |---|---|---|
+//! | `genome/search` | provisional | search here; for the node's own user, with `patience` quick or thorough, also ask the peers that announce adapters, in parallel, and merge |
+//! | `genome/list` | provisional | the adapters here (optionally those a `selector` names) |
+//! | `genome/get` | provisional | one adapter's signed manifest |
+//! | `genome/publish` | this node only | check, sign, store and index a package directory |
+//! | `genome/remove` | this node only | remove adapters |
+//! | `genome/fetch` | this node only | download a package from its providers, verify, store |
+//!
+//! Events: `genome:adapter:published`, `genome:adapter:removed`, `genome:adapter:fetched`.
+//!
+//! Against hostile peers:
+//! - Only the node's own user fans a search out to peers ([`fans_out`]); a peer's search,
+//!   identified or not, is answered from this node alone, so no one makes this node
+//!   query its peers under its identity.
+//! - `genome/search` from peers and package pulls are rate limited ([`SEARCH_LIMITS`],
+//!   [`PACKAGE_LIMITS`]; see [`grid::proto::rate_limit`]): per caller identity, one shared bucket
+//!   for unidentified callers, and node-wide. A refused search fails with
+//!   [`grid::frame::ErrorCode::Failed`] and "rate limited: …, try again in N ms".
+//! - A few searches compute at once ([`SEARCHES_AT_ONCE`]); the query is embedded
+//!   without holding the registry's lock.
+//! - Packages are served off the node's event loop, at most [`PACKAGES_AT_ONCE`] read at
+//!   once, to identified callers only: an unidentified link is told to identify, and a
+//!   caller the node has blocked gets no answer at all (as blocked callers get for
+//!   commands). The ACL decides pulls under [`PACKAGE_COMMAND`] (provisional by default;
+//!   `"genome/package" = "trusted"` in `[acl]` narrows it).
+//! - Results from peers are ranked by this node's own scoring, not theirs (see
+//!   [`crate::rank`]).
+//!
+//! The commands' parts live by concept: `search` (local and mesh search, rate limits on
+//! peers' searches) and `packages` (serving packages to peers and fetching them).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use grid::api::NodeHandle;
+use grid::commands::{CommandCall, CommandError};
+use grid::proto::rate_limit::Limiter;
+use grid::state::StateDir;
+use grid::trust::TrustLevel;
+use rns_core::identity::Identity;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::archive::PACKAGE_PATH;
+use crate::embed::Embedder;
+use crate::registry::{Entry, Registry};
+
+mod packages;
+mod search;
+
+pub use packages::{PackageRefusal, PACKAGES_AT_ONCE, PACKAGE_COMMAND, PACKAGE_LIMITS};
+pub use search::{fans_out, rate_limited, Patience, SEARCHES_AT_ONCE, SEARCH_LIMITS};
+
+/// The genome service of a node.
+pub struct Genome {
+    registry: Arc<Mutex<Registry>>,
+    /// The registry's embedder, used outside the registry's lock.
+    embedder: Option<Arc<dyn Embedder>>,
+    identity: Identity,
+    handle: NodeHandle,
+    incoming: PathBuf,
+    searches: Mutex<Limiter>,
+    pulls: Mutex<Limiter>,
+    searching: Arc<Semaphore>,
+    reading: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Genome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Genome").finish_non_exhaustive()
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> CommandError {
+    CommandError::failed(e.to_string())
+}
+
+fn param_str<'a>(call: &'a CommandCall, key: &str) -> Result<&'a str, CommandError> {
+    call.params
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| CommandError::bad_params(format!("missing \"{key}\"")))
+}
+
+fn parse_hash(s: &str) -> Result<[u8; 32], CommandError> {
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(s.trim(), &mut h).map_err(|_| {
+        CommandError::bad_params(format!("\"{s}\" is not a content hash (64 hex digits)"))
+    })?;
+    Ok(h)
+}
+
+/// The embedder for the state directory's models (loaded when first used), or why not.
+#[cfg(feature = "embed")]
+pub fn load_embedder(state: &StateDir) -> Option<Arc<crate::lazy::LazyMiniLm>> {
+    {
+        let dir = crate::embed::models_dir(state.root());
+        match crate::lazy::LazyMiniLm::new(&dir) {
+            Ok(m) => Some(Arc::new(m)),
+            Err(e) => {
+                tracing::warn!("semantic skill search is off (keyword matching only): {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Without the `embed` feature there is no model: keyword matching only.
+#[cfg(not(feature = "embed"))]
+pub fn load_embedder(_state: &StateDir) -> Option<Arc<dyn Embedder>> {
+    tracing::warn!("built without the `embed` feature: skill search matches keywords only");
+    None
+}
+
+/// Start the genome on a node: open the registry (embedding what needs it), register the
+/// commands and the package path, and announce how many adapters the node holds. Logs
+/// and gives up if the registry cannot be opened.
+pub async fn run(handle: NodeHandle, state: StateDir) {
+    match Genome::start(handle, &state).await {
+        Ok(g) => {
+            let adapters = g.blocking(|r| r.len()).await.unwrap_or(0);
+            tracing::info!(adapters, "genome ready")
+        }
+        Err(e) => tracing::error!("genome: {e}"),
+    }
+}
+
+impl Genome {
+    /// Open the registry and register everything on the node.
+    pub async fn start(handle: NodeHandle, state: &StateDir) -> Result<Arc<Genome>, String> {
+        let identity = state.load_or_create_identity().map_err(|e| e.to_string())?;
+        let st = state.clone();
+        let root = state.root().join("genome");
+        let r = root.clone();
+        let lazy = load_embedder(&st);
+        let embedder = lazy.clone().map(|e| e as Arc<dyn Embedder>);
+        let e = embedder.clone();
+        let registry = tokio::task::spawn_blocking(move || Registry::open(&r, e))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        #[cfg(feature = "embed")]
+        if let Some(model) = lazy {
+            // Give the model's memory back when skill search is not in use.
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    let m = model.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        m.unload_idle(crate::lazy::IDLE_UNLOAD)
+                    })
+                    .await;
+                }
+            });
+        }
+        let now = grid::clock::now();
+        let g = Arc::new(Genome {
+            registry: Arc::new(Mutex::new(registry)),
+            embedder,
+            identity,
+            handle: handle.clone(),
+            incoming: root.join("incoming"),
+            searches: Mutex::new(Limiter::new("genome/search", SEARCH_LIMITS, now)),
+            pulls: Mutex::new(Limiter::new("genome/package", PACKAGE_LIMITS, now)),
+            searching: Arc::new(Semaphore::new(SEARCHES_AT_ONCE)),
+            reading: Arc::new(Semaphore::new(PACKAGES_AT_ONCE)),
+        });
+        let _ = std::fs::remove_dir_all(&g.incoming);
+        g.register().await.map_err(|e| e.to_string())?;
+        g.announce_count().await;
+        Ok(g)
+    }
+
+    /// The registry (for tests and tools in the same process).
+    pub fn registry(&self) -> Arc<Mutex<Registry>> {
+        self.registry.clone()
+    }
+
+    async fn register(self: &Arc<Self>) -> Result<(), grid::api::ApiError> {
+        let h = &self.handle;
+        for c in [
+            "genome/search",
+            "genome/list",
+            "genome/get",
+            PACKAGE_COMMAND,
+        ] {
+            h.default_rule(c, TrustLevel::Provisional).await?;
+        }
+        macro_rules! command {
+            ($name:expr, $desc:expr, $method:ident) => {{
+                let g = self.clone();
+                h.register_command($name, $desc, move |call| {
+                    let g = g.clone();
+                    async move { g.$method(call).await }
+                })
+                .await?;
+            }};
+        }
+        command!(
+            "genome/search",
+            "find adapters (skills) by what they do, here and on peers",
+            search
+        );
+        command!("genome/list", "the adapters this node holds", list);
+        command!(
+            "genome/get",
+            "one adapter's signed manifest, by content hash",
+            get
+        );
+        command!(
+            "genome/publish",
+            "check, sign and store an adapter package directory",
+            publish
+        );
+        command!(
+            "genome/remove",
+            "remove adapters (content hash, name or name@version)",
+            remove
+        );
+        command!(
+            "genome/fetch",
+            "download an adapter from the nodes that hold it, verified",
+            fetch
+        );
+        let g = self.clone();
+        h.register_async_handler(PACKAGE_PATH, move |req| {
+            let g = g.clone();
+            async move { g.serve_package(req).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Tell peers how many adapters this node holds (they only ask nodes with some).
+    async fn announce_count(&self) {
+        let n = self.blocking(|r| r.len()).await.unwrap_or(0);
+        let n = u16::try_from(n).unwrap_or(u16::MAX);
+        let _ = self
+            .handle
+            .update_capabilities(move |c| c.adapters = n)
+            .await;
+    }
+
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, CommandError>> {
+        let reg = self.registry.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut r = reg.lock().map_err(|_| failed("registry lock poisoned"))?;
+                Ok(f(&mut r))
+            })
+            .await
+            .map_err(failed)?
+        }
+    }
+
+    /// All adapters, or those `selector` names (content hash or prefix, name, name@version).
+    async fn list(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
+        let selector = call
+            .params
+            .get("selector")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        self.blocking(move |r| {
+            let found = match &selector {
+                Some(s) => r.find(s),
+                None => r.list(),
+            };
+            Value::Array(found.into_iter().map(Entry::to_json).collect())
+        })
+        .await
+    }
+
+    async fn get(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
+        let hash = parse_hash(param_str(&call, "content_hash")?)?;
+        let e = self.blocking(move |r| r.get(&hash).cloned()).await?;
+        let e = e.ok_or_else(|| failed(format!("no adapter {} here", hex::encode(hash))))?;
+        let manifest: Value = serde_json::from_slice(&e.manifest.to_json()).map_err(failed)?;
+        Ok(json!({"adapter": e.to_json(), "manifest": manifest}))
+    }
+
+    async fn publish(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
+        let dir = PathBuf::from(param_str(&call, "dir")?);
+        let identity = self.identity.clone();
+        let started = std::time::Instant::now();
+        let entry = self
+            .blocking(move |r| r.publish(&dir, &identity, grid::clock::wall_ms()))
+            .await?
+            .map_err(|e| CommandError::bad_params(e.to_string()))?;
+        let took_ms = started.elapsed().as_secs_f64() * 1e3;
+        let v = entry.to_json();
+        let _ = self
+            .handle
+            .emit("genome:adapter:published", v.clone())
+            .await;
+        self.announce_count().await;
+        let mut out = v;
+        out["took_ms"] = json!(took_ms);
+        Ok(out)
+    }
+
+    async fn remove(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
+        let selector = param_str(&call, "selector")?.to_string();
+        let gone = self
+            .blocking(move |r| r.remove(&selector))
+            .await?
+            .map_err(failed)?;
+        let list: Vec<Value> = gone.iter().map(Entry::to_json).collect();
+        for v in &list {
+            let _ = self.handle.emit("genome:adapter:removed", v.clone()).await;
+        }
+        self.announce_count().await;
+        Ok(Value::Array(list))
+    }
+}

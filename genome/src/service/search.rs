@@ -1,0 +1,224 @@
+//! `genome/search`: this node's registry, and for the node's own user its peers too, in
+//! parallel within the caller's patience, merged by this node's own scoring. Searches from
+//! peers are rate limited and answered from this node alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use grid::commands::{CommandCall, CommandError};
+use grid::proto::rate_limit::{Limits, Rate};
+use rns_core::AddressHash;
+use serde_json::{json, Value};
+
+use super::{failed, param_str, Genome};
+use crate::rank::Scorer;
+
+/// How long a mesh search waits for peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// This node only.
+    Immediate,
+    /// Peers get 2 s.
+    Quick,
+    /// Peers get 8 s.
+    Thorough,
+}
+
+impl Patience {
+    fn parse(s: &str) -> Result<Patience, CommandError> {
+        Ok(match s {
+            "immediate" => Patience::Immediate,
+            "quick" | "" => Patience::Quick,
+            "thorough" => Patience::Thorough,
+            other => {
+                return Err(CommandError::bad_params(format!(
+                    "patience \"{other}\": immediate, quick or thorough"
+                )))
+            }
+        })
+    }
+
+    fn budget(self) -> Option<Duration> {
+        match self {
+            Patience::Immediate => None,
+            Patience::Quick => Some(Duration::from_secs(2)),
+            Patience::Thorough => Some(Duration::from_secs(8)),
+        }
+    }
+}
+
+/// Most peers one mesh search asks.
+const MAX_PEERS_ASKED: usize = 16;
+
+/// Rate limits on `genome/search` from peers (the node's own user is not limited): ten
+/// at once then two a second per caller, four then one a second for all unidentified
+/// callers together, thirty then ten a second for the node.
+pub const SEARCH_LIMITS: Limits = Limits {
+    caller: Rate::new(10, Duration::from_millis(500)),
+    anonymous: Rate::new(4, Duration::from_secs(1)),
+    node: Rate::new(30, Duration::from_millis(100)),
+};
+/// Searches embedding or scanning at once (others wait their turn).
+pub const SEARCHES_AT_ONCE: usize = 2;
+
+/// Whether a search by `caller` also asks this node's peers: only when the node's own
+/// user (`own`, the node's identity) asks. `None` is a remote caller that did not
+/// identify, never the node itself.
+pub fn fans_out(caller: Option<AddressHash>, own: AddressHash) -> bool {
+    caller == Some(own)
+}
+
+/// Whether requests from `caller` count against rate limits: everyone's but the node's
+/// own user's.
+pub fn rate_limited(caller: Option<AddressHash>, own: AddressHash) -> bool {
+    caller != Some(own)
+}
+
+impl Genome {
+    pub(super) async fn search(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
+        let own = self.handle.identity();
+        if rate_limited(call.caller, own) {
+            self.searches
+                .lock()
+                .map_err(|_| failed("limiter lock poisoned"))?
+                .admit(call.caller, grid::clock::now())
+                .map_err(failed)?;
+        }
+        let query = param_str(&call, "query")?.to_string();
+        if query.trim().is_empty() || query.len() > 2000 {
+            return Err(CommandError::bad_params(
+                "query must be 1 to 2000 characters",
+            ));
+        }
+        let limit = call
+            .params
+            .get("limit")
+            .and_then(Value::as_u64)
+            .unwrap_or(10)
+            .clamp(1, 100) as usize;
+        let min_score = call
+            .params
+            .get("min_score")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0) as f32;
+        let patience = Patience::parse(
+            call.params
+                .get("patience")
+                .and_then(Value::as_str)
+                .unwrap_or("quick"),
+        )?;
+        let keyword_weight = call
+            .params
+            .get("keyword_weight")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0) as f32;
+        let me = self.handle.destination().to_string();
+        // One embedding of the query serves the local search and scoring peers' results.
+        let vector = self.embed_query(&query).await?;
+        let (q, v) = (query.clone(), vector.clone());
+        let local: Vec<Value> = {
+            let _turn = self.searching.acquire().await.map_err(failed)?;
+            self.blocking(move |r| {
+                r.search_embedded(&q, v.as_deref(), limit, min_score, keyword_weight)
+                    .iter()
+                    .map(|f| crate::rank::result_json(f, &me))
+                    .collect()
+            })
+            .await?
+        };
+        let budget = match (fans_out(call.caller, own), patience.budget()) {
+            (true, Some(budget)) => budget,
+            _ => return Ok(Value::Array(local)),
+        };
+        let params = json!({"query": query, "limit": limit, "min_score": min_score,
+                            "patience": "immediate", "keyword_weight": keyword_weight});
+        let answers = self.ask_peers("genome/search", &params, budget).await;
+        let embedder = self.embedder.clone();
+        let _turn = self.searching.acquire().await.map_err(failed)?;
+        tokio::task::spawn_blocking(move || {
+            let semantic = match (&vector, &embedder) {
+                (Some(v), Some(e)) => Some((v.as_slice(), e.as_ref())),
+                _ => None,
+            };
+            let scorer = Scorer::new(&query, semantic, keyword_weight);
+            crate::rank::merge(local, &answers, &scorer, min_score, limit)
+        })
+        .await
+        .map_err(failed)?
+        .map(Value::Array)
+        .map_err(failed)
+    }
+
+    /// The query's vector, if a model is loaded; computed with no lock on the registry,
+    /// [`SEARCHES_AT_ONCE`] at a time.
+    pub(super) async fn embed_query(&self, query: &str) -> Result<Option<Vec<f32>>, CommandError> {
+        let Some(e) = self.embedder.clone() else {
+            return Ok(None);
+        };
+        let _turn = self.searching.acquire().await.map_err(failed)?;
+        let q = query.to_string();
+        tokio::task::spawn_blocking(move || e.embed_one(&q))
+            .await
+            .map_err(failed)?
+            .map(Some)
+            .map_err(|e| failed(format!("embedding: {e}")))
+    }
+
+    /// Ask the peers that announce adapters, in parallel, within `budget`; the answers
+    /// that came.
+    pub(super) async fn ask_peers(
+        &self,
+        command: &str,
+        params: &Value,
+        budget: Duration,
+    ) -> Vec<(AddressHash, Value)> {
+        let me = self.handle.destination();
+        let peers: Vec<AddressHash> = self
+            .handle
+            .peers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.node != me && p.capabilities.adapters > 0)
+            .take(MAX_PEERS_ASKED)
+            .map(|p| p.node)
+            .collect();
+        let mut set = tokio::task::JoinSet::new();
+        for p in peers {
+            let (h, c, params) = (self.handle.clone(), command.to_string(), params.clone());
+            set.spawn(async move { (p, h.execute(p, &c, &params, budget).await) });
+        }
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + budget + Duration::from_millis(200);
+        while let Ok(Some(r)) = tokio::time::timeout_at(deadline, set.join_next()).await {
+            match r {
+                Ok((p, Ok(v))) => out.push((p, v)),
+                Ok((p, Err(e))) => {
+                    tracing::debug!(peer = %p, error = %e, "peer did not answer {command}")
+                }
+                Err(_) => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_nodes_own_user_fans_out_and_goes_unlimited() {
+        let own = AddressHash([1; 16]);
+        let peer = AddressHash([2; 16]);
+        assert!(fans_out(Some(own), own));
+        assert!(
+            !fans_out(None, own),
+            "an unidentified caller is never the node"
+        );
+        assert!(!fans_out(Some(peer), own));
+        assert!(!rate_limited(Some(own), own));
+        assert!(rate_limited(None, own));
+        assert!(rate_limited(Some(peer), own));
+    }
+}
