@@ -14,6 +14,7 @@ pub mod capabilities;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod frame;
 pub mod known_nodes;
 pub mod node;

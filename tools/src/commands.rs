@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use grid::control;
 use grid::state::{node_destinations, StateDir};
-use grid_interfaces::control;
 use rns_core::AddressHash;
 use serde_json::{json, Value};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use grid_interfaces::control::ControlRequest;
+use crate::control::ControlRequest;
 use rns_core::transport::LinkInfo;
 use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};

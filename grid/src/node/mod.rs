@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use grid_interfaces::control::{self, ControlError, ControlRequest};
+use crate::control::{self, ControlError, ControlRequest};
 use grid_interfaces::{local, tcp, udp, Hub, InterfaceEvent, Readiness};
 use rns_core::destination::well_known;
 use rns_core::transport::{

@@ -1,18 +1,8 @@
-//! The local control socket: how the `grid` CLI talks to a running node.
-//!
-//! A Unix stream socket in the node's state directory. Each connection carries JSON
-//! lines: the client writes one request object, the node writes one response object.
-//! Request lines are capped at [`MAX_LINE`] bytes (anything larger closes the
-//! connection); responses, which come from the node the client trusts and may carry a
-//! command's 16 MiB result, at [`MAX_RESPONSE`].
-//!
-//! The socket holds at most [`MAX_CONNECTIONS`] connections and drops one that sends no
-//! complete request line for [`IDLE_TIMEOUT`] (see [`Limits`]); each CLI command opens a
-//! connection of its own, so even `grid listen`, which polls for minutes, never idles.
+//! The server end of the control socket: connections within [`Limits`], one request line
+//! at a time, each passed to the node as a [`ControlRequest`].
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,46 +11,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::admission::{accept_backoff, earliest, sleep_until_std, Tally};
+use grid_interfaces::admission::{accept_backoff, earliest, sleep_until_std, Tally};
 
-/// Longest request line.
-pub const MAX_LINE: usize = 1 << 20;
-/// Longest response line a client reads.
-pub const MAX_RESPONSE: usize = 64 << 20;
-
-/// A request from a client, with the way to answer it.
-#[derive(Debug)]
-pub struct ControlRequest {
-    /// The request object.
-    pub body: Value,
-    /// Where the node puts its response.
-    pub reply: oneshot::Sender<Value>,
-}
-
-/// Why the control socket could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// No node is listening at the path.
-    #[error("no node is running for this state directory ({path}): {source}")]
-    NotRunning {
-        /// Socket path.
-        path: PathBuf,
-        /// Underlying error.
-        source: io::Error,
-    },
-    /// Another node already owns the socket.
-    #[error("a node is already running for this state directory (socket {0})")]
-    AlreadyRunning(PathBuf),
-    /// IO failed mid-conversation.
-    #[error("control socket: {0}")]
-    Io(#[from] io::Error),
-    /// The node closed the connection or sent something that is not JSON.
-    #[error("bad response from node: {0}")]
-    BadResponse(String),
-    /// The node did not answer in time.
-    #[error("the node did not answer within {0:?}")]
-    Timeout(Duration),
-}
+use super::{ControlError, ControlRequest, MAX_LINE};
 
 /// Bind the control socket, refusing if a live node already owns it and
 /// removing a stale socket file left by a crashed one.
@@ -366,33 +319,11 @@ async fn serve_conn(
     }
 }
 
-/// Send one request to the node at `path` and wait up to `timeout` for the answer.
-pub async fn call(path: &Path, request: &Value, timeout: Duration) -> Result<Value, ControlError> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|source| ControlError::NotRunning {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let (rd, mut wr) = stream.into_split();
-    let mut out =
-        serde_json::to_vec(request).map_err(|e| ControlError::BadResponse(e.to_string()))?;
-    out.push(b'\n');
-    wr.write_all(&out).await?;
-    let mut line = String::new();
-    let mut rd = BufReader::new(rd).take(MAX_RESPONSE as u64);
-    let n = tokio::time::timeout(timeout, rd.read_line(&mut line))
-        .await
-        .map_err(|_| ControlError::Timeout(timeout))??;
-    if n == 0 {
-        return Err(ControlError::BadResponse("connection closed".into()));
-    }
-    serde_json::from_str(&line).map_err(|e| ControlError::BadResponse(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::call;
+    use std::path::PathBuf;
 
     #[tokio::test]
     async fn request_response_and_single_owner() {
