@@ -15,6 +15,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod error;
 pub mod frame;
 pub mod known_nodes;
 pub mod node;
@@ -25,4 +26,5 @@ pub mod state;
 mod test_util;
 pub mod trust;
 
+pub use error::Error;
 pub use node::{run, run_with_services, NodeError};

@@ -32,7 +32,7 @@ impl NodeHandle {
             + 'static,
     {
         crate::frame::names::check_command(name)
-            .map_err(|e| ApiError::Failed(format!("command name {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("command name {e}")))?;
         let handler: crate::commands::CommandHandler =
             Arc::new(move |call| Box::pin(handler(call)));
         let (tx, rx) = oneshot::channel();
@@ -73,7 +73,6 @@ impl NodeHandle {
     ) -> Result<(), ApiError> {
         self.ask(|tx| Call::DefaultRule(pattern.to_string(), level, tx))
             .await?
-            .map_err(ApiError::Failed)
     }
 
     /// The Grid nodes this node has heard announcing (at most 10,000), nearest first.
@@ -265,7 +264,7 @@ impl NodeHandle {
         let outcome = match &result {
             Ok(_) => crate::audit::Outcome::Success,
             Err(ExecError::Remote { code, .. }) => (*code).into(),
-            Err(ExecError::Api(_)) => crate::audit::Outcome::Timeout,
+            Err(ExecError::Api(e)) if e.is_unreachable() => crate::audit::Outcome::Timeout,
             Err(_) => crate::audit::Outcome::Error,
         };
         let done = crate::clock::wall_ms();
@@ -293,9 +292,7 @@ impl NodeHandle {
             .send(Call::Trust(identity, level, tx))
             .await
             .map_err(|_| ApiError::Stopped)?;
-        rx.await
-            .map_err(|_| ApiError::Stopped)?
-            .map_err(ApiError::Failed)
+        rx.await.map_err(|_| ApiError::Stopped)?
     }
 
     /// Send a frame with `body` to `node` as a request and decode the response; returns
@@ -378,7 +375,7 @@ impl NodeHandle {
         })
         .await
         .map_err(ExecError::Api)?
-        .map_err(ExecError::Local)?;
+        .map_err(ExecError::Api)?;
         let routes = self
             .bundle_routes(vec![node.0])
             .await
@@ -387,7 +384,9 @@ impl NodeHandle {
             let direct = self.direct_call(node, body.clone(), deadline, correlation);
             tokio::select! {
                 r = direct => match r {
-                    Err(ExecError::Api(e)) => {
+                    // No path, a link that went away, no answer in time: try a bundle.
+                    // Anything else (refused, malformed, stopped) a bundle cannot fix.
+                    Err(ExecError::Api(e)) if e.is_unreachable() => {
                         tracing::info!(%node, error = %e, "direct delivery failed; sending the command as a bundle");
                     }
                     other => return other,
@@ -542,7 +541,7 @@ impl NodeHandle {
         done_rx
             .await
             .map_err(|_| ExecError::Api(ApiError::Stopped))?
-            .map_err(ExecError::Local)
+            .map_err(ExecError::Api)
     }
 }
 
@@ -591,7 +590,7 @@ impl NodeHandle {
     /// to a matching pattern. Returns how many remote subscriptions it went to.
     pub async fn emit(&self, event: &str, payload: serde_json::Value) -> Result<usize, ApiError> {
         crate::frame::names::check_event(event)
-            .map_err(|e| ApiError::Failed(format!("event name {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("event name {e}")))?;
         self.ask(|tx| Call::Emit(event.to_string(), payload, tx))
             .await
     }

@@ -45,16 +45,8 @@ pub const EVENT_BUFFER: usize = 4096;
 /// Requests the node runs [`AsyncRequestHandler`]s for at once, at most (all paths).
 pub const MAX_ASYNC_REQUESTS: usize = 64;
 
-/// Why an API call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
-    /// The node task has stopped.
-    #[error("the node has stopped")]
-    Stopped,
-    /// The network or the node refused or timed out; the message says which.
-    #[error("{0}")]
-    Failed(String),
-}
+/// Why an API call failed: the node's one error type ([`crate::Error`]).
+pub use crate::error::Error as ApiError;
 
 /// Why [`NodeHandle::execute`] produced no result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +68,17 @@ pub enum ExecError {
     /// The answer was not a valid response frame.
     #[error("bad response: {0}")]
     BadResponse(String),
+}
+
+impl From<ExecError> for crate::Error {
+    fn from(e: ExecError) -> crate::Error {
+        match e {
+            ExecError::Local(m) => crate::Error::BadRequest(m),
+            ExecError::Api(e) => e,
+            ExecError::Remote { code, message } => crate::Error::Remote { code, message },
+            ExecError::BadResponse(m) => crate::Error::Failed(format!("bad response: {m}")),
+        }
+    }
 }
 
 /// Something that arrived or happened on the node's links.
@@ -256,14 +259,14 @@ pub(crate) enum Call {
         correlation: u64,
         node: AddressHash,
         waiter: oneshot::Sender<crate::frame::GridFrame>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), ApiError>>,
     },
     /// Seal a frame to `recipient` and queue it as a bundle; `waiter` gets the response.
     SendBundle {
         recipient: Box<rns_core::identity::PublicIdentity>,
         frame: crate::frame::GridFrame,
         waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), ApiError>>,
     },
     /// Where a command runs under a routing hint.
     Route(
@@ -277,7 +280,7 @@ pub(crate) enum Call {
     DefaultRule(
         String,
         crate::trust::TrustLevel,
-        oneshot::Sender<Result<(), String>>,
+        oneshot::Sender<Result<(), ApiError>>,
     ),
     /// Change this node's capability summary (re-announced if it changed).
     UpdateCapabilities(
@@ -325,7 +328,7 @@ pub(crate) enum Call {
     Trust(
         AddressHash,
         crate::trust::TrustLevel,
-        oneshot::Sender<Result<(), String>>,
+        oneshot::Sender<Result<(), ApiError>>,
     ),
 }
 
@@ -420,7 +423,7 @@ fn typed<T: Send + 'static>(
     let reply = Reply::with(move |r| {
         let _ = tx.send(match r {
             Ok(o) => pick(o).ok_or_else(|| ApiError::Failed("unexpected outcome".into())),
-            Err(e) => Err(ApiError::Failed(e)),
+            Err(e) => Err(e),
         });
     });
     (reply, rx)

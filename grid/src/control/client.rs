@@ -7,10 +7,26 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::{ControlError, MAX_RESPONSE};
+use super::{ControlError, Request, MAX_RESPONSE};
 
-/// Send one request to the node at `path` and wait up to `timeout` for the answer.
-pub async fn call(path: &Path, request: &Value, timeout: Duration) -> Result<Value, ControlError> {
+/// Send `request` to the node at `path` and wait up to `timeout` for the answer: the
+/// answer's JSON when the node did it, [`ControlError::Refused`] with the typed error
+/// when it refused.
+pub async fn ask(path: &Path, request: &Request, timeout: Duration) -> Result<Value, ControlError> {
+    let v = call(path, request, timeout).await?;
+    match crate::Error::from_json(&v) {
+        Some(e) => Err(ControlError::Refused(e)),
+        None => Ok(v),
+    }
+}
+
+/// Send one request line (any JSON: tests send malformed ones) to the node at `path` and
+/// wait up to `timeout` for the answer, refusals included.
+pub async fn call(
+    path: &Path,
+    request: &impl serde::Serialize,
+    timeout: Duration,
+) -> Result<Value, ControlError> {
     let stream = UnixStream::connect(path)
         .await
         .map_err(|source| ControlError::NotRunning {

@@ -1,7 +1,10 @@
 //! The local control socket: how the `grid` CLI talks to a running node.
 //!
 //! [`server`] accepts connections within [`Limits`] and passes each request to the node;
-//! [`client`] is the other end, for the CLI and tests.
+//! [`client`] is the other end, for the CLI and tests. What travels is the typed
+//! vocabulary of [`request`]: one [`Request`] line in; one JSON object line out,
+//! `{"ok": true, …}` or a refusal `{"ok": false, "code": …, "error": …}` that the
+//! client turns back into a typed [`crate::Error`] ([`ControlError::Refused`]).
 //!
 //! A Unix stream socket in the node's state directory. Each connection carries JSON
 //! lines: the client writes one request object, the node writes one response object.
@@ -21,9 +24,11 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub mod client;
+pub mod request;
 pub mod server;
 
-pub use client::call;
+pub use client::{ask, call};
+pub use request::{Payload, Request};
 pub use server::{bind, serve, Limits, IDLE_TIMEOUT, MAX_CONNECTIONS};
 
 /// Longest request line.
@@ -34,8 +39,8 @@ pub const MAX_RESPONSE: usize = 64 << 20;
 /// A request from a client, with the way to answer it.
 #[derive(Debug)]
 pub struct ControlRequest {
-    /// The request object.
-    pub body: Value,
+    /// The request.
+    pub request: Request,
     /// Where the node puts its response.
     pub reply: oneshot::Sender<Value>,
 }
@@ -63,4 +68,7 @@ pub enum ControlError {
     /// The node did not answer in time.
     #[error("the node did not answer within {0:?}")]
     Timeout(Duration),
+    /// The node answered with a refusal.
+    #[error("{0}")]
+    Refused(crate::Error),
 }

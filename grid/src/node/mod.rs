@@ -1029,7 +1029,11 @@ impl Node {
                 destination,
             } => self.answer(
                 |w| matches!(w, Wait::ProbeProof { packet, .. } if *packet == packet_hash),
-                |_| Err(format!("probe to {destination} timed out (no proof)")),
+                |_| {
+                    Err(crate::Error::Timeout(format!(
+                        "probe to {destination} timed out (no proof)"
+                    )))
+                },
             ),
             Event::Link(e) => self.on_link_event(now, e),
         }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::links::value_json;
+use crate::Error;
 
 /// What a successful operation yields.
 #[derive(Debug, Clone)]
@@ -83,7 +84,7 @@ fn ms(d: &Duration) -> f64 {
 }
 
 /// Where an operation's result goes, exactly once.
-pub(crate) struct Reply(Box<dyn FnOnce(Result<Outcome, String>) + Send>);
+pub(crate) struct Reply(Box<dyn FnOnce(Result<Outcome, Error>) + Send>);
 
 impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,18 +93,18 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Reply {
-    /// Answer a control-socket request with JSON (`{"ok": false, "error": …}` on failure).
+    /// Answer a control-socket request with JSON ([`Error::to_json`] on failure).
     pub(crate) fn json(tx: oneshot::Sender<Value>) -> Reply {
         Reply(Box::new(move |r| {
             let _ = tx.send(match r {
                 Ok(o) => o.to_json(),
-                Err(e) => json!({"ok": false, "error": e}),
+                Err(e) => e.to_json(),
             });
         }))
     }
 
     /// Answer any caller with a closure (the embedded API's typed channels).
-    pub(crate) fn with(f: impl FnOnce(Result<Outcome, String>) + Send + 'static) -> Reply {
+    pub(crate) fn with(f: impl FnOnce(Result<Outcome, Error>) + Send + 'static) -> Reply {
         Reply(Box::new(f))
     }
 
@@ -113,12 +114,12 @@ impl Reply {
     }
 
     /// Deliver a failure.
-    pub(crate) fn fail(self, e: impl std::fmt::Display) {
-        (self.0)(Err(e.to_string()))
+    pub(crate) fn fail(self, e: impl Into<Error>) {
+        (self.0)(Err(e.into()))
     }
 
     /// Deliver a result.
-    pub(crate) fn send(self, r: Result<Outcome, String>) {
+    pub(crate) fn send(self, r: Result<Outcome, Error>) {
         (self.0)(r)
     }
 }
