@@ -39,6 +39,12 @@ pub enum Error {
     /// The request is malformed or names something invalid.
     #[error("{0}")]
     BadRequest(String),
+    /// No node can run the command under the routing hint given.
+    #[error("{0}")]
+    NoRoute(String),
+    /// The other node's answer was not a valid response.
+    #[error("bad response: {0}")]
+    BadResponse(String),
     /// The other node answered with an error.
     #[error("{}: {message}", code.as_str())]
     Remote {
@@ -71,6 +77,8 @@ impl Error {
             Error::Denied(_) => "denied",
             Error::Busy(_) => "busy",
             Error::BadRequest(_) => "bad_request",
+            Error::NoRoute(_) => "no_route",
+            Error::BadResponse(_) => "bad_response",
             Error::Remote { code, .. } => code.as_str(),
             Error::Failed(_) => "failed",
         }
@@ -130,6 +138,12 @@ impl Error {
             "denied" => Error::Denied(message),
             "busy" => Error::Busy(message),
             "bad_request" => Error::BadRequest(message),
+            "no_route" => Error::NoRoute(message),
+            "bad_response" => Error::BadResponse(
+                message
+                    .strip_prefix("bad response: ")
+                    .map_or(message.clone(), str::to_string),
+            ),
             _ => Error::Failed(message),
         })
     }
@@ -198,6 +212,8 @@ mod tests {
             Error::Denied("not allowed".into()),
             Error::Busy("too many".into()),
             Error::BadRequest("missing \"cmd\"".into()),
+            Error::NoRoute("no node offers a GPU".into()),
+            Error::BadResponse("not frame bytes".into()),
             Error::Remote {
                 code: ErrorCode::Denied,
                 message: "untrusted".into(),

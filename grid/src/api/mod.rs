@@ -48,38 +48,12 @@ pub const MAX_ASYNC_REQUESTS: usize = 64;
 /// Why an API call failed: the node's one error type ([`crate::Error`]).
 pub use crate::error::Error as ApiError;
 
-/// Why [`NodeHandle::execute`] produced no result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExecError {
-    /// The call was refused before anything was sent.
-    #[error("{0}")]
-    Local(String),
-    /// No path, no link, or no answer in time.
-    #[error("{0}")]
-    Api(ApiError),
-    /// The target answered with an error.
-    #[error("{}: {message}", code.as_str())]
-    Remote {
-        /// What kind of error.
-        code: crate::frame::ErrorCode,
-        /// The target's message.
-        message: String,
-    },
-    /// The answer was not a valid response frame.
-    #[error("bad response: {0}")]
-    BadResponse(String),
-}
-
-impl From<ExecError> for crate::Error {
-    fn from(e: ExecError) -> crate::Error {
-        match e {
-            ExecError::Local(m) => crate::Error::BadRequest(m),
-            ExecError::Api(e) => e,
-            ExecError::Remote { code, message } => crate::Error::Remote { code, message },
-            ExecError::BadResponse(m) => crate::Error::Failed(format!("bad response: {m}")),
-        }
-    }
-}
+/// Why [`NodeHandle::execute`] produced no result: the node's one error type. The
+/// target's own error is [`crate::Error::Remote`]; a call refused before anything was
+/// sent is [`crate::Error::BadRequest`] (a bad name) or [`crate::Error::NoRoute`] (no
+/// node can run it); an answer that is no response frame is
+/// [`crate::Error::BadResponse`].
+pub type ExecError = crate::Error;
 
 /// Something that arrived or happened on the node's links.
 #[derive(Debug, Clone, PartialEq)]

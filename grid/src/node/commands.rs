@@ -201,7 +201,7 @@ impl Node {
                 tokio::spawn(async move {
                     let node = match handle.resolve_route(route, &command).await {
                         Ok(node) => node,
-                        Err(e) => return answer(reply, Err(e.into())),
+                        Err(e) => return answer(reply, Err(e)),
                     };
                     let r = if detach {
                         handle
@@ -214,7 +214,7 @@ impl Node {
                             .await
                             .map(|result| json!({"ok": true, "result": result}))
                     };
-                    let mut v = r.unwrap_or_else(|e| Error::from(e).to_json());
+                    let mut v = r.unwrap_or_else(|e| e.to_json());
                     v["node"] = json!(node.to_string());
                     let _ = reply.send(v);
                 });
@@ -267,7 +267,7 @@ impl Node {
                         .pair_join(destination, &code, level, timeout)
                         .await
                         .map(|id| json!({"ok": true, "identity": id.to_string(), "level": level.as_str()}));
-                    answer(reply, r.map_err(Error::from));
+                    answer(reply, r);
                 });
             }
             Request::TrustList => {
@@ -295,11 +295,7 @@ impl Node {
                 let handle = self.internal_handle();
                 tokio::spawn(async move {
                     let r = handle.emit_to(node, &event, &payload, ttl).await;
-                    answer(
-                        reply,
-                        r.map(|()| json!({"ok": true, "queued": true}))
-                            .map_err(Error::from),
-                    );
+                    answer(reply, r.map(|()| json!({"ok": true, "queued": true})));
                 });
             }
             Request::Emit { event, payload, .. } => {
@@ -355,7 +351,7 @@ impl Node {
                     let r = handle
                         .subscribe_remote(destination, &pattern, timeout)
                         .await;
-                    answer(reply, r.map(|()| json!({"ok": true})).map_err(Error::from));
+                    answer(reply, r.map(|()| json!({"ok": true})));
                 });
             }
             Request::Announce => {
