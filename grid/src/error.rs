@@ -95,11 +95,13 @@ impl Error {
 
     /// The control socket's answer for this error:
     /// `{"ok": false, "code": "<code>", "error": "<message>"}`, plus `"remote": true` for
-    /// an error the other node answered with.
+    /// an error the other node answered with and `"destination"` for [`Error::NoPath`].
     pub fn to_json(&self) -> Value {
         let mut v = json!({"ok": false, "code": self.code(), "error": self.to_string()});
-        if let Error::Remote { .. } = self {
-            v["remote"] = Value::Bool(true);
+        match self {
+            Error::Remote { .. } => v["remote"] = Value::Bool(true),
+            Error::NoPath { destination, .. } => v["destination"] = json!(destination.to_string()),
+            _ => {}
         }
         v
     }
@@ -224,10 +226,7 @@ mod tests {
             },
             Error::Failed("disk full".into()),
         ] {
-            let mut v = e.to_json();
-            if let Error::NoPath { destination, .. } = &e {
-                v["destination"] = json!(destination.to_string());
-            }
+            let v = e.to_json();
             assert_eq!(Error::from_json(&v), Some(e.clone()), "{v}");
         }
         assert_eq!(Error::from_json(&json!({"ok": true})), None);

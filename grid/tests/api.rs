@@ -83,6 +83,48 @@ async fn pair(tag: &str) -> (NodeHandle, NodeHandle, Dir, Dir) {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn the_control_vocabulary_runs_in_process_with_typed_errors() {
+    use grid::control::{Payload, Request};
+    use grid::Error;
+    let (a, b, _da, _db) = pair("vocab").await;
+    let status = a.control(Request::Status).await.unwrap();
+    assert_eq!(status["destination"], a.destination().to_string());
+    let open = Request::LinkOpen {
+        destination: b.destination(),
+        timeout_ms: Some(15_000),
+    };
+    let up = a.control(open).await.unwrap();
+    let link: rns_core::AddressHash = up["link"].as_str().unwrap().parse().unwrap();
+    let send = |link| Request::LinkSend {
+        link,
+        payload: Payload::text("hi"),
+        timeout_ms: Some(5_000),
+    };
+    assert!(a.control(send(link)).await.unwrap()["rtt_ms"].is_number());
+    a.control(Request::LinkClose { link }).await.unwrap();
+    // The kind of failure is a variant, not words.
+    let e = a.control(send(link)).await.unwrap_err();
+    assert!(matches!(e, Error::LinkClosed(_)), "{e:?}");
+    let nowhere = rns_core::AddressHash([7; 16]);
+    let path = Request::Path {
+        destination: nowhere,
+        timeout_ms: Some(300),
+    };
+    let e = a.control(path).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::NoPath { destination, .. } if *destination == nowhere),
+        "{e:?}"
+    );
+    let e = a
+        .control(Request::ExecResult {
+            handle: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::BadRequest(_)), "{e:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn links_requests_channels_streams_and_resources_through_the_api() {
     let (a, b, _da, _db) = pair("full").await;
     let mut events = b.subscribe();

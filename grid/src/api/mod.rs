@@ -187,6 +187,8 @@ pub struct LinkUp {
 /// A call from a handle into the node task.
 pub(crate) enum Call {
     Link(LinkOp, Reply),
+    /// A control request, answered as on the control socket.
+    Control(crate::control::Request, oneshot::Sender<serde_json::Value>),
     Handler(String, RequestHandler, oneshot::Sender<()>),
     /// Register an [`AsyncRequestHandler`] for a path.
     AsyncHandler(String, AsyncRequestHandler, oneshot::Sender<()>),
@@ -465,6 +467,20 @@ impl NodeHandle {
         pick: fn(Outcome) -> Option<T>,
     ) -> Result<T, ApiError> {
         self.call(|r| Call::Link(op, r), pick).await
+    }
+
+    /// Run a control request ([`crate::control::Request`], what the CLI sends on the
+    /// control socket) in-process: its JSON answer, or the typed error the socket would
+    /// answer with.
+    pub async fn control(
+        &self,
+        request: crate::control::Request,
+    ) -> Result<serde_json::Value, ApiError> {
+        let v = self.ask(|tx| Call::Control(request, tx)).await?;
+        match ApiError::from_json(&v) {
+            Some(e) => Err(e),
+            None => Ok(v),
+        }
     }
 
     /// Stop the node (its control socket goes away too).

@@ -40,6 +40,10 @@ impl Node {
     pub(super) fn on_api(&mut self, now: Instant, call: Call) {
         match call {
             Call::Link(op, reply) => self.link_op(now, op, reply),
+            Call::Control(request, reply) => {
+                let req = crate::control::ControlRequest { request, reply };
+                self.on_control(now, req)
+            }
             Call::Handler(path, handler, done) => {
                 self.request_handlers
                     .insert(rns_core::link::wire::path_hash(&path), handler);
