@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 pub mod client;
 pub mod request;
+pub mod response;
 pub mod server;
 
 pub use client::{ask, call};

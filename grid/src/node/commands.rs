@@ -382,13 +382,13 @@ impl Node {
                     .map(|p| value_json(&rmpv::Value::Binary(p)))
                     .collect();
                 let (messages, streams) = self.take_channel_inbox(&link);
-                answer(
-                    reply,
-                    Ok(json!({
-                        "ok": true, "link": link.to_string(), "packets": packets,
-                        "messages": messages, "streams": streams,
-                    })),
-                );
+                let inbox = crate::control::response::Inbox {
+                    link,
+                    packets,
+                    messages,
+                    streams,
+                };
+                answer(reply, Ok(crate::control::response::ok(&inbox)));
             }
             // The link operations were answered above.
             other => answer(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rns_core::link::LinkId;
 use rns_core::{rmpv, AddressHash};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::links::value_json;
@@ -46,34 +46,43 @@ pub(crate) enum Outcome {
 impl Outcome {
     /// The control socket's JSON form.
     pub(crate) fn to_json(&self) -> Value {
+        use crate::control::response::{self as r, ok};
         match self {
             Outcome::Json(v) => v.clone(),
-            Outcome::LinkUp { link, rtt, mtu } => {
-                json!({"ok": true, "link": link.to_string(), "rtt_ms": ms(rtt), "mtu": mtu})
-            }
-            Outcome::Proven { link, rtt } => {
-                json!({"ok": true, "link": link.to_string(), "rtt_ms": ms(rtt)})
-            }
-            Outcome::Response { link, data } => {
-                json!({"ok": true, "link": link.to_string(), "response": value_json(data)})
-            }
-            Outcome::Delivered { link, sequence } => {
-                json!({"ok": true, "link": link.to_string(), "sequence": sequence})
-            }
+            Outcome::LinkUp { link, rtt, mtu } => ok(&r::LinkUp {
+                link: *link,
+                rtt_ms: ms(rtt),
+                mtu: *mtu,
+            }),
+            Outcome::Proven { link, rtt } => ok(&r::Proven {
+                link: *link,
+                rtt_ms: ms(rtt),
+            }),
+            Outcome::Response { link, data } => ok(&r::Answered {
+                link: *link,
+                response: value_json(data),
+            }),
+            Outcome::Delivered { link, sequence } => ok(&r::Delivered {
+                link: *link,
+                sequence: *sequence,
+            }),
             Outcome::StreamDelivered {
                 link,
                 stream_id,
                 bytes,
                 eof,
-            } => json!({
-                "ok": true, "link": link.to_string(), "stream_id": stream_id,
-                "bytes": bytes, "eof": eof,
+            } => ok(&r::StreamDelivered {
+                link: *link,
+                stream_id: *stream_id,
+                bytes: *bytes,
+                eof: *eof,
             }),
-            Outcome::Identified { link, identity } => {
-                json!({"ok": true, "link": link.to_string(), "identity": identity.to_string()})
-            }
+            Outcome::Identified { link, identity } => ok(&r::Identified {
+                link: *link,
+                identity: *identity,
+            }),
             Outcome::Closed { link } | Outcome::ResourceDelivered { link } => {
-                json!({"ok": true, "link": link.to_string()})
+                ok(&r::Done { link: *link })
             }
         }
     }

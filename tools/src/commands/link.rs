@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use grid::control::response as r;
 use grid::control::{Payload, Request};
 use grid::state::StateDir;
 use serde_json::Value;
@@ -141,14 +142,18 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+    let text = |p: &Value| match p {
+        Value::String(t) => t.clone(),
+        other => other.to_string(),
+    };
     match action {
-        A::Open { .. } => println!(
-            "Link {} established, RTT {:.3} ms, MTU {}",
-            s("link"),
-            v["rtt_ms"].as_f64().unwrap_or(0.0),
-            v["mtu"]
-        ),
+        A::Open { .. } => {
+            let up: r::LinkUp = r::parse(v)?;
+            println!(
+                "Link {} established, RTT {:.3} ms, MTU {}",
+                up.link, up.rtt_ms, up.mtu
+            )
+        }
         A::List { .. } => {
             for l in v["links"].as_array().into_iter().flatten() {
                 println!(
@@ -168,38 +173,35 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
                 );
             }
         }
-        A::Send { .. } => println!(
-            "Delivered on {}, proof after {:.3} ms",
-            s("link"),
-            v["rtt_ms"].as_f64().unwrap_or(0.0)
-        ),
-        A::Request { .. } => match &v["response"] {
-            Value::String(t) => println!("{t}"),
-            other => println!("{other}"),
-        },
-        A::Channel { .. } => println!("Delivered message {} on {}", v["sequence"], s("link")),
-        A::Stream { .. } => println!(
-            "Delivered {} bytes on stream {} of {}",
-            v["bytes"],
-            v["stream_id"],
-            s("link")
-        ),
+        A::Send { .. } => {
+            let p: r::Proven = r::parse(v)?;
+            println!("Delivered on {}, proof after {:.3} ms", p.link, p.rtt_ms)
+        }
+        A::Request { .. } => println!("{}", text(&r::parse::<r::Answered>(v)?.response)),
+        A::Channel { .. } => {
+            let d: r::Delivered = r::parse(v)?;
+            println!("Delivered message {} on {}", d.sequence, d.link)
+        }
+        A::Stream { .. } => {
+            let d: r::StreamDelivered = r::parse(v)?;
+            println!(
+                "Delivered {} bytes on stream {} of {}",
+                d.bytes, d.stream_id, d.link
+            )
+        }
         A::Recv { .. } => {
-            let text = |p: &Value| match p {
-                Value::String(t) => t.clone(),
-                other => other.to_string(),
-            };
-            for p in v["packets"].as_array().into_iter().flatten() {
+            let inbox: r::Inbox = r::parse(v)?;
+            for p in &inbox.packets {
                 println!("{}", text(p));
             }
-            for m in v["messages"].as_array().into_iter().flatten() {
+            for m in &inbox.messages {
                 println!(
                     "[message {:#06x}] {}",
                     m["msgtype"].as_u64().unwrap_or(0),
                     text(&m["data"])
                 );
             }
-            for st in v["streams"].as_array().into_iter().flatten() {
+            for st in &inbox.streams {
                 println!(
                     "[stream {}{}] {}",
                     st["stream_id"],
@@ -212,8 +214,11 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
                 );
             }
         }
-        A::Identify { .. } => println!("Identified as {} on {}", s("identity"), s("link")),
-        A::Close { .. } => println!("Closed {}", s("link")),
+        A::Identify { .. } => {
+            let id: r::Identified = r::parse(v)?;
+            println!("Identified as {} on {}", id.identity, id.link)
+        }
+        A::Close { .. } => println!("Closed {}", r::parse::<r::Done>(v)?.link),
     }
     Ok(())
 }
