@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 use serde_json::{json, Value};
@@ -33,7 +34,7 @@ fn local(state: &StateDir, command: &str, params: Value, wait: Duration) -> Resu
             e
         }
     })?;
-    Ok(v["result"].clone())
+    Ok(r::parse::<r::Executed>(v)?.result)
 }
 
 /// "Verb name version  hash" for an adapter summary.
@@ -241,7 +242,7 @@ pub(crate) fn fetch(
         },
         Duration::from_secs(10),
     )?;
-    let handle = v["handle"].as_str().context("no job handle")?.to_string();
+    let handle = r::parse::<r::Started>(v)?.handle;
     let bar = (!quiet && !json_out).then(|| {
         let b = indicatif::ProgressBar::new(1000);
         b.set_style(
@@ -257,9 +258,10 @@ pub(crate) fn fetch(
     let outcome = loop {
         std::thread::sleep(Duration::from_millis(150));
         let v = ask(state, &Request::Events { cursor }, Duration::from_secs(5))?;
-        cursor = v["cursor"].as_u64().unwrap_or(cursor);
+        let page: r::Events = r::parse(v)?;
+        cursor = page.cursor;
         let mut done = None;
-        for e in v["events"].as_array().into_iter().flatten() {
+        for e in &page.events {
             if e["event"] == progress.as_str() {
                 if let (Some(b), Some(f)) = (&bar, e["payload"]["fraction"].as_f64()) {
                     b.set_position((f * 1000.0) as u64);

@@ -3,8 +3,10 @@
 //! sent and reads the answer back into the matching type ([`parse`]). Refusals are
 //! [`crate::Error`]s instead (see [`crate::Error::to_json`]).
 //!
-//! So far the link operations answer this way; the other operations still answer with
-//! JSON built in place (`status`, `path`, …), in the same envelope.
+//! The link operations, `exec`, `emit`, `events`, `announce`, `trust`, `pair_join` and
+//! `cp` answer this way; the others (`status`, `path`, `probe`, `links`, `trust_list`,
+//! `pair_offer`/`pair_status`, `exec_result`, `cp_status`, `received`) still answer with
+//! JSON built in place, in the same envelope.
 
 use rns_core::link::LinkId;
 use rns_core::AddressHash;
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::request::hash;
+use crate::trust::TrustLevel;
 use crate::Error;
 
 /// The answer to `link_open`: the link is up.
@@ -102,6 +105,74 @@ pub struct Inbox {
     pub messages: Vec<Value>,
     /// Stream data: `{"stream_id", "data", "eof"}`.
     pub streams: Vec<Value>,
+}
+
+/// The answer to `exec`: the command's result, and the node that ran it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Executed {
+    /// The node that ran it (this node's own destination when it ran here).
+    #[serde(with = "hash")]
+    pub node: AddressHash,
+    /// The command's JSON result.
+    pub result: Value,
+}
+
+/// The answer to `exec` with `detach`: the job's handle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// The node that runs it.
+    #[serde(with = "hash")]
+    pub node: AddressHash,
+    /// The handle (16 hex digits) for `exec_result` and the job's events.
+    pub handle: String,
+}
+
+/// The answer to `trust` and `pair_join`: an identity's trust level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustOf {
+    /// The identity.
+    #[serde(with = "hash")]
+    pub identity: AddressHash,
+    /// Its level.
+    pub level: TrustLevel,
+}
+
+/// The answer to `emit` here: how many remote subscriptions it went to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emitted {
+    /// Remote subscriptions sent to.
+    pub subscribers: usize,
+}
+
+/// The answer to `emit` to another node: queued as a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// Always true.
+    pub queued: bool,
+}
+
+/// The answer to `events`: events after the cursor, and the cursor to ask from next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Events {
+    /// `{"node", "event", "payload", …}`, oldest first.
+    pub events: Vec<Value>,
+    /// Where this answer leaves off.
+    pub cursor: u64,
+}
+
+/// The answer to `announce`: the destination announced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announced {
+    /// This node's `grid.node` destination.
+    #[serde(with = "hash")]
+    pub destination: AddressHash,
+}
+
+/// The answer to `cp`: the transfer's id, for `cp_status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpStarted {
+    /// The transfer.
+    pub id: String,
 }
 
 /// An answer as the socket carries it: its fields and `"ok": true`.

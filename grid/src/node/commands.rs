@@ -14,6 +14,7 @@ use super::reply::Reply;
 use super::waiters::Wait;
 use super::Node;
 use crate::clock;
+use crate::control::response::{self, ok};
 use crate::control::{ControlRequest, Request};
 use crate::Error;
 
@@ -207,12 +208,15 @@ impl Node {
                         handle
                             .execute_detached_with(node, &command, params, options)
                             .await
-                            .map(|h| json!({"ok": true, "handle": format!("{h:016x}")}))
+                            .map(|h| {
+                                let handle = format!("{h:016x}");
+                                ok(&response::Started { node, handle })
+                            })
                     } else {
                         handle
                             .execute_with(node, &command, &params, options)
                             .await
-                            .map(|result| json!({"ok": true, "result": result}))
+                            .map(|result| ok(&response::Executed { node, result }))
                     };
                     let mut v = r.unwrap_or_else(|e| e.to_json());
                     v["node"] = json!(node.to_string());
@@ -231,9 +235,7 @@ impl Node {
                 };
                 answer(
                     reply,
-                    r.map(|level| {
-                        json!({"ok": true, "identity": identity.to_string(), "level": level.as_str()})
-                    }),
+                    r.map(|level| ok(&response::TrustOf { identity, level })),
                 );
             }
             Request::PairOffer { level, window_s } => {
@@ -266,7 +268,7 @@ impl Node {
                     let r = handle
                         .pair_join(destination, &code, level, timeout)
                         .await
-                        .map(|id| json!({"ok": true, "identity": id.to_string(), "level": level.as_str()}));
+                        .map(|identity| ok(&response::TrustOf { identity, level }));
                     answer(reply, r);
                 });
             }
@@ -295,7 +297,7 @@ impl Node {
                 let handle = self.internal_handle();
                 tokio::spawn(async move {
                     let r = handle.emit_to(node, &event, &payload, ttl).await;
-                    answer(reply, r.map(|()| json!({"ok": true, "queued": true})));
+                    answer(reply, r.map(|()| ok(&response::Queued { queued: true })));
                 });
             }
             Request::Emit { event, payload, .. } => {
@@ -303,7 +305,7 @@ impl Node {
                     Err(e) => Err(Error::BadRequest(format!("event name {e}"))),
                     Ok(()) => {
                         let sent = self.emit_event(now, &event, &payload);
-                        Ok(json!({"ok": true, "subscribers": sent}))
+                        Ok(ok(&response::Emitted { subscribers: sent }))
                     }
                 };
                 answer(reply, r);
@@ -336,10 +338,7 @@ impl Node {
             }
             Request::Events { cursor } => {
                 let (events, cursor) = self.recent_events.since(cursor);
-                answer(
-                    reply,
-                    Ok(json!({"ok": true, "events": events, "cursor": cursor})),
-                );
+                answer(reply, Ok(ok(&response::Events { events, cursor })));
             }
             Request::Subscribe {
                 destination,
@@ -356,13 +355,13 @@ impl Node {
             }
             Request::Announce => {
                 self.announce(now);
-                let d = self.grid_destination.to_string();
-                answer(reply, Ok(json!({"ok": true, "destination": d})));
+                let destination = self.grid_destination;
+                answer(reply, Ok(ok(&response::Announced { destination })));
             }
             Request::Cp { path, destination } => {
                 let r = self
                     .start_send_file(now, &path, destination)
-                    .map(|id| json!({"ok": true, "id": id}))
+                    .map(|id| ok(&response::CpStarted { id }))
                     .map_err(Error::Failed);
                 answer(reply, r);
             }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -14,7 +15,7 @@ pub(crate) fn announce(state: &StateDir, json_out: bool) -> Result<()> {
     if json_out {
         println!("{v}");
     } else {
-        println!("Announced {}", v["destination"].as_str().unwrap_or("?"));
+        println!("Announced {}", r::parse::<r::Announced>(v)?.destination);
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -28,7 +29,7 @@ pub(crate) fn cp(
         },
         Duration::from_secs(10),
     )?;
-    let id = v["id"].as_str().unwrap_or_default().to_string();
+    let id = r::parse::<r::CpStarted>(v)?.id;
     let bar = (!quiet).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(

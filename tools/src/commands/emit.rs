@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -57,9 +58,10 @@ pub(crate) fn emit(
     if json_out {
         println!("{v}");
     } else {
+        let sent: r::Emitted = r::parse(v)?;
         println!(
             "Emitted {event} ({} remote subscriber(s))",
-            v["subscribers"]
+            sent.subscribers
         );
     }
     Ok(())

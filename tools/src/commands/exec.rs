@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -56,14 +57,15 @@ pub(crate) fn exec(
         if json_out {
             println!("{v}");
         } else {
-            println!("{}", v["handle"].as_str().unwrap_or("?"));
+            println!("{}", r::parse::<r::Started>(v)?.handle);
         }
         return Ok(());
     }
     if json_out {
         println!("{v}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&v["result"])?);
+        let done: r::Executed = r::parse(v)?;
+        println!("{}", serde_json::to_string_pretty(&done.result)?);
     }
     Ok(())
 }

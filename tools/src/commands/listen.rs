@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -10,13 +11,12 @@ use super::ask;
 
 /// The node's event cursor now: reading from it gives only events that come later.
 pub(crate) fn events_now(state: &StateDir) -> Result<u64> {
-    Ok(ask(
+    let v = ask(
         state,
         &Request::Events { cursor: u64::MAX },
         Duration::from_secs(5),
-    )?["cursor"]
-        .as_u64()
-        .unwrap_or(0))
+    )?;
+    Ok(r::parse::<r::Events>(v)?.cursor)
 }
 
 /// When `grid listen` stops, and where it starts.
@@ -68,8 +68,9 @@ pub(crate) fn listen(
     let mut seen = 0u64;
     loop {
         let v = ask(state, &Request::Events { cursor }, Duration::from_secs(5))?;
-        cursor = v["cursor"].as_u64().unwrap_or(cursor);
-        for e in v["events"].as_array().into_iter().flatten() {
+        let page: r::Events = r::parse(v)?;
+        cursor = page.cursor;
+        for e in &page.events {
             let name = e["event"].as_str().unwrap_or("");
             if !grid::frame::names::matches(pattern, name) {
                 continue;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -96,11 +97,8 @@ pub(crate) fn pair_join(
     if json_out {
         println!("{v}");
     } else {
-        println!(
-            "Paired with {} ({})",
-            v["identity"].as_str().unwrap_or("?"),
-            v["level"].as_str().unwrap_or("?")
-        );
+        let paired: r::TrustOf = r::parse(v)?;
+        println!("Paired with {} ({})", paired.identity, paired.level);
     }
     Ok(())
 }

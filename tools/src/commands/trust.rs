@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -44,7 +45,7 @@ pub(crate) fn trust(
     if json_out {
         println!("{v}");
     } else {
-        println!("{identity} is {}", v["level"].as_str().unwrap_or("?"));
+        println!("{identity} is {}", r::parse::<r::TrustOf>(v)?.level);
     }
     Ok(())
 }
