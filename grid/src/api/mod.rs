@@ -398,7 +398,7 @@ fn typed<T: Send + 'static>(
     let (tx, rx) = oneshot::channel();
     let reply = Reply::with(move |r| {
         let _ = tx.send(match r {
-            Ok(o) => pick(o).ok_or_else(|| ApiError::Failed("unexpected outcome".into())),
+            Ok(o) => pick(o).ok_or_else(|| ApiError::BadResponse("unexpected outcome".into())),
             Err(e) => Err(e),
         });
     });

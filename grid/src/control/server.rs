@@ -356,7 +356,7 @@ mod tests {
                 "{bad} → {e:?}"
             );
         }
-        let e = super::super::ask(&path, &Request::Status, Duration::from_secs(2)).await;
+        let e = crate::control::ask(&path, &Request::Status, Duration::from_secs(2)).await;
         assert_eq!(e.unwrap()["echo"], "status");
         let _ = std::fs::remove_dir_all(&dir);
         let missing = call(&dir.join("nope.sock"), &Value::Null, Duration::from_secs(1)).await;
