@@ -12,6 +12,8 @@ pub mod bundle;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod control;
+pub mod error;
 pub mod known_nodes;
 pub mod node;
 pub mod proto;
@@ -20,6 +22,7 @@ pub mod state;
 mod test_util;
 pub mod trust;
 
+pub use error::Error;
 pub use node::{run, run_with_services, NodeError};
 /// The grid layer's sans-IO parts, at the crate root where callers have always found them.
 pub use proto::{acl, capabilities, frame, routing};

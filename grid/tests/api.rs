@@ -65,6 +65,48 @@ async fn pair(tag: &str) -> (NodeHandle, NodeHandle, TempDir, TempDir) {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn the_control_vocabulary_runs_in_process_with_typed_errors() {
+    use grid::control::{Payload, Request};
+    use grid::Error;
+    let (a, b, _da, _db) = pair("vocab").await;
+    let status = a.control(Request::Status).await.unwrap();
+    assert_eq!(status["destination"], a.destination().to_string());
+    let open = Request::LinkOpen {
+        destination: b.destination(),
+        timeout_ms: Some(15_000),
+    };
+    let up = a.control(open).await.unwrap();
+    let link: rns_core::AddressHash = up["link"].as_str().unwrap().parse().unwrap();
+    let send = |link| Request::LinkSend {
+        link,
+        payload: Payload::text("hi"),
+        timeout_ms: Some(5_000),
+    };
+    assert!(a.control(send(link)).await.unwrap()["rtt_ms"].is_number());
+    a.control(Request::LinkClose { link }).await.unwrap();
+    // The kind of failure is a variant, not words.
+    let e = a.control(send(link)).await.unwrap_err();
+    assert!(matches!(e, Error::LinkClosed(_)), "{e:?}");
+    let nowhere = rns_core::AddressHash([7; 16]);
+    let path = Request::Path {
+        destination: nowhere,
+        timeout_ms: Some(300),
+    };
+    let e = a.control(path).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::NoPath { destination, .. } if *destination == nowhere),
+        "{e:?}"
+    );
+    let e = a
+        .control(Request::ExecResult {
+            handle: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::BadRequest(_)), "{e:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn links_requests_channels_streams_and_resources_through_the_api() {
     let (a, b, _da, _db) = pair("full").await;
     let mut events = b.subscribe();
@@ -606,10 +648,7 @@ async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
         .execute(b.destination(), "grid/ping", &null, Duration::from_secs(3))
         .await
         .unwrap_err();
-    assert!(
-        matches!(e, ExecError::Api(_)),
-        "silence, then a timeout: {e}"
-    );
+    assert!(e.is_unreachable(), "silence, then a timeout: {e}");
     let inn = read_last(&db.0.join("audit.jsonl"), 20).unwrap();
     assert_eq!(
         inn.last().map(|e| (e.command.as_str(), e.outcome)),
@@ -869,7 +908,7 @@ async fn pairing_by_word_code_and_routing_hints() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, ExecError::Local(m) if m.contains("needs a GPU")),
+        matches!(&e, ExecError::NoRoute(m) if m.contains("needs a GPU")),
         "{e}"
     );
 }
@@ -975,7 +1014,10 @@ async fn node_keys_survive_a_restart_for_sealing_bundles() {
         .execute_with(never_heard, "grid/ping", &null, options)
         .await
         .unwrap_err();
-    assert!(matches!(e, ExecError::Local(_)), "no key, no bundle: {e}");
+    assert!(
+        matches!(e, ExecError::NoPath { .. }),
+        "no key, no bundle: {e}"
+    );
     let waiting = tokio::time::timeout(
         Duration::from_secs(3),
         a.execute_with(target, "grid/ping", &null, options),

@@ -1,5 +1,5 @@
-//! What the socket servers (TCP server interfaces, the control socket, the shared
-//! instance) share when peers ask for more than a server gives: how long to wait after
+//! What the socket servers (TCP server interfaces, the shared instance, and the grid
+//! node's control socket) share when peers ask for more than a server gives: how long to wait after
 //! `accept` fails, and warnings about refused or dropped peers that are logged at most
 //! once per [`LOG_EVERY`] with a count, never once per peer (a flood of connections must
 //! not become a flood of log lines).
@@ -40,7 +40,7 @@ pub fn accept_backoff(e: &io::Error) -> Duration {
 /// later ones are counted and reported together by the next warning, which comes from
 /// [`Tally::hit`] or [`Tally::flush`] once [`LOG_EVERY`] has passed.
 #[derive(Debug)]
-pub(crate) struct Tally {
+pub struct Tally {
     /// What happened, as the warning says it.
     what: &'static str,
     /// Events since the server started.
@@ -53,7 +53,7 @@ pub(crate) struct Tally {
 
 impl Tally {
     /// A tally whose warnings say `what`.
-    pub(crate) const fn new(what: &'static str) -> Tally {
+    pub const fn new(what: &'static str) -> Tally {
         Tally {
             what,
             total: 0,
@@ -65,7 +65,7 @@ impl Tally {
     /// Count one event at `now` (`latest` says which peer or error, if that helps);
     /// warns if the last warning is old enough. Returns how many events the warning
     /// reported (0: none logged now).
-    pub(crate) fn hit(
+    pub fn hit(
         &mut self,
         server: &str,
         latest: Option<&dyn std::fmt::Display>,
@@ -78,18 +78,17 @@ impl Tally {
 
     /// Report events not yet reported if the last warning is old enough; returns how many
     /// it reported.
-    pub(crate) fn flush(&mut self, server: &str, now: Instant) -> u64 {
+    pub fn flush(&mut self, server: &str, now: Instant) -> u64 {
         self.log_if_due(server, None, now)
     }
 
     /// Events since the server started.
-    #[cfg(test)]
-    pub(crate) fn total(&self) -> u64 {
+    pub fn total(&self) -> u64 {
         self.total
     }
 
     /// When [`Tally::flush`] will next have something to report.
-    pub(crate) fn due(&self) -> Option<Instant> {
+    pub fn due(&self) -> Option<Instant> {
         match (self.unlogged, self.last) {
             (0, _) => None,
             (_, None) => Some(Instant::now()),
@@ -126,12 +125,12 @@ impl Tally {
 }
 
 /// The earliest of several optional instants.
-pub(crate) fn earliest(times: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+pub fn earliest(times: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
     times.into_iter().flatten().min()
 }
 
 /// Sleep until `t`, or for ever if there is none (to wake a server when a tally is due).
-pub(crate) async fn sleep_until_std(t: Option<Instant>) {
+pub async fn sleep_until_std(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
         None => std::future::pending().await,

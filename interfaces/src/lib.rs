@@ -9,7 +9,6 @@
 
 pub mod admission;
 pub mod auto;
-pub mod control;
 pub mod hdlc;
 pub mod kiss_tnc;
 pub mod local;

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use grid::control::response as r;
+use grid::control::Request;
 use grid::state::StateDir;
 use serde_json::{json, Value};
 
@@ -15,8 +17,14 @@ use crate::commands::ask;
 fn local(state: &StateDir, command: &str, params: Value, wait: Duration) -> Result<Value> {
     let v = ask(
         state,
-        json!({"cmd": "exec", "destination": "local-only", "command": command,
-               "params": params, "timeout_ms": wait.as_millis() as u64}),
+        &Request::Exec {
+            destination: "local-only".into(),
+            command: command.to_string(),
+            params,
+            timeout_ms: Some(wait.as_millis() as u64),
+            ttl_ms: None,
+            detach: false,
+        },
         wait + Duration::from_secs(5),
     )
     .map_err(|e| {
@@ -26,7 +34,7 @@ fn local(state: &StateDir, command: &str, params: Value, wait: Duration) -> Resu
             e
         }
     })?;
-    Ok(v["result"].clone())
+    Ok(r::parse::<r::Executed>(v)?.result)
 }
 
 /// "Verb name version  hash" for an adapter summary.
@@ -224,12 +232,17 @@ pub(crate) fn fetch(
     let mut cursor = crate::commands::events_now(state)?;
     let v = ask(
         state,
-        json!({"cmd": "exec", "destination": "local-only", "command": "genome/fetch",
-               "params": {"content_hash": hash.to_ascii_lowercase(), "from": from},
-               "timeout_ms": 600_000, "detach": true}),
+        &Request::Exec {
+            destination: "local-only".into(),
+            command: "genome/fetch".into(),
+            params: json!({"content_hash": hash.to_ascii_lowercase(), "from": from}),
+            timeout_ms: Some(600_000),
+            ttl_ms: None,
+            detach: true,
+        },
         Duration::from_secs(10),
     )?;
-    let handle = v["handle"].as_str().context("no job handle")?.to_string();
+    let handle = r::parse::<r::Started>(v)?.handle;
     let bar = (!quiet && !json_out).then(|| {
         let b = indicatif::ProgressBar::new(1000);
         b.set_style(
@@ -244,14 +257,11 @@ pub(crate) fn fetch(
     let complete = format!("grid:job:{handle}:complete");
     let outcome = loop {
         std::thread::sleep(Duration::from_millis(150));
-        let v = ask(
-            state,
-            json!({"cmd": "events", "cursor": cursor}),
-            Duration::from_secs(5),
-        )?;
-        cursor = v["cursor"].as_u64().unwrap_or(cursor);
+        let v = ask(state, &Request::Events { cursor }, Duration::from_secs(5))?;
+        let page: r::Events = r::parse(v)?;
+        cursor = page.cursor;
         let mut done = None;
-        for e in v["events"].as_array().into_iter().flatten() {
+        for e in &page.events {
             if e["event"] == progress.as_str() {
                 if let (Some(b), Some(f)) = (&bar, e["payload"]["fraction"].as_f64()) {
                     b.set_position((f * 1000.0) as u64);

@@ -32,7 +32,7 @@ impl NodeHandle {
             + 'static,
     {
         crate::frame::names::check_command(name)
-            .map_err(|e| ApiError::Failed(format!("command name {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("command name {e}")))?;
         let handler: crate::commands::CommandHandler =
             Arc::new(move |call| Box::pin(handler(call)));
         let (tx, rx) = oneshot::channel();
@@ -73,7 +73,6 @@ impl NodeHandle {
     ) -> Result<(), ApiError> {
         self.ask(|tx| Call::DefaultRule(pattern.to_string(), level, tx))
             .await?
-            .map_err(ApiError::Failed)
     }
 
     /// The Grid nodes this node has heard announcing (at most 10,000), nearest first.
@@ -131,9 +130,7 @@ impl NodeHandle {
                 "identity {identity} does not belong to {node}"
             )));
         }
-        self.set_trust(identity, level)
-            .await
-            .map_err(ExecError::Api)?;
+        self.set_trust(identity, level).await?;
         Ok(identity)
     }
 
@@ -146,9 +143,8 @@ impl NodeHandle {
     ) -> Result<AddressHash, ExecError> {
         let decision = self
             .ask(|tx| Call::Route(route, command.to_string(), tx))
-            .await
-            .map_err(ExecError::Api)?
-            .map_err(|e| ExecError::Local(e.to_string()))?;
+            .await?
+            .map_err(|e| ExecError::NoRoute(e.to_string()))?;
         Ok(match decision {
             crate::routing::Decision::Local => self.destination,
             crate::routing::Decision::Remote(n) => n,
@@ -180,7 +176,7 @@ impl NodeHandle {
         options: ExecOptions,
     ) -> Result<serde_json::Value, ExecError> {
         crate::frame::names::check_command(command)
-            .map_err(|e| ExecError::Local(format!("command name {e}")))?;
+            .map_err(|e| ExecError::BadRequest(format!("command name {e}")))?;
         let correlation = new_correlation();
         self.execute_as(node, command, params, options, correlation)
             .await
@@ -213,7 +209,7 @@ impl NodeHandle {
         options: ExecOptions,
     ) -> Result<u64, ExecError> {
         crate::frame::names::check_command(command)
-            .map_err(|e| ExecError::Local(format!("command name {e}")))?;
+            .map_err(|e| ExecError::BadRequest(format!("command name {e}")))?;
         let correlation = new_correlation();
         let (handle, command) = (self.clone(), command.to_string());
         tokio::spawn(async move {
@@ -243,8 +239,7 @@ impl NodeHandle {
             // This node itself: run here, no frame, no audit (the caller is the owner).
             return self
                 .ask(|tx| Call::RunLocal(command.to_string(), params.clone(), correlation, tx))
-                .await
-                .map_err(ExecError::Api)?
+                .await?
                 .map_err(|e| ExecError::Remote {
                     code: e.code,
                     message: e.message,
@@ -265,7 +260,7 @@ impl NodeHandle {
         let outcome = match &result {
             Ok(_) => crate::audit::Outcome::Success,
             Err(ExecError::Remote { code, .. }) => (*code).into(),
-            Err(ExecError::Api(_)) => crate::audit::Outcome::Timeout,
+            Err(e) if e.is_unreachable() => crate::audit::Outcome::Timeout,
             Err(_) => crate::audit::Outcome::Error,
         };
         let done = crate::clock::wall_ms();
@@ -293,9 +288,7 @@ impl NodeHandle {
             .send(Call::Trust(identity, level, tx))
             .await
             .map_err(|_| ApiError::Stopped)?;
-        rx.await
-            .map_err(|_| ApiError::Stopped)?
-            .map_err(ApiError::Failed)
+        rx.await.map_err(|_| ApiError::Stopped)?
     }
 
     /// Send a frame with `body` to `node` as a request and decode the response; returns
@@ -323,7 +316,7 @@ impl NodeHandle {
         use crate::frame::{Body, GridFrame};
         if let Body::Subscribe { pattern } | Body::Unsubscribe { pattern } = &body {
             crate::frame::names::check_pattern(pattern)
-                .map_err(|e| ExecError::Local(format!("pattern {e}")))?;
+                .map_err(|e| ExecError::BadRequest(format!("pattern {e}")))?;
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let link = self.link_to(node, timeout).await?;
@@ -343,8 +336,7 @@ impl NodeHandle {
                 rmpv::Value::Binary(frame.encode()),
                 left.max(Duration::from_millis(100)),
             )
-            .await
-            .map_err(ExecError::Api)?;
+            .await?;
         let rmpv::Value::Binary(bytes) = answer else {
             return Err(ExecError::BadResponse("not frame bytes".into()));
         };
@@ -376,25 +368,22 @@ impl NodeHandle {
             waiter: tx,
             done,
         })
-        .await
-        .map_err(ExecError::Api)?
-        .map_err(ExecError::Local)?;
-        let routes = self
-            .bundle_routes(vec![node.0])
-            .await
-            .map_err(ExecError::Api)?;
+        .await??;
+        let routes = self.bundle_routes(vec![node.0]).await?;
         if routes.reachable.first() == Some(&true) {
             let direct = self.direct_call(node, body.clone(), deadline, correlation);
             tokio::select! {
                 r = direct => match r {
-                    Err(ExecError::Api(e)) => {
+                    // No path, a link that went away, no answer in time: try a bundle.
+                    // Anything else (refused, malformed, stopped) a bundle cannot fix.
+                    Err(e) if e.is_unreachable() => {
                         tracing::info!(%node, error = %e, "direct delivery failed; sending the command as a bundle");
                     }
                     other => return other,
                 },
                 answer = &mut rx => return match answer {
                     Ok(response) => outcome_of(response, correlation),
-                    Err(_) => Err(ExecError::Api(ApiError::Stopped)),
+                    Err(_) => Err(ApiError::Stopped),
                 },
             }
         }
@@ -406,7 +395,7 @@ impl NodeHandle {
             .await?;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(response)) => outcome_of(response, correlation),
-            Ok(Err(_)) => Err(ExecError::Api(ApiError::Stopped)),
+            Ok(Err(_)) => Err(ApiError::Stopped),
             Err(_) => Err(ttl_ran_out(ttl)),
         }
     }
@@ -422,8 +411,7 @@ impl NodeHandle {
     ) -> Result<serde_json::Value, ExecError> {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.live_link_to(node, left.min(DIRECT_LINK_TIMEOUT))
-            .await
-            .map_err(ExecError::Api)?;
+            .await?;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.frame_call_with(node, body, left, correlation).await
     }
@@ -493,7 +481,7 @@ impl NodeHandle {
         ttl: Duration,
     ) -> Result<(), ExecError> {
         crate::frame::names::check_event(event)
-            .map_err(|e| ExecError::Local(format!("event name {e}")))?;
+            .map_err(|e| ExecError::BadRequest(format!("event name {e}")))?;
         let body = crate::frame::Body::Event {
             event: event.to_string(),
             payload: payload.to_string().into_bytes(),
@@ -515,11 +503,12 @@ impl NodeHandle {
     ) -> Result<(), ExecError> {
         let recipient = crate::bundle::courier::lookup_identity(self, node)
             .await
-            .ok_or_else(|| {
-                ExecError::Local(format!(
+            .ok_or_else(|| ExecError::NoPath {
+                destination: node,
+                message: format!(
                     "no announce from {node} was heard here or by a reachable custody node, \
-                     so there is no key to seal a bundle to"
-                ))
+                         so there is no key to seal a bundle to"
+                ),
             })?;
         let frame = crate::frame::GridFrame {
             correlation,
@@ -538,11 +527,8 @@ impl NodeHandle {
                 done: done_tx,
             })
             .await
-            .map_err(|_| ExecError::Api(ApiError::Stopped))?;
-        done_rx
-            .await
-            .map_err(|_| ExecError::Api(ApiError::Stopped))?
-            .map_err(ExecError::Local)
+            .map_err(|_| ApiError::Stopped)?;
+        done_rx.await.map_err(|_| ApiError::Stopped)?
     }
 }
 
@@ -591,7 +577,7 @@ impl NodeHandle {
     /// to a matching pattern. Returns how many remote subscriptions it went to.
     pub async fn emit(&self, event: &str, payload: serde_json::Value) -> Result<usize, ApiError> {
         crate::frame::names::check_event(event)
-            .map_err(|e| ApiError::Failed(format!("event name {e}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("event name {e}")))?;
         self.ask(|tx| Call::Emit(event.to_string(), payload, tx))
             .await
     }

@@ -211,22 +211,14 @@ impl NodeHandle {
 
     /// An active link this node opened to `node`, or a new one (identified).
     pub async fn link_to(&self, node: AddressHash, timeout: Duration) -> Result<LinkId, ExecError> {
-        let existing = self
-            .links()
-            .await
-            .map_err(ExecError::Api)?
-            .into_iter()
-            .find(|l| {
-                l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
-            });
+        let existing = self.links().await?.into_iter().find(|l| {
+            l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
+        });
         if let Some(l) = existing {
             return Ok(l.id);
         }
-        let up = self
-            .open_link(node, timeout)
-            .await
-            .map_err(ExecError::Api)?;
-        self.identify(up.link).await.map_err(ExecError::Api)?;
+        let up = self.open_link(node, timeout).await?;
+        self.identify(up.link).await?;
         Ok(up.link)
     }
 }

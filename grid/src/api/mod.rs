@@ -45,38 +45,15 @@ pub const EVENT_BUFFER: usize = 4096;
 /// Requests the node runs [`AsyncRequestHandler`]s for at once, at most (all paths).
 pub const MAX_ASYNC_REQUESTS: usize = 64;
 
-/// Why an API call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
-    /// The node task has stopped.
-    #[error("the node has stopped")]
-    Stopped,
-    /// The network or the node refused or timed out; the message says which.
-    #[error("{0}")]
-    Failed(String),
-}
+/// Why an API call failed: the node's one error type ([`crate::Error`]).
+pub use crate::error::Error as ApiError;
 
-/// Why [`NodeHandle::execute`] produced no result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExecError {
-    /// The call was refused before anything was sent.
-    #[error("{0}")]
-    Local(String),
-    /// No path, no link, or no answer in time.
-    #[error("{0}")]
-    Api(ApiError),
-    /// The target answered with an error.
-    #[error("{}: {message}", code.as_str())]
-    Remote {
-        /// What kind of error.
-        code: crate::frame::ErrorCode,
-        /// The target's message.
-        message: String,
-    },
-    /// The answer was not a valid response frame.
-    #[error("bad response: {0}")]
-    BadResponse(String),
-}
+/// Why [`NodeHandle::execute`] produced no result: the node's one error type. The
+/// target's own error is [`crate::Error::Remote`]; a call refused before anything was
+/// sent is [`crate::Error::BadRequest`] (a bad name) or [`crate::Error::NoRoute`] (no
+/// node can run it); an answer that is no response frame is
+/// [`crate::Error::BadResponse`].
+pub type ExecError = crate::Error;
 
 /// Something that arrived or happened on the node's links.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +187,8 @@ pub struct LinkUp {
 /// A call from a handle into the node task.
 pub(crate) enum Call {
     Link(LinkOp, Reply),
+    /// A control request, answered as on the control socket.
+    Control(crate::control::Request, oneshot::Sender<serde_json::Value>),
     Handler(String, RequestHandler, oneshot::Sender<()>),
     /// Register an [`AsyncRequestHandler`] for a path.
     AsyncHandler(String, AsyncRequestHandler, oneshot::Sender<()>),
@@ -256,14 +235,14 @@ pub(crate) enum Call {
         correlation: u64,
         node: AddressHash,
         waiter: oneshot::Sender<crate::frame::GridFrame>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), ApiError>>,
     },
     /// Seal a frame to `recipient` and queue it as a bundle; `waiter` gets the response.
     SendBundle {
         recipient: Box<rns_core::identity::PublicIdentity>,
         frame: crate::frame::GridFrame,
         waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), ApiError>>,
     },
     /// Where a command runs under a routing hint.
     Route(
@@ -277,7 +256,7 @@ pub(crate) enum Call {
     DefaultRule(
         String,
         crate::trust::TrustLevel,
-        oneshot::Sender<Result<(), String>>,
+        oneshot::Sender<Result<(), ApiError>>,
     ),
     /// Change this node's capability summary (re-announced if it changed).
     UpdateCapabilities(
@@ -325,7 +304,7 @@ pub(crate) enum Call {
     Trust(
         AddressHash,
         crate::trust::TrustLevel,
-        oneshot::Sender<Result<(), String>>,
+        oneshot::Sender<Result<(), ApiError>>,
     ),
 }
 
@@ -419,8 +398,8 @@ fn typed<T: Send + 'static>(
     let (tx, rx) = oneshot::channel();
     let reply = Reply::with(move |r| {
         let _ = tx.send(match r {
-            Ok(o) => pick(o).ok_or_else(|| ApiError::Failed("unexpected outcome".into())),
-            Err(e) => Err(ApiError::Failed(e)),
+            Ok(o) => pick(o).ok_or_else(|| ApiError::BadResponse("unexpected outcome".into())),
+            Err(e) => Err(e),
         });
     });
     (reply, rx)
@@ -488,6 +467,20 @@ impl NodeHandle {
         pick: fn(Outcome) -> Option<T>,
     ) -> Result<T, ApiError> {
         self.call(|r| Call::Link(op, r), pick).await
+    }
+
+    /// Run a control request ([`crate::control::Request`], what the CLI sends on the
+    /// control socket) in-process: its JSON answer, or the typed error the socket would
+    /// answer with.
+    pub async fn control(
+        &self,
+        request: crate::control::Request,
+    ) -> Result<serde_json::Value, ApiError> {
+        let v = self.ask(|tx| Call::Control(request, tx)).await?;
+        match ApiError::from_json(&v) {
+            Some(e) => Err(e),
+            None => Ok(v),
+        }
     }
 
     /// Stop the node (its control socket goes away too).

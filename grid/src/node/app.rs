@@ -40,6 +40,10 @@ impl Node {
     pub(super) fn on_api(&mut self, now: Instant, call: Call) {
         match call {
             Call::Link(op, reply) => self.link_op(now, op, reply),
+            Call::Control(request, reply) => {
+                let req = crate::control::ControlRequest { request, reply };
+                self.on_control(now, req)
+            }
             Call::Handler(path, handler, done) => {
                 self.request_handlers
                     .insert(rns_core::link::wire::path_hash(&path), handler);
@@ -122,7 +126,7 @@ impl Node {
                     self.guard
                         .acl
                         .insert(&pattern, level)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| crate::Error::BadRequest(e.to_string()))
                 };
                 let _ = done.send(r);
             }
@@ -184,7 +188,7 @@ impl Node {
                     .guard
                     .trust
                     .set(identity, level)
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| crate::Error::Failed(e.to_string()));
                 let _ = done.send(r);
             }
             Call::AcceptResources(accept, done) => {
@@ -217,15 +221,18 @@ impl Node {
                 let payload = match &metadata {
                     Some(m) => match with_metadata(m, &data) {
                         Some(p) => p,
-                        None => return reply.fail("metadata too large"),
+                        None => {
+                            return reply
+                                .fail(crate::Error::BadRequest("metadata too large".into()))
+                        }
                     },
                     None => data,
                 };
                 if payload.len() > MAX_EFFICIENT_SIZE {
-                    return reply.fail(format!(
+                    return reply.fail(crate::Error::BadRequest(format!(
                         "{} bytes do not fit one resource segment ({MAX_EFFICIENT_SIZE}); send files with grid cp",
                         payload.len()
-                    ));
+                    )));
                 }
                 let spec = SegmentSpec {
                     original_hash: None,
@@ -377,7 +384,7 @@ impl Node {
     pub(super) fn on_app_resource_failed(&mut self, link: LinkId, hash: [u8; 32], why: String) {
         self.answer(
             |w| matches!(w, Wait::ResourceSent { link: l, hash: h } if *l == link && *h == hash),
-            |_| Err(why.clone()),
+            |_| Err(crate::Error::Failed(why.clone())),
         );
     }
 }

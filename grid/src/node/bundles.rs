@@ -145,11 +145,11 @@ impl Node {
         &mut self,
         to: &PublicIdentity,
         mut frame: GridFrame,
-        done: Option<oneshot::Sender<Result<(), String>>>,
-    ) -> Result<(), String> {
+        done: Option<oneshot::Sender<Result<(), crate::Error>>>,
+    ) -> Result<(), crate::Error> {
         let now_ms = crate::clock::wall_ms();
         if node_destination(to) == self.grid_destination.0 {
-            let e = "a bundle to this node itself".to_string();
+            let e = crate::Error::BadRequest("a bundle to this node itself".into());
             if let Some(done) = done {
                 let _ = done.send(Err(e.clone()));
             }
@@ -172,7 +172,7 @@ impl Node {
             let r = store
                 .insert(&StoredBundle::from_wire(b, false))
                 .map(|_| wake.notify_one())
-                .map_err(|e| e.to_string());
+                .map_err(|e| crate::Error::Failed(e.to_string()));
             match done {
                 Some(done) => {
                     let _ = done.send(r);
@@ -194,7 +194,7 @@ impl Node {
         to: PublicIdentity,
         frame: GridFrame,
         waiter: Option<oneshot::Sender<GridFrame>>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), crate::Error>>,
     ) {
         let correlation = frame.correlation;
         if let Some(w) = waiter {
@@ -217,12 +217,14 @@ impl Node {
         correlation: u64,
         node: AddressHash,
         waiter: oneshot::Sender<GridFrame>,
-    ) -> Result<(), String> {
+    ) -> Result<(), crate::Error> {
         if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
             self.bundle_waiters.retain(|_, (_, w)| !w.is_closed());
         }
         if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
-            return Err("too many commands waiting for bundled answers".into());
+            return Err(crate::Error::Busy(
+                "too many commands waiting for bundled answers".into(),
+            ));
         }
         self.bundle_waiters.insert(correlation, (node, waiter));
         Ok(())

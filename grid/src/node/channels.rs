@@ -162,16 +162,20 @@ impl Node {
         deadline: Instant,
     ) {
         if self.transport.link(&link).is_none() {
-            reply.fail(format!("no such link {link}"));
+            reply.fail(crate::Error::LinkClosed(format!("no such link {link}")));
             return;
         }
         if stream_id > rns_core::link::stream::STREAM_ID_MAX {
-            reply.fail(format!("stream id {stream_id} exceeds 16383"));
+            reply.fail(crate::Error::BadRequest(format!(
+                "stream id {stream_id} exceeds 16383"
+            )));
             return;
         }
         let q = self.stream_writes.entry(link).or_default();
         if q.len() >= WRITES_PER_LINK {
-            reply.fail(format!("too many stream writes queued on link {link}"));
+            reply.fail(crate::Error::Busy(format!(
+                "too many stream writes queued on link {link}"
+            )));
             return;
         }
         q.push_back(StreamWrite {
@@ -266,9 +270,9 @@ impl Node {
         }
         for mut w in self.stream_writes.remove(link).unwrap_or_default() {
             if let Some(r) = w.reply.take() {
-                r.fail(format!(
+                r.fail(crate::Error::LinkClosed(format!(
                     "link {link} closed before the stream was delivered"
-                ));
+                )));
             }
         }
     }
@@ -280,11 +284,11 @@ impl Node {
             if let Some(q) = self.stream_writes.get_mut(&link) {
                 for w in q.iter_mut().filter(|w| now >= w.deadline) {
                     if let Some(r) = w.reply.take() {
-                        r.fail(format!(
+                        r.fail(crate::Error::Timeout(format!(
                             "stream write on link {link} not delivered in time ({} of {} bytes sent)",
                             w.offset,
                             w.data.len()
-                        ));
+                        )));
                     }
                 }
             }

@@ -1,18 +1,22 @@
-//! Control requests from the CLI: status, paths, probes, links.
+//! Control requests from the CLI: each typed [`Request`] is answered here, at once or
+//! by a waiter or task when it needs the network.
 
 use std::time::Duration;
 
-use grid_interfaces::control::ControlRequest;
 use rns_core::transport::LinkInfo;
 use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use super::links::value_json;
 use super::ops::LinkOp;
 use super::reply::Reply;
-use super::waiters::{fail, Wait};
+use super::waiters::Wait;
 use super::Node;
 use crate::clock;
+use crate::control::response::{self, ok};
+use crate::control::{ControlRequest, Request};
+use crate::Error;
 
 /// A link's summary as JSON.
 fn link_json(l: &LinkInfo) -> Value {
@@ -28,391 +32,289 @@ fn link_json(l: &LinkInfo) -> Value {
     })
 }
 
-/// A destination hash in a control request's `key`.
-fn dest_of(body: &Value, key: &str) -> Result<AddressHash, Value> {
-    body.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| json!({"ok": false, "error": format!("missing {key}")}))?
-        .parse::<AddressHash>()
-        .map_err(|e| json!({"ok": false, "error": format!("invalid destination hash: {e}")}))
+/// Answer a control request: the JSON when it succeeded, the typed refusal when not.
+fn answer(tx: oneshot::Sender<Value>, r: Result<Value, Error>) {
+    let _ = tx.send(r.unwrap_or_else(|e| e.to_json()));
 }
 
-/// The channel message type `grid link channel` uses unless told otherwise.
-pub(super) const DEFAULT_MSGTYPE: u16 = 0x0101;
-/// Largest file `link_stream` reads (bigger transfers belong in resources: `grid cp`).
-const STREAM_FILE_MAX: u64 = 16 * 1024 * 1024;
-
-/// The link a control request names.
-fn link_of(body: &Value) -> Result<rns_core::link::LinkId, String> {
-    body.get("link")
-        .and_then(Value::as_str)
-        .ok_or("missing link id")?
-        .parse::<AddressHash>()
-        .map_err(|e| format!("invalid link id: {e}"))
+/// A control request's link operation, with its payload read (`None` for the others).
+fn link_op_of(request: &Request, timeout: Duration) -> Option<Result<LinkOp, Error>> {
+    let op = match request {
+        Request::LinkSend { link, payload, .. } => payload.bytes().map(|data| LinkOp::Send {
+            link: *link,
+            data,
+            timeout,
+        }),
+        Request::LinkRequest {
+            link,
+            path,
+            payload,
+            ..
+        } => payload.bytes().map(|data| LinkOp::Request {
+            link: *link,
+            path: path.clone(),
+            data: rmpv::Value::Binary(data),
+            timeout,
+        }),
+        Request::LinkChannel {
+            link,
+            msgtype,
+            payload,
+            ..
+        } => payload.bytes().map(|data| LinkOp::Channel {
+            link: *link,
+            msgtype: *msgtype,
+            data,
+            timeout,
+        }),
+        Request::LinkStream {
+            link,
+            stream_id,
+            payload,
+            eof,
+            ..
+        } => payload.bytes().map(|data| LinkOp::Stream {
+            link: *link,
+            stream_id: *stream_id,
+            data,
+            eof: *eof,
+            timeout,
+        }),
+        Request::LinkIdentify { link } => Ok(LinkOp::Identify { link: *link }),
+        Request::LinkClose { link } => Ok(LinkOp::Close { link: *link }),
+        Request::LinkOpen { destination, .. } => Ok(LinkOp::Open {
+            destination: *destination,
+            timeout,
+        }),
+        _ => return None,
+    };
+    Some(op)
 }
 
-/// A control request as a link operation.
-fn parse_link_op(cmd: &str, body: &Value, timeout: Duration) -> Result<LinkOp, String> {
-    let link = link_of(body)?;
-    Ok(match cmd {
-        "link_send" => LinkOp::Send {
-            link,
-            data: payload(body)?,
-            timeout,
-        },
-        "link_request" => LinkOp::Request {
-            link,
-            path: body
-                .get("path")
-                .and_then(Value::as_str)
-                .unwrap_or("/")
-                .to_string(),
-            data: rmpv::Value::Binary(payload(body)?),
-            timeout,
-        },
-        "link_close" => LinkOp::Close { link },
-        "link_identify" => LinkOp::Identify { link },
-        "link_channel" => LinkOp::Channel {
-            link,
-            msgtype: u16::try_from(
-                body.get("msgtype")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(u64::from(DEFAULT_MSGTYPE)),
-            )
-            .map_err(|_| "message type must fit 16 bits")?,
-            data: payload(body)?,
-            timeout,
-        },
-        "link_stream" => LinkOp::Stream {
-            link,
-            stream_id: u16::try_from(body.get("stream_id").and_then(Value::as_u64).unwrap_or(0))
-                .map_err(|_| "stream id must be 0..=16383")?,
-            data: payload(body)?,
-            eof: body.get("eof").and_then(Value::as_bool).unwrap_or(false),
-            timeout,
-        },
-        other => return Err(format!("unknown link command {other}")),
-    })
-}
-
-/// The bytes a control request carries: `hex`, the contents of `file`, or UTF-8 `data`.
-fn payload(body: &Value) -> Result<Vec<u8>, String> {
-    if let Some(h) = body.get("hex").and_then(Value::as_str) {
-        return hex::decode(h).map_err(|e| format!("invalid hex: {e}"));
+/// A trust level named in a request, refusing `blocked` where trust is being granted.
+fn granted(level: crate::trust::TrustLevel) -> Result<crate::trust::TrustLevel, Error> {
+    match level {
+        crate::trust::TrustLevel::Blocked => Err(Error::BadRequest(
+            "pairing grants trust; blocked makes no sense".into(),
+        )),
+        l => Ok(l),
     }
-    if let Some(p) = body.get("file").and_then(Value::as_str) {
-        let meta = std::fs::metadata(p).map_err(|e| format!("{p}: {e}"))?;
-        if meta.len() > STREAM_FILE_MAX {
-            return Err(format!(
-                "{p} is {} bytes; streams take at most {STREAM_FILE_MAX} (use grid cp for files)",
-                meta.len()
-            ));
-        }
-        return std::fs::read(p).map_err(|e| format!("{p}: {e}"));
-    }
-    Ok(body
-        .get("data")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .as_bytes()
-        .to_vec())
 }
 
 impl Node {
-    pub(super) fn path_json(&self, d: &AddressHash) -> Value {
-        match self.transport.path(d) {
-            Some(p) => {
-                let iface = self
-                    .transport
-                    .interfaces()
-                    .find(|(i, ..)| *i == p.interface)
-                    .map(|(_, n, ..)| n.to_string())
-                    .unwrap_or_default();
-                let identity = self
-                    .transport
-                    .recall_identity(d)
-                    .map(|i| i.hash().to_string());
-                let app_data = self.transport.recall_app_data(d).map(hex::encode);
-                json!({
-                    "ok": true,
-                    "destination": d.to_string(),
-                    "identity": identity,
-                    "app_data": app_data,
-                    "hops": p.hops,
-                    "next_hop": p.next_hop.to_string(),
-                    "interface": iface,
-                    "expires_in_s": p.expires.saturating_since(clock::now()).as_secs(),
-                })
-            }
-            None => json!({"ok": false, "error": format!("no path to {d}")}),
-        }
+    /// Where the path to `d` leads, or [`Error::NoPath`].
+    pub(super) fn path_json(&self, d: &AddressHash) -> Result<Value, Error> {
+        let p = self.transport.path(d).ok_or_else(|| Error::NoPath {
+            destination: *d,
+            message: format!("no path to {d}"),
+        })?;
+        let iface = self
+            .transport
+            .interfaces()
+            .find(|(i, ..)| *i == p.interface)
+            .map(|(_, n, ..)| n.to_string())
+            .unwrap_or_default();
+        let identity = self
+            .transport
+            .recall_identity(d)
+            .map(|i| i.hash().to_string());
+        let app_data = self.transport.recall_app_data(d).map(hex::encode);
+        Ok(json!({
+            "ok": true,
+            "destination": d.to_string(),
+            "identity": identity,
+            "app_data": app_data,
+            "hops": p.hops,
+            "next_hop": p.next_hop.to_string(),
+            "interface": iface,
+            "expires_in_s": p.expires.saturating_since(clock::now()).as_secs(),
+        }))
     }
 
     pub(super) fn on_control(&mut self, now: Instant, req: ControlRequest) {
-        let body = &req.body;
-        let cmd = body.get("cmd").and_then(Value::as_str).unwrap_or("");
-        let dest = || dest_of(body, "destination");
-        let timeout = Duration::from_millis(
-            body.get("timeout_ms")
-                .and_then(Value::as_u64)
-                .unwrap_or(15_000)
-                .min(600_000),
-        );
-        match cmd {
-            "status" => {
-                let _ = req.reply.send(self.status_json(now));
+        let ControlRequest { request, reply } = req;
+        let timeout = request.timeout();
+        if let Some(op) = link_op_of(&request, timeout) {
+            return match op {
+                Ok(op) => self.link_op(now, op, Reply::json(reply)),
+                Err(e) => answer(reply, Err(e)),
+            };
+        }
+        match request {
+            Request::Status => answer(reply, Ok(self.status_json(now))),
+            Request::Path { destination, .. } => {
+                if self.transport.path(&destination).is_some() {
+                    answer(reply, self.path_json(&destination));
+                } else {
+                    self.transport.request_path(now, &destination, None);
+                    self.wait(now + timeout, Reply::json(reply), Wait::Path(destination));
+                }
             }
-            "path" => match dest() {
-                Err(e) => {
-                    let _ = req.reply.send(e);
-                }
-                Ok(d) => {
-                    if self.transport.path(&d).is_some() {
-                        let _ = req.reply.send(self.path_json(&d));
-                    } else {
-                        self.transport.request_path(now, &d, None);
-                        self.wait(now + timeout, Reply::json(req.reply), Wait::Path(d));
-                    }
-                }
-            },
-            "probe" => match dest() {
-                Err(e) => {
-                    let _ = req.reply.send(e);
-                }
-                Ok(d) => {
-                    let payload = match body.get("data").and_then(Value::as_str) {
-                        Some(text) => text.as_bytes().to_vec(),
-                        None => {
-                            let size = body
-                                .get("size")
-                                .and_then(Value::as_u64)
-                                .unwrap_or(16)
-                                .clamp(1, rns_core::packet::ENCRYPTED_MDU as u64);
-                            let mut p = vec![0u8; size as usize];
-                            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut p);
-                            p
-                        }
-                    };
-                    if payload.is_empty() || payload.len() > rns_core::packet::ENCRYPTED_MDU {
-                        let _ = req.reply.send(json!({"ok": false, "error": format!("probe payload must be 1..={} bytes", rns_core::packet::ENCRYPTED_MDU)}));
-                        return;
-                    }
-                    if self.transport.path(&d).is_none() {
-                        self.transport.request_path(now, &d, None);
-                    }
-                    self.wait(
-                        now + timeout,
-                        Reply::json(req.reply),
-                        Wait::ProbePath {
-                            destination: d,
-                            payload,
-                        },
-                    );
-                }
-            },
-            "exec" => {
-                let target = body
-                    .get("destination")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let route = match target.parse::<crate::routing::Route>() {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = req.reply.send(fail(e.to_string()));
-                        return;
+            Request::Probe {
+                destination,
+                size,
+                data,
+                ..
+            } => {
+                let mdu = rns_core::packet::ENCRYPTED_MDU;
+                let payload = match data {
+                    Some(text) => text.into_bytes(),
+                    None => {
+                        let size = size.unwrap_or(16).clamp(1, mdu as u64);
+                        let mut p = vec![0u8; size as usize];
+                        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut p);
+                        p
                     }
                 };
-                let command = body
-                    .get("command")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let params = body.get("params").cloned().unwrap_or(Value::Null);
+                if payload.is_empty() || payload.len() > mdu {
+                    let e = format!("probe payload must be 1..={mdu} bytes");
+                    return answer(reply, Err(Error::BadRequest(e)));
+                }
+                if self.transport.path(&destination).is_none() {
+                    self.transport.request_path(now, &destination, None);
+                }
+                self.wait(
+                    now + timeout,
+                    Reply::json(reply),
+                    Wait::ProbePath {
+                        destination,
+                        payload,
+                    },
+                );
+            }
+            Request::Exec {
+                destination,
+                command,
+                params,
+                ttl_ms,
+                detach,
+                ..
+            } => {
+                let route = match destination.parse::<crate::routing::Route>() {
+                    Ok(r) => r,
+                    Err(e) => return answer(reply, Err(Error::BadRequest(e.to_string()))),
+                };
                 let handle = self.internal_handle();
                 let options = crate::api::ExecOptions {
                     timeout,
-                    ttl: body
-                        .get("ttl_ms")
-                        .and_then(Value::as_u64)
-                        .map(Duration::from_millis),
+                    ttl: ttl_ms.map(Duration::from_millis),
                 };
-                let detach = body.get("detach").and_then(Value::as_bool) == Some(true);
                 tokio::spawn(async move {
-                    let v = match handle.resolve_route(route, &command).await {
-                        Err(e) => json!({"ok": false, "error": e.to_string()}),
-                        Ok(node) if detach => {
-                            match handle
-                                .execute_detached_with(node, &command, params, options)
-                                .await
-                            {
-                                Ok(h) => {
-                                    json!({"ok": true, "node": node.to_string(), "handle": format!("{h:016x}")})
-                                }
-                                Err(e) => json!({"ok": false, "error": e.to_string()}),
-                            }
-                        }
-                        Ok(node) => {
-                            match handle.execute_with(node, &command, &params, options).await {
-                                Ok(result) => {
-                                    json!({"ok": true, "node": node.to_string(), "result": result})
-                                }
-                                Err(crate::api::ExecError::Remote { code, message }) => json!({
-                                    "ok": false, "node": node.to_string(), "code": code.as_str(),
-                                    "error": format!("{}: {message}", code.as_str())
-                                }),
-                                Err(e) => {
-                                    json!({"ok": false, "node": node.to_string(), "error": e.to_string()})
-                                }
-                            }
-                        }
+                    let node = match handle.resolve_route(route, &command).await {
+                        Ok(node) => node,
+                        Err(e) => return answer(reply, Err(e)),
                     };
-                    let _ = req.reply.send(v);
+                    let r = if detach {
+                        handle
+                            .execute_detached_with(node, &command, params, options)
+                            .await
+                            .map(|h| {
+                                let handle = format!("{h:016x}");
+                                ok(&response::Started { node, handle })
+                            })
+                    } else {
+                        handle
+                            .execute_with(node, &command, &params, options)
+                            .await
+                            .map(|result| ok(&response::Executed { node, result }))
+                    };
+                    let mut v = r.unwrap_or_else(|e| e.to_json());
+                    v["node"] = json!(node.to_string());
+                    let _ = reply.send(v);
                 });
             }
-            "trust" => {
-                let id = body.get("identity").and_then(Value::as_str).unwrap_or("");
-                let level = body.get("level").and_then(Value::as_str);
-                let v = match (id.parse::<AddressHash>(), level) {
-                    (Err(e), _) => {
-                        json!({"ok": false, "error": format!("invalid identity hash \"{id}\": {e}")})
-                    }
-                    (Ok(h), None) => {
-                        json!({"ok": true, "identity": id, "level": self.guard.trust.level(&h).as_str()})
-                    }
-                    (Ok(h), Some(l)) => match l.parse::<crate::trust::TrustLevel>() {
-                        Err(e) => json!({"ok": false, "error": e.to_string()}),
-                        Ok(level) => match self.guard.trust.set(h, level) {
-                            Ok(()) => json!({"ok": true, "identity": id, "level": level.as_str()}),
-                            Err(e) => json!({"ok": false, "error": e.to_string()}),
-                        },
-                    },
+            Request::Trust { identity, level } => {
+                let r = match level {
+                    None => Ok(self.guard.trust.level(&identity)),
+                    Some(level) => self
+                        .guard
+                        .trust
+                        .set(identity, level)
+                        .map(|()| level)
+                        .map_err(|e| Error::Failed(e.to_string())),
                 };
-                let _ = req.reply.send(v);
+                answer(
+                    reply,
+                    r.map(|level| ok(&response::TrustOf { identity, level })),
+                );
             }
-            "pair_offer" => {
-                let level = body
-                    .get("level")
-                    .and_then(Value::as_str)
-                    .unwrap_or("trusted");
-                let window = body
-                    .get("window_s")
-                    .and_then(Value::as_u64)
-                    .map_or(crate::proto::pairing::WINDOW, Duration::from_secs);
-                let v = match level.parse::<crate::trust::TrustLevel>() {
-                    Err(e) => fail(e.to_string()),
-                    Ok(crate::trust::TrustLevel::Blocked) => {
-                        fail("pairing grants trust; blocked makes no sense")
-                    }
-                    Ok(level) => {
-                        let code = self.pair_offer(now, level, window);
-                        json!({
-                            "ok": true, "code": code, "node": self.grid_destination.to_string(),
-                            "level": level.as_str(), "expires_in_s": window.as_secs(),
-                            "tries": crate::proto::pairing::TRIES,
-                        })
-                    }
-                };
-                let _ = req.reply.send(v);
+            Request::PairOffer { level, window_s } => {
+                let window = window_s.map_or(crate::proto::pairing::WINDOW, Duration::from_secs);
+                let r = granted(level).map(|level| {
+                    let code = self.pair_offer(now, level, window);
+                    json!({
+                        "ok": true, "code": code, "node": self.grid_destination.to_string(),
+                        "level": level.as_str(), "expires_in_s": window.as_secs(),
+                        "tries": crate::proto::pairing::TRIES,
+                    })
+                });
+                answer(reply, r);
             }
-            "pair_status" => {
-                let _ = req.reply.send(self.pair_status(now));
-            }
-            "pair_join" => match dest() {
-                Err(e) => {
-                    let _ = req.reply.send(e);
+            Request::PairStatus => answer(reply, Ok(self.pair_status(now))),
+            Request::PairJoin {
+                destination,
+                code,
+                level,
+                ..
+            } => {
+                if crate::trust::parse_pairing_code(&code).is_none() {
+                    let e = format!(
+                        "\"{code}\" is not a pairing code (four words, like river-salt-owl-piano)"
+                    );
+                    return answer(reply, Err(Error::BadRequest(e)));
                 }
-                Ok(node) => {
-                    let code = body
-                        .get("code")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let level = body
-                        .get("level")
-                        .and_then(Value::as_str)
-                        .unwrap_or("trusted");
-                    let level = match level.parse::<crate::trust::TrustLevel>() {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = req.reply.send(fail(e.to_string()));
-                            return;
-                        }
-                    };
-                    if crate::trust::parse_pairing_code(&code).is_none() {
-                        let _ = req.reply.send(fail(format!(
-                            "\"{code}\" is not a pairing code (four words, like river-salt-owl-piano)"
-                        )));
-                        return;
-                    }
-                    let handle = self.internal_handle();
-                    tokio::spawn(async move {
-                        let v = match handle.pair_join(node, &code, level, timeout).await {
-                            Ok(id) => {
-                                json!({"ok": true, "identity": id.to_string(), "level": level.as_str()})
-                            }
-                            Err(e) => json!({"ok": false, "error": e.to_string()}),
-                        };
-                        let _ = req.reply.send(v);
-                    });
-                }
-            },
-            "trust_list" => {
+                let handle = self.internal_handle();
+                tokio::spawn(async move {
+                    let r = handle
+                        .pair_join(destination, &code, level, timeout)
+                        .await
+                        .map(|identity| ok(&response::TrustOf { identity, level }));
+                    answer(reply, r);
+                });
+            }
+            Request::TrustList => {
                 let entries: Vec<Value> = self
                     .guard
                     .trust
                     .list()
                     .map(|(h, l)| json!({"identity": h.to_string(), "level": l.as_str()}))
                     .collect();
-                let _ = req.reply.send(json!({
-                    "ok": true, "entries": entries,
-                    "default": self.guard.trust.default_level().as_str(),
-                }));
+                answer(
+                    reply,
+                    Ok(json!({
+                        "ok": true, "entries": entries,
+                        "default": self.guard.trust.default_level().as_str(),
+                    })),
+                );
             }
-            "emit" if body.get("to").is_some() => match dest_of(body, "to") {
-                Err(e) => {
-                    let _ = req.reply.send(e);
-                }
-                Ok(node) => {
-                    let event = body
-                        .get("event")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let payload = body.get("payload").cloned().unwrap_or(Value::Null);
-                    let ttl = Duration::from_millis(
-                        body.get("ttl_ms")
-                            .and_then(Value::as_u64)
-                            .unwrap_or(3_600_000),
-                    );
-                    let handle = self.internal_handle();
-                    tokio::spawn(async move {
-                        let v = match handle.emit_to(node, &event, &payload, ttl).await {
-                            Ok(()) => json!({"ok": true, "queued": true}),
-                            Err(e) => json!({"ok": false, "error": e.to_string()}),
-                        };
-                        let _ = req.reply.send(v);
-                    });
-                }
-            },
-            "emit" => {
-                let event = body.get("event").and_then(Value::as_str).unwrap_or("");
-                let payload = body.get("payload").cloned().unwrap_or(Value::Null);
-                let v = match crate::frame::names::check_event(event) {
-                    Err(e) => json!({"ok": false, "error": format!("event name {e}")}),
+            Request::Emit {
+                event,
+                payload,
+                to: Some(node),
+                ttl_ms,
+            } => {
+                let ttl = Duration::from_millis(ttl_ms.unwrap_or(3_600_000));
+                let handle = self.internal_handle();
+                tokio::spawn(async move {
+                    let r = handle.emit_to(node, &event, &payload, ttl).await;
+                    answer(reply, r.map(|()| ok(&response::Queued { queued: true })));
+                });
+            }
+            Request::Emit { event, payload, .. } => {
+                let r = match crate::frame::names::check_event(&event) {
+                    Err(e) => Err(Error::BadRequest(format!("event name {e}"))),
                     Ok(()) => {
-                        let sent = self.emit_event(now, event, &payload);
-                        json!({"ok": true, "subscribers": sent})
+                        let sent = self.emit_event(now, &event, &payload);
+                        Ok(ok(&response::Emitted { subscribers: sent }))
                     }
                 };
-                let _ = req.reply.send(v);
+                answer(reply, r);
             }
-            "exec_result" => {
-                let handle = body.get("handle").and_then(Value::as_str).unwrap_or("");
-                let v = match u64::from_str_radix(handle, 16) {
-                    Err(_) => {
-                        json!({"ok": false, "error": format!("invalid handle \"{handle}\" (16 hex digits)")})
-                    }
+            Request::ExecResult { handle } => {
+                let r = match u64::from_str_radix(&handle, 16) {
+                    Err(_) => Err(Error::BadRequest(format!(
+                        "invalid handle \"{handle}\" (16 hex digits)"
+                    ))),
                     Ok(h) => {
                         let name = crate::commands::job_event(h, "complete");
                         let stored = self
@@ -421,7 +323,7 @@ impl Node {
                             .ok()
                             .flatten()
                             .and_then(|r| serde_json::from_slice::<Value>(&r).ok());
-                        match (self.recent_events.find(&name), stored) {
+                        Ok(match (self.recent_events.find(&name), stored) {
                             (Some(e), _) => {
                                 json!({"ok": true, "state": "done", "outcome": e["payload"]})
                             }
@@ -429,116 +331,72 @@ impl Node {
                                 json!({"ok": true, "state": "done", "outcome": r["outcome"]})
                             }
                             (None, None) => json!({"ok": true, "state": "pending"}),
-                        }
+                        })
                     }
                 };
-                let _ = req.reply.send(v);
+                answer(reply, r);
             }
-            "events" => {
-                let cursor = body.get("cursor").and_then(Value::as_u64).unwrap_or(0);
+            Request::Events { cursor } => {
                 let (events, cursor) = self.recent_events.since(cursor);
-                let _ = req
-                    .reply
-                    .send(json!({"ok": true, "events": events, "cursor": cursor}));
+                answer(reply, Ok(ok(&response::Events { events, cursor })));
             }
-            "subscribe" => match dest() {
-                Err(e) => {
-                    let _ = req.reply.send(e);
-                }
-                Ok(node) => {
-                    let pattern = body
-                        .get("pattern")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let handle = self.internal_handle();
-                    tokio::spawn(async move {
-                        let v = match handle.subscribe_remote(node, &pattern, timeout).await {
-                            Ok(()) => json!({"ok": true}),
-                            Err(e) => json!({"ok": false, "error": e.to_string()}),
-                        };
-                        let _ = req.reply.send(v);
-                    });
-                }
-            },
-            "announce" => {
-                self.announce(now);
-                let _ = req
-                    .reply
-                    .send(json!({"ok": true, "destination": self.grid_destination.to_string()}));
-            }
-            "link_open" => match dest() {
-                Err(e) => {
-                    let _ = req.reply.send(e);
-                }
-                Ok(destination) => self.link_op(
-                    now,
-                    LinkOp::Open {
-                        destination,
-                        timeout,
-                    },
-                    Reply::json(req.reply),
-                ),
-            },
-            "cp" => {
-                let path = body
-                    .get("path")
-                    .and_then(Value::as_str)
-                    .map(std::path::PathBuf::from);
-                let r = match (path, dest()) {
-                    (Some(p), Ok(d)) => self.start_send_file(now, &p, d),
-                    (None, _) => Err("missing path".to_string()),
-                    (_, Err(e)) => Err(e["error"]
-                        .as_str()
-                        .unwrap_or("invalid destination")
-                        .to_string()),
-                };
-                let _ = req.reply.send(match r {
-                    Ok(id) => json!({"ok": true, "id": id}),
-                    Err(e) => fail(e),
+            Request::Subscribe {
+                destination,
+                pattern,
+                ..
+            } => {
+                let handle = self.internal_handle();
+                tokio::spawn(async move {
+                    let r = handle
+                        .subscribe_remote(destination, &pattern, timeout)
+                        .await;
+                    answer(reply, r.map(|()| json!({"ok": true})));
                 });
             }
-            "cp_status" => {
-                let id = body.get("id").and_then(Value::as_str).unwrap_or("");
-                let _ = req.reply.send(self.transfer_json(id, now));
+            Request::Announce => {
+                self.announce(now);
+                let destination = self.grid_destination;
+                answer(reply, Ok(ok(&response::Announced { destination })));
             }
-            "received" => {
+            Request::Cp { path, destination } => {
+                let r = self
+                    .start_send_file(now, &path, destination)
+                    .map(|id| ok(&response::CpStarted { id }))
+                    .map_err(Error::Failed);
+                answer(reply, r);
+            }
+            Request::CpStatus { id } => answer(reply, Ok(self.transfer_json(&id, now))),
+            Request::Received => {
                 let files: Vec<Value> = self.received_files.iter().cloned().collect();
-                let _ = req.reply.send(json!({"ok": true, "files": files}));
+                answer(reply, Ok(json!({"ok": true, "files": files})));
             }
-            "links" => {
+            Request::Links => {
                 let links: Vec<Value> = self.transport.links().map(|l| link_json(&l)).collect();
-                let _ = req.reply.send(json!({"ok": true, "links": links}));
+                answer(reply, Ok(json!({"ok": true, "links": links})));
             }
-            "link_recv" => match link_of(body) {
-                Err(e) => {
-                    let _ = req.reply.send(fail(e));
-                }
-                Ok(link) => {
-                    let packets: Vec<Value> = self
-                        .take_link_packets(&link)
-                        .into_iter()
-                        .map(|p| value_json(&rmpv::Value::Binary(p)))
-                        .collect();
-                    let (messages, streams) = self.take_channel_inbox(&link);
-                    let _ = req.reply.send(json!({
-                        "ok": true, "link": link.to_string(), "packets": packets,
-                        "messages": messages, "streams": streams,
-                    }));
-                }
-            },
-            "link_send" | "link_request" | "link_close" | "link_identify" | "link_channel"
-            | "link_stream" => match parse_link_op(cmd, body, timeout) {
-                Ok(op) => self.link_op(now, op, Reply::json(req.reply)),
-                Err(e) => {
-                    let _ = req.reply.send(fail(e));
-                }
-            },
-            other => {
-                let _ = req
-                    .reply
-                    .send(json!({"ok": false, "error": format!("unknown command \"{other}\"")}));
+            Request::LinkRecv { link } => {
+                let packets: Vec<Value> = self
+                    .take_link_packets(&link)
+                    .into_iter()
+                    .map(|p| value_json(&rmpv::Value::Binary(p)))
+                    .collect();
+                let (messages, streams) = self.take_channel_inbox(&link);
+                let inbox = crate::control::response::Inbox {
+                    link,
+                    packets,
+                    messages,
+                    streams,
+                };
+                answer(reply, Ok(crate::control::response::ok(&inbox)));
             }
+            // The link operations were answered above.
+            other => answer(
+                reply,
+                Err(Error::BadRequest(format!(
+                    "\"{}\" is not served here",
+                    other.name()
+                ))),
+            ),
         }
     }
 

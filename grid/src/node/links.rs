@@ -15,6 +15,7 @@ use super::Node;
 use crate::api::{
     AsyncRequestHandler, Call, NodeEvent, Request, RequestHandler, MAX_ASYNC_REQUESTS,
 };
+use crate::Error;
 
 /// Packets kept per link for `grid link recv`, at most.
 const INBOX_PER_LINK: usize = 64;
@@ -143,7 +144,7 @@ impl Node {
                 self.emit(|| NodeEvent::LinkClosed { link, reason: format!("{reason:?}") });
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } | Wait::ChannelDelivered { link: l, .. } if *l == link),
-                    |_| Err(format!("link {link} closed ({reason:?})")),
+                    |_| Err(Error::LinkClosed(format!("link {link} closed ({reason:?})"))),
                 );
             }
             LinkEvent::Packet { link, data, .. } => {
@@ -168,7 +169,7 @@ impl Node {
             ),
             LinkEvent::ProofTimeout { link, packet_hash } => self.answer(
                 |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
-                |_| Err(format!("no proof for the packet on link {link}")),
+                |_| Err(Error::Timeout(format!("no proof for the packet on link {link}"))),
             ),
             LinkEvent::Response { link, request_id, data } => self.answer(
                 |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
@@ -176,7 +177,7 @@ impl Node {
             ),
             LinkEvent::RequestTimeout { link, request_id } => self.answer(
                 |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
-                |_| Err(format!("no response on link {link}")),
+                |_| Err(Error::Timeout(format!("no response on link {link}"))),
             ),
             LinkEvent::ResourceOffered { link, hash, original_hash, segment_index, total_size, remote_identity, .. } => {
                 if self.is_app_link(&link) {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use grid_interfaces::control::{self, ControlError, ControlRequest};
+use crate::control::{self, ControlError, ControlRequest};
 use grid_interfaces::{local, tcp, udp, Hub, InterfaceEvent, Readiness};
 use rns_core::destination::well_known;
 use rns_core::transport::{
@@ -1027,7 +1027,11 @@ impl Node {
                 destination,
             } => self.answer(
                 |w| matches!(w, Wait::ProbeProof { packet, .. } if *packet == packet_hash),
-                |_| Err(format!("probe to {destination} timed out (no proof)")),
+                |_| {
+                    Err(crate::Error::Timeout(format!(
+                        "probe to {destination} timed out (no proof)"
+                    )))
+                },
             ),
             Event::Link(e) => self.on_link_event(now, e),
         }

@@ -1,5 +1,6 @@
-//! Link operations, whoever asks: the control socket parses JSON into a [`LinkOp`], the
-//! embedded API builds one directly, and both get their answer through a [`Reply`].
+//! Link operations, whoever asks: the control socket's link [`crate::control::Request`]s
+//! become a [`LinkOp`] (payload files read), the embedded API builds one directly, and
+//! both get their answer through a [`Reply`].
 
 use std::time::Duration;
 
@@ -141,7 +142,9 @@ impl Node {
                 timeout,
             } => {
                 if data.is_empty() && !eof {
-                    return reply.fail("nothing to write: give data or eof");
+                    return reply.fail(crate::Error::BadRequest(
+                        "nothing to write: give data or eof".into(),
+                    ));
                 }
                 self.queue_stream_write(now, link, stream_id, data, eof, reply, now + timeout);
             }

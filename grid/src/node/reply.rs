@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use rns_core::link::LinkId;
 use rns_core::{rmpv, AddressHash};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::links::value_json;
+use crate::Error;
 
 /// What a successful operation yields.
 #[derive(Debug, Clone)]
@@ -45,34 +46,43 @@ pub(crate) enum Outcome {
 impl Outcome {
     /// The control socket's JSON form.
     pub(crate) fn to_json(&self) -> Value {
+        use crate::control::response::{self as r, ok};
         match self {
             Outcome::Json(v) => v.clone(),
-            Outcome::LinkUp { link, rtt, mtu } => {
-                json!({"ok": true, "link": link.to_string(), "rtt_ms": ms(rtt), "mtu": mtu})
-            }
-            Outcome::Proven { link, rtt } => {
-                json!({"ok": true, "link": link.to_string(), "rtt_ms": ms(rtt)})
-            }
-            Outcome::Response { link, data } => {
-                json!({"ok": true, "link": link.to_string(), "response": value_json(data)})
-            }
-            Outcome::Delivered { link, sequence } => {
-                json!({"ok": true, "link": link.to_string(), "sequence": sequence})
-            }
+            Outcome::LinkUp { link, rtt, mtu } => ok(&r::LinkUp {
+                link: *link,
+                rtt_ms: ms(rtt),
+                mtu: *mtu,
+            }),
+            Outcome::Proven { link, rtt } => ok(&r::Proven {
+                link: *link,
+                rtt_ms: ms(rtt),
+            }),
+            Outcome::Response { link, data } => ok(&r::Answered {
+                link: *link,
+                response: value_json(data),
+            }),
+            Outcome::Delivered { link, sequence } => ok(&r::Delivered {
+                link: *link,
+                sequence: *sequence,
+            }),
             Outcome::StreamDelivered {
                 link,
                 stream_id,
                 bytes,
                 eof,
-            } => json!({
-                "ok": true, "link": link.to_string(), "stream_id": stream_id,
-                "bytes": bytes, "eof": eof,
+            } => ok(&r::StreamDelivered {
+                link: *link,
+                stream_id: *stream_id,
+                bytes: *bytes,
+                eof: *eof,
             }),
-            Outcome::Identified { link, identity } => {
-                json!({"ok": true, "link": link.to_string(), "identity": identity.to_string()})
-            }
+            Outcome::Identified { link, identity } => ok(&r::Identified {
+                link: *link,
+                identity: *identity,
+            }),
             Outcome::Closed { link } | Outcome::ResourceDelivered { link } => {
-                json!({"ok": true, "link": link.to_string()})
+                ok(&r::Done { link: *link })
             }
         }
     }
@@ -83,7 +93,7 @@ fn ms(d: &Duration) -> f64 {
 }
 
 /// Where an operation's result goes, exactly once.
-pub(crate) struct Reply(Box<dyn FnOnce(Result<Outcome, String>) + Send>);
+pub(crate) struct Reply(Box<dyn FnOnce(Result<Outcome, Error>) + Send>);
 
 impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,18 +102,18 @@ impl std::fmt::Debug for Reply {
 }
 
 impl Reply {
-    /// Answer a control-socket request with JSON (`{"ok": false, "error": …}` on failure).
+    /// Answer a control-socket request with JSON ([`Error::to_json`] on failure).
     pub(crate) fn json(tx: oneshot::Sender<Value>) -> Reply {
         Reply(Box::new(move |r| {
             let _ = tx.send(match r {
                 Ok(o) => o.to_json(),
-                Err(e) => json!({"ok": false, "error": e}),
+                Err(e) => e.to_json(),
             });
         }))
     }
 
     /// Answer any caller with a closure (the embedded API's typed channels).
-    pub(crate) fn with(f: impl FnOnce(Result<Outcome, String>) + Send + 'static) -> Reply {
+    pub(crate) fn with(f: impl FnOnce(Result<Outcome, Error>) + Send + 'static) -> Reply {
         Reply(Box::new(f))
     }
 
@@ -113,12 +123,12 @@ impl Reply {
     }
 
     /// Deliver a failure.
-    pub(crate) fn fail(self, e: impl std::fmt::Display) {
-        (self.0)(Err(e.to_string()))
+    pub(crate) fn fail(self, e: impl Into<Error>) {
+        (self.0)(Err(e.into()))
     }
 
     /// Deliver a result.
-    pub(crate) fn send(self, r: Result<Outcome, String>) {
+    pub(crate) fn send(self, r: Result<Outcome, Error>) {
         (self.0)(r)
     }
 }

@@ -3,10 +3,10 @@
 
 use rns_core::link::LinkId;
 use rns_core::{AddressHash, Instant};
-use serde_json::{json, Value};
 
 use super::reply::{Outcome, Reply};
 use super::Node;
+use crate::Error;
 
 /// What a waiting control request is waiting for.
 #[derive(Debug)]
@@ -46,20 +46,29 @@ pub(super) struct Waiter {
 }
 
 impl Waiter {
-    fn timeout_message(&self) -> String {
+    /// Why the waiter gave up when its deadline passed.
+    fn timeout_error(&self) -> Error {
         match &self.wait {
-            Wait::Path(d) => format!("no path to {d} found"),
-            Wait::ProbePath { destination, .. } => format!("no path found for {destination}"),
-            Wait::ProbeProof { destination, .. } => format!("probe timed out for {destination}"),
-            Wait::LinkPath(d) => format!("no path to {d} found"),
-            Wait::LinkUp(l) => format!("link {l} was not established in time"),
-            Wait::LinkProof { link, .. } => format!("no proof for the packet on link {link}"),
-            Wait::LinkResponse { link, .. } => format!("no response on link {link}"),
-            Wait::ChannelDelivered { link, sequence } => {
-                format!("channel message {sequence} on link {link} not delivered in time")
+            Wait::Path(d) | Wait::LinkPath(d) => Error::no_path(*d),
+            Wait::ProbePath { destination, .. } => Error::NoPath {
+                destination: *destination,
+                message: format!("no path found for {destination}"),
+            },
+            Wait::ProbeProof { destination, .. } => {
+                Error::Timeout(format!("probe timed out for {destination}"))
             }
+            Wait::LinkUp(l) => Error::Timeout(format!("link {l} was not established in time")),
+            Wait::LinkProof { link, .. } => {
+                Error::Timeout(format!("no proof for the packet on link {link}"))
+            }
+            Wait::LinkResponse { link, .. } => {
+                Error::Timeout(format!("no response on link {link}"))
+            }
+            Wait::ChannelDelivered { link, sequence } => Error::Timeout(format!(
+                "channel message {sequence} on link {link} not delivered in time"
+            )),
             Wait::ResourceSent { link, .. } => {
-                format!("resource on link {link} not delivered in time")
+                Error::Timeout(format!("resource on link {link} not delivered in time"))
             }
         }
     }
@@ -70,11 +79,6 @@ fn needs_path(w: &Wait) -> Option<AddressHash> {
         Wait::Path(d) | Wait::ProbePath { destination: d, .. } | Wait::LinkPath(d) => Some(*d),
         _ => None,
     }
-}
-
-/// A failure reply.
-pub(super) fn fail(msg: impl std::fmt::Display) -> Value {
-    json!({"ok": false, "error": msg.to_string()})
 }
 
 impl Node {
@@ -98,7 +102,7 @@ impl Node {
     pub(super) fn answer(
         &mut self,
         pred: impl Fn(&Wait) -> bool,
-        result: impl Fn(&Wait) -> Result<Outcome, String>,
+        result: impl Fn(&Wait) -> Result<Outcome, Error>,
     ) {
         for w in self.take_waiters(pred) {
             let r = result(&w.wait);
@@ -131,7 +135,7 @@ impl Node {
         }
         for w in self.take_waiters(|w| needs_path(w).is_some_and(|d| found.contains(&d))) {
             match w.wait {
-                Wait::Path(d) => w.reply.ok(Outcome::Json(self.path_json(&d))),
+                Wait::Path(d) => w.reply.send(self.path_json(&d).map(Outcome::Json)),
                 Wait::ProbePath {
                     destination,
                     payload,
@@ -206,8 +210,8 @@ impl Node {
                     // Undelivered in time: do not let it arrive later unannounced.
                     let _ = self.transport.link_cancel_resource(now, link, hash);
                 }
-                let msg = w.timeout_message();
-                w.reply.fail(msg);
+                let e = w.timeout_error();
+                w.reply.fail(e);
             } else {
                 self.waiters.push(w);
             }

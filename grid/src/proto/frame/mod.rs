@@ -139,6 +139,14 @@ impl ErrorCode {
             ErrorCode::Unsupported => "unsupported",
         }
     }
+
+    /// The code named by [`ErrorCode::as_str`]. Codes are tried in declaration order,
+    /// by their postcard encoding (the variant index), so a new code needs no list here.
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        (0u8..=u8::MAX)
+            .map_while(|i| postcard::from_bytes::<ErrorCode>(&[i]).ok())
+            .find(|c| c.as_str() == name)
+    }
 }
 
 /// Why bytes are not a frame this node accepts.

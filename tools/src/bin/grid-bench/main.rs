@@ -885,7 +885,7 @@ fn control(dir: &Path, req: Value) -> Result<Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let v = rt.block_on(grid_interfaces::control::call(
+    let v = rt.block_on(grid::control::call(
         &dir.join("grid.sock"),
         &req,
         Duration::from_secs(120),

@@ -1,66 +1,18 @@
-//! The local control socket: how the `grid` CLI talks to a running node.
-//!
-//! A Unix stream socket in the node's state directory. Each connection carries JSON
-//! lines: the client writes one request object, the node writes one response object.
-//! Request lines are capped at [`MAX_LINE`] bytes (anything larger closes the
-//! connection); responses, which come from the node the client trusts and may carry a
-//! command's 16 MiB result, at [`MAX_RESPONSE`].
-//!
-//! The socket holds at most [`MAX_CONNECTIONS`] connections and drops one that sends no
-//! complete request line for [`IDLE_TIMEOUT`] (see [`Limits`]); each CLI command opens a
-//! connection of its own, so even `grid listen`, which polls for minutes, never idles.
+//! The server end of the control socket: connections within [`Limits`], one request line
+//! at a time, each passed to the node as a [`ControlRequest`].
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::admission::{accept_backoff, earliest, sleep_until_std, Tally};
+use grid_interfaces::admission::{accept_backoff, earliest, sleep_until_std, Tally};
 
-/// Longest request line.
-pub const MAX_LINE: usize = 1 << 20;
-/// Longest response line a client reads.
-pub const MAX_RESPONSE: usize = 64 << 20;
-
-/// A request from a client, with the way to answer it.
-#[derive(Debug)]
-pub struct ControlRequest {
-    /// The request object.
-    pub body: Value,
-    /// Where the node puts its response.
-    pub reply: oneshot::Sender<Value>,
-}
-
-/// Why the control socket could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// No node is listening at the path.
-    #[error("no node is running for this state directory ({path}): {source}")]
-    NotRunning {
-        /// Socket path.
-        path: PathBuf,
-        /// Underlying error.
-        source: io::Error,
-    },
-    /// Another node already owns the socket.
-    #[error("a node is already running for this state directory (socket {0})")]
-    AlreadyRunning(PathBuf),
-    /// IO failed mid-conversation.
-    #[error("control socket: {0}")]
-    Io(#[from] io::Error),
-    /// The node closed the connection or sent something that is not JSON.
-    #[error("bad response from node: {0}")]
-    BadResponse(String),
-    /// The node did not answer in time.
-    #[error("the node did not answer within {0:?}")]
-    Timeout(Duration),
-}
+use super::{ControlError, ControlRequest, Request, MAX_LINE};
 
 /// Bind the control socket, refusing if a live node already owns it and
 /// removing a stale socket file left by a crashed one.
@@ -335,26 +287,21 @@ async fn serve_conn(
         if !conn.busy() || n > MAX_LINE {
             return;
         }
-        let body = match serde_json::from_str::<Value>(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                serde_json::json!({"ok": false, "error": format!("invalid JSON request: {e}")})
-            }
-        };
-        let response = if body.get("ok") == Some(&Value::Bool(false)) {
-            body
-        } else {
-            let (tx, rx) = oneshot::channel();
-            if requests
-                .send(ControlRequest { body, reply: tx })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            match rx.await {
-                Ok(v) => v,
-                Err(_) => return,
+        let response = match Request::parse(&line) {
+            Err(e) => e.to_json(),
+            Ok(request) => {
+                let (tx, rx) = oneshot::channel();
+                if requests
+                    .send(ControlRequest { request, reply: tx })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match rx.await {
+                    Ok(v) => v,
+                    Err(_) => return,
+                }
             }
         };
         let mut out = serde_json::to_vec(&response).unwrap_or_default();
@@ -366,33 +313,12 @@ async fn serve_conn(
     }
 }
 
-/// Send one request to the node at `path` and wait up to `timeout` for the answer.
-pub async fn call(path: &Path, request: &Value, timeout: Duration) -> Result<Value, ControlError> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|source| ControlError::NotRunning {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let (rd, mut wr) = stream.into_split();
-    let mut out =
-        serde_json::to_vec(request).map_err(|e| ControlError::BadResponse(e.to_string()))?;
-    out.push(b'\n');
-    wr.write_all(&out).await?;
-    let mut line = String::new();
-    let mut rd = BufReader::new(rd).take(MAX_RESPONSE as u64);
-    let n = tokio::time::timeout(timeout, rd.read_line(&mut line))
-        .await
-        .map_err(|_| ControlError::Timeout(timeout))??;
-    if n == 0 {
-        return Err(ControlError::BadResponse("connection closed".into()));
-    }
-    serde_json::from_str(&line).map_err(|e| ControlError::BadResponse(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::call;
+    use serde_json::Value;
+    use std::path::PathBuf;
 
     #[tokio::test]
     async fn request_response_and_single_owner() {
@@ -408,24 +334,43 @@ mod tests {
         tokio::spawn(serve(listener, tx));
         tokio::spawn(async move {
             while let Some(r) = rx.recv().await {
-                let _ = r.reply.send(serde_json::json!({"echo": r.body}));
+                let _ = r
+                    .reply
+                    .send(serde_json::json!({"ok": true, "echo": r.request.name()}));
             }
         });
-        let v = call(
-            &path,
-            &serde_json::json!({"cmd": "x"}),
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap();
-        assert_eq!(v["echo"]["cmd"], "x");
+        let v = call(&path, &Request::Status, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(v["echo"], "status");
+        // What is not a request is refused with a typed error, and the node never sees it.
+        for bad in [
+            serde_json::json!({"cmd": "x"}),
+            serde_json::json!({"no": "cmd"}),
+            serde_json::json!({"cmd": "path", "destination": "zz"}),
+            serde_json::json!([1, 2]),
+        ] {
+            let e = ask_raw(&path, &bad).await;
+            assert!(
+                matches!(e, Some(crate::Error::BadRequest(_))),
+                "{bad} → {e:?}"
+            );
+        }
+        let e = crate::control::ask(&path, &Request::Status, Duration::from_secs(2)).await;
+        assert_eq!(e.unwrap()["echo"], "status");
         let _ = std::fs::remove_dir_all(&dir);
         let missing = call(&dir.join("nope.sock"), &Value::Null, Duration::from_secs(1)).await;
         assert!(matches!(missing, Err(ControlError::NotRunning { .. })));
     }
 
+    /// The typed refusal `request` gets, if any.
+    async fn ask_raw(path: &Path, request: &Value) -> Option<crate::Error> {
+        let v = call(path, request, Duration::from_secs(2)).await.unwrap();
+        crate::Error::from_json(&v)
+    }
+
     /// A control server in a fresh directory with `limits`, whose node answers every
-    /// request at once except `{"cmd": "hold"}`, whose answer goes to the returned
+    /// request at once except `{"cmd": "pair_status"}`, whose answer goes to the returned
     /// receiver for the test to give.
     async fn server(
         tag: &str,
@@ -442,10 +387,10 @@ mod tests {
         let (held_tx, held_rx) = mpsc::channel(8);
         tokio::spawn(async move {
             while let Some(r) = rx.recv().await {
-                if r.body["cmd"] == "hold" {
+                if r.request == Request::PairStatus {
                     let _ = held_tx.send(r.reply).await;
                 } else {
-                    let _ = r.reply.send(serde_json::json!({"echo": r.body}));
+                    let _ = r.reply.send(serde_json::json!({"echo": r.request.name()}));
                 }
             }
         });
@@ -489,7 +434,7 @@ mod tests {
         let mut a = UnixStream::connect(&path).await.unwrap();
         until(&conns, "a idle", |c| c.open == 1 && c.idle.len() == 1).await;
         let mut b = UnixStream::connect(&path).await.unwrap();
-        b.write_all(b"{\"cmd\":\"hold\"}\n").await.unwrap();
+        b.write_all(b"{\"cmd\":\"pair_status\"}\n").await.unwrap();
         let b_reply = held.recv().await.unwrap();
         // Full: c takes the place of idle a, not of busy b.
         let mut c = UnixStream::connect(&path).await.unwrap();
@@ -498,9 +443,9 @@ mod tests {
         // d takes c's place and is served.
         let mut d = UnixStream::connect(&path).await.unwrap();
         assert!(closed(&mut c).await, "c was evicted");
-        assert_eq!(ask(&mut d, "{\"cmd\":\"x\"}").await["echo"]["cmd"], "x");
+        assert_eq!(ask(&mut d, "{\"cmd\":\"status\"}").await["echo"], "status");
         // With b and d both busy, a newcomer is closed at once.
-        d.write_all(b"{\"cmd\":\"hold\"}\n").await.unwrap();
+        d.write_all(b"{\"cmd\":\"pair_status\"}\n").await.unwrap();
         let d_reply = held.recv().await.unwrap();
         let mut e = UnixStream::connect(&path).await.unwrap();
         assert!(closed(&mut e).await, "e was refused");
@@ -527,7 +472,9 @@ mod tests {
         };
         let (path, conns, mut held) = server("idle", limits).await;
         let mut busy = UnixStream::connect(&path).await.unwrap();
-        busy.write_all(b"{\"cmd\":\"hold\"}\n").await.unwrap();
+        busy.write_all(b"{\"cmd\":\"pair_status\"}\n")
+            .await
+            .unwrap();
         let reply = held.recv().await.unwrap();
         // Half a request line, then nothing: closed after the idle timeout.
         let mut slow = UnixStream::connect(&path).await.unwrap();

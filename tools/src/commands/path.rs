@@ -1,0 +1,35 @@
+//! `grid path`: find a path to a destination.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use grid::control::Request;
+use grid::state::StateDir;
+
+use super::{ask, parse_hash, timeout_ms};
+
+/// `grid path`
+pub(crate) fn path(state: &StateDir, hash: &str, timeout: f64, json_out: bool) -> Result<()> {
+    let d = parse_hash(hash)?;
+    let ms = timeout_ms(timeout)?;
+    let v = ask(
+        state,
+        &Request::Path {
+            destination: d,
+            timeout_ms: Some(ms),
+        },
+        Duration::from_millis(ms) + Duration::from_secs(5),
+    )?;
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "Path found, destination {} is {} hop(s) away via {} on {}",
+            d,
+            v["hops"],
+            v["next_hop"].as_str().unwrap_or("?"),
+            v["interface"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
