@@ -45,14 +45,16 @@ impl Node {
                 self.on_control(now, req)
             }
             Call::Handler(path, handler, done) => {
-                self.request_handlers
+                self.links
+                    .request_handlers
                     .insert(rns_core::link::wire::path_hash(&path), handler);
-                self.async_handlers.remove(&path);
+                self.links.async_handlers.remove(&path);
                 let _ = done.send(());
             }
             Call::AsyncHandler(path, handler, done) => {
-                self.async_handlers.insert(&path, handler);
-                self.request_handlers
+                self.links.async_handlers.insert(&path, handler);
+                self.links
+                    .request_handlers
                     .remove(&rns_core::link::wire::path_hash(&path));
                 let _ = done.send(());
             }
@@ -73,7 +75,7 @@ impl Node {
                 let _ = done.send(self.guard.acl.check(&command, level).map(|()| level));
             }
             Call::Command(name, description, handler, done) => {
-                self.commands.insert(
+                self.grid.commands.insert(
                     name,
                     crate::commands::Registered {
                         description,
@@ -132,6 +134,7 @@ impl Node {
             }
             Call::Peers(done) => {
                 let mut peers: Vec<crate::api::Peer> = self
+                    .grid
                     .peers
                     .iter()
                     .map(|(node, (caps, hops, seen))| crate::api::Peer {

@@ -25,6 +25,28 @@ const MAX_BUNDLE_WAITERS: usize = 4096;
 /// How often a path is requested for a destination with waiting bundles.
 const PATH_REQUEST_EVERY: Duration = Duration::from_secs(15);
 
+/// Delay-tolerant delivery on the node: the persistent queue and its settings, the
+/// courier's doorbell, bundles being opened, the keys of nodes heard, callers waiting for
+/// answer bundles, and path requests for destinations with bundles waiting.
+pub(super) struct Delay {
+    /// The persistent bundle queue (its writes run on blocking threads).
+    pub(super) store: std::sync::Arc<crate::bundle::store::BundleStore>,
+    /// `[bundles]` of the config.
+    pub(super) config: crate::config::BundleConfig,
+    /// Wakes the courier when a bundle is queued or taken into custody.
+    pub(super) courier_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Bundles for this node being stored (not yet acted on), so a copy pushed again
+    /// meanwhile is not opened twice.
+    pub(super) opening: super::exchange::Opening,
+    /// Keys of Grid nodes heard, kept across restarts (for sealing bundles).
+    pub(super) known_nodes: crate::known_nodes::KnownNodes,
+    /// Callers waiting for an answer bundle, by correlation id: the node that must
+    /// answer, and where the answer goes.
+    pub(super) waiters: std::collections::HashMap<u64, (AddressHash, oneshot::Sender<GridFrame>)>,
+    /// When a path was last requested for a destination with waiting bundles.
+    pub(super) path_requested: std::collections::HashMap<AddressHash, Instant>,
+}
+
 pub(crate) use crate::proto::courier::Routes;
 
 impl StoredBundle {
@@ -76,14 +98,14 @@ impl Node {
                 let correlation = frame.correlation;
                 let outcome = outcome.clone();
                 let from = AddressHash(node_destination(&sender));
-                match self.bundle_waiters.get(&correlation) {
+                match self.dtn.waiters.get(&correlation) {
                     // Only the node the request went to may answer it.
                     Some((expected, _)) if *expected != from => {
                         tracing::info!(%from, expected = %expected, correlation, "dropped an answer from a node the request did not go to");
                         return;
                     }
                     Some(_) => {
-                        if let Some((_, w)) = self.bundle_waiters.remove(&correlation) {
+                        if let Some((_, w)) = self.dtn.waiters.remove(&correlation) {
                             if w.send(frame).is_ok() {
                                 return;
                             }
@@ -124,13 +146,13 @@ impl Node {
     pub(super) fn recall_node(&self, node: &AddressHash) -> Option<PublicIdentity> {
         self.transport
             .recall_identity(node)
-            .or_else(|| self.known_nodes.get(node).cloned())
+            .or_else(|| self.dtn.known_nodes.get(node).cloned())
     }
 
     /// Keep a job's outcome for `grid exec --result`, across restarts.
     pub(super) fn record_job(&mut self, correlation: u64, outcome: &serde_json::Value) {
         let record = json!({"state": "done", "outcome": outcome}).to_string();
-        let store = self.bundles.clone();
+        let store = self.dtn.store.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = store.put_job(correlation, record.as_bytes()) {
                 tracing::warn!(error = %e, "cannot record a job's result");
@@ -167,7 +189,11 @@ impl Node {
             now_ms,
             expires_ms,
         );
-        let (store, wake, to) = (self.bundles.clone(), self.courier_wake.clone(), to.hash());
+        let (store, wake, to) = (
+            self.dtn.store.clone(),
+            self.dtn.courier_wake.clone(),
+            to.hash(),
+        );
         tokio::task::spawn_blocking(move || {
             let r = store
                 .insert(&StoredBundle::from_wire(b, false))
@@ -206,7 +232,7 @@ impl Node {
         // Any failure reaches the caller through `done`; a waiter left by a failed store
         // write is forgotten once the caller drops it.
         if self.send_bundle(&to, frame, Some(done)).is_err() {
-            self.bundle_waiters.remove(&correlation);
+            self.dtn.waiters.remove(&correlation);
         }
     }
 
@@ -218,15 +244,15 @@ impl Node {
         node: AddressHash,
         waiter: oneshot::Sender<GridFrame>,
     ) -> Result<(), crate::Error> {
-        if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
-            self.bundle_waiters.retain(|_, (_, w)| !w.is_closed());
+        if self.dtn.waiters.len() >= MAX_BUNDLE_WAITERS {
+            self.dtn.waiters.retain(|_, (_, w)| !w.is_closed());
         }
-        if self.bundle_waiters.len() >= MAX_BUNDLE_WAITERS {
+        if self.dtn.waiters.len() >= MAX_BUNDLE_WAITERS {
             return Err(crate::Error::Busy(
                 "too many commands waiting for bundled answers".into(),
             ));
         }
-        self.bundle_waiters.insert(correlation, (node, waiter));
+        self.dtn.waiters.insert(correlation, (node, waiter));
         Ok(())
     }
 
@@ -237,23 +263,26 @@ impl Node {
         let mut heard_ms = Vec::with_capacity(dests.len());
         for d in dests {
             let d = AddressHash(*d);
-            heard_ms.push(self.peers.get(&d).map(|(_, _, t)| t.as_millis()));
+            heard_ms.push(self.grid.peers.get(&d).map(|(_, _, t)| t.as_millis()));
             let known = self.transport.path(&d).is_some();
             if !known {
                 let due = self
+                    .dtn
                     .path_requested
                     .get(&d)
                     .is_none_or(|t| now.saturating_since(*t) >= PATH_REQUEST_EVERY);
-                if due && self.path_requested.len() < 10_000 {
-                    self.path_requested.insert(d, now);
+                if due && self.dtn.path_requested.len() < 10_000 {
+                    self.dtn.path_requested.insert(d, now);
                     self.transport.request_path(now, &d, None);
                 }
             }
             reachable.push(known);
         }
-        self.path_requested
+        self.dtn
+            .path_requested
             .retain(|_, t| now.saturating_since(*t) < PATH_REQUEST_EVERY * 4);
         let announced: Vec<Candidate> = self
+            .grid
             .peers
             .iter()
             .filter(|(_, (caps, ..))| caps.roles & crate::capabilities::roles::CUSTODY != 0)
@@ -266,7 +295,7 @@ impl Node {
             })
             .collect();
         let custodians = choose_custodians(
-            &self.bundle_config.custody_peers,
+            &self.dtn.config.custody_peers,
             &announced,
             |c| self.transport.path(c).is_some(),
             self.grid_destination,
@@ -281,19 +310,20 @@ impl Node {
     /// Bundle store figures for `grid status`.
     pub(super) fn bundles_json(&self) -> serde_json::Value {
         let waiting: Vec<serde_json::Value> = self
-            .bundles
+            .dtn
+            .store
             .destinations()
             .unwrap_or_default()
             .into_iter()
             .take(50)
             .map(|(d, n)| json!({"destination": AddressHash(d).to_string(), "bundles": n}))
             .collect();
-        match self.bundles.stats() {
+        match self.dtn.store.stats() {
             Ok(s) => json!({
-                "custody": self.bundle_config.custody,
+                "custody": self.dtn.config.custody,
                 "queued": s.bundles, "bytes": s.bytes, "destinations": s.destinations,
                 "waiting": waiting,
-                "waiting_callers": self.bundle_waiters.len(),
+                "waiting_callers": self.dtn.waiters.len(),
             }),
             Err(e) => json!({"error": e.to_string()}),
         }

@@ -94,8 +94,8 @@ impl ChannelInbox {
 
 impl Node {
     pub(super) fn on_channel_message(&mut self, link: LinkId, msgtype: u16, data: Vec<u8>) {
-        let full = self.channel_bytes + data.len() > INBOX_BYTES_PER_NODE;
-        let inbox = self.channel_inbox.entry(link).or_default();
+        let full = self.links.channel_bytes + data.len() > INBOX_BYTES_PER_NODE;
+        let inbox = self.links.channel_inbox.entry(link).or_default();
         let before = inbox.bytes();
         if inbox.messages.len() >= MESSAGES_PER_LINK {
             if let Some((_, old)) = inbox.messages.pop_front() {
@@ -108,17 +108,17 @@ impl Node {
             inbox.message_bytes += data.len();
             inbox.messages.push_back((msgtype, data));
         }
-        self.channel_bytes = self.channel_bytes - before + inbox.bytes();
+        self.links.channel_bytes = self.links.channel_bytes - before + inbox.bytes();
     }
 
     /// Take what `link` received on its channel (for `grid link recv`).
     pub(super) fn take_channel_inbox(&mut self, link: &LinkId) -> (Vec<Value>, Vec<Value>) {
-        let Some(inbox) = self.channel_inbox.get_mut(link) else {
+        let Some(inbox) = self.links.channel_inbox.get_mut(link) else {
             return Default::default();
         };
         let before = inbox.bytes();
         let taken = inbox.take_json();
-        self.channel_bytes = self.channel_bytes - before + inbox.bytes();
+        self.links.channel_bytes = self.links.channel_bytes - before + inbox.bytes();
         taken
     }
 
@@ -129,8 +129,8 @@ impl Node {
         data: Vec<u8>,
         eof: bool,
     ) {
-        let node_room = INBOX_BYTES_PER_NODE.saturating_sub(self.channel_bytes);
-        let inbox = self.channel_inbox.entry(link).or_default();
+        let node_room = INBOX_BYTES_PER_NODE.saturating_sub(self.links.channel_bytes);
+        let inbox = self.links.channel_inbox.entry(link).or_default();
         let before = inbox.bytes();
         let room = STREAM_BYTES_PER_LINK
             .saturating_sub(inbox.buffered)
@@ -146,7 +146,7 @@ impl Node {
             s.data.extend_from_slice(&data);
         }
         s.eof |= eof;
-        self.channel_bytes = self.channel_bytes - before + inbox.bytes();
+        self.links.channel_bytes = self.links.channel_bytes - before + inbox.bytes();
     }
 
     /// Queue bytes for a stream on a link; the reply comes once the last message is proven.
@@ -171,7 +171,7 @@ impl Node {
             )));
             return;
         }
-        let q = self.stream_writes.entry(link).or_default();
+        let q = self.links.stream_writes.entry(link).or_default();
         if q.len() >= WRITES_PER_LINK {
             reply.fail(crate::Error::Busy(format!(
                 "too many stream writes queued on link {link}"
@@ -195,6 +195,7 @@ impl Node {
     pub(super) fn pump_streams(&mut self, now: Instant, link: LinkId) {
         loop {
             let Some(w) = self
+                .links
                 .stream_writes
                 .get_mut(&link)
                 .and_then(|q| q.iter_mut().find(|w| !w.queued))
@@ -230,7 +231,7 @@ impl Node {
 
     /// A channel message was proven: complete the writes it finishes, then send more.
     pub(super) fn on_channel_delivered(&mut self, now: Instant, link: LinkId, sequence: u16) {
-        if let Some(q) = self.stream_writes.get_mut(&link) {
+        if let Some(q) = self.links.stream_writes.get_mut(&link) {
             for w in q.iter_mut() {
                 if w.queued && w.last_sequence == Some(sequence) {
                     if let Some(r) = w.reply.take() {
@@ -255,20 +256,20 @@ impl Node {
 
     /// Drop completed writes from the front of a link's queue.
     fn finish_stream_writes(&mut self, link: LinkId) {
-        if let Some(q) = self.stream_writes.get_mut(&link) {
+        if let Some(q) = self.links.stream_writes.get_mut(&link) {
             q.retain(|w| w.reply.is_some());
             if q.is_empty() {
-                self.stream_writes.remove(&link);
+                self.links.stream_writes.remove(&link);
             }
         }
     }
 
     /// The link closed: fail its pending writes and forget its inbox.
     pub(super) fn channels_link_closed(&mut self, link: &LinkId) {
-        if let Some(inbox) = self.channel_inbox.remove(link) {
-            self.channel_bytes -= inbox.bytes();
+        if let Some(inbox) = self.links.channel_inbox.remove(link) {
+            self.links.channel_bytes -= inbox.bytes();
         }
-        for mut w in self.stream_writes.remove(link).unwrap_or_default() {
+        for mut w in self.links.stream_writes.remove(link).unwrap_or_default() {
             if let Some(r) = w.reply.take() {
                 r.fail(crate::Error::LinkClosed(format!(
                     "link {link} closed before the stream was delivered"
@@ -279,9 +280,9 @@ impl Node {
 
     /// Fail stream writes whose deadline passed (their bytes may still be delivered).
     pub(super) fn expire_stream_writes(&mut self, now: Instant) {
-        let links: Vec<LinkId> = self.stream_writes.keys().copied().collect();
+        let links: Vec<LinkId> = self.links.stream_writes.keys().copied().collect();
         for link in links {
-            if let Some(q) = self.stream_writes.get_mut(&link) {
+            if let Some(q) = self.links.stream_writes.get_mut(&link) {
                 for w in q.iter_mut().filter(|w| now >= w.deadline) {
                     if let Some(r) = w.reply.take() {
                         r.fail(crate::Error::Timeout(format!(
@@ -298,7 +299,8 @@ impl Node {
 
     /// The earliest stream-write deadline.
     pub(super) fn next_stream_deadline(&self) -> Option<Instant> {
-        self.stream_writes
+        self.links
+            .stream_writes
             .values()
             .flat_map(|q| q.iter().map(|w| w.deadline))
             .min()

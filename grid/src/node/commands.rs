@@ -318,12 +318,13 @@ impl Node {
                     Ok(h) => {
                         let name = crate::commands::job_event(h, "complete");
                         let stored = self
-                            .bundles
+                            .dtn
+                            .store
                             .get_job(h)
                             .ok()
                             .flatten()
                             .and_then(|r| serde_json::from_slice::<Value>(&r).ok());
-                        Ok(match (self.recent_events.find(&name), stored) {
+                        Ok(match (self.grid.recent_events.find(&name), stored) {
                             (Some(e), _) => {
                                 json!({"ok": true, "state": "done", "outcome": e["payload"]})
                             }
@@ -337,7 +338,7 @@ impl Node {
                 answer(reply, r);
             }
             Request::Events { cursor } => {
-                let (events, cursor) = self.recent_events.since(cursor);
+                let (events, cursor) = self.grid.recent_events.since(cursor);
                 answer(reply, Ok(ok(&response::Events { events, cursor })));
             }
             Request::Subscribe {
@@ -402,7 +403,7 @@ impl Node {
 
     /// Grid nodes heard, with their capabilities (nearest first, at most 100).
     fn peers_json(&self, now: Instant) -> Value {
-        let mut peers: Vec<_> = self.peers.iter().collect();
+        let mut peers: Vec<_> = self.grid.peers.iter().collect();
         peers.sort_by_key(|(_, (_, hops, _))| *hops);
         Value::Array(
             peers
@@ -466,7 +467,7 @@ impl Node {
             "transport": self.transport.transport_enabled(),
             "shared_instance": self.shared_instance,
             "bundles": self.bundles_json(),
-            "capabilities": self.capabilities.to_json(),
+            "capabilities": self.grid.capabilities.to_json(),
             "peers": self.peers_json(now),
             "local_clients": self.transport.local_client_count(),
             "uptime_s": now.saturating_since(self.started).as_secs(),

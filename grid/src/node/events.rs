@@ -65,7 +65,7 @@ impl Node {
     pub(super) fn emit_event(&mut self, now: Instant, event: &str, payload: &Value) -> usize {
         let node = self.grid_destination;
         self.record_event(node.to_string(), event, payload.clone());
-        let matching = self.inbound.subscriptions.matching(event);
+        let matching = self.grid.inbound.subscriptions.matching(event);
         let mut sent = 0;
         for link in matching {
             let frame = GridFrame {
@@ -93,7 +93,7 @@ impl Node {
     /// Record an event for this node's listeners (recent events, API subscribers) only.
     pub(super) fn record_event(&mut self, node: String, event: &str, payload: Value) {
         let v = json!({"node": node, "event": event, "payload": payload});
-        self.recent_events.push(v);
+        self.grid.recent_events.push(v);
         let event = event.to_string();
         self.emit(|| NodeEvent::GridEvent {
             node: node.clone(),
@@ -134,7 +134,7 @@ impl Node {
                 self.record_event(node, &event, payload_json(&payload));
             }
             Body::Progress { fraction, payload } => {
-                if !self.progress.expected(link, frame.correlation) {
+                if !self.grid.progress.expected(link, frame.correlation) {
                     tracing::debug!(%link, correlation = frame.correlation, "ignored progress for a command not sent on this link");
                     return;
                 }
@@ -154,6 +154,6 @@ impl Node {
         let Ok(prefix) = <[u8; 8]>::try_from(prefix) else {
             return;
         };
-        self.progress.expect(link, u64::from_be_bytes(prefix));
+        self.grid.progress.expect(link, u64::from_be_bytes(prefix));
     }
 }

@@ -97,7 +97,7 @@ impl Node {
                     return self.answer_exchange(now, to, r);
                 };
                 let budget = (max_bytes as usize).min(BATCH_BYTES);
-                match self.bundles.for_destination(&node.0, budget, BATCH_COUNT) {
+                match self.dtn.store.for_destination(&node.0, budget, BATCH_COUNT) {
                     Ok(list) => {
                         ExchangeReply::Pulled(list.iter().map(StoredBundle::to_wire).collect())
                     }
@@ -116,10 +116,10 @@ impl Node {
                     .into_iter()
                     .take(BATCH_COUNT)
                     .filter(
-                        |id| matches!(self.bundles.get(id), Ok(Some(b)) if b.destination == node.0),
+                        |id| matches!(self.dtn.store.get(id), Ok(Some(b)) if b.destination == node.0),
                     )
                     .collect();
-                let (store, calls) = (self.bundles.clone(), self.calls.clone());
+                let (store, calls) = (self.dtn.store.clone(), self.calls.clone());
                 tokio::task::spawn_blocking(move || {
                     let reply = match store.remove_delivered(&mine) {
                         Ok(n) => ExchangeReply::Acked(n as u32),
@@ -175,8 +175,8 @@ impl Node {
         };
         let policy = Policy {
             me: self.grid_destination,
-            custody: self.bundle_config.custody,
-            stranger_max_ttl: self.bundle_config.strangers.max_ttl,
+            custody: self.dtn.config.custody,
+            stranger_max_ttl: self.dtn.config.strangers.max_ttl,
             max_sealed: MAX_SEALED,
         };
         let giver = Giver {
@@ -197,9 +197,9 @@ impl Node {
                     Ok(())
                 }
                 Triage::Ours => {
-                    let in_flight =
-                        self.opening.contains(&id) || plan.ours_seen.iter().any(|(i, _)| *i == id);
-                    match self.bundles.is_seen(&id) {
+                    let in_flight = self.dtn.opening.contains(&id)
+                        || plan.ours_seen.iter().any(|(i, _)| *i == id);
+                    match self.dtn.store.is_seen(&id) {
                         Ok(true) => Ok(None),
                         Ok(false) if in_flight => Ok(None),
                         Ok(false) => open_frame(&self.identity, &b)
@@ -237,9 +237,10 @@ impl Node {
                 },
             );
         }
-        self.opening
+        self.dtn
+            .opening
             .extend(plan.ours_seen.iter().map(|(id, _)| *id));
-        let (store, calls) = (self.bundles.clone(), self.calls.clone());
+        let (store, calls) = (self.dtn.store.clone(), self.calls.clone());
         tokio::task::spawn_blocking(move || {
             let stored = store.commit_exchange(&plan.ours_seen, &plan.held, &plan.limits);
             let done = TakeCommitted { plan, stored, to };
@@ -259,7 +260,7 @@ impl Node {
             ..
         } = plan;
         for (id, _) in &ours_seen {
-            self.opening.remove(id);
+            self.dtn.opening.remove(id);
         }
         let mut accepted = already;
         match stored {
@@ -276,7 +277,7 @@ impl Node {
                     }
                 }
                 if any {
-                    self.courier_wake.notify_one();
+                    self.dtn.courier_wake.notify_one();
                 }
                 self.answer_exchange(now, to, ExchangeReply::Pushed { accepted, refused });
                 for (sender, frame) in opened {
@@ -296,11 +297,11 @@ impl Node {
 
     /// What strangers may have this node hold, from `[bundles]`.
     fn stranger_limits(&self) -> StrangerLimits {
-        let strangers = self.bundle_config.strangers;
+        let strangers = self.dtn.config.strangers;
         StrangerLimits {
             bundles: strangers.bundles,
             bytes: strangers.bytes,
-            total_bytes: (self.bundle_config.store_limit as f64 * strangers.share) as u64,
+            total_bytes: (self.dtn.config.store_limit as f64 * strangers.share) as u64,
         }
     }
 }

@@ -129,7 +129,7 @@ impl Node {
             level,
             link,
         };
-        let verdict = self.inbound.handle(
+        let verdict = self.grid.inbound.handle(
             now.as_millis(),
             now_ms,
             &self.guard.acl,
@@ -192,7 +192,7 @@ impl Node {
             let f = frame.respond(Outcome::Ok(result.to_string().into_bytes()), now_ms);
             return self.complete_request(now, key, reply, f);
         }
-        let Some(reg) = self.commands.get(command).cloned() else {
+        let Some(reg) = self.grid.commands.get(command).cloned() else {
             self.guard.record(&entry(AuditOutcome::Error));
             let f = frame.respond(
                 Outcome::Err {
@@ -274,7 +274,7 @@ impl Node {
         reply: FrameReply,
         response: GridFrame,
     ) {
-        let joined = self.inbound.finish(&key, &response);
+        let joined = self.grid.inbound.finish(&key, &response);
         for to in joined {
             self.answer_frame(now, &to, response.clone());
         }
@@ -366,13 +366,13 @@ impl Node {
                 "paths": self.transport.path_count(),
                 "links": self.transport.links().count(),
             }),
-            "grid/capabilities" => self.capabilities.to_json(),
+            "grid/capabilities" => self.grid.capabilities.to_json(),
             "list" => {
                 let mut all: Vec<Value> = BUILTINS
                     .iter()
                     .map(|(c, d)| json!({"command": c, "description": d}))
                     .collect();
-                let mut registered: Vec<_> = self.commands.iter().collect();
+                let mut registered: Vec<_> = self.grid.commands.iter().collect();
                 registered.sort_by(|a, b| a.0.cmp(b.0));
                 all.extend(
                     registered
@@ -384,4 +384,28 @@ impl Node {
             _ => return None,
         })
     }
+}
+
+/// The grid layer's state on the node: registered commands, capabilities and the peers
+/// heard with theirs, the inbound checks and subscriptions, progress expected, recent
+/// events and pairing.
+pub(super) struct GridState {
+    /// When grid.node was last (or is next) announced for a capability change.
+    pub(super) capability_announced: Option<Instant>,
+    /// The open `grid pair` offer, and how the latest one ended.
+    pub(super) pairing: crate::proto::pairing::Pairing,
+    /// Commands registered by the program running this node.
+    pub(super) commands: std::collections::HashMap<String, crate::commands::Registered>,
+    /// Commands sent on links, whose progress may come back on them.
+    pub(super) progress: crate::proto::subscriptions::ProgressExpected,
+    /// Recent events for `grid listen`.
+    pub(super) recent_events: super::events::RecentEvents,
+    /// The checks on frames from other nodes: trust, ACL, TTL, the request log (each
+    /// request runs at most once) and remote subscriptions (see [`crate::proto::inbound`]).
+    pub(super) inbound: crate::proto::inbound::Inbound<FrameReply>,
+    /// What this node can do (its announce app_data).
+    pub(super) capabilities: crate::capabilities::Capabilities,
+    /// Grid nodes heard announcing, with what they can do: hops and when last heard.
+    pub(super) peers:
+        std::collections::HashMap<AddressHash, (crate::capabilities::Capabilities, u8, Instant)>,
 }

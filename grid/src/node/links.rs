@@ -139,8 +139,8 @@ impl Node {
                 self.files_link_closed(now, &link);
                 self.channels_link_closed(&link);
                 self.app_link_closed(&link);
-                self.inbound.subscriptions.unsubscribe(link, None);
-                self.progress.forget(link);
+                self.grid.inbound.subscriptions.unsubscribe(link, None);
+                self.grid.progress.forget(link);
                 self.emit(|| NodeEvent::LinkClosed { link, reason: format!("{reason:?}") });
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } | Wait::ChannelDelivered { link: l, .. } if *l == link),
@@ -149,17 +149,17 @@ impl Node {
             }
             LinkEvent::Packet { link, data, .. } => {
                 self.emit(|| NodeEvent::Packet { link, data: data.clone() });
-                let full = self.link_inbox_bytes + data.len() > super::channels::INBOX_BYTES_PER_NODE;
-                let inbox = self.link_inbox.entry(link).or_default();
+                let full = self.links.link_inbox_bytes + data.len() > super::channels::INBOX_BYTES_PER_NODE;
+                let inbox = self.links.link_inbox.entry(link).or_default();
                 if inbox.len() >= INBOX_PER_LINK {
                     if let Some(old) = inbox.pop_front() {
-                        self.link_inbox_bytes -= old.len();
+                        self.links.link_inbox_bytes -= old.len();
                     }
                 }
                 if full {
                     tracing::debug!(%link, "link inboxes full; packet dropped");
                 } else {
-                    self.link_inbox_bytes += data.len();
+                    self.links.link_inbox_bytes += data.len();
                     inbox.push_back(data);
                 }
             }
@@ -267,9 +267,9 @@ impl Node {
             }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity } => {
                 let req = Request { link, data, remote_identity: remote_identity.map(|i| i.hash()) };
-                let handler = self.request_handlers.get(&path_hash).cloned();
+                let handler = self.links.request_handlers.get(&path_hash).cloned();
                 let Some(handler) = handler else {
-                    if !self.async_handlers.spawn(&path_hash, req, request_id, &self.calls) {
+                    if !self.links.async_handlers.spawn(&path_hash, req, request_id, &self.calls) {
                         tracing::debug!(%link, %path_hash, "request for an unknown path");
                     }
                     return;
@@ -285,8 +285,27 @@ impl Node {
 
     /// Take the packets received on a link so far.
     pub(super) fn take_link_packets(&mut self, link: &LinkId) -> VecDeque<Vec<u8>> {
-        let taken = self.link_inbox.remove(link).unwrap_or_default();
-        self.link_inbox_bytes -= taken.iter().map(Vec::len).sum::<usize>();
+        let taken = self.links.link_inbox.remove(link).unwrap_or_default();
+        self.links.link_inbox_bytes -= taken.iter().map(Vec::len).sum::<usize>();
         taken
     }
+}
+
+/// What programs do with links: packets, channel messages and stream bytes received until taken, stream writes waiting, and request handlers.
+pub(super) struct LinkData {
+    /// Packets received on links, until `grid link recv` takes them.
+    pub(super) link_inbox: HashMap<rns_core::link::LinkId, std::collections::VecDeque<Vec<u8>>>,
+    /// Bytes in all link inboxes (bounded like the channel inboxes).
+    pub(super) link_inbox_bytes: usize,
+    /// Channel messages and stream bytes received, until `grid link recv` takes them.
+    pub(super) channel_inbox: HashMap<rns_core::link::LinkId, super::channels::ChannelInbox>,
+    /// Bytes in all channel inboxes (bounded by [`channels::INBOX_BYTES_PER_NODE`]).
+    pub(super) channel_bytes: usize,
+    /// Stream writes waiting for channel window space or delivery.
+    pub(super) stream_writes:
+        HashMap<rns_core::link::LinkId, std::collections::VecDeque<super::channels::StreamWrite>>,
+    /// Request handlers by path hash.
+    pub(super) request_handlers: HashMap<AddressHash, crate::api::RequestHandler>,
+    /// Request handlers that run on tasks of their own.
+    pub(super) async_handlers: AsyncHandlers,
 }

@@ -66,30 +66,11 @@ pub enum NodeError {
 }
 
 struct Node {
-    /// Delay-tolerant delivery: the persistent bundle queue, settings, and the courier's
-    /// doorbell.
-    bundles: std::sync::Arc<crate::bundle::store::BundleStore>,
-    bundle_config: crate::config::BundleConfig,
-    courier_wake: std::sync::Arc<tokio::sync::Notify>,
-    /// Bundles for this node being stored (not yet acted on), so a copy pushed again
-    /// meanwhile is not opened twice.
-    opening: exchange::Opening,
-    /// Keys of Grid nodes heard, kept across restarts (for sealing bundles).
-    known_nodes: crate::known_nodes::KnownNodes,
-    /// When grid.node was last (or is next) announced for a capability change.
-    capability_announced: Option<Instant>,
-    /// The open `grid pair` offer, and how the latest one ended.
-    pairing: crate::proto::pairing::Pairing,
-    /// Callers waiting for an answer bundle, by correlation id.
-    bundle_waiters: HashMap<
-        u64,
-        (
-            AddressHash,
-            tokio::sync::oneshot::Sender<crate::frame::GridFrame>,
-        ),
-    >,
-    /// When a path was last requested for a destination with waiting bundles.
-    path_requested: HashMap<AddressHash, Instant>,
+    /// Delay-tolerant delivery: the bundle queue, its settings and courier, known node keys,
+    /// callers waiting for answer bundles.
+    dtn: bundles::Delay,
+    /// The grid layer's state: commands, capabilities, peers heard, inbound checks, subscriptions, progress expected, recent events, pairing.
+    grid: grid_frames::GridState,
     transport: Transport,
     identity: Identity,
     grid_destination: AddressHash,
@@ -103,38 +84,12 @@ struct Node {
     interface_announces: Vec<(InterfaceId, Instant)>,
     outbound: HashMap<InterfaceId, mpsc::Sender<Vec<u8>>>,
     waiters: Vec<Waiter>,
-    /// Packets received on links, until `grid link recv` takes them.
-    link_inbox: HashMap<rns_core::link::LinkId, std::collections::VecDeque<Vec<u8>>>,
-    /// Bytes in all link inboxes (bounded like the channel inboxes).
-    link_inbox_bytes: usize,
-    /// Channel messages and stream bytes received, until `grid link recv` takes them.
-    channel_inbox: HashMap<rns_core::link::LinkId, channels::ChannelInbox>,
-    /// Bytes in all channel inboxes (bounded by [`channels::INBOX_BYTES_PER_NODE`]).
-    channel_bytes: usize,
-    /// Stream writes waiting for channel window space or delivery.
-    stream_writes:
-        HashMap<rns_core::link::LinkId, std::collections::VecDeque<channels::StreamWrite>>,
-    /// Request handlers by path hash.
-    request_handlers: HashMap<AddressHash, crate::api::RequestHandler>,
-    /// Request handlers that run on tasks of their own.
-    async_handlers: links::AsyncHandlers,
-    /// Commands registered by the program running this node.
-    commands: HashMap<String, crate::commands::Registered>,
+    /// What programs do with links: packets, channel messages and stream bytes received until taken, stream writes waiting, and request handlers.
+    links: links::LinkData,
     /// The node's own API queue: command tasks answer through it.
     calls: mpsc::Sender<api::Call>,
-    /// Commands sent on links, whose progress may come back on them.
-    progress: crate::proto::subscriptions::ProgressExpected,
-    /// Recent events for `grid listen`.
-    recent_events: events::RecentEvents,
     /// Trust levels, the ACL and the audit log.
     guard: Guard,
-    /// The checks on frames from other nodes: trust, ACL, TTL, the request log (each
-    /// request runs at most once) and remote subscriptions (see [`crate::proto::inbound`]).
-    inbound: crate::proto::inbound::Inbound<grid_frames::FrameReply>,
-    /// What this node can do (its announce app_data).
-    capabilities: crate::capabilities::Capabilities,
-    /// Grid nodes heard announcing, with what they can do: hops and when last heard.
-    peers: HashMap<AddressHash, (crate::capabilities::Capabilities, u8, Instant)>,
     /// Where [`crate::api::NodeEvent`]s go.
     events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
     /// Resources on links to `grid.node` are accepted for the application.
@@ -714,17 +669,36 @@ impl Node {
             root.join(&config.cp.directory)
         };
         Node {
-            bundles: bundles.store,
-            bundle_config: bundles.config,
-            courier_wake: bundles.wake,
-            bundle_waiters: HashMap::new(),
-            opening: exchange::Opening::new(),
-            capability_announced: None,
-            known_nodes: crate::known_nodes::KnownNodes::load(
-                &root.join(crate::known_nodes::KNOWN_NODES_FILE),
-            ),
-            pairing: Default::default(),
-            path_requested: HashMap::new(),
+            links: links::LinkData {
+                link_inbox: HashMap::new(),
+                link_inbox_bytes: 0,
+                channel_inbox: HashMap::new(),
+                channel_bytes: 0,
+                stream_writes: HashMap::new(),
+                request_handlers: links::builtin_handlers(),
+                async_handlers: links::AsyncHandlers::default(),
+            },
+            grid: grid_frames::GridState {
+                capability_announced: None,
+                pairing: Default::default(),
+                commands: HashMap::new(),
+                progress: Default::default(),
+                recent_events: events::RecentEvents::default(),
+                inbound: Default::default(),
+                capabilities,
+                peers: HashMap::new(),
+            },
+            dtn: bundles::Delay {
+                store: bundles.store,
+                config: bundles.config,
+                courier_wake: bundles.wake,
+                waiters: HashMap::new(),
+                opening: exchange::Opening::new(),
+                known_nodes: crate::known_nodes::KnownNodes::load(
+                    &root.join(crate::known_nodes::KNOWN_NODES_FILE),
+                ),
+                path_requested: HashMap::new(),
+            },
             cp: config.cp.clone(),
             cp_directory,
             cp_destination: Some(cp_destination),
@@ -740,21 +714,8 @@ impl Node {
             announced,
             outbound: HashMap::new(),
             waiters: Vec::new(),
-            link_inbox: HashMap::new(),
-            link_inbox_bytes: 0,
-            channel_inbox: HashMap::new(),
-            channel_bytes: 0,
-            stream_writes: HashMap::new(),
-            request_handlers: links::builtin_handlers(),
-            async_handlers: links::AsyncHandlers::default(),
-            commands: HashMap::new(),
             calls,
-            progress: Default::default(),
-            recent_events: events::RecentEvents::default(),
             guard,
-            inbound: Default::default(),
-            capabilities,
-            peers: HashMap::new(),
             events,
             app_resources: false,
             incoming_app: HashMap::new(),
@@ -773,21 +734,23 @@ impl Node {
         now: Instant,
         change: Box<dyn FnOnce(&mut crate::capabilities::Capabilities) + Send>,
     ) -> crate::capabilities::Capabilities {
-        let before = self.capabilities.clone();
-        change(&mut self.capabilities);
-        if self.capabilities != before {
+        let before = self.grid.capabilities.clone();
+        change(&mut self.grid.capabilities);
+        if self.grid.capabilities != before {
             let d = self.grid_destination;
-            self.transport.set_app_data(&d, self.capabilities.encode());
+            self.transport
+                .set_app_data(&d, self.grid.capabilities.encode());
             let at = self
+                .grid
                 .capability_announced
                 .map_or(now, |t| (t + CAPABILITY_ANNOUNCE_GAP).max(now));
-            self.capability_announced = Some(at);
+            self.grid.capability_announced = Some(at);
             if let Some(entry) = self.announce_schedule.iter_mut().find(|(x, _)| *x == d) {
                 entry.1 = entry.1.min(at);
             }
-            tracing::info!(capabilities = %self.capabilities.to_json(), "capabilities changed; re-announcing");
+            tracing::info!(capabilities = %self.grid.capabilities.to_json(), "capabilities changed; re-announcing");
         }
-        self.capabilities.clone()
+        self.grid.capabilities.clone()
     }
 
     /// Announce every announced destination now (`grid announce`), keeping them apart.
@@ -833,24 +796,25 @@ impl Node {
         app_data: &[u8],
     ) {
         if let Some(id) = self.transport.recall_identity(&node) {
-            self.known_nodes.learn(node, &id);
+            self.dtn.known_nodes.learn(node, &id);
         }
         let Some(caps) = crate::capabilities::Capabilities::decode(app_data) else {
             return;
         };
-        if !self.peers.contains_key(&node) && self.peers.len() >= MAX_PEERS {
+        if !self.grid.peers.contains_key(&node) && self.grid.peers.len() >= MAX_PEERS {
             if let Some(oldest) = self
+                .grid
                 .peers
                 .iter()
                 .min_by_key(|(_, (_, _, t))| *t)
                 .map(|(k, _)| *k)
             {
-                self.peers.remove(&oldest);
+                self.grid.peers.remove(&oldest);
             }
         }
-        self.peers.insert(node, (caps, hops, now));
+        self.grid.peers.insert(node, (caps, hops, now));
         // Bundles waiting for this node (or for nodes behind this custodian) may move now.
-        self.courier_wake.notify_one();
+        self.dtn.courier_wake.notify_one();
     }
 
     /// Introduce ourselves on slow interfaces whose random wait is over.

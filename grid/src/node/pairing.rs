@@ -29,12 +29,12 @@ impl Node {
     ) -> String {
         let mut code = [0u8; PAIRING_CODE_WORDS];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut code);
-        self.pairing.offer(now, code, level, window)
+        self.grid.pairing.offer(now, code, level, window)
     }
 
     /// Where the latest offer stands, as JSON.
     pub(super) fn pair_status(&mut self, now: Instant) -> Value {
-        match self.pairing.state(now) {
+        match self.grid.pairing.state(now) {
             PairingState::Waiting(left) => json!({
                 "ok": true, "state": "waiting", "expires_in_s": left.as_secs(),
             }),
@@ -54,10 +54,10 @@ impl Node {
         params: &Value,
     ) -> Result<Value, CommandError> {
         let code = params.get("code").and_then(Value::as_str);
-        let level = match self.pairing.join(now, caller, code) {
+        let level = match self.grid.pairing.join(now, caller, code) {
             Ok(level) => level,
             Err(e) => {
-                if self.pairing.state(now) == PairingState::Closed("too many wrong codes") {
+                if self.grid.pairing.state(now) == PairingState::Closed("too many wrong codes") {
                     tracing::warn!(?caller, "pairing offer closed after too many wrong codes");
                 }
                 return Err(denied(e.to_string()));

@@ -28,6 +28,7 @@ impl Node {
         command: &str,
     ) -> Result<Decision, RouteError> {
         let candidates: Vec<Candidate> = self
+            .grid
             .peers
             .iter()
             .filter(|(node, _)| **node != self.grid_destination)
@@ -39,7 +40,7 @@ impl Node {
                 trust: self.node_trust(node),
             })
             .collect();
-        decide(route, command, &self.capabilities, &candidates, |n| {
+        decide(route, command, &self.grid.capabilities, &candidates, |n| {
             self.node_trust(n)
         })
     }
@@ -57,7 +58,7 @@ impl Node {
             let _ = reply.send(Ok(v));
             return;
         }
-        let Some(reg) = self.commands.get(&command).cloned() else {
+        let Some(reg) = self.grid.commands.get(&command).cloned() else {
             let _ = reply.send(Err(CommandError {
                 code: ErrorCode::UnknownCommand,
                 message: format!("no command \"{command}\" on this node (try \"list\")"),
