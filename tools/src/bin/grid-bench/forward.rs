@@ -25,7 +25,14 @@ pub(crate) enum Transit<'a> {
 }
 
 /// Forward `n` packets through a transport node; returns (CPU s per packet, delivered).
-pub(crate) fn forward_bench(which: Transit<'_>, n: usize) -> Result<(f64, usize)> {
+///
+/// With `paced`, the packets go one per TCP write at that many per second (the node
+/// wakes up for each), instead of up to `WINDOW` in flight written together.
+pub(crate) fn forward_bench(
+    which: Transit<'_>,
+    n: usize,
+    paced: Option<f64>,
+) -> Result<(f64, usize)> {
     let mut rng = Rng::seed_from_u64(7);
     let transit_id = Identity::generate(&mut rng);
     let sink_id = Identity::generate(&mut rng);
@@ -123,6 +130,15 @@ pub(crate) fn forward_bench(which: Transit<'_>, n: usize) -> Result<(f64, usize)
             last_progress = (done, StdInstant::now());
         } else if last_progress.1.elapsed() > Duration::from_secs(5) {
             break; // packets were lost; stop waiting for them
+        }
+        if let Some(rate) = paced {
+            let due = t0 + Duration::from_secs_f64(sent as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(StdInstant::now()) {
+                std::thread::sleep(wait);
+            }
+            sender.write_all(&frames[sent])?;
+            sent += 1;
+            continue;
         }
         let room = WINDOW.saturating_sub(sent - done.min(sent));
         if room == 0 {

@@ -27,6 +27,7 @@ mod harness;
 mod ingest;
 mod lan;
 mod links;
+mod paced;
 mod report;
 mod startup;
 
@@ -97,8 +98,18 @@ fn real_main() -> Result<()> {
             }
             "forward-only" => {
                 let n: usize = args.next().context("count")?.parse()?;
-                let g = forward_bench(Transit::Grid(&grid_binary()?), n)?;
+                let paced = args.next().map(|r| r.parse()).transpose()?;
+                let g = forward_bench(Transit::Grid(&grid_binary()?), n, paced)?;
                 println!("{:.3} µs per packet ({} delivered)", g.0 * 1e6, g.1);
+                return Ok(());
+            }
+            "forward-paced" => {
+                let n: usize = args.next().context("count")?.parse()?;
+                let rate: f64 = args.next().map_or(Ok(PACED_RATE), |r| r.parse())?;
+                let (g, p) = paced_both(&opts.python, &grid_binary()?, n, rate)?;
+                for r in [g, p] {
+                    println!("{} | {} | {} | {:.1}×", r.what, r.grid, r.python, r.ratio);
+                }
                 return Ok(());
             }
             "ingest-only" => {
@@ -123,7 +134,7 @@ fn real_main() -> Result<()> {
                 return internal_ingest(Path::new(&file));
             }
             "-h" | "--help" => {
-                println!("grid-bench [--quick] [--python PATH] [--write FILE]\n\nMeasures Grid against Python RNS 1.5.7 in the same run and prints a Markdown report.\n\n  grid-bench forward-only N   Grid forwarding cost alone (for profiling)\n  grid-bench ingest-only N    Grid announce ingestion and memory alone\n  grid-bench commands-only N  Grid command round trips alone\n  grid-bench bundles-only N   bundle store rates, Grid and the Python file reference");
+                println!("grid-bench [--quick] [--python PATH] [--write FILE]\n\nMeasures Grid against Python RNS 1.5.7 in the same run and prints a Markdown report.\n\n  grid-bench forward-only N [RATE]  Grid forwarding cost alone (for profiling; RATE: one packet per write)\n  grid-bench forward-paced N [RATE]  paced forwarding and link set-up, Python endpoints, Grid vs rnsd\n  grid-bench ingest-only N    Grid announce ingestion and memory alone\n  grid-bench commands-only N  Grid command round trips alone\n  grid-bench bundles-only N   bundle store rates, Grid and the Python file reference");
                 return Ok(());
             }
             other => bail!("unknown argument {other}"),
@@ -206,8 +217,8 @@ fn real_main() -> Result<()> {
 
     let n_fwd = if opts.quick { 10_000 } else { 50_000 };
     eprintln!("== forwarding cost ({n_fwd} packets through a transport node)");
-    let g = forward_bench(Transit::Grid(&grid), n_fwd)?;
-    let p = forward_bench(Transit::Rnsd(&opts.python), n_fwd)?;
+    let g = forward_bench(Transit::Grid(&grid), n_fwd, None)?;
+    let p = forward_bench(Transit::Rnsd(&opts.python), n_fwd, None)?;
     rows.push(Row::new(
         "CPU time per forwarded packet (transport node)",
         format!("{:.2} µs ({} of {n_fwd})", g.0 * 1e6, g.1),
@@ -217,6 +228,12 @@ fn real_main() -> Result<()> {
         p.0 / g.0 >= 30.0,
         "lower is better; ratio = Python / Grid",
     ));
+
+    let n_paced = if opts.quick { 10_000 } else { 30_000 };
+    eprintln!("== paced forwarding ({n_paced} link packets at {PACED_RATE}/s, Python endpoints)");
+    let (fwd, est) = paced_both(&opts.python, &grid, n_paced, PACED_RATE)?;
+    rows.push(fwd);
+    rows.push(est);
 
     eprintln!("== links and resources");
     let n_links = if opts.quick { 5 } else { 40 };
@@ -416,3 +433,51 @@ fn real_main() -> Result<()> {
 
 /// Bundle sizes the store is measured at: a typical command, a large result.
 pub(crate) const BUNDLE_SIZES: [usize; 2] = [1024, 65536];
+
+/// Packets per second the paced forwarding benchmark sends, one per TCP write.
+const PACED_RATE: f64 = 10_000.0;
+
+/// Paced forwarding and link set-up through Grid and through rnsd, Python endpoints:
+/// (CPU per packet crossing, link establishment) rows.
+fn paced_both(python: &Path, grid: &Path, n: usize, rate: f64) -> Result<(Row, Row)> {
+    let links = 20;
+    let g = paced::run(python, paced::Via::Grid(grid), n, rate, links)?;
+    let p = paced::run(python, paced::Via::Rnsd, n, rate, links)?;
+    let us = |r: &paced::Paced| {
+        format!(
+            "{:.2} µs ({} sent at {:.0}/s, {} delivered, {} proofs back)",
+            r.cpu_per_crossing * 1e6,
+            r.sent,
+            r.rate,
+            r.delivered,
+            r.proofs
+        )
+    };
+    let fwd = Row::new(
+        "CPU time per packet crossing a transport node, paced one per TCP write (Python endpoints; link DATA + proof)",
+        us(&g),
+        us(&p),
+        p.cpu_per_crossing / g.cpu_per_crossing,
+        "≤ 4 µs",
+        g.cpu_per_crossing <= 4e-6,
+        "lower is better; ratio = Python / Grid",
+    );
+    let ms = |v: &[f64]| {
+        format!(
+            "{:.2} / {:.2} ms",
+            harness::percentile_ms(v.to_vec(), 50.0),
+            harness::percentile_ms(v.to_vec(), 90.0)
+        )
+    };
+    let (gm, pm) = (median(g.establish.clone()), median(p.establish.clone()));
+    let est = Row::new(
+        "Link establishment through a transport node, Python endpoints, p50 / p90 (Grid node vs rnsd)",
+        ms(&g.establish),
+        ms(&p.establish),
+        pm / gm,
+        "(no goal)",
+        true,
+        "lower is better; ratio = rnsd / Grid, at p50",
+    );
+    Ok((fwd, est))
+}

@@ -6,10 +6,10 @@ use crate::genome;
 use crate::harness::workspace;
 
 pub(crate) struct Row {
-    what: String,
-    grid: String,
-    python: String,
-    ratio: f64,
+    pub(crate) what: String,
+    pub(crate) grid: String,
+    pub(crate) python: String,
+    pub(crate) ratio: f64,
     goal: &'static str,
     met: bool,
     note: &'static str,
