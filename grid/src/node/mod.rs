@@ -233,15 +233,22 @@ where
     // The loop runs as a task of its own rather than as the future the runtime blocks on:
     // waking that future makes a current-thread runtime poll its IO driver once more
     // (an extra epoll_wait) on every wake-up, which is every packet under light load.
+    // (Dropping this future stops the loop, as it did when the loop ran inside it.)
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut driver = tokio::spawn(drive(started, async move {
+    let mut driver = AbortOnDrop(tokio::spawn(drive(started, async move {
         let _ = stopped.await;
-    }));
+    })));
     let ended = tokio::select! {
-        r = &mut driver => r,
+        r = &mut driver.0 => r,
         _ = shutdown => {
             let _ = stop.send(());
-            driver.await
+            (&mut driver.0).await
         }
     };
     if let Err(e) = ended {
