@@ -69,6 +69,9 @@ async fn pump_from<S: AsyncRead + AsyncWrite + Unpin>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 16 * 1024];
     let mut frames = Vec::new();
+    // The write buffer is kept between writes (allocated once per connection, not once
+    // per write), and shrunk back after a large burst.
+    let mut out = Vec::new();
     loop {
         tokio::select! {
             r = rd.read(&mut buf) => {
@@ -84,7 +87,7 @@ async fn pump_from<S: AsyncRead + AsyncWrite + Unpin>(
             }
             f = outbound.recv() => {
                 let Some(frame) = f else { return Ended::Node };
-                let mut out = Vec::with_capacity(frame.len() + 8);
+                out.clear();
                 hdlc::encode_into(&frame, &mut out);
                 // Coalesce whatever else is queued into one write.
                 while let Ok(more) = outbound.try_recv() {
@@ -94,6 +97,7 @@ async fn pump_from<S: AsyncRead + AsyncWrite + Unpin>(
                 if wr.write_all(&out).await.is_err() {
                     return Ended::Peer;
                 }
+                out.shrink_to(64 * 1024);
             }
         }
     }

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """RNS 1.5.7 link and resource measurements for grid-bench.
 
-  py_link.py responder DIR IFACE           host bench.sink; print its hash; serve forever
+  py_link.py responder DIR IFACE [count]   host bench.sink; print its hash; serve forever
+                                           (count: keep the number of link DATA packets
+                                           received in DIR/received)
   py_link.py establish DIR IFACE DEST N    open N links, print establishment times
   py_link.py rtt DIR IFACE DEST N          N packets on one link, print proof round trips
   py_link.py send DIR IFACE DEST FILE      send FILE as a resource, print time and CPU
   py_link.py request DIR IFACE DEST N      N /ping requests on one link, print round trips
   py_link.py request_rate DIR IFACE DEST SECONDS K
                                            K /ping requests in flight for SECONDS, print count
+  py_link.py paced DIR IFACE DEST N RATE   N 64-byte packets on one link, one per TCP write
+                                           at RATE/s; print start, then proofs received
 
 IFACE is tcp_server=host:port or tcp_client=host:port.
 """
@@ -81,6 +85,8 @@ def main():
             "/ping",
             response_generator=lambda path, data, request_id, link_id, remote_identity, requested_at: b"pong",
             allow=RNS.Destination.ALLOW_ALL)
+        if sys.argv[4:5] == ["count"]:
+            count_received(d)
         out(destination=dest.hash.hex())
         # A transport node in FULL mode does not forward path requests for destinations
         # it has not heard, and an announce sent while the TCP connection is still coming
@@ -157,7 +163,84 @@ def main():
         t = time.perf_counter() - t0
         out(seconds=t, cpu=time.process_time() - c0, ok=res.status == RNS.Resource.COMPLETE)
         link.teardown()
+    elif role == "paced":
+        paced(dest, int(sys.argv[5]), float(sys.argv[6]))
     os._exit(0)
+
+
+def count_received(d):
+    """Count link DATA packets as they arrive at Transport.inbound, and write the count
+    to DIR/received every 100 ms."""
+    received = [0]
+    inbound = RNS.Transport.inbound
+
+    def counting(raw, interface=None):
+        # DATA to a LINK destination: packet type 0, destination type 3 (flags bits 2-3).
+        if len(raw) > 2 and raw[0] & 0x0F == 0x0C:
+            received[0] += 1
+        return inbound(raw, interface)
+
+    RNS.Transport.inbound = counting
+
+    def write():
+        while True:
+            with open(os.path.join(d, "received.tmp"), "w") as f:
+                f.write(str(received[0]))
+            os.replace(os.path.join(d, "received.tmp"), os.path.join(d, "received"))
+            time.sleep(0.1)
+
+    threading.Thread(target=write, daemon=True).start()
+
+
+def paced(dest, n, rate):
+    """Send n link DATA packets (64 random bytes each) written one HDLC frame per TCP
+    write at `rate` per second, and count the proofs the responder sends back.
+
+    The packets are built (encrypted) by RNS beforehand, so that Python's own cost of
+    building them does not limit the rate; they are then written straight to the TCP
+    interface's socket. Proofs are counted as they arrive at Transport.inbound.
+    """
+    import socket
+    from RNS.Interfaces.TCPInterface import HDLC
+    proofs = [0]
+    inbound = RNS.Transport.inbound
+
+    def counting(raw, interface=None):
+        if len(raw) > 2 and raw[0] & 0x03 == RNS.Packet.PROOF:
+            proofs[0] += 1
+        return inbound(raw, interface)
+
+    RNS.Transport.inbound = counting
+    link, _ = open_link(dest)
+    time.sleep(0.5)
+    frames = []
+    for _ in range(n):
+        p = RNS.Packet(link, os.urandom(64))
+        p.pack()
+        frames.append(bytes([HDLC.FLAG]) + HDLC.escape(p.raw) + bytes([HDLC.FLAG]))
+    iface = next(i for i in RNS.Transport.interfaces if hasattr(i, "socket") and i.socket)
+    sock = iface.socket
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out(phase="start")
+    t0 = time.perf_counter()
+    for i, f in enumerate(frames):
+        due = t0 + i / rate
+        while True:
+            ahead = due - time.perf_counter()
+            if ahead <= 0:
+                break
+            if ahead > 0.0003:
+                time.sleep(ahead - 0.0002)
+        sock.sendall(f)
+    send_s = time.perf_counter() - t0
+    # Wait for the proofs still under way (until none arrive for 2 s).
+    last, quiet = -1, time.perf_counter()
+    while time.perf_counter() - quiet < 2 and proofs[0] < n:
+        if proofs[0] != last:
+            last, quiet = proofs[0], time.perf_counter()
+        time.sleep(0.05)
+    out(sent=n, proofs=proofs[0], send_seconds=send_s)
+    link.teardown()
 
 
 if __name__ == "__main__":

@@ -182,7 +182,32 @@ where
     let handle =
         api::NodeHandle::internal(parts.calls, parts.events, parts.identity, parts.destination);
     tokio::spawn(services(handle));
-    drive(started, shutdown).await;
+    // The loop runs as a task of its own rather than as the future the runtime blocks on:
+    // waking that future makes a current-thread runtime poll its IO driver once more
+    // (an extra epoll_wait) on every wake-up, which is every packet under light load.
+    // (Dropping this future stops the loop, as it did when the loop ran inside it.)
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut driver = AbortOnDrop(tokio::spawn(drive(started, async move {
+        let _ = stopped.await;
+    })));
+    let ended = tokio::select! {
+        r = &mut driver.0 => r,
+        _ = shutdown => {
+            let _ = stop.send(());
+            (&mut driver.0).await
+        }
+    };
+    if let Err(e) = ended {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic()); // as if the loop ran here
+        }
+    }
     Ok(())
 }
 
@@ -328,6 +353,11 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
     } = started;
     let mut api_open = true;
     tokio::pin!(shutdown);
+    // One timer for the loop, re-armed only when the wake-up time changes, instead of a
+    // fresh timer registered (and dropped) on every pass, which is every packet.
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         let now = clock::now();
         node.announce_due(now);
@@ -347,6 +377,10 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         }
         if let Some(w) = node.pending.values().map(|(_, t)| *t).min() {
             wake = wake.min(w);
+        }
+        if armed != Some(wake) {
+            timer.as_mut().reset(clock::deadline(wake));
+            armed = Some(wake);
         }
         tokio::select! {
             ev = iface_events.recv() => {
@@ -370,7 +404,8 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
                 // Every handle dropped: the node keeps running for the control socket.
                 None => api_open = false,
             },
-            _ = tokio::time::sleep_until(clock::deadline(wake)) => {
+            _ = &mut timer => {
+                armed = None; // fired: re-arm on the next pass
                 let now = clock::now();
                 node.transport.handle_timeout(now);
                 node.expire_waiters(now);

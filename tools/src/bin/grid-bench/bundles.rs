@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{run_json, tmpdir};
+use crate::harness::{run_json, tmpdir};
 
 /// Writes and reads per second.
 pub(super) struct StoreRates {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant as StdInstant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::{
+use crate::harness::{
     free_port, grid_node_dir, py_link, read_json_line, spawn_grid, tmpdir, wait_control,
     PyResponder,
 };

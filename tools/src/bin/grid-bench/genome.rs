@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use grid_genome::embed::{Embedder, MiniLm, DIM};
 use grid_genome::index::{Key, VectorIndex};
 
-use super::{percentile_ms, tmpdir, workspace};
+use crate::harness::{percentile_ms, tmpdir, workspace};
 
 /// One genome measurement.
 pub(super) struct GenomeRow {
@@ -423,19 +423,19 @@ fn evaluate(embedder: Arc<MiniLm>, dir: &Path) -> Result<(f64, f64)> {
 /// `grid skills search` on A, answered by B one hop away (TCP), end to end (CLI process
 /// included), median of several.
 fn mesh_search(grid: &Path, models: &Path) -> Result<GenomeRow> {
-    let port = super::free_port();
+    let port = crate::harness::free_port();
     let cfg = |iface: String| {
         format!(
             "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\n{iface}\n"
         )
     };
-    let b = super::grid_node_dir(
+    let b = crate::harness::grid_node_dir(
         "gb",
         &cfg(format!(
             "type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""
         )),
     )?;
-    let a = super::grid_node_dir(
+    let a = crate::harness::grid_node_dir(
         "ga",
         &cfg(format!(
             "type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\""

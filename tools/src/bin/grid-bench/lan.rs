@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use grid_tools::netns::Lan;
 use serde_json::Value;
 
-use super::{bench_script, control, grid_node_dir, tmpdir, Proc};
+use crate::harness::{bench_script, control, grid_node_dir, tmpdir, Proc};
 
 const AUTO_ONLY: &str = "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"auto\"\n";
 /// Give up on convergence after this long.

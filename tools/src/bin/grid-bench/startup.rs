@@ -1,0 +1,98 @@
+//! Idle memory and start-up to the first announce: `grid node` against `rnsd` and a
+//! Python script announcing one destination.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant as StdInstant};
+
+use anyhow::{bail, Result};
+use rns_core::packet::{Packet, PacketType};
+
+use crate::harness::{
+    bench_script, free_port, rnsd_config, rss_of, spawn_grid, spawn_rnsd, tmpdir, wait_listening,
+    Proc,
+};
+
+pub(crate) fn idle_rss_grid(grid: &Path) -> Result<f64> {
+    let dir = tmpdir("idle-grid");
+    let port = free_port();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"),
+    )?;
+    let p = spawn_grid(grid, &dir)?;
+    wait_listening(port, 10)?;
+    std::thread::sleep(Duration::from_secs(3));
+    Ok(rss_of(p.0.id()))
+}
+
+pub(crate) fn idle_rss_rnsd(python: &Path) -> Result<f64> {
+    let dir = tmpdir("idle-rnsd");
+    let port = free_port();
+    rnsd_config(&dir, port, false)?;
+    let p = spawn_rnsd(python, &dir)?;
+    wait_listening(port, 30)?;
+    std::thread::sleep(Duration::from_secs(3));
+    Ok(rss_of(p.0.id()))
+}
+
+/// Wait for the first datagram on `sock` that parses as an announce.
+pub(crate) fn first_announce(sock: &UdpSocket, timeout: Duration) -> Result<()> {
+    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let end = StdInstant::now() + timeout;
+    let mut buf = [0u8; 2048];
+    while StdInstant::now() < end {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if let Ok(p) = Packet::parse(&buf[..n]) {
+                if p.flags.packet_type == PacketType::Announce {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    bail!("no announce within {timeout:?}")
+}
+
+pub(crate) fn startup_grid(grid: &Path, runs: usize) -> Result<Vec<f64>> {
+    let dir = tmpdir("start-grid");
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let fwd = sock.local_addr()?.port();
+        let listen = free_port();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!("[[interface]]\ntype = \"udp\"\nlisten = \"127.0.0.1:{listen}\"\nforward = \"127.0.0.1:{fwd}\"\n"),
+        )?;
+        let t0 = StdInstant::now();
+        let _p = spawn_grid(grid, &dir)?;
+        first_announce(&sock, Duration::from_secs(10))?;
+        v.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(v)
+}
+
+pub(crate) fn startup_python(python: &Path, runs: usize) -> Result<Vec<f64>> {
+    let dir = tmpdir("start-py");
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let fwd = sock.local_addr()?.port();
+        let listen = free_port();
+        let t0 = StdInstant::now();
+        let _p = Proc(
+            Command::new(python)
+                .arg(bench_script("py_startup.py"))
+                .arg(&dir)
+                .arg(listen.to_string())
+                .arg(fwd.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        first_announce(&sock, Duration::from_secs(30))?;
+        v.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(v)
+}
