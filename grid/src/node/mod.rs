@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::{api, clock};
 
+mod announcing;
 mod app;
 pub(crate) mod bundles;
 mod channels;
@@ -26,6 +27,7 @@ mod events;
 pub(crate) mod exchange;
 mod files;
 pub(crate) mod grid_frames;
+mod guard;
 mod links;
 pub(crate) mod ops;
 mod pairing;
@@ -35,6 +37,9 @@ mod waiters;
 
 use crate::config::{Config, InterfaceKind};
 use crate::state::{StateDir, StateError};
+pub use announcing::CAPABILITY_ANNOUNCE_GAP;
+use announcing::{jitter, stagger, SLOW_LINK_ANNOUNCE_JITTER, SLOW_LINK_BPS};
+use guard::Guard;
 use waiters::{Wait, Waiter};
 
 /// Why the node could not start.
@@ -74,14 +79,8 @@ struct Node {
     transport: Transport,
     identity: Identity,
     grid_destination: AddressHash,
-    /// Destinations announced at start, every interval and on new interfaces: grid.node,
-    /// `rnstransport.probe` on transport nodes (as RNS does), and `rncp.receive` when this
-    /// node accepts files from anyone (as `rncp -l` does).
-    announced: Vec<AddressHash>,
-    /// When each announced destination is next announced.
-    announce_schedule: Vec<(AddressHash, Instant)>,
-    /// Introductions (one announce of grid.node) due on slow interfaces that just came up.
-    interface_announces: Vec<(InterfaceId, Instant)>,
+    /// What this node announces, and when.
+    announcing: announcing::Announcing,
     outbound: HashMap<InterfaceId, mpsc::Sender<Vec<u8>>>,
     waiters: Vec<Waiter>,
     /// What programs do with links: packets, channel messages and stream bytes received until taken, stream writes waiting, and request handlers.
@@ -110,57 +109,10 @@ struct Node {
     shared_instance: Option<String>,
     /// The latest signal and channel figures of each radio interface.
     radio_stats: HashMap<InterfaceId, grid_interfaces::rnode::RadioStats>,
-    announce_interval: Duration,
     dropped_outbound: u64,
     /// Interfaces that are up but not yet ready for traffic (see [`Readiness`]), with the
     /// latest time they become ready.
     pending: HashMap<InterfaceId, (InterfaceConfig, Instant)>,
-}
-
-/// Gap between announces of a node's different destinations. RNS neighbours start
-/// holding announces for unknown destinations above 3 announces a second on a new
-/// interface, so a node never sends its own in a burst.
-const ANNOUNCE_STAGGER: Duration = Duration::from_secs(2);
-
-/// Grid nodes whose capabilities are remembered.
-const MAX_PEERS: usize = 10_000;
-
-/// Interfaces slower than this (radios) share their channel with every neighbour.
-const SLOW_LINK_BPS: u64 = 1_000_000;
-/// The window a node's introduction on a slow interface is spread over.
-const SLOW_LINK_ANNOUNCE_JITTER: Duration = Duration::from_secs(3);
-
-/// Least time between announces made because the capability summary changed.
-pub const CAPABILITY_ANNOUNCE_GAP: Duration = Duration::from_secs(10);
-
-/// A random duration in `[0, max)`: keeps nodes that started together from announcing
-/// in step.
-fn jitter(max: Duration) -> Duration {
-    use rand_core::RngCore;
-    let ms = max.as_millis().min(u128::from(u32::MAX)) as u32;
-    if ms == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(u64::from(rand_core::OsRng.next_u32() % ms))
-}
-
-/// A schedule announcing `destinations` one after another from `start`.
-fn stagger(destinations: &[AddressHash], start: Instant) -> Vec<(AddressHash, Instant)> {
-    destinations
-        .iter()
-        .enumerate()
-        // The first goes at `start`: RNS peers hold announces that arrive in quick
-        // succession on a young interface, so it must not drift towards the introduction
-        // sent when an interface comes up. The others are spread a little.
-        .map(|(i, d)| {
-            let spread = if i == 0 {
-                Duration::ZERO
-            } else {
-                jitter(ANNOUNCE_STAGGER / 2)
-            };
-            (*d, start + ANNOUNCE_STAGGER * i as u32 + spread)
-        })
-        .collect()
 }
 
 /// Run a node from a state directory until `shutdown` completes.
@@ -363,10 +315,10 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         node.announce_due(now);
         node.interface_announces_due(now);
         let mut wake = node.transport.poll_timeout();
-        if let Some(t) = node.announce_schedule.iter().map(|(_, t)| *t).min() {
+        if let Some(t) = node.announcing.schedule.iter().map(|(_, t)| *t).min() {
             wake = wake.min(t);
         }
-        if let Some(t) = node.interface_announces.iter().map(|(_, t)| *t).min() {
+        if let Some(t) = node.announcing.on_interfaces.iter().map(|(_, t)| *t).min() {
             wake = wake.min(t);
         }
         if let Some(w) = node.next_waiter_deadline() {
@@ -526,94 +478,6 @@ async fn start_interfaces(
     Ok(())
 }
 
-/// Who may do what here, and the record of what was done.
-pub(crate) struct Guard {
-    /// Trust levels of other identities.
-    pub(crate) trust: crate::trust::TrustStore,
-    /// Command rules.
-    pub(crate) acl: crate::acl::Acl,
-    /// The audit log of remote commands (none if it cannot be written).
-    pub(crate) audit: Option<crate::audit::AuditLog>,
-    /// How many records of refused frames a peer may add (so a flood of frames that are
-    /// refused anyway cannot rotate the log's history away), and how many were left out.
-    refusals: crate::proto::rate_limit::Limiter,
-    refusals_dropped: u64,
-    refusals_reported: Option<Instant>,
-}
-
-/// Audit records of refused frames: per peer 20 at once then 10 a second; all peers
-/// that did not identify together the same; 100 then 50 a second for the node.
-const REFUSAL_RECORDS: crate::proto::rate_limit::Limits = crate::proto::rate_limit::Limits {
-    caller: crate::proto::rate_limit::Rate::new(20, Duration::from_millis(100)),
-    anonymous: crate::proto::rate_limit::Rate::new(20, Duration::from_millis(100)),
-    node: crate::proto::rate_limit::Rate::new(100, Duration::from_millis(20)),
-};
-
-impl Guard {
-    fn load(state: &StateDir, config: &Config, own: AddressHash) -> Result<Guard, NodeError> {
-        let mut trust = crate::trust::TrustStore::load(&state.trust_path())?;
-        trust.set_own_identity(own);
-        let mut acl = config.acl.clone();
-        if acl
-            .rule_for(crate::proto::inbound::SUBSCRIBE_COMMAND)
-            .is_none()
-        {
-            let _ = acl.insert(
-                crate::proto::inbound::SUBSCRIBE_COMMAND,
-                crate::trust::TrustLevel::Provisional,
-            );
-        }
-        let audit = match crate::audit::AuditLog::open(&state.audit_path()) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot write the audit log; remote commands go unrecorded");
-                None
-            }
-        };
-        Ok(Guard {
-            trust,
-            acl,
-            audit,
-            refusals: crate::proto::rate_limit::Limiter::new(
-                "audit records of refused frames",
-                REFUSAL_RECORDS,
-                clock::now(),
-            ),
-            refusals_dropped: 0,
-            refusals_reported: None,
-        })
-    }
-
-    /// Record a remote command. Records of refused frames (denied, duplicates) are rate
-    /// limited per peer and per node; what is left out is counted in the node's log.
-    pub(crate) fn record(&mut self, entry: &crate::audit::AuditEntry) {
-        use crate::audit::Outcome;
-        if matches!(entry.outcome, Outcome::Denied | Outcome::Duplicate) {
-            let now = clock::now();
-            let peer = entry.peer.parse::<AddressHash>().ok();
-            if self.refusals.admit(peer, now).is_err() {
-                self.refusals_dropped += 1;
-                let due = self
-                    .refusals_reported
-                    .is_none_or(|t| now.saturating_since(t) >= Duration::from_secs(10));
-                if due {
-                    tracing::warn!(
-                        left_out = self.refusals_dropped,
-                        "audit log: refused frames arrive faster than they are recorded; some records left out"
-                    );
-                    self.refusals_reported = Some(now);
-                }
-                return;
-            }
-        }
-        if let Some(log) = self.audit.as_mut() {
-            if let Err(e) = log.append(entry) {
-                tracing::warn!(error = %e, "cannot append to the audit log");
-            }
-        }
-    }
-}
-
 /// The bundle store and settings a node is made with.
 struct BundleParts {
     store: std::sync::Arc<crate::bundle::store::BundleStore>,
@@ -744,9 +608,12 @@ impl Node {
             transport,
             identity,
             grid_destination,
-            announce_schedule: stagger(&announced, started),
-            interface_announces: Vec::new(),
-            announced,
+            announcing: announcing::Announcing {
+                schedule: stagger(&announced, started),
+                on_interfaces: Vec::new(),
+                announced,
+                interval: config.announce_interval,
+            },
             outbound: HashMap::new(),
             waiters: Vec::new(),
             calls,
@@ -755,122 +622,10 @@ impl Node {
             app_resources: false,
             incoming_app: HashMap::new(),
             started,
-            announce_interval: config.announce_interval,
             shared_instance: share_instance.then(|| config.instance_name.clone()),
             radio_stats: HashMap::new(),
             dropped_outbound: 0,
             pending: HashMap::new(),
-        }
-    }
-
-    /// Apply a change to the capability summary; re-announce grid.node soon if it changed.
-    fn update_capabilities(
-        &mut self,
-        now: Instant,
-        change: Box<dyn FnOnce(&mut crate::capabilities::Capabilities) + Send>,
-    ) -> crate::capabilities::Capabilities {
-        let before = self.grid.capabilities.clone();
-        change(&mut self.grid.capabilities);
-        if self.grid.capabilities != before {
-            let d = self.grid_destination;
-            self.transport
-                .set_app_data(&d, self.grid.capabilities.encode());
-            let at = self
-                .grid
-                .capability_announced
-                .map_or(now, |t| (t + CAPABILITY_ANNOUNCE_GAP).max(now));
-            self.grid.capability_announced = Some(at);
-            if let Some(entry) = self.announce_schedule.iter_mut().find(|(x, _)| *x == d) {
-                entry.1 = entry.1.min(at);
-            }
-            tracing::info!(capabilities = %self.grid.capabilities.to_json(), "capabilities changed; re-announcing");
-        }
-        self.grid.capabilities.clone()
-    }
-
-    /// Announce every announced destination now (`grid announce`), keeping them apart.
-    fn announce(&mut self, now: Instant) {
-        self.announce_schedule = stagger(&self.announced, now);
-        self.announce_due(now);
-    }
-
-    /// Send the announces that are due, and schedule each one's next round. While no
-    /// interface is up they are postponed (keeping their stagger), not skipped.
-    fn announce_due(&mut self, now: Instant) {
-        let interval = self.announce_interval;
-        let up = !self.outbound.is_empty();
-        for (i, (d, t)) in self.announce_schedule.iter_mut().enumerate() {
-            if *t > now {
-                continue;
-            }
-            if !up {
-                *t = now + ANNOUNCE_STAGGER * (i as u32 + 1);
-                continue;
-            }
-            // A little randomness keeps nodes from announcing in step (colliding on a
-            // shared radio channel) without bunching this node's own announces; short
-            // intervals (tests, demos) stay exact.
-            let spread = if interval >= Duration::from_secs(30) {
-                jitter(ANNOUNCE_STAGGER / 2)
-            } else {
-                Duration::ZERO
-            };
-            *t = now + interval + spread;
-            if let Err(e) = self.transport.announce(now, d, None) {
-                tracing::warn!(error = %e, "announce failed");
-            }
-        }
-    }
-
-    /// A Grid node announced: remember what it can do (bounded; the stalest go first).
-    fn on_grid_node_announce(
-        &mut self,
-        now: Instant,
-        node: AddressHash,
-        hops: u8,
-        app_data: &[u8],
-    ) {
-        if let Some(id) = self.transport.recall_identity(&node) {
-            self.dtn.known_nodes.learn(node, &id);
-        }
-        let Some(caps) = crate::capabilities::Capabilities::decode(app_data) else {
-            return;
-        };
-        if !self.grid.peers.contains_key(&node) && self.grid.peers.len() >= MAX_PEERS {
-            if let Some(oldest) = self
-                .grid
-                .peers
-                .iter()
-                .min_by_key(|(_, (_, _, t))| *t)
-                .map(|(k, _)| *k)
-            {
-                self.grid.peers.remove(&oldest);
-            }
-        }
-        self.grid.peers.insert(node, (caps, hops, now));
-        // Bundles waiting for this node (or for nodes behind this custodian) may move now.
-        self.dtn.courier_wake.notify_one();
-    }
-
-    /// Introduce ourselves on slow interfaces whose random wait is over.
-    fn interface_announces_due(&mut self, now: Instant) {
-        let d = self.grid_destination;
-        let due: Vec<InterfaceId> = self
-            .interface_announces
-            .iter()
-            .filter(|(_, t)| *t <= now)
-            .map(|(i, _)| *i)
-            .collect();
-        self.interface_announces.retain(|(_, t)| *t > now);
-        for id in due {
-            if self
-                .transport
-                .interfaces()
-                .any(|(i, _, online, _)| i == id && online)
-            {
-                let r = self.transport.announce_on(now, &d, id);
-                tracing::debug!(interface = %id, announce = ?r, "introduced on a slow interface");
-            }
         }
     }
 
@@ -903,7 +658,8 @@ impl Node {
         // On a shared radio channel, nodes that power up together would all announce at
         // once and collide where hidden from each other, so wait a random moment there.
         if slow {
-            self.interface_announces
+            self.announcing
+                .on_interfaces
                 .push((id, now + jitter(SLOW_LINK_ANNOUNCE_JITTER)));
         } else {
             let d = self.grid_destination;
