@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use grid::api::{self, ExecError, NodeHandle};
+use grid::api::{self, NodeHandle};
 use grid::frame::ErrorCode;
 use grid::state::StateDir;
 use grid::trust::TrustLevel;
+use grid::Error;
 use grid_genome::archive::{Archive, PACKAGE_PATH};
 use grid_genome::service::{Genome, PACKAGE_LIMITS, SEARCH_LIMITS};
 use grid_test_support::{free_port, TempDir};
@@ -184,7 +185,7 @@ async fn searches_from_a_peer_are_rate_limited_with_a_typed_error() {
     while let Some(r) = set.join_next().await {
         match r.unwrap() {
             Ok(_) => ok += 1,
-            Err(ExecError::Remote { code, message }) => {
+            Err(Error::Remote { code, message }) => {
                 assert_eq!(code, ErrorCode::Failed, "{message}");
                 limited.push(message);
             }

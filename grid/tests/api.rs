@@ -227,7 +227,7 @@ async fn calls_fail_cleanly_for_unknown_links_and_after_shutdown() {
     // The node task winds down; calls then report that it stopped.
     let mut stopped = false;
     for _ in 0..100 {
-        if a.links().await == Err(api::ApiError::Stopped) {
+        if a.links().await == Err(grid::Error::Stopped) {
             stopped = true;
             break;
         }
@@ -284,9 +284,9 @@ async fn a_program_attaches_to_the_node_serving_the_shared_instance() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn commands_run_on_a_node_one_transport_hop_away() {
-    use grid::api::ExecError;
     use grid::commands::{CommandCall, CommandError};
     use grid::frame::ErrorCode;
+    use grid::Error;
     let port = free_port();
     let hub = node_dir("cmd-hub", &format!(
         "[node]\nannounce_interval = \"1h\"\ntransport = true\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
@@ -383,7 +383,7 @@ async fn commands_run_on_a_node_one_transport_hop_away() {
     assert!(
         matches!(
             e,
-            ExecError::Remote {
+            Error::Remote {
                 code: ErrorCode::UnknownCommand,
                 ..
             }
@@ -397,7 +397,7 @@ async fn commands_run_on_a_node_one_transport_hop_away() {
     assert!(
         matches!(
             e,
-            ExecError::Remote {
+            Error::Remote {
                 code: ErrorCode::BadParams,
                 ..
             }
@@ -555,10 +555,10 @@ async fn events_reach_matching_remote_subscriptions_only() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
-    use grid::api::ExecError;
     use grid::audit::{read_last, Direction, Outcome as Audited};
     use grid::frame::ErrorCode;
     use grid::trust::TrustLevel;
+    use grid::Error;
     let port = free_port();
     let da = node_dir("acl-a", &format!(
         "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
@@ -586,7 +586,7 @@ async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, ExecError::Remote { code: ErrorCode::Denied, message } if message.contains("trusted")),
+        matches!(&e, Error::Remote { code: ErrorCode::Denied, message } if message.contains("trusted")),
         "{e}"
     );
     // Commands no rule covers are denied to everyone remote.
@@ -597,7 +597,7 @@ async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
     assert!(
         matches!(
             e,
-            ExecError::Remote {
+            Error::Remote {
                 code: ErrorCode::Denied,
                 ..
             }
@@ -788,15 +788,16 @@ async fn a_command_for_an_offline_node_runs_when_it_comes_back() {
 /// wrong codes. Routing hints pick this node or the named one.
 #[tokio::test(flavor = "current_thread")]
 async fn pairing_by_word_code_and_routing_hints() {
-    use grid::api::{ExecError, ExecOptions};
+    use grid::api::ExecOptions;
     use grid::frame::ErrorCode;
     use grid::routing::Route;
     use grid::trust::TrustLevel;
+    use grid::Error;
     let (a, b, _da, _db) = pair("pairing").await;
-    let denied = |e: &ExecError| {
+    let denied = |e: &Error| {
         matches!(
             e,
-            ExecError::Remote {
+            Error::Remote {
                 code: ErrorCode::Denied,
                 ..
             }
@@ -908,7 +909,7 @@ async fn pairing_by_word_code_and_routing_hints() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, ExecError::NoRoute(m) if m.contains("needs a GPU")),
+        matches!(&e, Error::NoRoute(m) if m.contains("needs a GPU")),
         "{e}"
     );
 }
@@ -993,7 +994,8 @@ async fn gpu_commands_fall_back_to_a_trusted_gpu_node() {
 /// a command to one that is offline (instead of failing for want of a key).
 #[tokio::test(flavor = "current_thread")]
 async fn node_keys_survive_a_restart_for_sealing_bundles() {
-    use grid::api::{ExecError, ExecOptions};
+    use grid::api::ExecOptions;
+    use grid::Error;
     let (a, b, da, _db) = pair("known").await;
     let target = b.destination();
     a.execute(target, "grid/ping", &serde_json::Value::Null, T)
@@ -1014,10 +1016,7 @@ async fn node_keys_survive_a_restart_for_sealing_bundles() {
         .execute_with(never_heard, "grid/ping", &null, options)
         .await
         .unwrap_err();
-    assert!(
-        matches!(e, ExecError::NoPath { .. }),
-        "no key, no bundle: {e}"
-    );
+    assert!(matches!(e, Error::NoPath { .. }), "no key, no bundle: {e}");
     let waiting = tokio::time::timeout(
         Duration::from_secs(3),
         a.execute_with(target, "grid/ping", &null, options),

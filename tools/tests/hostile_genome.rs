@@ -171,7 +171,7 @@ fn attack(
     })
 }
 
-fn record(tally: &mut Tally, (r, took): (Result<Mp, grid::api::ApiError>, Duration), v_dest: &str) {
+fn record(tally: &mut Tally, (r, took): (Result<Mp, grid::Error>, Duration), v_dest: &str) {
     tally.slowest = tally.slowest.max(took);
     let bytes = match r {
         Ok(Mp::Binary(b)) => b,

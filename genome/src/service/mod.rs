@@ -181,7 +181,7 @@ impl Genome {
         self.registry.clone()
     }
 
-    async fn register(self: &Arc<Self>) -> Result<(), grid::api::ApiError> {
+    async fn register(self: &Arc<Self>) -> Result<(), grid::Error> {
         let h = &self.handle;
         for c in [
             "genome/search",

@@ -24,7 +24,7 @@ impl NodeHandle {
         name: &str,
         description: &str,
         handler: F,
-    ) -> Result<(), ApiError>
+    ) -> Result<(), Error>
     where
         F: Fn(crate::commands::CommandCall) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<serde_json::Value, crate::commands::CommandError>>
@@ -32,7 +32,7 @@ impl NodeHandle {
             + 'static,
     {
         crate::frame::names::check_command(name)
-            .map_err(|e| ApiError::BadRequest(format!("command name {e}")))?;
+            .map_err(|e| Error::BadRequest(format!("command name {e}")))?;
         let handler: crate::commands::CommandHandler =
             Arc::new(move |call| Box::pin(handler(call)));
         let (tx, rx) = oneshot::channel();
@@ -44,8 +44,8 @@ impl NodeHandle {
                 tx,
             ))
             .await
-            .map_err(|_| ApiError::Stopped)?;
-        rx.await.map_err(|_| ApiError::Stopped)
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Run `command` with JSON `params` on the node whose `grid.node` destination is
@@ -57,7 +57,7 @@ impl NodeHandle {
         command: &str,
         params: &serde_json::Value,
         timeout: Duration,
-    ) -> Result<serde_json::Value, ExecError> {
+    ) -> Result<serde_json::Value, Error> {
         self.execute_with(node, command, params, ExecOptions::timeout(timeout))
             .await
     }
@@ -70,13 +70,13 @@ impl NodeHandle {
         &self,
         pattern: &str,
         level: crate::trust::TrustLevel,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         self.ask(|tx| Call::DefaultRule(pattern.to_string(), level, tx))
             .await?
     }
 
     /// The Grid nodes this node has heard announcing (at most 10,000), nearest first.
-    pub async fn peers(&self) -> Result<Vec<Peer>, ApiError> {
+    pub async fn peers(&self) -> Result<Vec<Peer>, Error> {
         self.ask(Call::Peers).await
     }
 
@@ -87,7 +87,7 @@ impl NodeHandle {
     pub async fn update_capabilities(
         &self,
         change: impl FnOnce(&mut crate::capabilities::Capabilities) + Send + 'static,
-    ) -> Result<crate::capabilities::Capabilities, ApiError> {
+    ) -> Result<crate::capabilities::Capabilities, Error> {
         self.ask(|tx| Call::UpdateCapabilities(Box::new(change), tx))
             .await
     }
@@ -99,7 +99,7 @@ impl NodeHandle {
         &self,
         level: crate::trust::TrustLevel,
         window: Duration,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         self.ask(|tx| Call::PairOffer(level, window, tx)).await
     }
 
@@ -111,7 +111,7 @@ impl NodeHandle {
         code: &str,
         level: crate::trust::TrustLevel,
         timeout: Duration,
-    ) -> Result<AddressHash, ExecError> {
+    ) -> Result<AddressHash, Error> {
         let answer = self
             .execute(
                 node,
@@ -123,10 +123,10 @@ impl NodeHandle {
         let identity: AddressHash = answer["identity"]
             .as_str()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ExecError::BadResponse("no identity in the pairing answer".into()))?;
+            .ok_or_else(|| Error::BadResponse("no identity in the pairing answer".into()))?;
         // The answer must come from the node we meant: its identity names its destination.
         if rns_core::destination::hash_from_name("grid.node", Some(&identity)) != node {
-            return Err(ExecError::BadResponse(format!(
+            return Err(Error::BadResponse(format!(
                 "identity {identity} does not belong to {node}"
             )));
         }
@@ -140,11 +140,11 @@ impl NodeHandle {
         &self,
         route: crate::routing::Route,
         command: &str,
-    ) -> Result<AddressHash, ExecError> {
+    ) -> Result<AddressHash, Error> {
         let decision = self
             .ask(|tx| Call::Route(route, command.to_string(), tx))
             .await?
-            .map_err(|e| ExecError::NoRoute(e.to_string()))?;
+            .map_err(|e| Error::NoRoute(e.to_string()))?;
         Ok(match decision {
             crate::routing::Decision::Local => self.destination,
             crate::routing::Decision::Remote(n) => n,
@@ -160,7 +160,7 @@ impl NodeHandle {
         command: &str,
         params: &serde_json::Value,
         options: ExecOptions,
-    ) -> Result<(AddressHash, serde_json::Value), ExecError> {
+    ) -> Result<(AddressHash, serde_json::Value), Error> {
         let node = self.resolve_route(route, command).await?;
         let result = self.execute_with(node, command, params, options).await?;
         Ok((node, result))
@@ -174,9 +174,9 @@ impl NodeHandle {
         command: &str,
         params: &serde_json::Value,
         options: ExecOptions,
-    ) -> Result<serde_json::Value, ExecError> {
+    ) -> Result<serde_json::Value, Error> {
         crate::frame::names::check_command(command)
-            .map_err(|e| ExecError::BadRequest(format!("command name {e}")))?;
+            .map_err(|e| Error::BadRequest(format!("command name {e}")))?;
         let correlation = new_correlation();
         self.execute_as(node, command, params, options, correlation)
             .await
@@ -193,7 +193,7 @@ impl NodeHandle {
         command: &str,
         params: serde_json::Value,
         timeout: Duration,
-    ) -> Result<u64, ExecError> {
+    ) -> Result<u64, Error> {
         self.execute_detached_with(node, command, params, ExecOptions::timeout(timeout))
             .await
     }
@@ -207,9 +207,9 @@ impl NodeHandle {
         command: &str,
         params: serde_json::Value,
         options: ExecOptions,
-    ) -> Result<u64, ExecError> {
+    ) -> Result<u64, Error> {
         crate::frame::names::check_command(command)
-            .map_err(|e| ExecError::BadRequest(format!("command name {e}")))?;
+            .map_err(|e| Error::BadRequest(format!("command name {e}")))?;
         let correlation = new_correlation();
         let (handle, command) = (self.clone(), command.to_string());
         tokio::spawn(async move {
@@ -234,13 +234,13 @@ impl NodeHandle {
         params: &serde_json::Value,
         options: ExecOptions,
         correlation: u64,
-    ) -> Result<serde_json::Value, ExecError> {
+    ) -> Result<serde_json::Value, Error> {
         if node == self.destination {
             // This node itself: run here, no frame, no audit (the caller is the owner).
             return self
                 .ask(|tx| Call::RunLocal(command.to_string(), params.clone(), correlation, tx))
                 .await?
-                .map_err(|e| ExecError::Remote {
+                .map_err(|e| Error::Remote {
                     code: e.code,
                     message: e.message,
                 });
@@ -259,7 +259,7 @@ impl NodeHandle {
         };
         let outcome = match &result {
             Ok(_) => crate::audit::Outcome::Success,
-            Err(ExecError::Remote { code, .. }) => (*code).into(),
+            Err(Error::Remote { code, .. }) => (*code).into(),
             Err(e) if e.is_unreachable() => crate::audit::Outcome::Timeout,
             Err(_) => crate::audit::Outcome::Error,
         };
@@ -282,13 +282,13 @@ impl NodeHandle {
         &self,
         identity: AddressHash,
         level: crate::trust::TrustLevel,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.calls
             .send(Call::Trust(identity, level, tx))
             .await
-            .map_err(|_| ApiError::Stopped)?;
-        rx.await.map_err(|_| ApiError::Stopped)?
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 
     /// Send a frame with `body` to `node` as a request and decode the response; returns
@@ -298,7 +298,7 @@ impl NodeHandle {
         node: AddressHash,
         body: crate::frame::Body,
         timeout: Duration,
-    ) -> (u64, Result<serde_json::Value, ExecError>) {
+    ) -> (u64, Result<serde_json::Value, Error>) {
         let correlation = new_correlation();
         (
             correlation,
@@ -312,11 +312,11 @@ impl NodeHandle {
         body: crate::frame::Body,
         timeout: Duration,
         correlation: u64,
-    ) -> Result<serde_json::Value, ExecError> {
+    ) -> Result<serde_json::Value, Error> {
         use crate::frame::{Body, GridFrame};
         if let Body::Subscribe { pattern } | Body::Unsubscribe { pattern } = &body {
             crate::frame::names::check_pattern(pattern)
-                .map_err(|e| ExecError::BadRequest(format!("pattern {e}")))?;
+                .map_err(|e| Error::BadRequest(format!("pattern {e}")))?;
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let link = self.link_to(node, timeout).await?;
@@ -338,10 +338,9 @@ impl NodeHandle {
             )
             .await?;
         let rmpv::Value::Binary(bytes) = answer else {
-            return Err(ExecError::BadResponse("not frame bytes".into()));
+            return Err(Error::BadResponse("not frame bytes".into()));
         };
-        let response =
-            GridFrame::decode(&bytes).map_err(|e| ExecError::BadResponse(e.to_string()))?;
+        let response = GridFrame::decode(&bytes).map_err(|e| Error::BadResponse(e.to_string()))?;
         outcome_of(response, correlation)
     }
 
@@ -359,7 +358,7 @@ impl NodeHandle {
         body: crate::frame::Body,
         ttl: Duration,
         correlation: u64,
-    ) -> Result<serde_json::Value, ExecError> {
+    ) -> Result<serde_json::Value, Error> {
         let deadline = tokio::time::Instant::now() + ttl;
         let (tx, mut rx) = oneshot::channel();
         self.ask(|done| Call::AwaitBundle {
@@ -383,7 +382,7 @@ impl NodeHandle {
                 },
                 answer = &mut rx => return match answer {
                     Ok(response) => outcome_of(response, correlation),
-                    Err(_) => Err(ApiError::Stopped),
+                    Err(_) => Err(Error::Stopped),
                 },
             }
         }
@@ -395,7 +394,7 @@ impl NodeHandle {
             .await?;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(response)) => outcome_of(response, correlation),
-            Ok(Err(_)) => Err(ApiError::Stopped),
+            Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => Err(ttl_ran_out(ttl)),
         }
     }
@@ -408,7 +407,7 @@ impl NodeHandle {
         body: crate::frame::Body,
         deadline: tokio::time::Instant,
         correlation: u64,
-    ) -> Result<serde_json::Value, ExecError> {
+    ) -> Result<serde_json::Value, Error> {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.live_link_to(node, left.min(DIRECT_LINK_TIMEOUT))
             .await?;
@@ -424,7 +423,7 @@ impl NodeHandle {
         &self,
         node: AddressHash,
         timeout: Duration,
-    ) -> Result<LinkId, ApiError> {
+    ) -> Result<LinkId, Error> {
         let existing = self.links().await?.into_iter().find(|l| {
             l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
         });
@@ -451,7 +450,7 @@ impl NodeHandle {
     pub(crate) async fn bundle_routes(
         &self,
         dests: Vec<[u8; 16]>,
-    ) -> Result<crate::node::bundles::Routes, ApiError> {
+    ) -> Result<crate::node::bundles::Routes, Error> {
         self.ask(|tx| Call::BundleRoutes(dests, tx)).await
     }
 
@@ -459,7 +458,7 @@ impl NodeHandle {
     pub(crate) async fn take_bundles(
         &self,
         list: Vec<crate::bundle::wire::WireBundle>,
-    ) -> Result<crate::bundle::wire::ExchangeReply, ApiError> {
+    ) -> Result<crate::bundle::wire::ExchangeReply, Error> {
         self.ask(|tx| Call::TakeBundles(list, tx)).await
     }
 
@@ -467,7 +466,7 @@ impl NodeHandle {
     pub(crate) async fn recall_identity(
         &self,
         node: AddressHash,
-    ) -> Result<Option<rns_core::identity::PublicIdentity>, ApiError> {
+    ) -> Result<Option<rns_core::identity::PublicIdentity>, Error> {
         self.ask(|tx| Call::RecallIdentity(node, tx)).await
     }
 
@@ -479,9 +478,9 @@ impl NodeHandle {
         event: &str,
         payload: &serde_json::Value,
         ttl: Duration,
-    ) -> Result<(), ExecError> {
+    ) -> Result<(), Error> {
         crate::frame::names::check_event(event)
-            .map_err(|e| ExecError::BadRequest(format!("event name {e}")))?;
+            .map_err(|e| Error::BadRequest(format!("event name {e}")))?;
         let body = crate::frame::Body::Event {
             event: event.to_string(),
             payload: payload.to_string().into_bytes(),
@@ -500,10 +499,10 @@ impl NodeHandle {
         ttl: Duration,
         correlation: u64,
         waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
-    ) -> Result<(), ExecError> {
+    ) -> Result<(), Error> {
         let recipient = crate::bundle::courier::lookup_identity(self, node)
             .await
-            .ok_or_else(|| ExecError::NoPath {
+            .ok_or_else(|| Error::NoPath {
                 destination: node,
                 message: format!(
                     "no announce from {node} was heard here or by a reachable custody node, \
@@ -527,14 +526,14 @@ impl NodeHandle {
                 done: done_tx,
             })
             .await
-            .map_err(|_| ApiError::Stopped)?;
-        done_rx.await.map_err(|_| ApiError::Stopped)?
+            .map_err(|_| Error::Stopped)?;
+        done_rx.await.map_err(|_| Error::Stopped)?
     }
 }
 
 /// The error of a delay-tolerant call whose TTL ran out.
-fn ttl_ran_out(ttl: Duration) -> ExecError {
-    ExecError::Remote {
+fn ttl_ran_out(ttl: Duration) -> Error {
+    Error::Remote {
         code: crate::frame::ErrorCode::Timeout,
         message: format!(
             "no result within the TTL ({})",
@@ -553,20 +552,18 @@ fn new_correlation() -> u64 {
 fn outcome_of(
     response: crate::frame::GridFrame,
     correlation: u64,
-) -> Result<serde_json::Value, ExecError> {
+) -> Result<serde_json::Value, Error> {
     use crate::frame::{Body, Outcome};
     {
         match response.body {
-            Body::Response(Outcome::Err { code, message }) => {
-                Err(ExecError::Remote { code, message })
-            }
-            _ if response.correlation != correlation => Err(ExecError::BadResponse(format!(
+            Body::Response(Outcome::Err { code, message }) => Err(Error::Remote { code, message }),
+            _ if response.correlation != correlation => Err(Error::BadResponse(format!(
                 "answer for request {:016x}, not {correlation:016x}",
                 response.correlation
             ))),
             Body::Response(Outcome::Ok(json)) => serde_json::from_slice(&json)
-                .map_err(|e| ExecError::BadResponse(format!("result is not JSON: {e}"))),
-            _ => Err(ExecError::BadResponse("not a response".into())),
+                .map_err(|e| Error::BadResponse(format!("result is not JSON: {e}"))),
+            _ => Err(Error::BadResponse("not a response".into())),
         }
     }
 }
@@ -575,9 +572,9 @@ impl NodeHandle {
     /// Emit an event (`domain:collection:operation`) with a JSON payload: to this node's
     /// subscribers ([`NodeHandle::subscribe`] events) and to every remote node subscribed
     /// to a matching pattern. Returns how many remote subscriptions it went to.
-    pub async fn emit(&self, event: &str, payload: serde_json::Value) -> Result<usize, ApiError> {
+    pub async fn emit(&self, event: &str, payload: serde_json::Value) -> Result<usize, Error> {
         crate::frame::names::check_event(event)
-            .map_err(|e| ApiError::BadRequest(format!("event name {e}")))?;
+            .map_err(|e| Error::BadRequest(format!("event name {e}")))?;
         self.ask(|tx| Call::Emit(event.to_string(), payload, tx))
             .await
     }
@@ -590,7 +587,7 @@ impl NodeHandle {
         node: AddressHash,
         pattern: &str,
         timeout: Duration,
-    ) -> Result<(), ExecError> {
+    ) -> Result<(), Error> {
         self.frame_call(
             node,
             crate::frame::Body::Subscribe {

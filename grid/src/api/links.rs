@@ -17,7 +17,7 @@ impl NodeHandle {
         &self,
         destination: AddressHash,
         timeout: Duration,
-    ) -> Result<LinkUp, ApiError> {
+    ) -> Result<LinkUp, Error> {
         self.link_op(
             LinkOp::Open {
                 destination,
@@ -38,7 +38,7 @@ impl NodeHandle {
         link: LinkId,
         data: &[u8],
         timeout: Duration,
-    ) -> Result<Duration, ApiError> {
+    ) -> Result<Duration, Error> {
         let op = LinkOp::Send {
             link,
             data: data.to_vec(),
@@ -58,7 +58,7 @@ impl NodeHandle {
         path: &str,
         data: rmpv::Value,
         timeout: Duration,
-    ) -> Result<rmpv::Value, ApiError> {
+    ) -> Result<rmpv::Value, Error> {
         let op = LinkOp::Request {
             link,
             path: path.to_string(),
@@ -73,7 +73,7 @@ impl NodeHandle {
     }
 
     /// Reveal this node's identity on a link it opened.
-    pub async fn identify(&self, link: LinkId) -> Result<(), ApiError> {
+    pub async fn identify(&self, link: LinkId) -> Result<(), Error> {
         self.link_op(LinkOp::Identify { link }, |o| {
             matches!(o, Outcome::Identified { .. }).then_some(())
         })
@@ -81,7 +81,7 @@ impl NodeHandle {
     }
 
     /// Close a link.
-    pub async fn close_link(&self, link: LinkId) -> Result<(), ApiError> {
+    pub async fn close_link(&self, link: LinkId) -> Result<(), Error> {
         self.link_op(LinkOp::Close { link }, |o| {
             matches!(o, Outcome::Closed { .. }).then_some(())
         })
@@ -96,7 +96,7 @@ impl NodeHandle {
         msgtype: u16,
         data: &[u8],
         timeout: Duration,
-    ) -> Result<u16, ApiError> {
+    ) -> Result<u16, Error> {
         let op = LinkOp::Channel {
             link,
             msgtype,
@@ -119,7 +119,7 @@ impl NodeHandle {
         data: &[u8],
         eof: bool,
         timeout: Duration,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let op = LinkOp::Stream {
             link,
             stream_id,
@@ -141,7 +141,7 @@ impl NodeHandle {
         data: Vec<u8>,
         metadata: Option<rmpv::Value>,
         timeout: Duration,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         self.call(
             |reply| Call::SendResource {
                 link,
@@ -161,7 +161,7 @@ impl NodeHandle {
         &self,
         path: &str,
         handler: impl Fn(&Request) -> Option<rmpv::Value> + Send + Sync + 'static,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         self.ask(|tx| Call::Handler(path.to_string(), Arc::new(handler), tx))
             .await
     }
@@ -171,11 +171,7 @@ impl NodeHandle {
     /// stalling the node. The node runs at most [`MAX_ASYNC_REQUESTS`] of
     /// them at once; requests beyond that get no response (the requester times out).
     /// Replaces an earlier handler (of either kind) for the same path.
-    pub async fn register_async_handler<F, Fut>(
-        &self,
-        path: &str,
-        handler: F,
-    ) -> Result<(), ApiError>
+    pub async fn register_async_handler<F, Fut>(&self, path: &str, handler: F) -> Result<(), Error>
     where
         F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Option<rmpv::Value>> + Send + 'static,
@@ -193,24 +189,24 @@ impl NodeHandle {
         &self,
         identity: AddressHash,
         command: &str,
-    ) -> Result<Result<crate::trust::TrustLevel, crate::acl::Denied>, ApiError> {
+    ) -> Result<Result<crate::trust::TrustLevel, crate::acl::Denied>, Error> {
         self.ask(|tx| Call::Authorize(identity, command.to_string(), tx))
             .await
     }
 
     /// Accept resources offered on links to `grid.node` and deliver them as
     /// [`NodeEvent::Resource`] (up to 64 MiB each, assembled in memory).
-    pub async fn accept_resources(&self, accept: bool) -> Result<(), ApiError> {
+    pub async fn accept_resources(&self, accept: bool) -> Result<(), Error> {
         self.ask(|tx| Call::AcceptResources(accept, tx)).await
     }
 
     /// The node's links.
-    pub async fn links(&self) -> Result<Vec<LinkInfo>, ApiError> {
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, Error> {
         self.ask(Call::Links).await
     }
 
     /// An active link this node opened to `node`, or a new one (identified).
-    pub async fn link_to(&self, node: AddressHash, timeout: Duration) -> Result<LinkId, ExecError> {
+    pub async fn link_to(&self, node: AddressHash, timeout: Duration) -> Result<LinkId, Error> {
         let existing = self.links().await?.into_iter().find(|l| {
             l.destination == node && l.initiator && l.state == rns_core::link::LinkState::Active
         });

@@ -34,6 +34,7 @@ use crate::node::ops::LinkOp;
 use crate::node::reply::{Outcome, Reply};
 use crate::node::NodeError;
 use crate::state::StateDir;
+use crate::Error;
 
 mod exec;
 mod links;
@@ -44,16 +45,6 @@ pub const EVENT_BUFFER: usize = 4096;
 
 /// Requests the node runs [`AsyncRequestHandler`]s for at once, at most (all paths).
 pub const MAX_ASYNC_REQUESTS: usize = 64;
-
-/// Why an API call failed: the node's one error type ([`crate::Error`]).
-pub use crate::error::Error as ApiError;
-
-/// Why [`NodeHandle::execute`] produced no result: the node's one error type. The
-/// target's own error is [`crate::Error::Remote`]; a call refused before anything was
-/// sent is [`crate::Error::BadRequest`] (a bad name) or [`crate::Error::NoRoute`] (no
-/// node can run it); an answer that is no response frame is
-/// [`crate::Error::BadResponse`].
-pub type ExecError = crate::Error;
 
 /// Something that arrived or happened on the node's links.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,14 +226,14 @@ pub(crate) enum Call {
         correlation: u64,
         node: AddressHash,
         waiter: oneshot::Sender<crate::frame::GridFrame>,
-        done: oneshot::Sender<Result<(), ApiError>>,
+        done: oneshot::Sender<Result<(), Error>>,
     },
     /// Seal a frame to `recipient` and queue it as a bundle; `waiter` gets the response.
     SendBundle {
         recipient: Box<rns_core::identity::PublicIdentity>,
         frame: crate::frame::GridFrame,
         waiter: Option<oneshot::Sender<crate::frame::GridFrame>>,
-        done: oneshot::Sender<Result<(), ApiError>>,
+        done: oneshot::Sender<Result<(), Error>>,
     },
     /// Where a command runs under a routing hint.
     Route(
@@ -256,7 +247,7 @@ pub(crate) enum Call {
     DefaultRule(
         String,
         crate::trust::TrustLevel,
-        oneshot::Sender<Result<(), ApiError>>,
+        oneshot::Sender<Result<(), Error>>,
     ),
     /// Change this node's capability summary (re-announced if it changed).
     UpdateCapabilities(
@@ -304,7 +295,7 @@ pub(crate) enum Call {
     Trust(
         AddressHash,
         crate::trust::TrustLevel,
-        oneshot::Sender<Result<(), ApiError>>,
+        oneshot::Sender<Result<(), Error>>,
     ),
 }
 
@@ -394,11 +385,11 @@ async fn run(state: StateDir, role: crate::node::Role) -> Result<NodeHandle, Nod
 /// A reply whose successful outcome `pick` turns into `T`.
 fn typed<T: Send + 'static>(
     pick: fn(Outcome) -> Option<T>,
-) -> (Reply, oneshot::Receiver<Result<T, ApiError>>) {
+) -> (Reply, oneshot::Receiver<Result<T, Error>>) {
     let (tx, rx) = oneshot::channel();
     let reply = Reply::with(move |r| {
         let _ = tx.send(match r {
-            Ok(o) => pick(o).ok_or_else(|| ApiError::BadResponse("unexpected outcome".into())),
+            Ok(o) => pick(o).ok_or_else(|| Error::BadResponse("unexpected outcome".into())),
             Err(e) => Err(e),
         });
     });
@@ -439,33 +430,33 @@ impl NodeHandle {
     }
 
     /// Send a call that answers on a oneshot, and wait for the answer.
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, ApiError> {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.calls
             .send(make(tx))
             .await
-            .map_err(|_| ApiError::Stopped)?;
-        rx.await.map_err(|_| ApiError::Stopped)
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     async fn call<T: Send + 'static>(
         &self,
         make: impl FnOnce(Reply) -> Call,
         pick: fn(Outcome) -> Option<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Error> {
         let (reply, rx) = typed(pick);
         self.calls
             .send(make(reply))
             .await
-            .map_err(|_| ApiError::Stopped)?;
-        rx.await.map_err(|_| ApiError::Stopped)?
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 
     async fn link_op<T: Send + 'static>(
         &self,
         op: LinkOp,
         pick: fn(Outcome) -> Option<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Error> {
         self.call(|r| Call::Link(op, r), pick).await
     }
 
@@ -475,9 +466,9 @@ impl NodeHandle {
     pub async fn control(
         &self,
         request: crate::control::Request,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<serde_json::Value, Error> {
         let v = self.ask(|tx| Call::Control(request, tx)).await?;
-        match ApiError::from_json(&v) {
+        match Error::from_json(&v) {
             Some(e) => Err(e),
             None => Ok(v),
         }
