@@ -393,12 +393,7 @@ impl Link {
         } else {
             self.events.push_back(LinkEvent::ResourceSegment {
                 link: self.id,
-                hash: adv.hash,
-                original_hash: adv.original_hash,
-                segment_index: adv.segment_index,
-                total_segments: adv.total_segments,
-                total_size: adv.data_size,
-                has_metadata: adv.has_metadata(),
+                segment: adv.segment(),
                 data: body,
             });
         }
@@ -486,13 +481,7 @@ impl Link {
                             }
                             self.events.push_back(LinkEvent::ResourceOffered {
                                 link: self.id,
-                                hash: adv.hash,
-                                original_hash: adv.original_hash,
-                                segment_index: adv.segment_index,
-                                total_segments: adv.total_segments,
-                                total_size: adv.data_size,
-                                transfer_size: adv.transfer_size,
-                                has_metadata: adv.has_metadata(),
+                                segment: adv.segment(),
                                 remote_identity: self.remote_identity.as_ref().map(|i| i.hash()),
                             });
                             self.resources.offers.push(adv);
@@ -626,13 +615,9 @@ impl Link {
             return;
         }
         let r = self.resources.outgoing.pop_front().expect("front exists");
-        let adv = r.advertisement();
         self.events.push_back(LinkEvent::ResourceSent {
             link: self.id,
-            hash: adv.hash,
-            original_hash: adv.original_hash,
-            segment_index: adv.segment_index,
-            total_segments: adv.total_segments,
+            segment: r.advertisement().segment(),
         });
         self.advertise_front(rng, now);
     }

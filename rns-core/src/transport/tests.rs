@@ -931,7 +931,7 @@ fn resource_roundtrip(mtu_case: fn() -> InterfaceConfig, size: usize, seed: u64)
         .unwrap();
     net.run(Duration::from_secs(60));
     let got = link_events(&net, 2).into_iter().find_map(|e| match e {
-        LinkEvent::ResourceSegment { data, hash: h, .. } if h == hash => Some(data),
+        LinkEvent::ResourceSegment { data, segment, .. } if segment.hash == hash => Some(data),
         _ => None,
     });
     assert_eq!(
@@ -941,7 +941,7 @@ fn resource_roundtrip(mtu_case: fn() -> InterfaceConfig, size: usize, seed: u64)
     );
     assert!(link_events(&net, 0)
         .iter()
-        .any(|e| matches!(e, LinkEvent::ResourceSent { hash: h, .. } if *h == hash)));
+        .any(|e| matches!(e, LinkEvent::ResourceSent { segment, .. } if segment.hash == hash)));
 }
 
 #[test]
@@ -1058,7 +1058,7 @@ fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
         .unwrap();
     net.flush();
     let offered = link_events(&net, 2).into_iter().any(
-        |e| matches!(e, LinkEvent::ResourceOffered { hash: h, total_size: 4, .. } if h == hash),
+        |e| matches!(e, LinkEvent::ResourceOffered { segment, .. } if segment.hash == hash && segment.total_size == 4),
     );
     assert!(offered);
     net.nodes[2]
