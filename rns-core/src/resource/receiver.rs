@@ -19,10 +19,12 @@ const MAX_ASSEMBLED: usize = MAX_EFFICIENT_SIZE + METADATA_MAX_SIZE;
 /// Per-packet overhead counted into request costs (header + token).
 const PACKET_OVERHEAD: usize = 19 + 48;
 /// A first request that brought no part within this many link round trips is sent again
-/// (see [`IncomingResource::poll_timeout`]).
+/// (see [`IncomingResource::poll_timeout`]), waiting twice as long each time.
 const FIRST_REQUEST_RTTS: u32 = 4;
 /// The shortest wait before the first request is sent again.
 const FIRST_REQUEST_MIN_WAIT: Duration = Duration::from_millis(5);
+/// How often the first request is sent again before only the watchdog asks.
+const FIRST_REQUEST_REPEATS: u32 = 4;
 
 /// What the receiver wants next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +76,8 @@ pub struct IncomingResource {
     very_slow_rounds: u32,
     retries_left: u32,
     last_activity: Instant,
-    /// The first request was sent again once already.
-    first_request_repeated: bool,
+    /// Times the first request was sent again.
+    first_request_repeats: u32,
     failed: bool,
     /// Most bytes the segment may hold once decrypted and decompressed.
     data_limit: usize,
@@ -134,7 +136,7 @@ impl IncomingResource {
             very_slow_rounds: 0,
             retries_left: MAX_RETRIES,
             last_activity: now,
-            first_request_repeated: false,
+            first_request_repeats: 0,
             failed: false,
             data_limit: 0,
         };
@@ -428,12 +430,20 @@ impl IncomingResource {
     /// RNS 1.5.7 sends an advertisement before it registers the resource as outgoing on
     /// its link (on another thread), and drops part requests for resources it does not
     /// know. A receiver that answers an advertisement within a fraction of a millisecond
-    /// can lose that race, and the transfer would then sit until the watchdog (a quarter
-    /// of a second or more) asks again. The first request is therefore repeated, once,
-    /// after a few round trips without a part: at worst that costs one duplicated window.
+    /// can lose that race (the sender's threads contend for Python's lock, so registering
+    /// can take several milliseconds), and the transfer would then sit until the watchdog
+    /// (a quarter of a second or more) asks again. The first request is therefore repeated
+    /// after a few round trips without a part, a few times, waiting twice as long each
+    /// time. A sender that did take it answers with parts, which ends the repeats; one
+    /// that was merely slow costs a duplicated window.
     fn first_request_deadline(&self) -> Option<Instant> {
-        (self.received == 0 && self.req_resp.is_none() && !self.first_request_repeated)
-            .then(|| self.req_sent + (self.rtt * FIRST_REQUEST_RTTS).max(FIRST_REQUEST_MIN_WAIT))
+        (self.received == 0
+            && self.req_resp.is_none()
+            && self.first_request_repeats < FIRST_REQUEST_REPEATS)
+            .then(|| {
+                let wait = (self.rtt * FIRST_REQUEST_RTTS).max(FIRST_REQUEST_MIN_WAIT);
+                self.req_sent + wait * (1 << self.first_request_repeats)
+            })
     }
 
     /// Run the watchdog: re-request with a smaller window, or give up.
@@ -445,7 +455,7 @@ impl IncomingResource {
         if self.first_request_deadline().is_some_and(|t| now >= t) {
             // Not a loss: the sender may not have known the resource yet. Ask again as
             // before, without shrinking the window.
-            self.first_request_repeated = true;
+            self.first_request_repeats += 1;
             self.waiting_for_hmu = false;
             return self.request_next(now);
         }

@@ -299,7 +299,7 @@ fn the_next_window_is_requested_as_the_last_part_of_a_round_arrives_and_grows_li
 }
 
 #[test]
-fn a_first_request_the_sender_missed_is_repeated_after_a_few_round_trips() {
+fn a_first_request_the_sender_missed_is_repeated_after_a_few_round_trips_backing_off() {
     let t0 = Instant::from_secs(1_000_000);
     let (mut tx, adv) = large_segment(t0);
     let rtt = Duration::from_millis(2);
@@ -308,17 +308,24 @@ fn a_first_request_the_sender_missed_is_repeated_after_a_few_round_trips() {
         panic!()
     };
     // RNS dropped it (the resource was not yet registered on its side): nothing arrives.
-    let due = rx.poll_timeout().unwrap();
-    assert_eq!(due, t0 + rtt * 4, "repeated after four round trips");
-    assert_eq!(
-        rx.handle_timeout(due - Duration::from_micros(1)),
-        ReceiverStep::Wait
-    );
-    let ReceiverStep::Request(again) = rx.handle_timeout(due) else {
-        panic!("the first request is repeated")
-    };
-    assert_eq!(again, first, "same window, same parts");
-    // Only once: past that, the ordinary watchdog (at least a quarter of a second).
+    // It is asked for again after 4 round trips, then after 8, 16 and 32.
+    let mut due = t0;
+    let mut again = Vec::new();
+    for k in 0..4u32 {
+        let sent = due;
+        due = rx.poll_timeout().unwrap();
+        assert_eq!(due, sent + rtt * 4 * (1 << k), "repeat {k}");
+        assert_eq!(
+            rx.handle_timeout(due - Duration::from_micros(1)),
+            ReceiverStep::Wait
+        );
+        let ReceiverStep::Request(r) = rx.handle_timeout(due) else {
+            panic!("the first request is repeated")
+        };
+        assert_eq!(r, first, "same window, same parts");
+        again = r;
+    }
+    // Past that, only the ordinary watchdog (at least a quarter of a second).
     assert!(rx.poll_timeout().unwrap() >= due + Duration::from_millis(250));
     let parts = tx.handle_request(due, &[1; 32], &again).unwrap();
     assert_eq!(parts.len(), 12);
