@@ -1236,7 +1236,13 @@ impl Link {
                     .channel
                     .as_ref()
                     .and_then(channel::Channel::poll_timeout);
-                Some(channel.map_or(keepalive, |c| c.min(keepalive)))
+                let resources = self.poll_resource_timeout();
+                Some(
+                    [channel, resources]
+                        .into_iter()
+                        .flatten()
+                        .fold(keepalive, Instant::min),
+                )
             }
         }
     }

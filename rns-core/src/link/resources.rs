@@ -622,6 +622,32 @@ impl Link {
         self.advertise_front(rng, now);
     }
 
+    /// When the resource watchdogs next need to run: the incoming transfers' and the
+    /// advertised outgoing one's.
+    pub fn poll_resource_timeout(&self) -> Option<Instant> {
+        let out = self
+            .resources
+            .outgoing
+            .front()
+            .and_then(OutgoingResource::poll_timeout);
+        self.resources
+            .incoming
+            .iter()
+            .filter_map(IncomingResource::poll_timeout)
+            .chain(out)
+            .min()
+    }
+
+    /// Run the resource watchdogs alone (they may be due long before the link's own).
+    pub fn handle_resource_timeout(&mut self, rng: &mut dyn CryptoRngCore, now: Instant) {
+        if matches!(
+            self.state,
+            super::LinkState::Active | super::LinkState::Stale
+        ) {
+            self.resource_timers(rng, now);
+        }
+    }
+
     /// Resource watchdogs.
     pub(super) fn resource_timers(&mut self, rng: &mut dyn CryptoRngCore, now: Instant) {
         self.expire_splits(now);

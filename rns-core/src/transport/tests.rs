@@ -1114,3 +1114,73 @@ fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
         LinkEvent::ResourceFailed { hash: h, reason: ResourceFailure::LinkClosed, .. } if *h == hash2
     )));
 }
+
+#[test]
+fn a_lost_first_part_request_is_repeated_within_milliseconds_not_on_the_job_tick() {
+    use crate::link::{LinkEvent, ResourcePolicy};
+    use crate::packet::Context;
+    use crate::resource::SegmentSpec;
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    let d = net.register(1, "grid.node", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[1].announce(now, &d, None).unwrap();
+    net.run(Duration::from_secs(3));
+    net.nodes[1].set_destination_resource_policy(&d, ResourcePolicy::All);
+    let now = net.now;
+    let id = net.nodes[0].open_link(now, &d).unwrap();
+    net.flush();
+    let spec = SegmentSpec {
+        original_hash: None,
+        segment_index: 1,
+        total_segments: 1,
+        total_size: 200_000,
+        has_metadata: false,
+        request_id: None,
+        is_response: false,
+        compress: false,
+    };
+    let hash = net.nodes[0]
+        .link_send_resource(now, &id, &[0x5a; 200_000], &spec)
+        .unwrap();
+    // Deliver everything except the receiver's first part request (as RNS 1.5.7 drops
+    // a request that beats the registration of its resource).
+    let mut dropped = false;
+    loop {
+        let mut moved = false;
+        for n in 0..2 {
+            while let Some(t) = net.nodes[n].poll_transmit() {
+                moved = true;
+                if n == 1 && !dropped && t.frame[18] == Context::RESOURCE_REQ.0 {
+                    dropped = true;
+                    continue;
+                }
+                let (m, iface) = net.peer(n, t.interface).unwrap();
+                net.nodes[m].handle_inbound(now, iface, &t.frame);
+            }
+            while let Some(e) = net.nodes[n].poll_event() {
+                net.events[n].push(e);
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(dropped);
+    // The receiver's next deadline is its quick repeat, not the 250 ms job tick.
+    let due = net.nodes[1].poll_timeout();
+    assert!(
+        due > now && due <= now + Duration::from_millis(10),
+        "repeat due {:?} after the request",
+        due.saturating_since(now)
+    );
+    net.now = due;
+    net.nodes[1].handle_timeout(due);
+    net.flush();
+    assert!(link_events(&net, 1)
+        .iter()
+        .any(|e| matches!(e, LinkEvent::ResourceSegment { segment, .. } if segment.hash == hash)));
+    assert!(link_events(&net, 0)
+        .iter()
+        .any(|e| matches!(e, LinkEvent::ResourceSent { segment, .. } if segment.hash == hash)));
+}
