@@ -73,6 +73,18 @@ def open_link(dest):
     return link, time.perf_counter() - t0
 
 
+def serve(dest):
+    out(destination=dest.hash.hex())
+    # A transport node in FULL mode does not forward path requests for destinations
+    # it has not heard, and an announce sent while the TCP connection is still coming
+    # up can be lost: announce again a little later (rarely: RNS rate-limits).
+    dest.announce()
+    time.sleep(1)
+    dest.announce()
+    while True:
+        time.sleep(3600)
+
+
 def send_files(dest, path, runs):
     link, _ = open_link(dest)
     link.identify(RNS.Identity())
@@ -113,12 +125,7 @@ def main():
             link.set_resource_concluded_callback(concluded)
 
         dest.set_link_established_callback(accepting)
-        out(destination=dest.hash.hex())
-        dest.announce()
-        time.sleep(1)
-        dest.announce()
-        while True:
-            time.sleep(3600)
+        serve(dest)
     if role == "send_files":
         send_files(outbound(sys.argv[4], ("rncp", "receive")), sys.argv[5], int(sys.argv[6]))
     if role == "responder":
@@ -134,15 +141,7 @@ def main():
             "/ping",
             response_generator=lambda path, data, request_id, link_id, remote_identity, requested_at: b"pong",
             allow=RNS.Destination.ALLOW_ALL)
-        out(destination=dest.hash.hex())
-        # A transport node in FULL mode does not forward path requests for destinations
-        # it has not heard, and an announce sent while the TCP connection is still coming
-        # up can be lost: announce again a little later (rarely: RNS rate-limits).
-        dest.announce()
-        time.sleep(1)
-        dest.announce()
-        while True:
-            time.sleep(3600)
+        serve(dest)
     dest = outbound(sys.argv[4])
     if role == "establish":
         times = []

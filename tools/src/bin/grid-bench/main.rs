@@ -25,6 +25,7 @@ mod bundles;
 mod commands;
 mod genome;
 mod lan;
+mod rns_resources;
 
 type Rng = rand_chacha::ChaCha20Rng;
 
@@ -69,6 +70,15 @@ fn real_main() -> Result<()> {
                         commands::percentile(g.rtt.clone(), 50.0) * 1e3,
                         commands::percentile(g.rtt, 99.0) * 1e3,
                         g.per_second
+                    );
+                }
+                return Ok(());
+            }
+            "resources-only" => {
+                for r in rns_resources::rows(&opts.python, &grid_binary()?, opts.quick)? {
+                    println!(
+                        "{}\n  Grid: {}\n  RNS:  {}\n  ratio {:.2} (goal {}, met: {})",
+                        r.what, r.grid, r.python, r.ratio, r.goal, r.met
                     );
                 }
                 return Ok(());
@@ -300,6 +310,8 @@ fn real_main() -> Result<()> {
             }
         }
     }
+
+    rows.extend(rns_resources::rows(&opts.python, &grid, opts.quick)?);
 
     let n_cmd = if opts.quick { 100 } else { 500 };
     for transit in [false, true] {
