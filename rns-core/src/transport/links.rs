@@ -324,6 +324,7 @@ impl Transport {
     /// Move a link's outgoing packets and events into the transport's queues.
     pub(crate) fn drain_link(&mut self, now: Instant, id: &LinkId) {
         let Some(link) = self.links.get_mut(id) else {
+            self.resource_deadlines.remove(id);
             return;
         };
         let iface = link.interface();
