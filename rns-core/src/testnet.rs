@@ -137,6 +137,10 @@ pub struct TestNet<H: Host = Recorder> {
     rng: ChaCha20Rng,
     /// Timers are checked at least this often while [`TestNet::run`] advances time.
     pub tick: Duration,
+    /// Frames this says to lose (sending node, frame) are lost: for tests of what a
+    /// lost or withheld packet does.
+    #[allow(clippy::type_complexity)]
+    lose: Option<Box<dyn FnMut(usize, &[u8]) -> bool>>,
 }
 
 /// A transport with an identity and generator derived from `seed`, so runs repeat.
@@ -214,6 +218,7 @@ impl<H: Host> TestNet<H> {
             sent: 0,
             rng: ChaCha20Rng::seed_from_u64(7),
             tick: Duration::from_millis(100),
+            lose: None,
         }
     }
 
@@ -276,6 +281,12 @@ impl<H: Host> TestNet<H> {
         (ia, ib)
     }
 
+    /// Lose every frame for which `lose(sending node, frame)` is true (replacing any
+    /// earlier rule), as well as what the wires lose.
+    pub fn lose_if(&mut self, lose: impl FnMut(usize, &[u8]) -> bool + 'static) {
+        self.lose = Some(Box::new(lose));
+    }
+
     /// Take wire `w` down (frames on it are lost) or bring it back up.
     pub fn set_up(&mut self, w: usize, up: bool) {
         self.wires[w].config.up = up;
@@ -302,6 +313,7 @@ impl<H: Host> TestNet<H> {
         };
         let lost = !wire.up
             || wire.mtu.is_some_and(|m| frame.len() > m)
+            || self.lose.as_mut().is_some_and(|lose| lose(from, &frame))
             || (wire.loss_ppm > 0 && self.rng.next_u32() % 1_000_000 < wire.loss_ppm);
         self.log.push(Sent {
             from,

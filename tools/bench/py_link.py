@@ -12,6 +12,14 @@
                                            K /ping requests in flight for SECONDS, print count
   py_link.py paced DIR IFACE DEST N RATE   N 64-byte packets on one link, one per TCP write
                                            at RATE/s; print start, then proofs received
+  py_link.py files DIR IFACE               host an rncp.receive destination accepting every
+                                           resource; print its hash; serve forever
+  py_link.py send_files DIR IFACE DEST FILE RUNS
+                                           send FILE RUNS times, one after another, to the
+                                           rncp.receive DEST as `rncp --no-compress` does
+                                           (identified, rncp's metadata, no bz2); print each
+                                           run's seconds (resource created to completion
+                                           callback, i.e. the last proof) and CPU
 
 IFACE is tcp_server=host:port or tcp_client=host:port.
 """
@@ -42,7 +50,7 @@ def out(**kw):
     print(json.dumps(kw), flush=True)
 
 
-def outbound(dest_hex):
+def outbound(dest_hex, aspects=("bench", "sink")):
     d = bytes.fromhex(dest_hex)
     deadline = time.time() + 30
     # The path table can be updated a moment before the identity is remembered. Ask
@@ -57,7 +65,7 @@ def outbound(dest_hex):
     ident = RNS.Identity.recall(d)
     if ident is None:
         raise SystemExit(f"no path to {dest_hex}")
-    return RNS.Destination(ident, RNS.Destination.OUT, RNS.Destination.SINGLE, "bench", "sink")
+    return RNS.Destination(ident, RNS.Destination.OUT, RNS.Destination.SINGLE, *aspects)
 
 
 def open_link(dest):
@@ -69,9 +77,61 @@ def open_link(dest):
     return link, time.perf_counter() - t0
 
 
+def serve(dest):
+    out(destination=dest.hash.hex())
+    # A transport node in FULL mode does not forward path requests for destinations
+    # it has not heard, and an announce sent while the TCP connection is still coming
+    # up can be lost: announce again a little later (rarely: RNS rate-limits).
+    dest.announce()
+    time.sleep(1)
+    dest.announce()
+    while True:
+        time.sleep(3600)
+
+
+def send_files(dest, path, runs):
+    link, _ = open_link(dest)
+    link.identify(RNS.Identity())
+    seconds, cpu, ok = [], [], True
+    for _ in range(runs):
+        done = threading.Event()
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        res = RNS.Resource(open(path, "rb"), link,
+                           metadata={"name": os.path.basename(path).encode("utf-8")},
+                           callback=lambda r: done.set(), auto_compress=False)
+        done.wait(600)
+        seconds.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        ok = ok and res.status == RNS.Resource.COMPLETE
+        time.sleep(0.2)
+    out(seconds=seconds, cpu=cpu, ok=ok)
+    link.teardown()
+    os._exit(0)
+
+
 def main():
     role, d, iface = sys.argv[1], sys.argv[2], sys.argv[3]
     config(d, iface)
+    if role == "files":
+        dest = RNS.Destination(RNS.Identity(), RNS.Destination.IN, RNS.Destination.SINGLE, "rncp", "receive")
+
+        def concluded(resource):
+            # rncp would move the file into place; the transfer itself is over by now.
+            if resource.status == RNS.Resource.COMPLETE and hasattr(resource.data, "name"):
+                try:
+                    os.unlink(resource.data.name)
+                except OSError:
+                    pass
+
+        def accepting(link):
+            link.set_resource_strategy(RNS.Link.ACCEPT_ALL)
+            link.set_resource_concluded_callback(concluded)
+
+        dest.set_link_established_callback(accepting)
+        serve(dest)
+    if role == "send_files":
+        send_files(outbound(sys.argv[4], ("rncp", "receive")), sys.argv[5], int(sys.argv[6]))
     if role == "responder":
         ident = RNS.Identity()
         dest = RNS.Destination(ident, RNS.Destination.IN, RNS.Destination.SINGLE, "bench", "sink")
@@ -87,15 +147,7 @@ def main():
             allow=RNS.Destination.ALLOW_ALL)
         if sys.argv[4:5] == ["count"]:
             count_received(d)
-        out(destination=dest.hash.hex())
-        # A transport node in FULL mode does not forward path requests for destinations
-        # it has not heard, and an announce sent while the TCP connection is still coming
-        # up can be lost: announce again a little later (rarely: RNS rate-limits).
-        dest.announce()
-        time.sleep(1)
-        dest.announce()
-        while True:
-            time.sleep(3600)
+        serve(dest)
     dest = outbound(sys.argv[4])
     if role == "establish":
         times = []

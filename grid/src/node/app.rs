@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use rns_core::link::{LinkId, ResourcePolicy};
-use rns_core::resource::{split_metadata, with_metadata, SegmentSpec, MAX_EFFICIENT_SIZE};
+use rns_core::resource::{
+    split_metadata, with_metadata, SegmentInfo, SegmentSpec, MAX_EFFICIENT_SIZE,
+};
 use rns_core::{AddressHash, Instant};
 
 use super::reply::Outcome;
@@ -279,21 +281,18 @@ impl Node {
     }
 
     /// Accept or refuse a resource offered on an application link.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_app_resource_offered(
         &mut self,
         now: Instant,
         link: LinkId,
-        hash: [u8; 32],
-        original_hash: [u8; 32],
-        segment_index: u64,
-        total_size: u64,
+        segment: &SegmentInfo,
         remote: Option<AddressHash>,
     ) {
-        let key = (link, original_hash);
-        let accept = if segment_index == 1 {
+        let hash = segment.hash;
+        let key = (link, segment.original_hash);
+        let accept = if segment.segment_index == 1 {
             let ok = self.app_resources
-                && total_size <= APP_RESOURCE_MAX
+                && segment.total_size <= APP_RESOURCE_MAX
                 && self.incoming_app.len() < APP_RESOURCES_AT_ONCE;
             if ok {
                 self.incoming_app.insert(
@@ -321,17 +320,8 @@ impl Node {
     }
 
     /// A verified segment of an application resource arrived.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_app_segment(
-        &mut self,
-        link: LinkId,
-        original_hash: [u8; 32],
-        segment_index: u64,
-        total_segments: u64,
-        has_metadata: bool,
-        data: Vec<u8>,
-    ) {
-        let key = (link, original_hash);
+    pub(super) fn on_app_segment(&mut self, link: LinkId, segment: &SegmentInfo, data: Vec<u8>) {
+        let key = (link, segment.original_hash);
         let Some(r) = self.incoming_app.get_mut(&key) else {
             return;
         };
@@ -341,13 +331,13 @@ impl Node {
             return;
         }
         r.data.extend_from_slice(&data);
-        if segment_index < total_segments {
+        if !segment.is_last() {
             return;
         }
         let Some(r) = self.incoming_app.remove(&key) else {
             return;
         };
-        let (metadata, body) = if has_metadata {
+        let (metadata, body) = if segment.has_metadata {
             match split_metadata(&r.data) {
                 Some((m, body)) => (Some(m), body.to_vec()),
                 None => (None, r.data),

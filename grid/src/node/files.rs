@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rns_core::link::{LinkId, ResourceFailure};
-use rns_core::resource::{split_metadata, with_metadata, SegmentSpec, MAX_EFFICIENT_SIZE};
+use rns_core::resource::{
+    split_metadata, with_metadata, SegmentInfo, SegmentSpec, MAX_EFFICIENT_SIZE,
+};
 use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};
 
@@ -32,18 +34,6 @@ pub(crate) struct Prepared {
     transfer: String,
     link: LinkId,
     resource: rns_core::resource::OutgoingResource,
-}
-
-/// A received resource segment, as the link reported it.
-#[derive(Debug)]
-pub(super) struct Segment {
-    pub(super) link: LinkId,
-    pub(super) original_hash: [u8; 32],
-    pub(super) segment_index: u64,
-    pub(super) total_segments: u64,
-    pub(super) total_size: u64,
-    pub(super) has_metadata: bool,
-    pub(super) data: Vec<u8>,
 }
 
 /// A file arriving over a link.
@@ -162,17 +152,18 @@ impl Node {
         &mut self,
         now: Instant,
         link: LinkId,
-        hash: [u8; 32],
-        original_hash: [u8; 32],
-        segment_index: u64,
+        segment: &SegmentInfo,
         remote: Option<AddressHash>,
     ) {
+        let (hash, segment_index) = (segment.hash, segment.segment_index);
         let to_cp = self
             .transport
             .link(&link)
             .is_some_and(|l| Some(l.destination) == self.cp_destination);
-        let continuing =
-            segment_index > 1 && self.incoming_files.contains_key(&(link, original_hash));
+        let continuing = segment_index > 1
+            && self
+                .incoming_files
+                .contains_key(&(link, segment.original_hash));
         let accept =
             to_cp && (continuing || (segment_index == 1 && self.may_send_files(remote.as_ref())));
         if !accept {
@@ -184,19 +175,16 @@ impl Node {
     }
 
     /// A verified segment arrived: write it out; rename the file when it is complete.
-    pub(super) fn on_resource_segment(&mut self, seg: Segment) {
-        let Segment {
-            link,
-            original_hash,
-            segment_index,
-            total_segments,
-            total_size,
-            has_metadata,
-            data,
-        } = seg;
+    pub(super) fn on_resource_segment(
+        &mut self,
+        link: LinkId,
+        segment: &SegmentInfo,
+        data: Vec<u8>,
+    ) {
+        let original_hash = segment.original_hash;
         let key = (link, original_hash);
-        if segment_index == 1 {
-            let (name, body) = if has_metadata {
+        if segment.segment_index == 1 {
+            let (name, body) = if segment.has_metadata {
                 match split_metadata(&data) {
                     Some((meta, body)) => (safe_name(&meta), body),
                     None => ("received-file".to_string(), &data[..]),
@@ -228,7 +216,7 @@ impl Node {
                     file,
                     name,
                     received: 0,
-                    total: total_size,
+                    total: segment.total_size,
                     from,
                 },
             );
@@ -236,7 +224,7 @@ impl Node {
         } else {
             self.write_segment(&key, &data);
         }
-        if segment_index == total_segments {
+        if segment.is_last() {
             if let Some(f) = self.incoming_files.remove(&key) {
                 let _ = f.file.sync_all();
                 drop(f.file);
@@ -534,13 +522,7 @@ impl Node {
     }
 
     /// A segment we sent was proven.
-    pub(super) fn on_resource_sent(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        segment_index: u64,
-        total_segments: u64,
-    ) {
+    pub(super) fn on_resource_sent(&mut self, now: Instant, link: LinkId, segment: &SegmentInfo) {
         let Some(i) = self
             .outgoing_files
             .iter()
@@ -551,7 +533,7 @@ impl Node {
         let t = &mut self.outgoing_files[i];
         t.done += t.segment_sizes.pop_front().unwrap_or(0);
         t.front_progress = 0.0;
-        if segment_index == total_segments {
+        if segment.is_last() {
             t.state = TransferState::Complete;
             t.finished = Some(now);
             t.file = None;

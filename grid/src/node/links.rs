@@ -179,11 +179,11 @@ impl Node {
                 |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
                 |_| Err(Error::Timeout(format!("no response on link {link}"))),
             ),
-            LinkEvent::ResourceOffered { link, hash, original_hash, segment_index, total_size, remote_identity, .. } => {
+            LinkEvent::ResourceOffered { link, segment, remote_identity } => {
                 if self.is_app_link(&link) {
-                    self.on_app_resource_offered(now, link, hash, original_hash, segment_index, total_size, remote_identity);
+                    self.on_app_resource_offered(now, link, &segment, remote_identity);
                 } else {
-                    self.on_resource_offered(now, link, hash, original_hash, segment_index, remote_identity);
+                    self.on_resource_offered(now, link, &segment, remote_identity);
                 }
             }
             LinkEvent::ResourceProgress { link, sending, parts_done, parts_total, .. } => {
@@ -192,38 +192,13 @@ impl Node {
                     self.on_resource_progress(link, parts_done, parts_total);
                 }
             }
-            LinkEvent::ResourceSegment {
-                link,
-                original_hash,
-                segment_index,
-                total_segments,
-                has_metadata,
-                data,
-                ..
-            } if self.is_app_link(&link) => {
-                self.on_app_segment(link, original_hash, segment_index, total_segments, has_metadata, data);
+            LinkEvent::ResourceSegment { link, segment, data } if self.is_app_link(&link) => {
+                self.on_app_segment(link, &segment, data);
             }
-            LinkEvent::ResourceSegment {
-                link,
-                original_hash,
-                segment_index,
-                total_segments,
-                total_size,
-                has_metadata,
-                data,
-                ..
-            } => self.on_resource_segment(super::files::Segment {
-                link,
-                original_hash,
-                segment_index,
-                total_segments,
-                total_size,
-                has_metadata,
-                data,
-            }),
-            LinkEvent::ResourceSent { link, hash, segment_index, total_segments, .. } => {
-                self.on_app_resource_sent(link, hash);
-                self.on_resource_sent(now, link, segment_index, total_segments);
+            LinkEvent::ResourceSegment { link, segment, data } => self.on_resource_segment(link, &segment, data),
+            LinkEvent::ResourceSent { link, segment } => {
+                self.on_app_resource_sent(link, segment.hash);
+                self.on_resource_sent(now, link, &segment);
             }
             LinkEvent::ResourceFailed { link, hash, sending, reason } => {
                 if sending {

@@ -28,6 +28,7 @@ use crate::hash::{AddressHash, FULL_HASH_LEN};
 use crate::identity::{Identity, PublicIdentity, KEY_LEN, SIGNATURE_LEN};
 use crate::packet::{link_mdu, Context, Flags, Packet, PacketType, MTU};
 use crate::proof::EXPLICIT_LEN;
+use crate::resource::SegmentInfo;
 use crate::time::Instant;
 use crate::transport::{HashMap, InterfaceId};
 use wire::{LinkProof, LinkRequest, LinkWireError, MODE_AES256_CBC};
@@ -240,20 +241,8 @@ pub enum LinkEvent {
     ResourceOffered {
         /// The link.
         link: LinkId,
-        /// Resource (segment) hash.
-        hash: [u8; FULL_HASH_LEN],
-        /// Hash of the first segment.
-        original_hash: [u8; FULL_HASH_LEN],
-        /// Segment index, 1-based.
-        segment_index: u64,
-        /// Number of segments.
-        total_segments: u64,
-        /// Total data size over all segments.
-        total_size: u64,
-        /// Bytes this segment takes on the wire.
-        transfer_size: u64,
-        /// Whether the first segment carries metadata.
-        has_metadata: bool,
+        /// The segment offered.
+        segment: SegmentInfo,
         /// The identified initiator, if any.
         remote_identity: Option<AddressHash>,
     },
@@ -274,18 +263,8 @@ pub enum LinkEvent {
     ResourceSegment {
         /// The link.
         link: LinkId,
-        /// Resource (segment) hash.
-        hash: [u8; FULL_HASH_LEN],
-        /// Hash of the first segment: the same for all segments of one transfer.
-        original_hash: [u8; FULL_HASH_LEN],
-        /// Segment index, 1-based.
-        segment_index: u64,
-        /// Number of segments.
-        total_segments: u64,
-        /// Total data size over all segments.
-        total_size: u64,
-        /// Whether the first segment starts with metadata.
-        has_metadata: bool,
+        /// The segment.
+        segment: SegmentInfo,
         /// The segment's data (metadata prefix included).
         data: Vec<u8>,
     },
@@ -293,14 +272,8 @@ pub enum LinkEvent {
     ResourceSent {
         /// The link.
         link: LinkId,
-        /// Resource (segment) hash.
-        hash: [u8; FULL_HASH_LEN],
-        /// Hash of the first segment.
-        original_hash: [u8; FULL_HASH_LEN],
-        /// Segment index, 1-based.
-        segment_index: u64,
-        /// Number of segments.
-        total_segments: u64,
+        /// The segment.
+        segment: SegmentInfo,
     },
     /// A transfer failed.
     ResourceFailed {
@@ -1263,7 +1236,13 @@ impl Link {
                     .channel
                     .as_ref()
                     .and_then(channel::Channel::poll_timeout);
-                Some(channel.map_or(keepalive, |c| c.min(keepalive)))
+                let resources = self.poll_resource_timeout();
+                Some(
+                    [channel, resources]
+                        .into_iter()
+                        .flatten()
+                        .fold(keepalive, Instant::min),
+                )
             }
         }
     }

@@ -393,12 +393,7 @@ impl Link {
         } else {
             self.events.push_back(LinkEvent::ResourceSegment {
                 link: self.id,
-                hash: adv.hash,
-                original_hash: adv.original_hash,
-                segment_index: adv.segment_index,
-                total_segments: adv.total_segments,
-                total_size: adv.data_size,
-                has_metadata: adv.has_metadata(),
+                segment: adv.segment(),
                 data: body,
             });
         }
@@ -486,13 +481,7 @@ impl Link {
                             }
                             self.events.push_back(LinkEvent::ResourceOffered {
                                 link: self.id,
-                                hash: adv.hash,
-                                original_hash: adv.original_hash,
-                                segment_index: adv.segment_index,
-                                total_segments: adv.total_segments,
-                                total_size: adv.data_size,
-                                transfer_size: adv.transfer_size,
-                                has_metadata: adv.has_metadata(),
+                                segment: adv.segment(),
                                 remote_identity: self.remote_identity.as_ref().map(|i| i.hash()),
                             });
                             self.resources.offers.push(adv);
@@ -626,15 +615,37 @@ impl Link {
             return;
         }
         let r = self.resources.outgoing.pop_front().expect("front exists");
-        let adv = r.advertisement();
         self.events.push_back(LinkEvent::ResourceSent {
             link: self.id,
-            hash: adv.hash,
-            original_hash: adv.original_hash,
-            segment_index: adv.segment_index,
-            total_segments: adv.total_segments,
+            segment: r.advertisement().segment(),
         });
         self.advertise_front(rng, now);
+    }
+
+    /// When the resource watchdogs next need to run: the incoming transfers' and the
+    /// advertised outgoing one's.
+    pub fn poll_resource_timeout(&self) -> Option<Instant> {
+        let out = self
+            .resources
+            .outgoing
+            .front()
+            .and_then(OutgoingResource::poll_timeout);
+        self.resources
+            .incoming
+            .iter()
+            .filter_map(IncomingResource::poll_timeout)
+            .chain(out)
+            .min()
+    }
+
+    /// Run the resource watchdogs alone (they may be due long before the link's own).
+    pub fn handle_resource_timeout(&mut self, rng: &mut dyn CryptoRngCore, now: Instant) {
+        if matches!(
+            self.state,
+            super::LinkState::Active | super::LinkState::Stale
+        ) {
+            self.resource_timers(rng, now);
+        }
     }
 
     /// Resource watchdogs.

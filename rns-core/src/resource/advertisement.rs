@@ -44,6 +44,33 @@ pub struct Advertisement {
     pub hashmap: Vec<u8>,
 }
 
+/// Where one resource segment belongs: its own hash, the transfer it is part of and that
+/// transfer's size. Links report segments offered, received and sent with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Resource (segment) hash.
+    pub hash: [u8; FULL_HASH_LEN],
+    /// Hash of the first segment: the same for all segments of one transfer.
+    pub original_hash: [u8; FULL_HASH_LEN],
+    /// Segment index, 1-based.
+    pub segment_index: u64,
+    /// Number of segments.
+    pub total_segments: u64,
+    /// Total data size over all segments, metadata included.
+    pub total_size: u64,
+    /// Bytes this segment takes on the wire (encrypted, maybe compressed).
+    pub transfer_size: u64,
+    /// Whether the first segment starts with metadata.
+    pub has_metadata: bool,
+}
+
+impl SegmentInfo {
+    /// Whether this is the transfer's last segment.
+    pub fn is_last(&self) -> bool {
+        self.segment_index >= self.total_segments
+    }
+}
+
 fn get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
     map.iter()
         .find(|(k, _)| k.as_str() == Some(key))
@@ -67,6 +94,19 @@ fn bin<const N: usize>(map: &[(Value, Value)], key: &str) -> Result<[u8; N], Adv
 }
 
 impl Advertisement {
+    /// The segment this advertisement offers.
+    pub fn segment(&self) -> SegmentInfo {
+        SegmentInfo {
+            hash: self.hash,
+            original_hash: self.original_hash,
+            segment_index: self.segment_index,
+            total_segments: self.total_segments,
+            total_size: self.data_size,
+            transfer_size: self.transfer_size,
+            has_metadata: self.has_metadata(),
+        }
+    }
+
     /// Flag: the data is encrypted with the link key.
     pub fn encrypted(&self) -> bool {
         self.flags & flags::ENCRYPTED != 0

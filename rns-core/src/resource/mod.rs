@@ -13,7 +13,7 @@ mod sender;
 
 use std::io::{Read, Write};
 
-pub use advertisement::{Advertisement, AdvertisementError};
+pub use advertisement::{Advertisement, AdvertisementError, SegmentInfo};
 pub use receiver::{segment_data_limit, Assembled, IncomingResource, ReceiverStep};
 pub use sender::{OutgoingResource, SegmentSpec, SenderError, SenderStep};
 

@@ -18,6 +18,13 @@ use crate::time::Instant;
 const MAX_ASSEMBLED: usize = MAX_EFFICIENT_SIZE + METADATA_MAX_SIZE;
 /// Per-packet overhead counted into request costs (header + token).
 const PACKET_OVERHEAD: usize = 19 + 48;
+/// A first request that brought no part within this many link round trips is sent again
+/// (see [`IncomingResource::poll_timeout`]), waiting twice as long each time.
+const FIRST_REQUEST_RTTS: u32 = 4;
+/// The shortest wait before the first request is sent again.
+const FIRST_REQUEST_MIN_WAIT: Duration = Duration::from_millis(5);
+/// How often the first request is sent again before only the watchdog asks.
+const FIRST_REQUEST_REPEATS: u32 = 4;
 
 /// What the receiver wants next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +76,8 @@ pub struct IncomingResource {
     very_slow_rounds: u32,
     retries_left: u32,
     last_activity: Instant,
+    /// Times the first request was sent again.
+    first_request_repeats: u32,
     failed: bool,
     /// Most bytes the segment may hold once decrypted and decompressed.
     data_limit: usize,
@@ -127,6 +136,7 @@ impl IncomingResource {
             very_slow_rounds: 0,
             retries_left: MAX_RETRIES,
             last_activity: now,
+            first_request_repeats: 0,
             failed: false,
             data_limit: 0,
         };
@@ -294,6 +304,7 @@ impl IncomingResource {
         }
         let h = map_hash(part, &self.adv.random_hash);
         let end = (self.consecutive + self.window).min(self.parts.len());
+        let mut stored = false;
         for i in self.consecutive..end {
             if self.hashmap[i] == Some(h) && self.parts[i].is_none() {
                 self.parts[i] = Some(part.to_vec());
@@ -304,13 +315,15 @@ impl IncomingResource {
                 {
                     self.consecutive += 1;
                 }
+                stored = true;
                 break;
             }
         }
         if self.received == self.parts.len() {
             return ReceiverStep::Complete;
         }
-        if self.outstanding > 0 {
+        // A duplicate (say, of a window that was asked for twice) completes no round.
+        if !stored || self.outstanding > 0 {
             return ReceiverStep::Wait;
         }
         // A full round arrived: grow the window, measure the rate, ask for more.
@@ -405,7 +418,32 @@ impl IncomingResource {
             f64::from(self.part_timeout_factor) * (3.0 * sdu_bits / eifr)
         };
         let floor = self.rtt.as_secs_f64() * 2.5;
-        Some(self.last_activity + Duration::from_secs_f64(wait.max(floor) + 0.25 + extra))
+        let watchdog = self.last_activity + Duration::from_secs_f64(wait.max(floor) + 0.25 + extra);
+        Some(match self.first_request_deadline() {
+            Some(t) => t.min(watchdog),
+            None => watchdog,
+        })
+    }
+
+    /// When to send the first request again if no part has answered it.
+    ///
+    /// RNS 1.5.7 sends an advertisement before it registers the resource as outgoing on
+    /// its link (on another thread), and drops part requests for resources it does not
+    /// know. A receiver that answers an advertisement within a fraction of a millisecond
+    /// can lose that race (the sender's threads contend for Python's lock, so registering
+    /// can take several milliseconds), and the transfer would then sit until the watchdog
+    /// (a quarter of a second or more) asks again. The first request is therefore repeated
+    /// after a few round trips without a part, a few times, waiting twice as long each
+    /// time. A sender that did take it answers with parts, which ends the repeats; one
+    /// that was merely slow costs a duplicated window.
+    fn first_request_deadline(&self) -> Option<Instant> {
+        (self.received == 0
+            && self.req_resp.is_none()
+            && self.first_request_repeats < FIRST_REQUEST_REPEATS)
+            .then(|| {
+                let wait = (self.rtt * FIRST_REQUEST_RTTS).max(FIRST_REQUEST_MIN_WAIT);
+                self.req_sent + wait * (1 << self.first_request_repeats)
+            })
     }
 
     /// Run the watchdog: re-request with a smaller window, or give up.
@@ -413,6 +451,13 @@ impl IncomingResource {
         match self.poll_timeout() {
             Some(t) if now >= t => {}
             _ => return ReceiverStep::Wait,
+        }
+        if self.first_request_deadline().is_some_and(|t| now >= t) {
+            // Not a loss: the sender may not have known the resource yet. Ask again as
+            // before, without shrinking the window.
+            self.first_request_repeats += 1;
+            self.waiting_for_hmu = false;
+            return self.request_next(now);
         }
         if self.retries_left == 0 {
             self.failed = true;

@@ -227,3 +227,142 @@ fn a_segment_is_limited_to_one_segment_of_its_claimed_size() {
     );
     assert_eq!(rx.reserved_bytes(), 1000 + MAX_EFFICIENT_SIZE as u64);
 }
+
+/// A 1 MiB − 1 segment of random bytes, prepared at MTU 16384 (65 parts, one hashmap).
+fn large_segment(now: Instant) -> (OutgoingResource, Advertisement) {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let mut data = vec![0u8; MAX_EFFICIENT_SIZE];
+    rng.fill_bytes(&mut data);
+    let token = Token::new(&[7u8; 64]);
+    let mut tx = OutgoingResource::new(
+        &mut rng,
+        &token,
+        16384,
+        &data,
+        &spec(data.len()),
+        now,
+        Duration::from_millis(2),
+    );
+    let SenderStep::Advertise(adv) = tx.advertise(now) else {
+        panic!()
+    };
+    (tx, Advertisement::unpack(&adv).unwrap())
+}
+
+fn requested(req: &[u8]) -> usize {
+    let pad = if req[0] == 0xFF { 1 + MAPHASH_LEN } else { 1 };
+    (req.len() - pad - 32) / MAPHASH_LEN
+}
+
+#[test]
+fn the_next_window_is_requested_as_the_last_part_of_a_round_arrives_and_grows_like_rns() {
+    let t0 = Instant::from_secs(1_000_000);
+    let (mut tx, adv) = large_segment(t0);
+    let (mut rx, mut step) =
+        IncomingResource::accept(adv, 16384, Duration::from_millis(2), None, t0);
+    let mut now = t0;
+    let mut windows = Vec::new();
+    let mut hash = [0u8; 32];
+    loop {
+        let ReceiverStep::Request(req) = step else {
+            panic!("expected a request, got {step:?}")
+        };
+        windows.push(requested(&req));
+        hash[0] = hash[0].wrapping_add(1);
+        now = now + Duration::from_millis(1);
+        let parts = tx.handle_request(now, &hash, &req).unwrap();
+        step = ReceiverStep::Wait;
+        let n = parts.len();
+        for (i, p) in parts.into_iter().enumerate() {
+            let SenderStep::Part(p) = p else { panic!() };
+            now = now + Duration::from_micros(100);
+            let st = rx.handle_part(&p, now);
+            if i + 1 < n {
+                // Nothing is asked for while parts of the round are still on their way.
+                assert_eq!(st, ReceiverStep::Wait);
+            } else {
+                // The next request leaves with the last part of the round, not on a timer.
+                step = st;
+            }
+        }
+        if step == ReceiverStep::Complete {
+            break;
+        }
+    }
+    // RNS: 4 to start, one more per complete round; fast rounds lift the cap of 10 to 75.
+    let full: Vec<usize> = windows[..windows.len() - 1].to_vec();
+    let expected: Vec<usize> = (4..4 + full.len()).collect();
+    assert_eq!(full, expected, "windows {windows:?}");
+    assert!(full.iter().any(|&w| w > 10), "windows {windows:?}");
+    assert_eq!(windows.iter().sum::<usize>(), tx.part_count());
+    assert!(rx.assemble(&Token::new(&[7u8; 64])).is_some());
+}
+
+#[test]
+fn a_first_request_the_sender_missed_is_repeated_after_a_few_round_trips_backing_off() {
+    let t0 = Instant::from_secs(1_000_000);
+    let (mut tx, adv) = large_segment(t0);
+    let rtt = Duration::from_millis(2);
+    let (mut rx, first) = IncomingResource::accept(adv, 16384, rtt, Some(12), t0);
+    let ReceiverStep::Request(first) = first else {
+        panic!()
+    };
+    // RNS dropped it (the resource was not yet registered on its side): nothing arrives.
+    // It is asked for again after 4 round trips, then after 8, 16 and 32.
+    let mut due = t0;
+    let mut again = Vec::new();
+    for k in 0..4u32 {
+        let sent = due;
+        due = rx.poll_timeout().unwrap();
+        assert_eq!(due, sent + rtt * 4 * (1 << k), "repeat {k}");
+        assert_eq!(
+            rx.handle_timeout(due - Duration::from_micros(1)),
+            ReceiverStep::Wait
+        );
+        let ReceiverStep::Request(r) = rx.handle_timeout(due) else {
+            panic!("the first request is repeated")
+        };
+        assert_eq!(r, first, "same window, same parts");
+        again = r;
+    }
+    // Past that, only the ordinary watchdog (at least a quarter of a second).
+    assert!(rx.poll_timeout().unwrap() >= due + Duration::from_millis(250));
+    let parts = tx.handle_request(due, &[1; 32], &again).unwrap();
+    assert_eq!(parts.len(), 12);
+    let mut last = ReceiverStep::Wait;
+    for p in parts {
+        let SenderStep::Part(p) = p else { panic!() };
+        last = rx.handle_part(&p, due + Duration::from_millis(1));
+    }
+    let ReceiverStep::Request(next) = last else {
+        panic!("{last:?}")
+    };
+    // The round counts like any other (the window stays at 12 here only because RNS's cap
+    // of 10 holds until enough fast rounds were seen).
+    assert_eq!(requested(&next), 12);
+}
+
+#[test]
+fn a_first_request_that_was_answered_is_not_repeated() {
+    let t0 = Instant::from_secs(1_000_000);
+    let (mut tx, adv) = large_segment(t0);
+    let (mut rx, first) = IncomingResource::accept(adv, 16384, Duration::from_millis(2), None, t0);
+    let ReceiverStep::Request(first) = first else {
+        panic!()
+    };
+    let mut parts = tx.handle_request(t0, &[1; 32], &first).unwrap().into_iter();
+    let Some(SenderStep::Part(p)) = parts.next() else {
+        panic!()
+    };
+    assert_eq!(
+        rx.handle_part(&p, t0 + Duration::from_millis(1)),
+        ReceiverStep::Wait
+    );
+    // A part arrived: the rest of the window is on its way; only the watchdog remains.
+    assert!(rx.poll_timeout().unwrap() >= t0 + Duration::from_millis(250));
+    // And a part that was already stored completes no round.
+    assert_eq!(
+        rx.handle_part(&p, t0 + Duration::from_millis(2)),
+        ReceiverStep::Wait
+    );
+}

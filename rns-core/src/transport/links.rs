@@ -324,6 +324,7 @@ impl Transport {
     /// Move a link's outgoing packets and events into the transport's queues.
     pub(crate) fn drain_link(&mut self, now: Instant, id: &LinkId) {
         let Some(link) = self.links.get_mut(id) else {
+            self.resource_deadlines.remove(id);
             return;
         };
         let iface = link.interface();
@@ -351,6 +352,37 @@ impl Transport {
         }
         if closed {
             self.links.remove(id);
+        }
+        match self.links.get(id).and_then(Link::poll_resource_timeout) {
+            Some(t) => {
+                self.resource_deadlines.insert(*id, t);
+            }
+            None => {
+                self.resource_deadlines.remove(id);
+            }
+        }
+    }
+
+    /// Run the resource watchdogs that are due, as soon as they are due: a part request
+    /// to repeat must not wait for the next job tick (a quarter of a second).
+    pub(crate) fn resource_timers(&mut self, now: Instant) {
+        let due: Vec<LinkId> = self
+            .resource_deadlines
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(l) = self.links.get_mut(&id) {
+                l.handle_resource_timeout(&mut *self.rng, now);
+            }
+            self.drain_link(now, &id);
+            // Never spin on a deadline that handling did not move: fall back to the tick.
+            if let Some(t) = self.resource_deadlines.get_mut(&id) {
+                if *t <= now {
+                    *t = self.next_job;
+                }
+            }
         }
     }
 

@@ -347,6 +347,9 @@ pub struct Transport {
     discovery_requests: HashMap<AddressHash, DiscoveryRequest>,
     receipts: Receipts,
     links: HashMap<crate::link::LinkId, crate::link::Link>,
+    /// When each link with resource transfers next needs its resource watchdogs run
+    /// (kept up to date whenever a link is drained).
+    resource_deadlines: HashMap<crate::link::LinkId, Instant>,
     /// The half-open subset of `links`, oldest first.
     half_open: admission::HalfOpen,
     link_table: HashMap<crate::link::LinkId, links::LinkTableEntry>,
@@ -407,6 +410,7 @@ impl Transport {
             discovery_requests: HashMap::default(),
             receipts: Receipts::default(),
             links: HashMap::default(),
+            resource_deadlines: HashMap::default(),
             half_open: admission::HalfOpen::default(),
             link_table: HashMap::default(),
             transmits: VecDeque::new(),
@@ -594,6 +598,9 @@ impl Transport {
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.next_job;
+        for d in self.resource_deadlines.values() {
+            t = t.min(*d);
+        }
         for s in self.interfaces.values() {
             if let Some(r) = s.cap.next_release() {
                 t = t.min(r);

@@ -27,6 +27,7 @@ impl Transport {
     /// calling more often is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.release_capped_announces(now);
+        self.resource_timers(now);
         if now < self.next_job {
             return;
         }

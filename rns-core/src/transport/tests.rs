@@ -783,7 +783,7 @@ fn resource_roundtrip(mtu_case: fn() -> InterfaceConfig, size: usize, seed: u64)
         .unwrap();
     net.run(Duration::from_secs(60));
     let got = link_events(&net, 2).into_iter().find_map(|e| match e {
-        LinkEvent::ResourceSegment { data, hash: h, .. } if h == hash => Some(data),
+        LinkEvent::ResourceSegment { data, segment, .. } if segment.hash == hash => Some(data),
         _ => None,
     });
     assert_eq!(
@@ -793,7 +793,7 @@ fn resource_roundtrip(mtu_case: fn() -> InterfaceConfig, size: usize, seed: u64)
     );
     assert!(link_events(&net, 0)
         .iter()
-        .any(|e| matches!(e, LinkEvent::ResourceSent { hash: h, .. } if *h == hash)));
+        .any(|e| matches!(e, LinkEvent::ResourceSent { segment, .. } if segment.hash == hash)));
 }
 
 #[test]
@@ -910,7 +910,7 @@ fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
         .unwrap();
     net.flush();
     let offered = link_events(&net, 2).into_iter().any(
-        |e| matches!(e, LinkEvent::ResourceOffered { hash: h, total_size: 4, .. } if h == hash),
+        |e| matches!(e, LinkEvent::ResourceOffered { segment, .. } if segment.hash == hash && segment.total_size == 4),
     );
     assert!(offered);
     net.nodes[2]
@@ -965,4 +965,60 @@ fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
         e,
         LinkEvent::ResourceFailed { hash: h, reason: ResourceFailure::LinkClosed, .. } if *h == hash2
     )));
+}
+
+#[test]
+fn a_lost_first_part_request_is_repeated_within_milliseconds_not_on_the_job_tick() {
+    use crate::link::{LinkEvent, ResourcePolicy};
+    use crate::packet::Context;
+    use crate::resource::SegmentSpec;
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    let d = net.register(1, "grid.node", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[1].announce(now, &d, None).unwrap();
+    net.run(Duration::from_secs(3));
+    net.nodes[1].set_destination_resource_policy(&d, ResourcePolicy::All);
+    let now = net.now;
+    let id = net.nodes[0].open_link(now, &d).unwrap();
+    net.flush();
+    let spec = SegmentSpec {
+        original_hash: None,
+        segment_index: 1,
+        total_segments: 1,
+        total_size: 200_000,
+        has_metadata: false,
+        request_id: None,
+        is_response: false,
+        compress: false,
+    };
+    let hash = net.nodes[0]
+        .link_send_resource(now, &id, &[0x5a; 200_000], &spec)
+        .unwrap();
+    // Deliver everything except the receiver's first part request (as RNS 1.5.7 drops
+    // a request that beats the registration of its resource).
+    let mut dropped = false;
+    net.lose_if(move |from, frame| {
+        let lose = from == 1 && !dropped && frame[18] == Context::RESOURCE_REQ.0;
+        dropped |= lose;
+        lose
+    });
+    net.flush();
+    assert_eq!(net.log.iter().filter(|s| s.dropped).count(), 1);
+    // The receiver's next deadline is its quick repeat, not the 250 ms job tick.
+    let due = net.nodes[1].poll_timeout();
+    assert!(
+        due > now && due <= now + Duration::from_millis(10),
+        "repeat due {:?} after the request",
+        due.saturating_since(now)
+    );
+    net.now = due;
+    net.nodes[1].handle_timeout(due);
+    net.flush();
+    assert!(link_events(&net, 1)
+        .iter()
+        .any(|e| matches!(e, LinkEvent::ResourceSegment { segment, .. } if segment.hash == hash)));
+    assert!(link_events(&net, 0)
+        .iter()
+        .any(|e| matches!(e, LinkEvent::ResourceSent { segment, .. } if segment.hash == hash)));
 }

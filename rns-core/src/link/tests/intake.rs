@@ -98,7 +98,7 @@ fn an_accepted_offer_without_room_fails_for_the_application() {
     let hash = events(&mut p.b)
         .into_iter()
         .find_map(|e| match e {
-            LinkEvent::ResourceOffered { hash, .. } => Some(hash),
+            LinkEvent::ResourceOffered { segment, .. } => Some(segment.hash),
             _ => None,
         })
         .expect("offered");

@@ -29,6 +29,7 @@ mod lan;
 mod links;
 mod paced;
 mod report;
+mod rns_resources;
 mod startup;
 
 pub(crate) type Rng = rand_chacha::ChaCha20Rng;
@@ -74,6 +75,15 @@ fn real_main() -> Result<()> {
                         commands::percentile(g.rtt.clone(), 50.0) * 1e3,
                         commands::percentile(g.rtt, 99.0) * 1e3,
                         g.per_second
+                    );
+                }
+                return Ok(());
+            }
+            "resources-only" => {
+                for r in rns_resources::rows(&opts.python, &grid_binary()?, opts.quick)? {
+                    println!(
+                        "{}\n  Grid: {}\n  RNS:  {}\n  ratio {:.2} (goal {}, met: {})",
+                        r.what, r.grid, r.python, r.ratio, r.goal, r.met
                     );
                 }
                 return Ok(());
@@ -321,6 +331,8 @@ fn real_main() -> Result<()> {
             }
         }
     }
+
+    rows.extend(rns_resources::rows(&opts.python, &grid, opts.quick)?);
 
     let n_cmd = if opts.quick { 100 } else { 500 };
     for transit in [false, true] {

@@ -10,8 +10,8 @@ pub(crate) struct Row {
     pub(crate) grid: String,
     pub(crate) python: String,
     pub(crate) ratio: f64,
-    goal: &'static str,
-    met: bool,
+    pub(crate) goal: &'static str,
+    pub(crate) met: bool,
     note: &'static str,
 }
 
