@@ -240,7 +240,9 @@ def main():
     args = p.parse_args()
     write_config(args)
 
-    RNS.Reticulum(configdir=args.dir, loglevel=args.loglevel)
+    # RNS logs to a file, not to stdout: its logging thread would otherwise interleave
+    # its lines into the middle of a long JSON event line (a 3 MB response).
+    RNS.Reticulum(configdir=args.dir, loglevel=args.loglevel, logdest=RNS.LOG_FILE)
     identity = RNS.Identity()
     dest = RNS.Destination(identity, RNS.Destination.IN, RNS.Destination.SINGLE, "rnsinterop", "echo")
     dest.set_proof_strategy(RNS.Destination.PROVE_ALL)

@@ -357,7 +357,7 @@ impl Py {
         let (tx, rx) = channel();
         let log_path = dir.0.join("rns.log");
         std::thread::spawn(move || {
-            // RNS logs to stdout too: keep those lines for failure reports.
+            // Anything on stdout that is not an event: keep it for failure reports.
             let mut log = std::fs::File::create(log_path).ok();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 match serde_json::from_str::<Value>(&line) {
@@ -447,11 +447,15 @@ impl Py {
         }
     }
 
-    /// RNS's log lines and the process's stderr.
+    /// RNS's log (its `logfile`), stray stdout lines and the process's stderr.
     pub fn stderr(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.0.join("rns.log")).unwrap_or_default();
-        let err = std::fs::read_to_string(self.dir.0.join("stderr.log")).unwrap_or_default();
-        format!("{log}{err}")
+        let read = |f: &str| std::fs::read_to_string(self.dir.0.join(f)).unwrap_or_default();
+        format!(
+            "{}{}{}",
+            read("logfile"),
+            read("rns.log"),
+            read("stderr.log")
+        )
     }
 
     pub fn announce(&mut self, app_data: &str) {
