@@ -197,7 +197,7 @@ impl Node {
                 let _ = done.send(r);
             }
             Call::AcceptResources(accept, done) => {
-                self.app_resources = accept;
+                self.files.app_resources = accept;
                 let policy = if accept {
                     ResourcePolicy::App
                 } else {
@@ -268,12 +268,12 @@ impl Node {
     pub(super) fn is_app_link(&self, link: &LinkId) -> bool {
         self.transport
             .link(link)
-            .is_some_and(|l| Some(l.destination) != self.cp_destination)
+            .is_some_and(|l| Some(l.destination) != self.files.cp_destination)
     }
 
     /// A link came up: links we opened take resources too while the application accepts them.
     pub(super) fn app_link_established(&mut self, link: LinkId) {
-        if self.app_resources && self.is_app_link(&link) {
+        if self.files.app_resources && self.is_app_link(&link) {
             let _ = self
                 .transport
                 .set_link_resource_policy(&link, ResourcePolicy::App);
@@ -291,11 +291,11 @@ impl Node {
         let hash = segment.hash;
         let key = (link, segment.original_hash);
         let accept = if segment.segment_index == 1 {
-            let ok = self.app_resources
+            let ok = self.files.app_resources
                 && segment.total_size <= APP_RESOURCE_MAX
-                && self.incoming_app.len() < APP_RESOURCES_AT_ONCE;
+                && self.files.incoming_app.len() < APP_RESOURCES_AT_ONCE;
             if ok {
-                self.incoming_app.insert(
+                self.files.incoming_app.insert(
                     key,
                     AppResource {
                         data: Vec::new(),
@@ -306,7 +306,7 @@ impl Node {
             }
             ok
         } else {
-            match self.incoming_app.get_mut(&key) {
+            match self.files.incoming_app.get_mut(&key) {
                 Some(r) => {
                     r.segment = hash;
                     true
@@ -322,19 +322,19 @@ impl Node {
     /// A verified segment of an application resource arrived.
     pub(super) fn on_app_segment(&mut self, link: LinkId, segment: &SegmentInfo, data: Vec<u8>) {
         let key = (link, segment.original_hash);
-        let Some(r) = self.incoming_app.get_mut(&key) else {
+        let Some(r) = self.files.incoming_app.get_mut(&key) else {
             return;
         };
         if r.data.len() as u64 + data.len() as u64 > APP_RESOURCE_MAX {
             tracing::warn!(%link, "application resource larger than announced; dropped");
-            self.incoming_app.remove(&key);
+            self.files.incoming_app.remove(&key);
             return;
         }
         r.data.extend_from_slice(&data);
         if !segment.is_last() {
             return;
         }
-        let Some(r) = self.incoming_app.remove(&key) else {
+        let Some(r) = self.files.incoming_app.remove(&key) else {
             return;
         };
         let (metadata, body) = if segment.has_metadata {
@@ -356,12 +356,13 @@ impl Node {
 
     /// An application resource's link closed: forget what it was receiving.
     pub(super) fn app_link_closed(&mut self, link: &LinkId) {
-        self.incoming_app.retain(|(l, _), _| l != link);
+        self.files.incoming_app.retain(|(l, _), _| l != link);
     }
 
     /// An incoming segment failed: drop the resource it belonged to.
     pub(super) fn on_app_incoming_failed(&mut self, link: LinkId, hash: [u8; 32]) {
-        self.incoming_app
+        self.files
+            .incoming_app
             .retain(|(l, _), r| !(*l == link && r.segment == hash));
     }
 

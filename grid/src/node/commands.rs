@@ -368,7 +368,7 @@ impl Node {
             }
             Request::CpStatus { id } => answer(reply, Ok(self.transfer_json(&id, now))),
             Request::Received => {
-                let files: Vec<Value> = self.received_files.iter().cloned().collect();
+                let files: Vec<Value> = self.files.received_files.iter().cloned().collect();
                 answer(reply, Ok(json!({"ok": true, "files": files})));
             }
             Request::Links => {

@@ -144,7 +144,7 @@ fn unique_path(dir: &Path, name: &str) -> PathBuf {
 impl Node {
     /// Whether `identity` may send files here.
     fn may_send_files(&self, identity: Option<&AddressHash>) -> bool {
-        self.cp.allow_all || identity.is_some_and(|i| self.cp.allow.contains(i))
+        self.files.cp.allow_all || identity.is_some_and(|i| self.files.cp.allow.contains(i))
     }
 
     /// A resource is offered on a link: accept file segments from allowed identities.
@@ -159,9 +159,10 @@ impl Node {
         let to_cp = self
             .transport
             .link(&link)
-            .is_some_and(|l| Some(l.destination) == self.cp_destination);
+            .is_some_and(|l| Some(l.destination) == self.files.cp_destination);
         let continuing = segment_index > 1
             && self
+                .files
                 .incoming_files
                 .contains_key(&(link, segment.original_hash));
         let accept =
@@ -192,7 +193,7 @@ impl Node {
             } else {
                 ("received-file".to_string(), &data[..])
             };
-            let dir = self.cp_directory.clone();
+            let dir = self.files.cp_directory.clone();
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot create the receive directory");
                 return;
@@ -209,7 +210,7 @@ impl Node {
                 }
             };
             let from = self.transport.link(&link).and_then(|l| l.remote_identity);
-            self.incoming_files.insert(
+            self.files.incoming_files.insert(
                 key,
                 IncomingFile {
                     temp,
@@ -225,20 +226,20 @@ impl Node {
             self.write_segment(&key, &data);
         }
         if segment.is_last() {
-            if let Some(f) = self.incoming_files.remove(&key) {
+            if let Some(f) = self.files.incoming_files.remove(&key) {
                 let _ = f.file.sync_all();
                 drop(f.file);
-                let dest = unique_path(&self.cp_directory, &f.name);
+                let dest = unique_path(&self.files.cp_directory, &f.name);
                 match std::fs::rename(&f.temp, &dest) {
                     Ok(()) => {
                         tracing::info!(path = %dest.display(), bytes = f.received, from = ?f.from.map(|x| x.to_string()), "received a file");
-                        self.received_files.push_back(json!({
+                        self.files.received_files.push_back(json!({
                             "path": dest.display().to_string(),
                             "bytes": f.received,
                             "from": f.from.map(|x| x.to_string()),
                         }));
-                        if self.received_files.len() > FINISHED_KEPT {
-                            self.received_files.pop_front();
+                        if self.files.received_files.len() > FINISHED_KEPT {
+                            self.files.received_files.pop_front();
                         }
                     }
                     Err(e) => {
@@ -251,7 +252,7 @@ impl Node {
     }
 
     fn write_segment(&mut self, key: &(LinkId, [u8; 32]), bytes: &[u8]) {
-        let failed = match self.incoming_files.get_mut(key) {
+        let failed = match self.files.incoming_files.get_mut(key) {
             Some(f) => {
                 f.received += bytes.len() as u64;
                 f.file.write_all(bytes).is_err() || f.received > f.total
@@ -265,7 +266,7 @@ impl Node {
 
     /// Remove a partial file (the transfer failed or the link closed).
     pub(super) fn drop_incoming_file(&mut self, key: &(LinkId, [u8; 32])) {
-        if let Some(f) = self.incoming_files.remove(key) {
+        if let Some(f) = self.files.incoming_files.remove(key) {
             drop(f.file);
             let _ = std::fs::remove_file(&f.temp);
             tracing::info!(name = %f.name, "a file transfer failed; the partial file was removed");
@@ -275,6 +276,7 @@ impl Node {
     /// A link closed: drop its partial files and fail its outgoing transfers.
     pub(super) fn files_link_closed(&mut self, now: Instant, link: &LinkId) {
         let keys: Vec<_> = self
+            .files
             .incoming_files
             .keys()
             .filter(|(l, _)| l == link)
@@ -284,6 +286,7 @@ impl Node {
             self.drop_incoming_file(&k);
         }
         for t in self
+            .files
             .outgoing_files
             .iter_mut()
             .filter(|t| t.link == Some(*link))
@@ -298,6 +301,7 @@ impl Node {
     /// An incoming transfer failed.
     pub(super) fn on_incoming_resource_failed(&mut self, link: LinkId, _reason: ResourceFailure) {
         let keys: Vec<_> = self
+            .files
             .incoming_files
             .keys()
             .filter(|(l, _)| *l == link)
@@ -327,7 +331,7 @@ impl Node {
             &rns_core::hash::full_hash(format!("{}{}", path.display(), now.as_millis()).as_bytes())
                 [..8],
         );
-        self.outgoing_files.push(OutgoingFile {
+        self.files.outgoing_files.push(OutgoingFile {
             id: id.clone(),
             link: None,
             destination,
@@ -357,41 +361,44 @@ impl Node {
 
     /// Open links and send next segments for transfers that can make progress.
     pub(super) fn drive_outgoing_files(&mut self, now: Instant) {
-        for i in 0..self.outgoing_files.len() {
-            if self.outgoing_files[i].state != TransferState::Connecting
-                || self.outgoing_files[i].link.is_some()
+        for i in 0..self.files.outgoing_files.len() {
+            if self.files.outgoing_files[i].state != TransferState::Connecting
+                || self.files.outgoing_files[i].link.is_some()
             {
                 continue;
             }
-            let d = self.outgoing_files[i].destination;
+            let d = self.files.outgoing_files[i].destination;
             if self.transport.path(&d).is_none() {
-                if now.saturating_since(self.outgoing_files[i].started) > Duration::from_secs(30) {
+                if now.saturating_since(self.files.outgoing_files[i].started)
+                    > Duration::from_secs(30)
+                {
                     self.fail_outgoing_file(i, now, format!("no path to {d}"));
-                } else if now.saturating_since(self.outgoing_files[i].last_path_request)
+                } else if now.saturating_since(self.files.outgoing_files[i].last_path_request)
                     >= Duration::from_secs(5)
                 {
                     // Path requests are best effort; ask again while waiting.
-                    self.outgoing_files[i].last_path_request = now;
+                    self.files.outgoing_files[i].last_path_request = now;
                     self.transport.request_path(now, &d, None);
                 }
                 continue;
             }
             match self.transport.open_link(now, &d) {
-                Ok(l) => self.outgoing_files[i].link = Some(l),
+                Ok(l) => self.files.outgoing_files[i].link = Some(l),
                 Err(e) => self.fail_outgoing_file(i, now, e.to_string()),
             }
         }
-        self.outgoing_files.retain(|t| {
+        self.files.outgoing_files.retain(|t| {
             t.finished
                 .is_none_or(|f| now.saturating_since(f) < Duration::from_secs(600))
         });
-        while self.outgoing_files.len() > FINISHED_KEPT {
+        while self.files.outgoing_files.len() > FINISHED_KEPT {
             if let Some(i) = self
+                .files
                 .outgoing_files
                 .iter()
                 .position(|t| t.finished.is_some())
             {
-                self.outgoing_files.remove(i);
+                self.files.outgoing_files.remove(i);
             } else {
                 break;
             }
@@ -399,7 +406,7 @@ impl Node {
     }
 
     fn fail_outgoing_file(&mut self, i: usize, now: Instant, why: String) {
-        let t = &mut self.outgoing_files[i];
+        let t = &mut self.files.outgoing_files[i];
         t.state = TransferState::Failed(why);
         t.finished = Some(now);
         t.file = None;
@@ -408,6 +415,7 @@ impl Node {
     /// A link came up: identify and start transfers waiting for it.
     pub(super) fn files_link_established(&mut self, now: Instant, link: LinkId) {
         let Some(i) = self
+            .files
             .outgoing_files
             .iter()
             .position(|t| t.link == Some(link) && t.state == TransferState::Connecting)
@@ -416,13 +424,13 @@ impl Node {
         };
         let identity = self.identity.clone();
         let _ = self.transport.link_identify(now, &link, &identity);
-        self.outgoing_files[i].state = TransferState::Sending;
-        self.outgoing_files[i].sending_since = Some(now);
+        self.files.outgoing_files[i].state = TransferState::Sending;
+        self.files.outgoing_files[i].sending_since = Some(now);
         self.send_next_segment(now, i);
     }
 
     fn send_next_segment(&mut self, now: Instant, i: usize) {
-        let t = &mut self.outgoing_files[i];
+        let t = &mut self.files.outgoing_files[i];
         let Some(link) = t.link else { return };
         let first = t.next_segment == 1;
         let mut data = if first {
@@ -449,12 +457,12 @@ impl Node {
                 return self.fail_outgoing_file(
                     i,
                     now,
-                    format!("{}: {e}", self.outgoing_files[i].path.display()),
+                    format!("{}: {e}", self.files.outgoing_files[i].path.display()),
                 )
             }
             None => return,
         }
-        let t = &mut self.outgoing_files[i];
+        let t = &mut self.files.outgoing_files[i];
         let spec = SegmentSpec {
             original_hash: t.original_hash,
             segment_index: t.next_segment,
@@ -473,8 +481,8 @@ impl Node {
             Err(e) => return self.fail_outgoing_file(i, now, e.to_string()),
         };
         // Compression, encryption and hashing of up to 1 MiB: off the event loop.
-        let id = self.outgoing_files[i].id.clone();
-        let tx = self.prepared_tx.clone();
+        let id = self.files.outgoing_files[i].id.clone();
+        let tx = self.files.prepared_tx.clone();
         tokio::task::spawn_blocking(move || {
             let r = preparer.prepare(&mut rand_core::OsRng, now, &data, &spec);
             let _ = tx.send(Prepared {
@@ -487,18 +495,18 @@ impl Node {
 
     /// A segment prepared off the event loop is ready: queue it on its link.
     pub(super) fn on_prepared(&mut self, now: Instant, p: Prepared) {
-        let Some(i) = self.outgoing_files.iter().position(|t| {
+        let Some(i) = self.files.outgoing_files.iter().position(|t| {
             t.id == p.transfer && t.link == Some(p.link) && t.state == TransferState::Sending
         }) else {
             return;
         };
-        self.outgoing_files[i].preparing = false;
+        self.files.outgoing_files[i].preparing = false;
         match self
             .transport
             .link_enqueue_resource(now, &p.link, p.resource)
         {
             Ok(hash) => {
-                let t = &mut self.outgoing_files[i];
+                let t = &mut self.files.outgoing_files[i];
                 if t.original_hash.is_none() {
                     t.original_hash = Some(hash);
                 }
@@ -512,7 +520,7 @@ impl Node {
 
     /// Start preparing the next segment if there is one and at most one is queued.
     fn prepare_ahead(&mut self, now: Instant, i: usize) {
-        let t = &self.outgoing_files[i];
+        let t = &self.files.outgoing_files[i];
         if !t.preparing
             && t.next_segment <= t.total_segments
             && t.segment_sizes.len() < SEGMENTS_AHEAD
@@ -524,13 +532,14 @@ impl Node {
     /// A segment we sent was proven.
     pub(super) fn on_resource_sent(&mut self, now: Instant, link: LinkId, segment: &SegmentInfo) {
         let Some(i) = self
+            .files
             .outgoing_files
             .iter()
             .position(|t| t.link == Some(link) && t.state == TransferState::Sending)
         else {
             return;
         };
-        let t = &mut self.outgoing_files[i];
+        let t = &mut self.files.outgoing_files[i];
         t.done += t.segment_sizes.pop_front().unwrap_or(0);
         t.front_progress = 0.0;
         if segment.is_last() {
@@ -546,6 +555,7 @@ impl Node {
     /// Progress of a segment we are sending.
     pub(super) fn on_resource_progress(&mut self, link: LinkId, done: usize, total: usize) {
         if let Some(t) = self
+            .files
             .outgoing_files
             .iter_mut()
             .find(|t| t.link == Some(link) && t.state == TransferState::Sending)
@@ -566,6 +576,7 @@ impl Node {
         reason: ResourceFailure,
     ) {
         if let Some(i) = self
+            .files
             .outgoing_files
             .iter()
             .position(|t| t.link == Some(link) && t.state == TransferState::Sending)
@@ -583,7 +594,7 @@ impl Node {
 
     /// A transfer's status for `grid cp`.
     pub(super) fn transfer_json(&self, id: &str, now: Instant) -> Value {
-        let Some(t) = self.outgoing_files.iter().find(|t| t.id == id) else {
+        let Some(t) = self.files.outgoing_files.iter().find(|t| t.id == id) else {
             return json!({"ok": false, "error": format!("no transfer {id}")});
         };
         let total = t.file_size + t.metadata.len() as u64;
@@ -622,3 +633,24 @@ pub(super) type IncomingKey = (LinkId, [u8; 32]);
 
 /// Files arriving, by key.
 pub(super) type IncomingFiles = HashMap<IncomingKey, IncomingFile>;
+
+/// File transfers: `grid cp` / `rncp` both ways, and resources offered to programs.
+pub(super) struct Transfers {
+    /// Resources on links to `grid.node` are accepted for the application.
+    pub(super) app_resources: bool,
+    /// Resources arriving for the application, until whole.
+    pub(super) incoming_app: super::app::AppResources,
+    /// Who may send files, and the resolved receive directory.
+    pub(super) cp: crate::config::CpConfig,
+    pub(super) cp_directory: std::path::PathBuf,
+    /// `rncp.receive`: where files are sent to this node.
+    pub(super) cp_destination: Option<AddressHash>,
+    /// Files arriving.
+    pub(super) incoming_files: IncomingFiles,
+    /// Files being sent.
+    pub(super) outgoing_files: Vec<OutgoingFile>,
+    /// Files received lately, for `grid cp --received`.
+    pub(super) received_files: std::collections::VecDeque<serde_json::Value>,
+    /// Where blocking-thread work (segment preparation) reports back.
+    pub(super) prepared_tx: tokio::sync::mpsc::UnboundedSender<Prepared>,
+}

@@ -91,19 +91,8 @@ struct Node {
     guard: Guard,
     /// Where [`crate::api::NodeEvent`]s go.
     events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
-    /// Resources on links to `grid.node` are accepted for the application.
-    app_resources: bool,
-    incoming_app: app::AppResources,
-    /// Who may send files, and the resolved receive directory.
-    cp: crate::config::CpConfig,
-    cp_directory: std::path::PathBuf,
-    /// `rncp.receive`: where files are sent to this node.
-    cp_destination: Option<AddressHash>,
-    incoming_files: files::IncomingFiles,
-    outgoing_files: Vec<files::OutgoingFile>,
-    received_files: std::collections::VecDeque<serde_json::Value>,
-    /// Where blocking-thread work (segment preparation) reports back.
-    prepared_tx: mpsc::UnboundedSender<files::Prepared>,
+    /// File transfers: `grid cp` / `rncp` both ways, and resources offered to programs.
+    files: files::Transfers,
     started: Instant,
     /// The shared instance this node serves to programs on the host, by name.
     shared_instance: Option<String>,
@@ -568,6 +557,17 @@ impl Node {
             root.join(&config.cp.directory)
         };
         Node {
+            files: files::Transfers {
+                app_resources: false,
+                incoming_app: HashMap::new(),
+                cp: config.cp.clone(),
+                cp_directory,
+                cp_destination: Some(cp_destination),
+                incoming_files: files::IncomingFiles::new(),
+                outgoing_files: Vec::new(),
+                received_files: std::collections::VecDeque::new(),
+                prepared_tx,
+            },
             links: links::LinkData {
                 link_inbox: HashMap::new(),
                 link_inbox_bytes: 0,
@@ -598,13 +598,6 @@ impl Node {
                 ),
                 path_requested: HashMap::new(),
             },
-            cp: config.cp.clone(),
-            cp_directory,
-            cp_destination: Some(cp_destination),
-            incoming_files: files::IncomingFiles::new(),
-            outgoing_files: Vec::new(),
-            received_files: std::collections::VecDeque::new(),
-            prepared_tx,
             transport,
             identity,
             grid_destination,
@@ -619,8 +612,6 @@ impl Node {
             calls,
             guard,
             events,
-            app_resources: false,
-            incoming_app: HashMap::new(),
             started,
             shared_instance: share_instance.then(|| config.instance_name.clone()),
             radio_stats: HashMap::new(),
