@@ -125,10 +125,24 @@ async fn pump_from<S: AsyncRead + AsyncWrite + Unpin>(
 /// read that brought more was worth its wake-up already, and under a saturating load a
 /// pause would only add latency (and the wake-ups that data arriving during it still
 /// causes in the runtime's event loop).
+///
+/// A pause that gathered at most one frame was useless: the peer was waiting for an
+/// answer (a request and its reply, one at a time) rather than streaming, and the pause
+/// only delayed it, or the sender stalled. After [`USELESS`] useless pauses in a row,
+/// pauses stop for [`BACKOFF`], doubled each further time up to [`MAX_BACKOFF`]; a pause
+/// that gathered several frames resets both.
 #[derive(Debug, Default)]
 pub(crate) struct Coalesce {
     last: Option<std::time::Instant>,
     streak: u32,
+    /// Whether the read before was followed by a pause.
+    paused: bool,
+    /// No pause before this.
+    quiet_until: Option<std::time::Instant>,
+    /// The next cool-down (zero: [`BACKOFF`]).
+    backoff: Duration,
+    /// Useless pauses in a row.
+    useless: u32,
 }
 
 /// How long a read waits after the one before while frames arrive fast. Tokio's timers
@@ -140,6 +154,12 @@ pub(crate) const FAST_GAP: Duration = Duration::from_micros(500);
 pub(crate) const STREAK: u32 = 8;
 /// The most frames a read may bring and still be followed by a pause.
 pub(crate) const SMALL_READ: usize = 4;
+/// Useless pauses in a row that stop pauses for a while.
+pub(crate) const USELESS: u32 = 2;
+/// How long pauses stop the first time.
+pub(crate) const BACKOFF: Duration = Duration::from_millis(100);
+/// The longest they stop for.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Coalesce {
     /// A read at `now` brought `frames` complete frames. Returns when to read next, if
@@ -162,7 +182,23 @@ impl Coalesce {
         } else {
             0
         };
-        (self.streak >= STREAK && frames <= SMALL_READ).then(|| now + HOLD)
+        if std::mem::take(&mut self.paused) {
+            if frames > 1 {
+                (self.useless, self.backoff) = (0, Duration::ZERO);
+            } else if self.useless + 1 >= USELESS {
+                let cool = self.backoff.max(BACKOFF);
+                self.quiet_until = Some(now + cool);
+                (self.useless, self.backoff) = (0, (cool * 2).min(MAX_BACKOFF));
+            } else {
+                self.useless += 1;
+            }
+        }
+        if self.streak < STREAK || frames > SMALL_READ || self.quiet_until.is_some_and(|q| now < q)
+        {
+            return None;
+        }
+        self.paused = true;
+        Some(now + HOLD)
     }
 }
 
@@ -693,6 +729,24 @@ mod tests {
         assert_eq!(c.after_read(at(t), 1), None);
         t += 100;
         assert_eq!(c.after_read(at(t), 1), None);
+
+        // Requests answered one at a time, fast: USELESS pauses that gather one frame
+        // each stop pauses for BACKOFF, then for twice as long the next time.
+        let mut c = Coalesce::default();
+        let mut t = 0;
+        let mut paused_at = Vec::new();
+        for _ in 0..5_000 {
+            t += 100;
+            if c.after_read(at(t), 1).is_some() {
+                paused_at.push(t);
+                t += 1_500; // the pause; the next request comes only after the reply
+            }
+        }
+        let (b, d) = (BACKOFF.as_micros() as u64, 100 + 1_500);
+        let u = USELESS as usize;
+        assert_eq!(paused_at.len(), 3 * u, "{paused_at:?}");
+        assert!(paused_at[u] - paused_at[u - 1] >= b + d);
+        assert!(paused_at[2 * u] - paused_at[2 * u - 1] >= 2 * b + d);
     }
 
     /// Frames written to a server connection one per write, `gap` apart (busy-waiting, so
