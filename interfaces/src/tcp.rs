@@ -72,29 +72,19 @@ async fn pump_from<S: AsyncRead + AsyncWrite + Unpin>(
     // The write buffer is kept between writes (allocated once per connection, not once
     // per write), and shrunk back after a large burst.
     let mut out = Vec::new();
-    // While frames arrive fast, reads pause briefly after each read (see [`Coalesce`]).
-    let mut coalesce = Coalesce::default();
-    let hold = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(hold);
-    let mut holding = false;
     loop {
         tokio::select! {
-            r = rd.read(&mut buf), if !holding => {
+            r = rd.read(&mut buf) => {
                 let n = match r {
                     Ok(0) | Err(_) => return Ended::Peer,
                     Ok(n) => n,
                 };
                 deframer.push(&buf[..n], |f| frames.push(f.to_vec()));
-                if let Some(until) = coalesce.after_read(std::time::Instant::now(), frames.len()) {
-                    hold.as_mut().reset(until.into());
-                    holding = true;
-                }
                 let Some(event) = frames_event(id, &mut frames) else { continue };
                 if !hub.send(event).await {
                     return Ended::Node;
                 }
             }
-            () = &mut hold, if holding => holding = false,
             f = outbound.recv() => {
                 let Some(frame) = f else { return Ended::Node };
                 out.clear();
@@ -110,95 +100,6 @@ async fn pump_from<S: AsyncRead + AsyncWrite + Unpin>(
                 out.shrink_to(64 * 1024);
             }
         }
-    }
-}
-
-/// Read coalescing for a stream interface, in the style of Linux NAPI or a NIC's
-/// interrupt moderation: while frames arrive fast, each read is followed by a short pause
-/// ([`HOLD`]) before the next, so that one wake-up reads (and the node handles, and the
-/// other interfaces write) many frames instead of one. Frames arriving slowly are read as
-/// soon as they come, as without it.
-///
-/// "Fast" means [`STREAK`] reads in a row each brought at least one frame per
-/// [`FAST_GAP`] since the read before (2,000 frames/s or more); one read below that rate
-/// ends it. Only a small read (at most [`SMALL_READ`] frames) is followed by a pause: a
-/// read that brought more was worth its wake-up already, and under a saturating load a
-/// pause would only add latency (and the wake-ups that data arriving during it still
-/// causes in the runtime's event loop).
-///
-/// A pause that gathered at most one frame was useless: the peer was waiting for an
-/// answer (a request and its reply, one at a time) rather than streaming, and the pause
-/// only delayed it, or the sender stalled. After [`USELESS`] useless pauses in a row,
-/// pauses stop for [`BACKOFF`], doubled each further time up to [`MAX_BACKOFF`]; a pause
-/// that gathered several frames resets both.
-#[derive(Debug, Default)]
-pub(crate) struct Coalesce {
-    last: Option<std::time::Instant>,
-    streak: u32,
-    /// Whether the read before was followed by a pause.
-    paused: bool,
-    /// No pause before this.
-    quiet_until: Option<std::time::Instant>,
-    /// The next cool-down (zero: [`BACKOFF`]).
-    backoff: Duration,
-    /// Useless pauses in a row.
-    useless: u32,
-}
-
-/// How long a read waits after the one before while frames arrive fast. Tokio's timers
-/// round up to the next millisecond tick, so the pause is 1 to 2 ms.
-pub(crate) const HOLD: Duration = Duration::from_millis(1);
-/// The longest gap per frame between reads that counts as fast.
-pub(crate) const FAST_GAP: Duration = Duration::from_micros(500);
-/// Fast reads in a row before reads pause.
-pub(crate) const STREAK: u32 = 8;
-/// The most frames a read may bring and still be followed by a pause.
-pub(crate) const SMALL_READ: usize = 4;
-/// Useless pauses in a row that stop pauses for a while.
-pub(crate) const USELESS: u32 = 2;
-/// How long pauses stop the first time.
-pub(crate) const BACKOFF: Duration = Duration::from_millis(100);
-/// The longest they stop for.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-impl Coalesce {
-    /// A read at `now` brought `frames` complete frames. Returns when to read next, if
-    /// not at once.
-    pub(crate) fn after_read(
-        &mut self,
-        now: std::time::Instant,
-        frames: usize,
-    ) -> Option<std::time::Instant> {
-        if frames == 0 {
-            return None; // part of a frame: read the rest at once
-        }
-        let fast = self.last.is_some_and(|t| {
-            let per = u32::try_from(frames).unwrap_or(u32::MAX);
-            now.saturating_duration_since(t) <= FAST_GAP.saturating_mul(per)
-        });
-        self.last = Some(now);
-        self.streak = if fast {
-            (self.streak + 1).min(STREAK)
-        } else {
-            0
-        };
-        if std::mem::take(&mut self.paused) {
-            if frames > 1 {
-                (self.useless, self.backoff) = (0, Duration::ZERO);
-            } else if self.useless + 1 >= USELESS {
-                let cool = self.backoff.max(BACKOFF);
-                self.quiet_until = Some(now + cool);
-                (self.useless, self.backoff) = (0, (cool * 2).min(MAX_BACKOFF));
-            } else {
-                self.useless += 1;
-            }
-        }
-        if self.streak < STREAK || frames > SMALL_READ || self.quiet_until.is_some_and(|q| now < q)
-        {
-            return None;
-        }
-        self.paused = true;
-        Some(now + HOLD)
     }
 }
 
@@ -697,126 +598,6 @@ mod tests {
             "no interface for the silent peer"
         );
         drop(held);
-    }
-
-    #[test]
-    fn reads_pause_only_while_frames_arrive_fast() {
-        let t0 = std::time::Instant::now();
-        let at = |us: u64| t0 + Duration::from_micros(us);
-        // A frame every 5 ms (200/s): never a pause, however long it goes on.
-        let mut c = Coalesce::default();
-        for i in 0..100 {
-            assert_eq!(c.after_read(at(i * 5_000), 1), None);
-        }
-        // A frame every 100 us (10,000/s): pauses once STREAK reads in a row were fast.
-        let mut c = Coalesce::default();
-        let mut t = 0;
-        for _ in 0..STREAK {
-            t += 100;
-            assert_eq!(c.after_read(at(t), 1), None);
-        }
-        t += 100;
-        assert_eq!(c.after_read(at(t), 1), Some(at(t) + HOLD));
-        // After a pause, a read that brought a burst is not followed by another...
-        t += 1_500;
-        assert_eq!(c.after_read(at(t), 15), None);
-        // ...but a small one (still fast) is; part of a frame never is.
-        t += 100;
-        assert_eq!(c.after_read(at(t), 1), Some(at(t) + HOLD));
-        assert_eq!(c.after_read(at(t + 50), 0), None);
-        // One slow read ends it: the next frames are read at once again.
-        t += 10_000;
-        assert_eq!(c.after_read(at(t), 1), None);
-        t += 100;
-        assert_eq!(c.after_read(at(t), 1), None);
-
-        // Requests answered one at a time, fast: USELESS pauses that gather one frame
-        // each stop pauses for BACKOFF, then for twice as long the next time.
-        let mut c = Coalesce::default();
-        let mut t = 0;
-        let mut paused_at = Vec::new();
-        for _ in 0..5_000 {
-            t += 100;
-            if c.after_read(at(t), 1).is_some() {
-                paused_at.push(t);
-                t += 1_500; // the pause; the next request comes only after the reply
-            }
-        }
-        let (b, d) = (BACKOFF.as_micros() as u64, 100 + 1_500);
-        let u = USELESS as usize;
-        assert_eq!(paused_at.len(), 3 * u, "{paused_at:?}");
-        assert!(paused_at[u] - paused_at[u - 1] >= b + d);
-        assert!(paused_at[2 * u] - paused_at[2 * u - 1] >= 2 * b + d);
-    }
-
-    /// Frames written to a server connection one per write, `gap` apart (busy-waiting, so
-    /// that the spacing holds on a loaded machine), and the events the node got for them:
-    /// (frames delivered, events that delivered them).
-    async fn delivered_in(n: usize, gap: Duration) -> (usize, usize) {
-        let (hub, mut events) = Hub::new(4096);
-        let listener = bind_server("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(run_server(
-            hub,
-            listener,
-            InterfaceConfig::tcp("srv"),
-            ServerLimits::default(),
-        ));
-        let writer = std::thread::spawn(move || {
-            use std::io::Write;
-            let mut s = std::net::TcpStream::connect(addr).unwrap();
-            s.set_nodelay(true).unwrap();
-            for i in 0..n {
-                let due = std::time::Instant::now() + gap;
-                s.write_all(&hdlc::encode(&[i as u8; 40])).unwrap();
-                if gap >= Duration::from_millis(1) {
-                    std::thread::sleep(gap);
-                } else {
-                    while std::time::Instant::now() < due {}
-                }
-            }
-            s
-        });
-        let (mut frames, mut batches) = (0, 0);
-        let mut held = Vec::new(); // the connection lasts while its outbound queue does
-        while frames < n {
-            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
-                .await
-                .expect("frames delivered")
-                .expect("hub open");
-            match ev {
-                InterfaceEvent::Frame { data, .. } => {
-                    assert_eq!(data, vec![frames as u8; 40]);
-                    frames += 1;
-                }
-                InterfaceEvent::Frames { frames: f, .. } => {
-                    for data in f {
-                        assert_eq!(data, vec![frames as u8; 40]);
-                        frames += 1;
-                    }
-                }
-                InterfaceEvent::Up { outbound, .. } => {
-                    held.push(outbound);
-                    continue;
-                }
-                _ => continue,
-            }
-            batches += 1;
-        }
-        drop(writer.join().unwrap());
-        (frames, batches)
-    }
-
-    #[tokio::test]
-    async fn slow_frames_are_delivered_one_by_one_and_a_fast_stream_in_batches() {
-        // 20 ms apart: each frame is its own event (it was not held back to wait for
-        // others; the pause logic above never engages at this rate).
-        assert_eq!(delivered_in(10, Duration::from_millis(20)).await, (10, 10));
-        // 100 us apart (10,000/s), one frame per write: once reads pause, each one takes
-        // several frames.
-        let (frames, batches) = delivered_in(500, Duration::from_micros(100)).await;
-        assert_eq!(frames, 500);
-        assert!(batches * 2 < frames, "{frames} frames in {batches} events");
     }
 
     #[test]
