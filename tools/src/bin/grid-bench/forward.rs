@@ -66,6 +66,7 @@ pub(crate) fn forward_bench(
     let sink_dest = destination_hash(&nh, Some(&sink_id.hash()));
     let mut sink = TcpStream::connect(("127.0.0.1", port))?;
     let mut sender = TcpStream::connect(("127.0.0.1", port))?;
+    sender.set_nodelay(true)?; // as RNS and Grid peers do: one segment per write
     std::thread::sleep(Duration::from_secs(1)); // let RNS finish setting up the connections
     let rh = announce::random_hash(&mut rng, 1_800_000_000);
     let ann = Packet {
