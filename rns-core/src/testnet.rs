@@ -375,18 +375,7 @@ impl<H: Host> TestNet<H> {
     /// Advance the clock by `d`: frames arrive when due, timers fire (checked at every
     /// step and at least every [`TestNet::tick`]), and output is delivered.
     pub fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        self.flush();
-        while self.now < end {
-            let mut next = (self.now + self.tick).min(end);
-            if let Some(due) = self.next_due() {
-                if due > self.now {
-                    next = next.min(due);
-                }
-            }
-            self.now = next;
-            self.step();
-        }
+        self.run_until(d, |_| false);
     }
 
     /// Run until `done` holds (checked after every step) or `limit` passes; whether it
@@ -399,10 +388,8 @@ impl<H: Host> TestNet<H> {
                 return false;
             }
             let mut next = (self.now + self.tick).min(end);
-            if let Some(due) = self.next_due() {
-                if due > self.now {
-                    next = next.min(due);
-                }
+            if let Some(due) = self.next_due().filter(|due| *due > self.now) {
+                next = next.min(due);
             }
             self.now = next;
             self.step();
