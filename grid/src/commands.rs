@@ -151,13 +151,6 @@ pub type CommandFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>
 /// A registered command: called on its own task for every request.
 pub type CommandHandler = Arc<dyn Fn(CommandCall) -> CommandFuture + Send + Sync>;
 
-/// A registered command and its one-line description (shown by `list`).
-#[derive(Clone)]
-pub(crate) struct Registered {
-    pub(crate) description: String,
-    pub(crate) handler: CommandHandler,
-}
-
 /// Number of CPU cores and total memory, for `grid/capabilities`.
 pub(crate) fn machine() -> Value {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -405,6 +405,17 @@ pub fn parse_pairing_code(text: &str) -> Option<[u8; PAIRING_CODE_WORDS]> {
     (n == PAIRING_CODE_WORDS).then_some(out)
 }
 
+/// The grid layer reads levels from the store.
+impl crate::proto::layer::TrustLevels for TrustStore {
+    fn level(&self, id: &AddressHash) -> TrustLevel {
+        TrustStore::level(self, id)
+    }
+
+    fn default_level(&self) -> TrustLevel {
+        TrustStore::default_level(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -417,69 +417,6 @@ async fn commands_run_on_a_node_one_transport_hop_away() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn bad_frames_get_typed_errors_and_the_link_stays_usable() {
-    use grid::commands::FRAME_PATH;
-    use grid::frame::{Body, ErrorCode, GridFrame, Outcome, FRAME_VERSION};
-    let (a, b, _da, _db) = pair("badframes").await;
-    let up = a.open_link(b.destination(), T).await.unwrap();
-    let ask = |bytes: Value| {
-        let a = a.clone();
-        async move {
-            let answer = a.request(up.link, FRAME_PATH, bytes, T).await.unwrap();
-            let Value::Binary(bytes) = answer else {
-                panic!("not frame bytes: {answer:?}")
-            };
-            GridFrame::decode(&bytes).unwrap()
-        }
-    };
-    let code = |f: &GridFrame| match &f.body {
-        Body::Response(Outcome::Err { code, .. }) => *code,
-        other => panic!("expected an error response, got {other:?}"),
-    };
-    let good = GridFrame {
-        correlation: 42,
-        source: a.destination().0,
-        target: b.destination().0,
-        timestamp_ms: 0,
-        ttl_ms: 0,
-        body: Body::Request {
-            command: "grid/ping".into(),
-            params: Vec::new(),
-        },
-    }
-    .encode();
-
-    let mut future = good.clone();
-    future[0] = FRAME_VERSION + 1;
-    let f = ask(Value::Binary(future)).await;
-    assert_eq!(
-        (code(&f), f.correlation),
-        (ErrorCode::UnsupportedVersion, 42)
-    );
-    let f = ask(Value::Binary(good[..good.len() - 2].to_vec())).await;
-    assert_eq!((code(&f), f.correlation), (ErrorCode::Malformed, 42));
-    let f = ask(Value::Binary(vec![1, 2, 3])).await;
-    assert_eq!(code(&f), ErrorCode::Malformed);
-    let f = ask(Value::from("not bytes")).await;
-    assert_eq!(code(&f), ErrorCode::Malformed);
-    // An expired request is not run.
-    let mut stale = GridFrame::decode(&good).unwrap();
-    stale.timestamp_ms = 1;
-    stale.ttl_ms = 1;
-    let f = ask(Value::Binary(stale.encode())).await;
-    assert_eq!(code(&f), ErrorCode::Timeout);
-
-    // The same link still carries good frames.
-    let f = ask(Value::Binary(good.clone())).await;
-    assert!(matches!(f.body, Body::Response(Outcome::Ok(_))), "{f:?}");
-    assert_eq!(f.correlation, 42);
-    // The same request again is not run again: it gets the first copy's answer.
-    let again = ask(Value::Binary(good)).await;
-    assert_eq!(again.body, f.body);
-    assert_eq!(again.correlation, 42);
-}
-
-#[tokio::test(flavor = "current_thread")]
 async fn events_reach_matching_remote_subscriptions_only() {
     let port = free_port();
     let da = node_dir("ev-a", &format!(

@@ -215,7 +215,7 @@ pub(crate) enum Call {
     Emit(String, serde_json::Value, oneshot::Sender<usize>),
     /// A command task's answer to a frame (on its link, or as a bundle).
     Respond {
-        to: crate::node::grid_frames::FrameReply,
+        to: crate::proto::layer::FrameReply,
         response: crate::frame::GridFrame,
         audit: Option<crate::audit::AuditEntry>,
         /// The request-log entry this answer completes.

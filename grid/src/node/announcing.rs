@@ -77,12 +77,12 @@ impl Node {
         now: Instant,
         change: Box<dyn FnOnce(&mut crate::capabilities::Capabilities) + Send>,
     ) -> crate::capabilities::Capabilities {
-        let before = self.grid.capabilities.clone();
-        change(&mut self.grid.capabilities);
-        if self.grid.capabilities != before {
+        let before = self.grid.layer.capabilities.clone();
+        change(&mut self.grid.layer.capabilities);
+        if self.grid.layer.capabilities != before {
             let d = self.grid_destination;
             self.transport
-                .set_app_data(&d, self.grid.capabilities.encode());
+                .set_app_data(&d, self.grid.layer.capabilities.encode());
             let at = self
                 .grid
                 .capability_announced
@@ -91,9 +91,9 @@ impl Node {
             if let Some(entry) = self.announcing.schedule.iter_mut().find(|(x, _)| *x == d) {
                 entry.1 = entry.1.min(at);
             }
-            tracing::info!(capabilities = %self.grid.capabilities.to_json(), "capabilities changed; re-announcing");
+            tracing::info!(capabilities = %self.grid.layer.capabilities.to_json(), "capabilities changed; re-announcing");
         }
-        self.grid.capabilities.clone()
+        self.grid.layer.capabilities.clone()
     }
 
     /// Announce every announced destination now (`grid announce`), keeping them apart.

@@ -77,13 +77,7 @@ impl Node {
                 let _ = done.send(self.guard.acl.check(&command, level).map(|()| level));
             }
             Call::Command(name, description, handler, done) => {
-                self.grid.commands.insert(
-                    name,
-                    crate::commands::Registered {
-                        description,
-                        handler,
-                    },
-                );
+                self.grid.layer.register(name, description, handler);
                 let _ = done.send(());
             }
             Call::Emit(event, payload, done) => {
@@ -99,10 +93,10 @@ impl Node {
                 if let Some(entry) = audit {
                     self.guard.record(&entry);
                 }
-                match request {
-                    Some(key) => self.complete_request(now, key, to, response),
-                    None => self.answer_frame(now, &to, response),
-                }
+                self.with_grid(now, |grid, at, transport, _| match request {
+                    Some(key) => grid.finish(at, transport, key, to, response),
+                    None => grid.answer(at, transport, &to, response),
+                });
             }
             Call::AwaitBundle {
                 correlation,

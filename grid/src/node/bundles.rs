@@ -9,7 +9,6 @@ use rns_core::{AddressHash, Instant};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::grid_frames::FrameReply;
 use super::Node;
 use crate::bundle::envelope::{node_destination, seal_frame};
 use crate::bundle::store::StoredBundle;
@@ -75,25 +74,21 @@ impl StoredBundle {
 }
 
 impl Node {
-    /// A frame that came in a bundle, from an authenticated sender.
+    /// A frame that came in a bundle, from an authenticated sender: requests and
+    /// subscription changes are the grid layer's; answers to this node's requests and
+    /// events are taken here.
     pub(super) fn on_bundle_frame(
         &mut self,
         now: Instant,
         sender: PublicIdentity,
         frame: GridFrame,
     ) {
+        let Some((sender, frame)) = self.with_grid(now, |grid, at, transport, policy| {
+            grid.on_bundle_frame(at, transport, policy, sender, frame)
+        }) else {
+            return;
+        };
         match &frame.body {
-            Body::Request { .. } | Body::Subscribe { .. } | Body::Unsubscribe { .. } => {
-                let caller = Some(sender.hash());
-                self.handle_frame(
-                    now,
-                    frame,
-                    caller,
-                    FrameReply::Bundle {
-                        to: Box::new(sender),
-                    },
-                );
-            }
             Body::Response(outcome) => {
                 let correlation = frame.correlation;
                 let outcome = outcome.clone();
@@ -137,7 +132,7 @@ impl Node {
                 let event = event.clone();
                 self.record_event(node, &event, payload);
             }
-            Body::Progress { .. } => {}
+            _ => {}
         }
     }
 

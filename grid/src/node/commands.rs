@@ -467,7 +467,7 @@ impl Node {
             "transport": self.transport.transport_enabled(),
             "shared_instance": self.shared_instance,
             "bundles": self.bundles_json(),
-            "capabilities": self.grid.capabilities.to_json(),
+            "capabilities": self.grid.layer.capabilities.to_json(),
             "peers": self.peers_json(now),
             "local_clients": self.transport.local_client_count(),
             "uptime_s": now.saturating_since(self.started).as_secs(),

@@ -120,6 +120,13 @@ pub(super) fn value_json(v: &rmpv::Value) -> Value {
 impl Node {
     /// React to a link event: answer requests, buffer packets, complete waiters.
     pub(super) fn on_link_event(&mut self, now: Instant, e: LinkEvent) {
+        // Frames on links (requests to grid.node, pushed events and progress) are the grid
+        // layer's; it also notes links closing.
+        if self.with_grid(now, |grid, at, transport, policy| {
+            grid.on_link_event(at, transport, policy, &e)
+        }) {
+            return;
+        }
         match e {
             LinkEvent::Established { link, rtt, mtu, initiator, destination } => {
                 tracing::debug!(%link, %destination, initiator, rtt_ms = rtt.as_secs_f64() * 1e3, mtu, "link established");
@@ -139,8 +146,6 @@ impl Node {
                 self.files_link_closed(now, &link);
                 self.channels_link_closed(&link);
                 self.app_link_closed(&link);
-                self.grid.inbound.subscriptions.unsubscribe(link, None);
-                self.grid.progress.forget(link);
                 self.emit(|| NodeEvent::LinkClosed { link, reason: format!("{reason:?}") });
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } | Wait::ChannelDelivered { link: l, .. } if *l == link),
@@ -209,11 +214,6 @@ impl Node {
                     self.on_incoming_resource_failed(link, reason);
                 }
             }
-            LinkEvent::ChannelMessage { link, msgtype, data, .. }
-                if msgtype == super::events::GRID_FRAME_MSGTYPE =>
-            {
-                self.on_frame_message(link, &data);
-            }
             LinkEvent::ChannelMessage { link, msgtype, data, .. } => {
                 self.emit(|| NodeEvent::ChannelMessage { link, msgtype, data: data.clone() });
                 self.on_channel_message(link, msgtype, data);
@@ -228,11 +228,6 @@ impl Node {
             LinkEvent::Identified { link, identity } => {
                 tracing::debug!(%link, identity = %identity.hash(), "link peer identified");
                 self.emit(|| NodeEvent::RemoteIdentified { link, identity: identity.hash() });
-            }
-            LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
-                if path_hash == rns_core::link::wire::path_hash(crate::commands::FRAME_PATH) =>
-            {
-                self.on_frame_request(now, link, request_id, data, remote_identity);
             }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
                 if path_hash == rns_core::link::wire::path_hash(crate::bundle::wire::BUNDLE_PATH) =>

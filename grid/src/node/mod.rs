@@ -578,13 +578,9 @@ impl Node {
                 async_handlers: links::AsyncHandlers::default(),
             },
             grid: grid_frames::GridState {
+                layer: crate::proto::layer::GridLayer::new(grid_destination, started, capabilities),
                 capability_announced: None,
-                pairing: Default::default(),
-                commands: HashMap::new(),
-                progress: Default::default(),
                 recent_events: events::RecentEvents::default(),
-                inbound: Default::default(),
-                capabilities,
                 peers: HashMap::new(),
             },
             dtn: bundles::Delay {

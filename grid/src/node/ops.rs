@@ -91,7 +91,7 @@ impl Node {
                 // Progress frames for a command are taken only on the link that carried it.
                 Ok(request) if path == crate::commands::FRAME_PATH => {
                     if let rmpv::Value::Binary(b) = &data {
-                        self.expect_progress(link, b);
+                        self.grid.layer.expect_progress(link, b);
                     }
                     self.wait(
                         now + timeout + Duration::from_secs(1),

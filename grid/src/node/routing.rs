@@ -40,9 +40,13 @@ impl Node {
                 trust: self.node_trust(node),
             })
             .collect();
-        decide(route, command, &self.grid.capabilities, &candidates, |n| {
-            self.node_trust(n)
-        })
+        decide(
+            route,
+            command,
+            &self.grid.layer.capabilities,
+            &candidates,
+            |n| self.node_trust(n),
+        )
     }
 
     /// Run `command` on this node for its own user (no ACL: the caller is the owner).
@@ -54,11 +58,11 @@ impl Node {
         correlation: u64,
         reply: oneshot::Sender<Result<Value, CommandError>>,
     ) {
-        if let Some(v) = self.builtin(now, &command) {
+        if let Some(v) = self.grid.layer.builtin(now, &self.transport, &command) {
             let _ = reply.send(Ok(v));
             return;
         }
-        let Some(reg) = self.grid.commands.get(&command).cloned() else {
+        let Some(handler) = self.grid.layer.handler(&command).cloned() else {
             let _ = reply.send(Err(CommandError {
                 code: ErrorCode::UnknownCommand,
                 message: format!("no command \"{command}\" on this node (try \"list\")"),
@@ -83,7 +87,7 @@ impl Node {
             progress,
         };
         tokio::spawn(async move {
-            let _ = reply.send((reg.handler)(call).await);
+            let _ = reply.send(handler(call).await);
         });
     }
 }

@@ -10,6 +10,7 @@ pub mod courier;
 pub mod custody;
 pub mod frame;
 pub mod inbound;
+pub mod layer;
 pub mod pairing;
 pub mod rate_limit;
 pub mod request_log;
