@@ -106,7 +106,7 @@ impl Node {
     /// interface is up they are postponed (keeping their stagger), not skipped.
     pub(super) fn announce_due(&mut self, now: Instant) {
         let interval = self.announcing.interval;
-        let up = !self.outbound.is_empty();
+        let up = self.interfaces.any_up();
         for (i, (d, t)) in self.announcing.schedule.iter_mut().enumerate() {
             if *t > now {
                 continue;

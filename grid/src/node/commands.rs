@@ -445,7 +445,7 @@ impl Node {
                     "filtered": s.filtered,
                     "held_announces": s.held_announces,
                     "queued_announces": s.queued_announces,
-                    "radio": self.radio_stats.get(&id),
+                    "radio": self.interfaces.radio.get(&id),
                 })
             })
             .collect();
@@ -485,7 +485,7 @@ impl Node {
                 "unknown_link_packets": st.unknown_link_packets,
                 "dropped_link_requests": st.dropped_link_requests,
                 "evicted_half_open_links": st.evicted_half_open_links,
-                "dropped_outbound": self.dropped_outbound + st.dropped_transmits,
+                "dropped_outbound": self.interfaces.dropped + st.dropped_transmits,
             },
         })
     }

@@ -6,10 +6,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::control::{self, ControlError, ControlRequest};
-use grid_interfaces::{local, tcp, udp, Hub, InterfaceEvent, Readiness};
+use grid_interfaces::{local, tcp, udp, Hub, InterfaceEvent};
 use rns_core::destination::well_known;
 use rns_core::transport::{
-    Event, InterfaceConfig, InterfaceId, LocalRole, ProofStrategy, Transport, TransportConfig,
+    Event, InterfaceConfig, LocalRole, ProofStrategy, Transport, TransportConfig,
 };
 use rns_core::{AddressHash, Identity, Instant};
 use serde_json::json;
@@ -28,6 +28,7 @@ pub(crate) mod exchange;
 mod files;
 pub(crate) mod grid_frames;
 mod guard;
+mod interfaces;
 mod links;
 pub(crate) mod ops;
 mod pairing;
@@ -37,8 +38,8 @@ mod waiters;
 
 use crate::config::{Config, InterfaceKind};
 use crate::state::{StateDir, StateError};
+use announcing::stagger;
 pub use announcing::CAPABILITY_ANNOUNCE_GAP;
-use announcing::{jitter, stagger, SLOW_LINK_ANNOUNCE_JITTER, SLOW_LINK_BPS};
 use guard::Guard;
 use waiters::{Wait, Waiter};
 
@@ -81,7 +82,6 @@ struct Node {
     grid_destination: AddressHash,
     /// What this node announces, and when.
     announcing: announcing::Announcing,
-    outbound: HashMap<InterfaceId, mpsc::Sender<Vec<u8>>>,
     waiters: Vec<Waiter>,
     /// What programs do with links: packets, channel messages and stream bytes received until taken, stream writes waiting, and request handlers.
     links: links::LinkData,
@@ -96,12 +96,8 @@ struct Node {
     started: Instant,
     /// The shared instance this node serves to programs on the host, by name.
     shared_instance: Option<String>,
-    /// The latest signal and channel figures of each radio interface.
-    radio_stats: HashMap<InterfaceId, grid_interfaces::rnode::RadioStats>,
-    dropped_outbound: u64,
-    /// Interfaces that are up but not yet ready for traffic (see [`Readiness`]), with the
-    /// latest time they become ready.
-    pending: HashMap<InterfaceId, (InterfaceConfig, Instant)>,
+    /// The interfaces: where frames go, which wait to be ready, radio figures.
+    interfaces: interfaces::Interfaces,
 }
 
 /// Run a node from a state directory until `shutdown` completes.
@@ -316,7 +312,7 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         if let Some(w) = node.next_stream_deadline() {
             wake = wake.min(w);
         }
-        if let Some(w) = node.pending.values().map(|(_, t)| *t).min() {
+        if let Some(w) = node.interfaces.next_ready() {
             wake = wake.min(w);
         }
         if armed != Some(wake) {
@@ -603,120 +599,20 @@ impl Node {
                 announced,
                 interval: config.announce_interval,
             },
-            outbound: HashMap::new(),
             waiters: Vec::new(),
             calls,
             guard,
             events,
             started,
             shared_instance: share_instance.then(|| config.instance_name.clone()),
-            radio_stats: HashMap::new(),
-            dropped_outbound: 0,
-            pending: HashMap::new(),
-        }
-    }
-
-    /// Activate pending interfaces whose wait is over.
-    fn activate_due(&mut self, now: Instant) {
-        let due: Vec<InterfaceId> = self
-            .pending
-            .iter()
-            .filter(|(_, (_, t))| *t <= now)
-            .map(|(i, _)| *i)
-            .collect();
-        for id in due {
-            self.activate(now, id);
-        }
-    }
-
-    /// Let the transport use an interface, and introduce ourselves on it.
-    fn activate(&mut self, now: Instant, id: InterfaceId) {
-        let Some((config, _)) = self.pending.remove(&id) else {
-            return;
-        };
-        let slow = config.bitrate < SLOW_LINK_BPS;
-        if self.transport.interfaces().any(|(i, ..)| i == id) {
-            self.transport.set_interface_online(id, true);
-        } else {
-            self.transport.add_interface(now, id, config);
-        }
-        // One announce only: RNS neighbours hold announces for unknown destinations when a
-        // new interface sees more than 3 a second, so the others follow on their schedule.
-        // On a shared radio channel, nodes that power up together would all announce at
-        // once and collide where hidden from each other, so wait a random moment there.
-        if slow {
-            self.announcing
-                .on_interfaces
-                .push((id, now + jitter(SLOW_LINK_ANNOUNCE_JITTER)));
-        } else {
-            let d = self.grid_destination;
-            let r = self.transport.announce_on(now, &d, id);
-            tracing::debug!(interface = %id, announce = ?r, "interface ready");
-        }
-        // Ask the new neighbour for the paths that control requests are waiting on.
-        for dest in self.destinations_awaiting_paths() {
-            self.transport.request_path(now, &dest, Some(id));
-        }
-    }
-
-    fn on_interface(&mut self, now: Instant, ev: InterfaceEvent) {
-        match ev {
-            InterfaceEvent::Up {
-                id,
-                config,
-                outbound,
-                ready,
-            } => {
-                self.outbound.insert(id, outbound);
-                // Until it is ready, the transport must not send on it.
-                self.transport.set_interface_online(id, false);
-                let until = match ready {
-                    Readiness::Now => now,
-                    Readiness::After(d) => now + d,
-                };
-                self.pending.insert(id, (*config, until));
-                if ready == Readiness::Now {
-                    self.activate(now, id);
-                }
-            }
-            InterfaceEvent::Down { id, remove } => {
-                self.pending.remove(&id);
-                if remove {
-                    self.radio_stats.remove(&id);
-                    self.outbound.remove(&id);
-                    self.transport.remove_interface(id);
-                } else {
-                    self.transport.set_interface_online(id, false);
-                }
-            }
-            InterfaceEvent::Frame { id, data } => {
-                if self.pending.contains_key(&id) {
-                    self.activate(now, id); // the peer spoke: it is ready
-                }
-                self.transport.handle_inbound_vec(now, id, data)
-            }
-            InterfaceEvent::Radio { id, stats } => {
-                self.radio_stats.insert(id, *stats);
-            }
-            InterfaceEvent::Frames { id, frames } => {
-                if self.pending.contains_key(&id) {
-                    self.activate(now, id);
-                }
-                for data in frames {
-                    self.transport.handle_inbound_vec(now, id, data);
-                }
-            }
+            interfaces: interfaces::Interfaces::default(),
         }
     }
 
     /// Send queued frames and react to transport events.
     fn flush(&mut self, now: Instant) {
         while let Some(t) = self.transport.poll_transmit() {
-            if let Some(tx) = self.outbound.get(&t.interface) {
-                if tx.try_send(t.frame).is_err() {
-                    self.dropped_outbound += 1;
-                }
-            }
+            self.interfaces.send(t);
         }
         while let Some(e) = self.transport.poll_event() {
             self.on_event(now, e);
@@ -725,11 +621,7 @@ impl Node {
         self.drive_outgoing_files(now);
         // Sending probes may have queued frames.
         while let Some(t) = self.transport.poll_transmit() {
-            if let Some(tx) = self.outbound.get(&t.interface) {
-                if tx.try_send(t.frame).is_err() {
-                    self.dropped_outbound += 1;
-                }
-            }
+            self.interfaces.send(t);
         }
     }
 
