@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod capabilities;
 pub mod courier;
 pub mod custody;
+pub mod dht;
 pub mod frame;
 pub mod inbound;
 pub mod layer;
