@@ -229,7 +229,8 @@ impl Limiter {
         if let Some(oldest) = self
             .callers
             .iter()
-            .min_by_key(|(_, (_, seen))| *seen)
+            // Ties go to the lowest id, so runs are reproducible.
+            .min_by_key(|(c, (_, seen))| (*seen, **c))
             .map(|(c, _)| *c)
         {
             self.callers.remove(&oldest);

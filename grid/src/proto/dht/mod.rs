@@ -426,12 +426,13 @@ impl Dht {
             self.deadlines.pop();
             self.expire_request(now, id);
         }
-        let late: Vec<LookupId> = self
+        let mut late: Vec<LookupId> = self
             .lookups
             .iter()
             .filter(|(_, (_, started))| *started + self.config.lookup_timeout <= now)
             .map(|(id, _)| *id)
             .collect();
+        late.sort_unstable(); // the same order every run
         for id in late {
             self.finish(now, id, true);
         }

@@ -1,0 +1,234 @@
+//! Scenario files: what network to build and what to run on it (TOML, see
+//! `tools/netsim/scenarios/`). Unknown keys are refused, so a typo cannot silently fall
+//! back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Its name, repeated in the output.
+    pub name: String,
+    /// What it shows.
+    #[serde(default)]
+    pub description: String,
+    /// The network.
+    pub network: Network,
+    /// Nodes leaving and joining during the measurement.
+    #[serde(default)]
+    pub churn: Churn,
+    /// A DHT workload.
+    pub dht: Option<DhtWorkload>,
+}
+
+/// The network the nodes are on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Nodes at the start.
+    pub nodes: usize,
+    /// One-way delay of a message between two nodes, ms (the mean).
+    #[serde(default = "default_latency")]
+    pub latency_ms: u64,
+    /// Each message's delay varies uniformly by up to this much either way, ms.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// The fraction of messages lost.
+    #[serde(default)]
+    pub loss: f64,
+}
+
+fn default_latency() -> u64 {
+    50
+}
+
+/// Churn during the measurement window.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Churn {
+    /// The fraction of the starting nodes that leave (at random times, state lost).
+    #[serde(default)]
+    pub leave: f64,
+    /// New nodes that join, as a fraction of the starting nodes (each bootstraps from a
+    /// few live nodes it heard of).
+    #[serde(default)]
+    pub join: f64,
+}
+
+/// A DHT workload: nodes bootstrap, some provide keys, then lookups run for random keys
+/// from random live nodes while the network churns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhtWorkload {
+    /// Contacts each node starts with (Grid nodes it heard announce).
+    #[serde(default = "default_contacts")]
+    pub bootstrap_contacts: usize,
+    /// Keys provided, each by one random node.
+    pub keys: usize,
+    /// Provider lookups in the measurement window.
+    pub lookups: usize,
+    /// The measurement window, s.
+    #[serde(default = "default_window")]
+    pub window_s: u64,
+    /// Bucket size (k); the DHT's default if absent.
+    pub k: Option<usize>,
+    /// Requests in flight per lookup (α); the DHT's default if absent.
+    pub alpha: Option<usize>,
+}
+
+fn default_contacts() -> usize {
+    3
+}
+
+fn default_window() -> u64 {
+    600
+}
+
+/// Why a scenario cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid scenario.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("{path}: {key} = {value}: {reason}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        reason: &'static str,
+    },
+}
+
+/// Nodes a scenario may have, at most (starting nodes plus those that join).
+pub const MAX_NODES: usize = 100_000;
+
+impl Scenario {
+    /// Read and check a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parse and check scenario text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|source| ScenarioError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let bad = |key, value: String, reason| {
+            Err(ScenarioError::Value {
+                path: path.to_owned(),
+                key,
+                value,
+                reason,
+            })
+        };
+        let n = s.network.nodes;
+        if !(2..=MAX_NODES).contains(&n) {
+            return bad("network.nodes", n.to_string(), "between 2 and 100000");
+        }
+        if !(0.0..0.9).contains(&s.network.loss) {
+            return bad(
+                "network.loss",
+                s.network.loss.to_string(),
+                "from 0 to below 0.9",
+            );
+        }
+        if !(0.0..=0.9).contains(&s.churn.leave) {
+            return bad("churn.leave", s.churn.leave.to_string(), "from 0 to 0.9");
+        }
+        if !(0.0..=1.0).contains(&s.churn.join)
+            || n as f64 * (1.0 + s.churn.join) > MAX_NODES as f64
+        {
+            return bad(
+                "churn.join",
+                s.churn.join.to_string(),
+                "from 0 to 1, within 100000 nodes in all",
+            );
+        }
+        if s.network.jitter_ms > s.network.latency_ms {
+            return bad(
+                "network.jitter_ms",
+                s.network.jitter_ms.to_string(),
+                "at most latency_ms",
+            );
+        }
+        match &s.dht {
+            None => {
+                return bad("dht", "(absent)".into(), "a workload is needed ([dht])");
+            }
+            Some(w) => {
+                if w.keys == 0 || w.keys > n {
+                    return bad(
+                        "dht.keys",
+                        w.keys.to_string(),
+                        "from 1 to the number of nodes",
+                    );
+                }
+                if w.bootstrap_contacts == 0 || w.bootstrap_contacts >= n {
+                    return bad(
+                        "dht.bootstrap_contacts",
+                        w.bootstrap_contacts.to_string(),
+                        "from 1 to below the number of nodes",
+                    );
+                }
+                if w.window_s == 0 {
+                    return bad("dht.window_s", "0".into(), "at least 1");
+                }
+                if w.k.is_some_and(|k| !(1..=20).contains(&k)) {
+                    return bad("dht.k", format!("{:?}", w.k), "from 1 to 20");
+                }
+                if w.alpha.is_some_and(|a| a == 0) {
+                    return bad("dht.alpha", "0".into(), "at least 1");
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_and_bad_values_are_refused_with_the_key() {
+        let p = Path::new("s.toml");
+        let ok = "name = \"x\"\n[network]\nnodes = 10\n[dht]\nkeys = 2\nlookups = 5\n";
+        assert!(Scenario::parse(ok, p).is_ok());
+        let typo = ok.replace("nodes", "nodez");
+        let e = Scenario::parse(&typo, p).unwrap_err().to_string();
+        assert!(e.contains("nodez"), "{e}");
+        let big = ok.replace("nodes = 10", "nodes = 1000000");
+        let e = Scenario::parse(&big, p).unwrap_err().to_string();
+        assert!(e.contains("network.nodes"), "{e}");
+        let no_work = "name = \"x\"\n[network]\nnodes = 10\n";
+        let e = Scenario::parse(no_work, p).unwrap_err().to_string();
+        assert!(e.contains("[dht]"), "{e}");
+    }
+}

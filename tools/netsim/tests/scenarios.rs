@@ -1,0 +1,74 @@
+//! The simulator as users run it: `grid-netsim run <scenario> --json`, reproducible byte
+//! for byte, with the DHT's goals met on the churn scenario the test suite runs.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(scenario: &str, seed: u64) -> (String, serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(scenario);
+    let out = Command::new(env!("CARGO_BIN_EXE_grid-netsim"))
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--seed",
+            &seed.to_string(),
+            "--json",
+        ])
+        .output()
+        .expect("grid-netsim runs");
+    assert!(
+        out.status.success(),
+        "grid-netsim failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v = serde_json::from_str(&text).expect("the output is JSON");
+    (text, v)
+}
+
+#[test]
+fn the_same_scenario_and_seed_give_the_same_output() {
+    let (a, _) = run("dht-1k-churn.toml", 7);
+    let (b, _) = run("dht-1k-churn.toml", 7);
+    assert_eq!(a, b);
+    let (c, _) = run("dht-1k-churn.toml", 8);
+    assert_ne!(a, c, "another seed, another run");
+}
+
+#[test]
+fn dht_lookups_succeed_through_churn_in_few_hops() {
+    let (_, v) = run("dht-1k-churn.toml", 1);
+    let f = &v["figures"];
+    assert_eq!(f["nodes_left"], 200);
+    assert_eq!(f["nodes_joined"], 100);
+    assert!(f["lookups"].as_u64().unwrap() >= 290, "{f}");
+    assert!(
+        f["messages_lost"].as_u64().unwrap() > 0,
+        "the network loses messages"
+    );
+    for g in v["goals"].as_array().unwrap() {
+        assert_eq!(g["met"], true, "goal not met: {g} in {f}");
+    }
+}
+
+#[test]
+fn a_bad_scenario_is_refused_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("netsim-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "name = \"x\"\n[network]\nnodes = 1\n[dht]\nkeys = 1\nlookups = 1\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_grid-netsim"))
+        .args(["run", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("network.nodes"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
