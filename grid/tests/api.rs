@@ -1127,3 +1127,94 @@ async fn async_handlers_answer_on_their_own_tasks_and_authorize_reads_trust() {
         Ok(TrustLevel::Owner)
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_provided_through_the_dht_is_found_from_another_node() {
+    use grid::proto::dht::key::Key;
+    let port = free_port();
+    let hub = node_dir("dht-hub", &format!(
+        "[node]\nannounce_interval = \"1h\"\ntransport = true\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let client = |tag: &str| {
+        node_dir(tag, &format!(
+            "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+        ))
+    };
+    let hub = api::spawn(StateDir::resolve(Some(&hub.0))).await.unwrap();
+    let dirs: Vec<TempDir> = (0..4).map(|i| client(&format!("dht-{i}"))).collect();
+    let mut nodes = Vec::new();
+    for d in &dirs {
+        nodes.push(api::spawn(StateDir::resolve(Some(&d.0))).await.unwrap());
+    }
+    // Each node has heard at least the hub announce (nodes that connected early missed
+    // the later ones' first announces): the DHT finds the rest through it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for n in &nodes {
+        while n.peers().await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "no announce heard");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let key = Key::of_content(&[7; 32]);
+    let provider = &nodes[2];
+    let told = provider.dht_provide(key).await.unwrap();
+    assert!(!told.closest.is_empty(), "{told:?}");
+    assert!(!told.timed_out, "{told:?}");
+
+    // Every node was told (there are fewer than k), so a node that joins later finds
+    // the record by asking others, not in its own store.
+    let late_dir = client("dht-late");
+    let late = api::spawn(StateDir::resolve(Some(&late_dir.0)))
+        .await
+        .unwrap();
+    while late.peers().await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found = late.dht_find_providers(key, 1).await.unwrap();
+    let ids: Vec<Key> = found.providers.iter().map(|c| c.id).collect();
+    assert_eq!(
+        ids,
+        vec![Key::of_identity(provider.identity())],
+        "{found:?}"
+    );
+    assert!(found.hops >= 1, "found over the network: {found:?}");
+    // The same through the control vocabulary (`grid dht find`), with the provider's
+    // grid.node destination worked out from its key.
+    use grid::control::{response, Request};
+    let v = late
+        .control(Request::DhtFind {
+            key: hex::encode([7u8; 32]),
+            want: None,
+        })
+        .await
+        .unwrap();
+    let answer: response::DhtLookup = response::parse(v).unwrap();
+    assert_eq!(answer.providers.len(), 1, "{answer:?}");
+    assert_eq!(answer.providers[0].node, provider.destination());
+    assert_eq!(answer.providers[0].identity, provider.identity());
+    let bad = late
+        .control(Request::DhtFind {
+            key: "not a key".into(),
+            want: None,
+        })
+        .await;
+    assert!(matches!(bad, Err(grid::Error::BadRequest(_))), "{bad:?}");
+
+    // A key nobody provides: the lookup ends with none.
+    let none = nodes[3]
+        .dht_find_providers(Key::of_topic("nobody"), 1)
+        .await
+        .unwrap();
+    assert!(none.providers.is_empty());
+    assert!(
+        !none.closest.is_empty(),
+        "the lookup reached nodes: {none:?}"
+    );
+    for n in nodes {
+        n.shutdown();
+    }
+    late.shutdown();
+    hub.shutdown();
+}

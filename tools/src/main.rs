@@ -233,6 +233,11 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// The Kademlia DHT: say this node provides a key, or find who provides one.
+    Dht {
+        #[command(subcommand)]
+        action: DhtAction,
+    },
     /// Open and use links: encrypted sessions with a destination.
     Link {
         #[command(subcommand)]
@@ -252,6 +257,31 @@ enum Command {
     Models {
         #[command(subcommand)]
         action: ModelsAction,
+    },
+}
+
+/// `grid dht …`
+#[derive(Subcommand, Debug)]
+pub(crate) enum DhtAction {
+    /// Tell the nodes nearest to KEY that this node provides it (republished every 12 h
+    /// while the node runs).
+    Provide {
+        /// topic:<name>, a 64-hex content hash (an adapter package's), or a 32-hex key.
+        key: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find nodes that provide KEY.
+    Find {
+        /// topic:<name>, a 64-hex content hash, or a 32-hex key.
+        key: String,
+        /// Providers wanted (the lookup stops once it has them), 1 to 20.
+        #[arg(long, default_value_t = 1)]
+        want: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -518,6 +548,7 @@ fn main() -> ExitCode {
             json,
         } => commands::probe(&state, &hash, size, data.as_deref(), timeout, json),
         Command::Link { action } => commands::link(&state, action),
+        Command::Dht { action } => commands::dht(&state, action),
         Command::Adapter { action } => match action {
             AdapterAction::Publish { dir, json } => genome_cli::publish(&state, &dir, json),
             AdapterAction::List { json } => genome_cli::list(&state, json),

@@ -36,6 +36,7 @@ use crate::node::NodeError;
 use crate::state::StateDir;
 use crate::Error;
 
+mod dht;
 mod exec;
 mod links;
 
@@ -291,6 +292,19 @@ pub(crate) enum Call {
     LocalEvent(String, serde_json::Value),
     /// Record a command in the audit log.
     Audit(crate::audit::AuditEntry),
+    /// The answer to one of the node's DHT requests (from the task that sent it).
+    DhtAnswer {
+        from: Box<crate::proto::dht::key::Contact>,
+        message: crate::proto::dht::message::Message,
+    },
+    /// One of the node's DHT requests could not be delivered.
+    DhtUnreachable(u64),
+    /// A DHT lookup for the node's user.
+    DhtLookup(
+        crate::proto::dht::key::Key,
+        crate::node::dht::DhtLookup,
+        oneshot::Sender<Result<crate::proto::dht::lookup::Outcome, Error>>,
+    ),
     /// Set an identity's trust level.
     Trust(
         AddressHash,

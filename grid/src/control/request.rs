@@ -253,6 +253,19 @@ pub enum Request {
     },
     /// Files received.
     Received,
+    /// Tell the DHT that this node provides a key.
+    DhtProvide {
+        /// The key: `topic:<name>`, a 64-hex content hash, or a 32-hex key.
+        key: String,
+    },
+    /// Find providers of a key through the DHT.
+    DhtFind {
+        /// The key, as for `dht_provide`.
+        key: String,
+        /// Providers wanted (1 unless given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        want: Option<u32>,
+    },
 }
 
 /// The bytes a link request carries: `hex`, the contents of `file` (read by the node),
@@ -369,7 +382,7 @@ impl Request {
 }
 
 /// Every operation's wire name.
-pub const NAMES: [&str; 26] = [
+pub const NAMES: [&str; 28] = [
     "status",
     "announce",
     "path",
@@ -396,6 +409,8 @@ pub const NAMES: [&str; 26] = [
     "cp",
     "cp_status",
     "received",
+    "dht_provide",
+    "dht_find",
 ];
 
 fn trusted() -> TrustLevel {
@@ -559,6 +574,13 @@ mod tests {
             },
             Request::CpStatus { id: "1".into() },
             Request::Received,
+            Request::DhtProvide {
+                key: "topic:chat".into(),
+            },
+            Request::DhtFind {
+                key: "topic:chat".into(),
+                want: Some(3),
+            },
         ]
     }
 

@@ -141,6 +141,7 @@ impl Node {
         if let Some(id) = self.transport.recall_identity(&node) {
             self.dtn.known_nodes.learn(node, &id);
         }
+        self.dht_heard(now, node);
         let Some(caps) = crate::capabilities::Capabilities::decode(app_data) else {
             return;
         };

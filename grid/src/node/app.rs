@@ -165,6 +165,9 @@ impl Node {
                 let _ = done.send(self.recall_node(&node));
             }
             Call::Audit(entry) => self.guard.record(&entry),
+            Call::DhtAnswer { from, message } => self.on_dht_answer(now, *from, message),
+            Call::DhtUnreachable(request) => self.on_dht_unreachable(now, request),
+            Call::DhtLookup(key, what, done) => self.dht_lookup(now, key, what, done),
             Call::Push { link, frame } => {
                 if let Err(e) = self.transport.link_channel_send(
                     now,

@@ -354,6 +354,28 @@ impl Node {
                     answer(reply, r.map(|()| json!({"ok": true})));
                 });
             }
+            Request::DhtProvide { ref key } | Request::DhtFind { ref key, .. } => {
+                let what = match &request {
+                    Request::DhtFind { want, .. } => {
+                        super::dht::DhtLookup::Find(want.unwrap_or(1).clamp(1, 20) as usize)
+                    }
+                    _ => super::dht::DhtLookup::Provide,
+                };
+                let key: crate::proto::dht::key::Key = match key.parse() {
+                    Ok(k) => k,
+                    Err(e) => return answer(reply, Err(Error::BadRequest(e.to_string()))),
+                };
+                let handle = self.internal_handle();
+                tokio::spawn(async move {
+                    let r = match what {
+                        super::dht::DhtLookup::Provide => handle.dht_provide(key).await,
+                        super::dht::DhtLookup::Find(want) => {
+                            handle.dht_find_providers(key, want).await
+                        }
+                    };
+                    answer(reply, r.map(|o| ok(&super::dht::lookup_answer(key, &o))));
+                });
+            }
             Request::Announce => {
                 self.announce(now);
                 let destination = self.grid_destination;
@@ -421,7 +443,7 @@ impl Node {
     }
 
     /// An API handle for tasks the control socket starts.
-    fn internal_handle(&self) -> crate::api::NodeHandle {
+    pub(super) fn internal_handle(&self) -> crate::api::NodeHandle {
         crate::api::NodeHandle::internal(
             self.calls.clone(),
             self.events.clone(),

@@ -230,6 +230,11 @@ impl Node {
                 self.emit(|| NodeEvent::RemoteIdentified { link, identity: identity.hash() });
             }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
+                if path_hash == rns_core::link::wire::path_hash(crate::proto::dht::DHT_PATH) =>
+            {
+                self.on_dht_request(now, link, request_id, data, remote_identity);
+            }
+            LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
                 if path_hash == rns_core::link::wire::path_hash(crate::bundle::wire::BUNDLE_PATH) =>
             {
                 let caller = remote_identity.map(|i| i.hash());

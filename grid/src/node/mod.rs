@@ -23,6 +23,7 @@ mod app;
 pub(crate) mod bundles;
 mod channels;
 mod commands;
+pub(crate) mod dht;
 mod events;
 pub(crate) mod exchange;
 mod files;
@@ -96,6 +97,8 @@ struct Node {
     started: Instant,
     /// The shared instance this node serves to programs on the host, by name.
     shared_instance: Option<String>,
+    /// The DHT, and who waits for its lookups.
+    dht: dht::DhtDriver,
     /// The interfaces: where frames go, which wait to be ready, radio figures.
     interfaces: interfaces::Interfaces,
 }
@@ -310,6 +313,10 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
             wake = wake.min(w);
         }
         if let Some(w) = node.next_stream_deadline() {
+            wake = wake.min(w);
+        }
+        node.dht_due(now);
+        if let Some(w) = node.dht_wake() {
             wake = wake.min(w);
         }
         if let Some(w) = node.interfaces.next_ready() {
@@ -552,6 +559,7 @@ impl Node {
         } else {
             root.join(&config.cp.directory)
         };
+        let own_public = identity.public().clone();
         Node {
             files: files::Transfers {
                 app_resources: false,
@@ -606,6 +614,11 @@ impl Node {
             started,
             shared_instance: share_instance.then(|| config.instance_name.clone()),
             interfaces: interfaces::Interfaces::default(),
+            dht: dht::DhtDriver::new(
+                &own_public,
+                started,
+                rand_core::RngCore::next_u64(&mut rand_core::OsRng),
+            ),
         }
     }
 

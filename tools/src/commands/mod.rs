@@ -4,6 +4,7 @@
 mod announce;
 mod audit;
 mod cp;
+mod dht;
 mod emit;
 mod exec;
 mod id;
@@ -19,6 +20,7 @@ mod trust;
 pub(crate) use announce::announce;
 pub(crate) use audit::audit;
 pub(crate) use cp::cp;
+pub(crate) use dht::dht;
 pub(crate) use emit::emit;
 pub(crate) use exec::{exec, exec_result, ExecWait};
 pub(crate) use id::id;

@@ -65,6 +65,38 @@ impl Key {
     }
 }
 
+/// Why text is not a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("\"{0}\" is not a DHT key: give topic:<name>, a 64-hex content hash or a 32-hex key")]
+pub struct ParseKeyError(pub String);
+
+impl std::str::FromStr for Key {
+    type Err = ParseKeyError;
+
+    /// `topic:<name>` ([`Key::of_topic`]), 64 hex characters (a content hash,
+    /// [`Key::of_content`]) or 32 (a key as it is).
+    fn from_str(s: &str) -> Result<Key, ParseKeyError> {
+        if let Some(topic) = s.strip_prefix("topic:") {
+            if !topic.is_empty() {
+                return Ok(Key::of_topic(topic));
+            }
+        }
+        let bad = || ParseKeyError(s.to_string());
+        let bytes = hex::decode(s).map_err(|_| bad())?;
+        match bytes.len() {
+            32 => Ok(Key::of_content(&bytes.try_into().map_err(|_| bad())?)),
+            KEY_LEN => Ok(Key(bytes.try_into().map_err(|_| bad())?)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
 /// An XOR distance; compares as a big-endian number.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Distance(pub [u8; KEY_LEN]);
@@ -139,6 +171,18 @@ mod tests {
                 let k = own.in_bucket(bucket, [seed.wrapping_mul(37); KEY_LEN]);
                 assert_eq!(own.distance(&k).bucket(), Some(bucket), "bucket {bucket}");
             }
+        }
+    }
+
+    #[test]
+    fn keys_parse_from_topics_and_hashes() {
+        assert_eq!("topic:chat".parse(), Ok(Key::of_topic("chat")));
+        let h = [0xab; 32];
+        assert_eq!(hex::encode(h).parse(), Ok(Key::of_content(&h)));
+        assert_eq!(hex::encode([1; 16]).parse(), Ok(Key([1; 16])));
+        assert_eq!(Key([1; 16]).to_string(), hex::encode([1; 16]));
+        for bad in ["", "topic:", "abc", "zz", &hex::encode([1; 20])] {
+            assert!(bad.parse::<Key>().is_err(), "{bad}");
         }
     }
 

@@ -30,6 +30,9 @@ use message::{Body, Message, MAX_CONTACTS};
 use providers::{ProviderLimits, ProviderStore};
 use table::{Inserted, RoutingTable};
 
+/// The link request path DHT messages travel on, to a node's `grid.node` destination.
+pub const DHT_PATH: &str = "grid/dht";
+
 /// The DHT's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
