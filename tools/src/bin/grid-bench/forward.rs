@@ -22,6 +22,8 @@ use crate::Rng;
 pub(crate) enum Transit<'a> {
     Grid(&'a Path),
     Rnsd(&'a Path),
+    /// A bare relay (relay.rs): it passes the HEADER_2 packets on unchanged.
+    Relay(crate::relay::Flavour),
 }
 
 /// Forward `n` packets through a transport node; returns (CPU s per packet, delivered).
@@ -57,6 +59,7 @@ pub(crate) fn forward_bench(
             )?;
             (spawn_rnsd(python, &dir)?, "rnsd")
         }
+        Transit::Relay(flavour) => (crate::relay::spawn(port, flavour)?, flavour.arg()),
     };
     wait_listening(port, 30)?;
     let pid = proc_.0.id();
@@ -94,7 +97,13 @@ pub(crate) fn forward_bench(
             match sink.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(k) => d.push(&buf[..k], |f| {
-                    if f.len() > 19 && f[0] & 0x03 == 0 && f[2..18] == sink_dest.0 {
+                    // A transport node delivers HEADER_1; a bare relay passes HEADER_2 on.
+                    let at = if f.first().is_some_and(|b| b & 0x40 != 0) {
+                        18
+                    } else {
+                        2
+                    };
+                    if f.len() > at + 17 && f[0] & 0x03 == 0 && f[at..at + 16] == sink_dest.0 {
                         got_c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }),

@@ -44,6 +44,37 @@ pub(crate) fn tmpdir(tag: &str) -> PathBuf {
     p
 }
 
+/// Remove every temporary directory and helper log this process made (`tmpdir`, and
+/// the `*.stderr` files beside them). After a failure, the helpers' logs are printed
+/// first, since they are the only record of why a Python helper gave up.
+pub(crate) fn remove_tmpdirs(failed: bool) {
+    let prefix = format!("grid-bench-{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let path = e.path();
+        if path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+            continue;
+        }
+        if failed && path.extension().is_some_and(|x| x == "stderr") {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            if !tail.is_empty() {
+                eprintln!("--- {} (last lines)", path.display());
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
 pub(crate) fn run_json(cmd: &mut Command) -> Result<Value> {
     let out = cmd.stderr(Stdio::inherit()).output()?;
     if !out.status.success() {

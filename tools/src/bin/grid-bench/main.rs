@@ -28,6 +28,7 @@ mod ingest;
 mod lan;
 mod links;
 mod paced;
+mod relay;
 mod report;
 mod rns_resources;
 mod startup;
@@ -41,7 +42,10 @@ pub(crate) struct Opts {
 }
 
 fn main() {
-    if let Err(e) = real_main() {
+    let r = real_main();
+    // Every process the run started has been stopped by now (they are dropped on return).
+    harness::remove_tmpdirs(r.is_err());
+    if let Err(e) = r {
         eprintln!("grid-bench: {e:#}");
         std::process::exit(1);
     }
@@ -80,12 +84,11 @@ fn real_main() -> Result<()> {
                 return Ok(());
             }
             "resources-only" => {
-                for r in rns_resources::rows(&opts.python, &grid_binary()?, opts.quick)? {
-                    println!(
-                        "{}\n  Grid: {}\n  RNS:  {}\n  ratio {:.2} (goal {}, met: {})",
-                        r.what, r.grid, r.python, r.ratio, r.goal, r.met
-                    );
-                }
+                print_rows(&rns_resources::rows(
+                    &opts.python,
+                    &grid_binary()?,
+                    opts.quick,
+                )?);
                 return Ok(());
             }
             "genome-only" => {
@@ -110,17 +113,40 @@ fn real_main() -> Result<()> {
                 let n: usize = args.next().context("count")?.parse()?;
                 let paced = args.next().map(|r| r.parse()).transpose()?;
                 let g = forward_bench(Transit::Grid(&grid_binary()?), n, paced)?;
-                println!("{:.3} µs per packet ({} delivered)", g.0 * 1e6, g.1);
+                println!("grid: {:.3} µs per packet ({} delivered)", g.0 * 1e6, g.1);
+                for f in [relay::Flavour::Tokio, relay::Flavour::Threads] {
+                    let r = forward_bench(Transit::Relay(f), n, paced)?;
+                    println!(
+                        "{}: {:.3} µs per packet ({} delivered); Grid / this floor {:.2}×",
+                        f.label(),
+                        r.0 * 1e6,
+                        r.1,
+                        g.0 / r.0
+                    );
+                }
                 return Ok(());
             }
             "forward-paced" => {
                 let n: usize = args.next().context("count")?.parse()?;
                 let rate: f64 = args.next().map_or(Ok(PACED_RATE), |r| r.parse())?;
-                let (g, p) = paced_both(&opts.python, &grid_binary()?, n, rate)?;
-                for r in [g, p] {
-                    println!("{} | {} | {} | {:.1}×", r.what, r.grid, r.python, r.ratio);
+                let (g, floor, p) = paced_both(&opts.python, &grid_binary()?, n, rate)?;
+                for r in [g, floor, p] {
+                    println!("{} | {} | {} | {:.2}×", r.what, r.grid, r.python, r.ratio);
                 }
                 return Ok(());
+            }
+            "cp-only" => {
+                print_rows(&rns_resources::cp_rows(
+                    &opts.python,
+                    &grid_binary()?,
+                    opts.quick,
+                )?);
+                return Ok(());
+            }
+            "internal-relay" => {
+                let port = args.next().context("port")?;
+                let flavour = args.next().context("tokio or threads")?;
+                return relay::main(&port, &flavour);
             }
             "ingest-only" => {
                 let n: usize = args.next().context("count")?.parse()?;
@@ -241,8 +267,9 @@ fn real_main() -> Result<()> {
 
     let n_paced = if opts.quick { 10_000 } else { 30_000 };
     eprintln!("== paced forwarding ({n_paced} link packets at {PACED_RATE}/s, Python endpoints)");
-    let (fwd, est) = paced_both(&opts.python, &grid, n_paced, PACED_RATE)?;
+    let (fwd, floor, est) = paced_both(&opts.python, &grid, n_paced, PACED_RATE)?;
     rows.push(fwd);
+    rows.push(floor);
     rows.push(est);
 
     eprintln!("== links and resources");
@@ -443,18 +470,33 @@ fn real_main() -> Result<()> {
     Ok(())
 }
 
+/// Rows of one part run on its own, as plain text.
+fn print_rows(rows: &[Row]) {
+    for r in rows {
+        println!(
+            "{}\n  Grid: {}\n  RNS:  {}\n  ratio {:.2} (goal {}, met: {})",
+            r.what, r.grid, r.python, r.ratio, r.goal, r.met
+        );
+    }
+}
+
 /// Bundle sizes the store is measured at: a typical command, a large result.
 pub(crate) const BUNDLE_SIZES: [usize; 2] = [1024, 65536];
 
 /// Packets per second the paced forwarding benchmark sends, one per TCP write.
 const PACED_RATE: f64 = 10_000.0;
 
-/// Paced forwarding and link set-up through Grid and through rnsd, Python endpoints:
-/// (CPU per packet crossing, link establishment) rows.
-fn paced_both(python: &Path, grid: &Path, n: usize, rate: f64) -> Result<(Row, Row)> {
+/// Paced forwarding and link set-up through Grid, through rnsd and through a bare relay
+/// (the floor), Python endpoints: (CPU per packet crossing, the floor, link establishment)
+/// rows.
+fn paced_both(python: &Path, grid: &Path, n: usize, rate: f64) -> Result<(Row, Row, Row)> {
     let links = 20;
     let g = paced::run(python, paced::Via::Grid(grid), n, rate, links)?;
     let p = paced::run(python, paced::Via::Rnsd, n, rate, links)?;
+    let floors = [relay::Flavour::Tokio, relay::Flavour::Threads]
+        .into_iter()
+        .map(|f| paced::run(python, paced::Via::Relay(f), n, rate, links).map(|r| (f, r)))
+        .collect::<Result<Vec<_>>>()?;
     let us = |r: &paced::Paced| {
         format!(
             "{:.2} µs ({} sent at {:.0}/s, {} delivered, {} proofs back)",
@@ -474,6 +516,27 @@ fn paced_both(python: &Path, grid: &Path, n: usize, rate: f64) -> Result<(Row, R
         g.cpu_per_crossing <= 4e-6,
         "lower is better; ratio = Python / Grid",
     );
+    let floor = floors
+        .iter()
+        .map(|(_, r)| r.cpu_per_crossing)
+        .fold(f64::INFINITY, f64::min);
+    let floor_row = Row::new(
+        "The floor, same run: a bare relay (one recv + one send per packet, no transport) in the node's place; Grid column: Grid's figure over the lowest floor",
+        format!(
+            "{:.2} µs = {:.2}× the floor",
+            g.cpu_per_crossing * 1e6,
+            g.cpu_per_crossing / floor
+        ),
+        floors
+            .iter()
+            .map(|(f, r)| format!("{}: {}", f.label(), us(r)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        g.cpu_per_crossing / floor,
+        "(floor; ≤ 4 µs is met only if the floor is below it)",
+        floor <= 4e-6,
+        "ratio = Grid / lowest floor; 1.0 would be a free transport",
+    );
     let ms = |v: &[f64]| {
         format!(
             "{:.2} / {:.2} ms",
@@ -491,5 +554,5 @@ fn paced_both(python: &Path, grid: &Path, n: usize, rate: f64) -> Result<(Row, R
         true,
         "lower is better; ratio = rnsd / Grid, at p50",
     );
-    Ok((fwd, est))
+    Ok((fwd, floor_row, est))
 }

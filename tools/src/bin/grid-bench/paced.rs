@@ -12,6 +12,10 @@
 //! that crossed it: data packets the responder received plus proofs the sender received.
 //! Before that, the Python initiator opens links one after another (50 ms apart) through
 //! the same transport node, timed in-process as in the links benchmark.
+//!
+//! The same run through a bare relay (relay.rs: a hub copying every read to the other
+//! connections, one recv and one send per packet) gives the floor a transport node
+//! cannot go below with one read and one write per packet on this machine.
 
 use std::path::Path;
 
@@ -30,6 +34,8 @@ pub(crate) enum Via<'a> {
     Grid(&'a Path),
     /// `rnsd` with `enable_transport = Yes`.
     Rnsd,
+    /// A bare relay (no transport at all; the floor, see relay.rs).
+    Relay(crate::relay::Flavour),
 }
 
 /// What one paced run measured.
@@ -54,6 +60,8 @@ pub(crate) fn run(python: &Path, via: Via<'_>, n: usize, rate: f64, links: usize
     let tag = match via {
         Via::Grid(_) => "paced-grid",
         Via::Rnsd => "paced-rnsd",
+        Via::Relay(crate::relay::Flavour::Tokio) => "paced-relay-tokio",
+        Via::Relay(crate::relay::Flavour::Threads) => "paced-relay-threads",
     };
     let dir = tmpdir(tag);
     let transport = match via {
@@ -68,6 +76,7 @@ pub(crate) fn run(python: &Path, via: Via<'_>, n: usize, rate: f64, links: usize
             rnsd_config(&dir, port, true)?;
             spawn_rnsd(python, &dir)?
         }
+        Via::Relay(flavour) => crate::relay::spawn(port, flavour)?,
     };
     wait_listening(port, 30)?;
     let pid = transport.0.id();

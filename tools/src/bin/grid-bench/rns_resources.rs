@@ -25,6 +25,15 @@ use crate::links::link_bench_grid;
 use crate::report::Row;
 use crate::Rng;
 
+/// File sizes measured: 5 MB, and 50 MB unless quick.
+fn sizes(quick: bool) -> &'static [usize] {
+    if quick {
+        &[5_000_000]
+    } else {
+        &[5_000_000, 50_000_000]
+    }
+}
+
 /// Runs of each size, one after another on one link.
 fn runs_for(size: usize, quick: bool) -> usize {
     match (size < 10_000_000, quick) {
@@ -178,11 +187,7 @@ fn to_python(python: &Path, file: &Path, runs: usize) -> Result<Runs> {
 
 /// The rows: per size, RNS → Grid against RNS → RNS, and `grid cp` against RNS → RNS.
 pub(super) fn rows(python: &Path, grid: &Path, quick: bool) -> Result<Vec<Row>> {
-    let sizes: &[usize] = if quick {
-        &[5_000_000]
-    } else {
-        &[5_000_000, 50_000_000]
-    };
+    let sizes = sizes(quick);
     let files = files(sizes)?;
     let cp = link_bench_grid(grid, false, 1, &files)?;
     let mut rows = Vec::new();
@@ -217,6 +222,49 @@ pub(super) fn rows(python: &Path, grid: &Path, quick: bool) -> Result<Vec<Row>> 
             "≥ 10× RNS to RNS",
             p.median() / secs >= 10.0,
             "higher is better; ratio = Grid / RNS",
+        ));
+    }
+    Ok(rows)
+}
+
+/// `grid-bench cp-only`: `grid cp` between two Grid nodes against Python RNS to Python
+/// RNS (`rncp --no-compress`, as `python_sends` does), per size several runs of each,
+/// alternating sizes and implementations so that load from elsewhere on the machine
+/// falls on both alike. Each Grid run is timed as the links benchmark times it (link up
+/// to the last proof, the node's own figure); each RNS run by the Python sender
+/// (resource created to the completion callback).
+pub(super) fn cp_rows(python: &Path, grid: &Path, quick: bool) -> Result<Vec<Row>> {
+    let sizes = sizes(quick);
+    let files = files(sizes)?;
+    let mut rows = Vec::new();
+    for (&size, file) in sizes.iter().zip(&files) {
+        let runs = runs_for(size, quick);
+        let label = if size < 10_000_000 { "5 MB" } else { "50 MB" };
+        eprintln!("== grid cp and RNS to RNS ({label}, {runs} runs each)");
+        let g = link_bench_grid(grid, false, 0, &vec![file.clone(); runs])?;
+        let p = to_python(python, file, runs)?;
+        let mb = size as f64 / 1e6;
+        let secs: Vec<f64> = g.resources.iter().map(|r| r.0).collect();
+        let gm = median(secs.clone());
+        let each: Vec<String> = secs.iter().map(|s| format!("{s:.3}")).collect();
+        let (cpu_s, cpu_r) = g
+            .resources
+            .iter()
+            .fold((0.0, 0.0), |(a, b), r| (a + r.1, b + r.2));
+        rows.push(Row::new(
+            &format!("Resource {label}, Grid to Grid (`grid cp`) vs RNS to RNS (rncp --no-compress), loopback TCP, {runs} runs each"),
+            format!(
+                "median {gm:.3} s ({:.1} MB/s); runs {} s; CPU {:.1} ms/MB send, {:.1} ms/MB receive",
+                mb / gm,
+                each.join(" / "),
+                cpu_s * 1e3 / (mb * runs as f64),
+                cpu_r * 1e3 / (mb * runs as f64),
+            ),
+            p.describe(size),
+            p.median() / gm,
+            "≥ 10× RNS to RNS",
+            p.median() / gm >= 10.0,
+            "higher is better; ratio = RNS median / Grid median",
         ));
     }
     Ok(rows)
