@@ -8,13 +8,13 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rns_core::link::{LinkId, ResourceFailure};
 use rns_core::resource::{
-    split_metadata, with_metadata, SegmentInfo, SegmentSpec, MAX_EFFICIENT_SIZE,
+    split_metadata, with_metadata, SegmentBuffer, SegmentInfo, SegmentSpec, MAX_EFFICIENT_SIZE,
 };
 use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};
@@ -28,12 +28,13 @@ const FINISHED_KEPT: usize = 64;
 /// and the next ready to be advertised.
 const SEGMENTS_AHEAD: usize = 2;
 
-/// A segment prepared on a blocking thread, on its way back to the event loop.
+/// A segment read and prepared on a blocking thread, on its way back to the event loop
+/// (or why the file could not be read).
 #[derive(Debug)]
 pub(crate) struct Prepared {
     transfer: String,
     link: LinkId,
-    resource: rns_core::resource::OutgoingResource,
+    resource: Result<rns_core::resource::OutgoingResource, String>,
 }
 
 /// A file arriving over a link.
@@ -54,7 +55,8 @@ pub(super) struct OutgoingFile {
     pub(super) link: Option<LinkId>,
     pub(super) destination: AddressHash,
     path: PathBuf,
-    file: Option<File>,
+    /// Read at offsets (`pread`) on blocking threads, so shared.
+    file: Option<std::sync::Arc<File>>,
     /// The metadata prefix sent with the first segment.
     metadata: Vec<u8>,
     file_size: u64,
@@ -336,7 +338,7 @@ impl Node {
             link: None,
             destination,
             path: path.to_path_buf(),
-            file: Some(file),
+            file: Some(std::sync::Arc::new(file)),
             metadata,
             file_size: meta.len(),
             total_segments,
@@ -431,38 +433,24 @@ impl Node {
 
     fn send_next_segment(&mut self, now: Instant, i: usize) {
         let t = &mut self.files.outgoing_files[i];
-        let Some(link) = t.link else { return };
+        let (Some(link), Some(file)) = (t.link, t.file.clone()) else {
+            return;
+        };
         let first = t.next_segment == 1;
-        let mut data = if first {
+        let metadata = if first {
             t.metadata.clone()
         } else {
             Vec::new()
         };
-        let want = MAX_EFFICIENT_SIZE - data.len();
         let offset = if first {
             0
         } else {
             (MAX_EFFICIENT_SIZE - t.metadata.len()) as u64
                 + (t.next_segment - 2) * MAX_EFFICIENT_SIZE as u64
         };
-        let read = t.file.as_mut().map(|f| {
-            f.seek(SeekFrom::Start(offset))?;
-            let mut buf = Vec::with_capacity(want);
-            f.take(want as u64).read_to_end(&mut buf)?;
-            Ok::<_, std::io::Error>(buf)
-        });
-        match read {
-            Some(Ok(buf)) => data.extend_from_slice(&buf),
-            Some(Err(e)) => {
-                return self.fail_outgoing_file(
-                    i,
-                    now,
-                    format!("{}: {e}", self.files.outgoing_files[i].path.display()),
-                )
-            }
-            None => return,
-        }
-        let t = &mut self.files.outgoing_files[i];
+        // This segment's share of the file: what fits beside the metadata, or what is left.
+        let len = ((MAX_EFFICIENT_SIZE - metadata.len()) as u64)
+            .min(t.file_size.saturating_sub(offset)) as usize;
         let spec = SegmentSpec {
             original_hash: t.original_hash,
             segment_index: t.next_segment,
@@ -473,22 +461,30 @@ impl Node {
             is_response: false,
             compress: true,
         };
-        t.segment_sizes.push_back(data.len() as u64);
+        t.segment_sizes.push_back((metadata.len() + len) as u64);
         t.preparing = true;
         t.next_segment += 1;
         let preparer = match self.transport.link_resource_preparer(&link) {
             Ok(p) => p,
             Err(e) => return self.fail_outgoing_file(i, now, e.to_string()),
         };
-        // Compression, encryption and hashing of up to 1 MiB: off the event loop.
-        let id = self.files.outgoing_files[i].id.clone();
+        // Reading (straight into the buffer the segment is encrypted and sent from), then
+        // compression, encryption and hashing of up to 1 MiB: all off the event loop.
+        let t = &self.files.outgoing_files[i];
+        let (id, path) = (t.id.clone(), t.path.clone());
         let tx = self.files.prepared_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let r = preparer.prepare(&mut rand_core::OsRng, now, &data, &spec);
+            use std::os::unix::fs::FileExt;
+            let mut buf = SegmentBuffer::with_capacity(metadata.len() + len);
+            buf.extend_from_slice(&metadata);
+            let resource = buf
+                .append_with(len, |b| file.read_exact_at(b, offset).map(|()| b.len()))
+                .map(|_| preparer.prepare_buffer(&mut rand_core::OsRng, now, buf, &spec))
+                .map_err(|e| format!("{}: {e}", path.display()));
             let _ = tx.send(Prepared {
                 transfer: id,
                 link,
-                resource: r,
+                resource,
             });
         });
     }
@@ -501,10 +497,15 @@ impl Node {
             return;
         };
         self.files.outgoing_files[i].preparing = false;
-        match self
-            .transport
-            .link_enqueue_resource(now, &p.link, p.resource)
-        {
+        let resource = match p.resource {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail_outgoing_file(i, now, e);
+                let _ = self.transport.close_link(now, &p.link);
+                return;
+            }
+        };
+        match self.transport.link_enqueue_resource(now, &p.link, resource) {
             Ok(hash) => {
                 let t = &mut self.files.outgoing_files[i];
                 if t.original_hash.is_none() {

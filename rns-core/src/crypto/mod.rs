@@ -6,4 +6,4 @@ mod hkdf;
 mod token;
 
 pub use self::hkdf::hkdf_sha256;
-pub use token::{Token, TokenError, TOKEN_OVERHEAD};
+pub use token::{Token, TokenError, TOKEN_HEADROOM, TOKEN_OVERHEAD, TOKEN_TAILROOM};

@@ -121,17 +121,22 @@ fn derive_token(eph: &StaticSecret, peer: &[u8; 32], link_id: &LinkId) -> Token 
     Token::new(&key)
 }
 
-/// Build a packet addressed to a link id.
-fn link_packet(id: &LinkId, packet_type: PacketType, context: Context, data: Vec<u8>) -> Vec<u8> {
-    Packet {
-        flags: Flags::new(DestinationType::Link, packet_type),
-        hops: 0,
-        transport_id: None,
-        destination: *id,
-        context,
-        data,
-    }
-    .to_bytes()
+/// Build a packet addressed to a link id (HEADER_1, no transport id), copying `data` once
+/// behind the header.
+fn link_packet(
+    id: &LinkId,
+    packet_type: PacketType,
+    context: Context,
+    data: impl AsRef<[u8]>,
+) -> Vec<u8> {
+    let data = data.as_ref();
+    let mut out = Vec::with_capacity(crate::packet::HEADER_MINSIZE + data.len());
+    out.push(Flags::new(DestinationType::Link, packet_type).to_byte());
+    out.push(0);
+    out.extend_from_slice(id.as_bytes());
+    out.push(context.0);
+    out.extend_from_slice(data);
+    out
 }
 
 impl Link {

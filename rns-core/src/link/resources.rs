@@ -9,8 +9,8 @@ use super::{link_packet, wire, Link, LinkError, LinkEvent};
 use crate::hash::{truncated_hash, AddressHash, FULL_HASH_LEN};
 use crate::packet::{Context, PacketType, PacketView};
 use crate::resource::{
-    Advertisement, IncomingResource, OutgoingResource, ReceiverStep, SegmentSpec, SenderStep,
-    MAX_EFFICIENT_SIZE,
+    Advertisement, IncomingResource, OutgoingResource, ReceiverStep, SegmentBuffer, SegmentSpec,
+    SenderStep, MAX_EFFICIENT_SIZE,
 };
 use crate::time::Instant;
 
@@ -64,6 +64,18 @@ impl ResourcePreparer {
         spec: &SegmentSpec,
     ) -> OutgoingResource {
         OutgoingResource::new(rng, &self.token, self.mtu, data, spec, now, self.rtt)
+    }
+
+    /// [`ResourcePreparer::prepare`] for data already in its segment buffer (say, read
+    /// from a file straight into it): encrypted and sent from that buffer, not copied.
+    pub fn prepare_buffer(
+        &self,
+        rng: &mut dyn CryptoRngCore,
+        now: Instant,
+        data: SegmentBuffer,
+        spec: &SegmentSpec,
+    ) -> OutgoingResource {
+        OutgoingResource::from_buffer(rng, &self.token, self.mtu, data, spec, now, self.rtt)
     }
 }
 
@@ -177,7 +189,14 @@ impl Link {
     fn sender_step(&mut self, rng: &mut dyn CryptoRngCore, now: Instant, step: SenderStep) {
         let (ctx, body, encrypt) = match step {
             SenderStep::Advertise(b) => (Context::RESOURCE_ADV, b, true),
-            SenderStep::Part(b) => (Context::RESOURCE, b, false),
+            SenderStep::Part(i) => {
+                // Parts are sent from the front segment's buffer: one copy, into the packet.
+                let Some(part) = self.resources.outgoing.front().map(|r| r.part(i)) else {
+                    return;
+                };
+                let raw = link_packet(&self.id, PacketType::Data, Context::RESOURCE, part);
+                return self.push_out(raw, now);
+            }
             SenderStep::HashmapUpdate(b) => (Context::RESOURCE_HMU, b, true),
             SenderStep::CacheRequest(b) => (Context::CACHE_REQUEST, b, false),
             SenderStep::Cancel(b) => (Context::RESOURCE_ICL, b, true),
@@ -193,15 +212,15 @@ impl Link {
         body: &[u8],
         encrypt: bool,
     ) {
-        let data = if encrypt {
+        let raw = if encrypt {
             match self.encrypt(rng, body) {
-                Some(c) => c,
+                Some(c) => link_packet(&self.id, PacketType::Data, ctx, c),
                 None => return,
             }
         } else {
-            body.to_vec()
+            link_packet(&self.id, PacketType::Data, ctx, body)
         };
-        self.push_out(link_packet(&self.id, PacketType::Data, ctx, data), now);
+        self.push_out(raw, now);
     }
 
     /// Accept a resource offered under [`ResourcePolicy::App`].

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 
 pub use advertisement::{Advertisement, AdvertisementError, SegmentInfo};
 pub use receiver::{segment_data_limit, Assembled, IncomingResource, ReceiverStep};
-pub use sender::{OutgoingResource, SegmentSpec, SenderError, SenderStep};
+pub use sender::{OutgoingResource, SegmentBuffer, SegmentSpec, SenderError, SenderStep};
 
 /// Length of a part's map hash.
 pub const MAPHASH_LEN: usize = 4;
@@ -83,8 +83,25 @@ pub(crate) fn hash_and_proof(
     [u8; crate::hash::FULL_HASH_LEN],
     [u8; crate::hash::FULL_HASH_LEN],
 ) {
-    use sha2::{Digest, Sha256};
-    let prefix = Sha256::new().chain_update(data);
+    finish_hash_and_proof(data_digest(data), random_hash)
+}
+
+/// The hasher state after `data`, the prefix of a resource's hash and proof (taken before
+/// the data is encrypted in place, finished once the random hash is chosen).
+pub(crate) fn data_digest(data: &[u8]) -> sha2::Sha256 {
+    use sha2::Digest;
+    sha2::Sha256::new().chain_update(data)
+}
+
+/// [`hash_and_proof`] from the hasher state after the data.
+pub(crate) fn finish_hash_and_proof(
+    prefix: sha2::Sha256,
+    random_hash: &[u8; RANDOM_HASH_LEN],
+) -> (
+    [u8; crate::hash::FULL_HASH_LEN],
+    [u8; crate::hash::FULL_HASH_LEN],
+) {
+    use sha2::Digest;
     let hash: [u8; crate::hash::FULL_HASH_LEN] =
         prefix.clone().chain_update(random_hash).finalize().into();
     let proof = prefix.chain_update(hash).finalize().into();

@@ -53,7 +53,13 @@ pub struct Assembled {
 pub struct IncomingResource {
     adv: Advertisement,
     sdu: usize,
-    parts: Vec<Option<Vec<u8>>>,
+    /// Parts in all.
+    total: usize,
+    /// The encrypted stream as it arrives: part `i` is copied to `i × sdu` (allocated with
+    /// the first part, decrypted in place once complete).
+    stream: Vec<u8>,
+    /// Which parts are here.
+    have: Vec<bool>,
     hashmap: Vec<Option<[u8; MAPHASH_LEN]>>,
     hashmap_height: usize,
     received: usize,
@@ -113,7 +119,9 @@ impl IncomingResource {
         let mut r = IncomingResource {
             adv,
             sdu,
-            parts: vec![None; total],
+            total,
+            stream: Vec::new(),
+            have: vec![false; total],
             hashmap: vec![None; total],
             hashmap_height: 0,
             received: 0,
@@ -157,7 +165,14 @@ impl IncomingResource {
 
     /// (parts received, parts in all).
     pub fn progress(&self) -> (usize, usize) {
-        (self.received, self.parts.len())
+        (self.received, self.total)
+    }
+
+    /// Where part `i` goes in the stream.
+    fn part_range(&self, i: usize) -> std::ops::Range<usize> {
+        let size = usize::try_from(self.adv.transfer_size).unwrap_or(usize::MAX);
+        let start = i.saturating_mul(self.sdu).min(size);
+        start..start.saturating_add(self.sdu).min(size)
     }
 
     /// Most bytes the segment may assemble to: what its advertisement allows (its data
@@ -238,8 +253,8 @@ impl IncomingResource {
         self.outstanding = 0;
         let mut exhausted = false;
         let mut requested = Vec::new();
-        for pn in self.consecutive..(self.consecutive + self.window).min(self.parts.len()) {
-            if self.parts[pn].is_some() {
+        for pn in self.consecutive..(self.consecutive + self.window).min(self.total) {
+            if self.have[pn] {
                 continue;
             }
             match self.hashmap[pn] {
@@ -303,23 +318,33 @@ impl IncomingResource {
             }
         }
         let h = map_hash(part, &self.adv.random_hash);
-        let end = (self.consecutive + self.window).min(self.parts.len());
+        let end = (self.consecutive + self.window).min(self.total);
         let mut stored = false;
         for i in self.consecutive..end {
-            if self.hashmap[i] == Some(h) && self.parts[i].is_none() {
-                self.parts[i] = Some(part.to_vec());
-                self.received += 1;
-                self.received_bytes += part.len();
-                self.outstanding = self.outstanding.saturating_sub(1);
-                while self.consecutive < self.parts.len() && self.parts[self.consecutive].is_some()
-                {
-                    self.consecutive += 1;
-                }
-                stored = true;
-                break;
+            if self.hashmap[i] != Some(h) || self.have[i] {
+                continue;
             }
+            // Every part but the last is one SDU long (RNS cuts them so, and counts parts
+            // by it); one of another length cannot belong here.
+            let range = self.part_range(i);
+            if part.len() != range.len() {
+                continue;
+            }
+            if self.stream.is_empty() {
+                self.stream = vec![0; self.part_range(self.total.saturating_sub(1)).end];
+            }
+            self.stream[range].copy_from_slice(part);
+            self.have[i] = true;
+            self.received += 1;
+            self.received_bytes += part.len();
+            self.outstanding = self.outstanding.saturating_sub(1);
+            while self.consecutive < self.total && self.have[self.consecutive] {
+                self.consecutive += 1;
+            }
+            stored = true;
+            break;
         }
-        if self.received == self.parts.len() {
+        if self.received == self.total {
             return ReceiverStep::Complete;
         }
         // A duplicate (say, of a window that was asked for twice) completes no round.
@@ -356,24 +381,31 @@ impl IncomingResource {
         self.request_next(now)
     }
 
-    /// Join, decrypt, decompress and verify the segment.
+    /// Decrypt (in place), decompress and verify the segment.
     pub fn assemble(&mut self, token: &Token) -> Option<Assembled> {
-        let mut stream = Vec::with_capacity(self.adv.transfer_size as usize);
-        for p in &self.parts {
-            stream.extend_from_slice(p.as_deref()?);
+        if self.received != self.total || self.total == 0 {
+            return None;
         }
+        let mut stream = std::mem::take(&mut self.stream);
         let plain = if self.adv.encrypted() {
-            token.decrypt(&stream).ok()?
+            token.decrypt_in_place(&mut stream).ok()?
         } else {
-            stream
+            0..stream.len()
         };
-        drop(std::mem::take(&mut self.parts));
-        let body = plain.get(RANDOM_HASH_LEN..)?;
+        if plain.len() < RANDOM_HASH_LEN {
+            return None;
+        }
+        let body = plain.start + RANDOM_HASH_LEN..plain.end;
         // Never more than advertised: a bz2 bomb stops at the limit.
         let data = if self.adv.compressed() {
-            decompress(body, self.data_limit)
+            decompress(&stream[body], self.data_limit)
+        } else if body.len() <= self.data_limit {
+            // Move the data to the front of the buffer it arrived in (no new allocation).
+            stream.truncate(body.end);
+            stream.drain(..body.start);
+            Some(stream)
         } else {
-            (body.len() <= self.data_limit).then(|| body.to_vec())
+            None
         };
         let Some(data) = data else {
             self.failed = true;

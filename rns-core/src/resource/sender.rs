@@ -9,7 +9,7 @@ use super::{
     compress, flags, map_hash, worth_compressing, Advertisement, AUTO_COMPRESS_MAX_SIZE,
     COLLISION_GUARD, HASHMAP_MAX_LEN, MAPHASH_LEN, MAX_ADV_RETRIES, MAX_RETRIES, RANDOM_HASH_LEN,
 };
-use crate::crypto::Token;
+use crate::crypto::{Token, TOKEN_HEADROOM, TOKEN_TAILROOM};
 use crate::hash::{AddressHash, FULL_HASH_LEN};
 use crate::time::Instant;
 
@@ -58,8 +58,9 @@ enum State {
 pub enum SenderStep {
     /// An advertisement (link-encrypted, context RESOURCE_ADV).
     Advertise(Vec<u8>),
-    /// A part (context RESOURCE, sent as is).
-    Part(Vec<u8>),
+    /// A part (context RESOURCE, sent as is): its index; the bytes are
+    /// [`OutgoingResource::part`] (not copied out of the segment's buffer).
+    Part(usize),
     /// A hashmap update (link-encrypted, context RESOURCE_HMU).
     HashmapUpdate(Vec<u8>),
     /// Ask the receiver to replay its proof (context CACHE_REQUEST, plain).
@@ -68,12 +69,85 @@ pub enum SenderStep {
     Cancel(Vec<u8>),
 }
 
+/// Bytes in front of a segment's data in a [`SegmentBuffer`]: the token's IV, then the
+/// resource's random prefix.
+const FRONT: usize = TOKEN_HEADROOM + RANDOM_HASH_LEN;
+
+/// A segment's data in the buffer it is encrypted and sent from: with room in front for
+/// the token's IV and the random prefix, and behind for padding and HMAC, so preparing
+/// the segment copies nothing (the data is encrypted where it was written, and parts are
+/// cut from it when they are sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentBuffer {
+    buf: Vec<u8>,
+}
+
+impl SegmentBuffer {
+    /// An empty buffer with room for `data` bytes of data.
+    pub fn with_capacity(data: usize) -> SegmentBuffer {
+        let mut buf = Vec::with_capacity(FRONT + data + TOKEN_TAILROOM);
+        buf.resize(FRONT, 0);
+        SegmentBuffer { buf }
+    }
+
+    /// A buffer holding a copy of `data`.
+    pub fn from_slice(data: &[u8]) -> SegmentBuffer {
+        let mut b = SegmentBuffer::with_capacity(data.len());
+        b.extend_from_slice(data);
+        b
+    }
+
+    /// Append data.
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Append up to `n` bytes written in place by `fill` (say, read from a file), which
+    /// returns how many it wrote; on error nothing is appended.
+    pub fn append_with<E>(
+        &mut self,
+        n: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let at = self.buf.len();
+        self.buf.resize(at + n, 0);
+        match fill(&mut self.buf[at..]) {
+            Ok(k) => {
+                let k = k.min(n);
+                self.buf.truncate(at + k);
+                Ok(k)
+            }
+            Err(e) => {
+                self.buf.truncate(at);
+                Err(e)
+            }
+        }
+    }
+
+    /// The data.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[FRONT..]
+    }
+
+    /// Bytes of data.
+    pub fn len(&self) -> usize {
+        self.buf.len() - FRONT
+    }
+
+    /// Whether there is no data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One outgoing resource segment.
 #[derive(Debug)]
 pub struct OutgoingResource {
     adv: Advertisement,
     hashmap: Vec<[u8; MAPHASH_LEN]>,
-    parts: Vec<Vec<u8>>,
+    /// The encrypted stream; part `i` is `stream[i × sdu ..]`, `sdu` bytes or what is left.
+    stream: Vec<u8>,
+    sdu: usize,
     sent: Vec<bool>,
     sent_parts: usize,
     expected_proof: [u8; FULL_HASH_LEN],
@@ -101,25 +175,46 @@ impl OutgoingResource {
         now: Instant,
         link_rtt: Duration,
     ) -> OutgoingResource {
+        let buf = SegmentBuffer::from_slice(data);
+        OutgoingResource::from_buffer(rng, token, mtu, buf, spec, now, link_rtt)
+    }
+
+    /// [`OutgoingResource::new`] for data already in a [`SegmentBuffer`]: unless it is
+    /// compressed, it is encrypted in that buffer and sent from it, never copied.
+    pub fn from_buffer(
+        rng: &mut dyn CryptoRngCore,
+        token: &Token,
+        mtu: usize,
+        data: SegmentBuffer,
+        spec: &SegmentSpec,
+        now: Instant,
+        link_rtt: Duration,
+    ) -> OutgoingResource {
         let sdu = super::sdu(mtu);
-        let compressed =
-            (spec.compress && data.len() <= AUTO_COMPRESS_MAX_SIZE && worth_compressing(data))
-                .then(|| compress(data))
-                .flatten()
-                .filter(|c| c.len() < data.len());
-        let mut plain = Vec::with_capacity(4 + data.len());
-        let mut prefix = [0u8; RANDOM_HASH_LEN];
-        rng.fill_bytes(&mut prefix);
-        plain.extend_from_slice(&prefix);
-        plain.extend_from_slice(compressed.as_deref().unwrap_or(data));
-        let stream = token.encrypt(rng, &plain);
-        drop(plain);
-        let chunks: Vec<&[u8]> = stream.chunks(sdu).collect();
+        let segment_size = data.len();
+        let digest = super::data_digest(data.data());
+        let compressed = (spec.compress
+            && segment_size <= AUTO_COMPRESS_MAX_SIZE
+            && worth_compressing(data.data()))
+        .then(|| compress(data.data()))
+        .flatten()
+        .filter(|c| c.len() < segment_size);
+        let is_compressed = compressed.is_some();
+        let mut buf = match compressed {
+            Some(c) => SegmentBuffer::from_slice(&c).buf,
+            None => data.buf,
+        };
+        rng.fill_bytes(&mut buf[TOKEN_HEADROOM..FRONT]);
+        // The buffer is at least FRONT bytes long, so this cannot fail.
+        let _ = token.encrypt_in_place(rng, &mut buf);
+        let stream = buf;
         let (random_hash, hashmap) = loop {
             let mut random_hash = [0u8; RANDOM_HASH_LEN];
             rng.fill_bytes(&mut random_hash);
-            let hashmap: Vec<[u8; MAPHASH_LEN]> =
-                chunks.iter().map(|c| map_hash(c, &random_hash)).collect();
+            let hashmap: Vec<[u8; MAPHASH_LEN]> = stream
+                .chunks(sdu)
+                .map(|c| map_hash(c, &random_hash))
+                .collect();
             let collides = hashmap
                 .iter()
                 .enumerate()
@@ -128,9 +223,9 @@ impl OutgoingResource {
                 break (random_hash, hashmap);
             }
         };
-        let (hash, expected_proof) = super::hash_and_proof(data, &random_hash);
+        let (hash, expected_proof) = super::finish_hash_and_proof(digest, &random_hash);
         let mut f = flags::ENCRYPTED;
-        if compressed.is_some() {
+        if is_compressed {
             f |= flags::COMPRESSED;
         }
         if spec.total_segments > 1 {
@@ -146,8 +241,7 @@ impl OutgoingResource {
                 flags::IS_REQUEST
             };
         }
-        let parts: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
-        let n = parts.len();
+        let n = hashmap.len();
         let adv = Advertisement {
             transfer_size: stream.len() as u64,
             data_size: spec.total_size,
@@ -165,7 +259,8 @@ impl OutgoingResource {
             expected_proof,
             hashmap,
             sent: vec![false; n],
-            parts,
+            stream,
+            sdu,
             sent_parts: 0,
             adv,
             state: State::Advertised,
@@ -177,8 +272,15 @@ impl OutgoingResource {
             link_rtt,
             receiver_min_height: 0,
             seen_requests: VecDeque::new(),
-            segment_size: data.len(),
+            segment_size,
         }
+    }
+
+    /// Part `i` (empty past the last part).
+    pub fn part(&self, i: usize) -> &[u8] {
+        let start = i.saturating_mul(self.sdu).min(self.stream.len());
+        let end = start.saturating_add(self.sdu).min(self.stream.len());
+        &self.stream[start..end]
     }
 
     /// The resource hash.
@@ -193,7 +295,7 @@ impl OutgoingResource {
 
     /// Number of parts.
     pub fn part_count(&self) -> usize {
-        self.parts.len()
+        self.hashmap.len()
     }
 
     /// Parts sent so far.
@@ -252,7 +354,7 @@ impl OutgoingResource {
         let requested = req
             .get(pad + FULL_HASH_LEN..)
             .ok_or(SenderError::InvalidRequest)?;
-        let scope_end = (self.receiver_min_height + COLLISION_GUARD).min(self.parts.len());
+        let scope_end = (self.receiver_min_height + COLLISION_GUARD).min(self.hashmap.len());
         let mut steps = Vec::new();
         for want in requested.chunks_exact(MAPHASH_LEN) {
             let Some(i) = (self.receiver_min_height..scope_end).find(|&i| self.hashmap[i] == want)
@@ -263,7 +365,7 @@ impl OutgoingResource {
                 self.sent[i] = true;
                 self.sent_parts += 1;
             }
-            steps.push(SenderStep::Part(self.parts[i].clone()));
+            steps.push(SenderStep::Part(i));
             self.last_activity = now;
             self.last_part_sent = now;
         }
@@ -294,7 +396,7 @@ impl OutgoingResource {
             steps.push(SenderStep::HashmapUpdate(hmu));
             self.last_activity = now;
         }
-        if self.sent_parts == self.parts.len() {
+        if self.sent_parts == self.hashmap.len() {
             self.state = State::AwaitingProof;
             self.retries_left = 3;
         }

@@ -70,7 +70,8 @@ fn transfer_claiming(
                 step = ReceiverStep::Wait;
                 for s in steps {
                     match s {
-                        SenderStep::Part(mut p) => {
+                        SenderStep::Part(i) => {
+                            let mut p = tx.part(i).to_vec();
                             if corrupt == Some(seen_parts) {
                                 p[0] ^= 1;
                             }
@@ -274,7 +275,8 @@ fn the_next_window_is_requested_as_the_last_part_of_a_round_arrives_and_grows_li
         step = ReceiverStep::Wait;
         let n = parts.len();
         for (i, p) in parts.into_iter().enumerate() {
-            let SenderStep::Part(p) = p else { panic!() };
+            let SenderStep::Part(k) = p else { panic!() };
+            let p = tx.part(k).to_vec();
             now = now + Duration::from_micros(100);
             let st = rx.handle_part(&p, now);
             if i + 1 < n {
@@ -331,7 +333,8 @@ fn a_first_request_the_sender_missed_is_repeated_after_a_few_round_trips_backing
     assert_eq!(parts.len(), 12);
     let mut last = ReceiverStep::Wait;
     for p in parts {
-        let SenderStep::Part(p) = p else { panic!() };
+        let SenderStep::Part(i) = p else { panic!() };
+        let p = tx.part(i).to_vec();
         last = rx.handle_part(&p, due + Duration::from_millis(1));
     }
     let ReceiverStep::Request(next) = last else {
@@ -351,9 +354,10 @@ fn a_first_request_that_was_answered_is_not_repeated() {
         panic!()
     };
     let mut parts = tx.handle_request(t0, &[1; 32], &first).unwrap().into_iter();
-    let Some(SenderStep::Part(p)) = parts.next() else {
+    let Some(SenderStep::Part(k)) = parts.next() else {
         panic!()
     };
+    let p = tx.part(k).to_vec();
     assert_eq!(
         rx.handle_part(&p, t0 + Duration::from_millis(1)),
         ReceiverStep::Wait
@@ -365,4 +369,73 @@ fn a_first_request_that_was_answered_is_not_repeated() {
         rx.handle_part(&p, t0 + Duration::from_millis(2)),
         ReceiverStep::Wait
     );
+}
+
+#[test]
+fn a_part_cut_for_another_sdu_is_not_stored() {
+    // The sender cut its parts for MTU 16384; a receiver on an MTU-500 link counts parts
+    // of 464 bytes, so a 16,348-byte part cannot go where its map hash points.
+    let t0 = Instant::from_secs(1_000_000);
+    let (mut tx, adv) = large_segment(t0);
+    let (mut rx, first) = IncomingResource::accept(adv, 500, Duration::from_millis(2), None, t0);
+    let ReceiverStep::Request(first) = first else {
+        panic!()
+    };
+    let steps = tx.handle_request(t0, &[1; 32], &first).unwrap();
+    let Some(SenderStep::Part(k)) = steps.first() else {
+        panic!()
+    };
+    let p = tx.part(*k).to_vec();
+    assert_eq!(
+        rx.handle_part(&p, t0 + Duration::from_millis(1)),
+        ReceiverStep::Wait
+    );
+    assert_eq!(rx.progress().0, 0);
+}
+
+#[test]
+fn a_segment_buffer_is_sent_as_a_copied_slice_would_be() {
+    let t0 = Instant::from_secs(1_000_000);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let token = Token::new(&[3u8; 64]);
+    let mut buf = SegmentBuffer::with_capacity(data.len());
+    buf.extend_from_slice(&data[..10]);
+    let got = buf.append_with(data.len(), |b: &mut [u8]| {
+        b[..data.len() - 10].copy_from_slice(&data[10..]);
+        Ok::<_, ()>(data.len() - 10)
+    });
+    assert_eq!(got, Ok(data.len() - 10));
+    assert_eq!(buf.append_with(5, |_| Err("no")), Err("no"));
+    assert_eq!(buf.data(), &data[..]);
+    for compress in [false, true] {
+        let spec = SegmentSpec {
+            compress,
+            ..spec(data.len())
+        };
+        let rtt = Duration::from_millis(2);
+        let mut a = OutgoingResource::new(
+            &mut ChaCha20Rng::seed_from_u64(5),
+            &token,
+            500,
+            &data,
+            &spec,
+            t0,
+            rtt,
+        );
+        let mut b = OutgoingResource::from_buffer(
+            &mut ChaCha20Rng::seed_from_u64(5),
+            &token,
+            500,
+            buf.clone(),
+            &spec,
+            t0,
+            rtt,
+        );
+        assert_eq!(a.advertise(t0), b.advertise(t0));
+        assert_eq!(a.part_count(), b.part_count());
+        for i in 0..a.part_count() {
+            assert_eq!(a.part(i), b.part(i));
+        }
+        assert!(b.part(b.part_count()).is_empty());
+    }
 }

@@ -80,7 +80,8 @@ impl Transport {
             .get(&d)
             .and_then(|p| self.interfaces.get(&p.interface))
             .map(|s| s.config.mode);
-        let mut sent = false;
+        // The frame goes to every chosen interface; all but the last get a copy.
+        let mut chosen: Option<InterfaceId> = None;
         let mut hashed = false;
         for iface in targets {
             let Some(state) = self.interfaces.get_mut(&iface) else {
@@ -123,10 +124,17 @@ impl Transport {
                     s.stats.tx_announces += 1;
                 }
             }
-            self.transmit(iface, raw.clone());
-            sent = true;
+            if let Some(earlier) = chosen.replace(iface) {
+                self.transmit(earlier, raw.clone());
+            }
         }
-        sent
+        match chosen {
+            Some(last) => {
+                self.transmit(last, raw);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Queue a frame on an interface, applying its IFAC.

@@ -395,3 +395,26 @@ fn responder_accepts_data_sent_before_the_rtt_packet() {
 
 mod channel;
 mod intake;
+
+#[test]
+fn link_packets_are_built_as_packets_are() {
+    let id = AddressHash([7; 16]);
+    for (ptype, ctx) in [
+        (PacketType::Data, Context::RESOURCE),
+        (PacketType::Data, Context::NONE),
+        (PacketType::Proof, Context::RESOURCE_PRF),
+    ] {
+        let data: Vec<u8> = (0..=200u8).collect();
+        let expected = Packet {
+            flags: Flags::new(DestinationType::Link, ptype),
+            hops: 0,
+            transport_id: None,
+            destination: id,
+            context: ctx,
+            data: data.clone(),
+        }
+        .to_bytes();
+        assert_eq!(link_packet(&id, ptype, ctx, &data[..]), expected);
+        assert_eq!(link_packet(&id, ptype, ctx, data), expected);
+    }
+}
