@@ -13,6 +13,7 @@ use super::Node;
 use crate::bundle::envelope::{node_destination, seal_frame};
 use crate::bundle::store::StoredBundle;
 use crate::bundle::wire::WireBundle;
+use crate::control::response::{BundleStore, Bundles, BundlesFor};
 use crate::frame::{Body, GridFrame, Outcome};
 use crate::proto::courier::{choose_custodians, Candidate};
 use crate::trust::TrustLevel;
@@ -303,24 +304,31 @@ impl Node {
     }
 
     /// Bundle store figures for `grid status`.
-    pub(super) fn bundles_json(&self) -> serde_json::Value {
-        let waiting: Vec<serde_json::Value> = self
+    pub(super) fn bundle_figures(&self) -> Bundles {
+        let waiting = self
             .dtn
             .store
             .destinations()
             .unwrap_or_default()
             .into_iter()
             .take(50)
-            .map(|(d, n)| json!({"destination": AddressHash(d).to_string(), "bundles": n}))
+            .map(|(d, bundles)| BundlesFor {
+                destination: AddressHash(d),
+                bundles,
+            })
             .collect();
         match self.dtn.store.stats() {
-            Ok(s) => json!({
-                "custody": self.dtn.config.custody,
-                "queued": s.bundles, "bytes": s.bytes, "destinations": s.destinations,
-                "waiting": waiting,
-                "waiting_callers": self.dtn.waiters.len(),
+            Ok(s) => Bundles::Store(BundleStore {
+                custody: self.dtn.config.custody,
+                queued: s.bundles,
+                bytes: s.bytes,
+                destinations: s.destinations,
+                waiting,
+                waiting_callers: self.dtn.waiters.len(),
             }),
-            Err(e) => json!({"error": e.to_string()}),
+            Err(e) => Bundles::Unreadable {
+                error: e.to_string(),
+            },
         }
     }
 }

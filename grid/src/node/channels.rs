@@ -3,11 +3,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::reply::{Outcome, Reply};
-use super::Node;
 use rns_core::link::LinkId;
 use rns_core::Instant;
-use serde_json::{json, Value};
+
+use super::reply::{Outcome, Reply};
+use super::Node;
+use crate::control::response::{ChannelMessage, StreamChunk};
 
 /// Channel messages kept per link until read, at most (older ones are dropped).
 const MESSAGES_PER_LINK: usize = 256;
@@ -58,13 +59,16 @@ impl ChannelInbox {
         self.buffered + self.message_bytes
     }
 
-    /// Take everything received, as JSON for the control socket.
-    pub(super) fn take_json(&mut self) -> (Vec<Value>, Vec<Value>) {
+    /// Take everything received, for the control socket.
+    pub(super) fn take_all(&mut self) -> (Vec<ChannelMessage>, Vec<StreamChunk>) {
         self.message_bytes = 0;
         let messages = self
             .messages
             .drain(..)
-            .map(|(t, d)| json!({"msgtype": t, "data": super::links::bytes_json(&d)}))
+            .map(|(msgtype, d)| ChannelMessage {
+                msgtype,
+                data: super::links::bytes_json(&d),
+            })
             .collect();
         let mut ids: Vec<u16> = self.streams.keys().copied().collect();
         ids.sort_unstable();
@@ -74,14 +78,14 @@ impl ChannelInbox {
                 let s = self.streams.get_mut(&id)?;
                 let data = std::mem::take(&mut s.data);
                 self.buffered -= data.len();
-                let v = json!({
-                    "stream_id": id,
-                    "len": data.len(),
-                    "sha256": hex::encode(rns_core::hash::full_hash(&data)),
-                    "eof": s.eof,
-                    "overflowed": s.overflowed,
-                    "data": super::links::bytes_json(&data),
-                });
+                let v = StreamChunk {
+                    stream_id: id,
+                    len: data.len(),
+                    sha256: hex::encode(rns_core::hash::full_hash(&data)),
+                    eof: s.eof,
+                    overflowed: s.overflowed,
+                    data: super::links::bytes_json(&data),
+                };
                 if s.eof {
                     self.streams.remove(&id);
                 }
@@ -112,12 +116,15 @@ impl Node {
     }
 
     /// Take what `link` received on its channel (for `grid link recv`).
-    pub(super) fn take_channel_inbox(&mut self, link: &LinkId) -> (Vec<Value>, Vec<Value>) {
+    pub(super) fn take_channel_inbox(
+        &mut self,
+        link: &LinkId,
+    ) -> (Vec<ChannelMessage>, Vec<StreamChunk>) {
         let Some(inbox) = self.links.channel_inbox.get_mut(link) else {
             return Default::default();
         };
         let before = inbox.bytes();
-        let taken = inbox.take_json();
+        let taken = inbox.take_all();
         self.links.channel_bytes = self.links.channel_bytes - before + inbox.bytes();
         taken
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rns_core::transport::LinkInfo;
 use rns_core::{rmpv, AddressHash, Instant};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::links::value_json;
@@ -18,18 +18,18 @@ use crate::control::response::{self, ok};
 use crate::control::{ControlRequest, Request};
 use crate::Error;
 
-/// A link's summary as JSON.
-fn link_json(l: &LinkInfo) -> Value {
-    json!({
-        "link": l.id.to_string(),
-        "destination": l.destination.to_string(),
-        "initiator": l.initiator,
-        "state": format!("{:?}", l.state).to_lowercase(),
-        "mtu": l.mtu,
-        "rtt_ms": l.rtt.map(|r| r.as_secs_f64() * 1e3),
-        "remote_identity": l.remote_identity.map(|i| i.to_string()),
-        "channel_window": l.channel_window,
-    })
+/// A link's summary, for `links` and `status`.
+fn link_summary(l: &LinkInfo) -> response::LinkSummary {
+    response::LinkSummary {
+        link: l.id,
+        destination: l.destination,
+        initiator: l.initiator,
+        state: format!("{:?}", l.state).to_lowercase(),
+        mtu: l.mtu,
+        rtt_ms: l.rtt.map(|r| r.as_secs_f64() * 1e3),
+        remote_identity: l.remote_identity,
+        channel_window: l.channel_window,
+    }
 }
 
 /// Answer a control request: the JSON when it succeeded, the typed refusal when not.
@@ -103,7 +103,7 @@ fn granted(level: crate::trust::TrustLevel) -> Result<crate::trust::TrustLevel, 
 
 impl Node {
     /// Where the path to `d` leads, or [`Error::NoPath`].
-    pub(super) fn path_json(&self, d: &AddressHash) -> Result<Value, Error> {
+    pub(super) fn path_found(&self, d: &AddressHash) -> Result<response::PathFound, Error> {
         let p = self.transport.path(d).ok_or_else(|| Error::NoPath {
             destination: *d,
             message: format!("no path to {d}"),
@@ -114,21 +114,15 @@ impl Node {
             .find(|(i, ..)| *i == p.interface)
             .map(|(_, n, ..)| n.to_string())
             .unwrap_or_default();
-        let identity = self
-            .transport
-            .recall_identity(d)
-            .map(|i| i.hash().to_string());
-        let app_data = self.transport.recall_app_data(d).map(hex::encode);
-        Ok(json!({
-            "ok": true,
-            "destination": d.to_string(),
-            "identity": identity,
-            "app_data": app_data,
-            "hops": p.hops,
-            "next_hop": p.next_hop.to_string(),
-            "interface": iface,
-            "expires_in_s": p.expires.saturating_since(clock::now()).as_secs(),
-        }))
+        Ok(response::PathFound {
+            destination: *d,
+            identity: self.transport.recall_identity(d).map(|i| i.hash()),
+            app_data: self.transport.recall_app_data(d).map(hex::encode),
+            hops: p.hops,
+            next_hop: p.next_hop,
+            interface: iface,
+            expires_in_s: p.expires.saturating_since(clock::now()).as_secs(),
+        })
     }
 
     pub(super) fn on_control(&mut self, now: Instant, req: ControlRequest) {
@@ -141,10 +135,10 @@ impl Node {
             };
         }
         match request {
-            Request::Status => answer(reply, Ok(self.status_json(now))),
+            Request::Status => answer(reply, Ok(ok(&self.status(now)))),
             Request::Path { destination, .. } => {
                 if self.transport.path(&destination).is_some() {
-                    answer(reply, self.path_json(&destination));
+                    answer(reply, self.path_found(&destination).map(|p| ok(&p)));
                 } else {
                     self.transport.request_path(now, &destination, None);
                     self.wait(now + timeout, Reply::json(reply), Wait::Path(destination));
@@ -218,8 +212,12 @@ impl Node {
                             .await
                             .map(|result| ok(&response::Executed { node, result }))
                     };
-                    let mut v = r.unwrap_or_else(|e| e.to_json());
-                    v["node"] = json!(node.to_string());
+                    // A refusal names the node too, so the caller knows where it failed.
+                    let v = r.unwrap_or_else(|e| {
+                        let mut v = e.to_json();
+                        v["node"] = Value::String(node.to_string());
+                        v
+                    });
                     let _ = reply.send(v);
                 });
             }
@@ -241,16 +239,17 @@ impl Node {
             Request::PairOffer { level, window_s } => {
                 let window = window_s.map_or(crate::proto::pairing::WINDOW, Duration::from_secs);
                 let r = granted(level).map(|level| {
-                    let code = self.pair_offer(now, level, window);
-                    json!({
-                        "ok": true, "code": code, "node": self.grid_destination.to_string(),
-                        "level": level.as_str(), "expires_in_s": window.as_secs(),
-                        "tries": crate::proto::pairing::TRIES,
+                    ok(&response::PairOffered {
+                        code: self.pair_offer(now, level, window),
+                        node: self.grid_destination,
+                        level,
+                        expires_in_s: window.as_secs(),
+                        tries: crate::proto::pairing::TRIES,
                     })
                 });
                 answer(reply, r);
             }
-            Request::PairStatus => answer(reply, Ok(self.pair_status(now))),
+            Request::PairStatus => answer(reply, Ok(ok(&self.pair_status(now)))),
             Request::PairJoin {
                 destination,
                 code,
@@ -273,19 +272,14 @@ impl Node {
                 });
             }
             Request::TrustList => {
-                let entries: Vec<Value> = self
+                let entries = self
                     .guard
                     .trust
                     .list()
-                    .map(|(h, l)| json!({"identity": h.to_string(), "level": l.as_str()}))
+                    .map(|(identity, level)| response::TrustOf { identity, level })
                     .collect();
-                answer(
-                    reply,
-                    Ok(json!({
-                        "ok": true, "entries": entries,
-                        "default": self.guard.trust.default_level().as_str(),
-                    })),
-                );
+                let default = self.guard.trust.default_level();
+                answer(reply, Ok(ok(&response::TrustList { entries, default })));
             }
             Request::Emit {
                 event,
@@ -324,15 +318,15 @@ impl Node {
                             .ok()
                             .flatten()
                             .and_then(|r| serde_json::from_slice::<Value>(&r).ok());
-                        Ok(match (self.grid.recent_events.find(&name), stored) {
-                            (Some(e), _) => {
-                                json!({"ok": true, "state": "done", "outcome": e["payload"]})
-                            }
-                            (None, Some(r)) => {
-                                json!({"ok": true, "state": "done", "outcome": r["outcome"]})
-                            }
-                            (None, None) => json!({"ok": true, "state": "pending"}),
-                        })
+                        let outcome = match (self.grid.recent_events.find(&name), stored) {
+                            (Some(mut e), _) => Some(e["payload"].take()),
+                            (None, Some(mut r)) => Some(r["outcome"].take()),
+                            (None, None) => None,
+                        };
+                        Ok(ok(&match outcome {
+                            Some(outcome) => response::JobResult::Done { outcome },
+                            None => response::JobResult::Pending,
+                        }))
                     }
                 };
                 answer(reply, r);
@@ -351,7 +345,7 @@ impl Node {
                     let r = handle
                         .subscribe_remote(destination, &pattern, timeout)
                         .await;
-                    answer(reply, r.map(|()| json!({"ok": true})));
+                    answer(reply, r.map(|()| ok(&response::Accepted {})));
                 });
             }
             Request::DhtProvide { ref key } | Request::DhtFind { ref key, .. } => {
@@ -384,18 +378,19 @@ impl Node {
             Request::Cp { path, destination } => {
                 let r = self
                     .start_send_file(now, &path, destination)
-                    .map(|id| ok(&response::CpStarted { id }))
-                    .map_err(Error::Failed);
+                    .map(|id| ok(&response::CpStarted { id }));
                 answer(reply, r);
             }
-            Request::CpStatus { id } => answer(reply, Ok(self.transfer_json(&id, now))),
+            Request::CpStatus { id } => {
+                answer(reply, self.transfer_status(&id, now).map(|s| ok(&s)));
+            }
             Request::Received => {
-                let files: Vec<Value> = self.files.received_files.iter().cloned().collect();
-                answer(reply, Ok(json!({"ok": true, "files": files})));
+                let files = self.files.received_files.iter().cloned().collect();
+                answer(reply, Ok(ok(&response::Received { files })));
             }
             Request::Links => {
-                let links: Vec<Value> = self.transport.links().map(|l| link_json(&l)).collect();
-                answer(reply, Ok(json!({"ok": true, "links": links})));
+                let links = self.transport.links().map(|l| link_summary(&l)).collect();
+                answer(reply, Ok(ok(&response::Links { links })));
             }
             Request::LinkRecv { link } => {
                 let packets: Vec<Value> = self
@@ -404,13 +399,13 @@ impl Node {
                     .map(|p| value_json(&rmpv::Value::Binary(p)))
                     .collect();
                 let (messages, streams) = self.take_channel_inbox(&link);
-                let inbox = crate::control::response::Inbox {
+                let inbox = response::Inbox {
                     link,
                     packets,
                     messages,
                     streams,
                 };
-                answer(reply, Ok(crate::control::response::ok(&inbox)));
+                answer(reply, Ok(ok(&inbox)));
             }
             // The link operations were answered above.
             other => answer(
@@ -424,22 +419,19 @@ impl Node {
     }
 
     /// Grid nodes heard, with their capabilities (nearest first, at most 100).
-    fn peers_json(&self, now: Instant) -> Value {
+    fn peers(&self, now: Instant) -> Vec<response::Peer> {
         let mut peers: Vec<_> = self.grid.peers.iter().collect();
         peers.sort_by_key(|(_, (_, hops, _))| *hops);
-        Value::Array(
-            peers
-                .into_iter()
-                .take(100)
-                .map(|(node, (caps, hops, seen))| {
-                    json!({
-                        "node": node.to_string(), "hops": hops,
-                        "seen_s_ago": now.saturating_since(*seen).as_secs(),
-                        "capabilities": caps.to_json(),
-                    })
-                })
-                .collect(),
-        )
+        peers
+            .into_iter()
+            .take(100)
+            .map(|(node, (caps, hops, seen))| response::Peer {
+                node: *node,
+                hops: *hops,
+                seen_s_ago: now.saturating_since(*seen).as_secs(),
+                capabilities: caps.summary(),
+            })
+            .collect()
     }
 
     /// An API handle for tasks the control socket starts.
@@ -452,63 +444,70 @@ impl Node {
         )
     }
 
-    pub(super) fn status_json(&self, now: Instant) -> Value {
-        let interfaces: Vec<Value> = self
+    /// The answer to `status`.
+    pub(super) fn status(&self, now: Instant) -> response::Status {
+        let interfaces = self
             .transport
             .interfaces()
-            .map(|(id, name, online, s)| {
-                json!({
-                    "id": id.0, "name": name, "online": online,
-                    "rx_packets": s.rx_packets, "rx_bytes": s.rx_bytes,
-                    "tx_packets": s.tx_packets, "tx_bytes": s.tx_bytes,
-                    "rx_announces": s.rx_announces, "tx_announces": s.tx_announces,
-                    "ifac_violations": s.ifac_violations,
-                    "protocol_violations": s.protocol_violations,
-                    "filtered": s.filtered,
-                    "held_announces": s.held_announces,
-                    "queued_announces": s.queued_announces,
-                    "radio": self.interfaces.radio.get(&id),
-                })
+            .map(|(id, name, online, s)| response::InterfaceStatus {
+                id: id.0,
+                name: name.to_string(),
+                online,
+                rx_packets: s.rx_packets,
+                rx_bytes: s.rx_bytes,
+                tx_packets: s.tx_packets,
+                tx_bytes: s.tx_bytes,
+                rx_announces: s.rx_announces,
+                tx_announces: s.tx_announces,
+                ifac_violations: s.ifac_violations,
+                protocol_violations: s.protocol_violations,
+                filtered: s.filtered,
+                held_announces: s.held_announces,
+                queued_announces: s.queued_announces,
+                radio: self.interfaces.radio.get(&id).cloned(),
             })
             .collect();
-        let mut paths: Vec<Value> = self
+        let mut paths: Vec<response::PathSummary> = self
             .transport
             .paths()
             .take(1000)
-            .map(|p| {
-                json!({"destination": p.destination.to_string(), "hops": p.hops,
-                       "next_hop": p.next_hop.to_string(), "interface": p.interface.0})
+            .map(|p| response::PathSummary {
+                destination: p.destination,
+                hops: p.hops,
+                next_hop: p.next_hop,
+                interface: p.interface.0,
             })
             .collect();
-        paths.sort_by(|a, b| a["hops"].as_u64().cmp(&b["hops"].as_u64()));
+        paths.sort_by_key(|p| p.hops);
         let st = self.transport.stats();
-        json!({
-            "ok": true,
-            "identity": self.identity.hash().to_string(),
-            "destination": self.grid_destination.to_string(),
-            "transport": self.transport.transport_enabled(),
-            "shared_instance": self.shared_instance,
-            "bundles": self.bundles_json(),
-            "capabilities": self.grid.layer.capabilities.to_json(),
-            "peers": self.peers_json(now),
-            "local_clients": self.transport.local_client_count(),
-            "uptime_s": now.saturating_since(self.started).as_secs(),
-            "interfaces": interfaces,
-            "path_count": self.transport.path_count(),
-            "paths": paths,
-            "links": self.transport.links().map(|l| link_json(&l)).collect::<Vec<_>>(),
-            "link_table": self.transport.link_table_len(),
-            "known_destinations": self.transport.known_destination_count(),
-            "stats": {
-                "forwarded": st.forwarded, "rebroadcasts": st.rebroadcasts,
-                "delivered": st.delivered, "undecryptable": st.undecryptable,
-                "protocol_violations": st.protocol_violations,
-                "ifac_violations": st.ifac_violations,
-                "unknown_link_packets": st.unknown_link_packets,
-                "dropped_link_requests": st.dropped_link_requests,
-                "evicted_half_open_links": st.evicted_half_open_links,
-                "dropped_outbound": self.interfaces.dropped + st.dropped_transmits,
+        response::Status {
+            identity: self.identity.hash(),
+            destination: self.grid_destination,
+            transport: self.transport.transport_enabled(),
+            shared_instance: self.shared_instance.clone(),
+            bundles: self.bundle_figures(),
+            capabilities: self.grid.layer.capabilities.summary(),
+            peers: self.peers(now),
+            local_clients: self.transport.local_client_count(),
+            uptime_s: now.saturating_since(self.started).as_secs(),
+            interfaces,
+            path_count: self.transport.path_count(),
+            paths,
+            links: self.transport.links().map(|l| link_summary(&l)).collect(),
+            link_table: self.transport.link_table_len(),
+            known_destinations: self.transport.known_destination_count(),
+            stats: response::TrafficStats {
+                forwarded: st.forwarded,
+                rebroadcasts: st.rebroadcasts,
+                delivered: st.delivered,
+                undecryptable: st.undecryptable,
+                protocol_violations: st.protocol_violations,
+                ifac_violations: st.ifac_violations,
+                unknown_link_packets: st.unknown_link_packets,
+                dropped_link_requests: st.dropped_link_requests,
+                evicted_half_open_links: st.evicted_half_open_links,
+                dropped_outbound: self.interfaces.dropped + st.dropped_transmits,
             },
-        })
+        }
     }
 }

@@ -17,9 +17,10 @@ use rns_core::resource::{
     split_metadata, with_metadata, SegmentBuffer, SegmentInfo, SegmentSpec, MAX_EFFICIENT_SIZE,
 };
 use rns_core::{rmpv, AddressHash, Instant};
-use serde_json::{json, Value};
 
 use super::Node;
+use crate::control::response::{CpState, CpStatus, ReceivedFile};
+use crate::Error;
 
 /// Transfers remembered after they finish, for `grid cp` to read the outcome.
 const FINISHED_KEPT: usize = 64;
@@ -88,8 +89,8 @@ pub(super) enum TransferState {
     Sending,
     /// All segments proven.
     Complete,
-    /// Failed, with a reason.
-    Failed(String),
+    /// Failed, and why.
+    Failed(Error),
 }
 
 /// The `rncp` metadata map: `{"name": <bytes>}`.
@@ -235,11 +236,11 @@ impl Node {
                 match std::fs::rename(&f.temp, &dest) {
                     Ok(()) => {
                         tracing::info!(path = %dest.display(), bytes = f.received, from = ?f.from.map(|x| x.to_string()), "received a file");
-                        self.files.received_files.push_back(json!({
-                            "path": dest.display().to_string(),
-                            "bytes": f.received,
-                            "from": f.from.map(|x| x.to_string()),
-                        }));
+                        self.files.received_files.push_back(ReceivedFile {
+                            path: dest.display().to_string(),
+                            bytes: f.received,
+                            from: f.from,
+                        });
                         if self.files.received_files.len() > FINISHED_KEPT {
                             self.files.received_files.pop_front();
                         }
@@ -294,7 +295,7 @@ impl Node {
             .filter(|t| t.link == Some(*link))
         {
             if matches!(t.state, TransferState::Sending | TransferState::Connecting) {
-                t.state = TransferState::Failed("the link closed".into());
+                t.state = TransferState::Failed(Error::LinkClosed("the link closed".into()));
                 t.finished = Some(now);
             }
         }
@@ -320,13 +321,16 @@ impl Node {
         now: Instant,
         path: &Path,
         destination: AddressHash,
-    ) -> Result<String, String> {
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    ) -> Result<String, Error> {
+        let unreadable = |e: std::io::Error| Error::Failed(format!("{}: {e}", path.display()));
+        let meta = std::fs::metadata(path).map_err(unreadable)?;
         if !meta.is_file() {
-            return Err(format!("{}: not a regular file", path.display()));
+            let e = format!("{}: not a regular file", path.display());
+            return Err(Error::BadRequest(e));
         }
-        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let metadata = with_metadata(&metadata_for(path), &[]).ok_or("file name too long")?;
+        let file = File::open(path).map_err(unreadable)?;
+        let metadata = with_metadata(&metadata_for(path), &[])
+            .ok_or_else(|| Error::BadRequest("file name too long".into()))?;
         let total = meta.len() + metadata.len() as u64;
         let total_segments = total.div_ceil(MAX_EFFICIENT_SIZE as u64).max(1);
         let id = hex::encode(
@@ -374,7 +378,11 @@ impl Node {
                 if now.saturating_since(self.files.outgoing_files[i].started)
                     > Duration::from_secs(30)
                 {
-                    self.fail_outgoing_file(i, now, format!("no path to {d}"));
+                    let e = Error::NoPath {
+                        destination: d,
+                        message: format!("no path to {d}"),
+                    };
+                    self.fail_outgoing_file(i, now, e);
                 } else if now.saturating_since(self.files.outgoing_files[i].last_path_request)
                     >= Duration::from_secs(5)
                 {
@@ -386,7 +394,7 @@ impl Node {
             }
             match self.transport.open_link(now, &d) {
                 Ok(l) => self.files.outgoing_files[i].link = Some(l),
-                Err(e) => self.fail_outgoing_file(i, now, e.to_string()),
+                Err(e) => self.fail_outgoing_file(i, now, e.into()),
             }
         }
         self.files.outgoing_files.retain(|t| {
@@ -407,7 +415,7 @@ impl Node {
         }
     }
 
-    fn fail_outgoing_file(&mut self, i: usize, now: Instant, why: String) {
+    fn fail_outgoing_file(&mut self, i: usize, now: Instant, why: Error) {
         let t = &mut self.files.outgoing_files[i];
         t.state = TransferState::Failed(why);
         t.finished = Some(now);
@@ -466,7 +474,7 @@ impl Node {
         t.next_segment += 1;
         let preparer = match self.transport.link_resource_preparer(&link) {
             Ok(p) => p,
-            Err(e) => return self.fail_outgoing_file(i, now, e.to_string()),
+            Err(e) => return self.fail_outgoing_file(i, now, e.into()),
         };
         // Reading (straight into the buffer the segment is encrypted and sent from), then
         // compression, encryption and hashing of up to 1 MiB: all off the event loop.
@@ -500,7 +508,7 @@ impl Node {
         let resource = match p.resource {
             Ok(r) => r,
             Err(e) => {
-                self.fail_outgoing_file(i, now, e);
+                self.fail_outgoing_file(i, now, Error::Failed(e));
                 let _ = self.transport.close_link(now, &p.link);
                 return;
             }
@@ -515,7 +523,7 @@ impl Node {
                 // advertise it the moment this one is proven.
                 self.prepare_ahead(now, i);
             }
-            Err(e) => self.fail_outgoing_file(i, now, e.to_string()),
+            Err(e) => self.fail_outgoing_file(i, now, e.into()),
         }
     }
 
@@ -583,20 +591,20 @@ impl Node {
             .position(|t| t.link == Some(link) && t.state == TransferState::Sending)
         {
             let why = match reason {
-                ResourceFailure::Rejected => {
-                    "the receiver refused the file (is this identity allowed?)".to_string()
-                }
-                other => format!("the transfer failed ({other:?})"),
+                ResourceFailure::Rejected => Error::Denied(
+                    "the receiver refused the file (is this identity allowed?)".into(),
+                ),
+                other => Error::Failed(format!("the transfer failed ({other:?})")),
             };
             self.fail_outgoing_file(i, now, why);
             let _ = self.transport.close_link(now, &link);
         }
     }
 
-    /// A transfer's status for `grid cp`.
-    pub(super) fn transfer_json(&self, id: &str, now: Instant) -> Value {
+    /// A transfer's status for `grid cp`; [`Error::BadRequest`] for an unknown id.
+    pub(super) fn transfer_status(&self, id: &str, now: Instant) -> Result<CpStatus, Error> {
         let Some(t) = self.files.outgoing_files.iter().find(|t| t.id == id) else {
-            return json!({"ok": false, "error": format!("no transfer {id}")});
+            return Err(Error::BadRequest(format!("no transfer {id}")));
         };
         let total = t.file_size + t.metadata.len() as u64;
         let front = t.segment_sizes.front().copied().unwrap_or(0) as f64;
@@ -607,24 +615,25 @@ impl Node {
             .saturating_since(t.started)
             .as_secs_f64();
         let (state, error) = match &t.state {
-            TransferState::Connecting => ("connecting", None),
-            TransferState::Sending => ("sending", None),
-            TransferState::Complete => ("complete", None),
-            TransferState::Failed(e) => ("failed", Some(e.clone())),
+            TransferState::Connecting => (CpState::Connecting, None),
+            TransferState::Sending => (CpState::Sending, None),
+            TransferState::Complete => (CpState::Complete, None),
+            TransferState::Failed(e) => (CpState::Failed, Some(e.to_string())),
         };
-        json!({
-            "ok": true,
-            "id": t.id,
-            "state": state,
-            "error": error,
-            "file": t.path.display().to_string(),
-            "bytes": t.file_size,
-            "done": done as u64,
-            "total": total,
-            "seconds": elapsed,
-            // From the link coming up to the last proof: the transfer alone.
-            "transfer_seconds": t.sending_since.map(|s| t.finished.unwrap_or(now).saturating_since(s).as_secs_f64()),
-            "rate_bytes_per_s": if elapsed > 0.0 { done / elapsed } else { 0.0 },
+        let end = t.finished.unwrap_or(now);
+        Ok(CpStatus {
+            id: t.id.clone(),
+            state,
+            error,
+            file: t.path.display().to_string(),
+            bytes: t.file_size,
+            done: done as u64,
+            total,
+            seconds: elapsed,
+            transfer_seconds: t
+                .sending_since
+                .map(|s| end.saturating_since(s).as_secs_f64()),
+            rate_bytes_per_s: if elapsed > 0.0 { done / elapsed } else { 0.0 },
         })
     }
 }
@@ -651,7 +660,7 @@ pub(super) struct Transfers {
     /// Files being sent.
     pub(super) outgoing_files: Vec<OutgoingFile>,
     /// Files received lately, for `grid cp --received`.
-    pub(super) received_files: std::collections::VecDeque<serde_json::Value>,
+    pub(super) received_files: std::collections::VecDeque<ReceivedFile>,
     /// Where blocking-thread work (segment preparation) reports back.
     pub(super) prepared_tx: tokio::sync::mpsc::UnboundedSender<Prepared>,
 }

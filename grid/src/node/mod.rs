@@ -12,7 +12,6 @@ use rns_core::transport::{
     Event, InterfaceConfig, LocalRole, ProofStrategy, Transport, TransportConfig,
 };
 use rns_core::{AddressHash, Identity, Instant};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -666,7 +665,13 @@ impl Node {
                 let hops = self.transport.path(&destination).map(|p| p.hops);
                 self.answer(
                     |w| matches!(w, Wait::ProbeProof { packet, .. } if *packet == packet_hash),
-                    |_| Ok(reply::Outcome::Json(json!({"ok": true, "destination": destination.to_string(), "rtt_ms": rtt.as_secs_f64() * 1000.0, "hops": hops}))),
+                    |_| {
+                        Ok(reply::Outcome::Probed(crate::control::response::Probed {
+                            destination,
+                            rtt_ms: rtt.as_secs_f64() * 1000.0,
+                            hops,
+                        }))
+                    },
                 );
             }
             Event::ReceiptTimeout {

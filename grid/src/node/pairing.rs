@@ -1,12 +1,12 @@
 //! `grid pair` on the node: the offer and its checks are [`crate::proto::pairing`], the
-//! join [`crate::proto::layer`]'s; here the code is drawn and answers put as JSON.
+//! join [`crate::proto::layer`]'s; here the code is drawn and the offer's state read.
 
 use std::time::Duration;
 
 use rns_core::Instant;
-use serde_json::{json, Value};
 
 use super::Node;
+use crate::control::response::PairStatus;
 use crate::proto::pairing::PairingState;
 use crate::trust::{TrustLevel, PAIRING_CODE_WORDS};
 
@@ -23,17 +23,17 @@ impl Node {
         self.grid.layer.pairing.offer(now, code, level, window)
     }
 
-    /// Where the latest offer stands, as JSON.
-    pub(super) fn pair_status(&mut self, now: Instant) -> Value {
+    /// Where the latest offer stands.
+    pub(super) fn pair_status(&mut self, now: Instant) -> PairStatus {
         match self.grid.layer.pairing.state(now) {
-            PairingState::Waiting(left) => json!({
-                "ok": true, "state": "waiting", "expires_in_s": left.as_secs(),
-            }),
-            PairingState::Paired(id, level) => json!({
-                "ok": true, "state": "paired", "identity": id.to_string(), "level": level.as_str(),
-            }),
-            PairingState::Closed(why) => json!({"ok": true, "state": "closed", "reason": why}),
-            _ => json!({"ok": true, "state": "none"}),
+            PairingState::Waiting(left) => PairStatus::Waiting {
+                expires_in_s: left.as_secs(),
+            },
+            PairingState::Paired(identity, level) => PairStatus::Paired { identity, level },
+            PairingState::Closed(why) => PairStatus::Closed {
+                reason: why.to_string(),
+            },
+            PairingState::None => PairStatus::None,
         }
     }
 }

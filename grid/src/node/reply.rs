@@ -14,8 +14,10 @@ use crate::Error;
 /// What a successful operation yields.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
-    /// A ready-made JSON answer (status, paths, probes): control socket only.
-    Json(Value),
+    /// A path was found: control socket only.
+    Path(crate::control::response::PathFound),
+    /// A probe was proven: control socket only.
+    Probed(crate::control::response::Probed),
     /// A link is established.
     LinkUp {
         link: LinkId,
@@ -48,7 +50,8 @@ impl Outcome {
     pub(crate) fn to_json(&self) -> Value {
         use crate::control::response::{self as r, ok};
         match self {
-            Outcome::Json(v) => v.clone(),
+            Outcome::Path(p) => ok(p),
+            Outcome::Probed(p) => ok(p),
             Outcome::LinkUp { link, rtt, mtu } => ok(&r::LinkUp {
                 link: *link,
                 rtt_ms: ms(rtt),

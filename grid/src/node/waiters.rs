@@ -135,7 +135,7 @@ impl Node {
         }
         for w in self.take_waiters(|w| needs_path(w).is_some_and(|d| found.contains(&d))) {
             match w.wait {
-                Wait::Path(d) => w.reply.send(self.path_json(&d).map(Outcome::Json)),
+                Wait::Path(d) => w.reply.send(self.path_found(&d).map(Outcome::Path)),
                 Wait::ProbePath {
                     destination,
                     payload,

@@ -78,27 +78,48 @@ impl Capabilities {
         (rest.is_empty() && c.version == CAPABILITIES_VERSION).then_some(c)
     }
 
-    /// As JSON for people and scripts.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut roles = Vec::new();
-        for (bit, name) in [
+    /// As people and scripts read it: roles by name, no version.
+    pub fn summary(&self) -> CapabilitySummary {
+        let roles = [
             (roles::TRANSPORT, "transport"),
             (roles::CUSTODY, "custody"),
             (roles::SHARED_INSTANCE, "shared_instance"),
-        ] {
-            if self.roles & bit != 0 {
-                roles.push(name);
-            }
+        ]
+        .into_iter()
+        .filter(|(bit, _)| self.roles & bit != 0)
+        .map(|(_, name)| name.to_string())
+        .collect();
+        CapabilitySummary {
+            cpu_cores: self.cpu_cores,
+            ram_mb: self.ram_mb,
+            gpu: self.gpu.clone(),
+            roles,
+            adapters: self.adapters,
+            models: self.models,
         }
-        serde_json::json!({
-            "cpu_cores": self.cpu_cores,
-            "ram_mb": self.ram_mb,
-            "gpu": self.gpu.as_ref().map(|g| serde_json::json!({"name": g.name, "vram_mb": g.vram_mb})),
-            "roles": roles,
-            "adapters": self.adapters,
-            "models": self.models,
-        })
     }
+
+    /// As JSON for people and scripts ([`Capabilities::summary`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.summary()).unwrap_or_default()
+    }
+}
+
+/// [`Capabilities`] as `grid status` and `grid/status` show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilitySummary {
+    /// CPU cores.
+    pub cpu_cores: u16,
+    /// RAM, MB.
+    pub ram_mb: u32,
+    /// The GPU, if any.
+    pub gpu: Option<Gpu>,
+    /// Roles by name: `transport`, `custody`, `shared_instance`.
+    pub roles: Vec<String>,
+    /// Adapters (skills) held.
+    pub adapters: u16,
+    /// Models held.
+    pub models: u16,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use grid_firmware::{cmd, kiss};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The largest KISS payload accepted from a device: a reassembled packet (508) plus
 /// IFAC and slack; long reports (framebuffer, display) are dropped as oversized.
@@ -45,7 +45,7 @@ pub struct Echoes {
 }
 
 /// Signal and channel figures the radio reports, for `grid status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RadioStats {
     /// RSSI of the last received packet, dBm.
     pub rssi_dbm: Option<i16>,

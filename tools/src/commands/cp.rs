@@ -51,18 +51,19 @@ pub(crate) fn cp(
     let started = std::time::Instant::now();
     let last = loop {
         std::thread::sleep(Duration::from_millis(100));
-        let s = ask(
+        let v = ask(
             state,
             &Request::CpStatus { id: id.clone() },
             Duration::from_secs(5),
         )?;
+        let s: r::CpStatus = r::parse(v)?;
         if let Some(b) = &bar {
-            b.set_length(s["total"].as_u64().unwrap_or(0));
-            b.set_position(s["done"].as_u64().unwrap_or(0));
+            b.set_length(s.total);
+            b.set_position(s.done);
         }
-        match s["state"].as_str() {
-            Some("complete") | Some("failed") => break s,
-            Some("connecting") if started.elapsed() > limit => {
+        match s.state {
+            r::CpState::Complete | r::CpState::Failed => break s,
+            r::CpState::Connecting if started.elapsed() > limit => {
                 if let Some(b) = &bar {
                     b.abandon();
                 }
@@ -74,17 +75,13 @@ pub(crate) fn cp(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    if last["state"] == "failed" {
-        bail!(
-            "{}",
-            last["error"].as_str().unwrap_or("the transfer failed")
-        );
+    if last.state == r::CpState::Failed {
+        bail!("{}", last.error.as_deref().unwrap_or("the transfer failed"));
     }
     if json_out {
-        println!("{last}");
+        println!("{}", r::ok(&last));
     } else {
-        let bytes = last["bytes"].as_u64().unwrap_or(0);
-        let secs = last["seconds"].as_f64().unwrap_or(0.0);
+        let (bytes, secs) = (last.bytes, last.seconds);
         println!(
             "Sent {} ({} bytes) to {} in {:.2} s, {:.2} MB/s",
             path.display(),

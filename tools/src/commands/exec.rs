@@ -83,12 +83,10 @@ pub(crate) fn exec_result(state: &StateDir, handle: &str, json_out: bool) -> Res
         println!("{v}");
         return Ok(());
     }
-    match v["state"].as_str() {
-        Some("done") if v["outcome"]["ok"] == true => {
-            println!("{}", serde_json::to_string_pretty(&v["outcome"]["result"])?)
-        }
-        Some("done") => bail!("{}", v["outcome"]["error"].as_str().unwrap_or("failed")),
-        _ => println!("pending"),
+    match r::parse::<r::JobResult>(v)?.outcome() {
+        Some(Ok(result)) => println!("{}", serde_json::to_string_pretty(&result)?),
+        Some(Err(e)) => bail!("{e}"),
+        None => println!("pending"),
     }
     Ok(())
 }

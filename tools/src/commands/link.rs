@@ -155,21 +155,15 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
             )
         }
         A::List { .. } => {
-            for l in v["links"].as_array().into_iter().flatten() {
+            for l in r::parse::<r::Links>(v)?.links {
                 println!(
                     "{}  {:<9} {} {}  mtu {}  rtt {}",
-                    l["link"].as_str().unwrap_or("?"),
-                    l["state"].as_str().unwrap_or("?"),
-                    if l["initiator"].as_bool() == Some(true) {
-                        "to"
-                    } else {
-                        "from"
-                    },
-                    l["destination"].as_str().unwrap_or("?"),
-                    l["mtu"],
-                    l["rtt_ms"]
-                        .as_f64()
-                        .map_or("-".into(), |r| format!("{r:.3} ms")),
+                    l.link,
+                    l.state,
+                    if l.initiator { "to" } else { "from" },
+                    l.destination,
+                    l.mtu,
+                    l.rtt_ms.map_or("-".into(), |r| format!("{r:.3} ms")),
                 );
             }
         }
@@ -195,22 +189,14 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
                 println!("{}", text(p));
             }
             for m in &inbox.messages {
-                println!(
-                    "[message {:#06x}] {}",
-                    m["msgtype"].as_u64().unwrap_or(0),
-                    text(&m["data"])
-                );
+                println!("[message {:#06x}] {}", m.msgtype, text(&m.data));
             }
             for st in &inbox.streams {
                 println!(
                     "[stream {}{}] {}",
-                    st["stream_id"],
-                    if st["eof"].as_bool() == Some(true) {
-                        ", closed"
-                    } else {
-                        ""
-                    },
-                    text(&st["data"])
+                    st.stream_id,
+                    if st.eof { ", closed" } else { "" },
+                    text(&st.data)
                 );
             }
         }

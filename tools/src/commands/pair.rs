@@ -25,15 +25,17 @@ pub(crate) fn pair_offer(
         },
         Duration::from_secs(5),
     )?;
-    let code = v["code"].as_str().unwrap_or("?");
-    let node = v["node"].as_str().unwrap_or("?");
     if json_out && no_wait {
         println!("{v}");
         return Ok(());
     }
+    let offer: r::PairOffered = r::parse(v)?;
     if !json_out {
-        println!("Pairing code: {code}");
-        println!("On the other node run:\n  grid pair {node} {code}");
+        println!("Pairing code: {}", offer.code);
+        println!(
+            "On the other node run:\n  grid pair {} {}",
+            offer.node, offer.code
+        );
     }
     if no_wait {
         return Ok(());
@@ -42,30 +44,25 @@ pub(crate) fn pair_offer(
         eprintln!(
             "waiting up to {} for it ({} tries)…",
             humantime::format_duration(window),
-            v["tries"]
+            offer.tries
         );
     }
     loop {
         std::thread::sleep(Duration::from_millis(300));
-        let s = ask(state, &Request::PairStatus, Duration::from_secs(5))?;
-        match s["state"].as_str() {
-            Some("paired") => {
+        let v = ask(state, &Request::PairStatus, Duration::from_secs(5))?;
+        let status: r::PairStatus = r::parse(v)?;
+        match status {
+            r::PairStatus::Paired { identity, level } => {
                 if json_out {
-                    println!("{s}");
+                    println!("{}", r::ok(&status));
                 } else {
-                    println!(
-                        "Paired with {} ({})",
-                        s["identity"].as_str().unwrap_or("?"),
-                        s["level"].as_str().unwrap_or("?")
-                    );
+                    println!("Paired with {identity} ({level})");
                 }
                 return Ok(());
             }
-            Some("waiting") => {}
-            _ => bail!(
-                "pairing ended: {}",
-                s["reason"].as_str().unwrap_or("no offer")
-            ),
+            r::PairStatus::Waiting { .. } => {}
+            r::PairStatus::Closed { reason } => bail!("pairing ended: {reason}"),
+            r::PairStatus::None => bail!("pairing ended: no offer"),
         }
     }
 }

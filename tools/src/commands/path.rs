@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -23,12 +24,10 @@ pub(crate) fn path(state: &StateDir, hash: &str, timeout: f64, json_out: bool) -
     if json_out {
         println!("{v}");
     } else {
+        let p: r::PathFound = r::parse(v)?;
         println!(
             "Path found, destination {} is {} hop(s) away via {} on {}",
-            d,
-            v["hops"],
-            v["next_hop"].as_str().unwrap_or("?"),
-            v["interface"].as_str().unwrap_or("?")
+            d, p.hops, p.next_hop, p.interface
         );
     }
     Ok(())

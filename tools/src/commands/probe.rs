@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
@@ -40,14 +41,12 @@ pub(crate) fn probe(
     if json_out {
         println!("{v}");
     } else {
-        let rtt = v["rtt_ms"].as_f64().unwrap_or(0.0);
+        let p: r::Probed = r::parse(v)?;
         println!(
             "Valid reply from {} in {:.3} ms over {} hop(s)",
             d,
-            rtt,
-            v["hops"]
-                .as_u64()
-                .map_or("?".to_string(), |h| h.to_string())
+            p.rtt_ms,
+            p.hops.map_or("?".to_string(), |h| h.to_string())
         );
     }
     Ok(())

@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
+use grid_interfaces::rnode::RadioStats;
 
 use super::ask;
 
@@ -15,131 +17,101 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!("identity     {}", v["identity"].as_str().unwrap_or("?"));
-    println!("grid.node    {}", v["destination"].as_str().unwrap_or("?"));
+    let s: r::Status = r::parse(v)?;
+    println!("identity     {}", s.identity);
+    println!("grid.node    {}", s.destination);
     println!(
         "transport    {}    uptime {}s",
-        if v["transport"].as_bool() == Some(true) {
-            "on"
-        } else {
-            "off"
-        },
-        v["uptime_s"]
+        if s.transport { "on" } else { "off" },
+        s.uptime_s
     );
-    match v["shared_instance"].as_str() {
+    match &s.shared_instance {
         Some(name) => println!(
             "shared       instance \"{name}\", {} program(s) attached",
-            v["local_clients"]
+            s.local_clients
         ),
         None => println!("shared       not serving a shared instance"),
     }
-    let b = &v["bundles"];
-    if b.is_object() {
-        println!(
+    match &s.bundles {
+        r::Bundles::Store(b) => println!(
             "bundles      {} queued ({} bytes) for {} destination(s){}{}",
-            b["queued"],
-            b["bytes"],
-            b["destinations"],
-            if b["custody"] == true {
-                "; custody node"
-            } else {
-                ""
-            },
-            match b["waiting_callers"].as_u64() {
-                Some(n) if n > 0 => format!("; {n} caller(s) waiting for answers"),
-                _ => String::new(),
+            b.queued,
+            b.bytes,
+            b.destinations,
+            if b.custody { "; custody node" } else { "" },
+            match b.waiting_callers {
+                0 => String::new(),
+                n => format!("; {n} caller(s) waiting for answers"),
             }
-        );
+        ),
+        r::Bundles::Unreadable { error } => println!("bundles      unreadable: {error}"),
     }
     println!();
     println!("interfaces:");
-    for i in v["interfaces"].as_array().into_iter().flatten() {
+    for i in &s.interfaces {
+        let bad = i.ifac_violations + i.protocol_violations;
         println!(
             "  {:<36} {:<7} rx {:>8} pkts {:>10} B   tx {:>8} pkts {:>10} B{}",
-            i["name"].as_str().unwrap_or("?"),
-            if i["online"].as_bool() == Some(true) {
-                "up"
+            i.name,
+            if i.online { "up" } else { "down" },
+            i.rx_packets,
+            i.rx_bytes,
+            i.tx_packets,
+            i.tx_bytes,
+            if bad > 0 {
+                format!("   dropped {bad}")
             } else {
-                "down"
-            },
-            i["rx_packets"],
-            i["rx_bytes"],
-            i["tx_packets"],
-            i["tx_bytes"],
-            {
-                let bad = i["ifac_violations"].as_u64().unwrap_or(0)
-                    + i["protocol_violations"].as_u64().unwrap_or(0);
-                if bad > 0 {
-                    format!("   dropped {bad}")
-                } else {
-                    String::new()
-                }
+                String::new()
             }
         );
-        if let Some(r) = i["radio"].as_object() {
-            println!("    {}", radio_line(r));
+        if let Some(radio) = &i.radio {
+            println!("    {}", radio_line(radio));
         }
     }
     println!();
-    let peers = v["peers"].as_array().cloned().unwrap_or_default();
-    if !peers.is_empty() {
-        println!("grid nodes heard: {}", peers.len());
-        for p in peers.iter().take(20) {
-            let c = &p["capabilities"];
+    if !s.peers.is_empty() {
+        println!("grid nodes heard: {}", s.peers.len());
+        for p in s.peers.iter().take(20) {
+            let c = &p.capabilities;
             println!(
                 "  {}  {} hop(s)  {} cores  {} MB  {}",
-                p["node"].as_str().unwrap_or("?"),
-                p["hops"],
-                c["cpu_cores"],
-                c["ram_mb"],
-                c["roles"]
-                    .as_array()
-                    .map(|r| r
-                        .iter()
-                        .filter_map(|x| x.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .unwrap_or_default()
+                p.node,
+                p.hops,
+                c.cpu_cores,
+                c.ram_mb,
+                c.roles.join(",")
             );
         }
         println!();
     }
     println!(
         "paths: {}    known destinations: {}",
-        v["path_count"], v["known_destinations"]
+        s.path_count, s.known_destinations
     );
-    for p in v["paths"].as_array().into_iter().flatten().take(50) {
-        println!(
-            "  {}  {} hop(s) via {}",
-            p["destination"].as_str().unwrap_or("?"),
-            p["hops"],
-            p["next_hop"].as_str().unwrap_or("?")
-        );
+    for p in s.paths.iter().take(50) {
+        println!("  {}  {} hop(s) via {}", p.destination, p.hops, p.next_hop);
     }
     Ok(())
 }
 
 /// One line of a radio's figures: airtime, channel load, signal.
-fn radio_line(r: &serde_json::Map<String, serde_json::Value>) -> String {
-    let f = |k: &str, unit: &str| {
-        r.get(k)
-            .and_then(|v| v.as_f64())
-            .map_or_else(|| "?".to_string(), |v| format!("{v:.1}{unit}"))
-    };
-    let duty = match r.get("duty_used_pct").and_then(|v| v.as_f64()) {
+fn radio_line(r: &RadioStats) -> String {
+    let f =
+        |v: Option<f32>, unit: &str| v.map_or_else(|| "?".to_string(), |v| format!("{v:.1}{unit}"));
+    let duty = match r.duty_used_pct {
         Some(d) => format!(
             "   duty cycle {d:.2} % used this hour, {} frame(s) waiting",
-            r.get("duty_deferred").and_then(|v| v.as_u64()).unwrap_or(0)
+            r.duty_deferred
         ),
         None => String::new(),
     };
     format!(
         "airtime {} (1 h {})   channel load {} (1 h {})   RSSI {}   SNR {}{duty}",
-        f("airtime_short_pct", " %"),
-        f("airtime_long_pct", " %"),
-        f("channel_load_short_pct", " %"),
-        f("channel_load_long_pct", " %"),
-        f("rssi_dbm", " dBm"),
-        f("snr_db", " dB"),
+        f(r.airtime_short_pct, " %"),
+        f(r.airtime_long_pct, " %"),
+        f(r.channel_load_short_pct, " %"),
+        f(r.channel_load_long_pct, " %"),
+        f(r.rssi_dbm.map(f32::from), " dBm"),
+        f(r.snr_db, " dB"),
     )
 }

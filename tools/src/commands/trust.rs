@@ -21,16 +21,10 @@ pub(crate) fn trust(
         if json_out {
             println!("{v}");
         } else {
-            println!(
-                "unlisted identities: {}",
-                v["default"].as_str().unwrap_or("?")
-            );
-            for e in v["entries"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  {}",
-                    e["identity"].as_str().unwrap_or("?"),
-                    e["level"].as_str().unwrap_or("?")
-                );
+            let list: r::TrustList = r::parse(v)?;
+            println!("unlisted identities: {}", list.default);
+            for e in &list.entries {
+                println!("{}  {}", e.identity, e.level);
             }
         }
         return Ok(());

@@ -1,0 +1,177 @@
+//! The answer to `status`: the node's interfaces, traffic, peers, paths and links.
+
+use grid_interfaces::rnode::RadioStats;
+use rns_core::AddressHash;
+use serde::{Deserialize, Serialize};
+
+use super::LinkSummary;
+use crate::control::request::hash;
+use crate::proto::capabilities::CapabilitySummary;
+
+/// The answer to `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// This node's identity hash.
+    #[serde(with = "hash")]
+    pub identity: AddressHash,
+    /// Its `grid.node` destination.
+    #[serde(with = "hash")]
+    pub destination: AddressHash,
+    /// Whether it forwards for others.
+    pub transport: bool,
+    /// The shared instance it serves to local programs, if any.
+    pub shared_instance: Option<String>,
+    /// The bundle store.
+    pub bundles: Bundles,
+    /// What this node announces it can do.
+    pub capabilities: CapabilitySummary,
+    /// Grid nodes heard, nearest first (at most 100).
+    pub peers: Vec<Peer>,
+    /// Programs attached to the shared instance.
+    pub local_clients: usize,
+    /// Seconds since the node started.
+    pub uptime_s: u64,
+    /// The interfaces.
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Paths known.
+    pub path_count: usize,
+    /// Paths, fewest hops first (at most 1000).
+    pub paths: Vec<PathSummary>,
+    /// The node's links.
+    pub links: Vec<LinkSummary>,
+    /// Entries in the link table (links this node relays).
+    pub link_table: usize,
+    /// Destinations whose identity is known.
+    pub known_destinations: usize,
+    /// Transport counters.
+    pub stats: TrafficStats,
+}
+
+/// The bundle store's figures, or why they could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Bundles {
+    /// The figures.
+    Store(BundleStore),
+    /// The store could not be read.
+    Unreadable {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Bundles held for destinations out of reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleStore {
+    /// Whether this node takes custody of others' bundles.
+    pub custody: bool,
+    /// Bundles stored.
+    pub queued: u64,
+    /// Their sealed size.
+    pub bytes: u64,
+    /// Destinations with bundles waiting.
+    pub destinations: u64,
+    /// Bundles per destination (at most 50).
+    pub waiting: Vec<BundlesFor>,
+    /// Callers waiting for answers that come back as bundles.
+    pub waiting_callers: usize,
+}
+
+/// How many bundles wait for one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundlesFor {
+    /// The destination.
+    #[serde(with = "hash")]
+    pub destination: AddressHash,
+    /// Bundles waiting.
+    pub bundles: u64,
+}
+
+/// A grid node heard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Its `grid.node` destination.
+    #[serde(with = "hash")]
+    pub node: AddressHash,
+    /// Hops away.
+    pub hops: u8,
+    /// Seconds since it was last heard.
+    pub seen_s_ago: u64,
+    /// What it announced it can do.
+    pub capabilities: CapabilitySummary,
+}
+
+/// One interface and its traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    /// Its number.
+    pub id: u32,
+    /// Its name.
+    pub name: String,
+    /// Whether it is up.
+    pub online: bool,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Announces received.
+    pub rx_announces: u64,
+    /// Announces sent.
+    pub tx_announces: u64,
+    /// Frames dropped for a wrong interface access code.
+    pub ifac_violations: u64,
+    /// Frames dropped as malformed.
+    pub protocol_violations: u64,
+    /// Duplicates and packets for other transport nodes, dropped.
+    pub filtered: u64,
+    /// Announces held by ingress control right now.
+    pub held_announces: u64,
+    /// Announces waiting for the announce cap right now.
+    pub queued_announces: u64,
+    /// The radio's latest figures, for a radio interface.
+    pub radio: Option<RadioStats>,
+}
+
+/// A path, in `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathSummary {
+    /// The destination.
+    #[serde(with = "hash")]
+    pub destination: AddressHash,
+    /// Hops away.
+    pub hops: u8,
+    /// The next hop.
+    #[serde(with = "hash")]
+    pub next_hop: AddressHash,
+    /// The interface it goes out on (its number).
+    pub interface: u32,
+}
+
+/// Transport counters since the node started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficStats {
+    /// Packets forwarded for others.
+    pub forwarded: u64,
+    /// Announces rebroadcast.
+    pub rebroadcasts: u64,
+    /// Packets delivered to local destinations.
+    pub delivered: u64,
+    /// Packets for local destinations that did not decrypt.
+    pub undecryptable: u64,
+    /// Malformed packets dropped.
+    pub protocol_violations: u64,
+    /// Frames dropped for a wrong interface access code.
+    pub ifac_violations: u64,
+    /// Packets for links this node does not know.
+    pub unknown_link_packets: u64,
+    /// Link requests for local destinations dropped unanswered.
+    pub dropped_link_requests: u64,
+    /// Half-open links evicted for newer ones.
+    pub evicted_half_open_links: u64,
+    /// Frames dropped on the way out (full transmit and interface queues).
+    pub dropped_outbound: u64,
+}
