@@ -9,6 +9,7 @@ pub mod capabilities;
 pub mod courier;
 pub mod custody;
 pub mod dht;
+pub mod flood;
 pub mod frame;
 pub mod inbound;
 pub mod layer;

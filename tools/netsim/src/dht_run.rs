@@ -23,7 +23,7 @@ use rand_core::RngCore;
 use rns_core::Instant;
 use serde_json::{json, Value};
 
-use crate::engine::{Engine, Next};
+use crate::engine::{earliest, Engine, Next};
 use crate::figures::{percentile, Goal};
 use crate::scenario::{DhtWorkload, Scenario};
 
@@ -175,12 +175,8 @@ impl Run<'_> {
         loop {
             let action_at = self.actions.peek().map(|Reverse((t, ..))| *t);
             let event_at = self.engine.next_time();
-            let next = match (action_at, event_at) {
-                (Some(a), Some(e)) => a.min(e),
-                (a, e) => match a.or(e) {
-                    Some(t) => t,
-                    None => break,
-                },
+            let Some(next) = earliest(action_at, event_at) else {
+                break;
             };
             if next > end {
                 break;

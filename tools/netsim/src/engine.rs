@@ -13,6 +13,15 @@ use rns_core::Instant;
 
 use crate::scenario::Network;
 
+/// The earlier of two optional times (a workload's next action and the engine's next
+/// event, say).
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A message arriving.
 #[derive(Debug)]
 pub struct Delivery {
@@ -125,10 +134,7 @@ impl Engine {
         }
         let m = self.queue.peek().map(|Reverse((t, ..))| *t);
         let t = self.timers.peek().map(|Reverse((t, _))| *t);
-        match (m, t) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(m, t)
     }
 
     /// Take the next event if it is due by `until`, advancing the clock to it. Messages

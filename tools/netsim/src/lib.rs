@@ -4,14 +4,18 @@
 //! thousands of nodes, each running the grid layer's own sans-IO state machines, in one
 //! process on a virtual clock with a seeded RNG. The same scenario and seed give
 //! byte-identical output. Workloads so far: the Kademlia DHT (`grid::proto::dht`) with
-//! churn. See `docs/discovery.md` for how to read the output.
+//! churn, over an overlay (any node messages any node), and the bounded flood search
+//! (`grid::proto::flood`) over a neighbour graph ([`topology`]). See `docs/discovery.md`
+//! for how to read the output.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod dht_run;
 pub mod engine;
 pub mod figures;
+pub mod flood_run;
 pub mod scenario;
+pub mod topology;
 
 use serde_json::{json, Value};
 
@@ -19,9 +23,10 @@ pub use scenario::{Scenario, ScenarioError};
 
 /// Run `scenario` with `seed`: `{"scenario", "description", "seed", "figures", "goals"}`.
 pub fn run(scenario: &Scenario, seed: u64, progress: &indicatif::ProgressBar) -> Value {
-    let (figures, goals) = match &scenario.dht {
-        Some(w) => dht_run::run(scenario, w, seed, progress),
-        None => (json!({}), Vec::new()),
+    let (figures, goals) = match (&scenario.dht, &scenario.flood) {
+        (Some(w), _) => dht_run::run(scenario, w, seed, progress),
+        (None, Some(w)) => flood_run::run(scenario, w, seed, progress),
+        (None, None) => (json!({}), Vec::new()),
     };
     json!({
         "scenario": scenario.name,

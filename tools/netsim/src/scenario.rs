@@ -22,6 +22,8 @@ pub struct Scenario {
     pub churn: Churn,
     /// A DHT workload.
     pub dht: Option<DhtWorkload>,
+    /// A flood search workload.
+    pub flood: Option<FloodWorkload>,
 }
 
 /// The network the nodes are on.
@@ -39,6 +41,21 @@ pub struct Network {
     /// The fraction of messages lost.
     #[serde(default)]
     pub loss: f64,
+    /// Who hears whom (see [`crate::topology`]): `full` (the default), `line`, `grid`,
+    /// `random-regular`, `random-geometric` or `lan-clusters`. Workloads that ride on
+    /// Reticulum paths (the DHT) ignore it.
+    #[serde(default = "default_topology")]
+    pub topology: String,
+    /// Neighbours per node, for `random-regular`.
+    pub degree: Option<usize>,
+    /// Radio range in units of the unit square's side, for `random-geometric`.
+    pub radius: Option<f64>,
+    /// Nodes per cluster, for `lan-clusters`.
+    pub cluster_size: Option<usize>,
+}
+
+fn default_topology() -> String {
+    "full".into()
 }
 
 fn default_latency() -> u64 {
@@ -79,6 +96,60 @@ pub struct DhtWorkload {
     pub alpha: Option<usize>,
 }
 
+/// A flood search workload: items placed at random nodes, then searches for them from
+/// random nodes at each patience level, at random times in the window. Messages go only
+/// between neighbours of the topology.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloodWorkload {
+    /// Distinct items.
+    pub items: usize,
+    /// Nodes holding each item (distinct nodes, at random).
+    #[serde(default = "default_copies")]
+    pub copies: usize,
+    /// Searches per patience level.
+    pub queries: usize,
+    /// The patience levels to run; all four if absent.
+    #[serde(default = "default_patience")]
+    pub patience: Vec<String>,
+    /// The fraction of the item's 384 sketch bits flipped in a query's sketch (how far the
+    /// searcher's wording is from the item's description).
+    #[serde(default = "default_noise")]
+    pub noise: f64,
+    /// The similarity threshold (the fraction of bits that must agree).
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// Hits a search wants before it stops.
+    #[serde(default = "default_want")]
+    pub want: u8,
+    /// The window searches start in, s.
+    #[serde(default = "default_window")]
+    pub window_s: u64,
+}
+
+fn default_copies() -> usize {
+    1
+}
+
+fn default_patience() -> Vec<String> {
+    grid::proto::flood::Patience::ALL
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect()
+}
+
+fn default_noise() -> f64 {
+    0.1
+}
+
+fn default_threshold() -> f64 {
+    0.75
+}
+
+fn default_want() -> u8 {
+    1
+}
+
 fn default_contacts() -> usize {
     3
 }
@@ -106,6 +177,14 @@ pub enum ScenarioError {
         path: PathBuf,
         /// Why.
         source: Box<toml::de::Error>,
+    },
+    /// The topology settings are wrong.
+    #[error("{path}: {source}")]
+    Topology {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: crate::topology::TopologyError,
     },
     /// A value is out of range.
     #[error("{path}: {key} = {value}: {reason}")]
@@ -178,9 +257,44 @@ impl Scenario {
                 "at most latency_ms",
             );
         }
+        let topology = crate::topology::Topology::from_network(&s.network).map_err(|source| {
+            ScenarioError::Topology {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        if let Some(w) = &s.flood {
+            if s.dht.is_some() {
+                return bad(
+                    "flood",
+                    "(with [dht])".into(),
+                    "one workload per scenario: [dht] or [flood]",
+                );
+            }
+            if topology == crate::topology::Topology::Full {
+                return bad(
+                    "network.topology",
+                    "\"full\"".into(),
+                    "the flood search talks to neighbours only: choose a graph",
+                );
+            }
+            if s.churn.leave > 0.0 || s.churn.join > 0.0 {
+                return bad(
+                    "churn",
+                    "(present)".into(),
+                    "the flood workload does not model churn yet",
+                );
+            }
+            check_flood(w, n, path)?;
+            return Ok(s);
+        }
         match &s.dht {
             None => {
-                return bad("dht", "(absent)".into(), "a workload is needed ([dht])");
+                return bad(
+                    "dht",
+                    "(absent)".into(),
+                    "a workload is needed ([dht] or [flood])",
+                );
             }
             Some(w) => {
                 if w.keys == 0 || w.keys > n {
@@ -212,6 +326,55 @@ impl Scenario {
     }
 }
 
+fn check_flood(w: &FloodWorkload, n: usize, path: &Path) -> Result<(), ScenarioError> {
+    let bad = |key, value: String, reason| {
+        Err(ScenarioError::Value {
+            path: path.to_owned(),
+            key,
+            value,
+            reason,
+        })
+    };
+    if w.items == 0 || w.items > 100_000 {
+        return bad("flood.items", w.items.to_string(), "from 1 to 100000");
+    }
+    if w.copies == 0 || w.copies > n {
+        return bad(
+            "flood.copies",
+            w.copies.to_string(),
+            "from 1 to the number of nodes",
+        );
+    }
+    if w.queries == 0 || w.queries > 100_000 {
+        return bad("flood.queries", w.queries.to_string(), "from 1 to 100000");
+    }
+    if w.patience.is_empty() {
+        return bad("flood.patience", "[]".into(), "at least one level");
+    }
+    for p in &w.patience {
+        if grid::proto::flood::Patience::from_name(p).is_none() {
+            return bad(
+                "flood.patience",
+                format!("{p:?}"),
+                "instant, quick, thorough or exhaustive",
+            );
+        }
+    }
+    if !(0.0..=0.5).contains(&w.noise) {
+        return bad("flood.noise", w.noise.to_string(), "from 0 to 0.5");
+    }
+    if !(0.0..=1.0).contains(&w.threshold) {
+        return bad("flood.threshold", w.threshold.to_string(), "from 0 to 1");
+    }
+    if !(1..=20).contains(&w.want) {
+        return bad("flood.want", w.want.to_string(), "from 1 to 20");
+    }
+    if w.window_s == 0 {
+        return bad("flood.window_s", "0".into(), "at least 1");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +393,32 @@ mod tests {
         let no_work = "name = \"x\"\n[network]\nnodes = 10\n";
         let e = Scenario::parse(no_work, p).unwrap_err().to_string();
         assert!(e.contains("[dht]"), "{e}");
+    }
+
+    #[test]
+    fn flood_scenarios_need_a_graph_and_known_values() {
+        let p = Path::new("s.toml");
+        let ok = "name = \"x\"\n[network]\nnodes = 10\ntopology = \"random-regular\"\ndegree = 4\n[flood]\nitems = 2\nqueries = 5\n";
+        let s = Scenario::parse(ok, p).unwrap();
+        assert_eq!(s.flood.unwrap().patience.len(), 4);
+        let err = |text: &str| Scenario::parse(text, p).unwrap_err().to_string();
+        let e = err(&ok.replace("random-regular", "random-irregular"));
+        assert!(
+            e.contains("network.topology") && e.contains("random-irregular"),
+            "{e}"
+        );
+        let e = err(&ok.replace("degree = 4\n", ""));
+        assert!(e.contains("network.degree"), "{e}");
+        let e = err(&ok.replace("topology = \"random-regular\"\ndegree = 4\n", ""));
+        assert!(
+            e.contains("network.topology") && e.contains("neighbours"),
+            "{e}"
+        );
+        let e = err(&ok.replace("queries = 5", "queries = 5\npatience = [\"eventually\"]"));
+        assert!(e.contains("flood.patience"), "{e}");
+        let e = err(&ok.replace("queries = 5", "queries = 5\ncopies = 11"));
+        assert!(e.contains("flood.copies"), "{e}");
+        let e = err(&format!("{ok}[churn]\nleave = 0.1\n"));
+        assert!(e.contains("churn"), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! The simulator as users run it: `grid-netsim run <scenario> --json`, reproducible byte
-//! for byte, with the DHT's goals met on the churn scenario the test suite runs.
+//! for byte, with the DHT's goals met on the churn scenario the test suite runs and the
+//! flood search's on a 200-node graph.
 
 use std::path::Path;
 use std::process::Command;
@@ -49,6 +50,50 @@ fn dht_lookups_succeed_through_churn_in_few_hops() {
         "the network loses messages"
     );
     for g in v["goals"].as_array().unwrap() {
+        assert_eq!(g["met"], true, "goal not met: {g} in {f}");
+    }
+}
+
+#[test]
+fn flood_runs_are_reproducible_and_meet_their_goals_on_200_nodes() {
+    let (a, v) = run("flood-200.toml", 3);
+    let (b, _) = run("flood-200.toml", 3);
+    assert_eq!(a, b, "same seed, same bytes");
+    let (c, _) = run("flood-200.toml", 4);
+    assert_ne!(a, c, "another seed, another run");
+    let f = &v["figures"];
+    assert_eq!(f["graph"]["topology"], "random-regular");
+    assert_eq!(f["graph"]["mean_degree"], 6.0);
+    assert!(
+        f["graph"]["diameter_estimate"].as_u64().unwrap() >= 3,
+        "{f}"
+    );
+    let levels = &f["by_patience"];
+    for p in ["instant", "quick", "thorough", "exhaustive"] {
+        let l = &levels[p];
+        assert_eq!(l["searches"], 50, "{p}: {l}");
+        // The budget carried in the query bounds its query messages.
+        assert!(
+            l["query_messages_p50"].as_u64().unwrap() <= l["message_budget"].as_u64().unwrap(),
+            "{p}: {l}"
+        );
+    }
+    // More patience, more found.
+    let rate = |p: &str| levels[p]["success_rate"].as_f64().unwrap();
+    assert!(rate("instant") < rate("quick") && rate("quick") < rate("thorough"));
+    assert!(
+        levels["instant"]["hops_to_first_answer_p99"]
+            .as_u64()
+            .unwrap()
+            <= 1
+    );
+    assert!(
+        f["messages_lost"].as_u64().unwrap() > 0,
+        "the network loses messages"
+    );
+    let goals = v["goals"].as_array().unwrap();
+    assert_eq!(goals.len(), 2);
+    for g in goals {
         assert_eq!(g["met"], true, "goal not met: {g} in {f}");
     }
 }
