@@ -1218,3 +1218,40 @@ async fn a_key_provided_through_the_dht_is_found_from_another_node() {
     late.shutdown();
     hub.shutdown();
 }
+
+/// Announces carry their emission time in whole seconds, and a receiver drops a second
+/// announce from the same second. A capability change right after a node introduced
+/// itself must still reach its peers (not wait for the next round, an hour here).
+#[tokio::test(flavor = "current_thread")]
+async fn a_capability_change_in_the_second_of_an_announce_still_reaches_peers() {
+    let (a, b, _da, _db) = pair("caps-second").await;
+    // Poll fast: B changes its summary within milliseconds of A hearing its first announce.
+    tokio::time::timeout(T, async {
+        while !a
+            .peers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.node == b.destination())
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("A hears B's introduction");
+    b.update_capabilities(|c| c.ram_mb = 123_456).await.unwrap();
+    tokio::time::timeout(T, async {
+        loop {
+            let peers = a.peers().await.unwrap();
+            if peers
+                .iter()
+                .any(|p| p.node == b.destination() && p.capabilities.ram_mb == 123_456)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("A learns B's new summary from its re-announce");
+}

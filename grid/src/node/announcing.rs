@@ -26,6 +26,11 @@ pub(super) const SLOW_LINK_ANNOUNCE_JITTER: Duration = Duration::from_secs(3);
 /// Least time between announces made because the capability summary changed.
 pub const CAPABILITY_ANNOUNCE_GAP: Duration = Duration::from_secs(10);
 
+/// Announces carry their emission time in whole seconds, and receivers (RNS and Grid)
+/// take a re-announce only when it is newer than the one they hold: a second announce
+/// within the same second is dropped. A re-announce waits this long after the last.
+pub(super) const EMISSION_RESOLUTION: Duration = Duration::from_millis(1100);
+
 /// A random duration in `[0, max)`: keeps nodes that started together from announcing
 /// in step.
 pub(super) fn jitter(max: Duration) -> Duration {
@@ -68,6 +73,8 @@ pub(super) struct Announcing {
     pub(super) on_interfaces: Vec<(InterfaceId, Instant)>,
     /// How often every destination is announced.
     pub(super) interval: Duration,
+    /// When grid.node was last announced (on any interface).
+    pub(super) node_announced: Option<Instant>,
 }
 
 impl Node {
@@ -87,6 +94,11 @@ impl Node {
                 .grid
                 .capability_announced
                 .map_or(now, |t| (t + CAPABILITY_ANNOUNCE_GAP).max(now));
+            // Not in the second of the last announce, or peers would drop it as stale.
+            let at = self
+                .announcing
+                .node_announced
+                .map_or(at, |t| at.max(t + EMISSION_RESOLUTION));
             self.grid.capability_announced = Some(at);
             if let Some(entry) = self.announcing.schedule.iter_mut().find(|(x, _)| *x == d) {
                 entry.1 = entry.1.min(at);
@@ -124,6 +136,9 @@ impl Node {
                 Duration::ZERO
             };
             *t = now + interval + spread;
+            if *d == self.grid_destination {
+                self.announcing.node_announced = Some(now);
+            }
             if let Err(e) = self.transport.announce(now, d, None) {
                 tracing::warn!(error = %e, "announce failed");
             }
@@ -179,6 +194,7 @@ impl Node {
                 .any(|(i, _, online, _)| i == id && online)
             {
                 let r = self.transport.announce_on(now, &d, id);
+                self.announcing.node_announced = Some(now);
                 tracing::debug!(interface = %id, announce = ?r, "introduced on a slow interface");
             }
         }

@@ -116,6 +116,7 @@ impl Node {
         } else {
             let d = self.grid_destination;
             let r = self.transport.announce_on(now, &d, id);
+            self.announcing.node_announced = Some(now);
             tracing::debug!(interface = %id, announce = ?r, "interface ready");
         }
         // Ask the new neighbour for the paths that control requests are waiting on.

@@ -605,6 +605,7 @@ impl Node {
                 on_interfaces: Vec::new(),
                 announced,
                 interval: config.announce_interval,
+                node_announced: None,
             },
             waiters: Vec::new(),
             calls,
