@@ -11,8 +11,10 @@
 //!
 //! A range covers the digests from the previous range's upper bound (the first from all
 //! zeroes) up to its own, exclusive. Its first byte is its mode (0 skip, 1 fingerprint, 2
-//! id list) with bit 7 set when the bound is the end of the digest space; otherwise 16
-//! bytes of bound follow. Then a fingerprint's 16 bytes, or an id list's count (u8, at
+//! id list) with bit 7 set when the bound is the end of the digest space; otherwise the
+//! bound follows as a length (1 to 16) and that many leading bytes of it, the rest zero
+//! (a bound between two digests needs only the bytes up to where they first differ,
+//! about 2 bytes in a catalog of a thousand, not 16). Then a fingerprint's 16 bytes, or an id list's count (u8, at
 //! most [`MAX_IDS`]) and its digests. Bounds must rise, and only the last may be the end.
 //! Entries travel as bytes and are checked (signature first) by the receiver one by one,
 //! so one bad entry costs only itself.
@@ -71,11 +73,29 @@ pub struct Range {
     pub mode: Mode,
 }
 
+/// Bytes of `d` up to its last that is not zero (at least one): the prefix a bound
+/// travels as.
+fn prefix_len(d: &Digest) -> usize {
+    (16 - d.iter().rev().take_while(|b| **b == 0).count()).max(1)
+}
+
+impl Bound {
+    /// The shortest bound above `below` and at or under `at` (`below < at`), so a range
+    /// ending there splits the two with as few bytes on the wire as can be.
+    pub fn between(below: &Digest, at: &Digest) -> Bound {
+        let common = below.iter().zip(at).take_while(|(a, b)| a == b).count();
+        let mut d = [0; 16];
+        let k = (common + 1).min(16);
+        d[..k].copy_from_slice(&at[..k]);
+        Bound::Below(d)
+    }
+}
+
 impl Range {
     /// Its bytes on the wire.
     pub fn wire_len(&self) -> usize {
-        let bound = match self.upper {
-            Bound::Below(_) => 16,
+        let bound = match &self.upper {
+            Bound::Below(d) => 1 + prefix_len(d),
             Bound::End => 0,
         };
         1 + bound
@@ -187,7 +207,9 @@ impl Message {
                 Bound::End => out.push(mode | END),
                 Bound::Below(d) => {
                     out.push(mode);
-                    out.extend_from_slice(&d);
+                    let k = prefix_len(&d);
+                    out.push(k as u8);
+                    out.extend_from_slice(&d[..k]);
                 }
             }
             if let Mode::Fingerprint(fp) = &r.mode {
@@ -253,7 +275,16 @@ impl Message {
             let upper = if mode & END != 0 {
                 Bound::End
             } else {
-                Bound::Below(digest(&mut r)?)
+                let k = usize::from(byte(&mut r)?);
+                if !(1..=16).contains(&k) {
+                    return Err(DecodeError::Range {
+                        field: "bound length",
+                        value: k,
+                    });
+                }
+                let mut d = [0; 16];
+                d[..k].copy_from_slice(r.take::<DecodeError>(k)?);
+                Bound::Below(d)
             };
             if last.is_some_and(|l| l >= upper) {
                 return Err(DecodeError::Order);

@@ -27,8 +27,8 @@ pub const ID_LIST_BELOW: usize = 16;
 /// Bytes of the fold range that ends a reply cut short by its budget.
 const FOLD_LEN: usize = 1 + 16;
 const ZERO: Digest = [0; 16];
-/// Bytes of a fingerprint range with a bound.
-const FINGERPRINT_LEN: usize = 1 + 16 + 16;
+/// Bytes of a fingerprint range with a bound, at most.
+const FINGERPRINT_LEN: usize = 1 + 1 + 16 + 16;
 
 /// The fingerprint of a set of digests.
 pub fn fingerprint<'a>(digests: impl IntoIterator<Item = &'a Digest>) -> [u8; 16] {
@@ -214,7 +214,7 @@ fn split(items: &[&Digest], upper: Bound, parts: usize) -> Vec<Range> {
             let bound = if i + 1 == parts {
                 upper
             } else {
-                Bound::Below(*items[b])
+                Bound::between(items[b - 1], items[b])
             };
             Range {
                 upper: bound,

@@ -548,6 +548,23 @@ fn malformed_messages_are_refused() {
 
 proptest! {
     #[test]
+    fn a_short_bound_still_separates_two_digests(a in any::<[u8; 16]>(), b in any::<[u8; 16]>()) {
+        prop_assume!(a != b);
+        let (lo, hi) = (a.min(b), a.max(b));
+        let Bound::Below(d) = Bound::between(&lo, &hi) else {
+            panic!("a bound below");
+        };
+        prop_assert!(lo < d && d <= hi);
+        let m = Message {
+            ranges: vec![Range { upper: Bound::Below(d), mode: Mode::Skip }],
+            ..Message::default()
+        };
+        let back = Message::decode(&m.encode()).unwrap();
+        prop_assert_eq!(&back, &m);
+        prop_assert_eq!(m.encode().len(), m.wire_len());
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
         let _ = Message::decode(&bytes);
         let _ = Entry::decode(&bytes);
