@@ -212,11 +212,7 @@ pub fn run(
 ) -> (Value, Vec<Goal>) {
     let n = s.network.nodes;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut graph_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6170_6800);
-    // Checked when the scenario was loaded.
-    let topology = Topology::from_network(&s.network).unwrap_or(Topology::Line);
-    let graph = topology.build(n, &mut graph_rng);
-    let graph_stats = graph.stats(&mut graph_rng);
+    let (graph, graph_stats) = Topology::for_run(&s.network, seed, Topology::Line);
     let levels: Vec<Patience> = w
         .patience
         .iter()
