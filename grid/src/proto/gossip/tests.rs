@@ -381,8 +381,8 @@ fn a_lora_sized_budget_still_converges() {
         net.session(sessions % 2, 1 - sessions % 2);
     }
     assert_eq!(net.nodes[1].catalog().len(), 324);
-    // Every message within the budget, but for one entry larger on its own.
-    assert!(net.largest <= LORA_BUDGET + 200, "{}", net.largest);
+    // Every message within the budget (these entries are under it, so none goes alone).
+    assert!(net.largest <= LORA_BUDGET, "{}", net.largest);
     assert!(net.rounds <= MAX_ROUNDS);
 }
 
