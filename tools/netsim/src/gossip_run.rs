@@ -23,7 +23,7 @@ use rand_core::RngCore;
 use rns_core::{Identity, Instant};
 use serde_json::{json, Value};
 
-use crate::engine::{earliest, Engine, Next};
+use crate::engine::{run_until, Delivery, Engine, Workload};
 use crate::figures::{percentile, Goal};
 use crate::scenario::{GossipWorkload, Scenario};
 use crate::topology::{Graph, Topology};
@@ -240,6 +240,11 @@ struct Run<'a, N> {
     outcome: Outcome,
     scratch: Vec<(Peer, Vec<u8>)>,
     added: Vec<Digest>,
+    /// The new entries: when, at which node; and the next to publish.
+    schedule: &'a [(Instant, u32, Entry)],
+    next_publish: usize,
+    /// Stop as soon as every node holds every new entry.
+    stop_when_converged: bool,
 }
 
 impl<N: Node> Run<'_, N> {
@@ -271,54 +276,43 @@ impl<N: Node> Run<'_, N> {
         }
         self.engine.arm(i, at);
     }
+}
 
-    /// Run until `end`, publishing `schedule` on time; with `stop_when_converged`, stop
-    /// as soon as every node holds every new entry.
-    fn run_until(
-        &mut self,
-        end: Instant,
-        schedule: &[(Instant, u32, Entry)],
-        next_publish: &mut usize,
-        stop_when_converged: bool,
-        progress: &indicatif::ProgressBar,
-    ) {
-        loop {
-            if stop_when_converged && self.outcome.converged_at.is_some() {
-                return;
-            }
-            let publish_at = schedule.get(*next_publish).map(|(t, ..)| *t);
-            let Some(next) = earliest(publish_at, self.engine.next_time()) else {
-                break;
-            };
-            if next > end {
-                break;
-            }
-            if publish_at == Some(next) {
-                let (t, at, entry) = &schedule[*next_publish];
-                *next_publish += 1;
-                self.engine.advance(*t);
-                self.tracked.insert(*entry.digest(), (0, *t));
-                self.nodes[*at as usize].publish(*t, entry.clone());
-                self.flush(*at);
-                continue;
-            }
-            match self.engine.pop(end) {
-                Some(Next::Deliver(d)) => {
-                    let now = self.engine.now;
-                    let from = self.peers[d.from as usize];
-                    self.nodes[d.to as usize].handle(now, from, &d.bytes);
-                    self.flush(d.to);
-                }
-                Some(Next::Timer(i)) => {
-                    let now = self.engine.now;
-                    self.nodes[i as usize].handle_timeout(now);
-                    self.flush(i);
-                }
-                None => break,
-            }
-            progress.set_position(self.engine.now.as_secs());
-        }
-        self.engine.advance(end);
+impl<N: Node> Workload for Run<'_, N> {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    fn next_action(&self) -> Option<Instant> {
+        self.schedule.get(self.next_publish).map(|(t, ..)| *t)
+    }
+
+    /// Publish the next new entry.
+    fn take_action(&mut self) {
+        let Some((t, at, entry)) = self.schedule.get(self.next_publish) else {
+            return;
+        };
+        self.next_publish += 1;
+        self.tracked.insert(*entry.digest(), (0, *t));
+        self.nodes[*at as usize].publish(*t, entry.clone());
+        self.flush(*at);
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let now = self.engine.now;
+        let from = self.peers[d.from as usize];
+        self.nodes[d.to as usize].handle(now, from, &d.bytes);
+        self.flush(d.to);
+    }
+
+    fn timer(&mut self, i: u32) {
+        let now = self.engine.now;
+        self.nodes[i as usize].handle_timeout(now);
+        self.flush(i);
+    }
+
+    fn done(&self) -> bool {
+        self.stop_when_converged && self.outcome.converged_at.is_some()
     }
 }
 
@@ -363,19 +357,23 @@ fn simulate<N: Node>(
         outcome: Outcome::default(),
         scratch: Vec::new(),
         added: Vec::new(),
+        schedule,
+        next_publish: 0,
+        stop_when_converged: false,
     };
     for i in 0..run.nodes.len() as u32 {
         run.flush(i);
     }
-    let mut next = 0;
     let first = schedule.first().map_or(t0 + WARMUP, |(t, ..)| *t);
-    run.run_until(first, schedule, &mut next, false, progress);
+    run_until(&mut run, first, progress);
     let (bytes0, messages0) = (run.engine.traffic.bytes, run.engine.traffic.messages);
     let deadline = t0
         + WARMUP
         + Duration::from_secs(w.publish_window_s)
         + Duration::from_secs(w.max_converge_s);
-    run.run_until(deadline, schedule, &mut next, true, progress);
+    run.stop_when_converged = true;
+    run_until(&mut run, deadline, progress);
+    run.stop_when_converged = false;
     let settled = run
         .outcome
         .converged_at
@@ -385,7 +383,7 @@ fn simulate<N: Node>(
     run.outcome.bytes_to_converge = bytes1 - bytes0;
     run.outcome.messages_to_converge = messages1 - messages0;
     let steady = Duration::from_secs(w.steady_s);
-    run.run_until(settled + steady, schedule, &mut next, false, progress);
+    run_until(&mut run, settled + steady, progress);
     run.outcome.steady_bytes = run.engine.traffic.bytes - bytes1;
     run.outcome.steady_messages = run.engine.traffic.messages - messages1;
     run.outcome.steady = steady;
