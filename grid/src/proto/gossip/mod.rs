@@ -321,7 +321,9 @@ impl Gossip {
         if message.ranges.is_empty() && message.wants.is_empty() {
             return; // the session is settled
         }
-        if message.round + 1 >= MAX_ROUNDS {
+        // A message built in memory may carry any round; only those below the last are
+        // answered.
+        if message.round >= MAX_ROUNDS - 1 {
             self.stats.rounds_cut += 1;
             return;
         }

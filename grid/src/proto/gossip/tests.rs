@@ -424,6 +424,20 @@ fn a_neighbour_flooding_sessions_is_rate_limited() {
         net.nodes[0].handle(NOW, flooder, m);
     }
     assert!(net.nodes[0].stats().messages_received <= 40);
+    // A session at its last round is not answered, whatever round a message claims.
+    let mut q = Net::new(2, Config::default());
+    diverged(&mut q, 40, 0);
+    for round in [MAX_ROUNDS - 1, u8::MAX] {
+        let m = Message {
+            round,
+            ranges: super::reconcile::initiate(q.nodes[1].catalog().entries()),
+            ..Message::default()
+        };
+        let from = *q.nodes[1].own();
+        q.nodes[0].handle(NOW, from, m);
+    }
+    assert_eq!(q.nodes[0].stats().rounds_cut, 2);
+    assert_eq!(q.nodes[0].stats().messages_sent, 0);
     // A stranger is not answered at all.
     net.nodes[0].handle(NOW, [9; 16], Message::default());
     assert_eq!(net.nodes[0].stats().strangers, 1);
