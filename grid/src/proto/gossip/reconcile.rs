@@ -107,7 +107,9 @@ impl Builder<'_> {
     fn push(&mut self, r: Range) {
         if let (Mode::Skip, Some(last)) = (&r.mode, self.reply.ranges.last_mut()) {
             if last.mode == Mode::Skip {
-                last.upper = r.upper; // one skip says as much as two
+                // One skip says as much as two.
+                self.used = self.used - last.wire_len() + r.wire_len();
+                last.upper = r.upper;
                 return;
             }
         }
@@ -115,14 +117,15 @@ impl Builder<'_> {
         self.reply.ranges.push(r);
     }
 
-    /// Send the entry `d`, if it fits (the first always goes, so every round moves).
+    /// Send the entry `d`, if it fits (an entry larger than the budget goes alone, first
+    /// in a message that holds nothing else yet).
     fn give(&mut self, d: &Digest) -> bool {
         let Some(e) = self.set.get(d) else {
             return true;
         };
         let cost = 2 + e.bytes().len();
-        let first = self.reply.give.is_empty();
-        if self.reply.give.len() >= MAX_ENTRIES || (!first && !self.fits(cost)) {
+        let alone = self.used == EMPTY_LEN;
+        if self.reply.give.len() >= MAX_ENTRIES || (!alone && !self.fits(cost)) {
             return false;
         }
         self.used += cost;
@@ -145,14 +148,28 @@ impl Builder<'_> {
         if self.reply.ranges.len() + 2 >= MAX_RANGES {
             return false;
         }
+        if self.refine(lower, r) {
+            return true;
+        }
+        // No room to work on it here: say what this side holds there, so the next round
+        // takes it up as it is instead of folding it in with everything after it.
+        let items = within(self.set, lower, &r.upper);
+        let echo = Range {
+            upper: r.upper,
+            mode: Mode::Fingerprint(fingerprint(items)),
+        };
+        if !self.fits(echo.wire_len()) {
+            return false;
+        }
+        self.push(echo);
+        true
+    }
+
+    /// Work on one range that starts at `lower`: skip it, split it, list it or settle
+    /// it; false if that did not fit.
+    fn refine(&mut self, lower: &Digest, r: &Range) -> bool {
         match &r.mode {
-            Mode::Skip => {
-                self.push(Range {
-                    upper: r.upper,
-                    mode: Mode::Skip,
-                });
-                true
-            }
+            Mode::Skip => self.skip(r.upper),
             Mode::Fingerprint(theirs) => {
                 let items = within(self.set, lower, &r.upper);
                 let mut out = if fingerprint(items.iter().copied()) == *theirs {
@@ -194,13 +211,22 @@ impl Builder<'_> {
                         return false;
                     }
                 }
-                self.push(Range {
-                    upper: r.upper,
-                    mode: Mode::Skip,
-                });
-                true
+                self.skip(r.upper)
             }
         }
+    }
+
+    /// Say there is nothing (more) to do up to `upper`, if it fits.
+    fn skip(&mut self, upper: Bound) -> bool {
+        let r = Range {
+            upper,
+            mode: Mode::Skip,
+        };
+        if !self.fits(r.wire_len()) {
+            return false;
+        }
+        self.push(r);
+        true
     }
 }
 

@@ -610,12 +610,17 @@ proptest! {
         for i in 0..40 {
             c.insert(NOW.as_millis(), entry(&who, &format!("p{i}"), 1)).unwrap();
         }
-        let reply = respond(c.entries(), &ranges, &[[3; 16]], budget);
+        let held = *c.entries().keys().nth(usize::from(modes[0]) * 7).unwrap();
+        let reply = respond(c.entries(), &ranges, &[[3; 16], held], budget);
         let m = Message {
+            entries: reply.give.iter().map(|d| c.get(d).unwrap().bytes().to_vec()).collect(),
             ranges: reply.ranges,
             wants: reply.wants,
             ..Message::default()
         };
         prop_assert!(Message::decode(&m.encode()).is_ok());
+        // Within the budget, but for one entry alone and the range that says where to go on.
+        let alone = super::message::EMPTY_LEN + 2 + MAX_ENTRY + 17;
+        prop_assert!(m.wire_len() <= budget.max(alone), "{} > {budget}", m.wire_len());
     }
 }
