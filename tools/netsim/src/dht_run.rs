@@ -23,7 +23,7 @@ use rand_core::RngCore;
 use rns_core::Instant;
 use serde_json::{json, Value};
 
-use crate::engine::{earliest, Engine, Next};
+use crate::engine::{run_until, Delivery, Engine, Workload};
 use crate::figures::{percentile, Goal};
 use crate::scenario::{DhtWorkload, Scenario};
 
@@ -170,49 +170,43 @@ impl Run<'_> {
             }
         }
     }
+}
 
-    fn run_until(&mut self, end: Instant, progress: &indicatif::ProgressBar) {
-        loop {
-            let action_at = self.actions.peek().map(|Reverse((t, ..))| *t);
-            let event_at = self.engine.next_time();
-            let Some(next) = earliest(action_at, event_at) else {
-                break;
-            };
-            if next > end {
-                break;
-            }
-            if action_at == Some(next) {
-                let Reverse((t, _, idx)) = self.actions.pop().expect("peeked");
-                self.engine.advance(t);
-                let a = self.action_list[idx as usize];
-                self.act(a);
-            } else {
-                match self.engine.pop(end) {
-                    Some(Next::Deliver(d)) => {
-                        if !self.up[d.to as usize] {
-                            continue;
-                        }
-                        let Ok(m) = Message::decode(&d.bytes) else {
-                            continue;
-                        };
-                        let from = *self.nodes[d.from as usize].own();
-                        let now = self.engine.now;
-                        self.nodes[d.to as usize].handle(now, from, None, m);
-                        self.flush(d.to);
-                    }
-                    Some(Next::Timer(i)) => {
-                        if self.up[i as usize] {
-                            let now = self.engine.now;
-                            self.nodes[i as usize].handle_timeout(now);
-                            self.flush(i);
-                        }
-                    }
-                    None => break,
-                }
-            }
-            progress.set_position(self.engine.now.as_secs());
+impl Workload for Run<'_> {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    fn next_action(&self) -> Option<Instant> {
+        self.actions.peek().map(|Reverse((t, ..))| *t)
+    }
+
+    fn take_action(&mut self) {
+        if let Some(Reverse((_, _, idx))) = self.actions.pop() {
+            let a = self.action_list[idx as usize];
+            self.act(a);
         }
-        self.engine.advance(end);
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        if !self.up[d.to as usize] {
+            return;
+        }
+        let Ok(m) = Message::decode(&d.bytes) else {
+            return;
+        };
+        let from = *self.nodes[d.from as usize].own();
+        let now = self.engine.now;
+        self.nodes[d.to as usize].handle(now, from, None, m);
+        self.flush(d.to);
+    }
+
+    fn timer(&mut self, i: u32) {
+        if self.up[i as usize] {
+            let now = self.engine.now;
+            self.nodes[i as usize].handle_timeout(now);
+            self.flush(i);
+        }
     }
 }
 
@@ -309,7 +303,7 @@ pub fn run(
     // Room for the last lookups to end (they time out after lookup_timeout at most).
     let end = t0 + WINDOW_AT + window + config.lookup_timeout + Duration::from_secs(10);
     progress.set_length(end.as_secs());
-    run.run_until(end, progress);
+    run_until(&mut run, end, progress);
 
     // Lookups that never ended count as failures.
     let n = run.outcomes.len() + run.measured.len();

@@ -160,3 +160,52 @@ impl Engine {
         self.now = self.now.max(t);
     }
 }
+
+/// A workload the engine drives: actions of its own on a schedule (searches,
+/// publications, churn), interleaved with the engine's messages and timers.
+pub trait Workload {
+    /// The engine.
+    fn engine(&mut self) -> &mut Engine;
+    /// When its next action is due.
+    fn next_action(&self) -> Option<Instant>;
+    /// Take the next action (the clock is at its time).
+    fn take_action(&mut self);
+    /// A message arrived.
+    fn deliver(&mut self, d: Delivery);
+    /// A node's timer is due.
+    fn timer(&mut self, node: u32);
+    /// Whether the run may stop before `end`.
+    fn done(&self) -> bool {
+        false
+    }
+}
+
+/// Run `w` until `end`, or until it is done: its actions and the engine's events in time
+/// order (an action first when both are due at once); then the clock is at `end` (unless
+/// it stopped early).
+pub fn run_until<W: Workload>(w: &mut W, end: Instant, progress: &indicatif::ProgressBar) {
+    loop {
+        if w.done() {
+            return;
+        }
+        let action_at = w.next_action();
+        let Some(next) = earliest(action_at, w.engine().next_time()) else {
+            break;
+        };
+        if next > end {
+            break;
+        }
+        if action_at == Some(next) {
+            w.engine().advance(next);
+            w.take_action();
+        } else {
+            match w.engine().pop(end) {
+                Some(Next::Deliver(d)) => w.deliver(d),
+                Some(Next::Timer(i)) => w.timer(i),
+                None => break,
+            }
+        }
+        progress.set_position(w.engine().now.as_secs());
+    }
+    w.engine().advance(end);
+}

@@ -21,7 +21,7 @@ use rand_core::RngCore;
 use rns_core::Instant;
 use serde_json::{json, Map, Value};
 
-use crate::engine::{earliest, Engine, Next};
+use crate::engine::{run_until, Delivery, Engine, Workload};
 use crate::figures::{percentile, Goal};
 use crate::scenario::{FloodWorkload, Scenario};
 use crate::topology::{Graph, Topology};
@@ -58,6 +58,8 @@ struct Run<'a> {
     starts: BinaryHeap<Reverse<(Instant, u64)>>,
     start_list: Vec<(Start, QueryId, Query)>,
     busy: u64,
+    levels: Vec<Patience>,
+    want: u8,
 }
 
 fn peer(i: u32) -> Peer {
@@ -102,7 +104,8 @@ impl Run<'_> {
         self.engine.arm(i, t);
     }
 
-    fn start(&mut self, idx: usize, levels: &[Patience], want: u8) {
+    fn start(&mut self, idx: usize) {
+        let want = self.want;
         let (s, id, query) = self.start_list[idx].clone();
         let now = self.engine.now;
         let item = {
@@ -111,7 +114,10 @@ impl Run<'_> {
             b
         };
         let node = &mut self.nodes[s.origin as usize];
-        if node.search(now, id, query, levels[s.level], want).is_err() {
+        if node
+            .search(now, id, query, self.levels[s.level], want)
+            .is_err()
+        {
             self.busy += 1;
             return;
         }
@@ -130,57 +136,41 @@ impl Run<'_> {
         );
         self.flush(s.origin);
     }
+}
 
-    fn run_until(
-        &mut self,
-        end: Instant,
-        levels: &[Patience],
-        want: u8,
-        progress: &indicatif::ProgressBar,
-    ) {
-        loop {
-            let start_at = self.starts.peek().map(|Reverse((t, _))| *t);
-            let event_at = self.engine.next_time();
-            let Some(next) = earliest(start_at, event_at) else {
-                break;
-            };
-            if next > end {
-                break;
-            }
-            if start_at == Some(next) {
-                let Some(Reverse((t, idx))) = self.starts.pop() else {
-                    break;
-                };
-                self.engine.advance(t);
-                self.start(idx as usize, levels, want);
-            } else {
-                match self.engine.pop(end) {
-                    Some(Next::Deliver(d)) => {
-                        let Ok(m) = Message::decode(&d.bytes) else {
-                            continue;
-                        };
-                        if matches!(m.body, Body::Query(_))
-                            && !self.nodes[d.to as usize].seen().contains(&m.id)
-                        {
-                            if let Some(x) = self.measured.get_mut(&m.id) {
-                                x.reached += 1;
-                            }
-                        }
-                        let now = self.engine.now;
-                        self.nodes[d.to as usize].handle(now, peer(d.from), m);
-                        self.flush(d.to);
-                    }
-                    Some(Next::Timer(i)) => {
-                        let now = self.engine.now;
-                        self.nodes[i as usize].handle_timeout(now);
-                        self.flush(i);
-                    }
-                    None => break,
-                }
-            }
-            progress.set_position(self.engine.now.as_secs());
+impl Workload for Run<'_> {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    fn next_action(&self) -> Option<Instant> {
+        self.starts.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn take_action(&mut self) {
+        if let Some(Reverse((_, idx))) = self.starts.pop() {
+            self.start(idx as usize);
         }
-        self.engine.advance(end);
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let Ok(m) = Message::decode(&d.bytes) else {
+            return;
+        };
+        if matches!(m.body, Body::Query(_)) && !self.nodes[d.to as usize].seen().contains(&m.id) {
+            if let Some(x) = self.measured.get_mut(&m.id) {
+                x.reached += 1;
+            }
+        }
+        let now = self.engine.now;
+        self.nodes[d.to as usize].handle(now, peer(d.from), m);
+        self.flush(d.to);
+    }
+
+    fn timer(&mut self, i: u32) {
+        let now = self.engine.now;
+        self.nodes[i as usize].handle_timeout(now);
+        self.flush(i);
     }
 }
 
@@ -212,11 +202,7 @@ pub fn run(
 ) -> (Value, Vec<Goal>) {
     let n = s.network.nodes;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut graph_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6170_6800);
-    // Checked when the scenario was loaded.
-    let topology = Topology::from_network(&s.network).unwrap_or(Topology::Line);
-    let graph = topology.build(n, &mut graph_rng);
-    let graph_stats = graph.stats(&mut graph_rng);
+    let (graph, graph_stats) = Topology::for_run(&s.network, seed, Topology::Line);
     let levels: Vec<Patience> = w
         .patience
         .iter()
@@ -270,6 +256,8 @@ pub fn run(
         starts: BinaryHeap::new(),
         start_list: Vec::new(),
         busy: 0,
+        levels: levels.clone(),
+        want: w.want,
     };
     let flips = (w.noise * DIMENSIONS as f64).round() as usize;
     let window = Duration::from_secs(w.window_s);
@@ -306,7 +294,7 @@ pub fn run(
         .unwrap_or_default();
     let end = t0 + WARMUP + window + longest + Duration::from_secs(5);
     progress.set_length(end.as_secs());
-    run.run_until(end, &levels, w.want, progress);
+    run_until(&mut run, end, progress);
 
     let mut by_level = Map::new();
     let mut goals = Vec::new();

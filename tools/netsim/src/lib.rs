@@ -5,7 +5,8 @@
 //! process on a virtual clock with a seeded RNG. The same scenario and seed give
 //! byte-identical output. Workloads so far: the Kademlia DHT (`grid::proto::dht`) with
 //! churn, over an overlay (any node messages any node), and the bounded flood search
-//! (`grid::proto::flood`) over a neighbour graph ([`topology`]). See `docs/discovery.md`
+//! (`grid::proto::flood`) over a neighbour graph ([`topology`]), and catalog gossip
+//! (`grid::proto::gossip`) against the origin design's scheme. See `docs/discovery.md`
 //! for how to read the output.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -14,6 +15,7 @@ pub mod dht_run;
 pub mod engine;
 pub mod figures;
 pub mod flood_run;
+pub mod gossip_run;
 pub mod scenario;
 pub mod topology;
 
@@ -23,10 +25,11 @@ pub use scenario::{Scenario, ScenarioError};
 
 /// Run `scenario` with `seed`: `{"scenario", "description", "seed", "figures", "goals"}`.
 pub fn run(scenario: &Scenario, seed: u64, progress: &indicatif::ProgressBar) -> Value {
-    let (figures, goals) = match (&scenario.dht, &scenario.flood) {
-        (Some(w), _) => dht_run::run(scenario, w, seed, progress),
-        (None, Some(w)) => flood_run::run(scenario, w, seed, progress),
-        (None, None) => (json!({}), Vec::new()),
+    let (figures, goals) = match (&scenario.dht, &scenario.flood, &scenario.gossip) {
+        (Some(w), _, _) => dht_run::run(scenario, w, seed, progress),
+        (None, Some(w), _) => flood_run::run(scenario, w, seed, progress),
+        (None, None, Some(w)) => gossip_run::run(scenario, w, seed, progress),
+        (None, None, None) => (json!({}), Vec::new()),
     };
     json!({
         "scenario": scenario.name,

@@ -24,6 +24,8 @@ pub struct Scenario {
     pub dht: Option<DhtWorkload>,
     /// A flood search workload.
     pub flood: Option<FloodWorkload>,
+    /// A catalog gossip workload.
+    pub gossip: Option<GossipWorkload>,
 }
 
 /// The network the nodes are on.
@@ -125,6 +127,72 @@ pub struct FloodWorkload {
     /// The window searches start in, s.
     #[serde(default = "default_window")]
     pub window_s: u64,
+}
+
+/// A catalog gossip workload: every node starts holding every node's entries, then new
+/// entries are published at random nodes at random times in the window, and the run
+/// measures how soon every node holds every one of them and at what cost in bytes, for
+/// `grid::proto::gossip` (set reconciliation) and, on the same network with the same
+/// entries, the origin design's scheme (each interval, push the most recent entries to a
+/// few random neighbours and get theirs back). Messages go only between neighbours of
+/// the topology.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GossipWorkload {
+    /// Entries each node has published before the run (every node holds them all).
+    #[serde(default = "default_per_node")]
+    pub entries_per_node: usize,
+    /// New entries published during the run, each at a random node.
+    pub published: usize,
+    /// The window they are published in, s.
+    #[serde(default = "default_publish_window")]
+    pub publish_window_s: u64,
+    /// Gossip interval, s (the origin design's 30).
+    #[serde(default = "default_interval")]
+    pub interval_s: u64,
+    /// Neighbours a node gossips with each interval (the origin design's 3).
+    #[serde(default = "default_fanout")]
+    pub fanout: usize,
+    /// Bytes a reconciliation message may take.
+    #[serde(default = "default_budget")]
+    pub budget: usize,
+    /// Entries the origin's scheme sends each time (its "top 100").
+    #[serde(default = "default_top")]
+    pub baseline_top: usize,
+    /// How long the run waits for every node to hold every entry, s, after the window.
+    #[serde(default = "default_window")]
+    pub max_converge_s: u64,
+    /// How long nothing changes after that, to measure the steady-state cost, s.
+    #[serde(default = "default_steady")]
+    pub steady_s: u64,
+}
+
+fn default_per_node() -> usize {
+    10
+}
+
+fn default_publish_window() -> u64 {
+    60
+}
+
+fn default_interval() -> u64 {
+    30
+}
+
+fn default_fanout() -> usize {
+    3
+}
+
+fn default_budget() -> usize {
+    grid::proto::gossip::LINK_BUDGET
+}
+
+fn default_top() -> usize {
+    100
+}
+
+fn default_steady() -> u64 {
+    3600
 }
 
 fn default_copies() -> usize {
@@ -263,6 +331,22 @@ impl Scenario {
                 source,
             }
         })?;
+        if let Some(w) = &s.gossip {
+            if s.dht.is_some() || s.flood.is_some() {
+                return bad(
+                    "gossip",
+                    "(with [dht] or [flood])".into(),
+                    "one workload per scenario: [dht], [flood] or [gossip]",
+                );
+            }
+            refuse_churn(
+                &s.churn,
+                "the gossip workload does not model churn yet",
+                path,
+            )?;
+            check_gossip(w, path)?;
+            return Ok(s);
+        }
         if let Some(w) = &s.flood {
             if s.dht.is_some() {
                 return bad(
@@ -278,13 +362,11 @@ impl Scenario {
                     "the flood search talks to neighbours only: choose a graph",
                 );
             }
-            if s.churn.leave > 0.0 || s.churn.join > 0.0 {
-                return bad(
-                    "churn",
-                    "(present)".into(),
-                    "the flood workload does not model churn yet",
-                );
-            }
+            refuse_churn(
+                &s.churn,
+                "the flood workload does not model churn yet",
+                path,
+            )?;
             check_flood(w, n, path)?;
             return Ok(s);
         }
@@ -293,7 +375,7 @@ impl Scenario {
                 return bad(
                     "dht",
                     "(absent)".into(),
-                    "a workload is needed ([dht] or [flood])",
+                    "a workload is needed ([dht], [flood] or [gossip])",
                 );
             }
             Some(w) => {
@@ -324,6 +406,80 @@ impl Scenario {
         }
         Ok(s)
     }
+}
+
+fn refuse_churn(churn: &Churn, reason: &'static str, path: &Path) -> Result<(), ScenarioError> {
+    if churn.leave > 0.0 || churn.join > 0.0 {
+        return Err(ScenarioError::Value {
+            path: path.to_owned(),
+            key: "churn",
+            value: "(present)".into(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
+fn check_gossip(w: &GossipWorkload, path: &Path) -> Result<(), ScenarioError> {
+    let as_u64 = |x: usize| x as u64;
+    let checks: [(&'static str, u64, u64, u64, &'static str); 9] = [
+        (
+            "gossip.entries_per_node",
+            as_u64(w.entries_per_node),
+            1,
+            256,
+            "from 1 to 256 (a publisher's bound)",
+        ),
+        (
+            "gossip.published",
+            as_u64(w.published),
+            1,
+            10_000,
+            "from 1 to 10000",
+        ),
+        (
+            "gossip.publish_window_s",
+            w.publish_window_s,
+            1,
+            86_400,
+            "from 1 to 86400",
+        ),
+        ("gossip.interval_s", w.interval_s, 1, 3600, "from 1 to 3600"),
+        ("gossip.fanout", as_u64(w.fanout), 1, 16, "from 1 to 16"),
+        (
+            "gossip.budget",
+            as_u64(w.budget),
+            200,
+            65_536,
+            "from 200 to 65536",
+        ),
+        (
+            "gossip.baseline_top",
+            as_u64(w.baseline_top),
+            1,
+            1000,
+            "from 1 to 1000",
+        ),
+        (
+            "gossip.max_converge_s",
+            w.max_converge_s,
+            1,
+            86_400,
+            "from 1 to 86400",
+        ),
+        ("gossip.steady_s", w.steady_s, 0, 86_400, "from 0 to 86400"),
+    ];
+    for (key, value, lo, hi, reason) in checks {
+        if !(lo..=hi).contains(&value) {
+            return Err(ScenarioError::Value {
+                path: path.to_owned(),
+                key,
+                value: value.to_string(),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_flood(w: &FloodWorkload, n: usize, path: &Path) -> Result<(), ScenarioError> {
@@ -393,6 +549,25 @@ mod tests {
         let no_work = "name = \"x\"\n[network]\nnodes = 10\n";
         let e = Scenario::parse(no_work, p).unwrap_err().to_string();
         assert!(e.contains("[dht]"), "{e}");
+    }
+
+    #[test]
+    fn gossip_scenarios_refuse_typos_bad_values_and_a_second_workload() {
+        let p = Path::new("s.toml");
+        let ok = "name = \"x\"\n[network]\nnodes = 10\n[gossip]\npublished = 5\n";
+        let s = Scenario::parse(ok, p).unwrap();
+        assert_eq!(s.gossip.unwrap().interval_s, 30);
+        let err = |text: &str| Scenario::parse(text, p).unwrap_err().to_string();
+        let e = err(&ok.replace("published", "publishd"));
+        assert!(e.contains("publishd"), "{e}");
+        let e = err(&format!("{ok}fanout = 0\n"));
+        assert!(e.contains("gossip.fanout"), "{e}");
+        let e = err(&format!("{ok}entries_per_node = 300\n"));
+        assert!(e.contains("gossip.entries_per_node"), "{e}");
+        let e = err(&format!("{ok}[dht]\nkeys = 2\nlookups = 5\n"));
+        assert!(e.contains("one workload"), "{e}");
+        let e = err(&format!("{ok}[churn]\nleave = 0.1\n"));
+        assert!(e.contains("churn"), "{e}");
     }
 
     #[test]

@@ -181,6 +181,19 @@ impl Topology {
         }
     }
 
+    /// The graph of `network` (its topology, or `fallback` if it names none that is
+    /// valid: scenarios are checked when loaded) drawn for `seed`, and its shape. The
+    /// same network and seed give the same graph, whatever the workload.
+    pub fn for_run(network: &Network, seed: u64, fallback: Topology) -> (Graph, GraphStats) {
+        let mut rng = <ChaCha8Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(
+            seed ^ 0x6772_6170_6800,
+        );
+        let topology = Topology::from_network(network).unwrap_or(fallback);
+        let graph = topology.build(network.nodes, &mut rng);
+        let stats = graph.stats(&mut rng);
+        (graph, stats)
+    }
+
     /// The graph on `nodes` nodes, its randomness from `rng`.
     pub fn build(&self, nodes: usize, rng: &mut ChaCha8Rng) -> Graph {
         let n = nodes;

@@ -1,6 +1,6 @@
 //! The simulator as users run it: `grid-netsim run <scenario> --json`, reproducible byte
 //! for byte, with the DHT's goals met on the churn scenario the test suite runs and the
-//! flood search's on a 200-node graph.
+//! flood search's on a 200-node graph, and catalog gossip on a 30-node one.
 
 use std::path::Path;
 use std::process::Command;
@@ -116,4 +116,32 @@ fn a_bad_scenario_is_refused_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("network.nodes"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn gossip_runs_are_reproducible_and_reconciliation_costs_a_fraction_of_the_origin_scheme() {
+    let (a, v) = run("gossip-30.toml", 5);
+    let (b, _) = run("gossip-30.toml", 5);
+    assert_eq!(a, b, "same seed, same bytes");
+    let (c, _) = run("gossip-30.toml", 6);
+    assert_ne!(a, c, "another seed, another run");
+    let f = &v["figures"];
+    assert_eq!(f["entries_at_start"], 150);
+    let (r, o) = (&f["reconciliation"], &f["origin_scheme"]);
+    for scheme in [r, o] {
+        assert_eq!(scheme["converged"], true, "{f}");
+        assert_eq!(scheme["entries_everywhere"], 10, "{f}");
+    }
+    assert!(
+        f["reconciliation"]["messages_lost"].as_u64().unwrap() > 0,
+        "the network loses messages"
+    );
+    // With nothing new, keeping in sync costs next to nothing.
+    let steady = |s: &serde_json::Value| s["steady_bytes_per_node_per_hour"].as_u64().unwrap();
+    assert!(steady(r) * 100 < steady(o), "{f}");
+    let goals = v["goals"].as_array().unwrap();
+    assert_eq!(goals.len(), 2);
+    for g in goals {
+        assert_eq!(g["met"], true, "goal not met: {g} in {f}");
+    }
 }

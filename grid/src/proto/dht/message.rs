@@ -14,6 +14,7 @@
 //! nothing. Nothing may follow the body.
 
 use super::key::{Contact, Key, KEY_LEN, PUBLIC_LEN};
+use crate::proto::wire::{self, Truncated};
 
 /// The version this node speaks.
 pub const VERSION: u8 = 1;
@@ -112,16 +113,17 @@ fn put_contacts(out: &mut Vec<u8>, contacts: &[Contact]) {
 }
 
 /// A reader over a message's body.
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a>(wire::Reader<'a>);
+
+impl From<Truncated> for DecodeError {
+    fn from(_: Truncated) -> Self {
+        DecodeError::Truncated
+    }
+}
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        self.0.take(n)
     }
 
     fn key(&mut self) -> Result<Key, DecodeError> {
@@ -176,7 +178,7 @@ impl Message {
             return Err(DecodeError::Version(bytes[0]));
         }
         let id = u64::from_be_bytes(bytes[2..HEADER].try_into().expect("8 bytes"));
-        let mut r = Reader(&bytes[HEADER..]);
+        let mut r = Reader(wire::Reader::new(&bytes[HEADER..]));
         let body = match bytes[1] {
             0x01 => Body::Ping,
             0x02 => Body::FindNode(r.key()?),
@@ -196,8 +198,8 @@ impl Message {
             0x8f => Body::Refused,
             k => return Err(DecodeError::Kind(k)),
         };
-        if !r.0.is_empty() {
-            return Err(DecodeError::Trailing(r.0.len()));
+        if r.0.remaining() > 0 {
+            return Err(DecodeError::Trailing(r.0.remaining()));
         }
         Ok(Message { id, body })
     }

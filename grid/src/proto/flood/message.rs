@@ -19,6 +19,8 @@
 //! the identity hash of the node that holds it), score (u16, bits agreeing). Nothing may
 //! follow the body. All integers are big-endian.
 
+use crate::proto::wire::{self, Truncated};
+
 use super::sketch::{Query, Sketch, FULL_SCORE, MAX_TOPIC, SKETCH_LEN};
 
 /// The version this node speaks.
@@ -123,16 +125,17 @@ pub enum DecodeError {
     Trailing(usize),
 }
 
-struct Reader<'a>(&'a [u8]);
+impl From<Truncated> for DecodeError {
+    fn from(_: Truncated) -> Self {
+        DecodeError::Truncated
+    }
+}
+
+struct Reader<'a>(wire::Reader<'a>);
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        self.0.take(n)
     }
 
     fn u8_in(&mut self, field: &'static str, lo: u8, hi: u8) -> Result<u8, DecodeError> {
@@ -223,7 +226,7 @@ impl Message {
             return Err(DecodeError::Version(bytes[0]));
         }
         let kind = bytes[1];
-        let mut r = Reader(&bytes[2..]);
+        let mut r = Reader(wire::Reader::new(&bytes[2..]));
         let id = r.id()?;
         let body = match kind {
             0x01 => {
@@ -283,8 +286,8 @@ impl Message {
             }
             k => return Err(DecodeError::Kind(k)),
         };
-        if !r.0.is_empty() {
-            return Err(DecodeError::Trailing(r.0.len()));
+        if r.0.remaining() > 0 {
+            return Err(DecodeError::Trailing(r.0.remaining()));
         }
         Ok(Message { id, body })
     }

@@ -29,14 +29,14 @@ use std::time::Duration;
 
 use rns_core::{AddressHash, Instant};
 
+use super::neighbours::{Neighbours, Random};
 use super::rate_limit::{Limiter, Limits, Rate};
 use message::MAX_WANT;
 use message::{Body, Hit, Message, QueryId, Search, MAX_BUDGET, MAX_FANOUT, MAX_HITS, MAX_TTL};
 use sketch::{Catalog, CatalogError, Item, Query};
 use table::{Entry, Seen};
 
-/// A neighbour's (or this node's) identity hash.
-pub type Peer = [u8; 16];
+pub use super::neighbours::Peer;
 
 /// How long a searcher will wait, and so how far a search goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,12 +263,12 @@ pub struct Flood {
     own: Peer,
     config: Config,
     catalog: Catalog,
-    neighbours: Vec<Peer>,
+    neighbours: Neighbours,
     seen: Seen,
     searches: HashMap<QueryId, Running>,
     limiter: Limiter,
-    /// A xorshift state for picking neighbours (seeded by the driver).
-    random: u64,
+    /// For picking neighbours (seeded by the driver).
+    random: Random,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -281,11 +281,11 @@ impl Flood {
             own,
             config,
             catalog: Catalog::new(config.catalog),
-            neighbours: Vec::new(),
+            neighbours: Neighbours::new(own, config.max_neighbours),
             seen: Seen::new(config.seen, config.remember),
             searches: HashMap::new(),
             limiter: Limiter::new("flood queries", config.queries, now),
-            random: seed | 1,
+            random: Random::new(seed),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -314,26 +314,19 @@ impl Flood {
 
     /// The neighbours.
     pub fn neighbours(&self) -> &[Peer] {
-        &self.neighbours
+        self.neighbours.as_slice()
     }
 
     /// A node one hop away (heard directly, or linked); `Ok(false)` if known already.
     pub fn add_neighbour(&mut self, peer: Peer) -> Result<bool, FloodError> {
-        if peer == self.own || self.neighbours.contains(&peer) {
-            return Ok(false);
-        }
-        if self.neighbours.len() >= self.config.max_neighbours {
-            return Err(FloodError::TooManyNeighbours(self.neighbours.len()));
-        }
-        self.neighbours.push(peer);
-        Ok(true)
+        self.neighbours
+            .add(peer)
+            .map_err(FloodError::TooManyNeighbours)
     }
 
     /// A neighbour went away; whether it was one.
     pub fn remove_neighbour(&mut self, peer: &Peer) -> bool {
-        let before = self.neighbours.len();
-        self.neighbours.retain(|p| p != peer);
-        before != self.neighbours.len()
+        self.neighbours.remove(peer)
     }
 
     /// Offer `item` to searches (replacing the item with its id).
@@ -466,22 +459,12 @@ impl Flood {
     /// `budget` query messages between them.
     fn forward(&mut self, id: QueryId, search: Search, skip: &[Peer], budget: u16) {
         let fanout = search.fanout.min(self.config.max_fanout).max(1);
-        let mut pool: Vec<Peer> = self
-            .neighbours
-            .iter()
-            .copied()
-            .filter(|p| !skip.contains(p))
-            .collect();
-        let k = usize::from(fanout).min(pool.len()).min(usize::from(budget));
+        let want = usize::from(fanout).min(usize::from(budget));
+        let pool = self.neighbours.choose(want, skip, &mut self.random);
+        let k = pool.len();
         if k == 0 {
             return;
         }
-        // A partial Fisher-Yates shuffle: the first k are a uniform random choice.
-        for i in 0..k {
-            let j = i + (self.next_random() % (pool.len() - i) as u64) as usize;
-            pool.swap(i, j);
-        }
-        pool.truncate(k);
         let (share, extra) = (budget / k as u16, budget % k as u16);
         for (i, to) in pool.iter().enumerate() {
             let mut s = search.clone();
@@ -507,14 +490,6 @@ impl Flood {
         } else {
             self.transmits.push_back(t);
         }
-    }
-
-    fn next_random(&mut self) -> u64 {
-        // xorshift64*
-        self.random ^= self.random >> 12;
-        self.random ^= self.random << 25;
-        self.random ^= self.random >> 27;
-        self.random.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
     /// A message from neighbour `from` (its identity proved by the link it came on).
