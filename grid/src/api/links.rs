@@ -8,7 +8,7 @@ use rns_core::transport::LinkInfo;
 use rns_core::{rmpv, AddressHash};
 
 use super::*;
-use crate::node::ops::LinkOp;
+use crate::node::link_ops::LinkOp;
 use crate::node::reply::Outcome;
 
 impl NodeHandle {

@@ -30,7 +30,7 @@ use rns_core::transport::LinkInfo;
 use rns_core::{rmpv, AddressHash};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::node::ops::LinkOp;
+use crate::node::link_ops::LinkOp;
 use crate::node::reply::{Outcome, Reply};
 use crate::node::NodeError;
 use crate::state::StateDir;

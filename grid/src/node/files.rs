@@ -649,7 +649,7 @@ pub(super) struct Transfers {
     /// Resources on links to `grid.node` are accepted for the application.
     pub(super) app_resources: bool,
     /// Resources arriving for the application, until whole.
-    pub(super) incoming_app: super::app::AppResources,
+    pub(super) incoming_app: super::embedded_api::AppResources,
     /// Who may send files, and the resolved receive directory.
     pub(super) cp: crate::config::CpConfig,
     pub(super) cp_directory: std::path::PathBuf,

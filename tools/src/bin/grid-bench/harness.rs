@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// The `p`th percentile of seconds, in milliseconds.
 pub(crate) fn percentile_ms(v: Vec<f64>, p: f64) -> f64 {
-    crate::commands::percentile(v, p) * 1e3
+    crate::command_round_trips::percentile(v, p) * 1e3
 }
 
 pub(crate) fn workspace() -> PathBuf {

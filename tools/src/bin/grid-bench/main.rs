@@ -20,7 +20,7 @@ use report::{render, Row};
 use startup::{idle_rss_grid, idle_rss_rnsd, startup_grid, startup_python};
 
 mod bundles;
-mod commands;
+mod command_round_trips;
 mod forward;
 mod genome;
 mod harness;
@@ -68,7 +68,7 @@ fn real_main() -> Result<()> {
             "commands-only" => {
                 let n: usize = args.next().context("count")?.parse()?;
                 for transit in [false, true] {
-                    let g = commands::grid(&grid_binary()?, transit, n)?;
+                    let g = command_round_trips::grid(&grid_binary()?, transit, n)?;
                     println!(
                         "{}: p50 {:.3} ms, p99 {:.3} ms, {:.0} commands/s",
                         if transit {
@@ -76,8 +76,8 @@ fn real_main() -> Result<()> {
                         } else {
                             "direct"
                         },
-                        commands::percentile(g.rtt.clone(), 50.0) * 1e3,
-                        commands::percentile(g.rtt, 99.0) * 1e3,
+                        command_round_trips::percentile(g.rtt.clone(), 50.0) * 1e3,
+                        command_round_trips::percentile(g.rtt, 99.0) * 1e3,
                         g.per_second
                     );
                 }
@@ -371,15 +371,15 @@ fn real_main() -> Result<()> {
                 "direct"
             }
         );
-        let g = commands::grid(&grid, transit, n_cmd)?;
-        let p = commands::python(&opts.python, transit, n_cmd)?;
+        let g = command_round_trips::grid(&grid, transit, n_cmd)?;
+        let p = command_round_trips::python(&opts.python, transit, n_cmd)?;
         let (g50, g99) = (
-            commands::percentile(g.rtt.clone(), 50.0),
-            commands::percentile(g.rtt.clone(), 99.0),
+            command_round_trips::percentile(g.rtt.clone(), 50.0),
+            command_round_trips::percentile(g.rtt.clone(), 99.0),
         );
         let (p50, p99) = (
-            commands::percentile(p.rtt.clone(), 50.0),
-            commands::percentile(p.rtt.clone(), 99.0),
+            command_round_trips::percentile(p.rtt.clone(), 50.0),
+            command_round_trips::percentile(p.rtt.clone(), 99.0),
         );
         rows.push(Row::new(
             if transit {

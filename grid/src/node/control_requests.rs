@@ -8,8 +8,8 @@ use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::link_ops::LinkOp;
 use super::links::value_json;
-use super::ops::LinkOp;
 use super::reply::Reply;
 use super::waiters::Wait;
 use super::Node;
