@@ -3,12 +3,13 @@
 //!
 //! A file larger than one resource segment (1 MiB − 1) goes as several segments sharing an
 //! original hash. Received segments are appended to a hidden temporary file that is renamed
-//! only when the last segment has been verified, so a failed transfer leaves nothing behind.
-//! Memory is bounded by one segment on either side.
+//! only when the last segment has been verified, so a failed transfer leaves nothing behind;
+//! the writing happens on the writer thread (`file_writer`), never on the event loop.
+//! Memory is bounded by one segment on the sending side and by the writer's backlog
+//! ([`super::file_writer::MAX_WRITE_BACKLOG`]) on the receiving side.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use rns_core::resource::{
 };
 use rns_core::{rmpv, AddressHash, Instant};
 
+use super::file_writer::{FileWriter, WriteOp, Written};
 use super::Node;
 use crate::control::response::{CpState, CpStatus, ReceivedFile};
 use crate::Error;
@@ -28,6 +30,18 @@ const FINISHED_KEPT: usize = 64;
 /// Segments handed to a link (queued or in flight) per transfer, at most: one on the wire
 /// and the next ready to be advertised.
 const SEGMENTS_AHEAD: usize = 2;
+
+/// Segment offers held while the file writer catches up, at most (more are refused).
+const DEFERRED_OFFERS: usize = 64;
+
+/// Work done off the event loop for file transfers, reported back to it.
+#[derive(Debug)]
+pub(crate) enum FileWork {
+    /// A segment to send is ready.
+    Prepared(Box<Prepared>),
+    /// The file writer did something.
+    Written(Written),
+}
 
 /// A segment read and prepared on a blocking thread, on its way back to the event loop
 /// (or why the file could not be read).
@@ -41,8 +55,6 @@ pub(crate) struct Prepared {
 /// A file arriving over a link.
 #[derive(Debug)]
 pub(super) struct IncomingFile {
-    temp: PathBuf,
-    file: File,
     name: String,
     received: u64,
     total: u64,
@@ -132,18 +144,6 @@ fn safe_name(meta: &rmpv::Value) -> String {
     }
 }
 
-/// `dir/name`, or `dir/name.1`, `dir/name.2`, … if taken.
-fn unique_path(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
-    }
-    (1..)
-        .map(|i| dir.join(format!("{name}.{i}")))
-        .find(|p| !p.exists())
-        .expect("an unused name exists")
-}
-
 impl Node {
     /// Whether `identity` may send files here.
     fn may_send_files(&self, identity: Option<&AddressHash>) -> bool {
@@ -172,10 +172,54 @@ impl Node {
             to_cp && (continuing || (segment_index == 1 && self.may_send_files(remote.as_ref())));
         if !accept {
             tracing::info!(%link, identity = ?remote.map(|r| r.to_string()), "refused a file: sender not allowed");
+        } else if self.files.writer.behind() {
+            // The disk is behind the network: the sender waits for our answer until the
+            // writer catches up (past a bound, the offer is refused).
+            if self.files.deferred_offers.len() < DEFERRED_OFFERS {
+                self.files.deferred_offers.push((link, hash));
+                return;
+            }
+            tracing::warn!(%link, "refused a file segment: the file writer is behind");
+            let _ = self
+                .transport
+                .link_answer_resource(now, &link, &hash, false);
+            return;
         }
         let _ = self
             .transport
             .link_answer_resource(now, &link, &hash, accept);
+    }
+
+    /// Work done off the loop for file transfers is back.
+    pub(super) fn on_file_work(&mut self, now: Instant, work: FileWork) {
+        match work {
+            FileWork::Prepared(p) => self.on_prepared(now, *p),
+            FileWork::Written(Written::Drained { bytes }) => {
+                self.files.writer.drained(bytes);
+                if !self.files.writer.behind() {
+                    for (link, hash) in std::mem::take(&mut self.files.deferred_offers) {
+                        let _ = self.transport.link_answer_resource(now, &link, &hash, true);
+                    }
+                }
+            }
+            FileWork::Written(Written::Failed { key, error }) => {
+                tracing::warn!(%error, "cannot write a received file");
+                if let Some(f) = self.files.incoming_files.remove(&key) {
+                    tracing::info!(name = %f.name, "a file transfer failed; the partial file was removed");
+                }
+            }
+            FileWork::Written(Written::Finished { path, bytes, from }) => {
+                tracing::info!(path = %path.display(), bytes, from = ?from.map(|x| x.to_string()), "received a file");
+                self.files.received_files.push_back(ReceivedFile {
+                    path: path.display().to_string(),
+                    bytes,
+                    from,
+                });
+                if self.files.received_files.len() > FINISHED_KEPT {
+                    self.files.received_files.pop_front();
+                }
+            }
+        }
     }
 
     /// A verified segment arrived: write it out; rename the file when it is complete.
@@ -188,90 +232,69 @@ impl Node {
         let original_hash = segment.original_hash;
         let key = (link, original_hash);
         if segment.segment_index == 1 {
-            let (name, body) = if segment.has_metadata {
+            let (name, skip) = if segment.has_metadata {
                 match split_metadata(&data) {
-                    Some((meta, body)) => (safe_name(&meta), body),
-                    None => ("received-file".to_string(), &data[..]),
+                    Some((meta, body)) => (safe_name(&meta), data.len() - body.len()),
+                    None => ("received-file".to_string(), 0),
                 }
             } else {
-                ("received-file".to_string(), &data[..])
+                ("received-file".to_string(), 0)
             };
             let dir = self.files.cp_directory.clone();
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot create the receive directory");
-                return;
-            }
             let temp = dir.join(format!(
                 ".grid-partial-{}",
                 hex::encode(&original_hash[..8])
             ));
-            let file = match File::create(&temp) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(path = %temp.display(), error = %e, "cannot create file");
-                    return;
-                }
-            };
             let from = self.transport.link(&link).and_then(|l| l.remote_identity);
+            self.files.writer.submit(WriteOp::Open { key, dir, temp });
             self.files.incoming_files.insert(
                 key,
                 IncomingFile {
-                    temp,
-                    file,
                     name,
                     received: 0,
                     total: segment.total_size,
                     from,
                 },
             );
-            self.write_segment(&key, body);
+            self.write_segment(&key, data, skip);
         } else {
-            self.write_segment(&key, &data);
+            self.write_segment(&key, data, 0);
         }
         if segment.is_last() {
             if let Some(f) = self.files.incoming_files.remove(&key) {
-                let _ = f.file.sync_all();
-                drop(f.file);
-                let dest = unique_path(&self.files.cp_directory, &f.name);
-                match std::fs::rename(&f.temp, &dest) {
-                    Ok(()) => {
-                        tracing::info!(path = %dest.display(), bytes = f.received, from = ?f.from.map(|x| x.to_string()), "received a file");
-                        self.files.received_files.push_back(ReceivedFile {
-                            path: dest.display().to_string(),
-                            bytes: f.received,
-                            from: f.from,
-                        });
-                        if self.files.received_files.len() > FINISHED_KEPT {
-                            self.files.received_files.pop_front();
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot move the received file into place");
-                        let _ = std::fs::remove_file(&f.temp);
-                    }
-                }
+                self.files.writer.submit(WriteOp::Finish {
+                    key,
+                    dir: self.files.cp_directory.clone(),
+                    name: f.name,
+                    from: f.from,
+                });
             }
         }
     }
 
-    fn write_segment(&mut self, key: &(LinkId, [u8; 32]), bytes: &[u8]) {
+    fn write_segment(&mut self, key: &IncomingKey, data: Vec<u8>, skip: usize) {
         let failed = match self.files.incoming_files.get_mut(key) {
             Some(f) => {
-                f.received += bytes.len() as u64;
-                f.file.write_all(bytes).is_err() || f.received > f.total
+                f.received += data.len().saturating_sub(skip) as u64;
+                f.received > f.total
             }
-            None => false,
+            None => return,
         };
         if failed {
             self.drop_incoming_file(key);
+        } else {
+            self.files.writer.submit(WriteOp::Write {
+                key: *key,
+                data,
+                skip,
+            });
         }
     }
 
     /// Remove a partial file (the transfer failed or the link closed).
     pub(super) fn drop_incoming_file(&mut self, key: &(LinkId, [u8; 32])) {
         if let Some(f) = self.files.incoming_files.remove(key) {
-            drop(f.file);
-            let _ = std::fs::remove_file(&f.temp);
+            self.files.writer.submit(WriteOp::Abort { key: *key });
             tracing::info!(name = %f.name, "a file transfer failed; the partial file was removed");
         }
     }
@@ -489,16 +512,16 @@ impl Node {
                 .append_with(len, |b| file.read_exact_at(b, offset).map(|()| b.len()))
                 .map(|_| preparer.prepare_buffer(&mut rand_core::OsRng, now, buf, &spec))
                 .map_err(|e| format!("{}: {e}", path.display()));
-            let _ = tx.send(Prepared {
+            let _ = tx.send(FileWork::Prepared(Box::new(Prepared {
                 transfer: id,
                 link,
                 resource,
-            });
+            })));
         });
     }
 
     /// A segment prepared off the event loop is ready: queue it on its link.
-    pub(super) fn on_prepared(&mut self, now: Instant, p: Prepared) {
+    fn on_prepared(&mut self, now: Instant, p: Prepared) {
         let Some(i) = self.files.outgoing_files.iter().position(|t| {
             t.id == p.transfer && t.link == Some(p.link) && t.state == TransferState::Sending
         }) else {
@@ -661,6 +684,10 @@ pub(super) struct Transfers {
     pub(super) outgoing_files: Vec<OutgoingFile>,
     /// Files received lately, for `grid cp --received`.
     pub(super) received_files: std::collections::VecDeque<ReceivedFile>,
-    /// Where blocking-thread work (segment preparation) reports back.
-    pub(super) prepared_tx: tokio::sync::mpsc::UnboundedSender<Prepared>,
+    /// Where blocking-thread work (segment preparation, file writes) reports back.
+    pub(super) prepared_tx: tokio::sync::mpsc::UnboundedSender<FileWork>,
+    /// The thread that writes received files.
+    pub(super) writer: FileWriter,
+    /// Segment offers answered once the writer has caught up.
+    pub(super) deferred_offers: Vec<(LinkId, [u8; 32])>,
 }

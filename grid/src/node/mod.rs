@@ -25,6 +25,7 @@ pub(crate) mod dht;
 mod embedded_api;
 mod events;
 pub(crate) mod exchange;
+mod file_writer;
 mod files;
 pub(crate) mod grid_frames;
 mod guard;
@@ -156,7 +157,7 @@ pub(crate) struct Started {
     node: Node,
     iface_events: mpsc::Receiver<InterfaceEvent>,
     ctl_rx: mpsc::Receiver<ControlRequest>,
-    prepared_rx: mpsc::UnboundedReceiver<files::Prepared>,
+    prepared_rx: mpsc::UnboundedReceiver<files::FileWork>,
     api_rx: mpsc::Receiver<api::Call>,
     /// The control socket, removed on stop (none for an attached program).
     socket_path: Option<std::path::PathBuf>,
@@ -337,7 +338,7 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
                 }
             }
             p = prepared_rx.recv() => {
-                if let Some(p) = p { node.on_prepared(clock::now(), p); }
+                if let Some(p) = p { node.on_file_work(clock::now(), p); }
             }
             req = ctl_rx.recv() => {
                 if let Some(req) = req { node.on_control(clock::now(), req); }
@@ -478,8 +479,8 @@ struct BundleParts {
 
 /// Where the node's background work and its API users hear from it.
 struct Queues {
-    /// Blocking-thread work (segment preparation) reports back here.
-    prepared_tx: mpsc::UnboundedSender<files::Prepared>,
+    /// Blocking-thread work (segment preparation, file writes) reports back here.
+    prepared_tx: mpsc::UnboundedSender<files::FileWork>,
     /// Events for API subscribers.
     events: tokio::sync::broadcast::Sender<crate::api::NodeEvent>,
     /// The node's own API queue.
@@ -569,6 +570,8 @@ impl Node {
                 incoming_files: files::IncomingFiles::new(),
                 outgoing_files: Vec::new(),
                 received_files: std::collections::VecDeque::new(),
+                writer: file_writer::FileWriter::start(prepared_tx.clone()),
+                deferred_offers: Vec::new(),
                 prepared_tx,
             },
             links: links::LinkData {
