@@ -210,7 +210,8 @@ async fn links_requests_channels_streams_and_resources_through_the_api() {
         _ => None,
     })
     .await;
-    assert!(b.links().await.unwrap().is_empty());
+    // (Other links may be up: catalog gossip between the two neighbours opens its own.)
+    assert!(!b.links().await.unwrap().iter().any(|l| l.id == up.link));
     a.shutdown();
     b.shutdown();
 }
@@ -1219,13 +1220,8 @@ async fn a_key_provided_through_the_dht_is_found_from_another_node() {
     hub.shutdown();
 }
 
-/// Announces carry their emission time in whole seconds, and a receiver drops a second
-/// announce from the same second. A capability change right after a node introduced
-/// itself must still reach its peers (not wait for the next round, an hour here).
-#[tokio::test(flavor = "current_thread")]
-async fn a_capability_change_in_the_second_of_an_announce_still_reaches_peers() {
-    let (a, b, _da, _db) = pair("caps-second").await;
-    // Poll fast: B changes its summary within milliseconds of A hearing its first announce.
+/// Wait until `a` has heard `b` announce, checking every `poll`.
+async fn until_heard(a: &NodeHandle, b: &NodeHandle, poll: Duration) {
     tokio::time::timeout(T, async {
         while !a
             .peers()
@@ -1234,11 +1230,21 @@ async fn a_capability_change_in_the_second_of_an_announce_still_reaches_peers() 
             .iter()
             .any(|p| p.node == b.destination())
         {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(poll).await;
         }
     })
     .await
-    .expect("A hears B's introduction");
+    .expect("A hears B announce");
+}
+
+/// Announces carry their emission time in whole seconds, and a receiver drops a second
+/// announce from the same second. A capability change right after a node introduced
+/// itself must still reach its peers (not wait for the next round, an hour here).
+#[tokio::test(flavor = "current_thread")]
+async fn a_capability_change_in_the_second_of_an_announce_still_reaches_peers() {
+    let (a, b, _da, _db) = pair("caps-second").await;
+    // Poll fast: B changes its summary within milliseconds of A hearing its first announce.
+    until_heard(&a, &b, Duration::from_millis(5)).await;
     b.update_capabilities(|c| c.ram_mb = 123_456).await.unwrap();
     tokio::time::timeout(T, async {
         loop {
@@ -1254,4 +1260,66 @@ async fn a_capability_change_in_the_second_of_an_announce_still_reaches_peers() 
     })
     .await
     .expect("A learns B's new summary from its re-announce");
+}
+
+/// Catalog gossip runs in every node: an entry one node publishes reaches its neighbour
+/// signed by its publisher, and a tombstone withdraws it there too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_published_catalog_entry_reaches_a_neighbour_and_a_tombstone_withdraws_it() {
+    use grid::proto::flood::sketch::Sketch;
+    use grid::proto::gossip::entry::{Body, Record};
+    let (a, b, _da, _db) = pair("catalog").await;
+    // B is A's neighbour once A has heard it announce (and the other way round).
+    until_heard(&a, &b, Duration::from_millis(50)).await;
+    let expires_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 3_600_000;
+    let record = |seq, tombstone| Record {
+        seq,
+        expires_ms,
+        tombstone,
+        name: "bike/repair".into(),
+        summary: "Fixes bicycle brakes and gears".into(),
+        body: Body::Command {
+            sketch: Sketch([0xA5; 48]),
+        },
+    };
+    let digest = a.catalog_publish(record(1, false)).await.unwrap();
+    let seen = tokio::time::timeout(T, async {
+        loop {
+            let found = b
+                .catalog()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|e| *e.digest() == digest);
+            if let Some(e) = found {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the entry reaches B by gossip");
+    assert_eq!(seen.record().name, "bike/repair");
+    let publisher = rns_core::PublicIdentity::from_bytes(seen.publisher()).unwrap();
+    assert_eq!(publisher.hash(), a.identity(), "signed by A");
+    // A record with a lower sequence number does not replace it; a tombstone does.
+    assert!(a.catalog_publish(record(0, false)).await.is_err());
+    a.catalog_publish(record(2, true)).await.unwrap();
+    tokio::time::timeout(T, async {
+        while b
+            .catalog()
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.record().name == "bike/repair")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the tombstone withdraws it at B");
 }

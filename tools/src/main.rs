@@ -233,6 +233,13 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// The catalog: adapters, commands and compute offered by nodes nearby, kept in
+    /// sync by gossip with Grid nodes one hop away.
+    Catalog {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The Kademlia DHT: say this node provides a key, or find who provides one.
     Dht {
         #[command(subcommand)]
@@ -549,6 +556,7 @@ fn main() -> ExitCode {
         } => commands::probe(&state, &hash, size, data.as_deref(), timeout, json),
         Command::Link { action } => commands::link(&state, action),
         Command::Dht { action } => commands::dht(&state, action),
+        Command::Catalog { json } => commands::catalog(&state, json),
         Command::Adapter { action } => match action {
             AdapterAction::Publish { dir, json } => genome_cli::publish(&state, &dir, json),
             AdapterAction::List { json } => genome_cli::list(&state, json),

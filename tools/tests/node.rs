@@ -286,6 +286,10 @@ fn grid_exec_runs_commands_on_another_node() {
     );
     let caps = a.json(&["exec", &dest, "grid/capabilities"]);
     assert_eq!(caps["result"], peer["capabilities"]);
+    // B, heard one hop away over TCP, is A's catalog gossip neighbour (nothing published).
+    let catalog = a.json(&["catalog"]);
+    assert_eq!(catalog["neighbours"], 1, "{catalog}");
+    assert_eq!(catalog["entries"], serde_json::json!([]), "{catalog}");
     let list = a.json(&["exec", &dest, "list"]);
     assert!(list["result"]
         .as_array()

@@ -36,6 +36,7 @@ use crate::node::NodeError;
 use crate::state::StateDir;
 use crate::Error;
 
+mod catalog;
 mod dht;
 mod exec;
 mod links;
@@ -299,6 +300,18 @@ pub(crate) enum Call {
     },
     /// One of the node's DHT requests could not be delivered.
     DhtUnreachable(u64),
+    /// The response to one of the node's gossip messages (from the task that sent it).
+    GossipAnswer {
+        from: crate::proto::gossip::Peer,
+        message: Box<crate::proto::gossip::message::Message>,
+    },
+    /// Sign and publish one of this node's catalog entries.
+    CatalogPublish(
+        crate::proto::gossip::entry::Record,
+        oneshot::Sender<Result<crate::proto::gossip::entry::Digest, Error>>,
+    ),
+    /// The catalog's entries.
+    Catalog(oneshot::Sender<Vec<crate::proto::gossip::entry::Entry>>),
     /// A DHT lookup for the node's user.
     DhtLookup(
         crate::proto::dht::key::Key,

@@ -266,6 +266,8 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         want: Option<u32>,
     },
+    /// The catalog entries this node holds (its own and those gossip brought).
+    Catalog,
 }
 
 /// The bytes a link request carries: `hex`, the contents of `file` (read by the node),
@@ -382,7 +384,7 @@ impl Request {
 }
 
 /// Every operation's wire name.
-pub const NAMES: [&str; 28] = [
+pub const NAMES: [&str; 29] = [
     "status",
     "announce",
     "path",
@@ -411,6 +413,7 @@ pub const NAMES: [&str; 28] = [
     "received",
     "dht_provide",
     "dht_find",
+    "catalog",
 ];
 
 fn trusted() -> TrustLevel {
@@ -581,6 +584,7 @@ mod tests {
                 key: "topic:chat".into(),
                 want: Some(3),
             },
+            Request::Catalog,
         ]
     }
 

@@ -370,6 +370,22 @@ impl Node {
                     answer(reply, r.map(|o| ok(&super::dht::lookup_answer(key, &o))));
                 });
             }
+            Request::Catalog => {
+                let mut entries: Vec<_> = self
+                    .catalog_entries()
+                    .iter()
+                    .map(response::CatalogEntry::of)
+                    .collect();
+                entries.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+                let neighbours = self.gossip_neighbours();
+                answer(
+                    reply,
+                    Ok(ok(&response::Catalog {
+                        entries,
+                        neighbours,
+                    })),
+                );
+            }
             Request::Announce => {
                 self.announce(now);
                 let destination = self.grid_destination;

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rns_core::identity::PublicIdentity;
-use rns_core::link::LinkId;
 use rns_core::{rmpv, AddressHash, Instant};
 use tokio::sync::oneshot;
 
+use super::links::PeerRequest;
 use super::Node;
 use crate::api::Call;
 use crate::proto::bundle::envelope::node_destination;
@@ -146,18 +146,13 @@ impl Node {
 
     /// A DHT request from another node on `link`. Callers must identify on the link
     /// (their id is bound to the key they proved); others get no answer.
-    pub(super) fn on_dht_request(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        request_id: AddressHash,
-        data: rmpv::Value,
-        remote: Option<Box<PublicIdentity>>,
-    ) {
-        let (Some(remote), rmpv::Value::Binary(bytes)) = (remote, data) else {
-            tracing::debug!(%link, "DHT request from an unidentified caller or not bytes; ignored");
-            return;
-        };
+    pub(super) fn on_dht_request(&mut self, now: Instant, request: PeerRequest) {
+        let PeerRequest {
+            link,
+            request_id,
+            remote,
+            bytes,
+        } = request;
         let Ok(message) = Message::decode(&bytes) else {
             tracing::debug!(%link, "undecodable DHT message; ignored");
             return;

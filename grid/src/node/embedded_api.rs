@@ -167,6 +167,13 @@ impl Node {
             Call::Audit(entry) => self.guard.record(&entry),
             Call::DhtAnswer { from, message } => self.on_dht_answer(now, *from, message),
             Call::DhtUnreachable(request) => self.on_dht_unreachable(now, request),
+            Call::GossipAnswer { from, message } => self.on_gossip_answer(now, from, *message),
+            Call::CatalogPublish(record, done) => {
+                let _ = done.send(self.catalog_publish(now, record));
+            }
+            Call::Catalog(done) => {
+                let _ = done.send(self.catalog_entries());
+            }
             Call::DhtLookup(key, what, done) => self.dht_lookup(now, key, what, done),
             Call::Push { link, frame } => {
                 if let Err(e) = self.transport.link_channel_send(

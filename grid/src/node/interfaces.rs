@@ -24,6 +24,8 @@ pub(super) struct Interfaces {
     pub(super) radio: HashMap<InterfaceId, RadioStats>,
     /// Frames dropped because an interface's queue was full.
     pub(super) dropped: u64,
+    /// Interfaces slower than [`SLOW_LINK_BPS`] (radios), where chatty work stays off.
+    pub(super) slow: std::collections::HashSet<InterfaceId>,
 }
 
 impl Interfaces {
@@ -100,6 +102,9 @@ impl Node {
             return;
         };
         let slow = config.bitrate < SLOW_LINK_BPS;
+        if slow {
+            self.interfaces.slow.insert(id);
+        }
         if self.transport.interfaces().any(|(i, ..)| i == id) {
             self.transport.set_interface_online(id, true);
         } else {

@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use rns_core::identity::PublicIdentity;
 use rns_core::link::{wire::path_hash, LinkEvent, LinkId};
 use rns_core::{rmpv, AddressHash, Instant};
 use serde_json::{json, Value};
@@ -114,6 +115,39 @@ pub(super) fn value_json(v: &rmpv::Value) -> Value {
         rmpv::Value::F64(f) => json!(f),
         rmpv::Value::Array(a) => Value::Array(a.iter().map(value_json).collect()),
         other => json!(other.to_string()),
+    }
+}
+
+/// A request from another Grid node's protocol (DHT, gossip): the caller identified on
+/// the link (its identity is who the protocol talks to) and sent bytes.
+pub(super) struct PeerRequest {
+    pub(super) link: LinkId,
+    pub(super) request_id: AddressHash,
+    pub(super) remote: Box<PublicIdentity>,
+    pub(super) bytes: Vec<u8>,
+}
+
+impl PeerRequest {
+    /// The request, if its caller identified and its data is bytes (else it is ignored:
+    /// these protocols answer identities only).
+    fn of(
+        link: LinkId,
+        request_id: AddressHash,
+        data: rmpv::Value,
+        remote: Option<Box<PublicIdentity>>,
+    ) -> Option<PeerRequest> {
+        match (remote, data) {
+            (Some(remote), rmpv::Value::Binary(bytes)) => Some(PeerRequest {
+                link,
+                request_id,
+                remote,
+                bytes,
+            }),
+            _ => {
+                tracing::debug!(%link, "request from an unidentified caller or not bytes; ignored");
+                None
+            }
+        }
     }
 }
 
@@ -232,7 +266,16 @@ impl Node {
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
                 if path_hash == rns_core::link::wire::path_hash(crate::proto::dht::DHT_PATH) =>
             {
-                self.on_dht_request(now, link, request_id, data, remote_identity);
+                if let Some(r) = PeerRequest::of(link, request_id, data, remote_identity) {
+                    self.on_dht_request(now, r);
+                }
+            }
+            LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
+                if path_hash == rns_core::link::wire::path_hash(crate::proto::gossip::GOSSIP_PATH) =>
+            {
+                if let Some(r) = PeerRequest::of(link, request_id, data, remote_identity) {
+                    self.on_gossip_request(now, r);
+                }
             }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
                 if path_hash == rns_core::link::wire::path_hash(crate::bundle::wire::BUNDLE_PATH) =>

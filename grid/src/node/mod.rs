@@ -27,6 +27,7 @@ mod events;
 pub(crate) mod exchange;
 mod file_writer;
 mod files;
+mod gossip;
 pub(crate) mod grid_frames;
 mod guard;
 mod interfaces;
@@ -99,6 +100,8 @@ struct Node {
     shared_instance: Option<String>,
     /// The DHT, and who waits for its lookups.
     dht: dht::DhtDriver,
+    /// Catalog gossip with the neighbours.
+    gossip: gossip::GossipDriver,
     /// The interfaces: where frames go, which wait to be ready, radio figures.
     interfaces: interfaces::Interfaces,
 }
@@ -317,6 +320,10 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         }
         node.dht_due(now);
         if let Some(w) = node.dht_wake() {
+            wake = wake.min(w);
+        }
+        node.gossip_due(now);
+        if let Some(w) = node.gossip_wake() {
             wake = wake.min(w);
         }
         if let Some(w) = node.interfaces.next_ready() {
@@ -618,6 +625,11 @@ impl Node {
             shared_instance: share_instance.then(|| config.instance_name.clone()),
             interfaces: interfaces::Interfaces::default(),
             dht: dht::DhtDriver::new(
+                &own_public,
+                started,
+                rand_core::RngCore::next_u64(&mut rand_core::OsRng),
+            ),
+            gossip: gossip::GossipDriver::new(
                 &own_public,
                 started,
                 rand_core::RngCore::next_u64(&mut rand_core::OsRng),

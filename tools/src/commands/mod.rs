@@ -3,6 +3,7 @@
 
 mod announce;
 mod audit;
+mod catalog;
 mod cp;
 mod dht;
 mod emit;
@@ -19,6 +20,7 @@ mod trust;
 
 pub(crate) use announce::announce;
 pub(crate) use audit::audit;
+pub(crate) use catalog::catalog;
 pub(crate) use cp::cp;
 pub(crate) use dht::dht;
 pub(crate) use emit::emit;

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::Error;
 
+mod catalog;
 mod commands;
 mod dht;
 mod links;
@@ -23,6 +24,7 @@ mod status;
 mod transfers;
 mod trust;
 
+pub use catalog::*;
 pub use commands::*;
 pub use dht::*;
 pub use links::*;

@@ -340,4 +340,19 @@ fn every_answer_round_trips_through_its_type() {
         elapsed_ms: 30,
         timed_out: false,
     });
+    // The catalog.
+    round_trip(Catalog {
+        entries: vec![CatalogEntry {
+            digest: "00".repeat(16),
+            kind: "compute".into(),
+            name: "gpu".into(),
+            summary: "a GPU".into(),
+            publisher: a,
+            seq: 3,
+            expires_ms: 1,
+            content_hash: None,
+            compute: Some((1024, 8192, 10)),
+        }],
+        neighbours: 2,
+    });
 }

@@ -34,6 +34,9 @@ use catalog::{Catalog, CatalogError, Event, Inserted, Limits};
 use entry::{Entry, KEY_LEN};
 use message::{Message, MAX_ROUNDS};
 
+/// The link request path gossip messages travel on, to a node's `grid.node` destination.
+pub const GOSSIP_PATH: &str = "grid/gossip";
+
 /// A message budget for LoRa, bytes: about one RNS packet. An entry larger than the
 /// budget still goes, alone (the driver carries it as a resource).
 pub const LORA_BUDGET: usize = 400;

@@ -1,0 +1,212 @@
+//! The node as the driver of its catalog gossip ([`crate::proto::gossip`]): Grid nodes
+//! heard directly (one hop, on a fast interface) become neighbours, gossip messages
+//! travel as requests on [`GOSSIP_PATH`] over identified links to `grid.node`, and this
+//! node's own entries are signed with its identity.
+//!
+//! A request carries one message; the answer to it (the next round of the same session,
+//! or nothing) comes back as the response, and anything else the gossip wants to send
+//! goes as a request of its own. Outgoing requests run on tasks (opening a link takes
+//! round trips); their answers come back to the loop as [`Call::GossipAnswer`]. Radio
+//! neighbours are left out for now: their messages would need the LoRa budget and
+//! airtime pricing (docs/discovery.md).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rns_core::identity::PublicIdentity;
+use rns_core::{rmpv, AddressHash, Instant};
+
+use super::links::PeerRequest;
+use super::Node;
+use crate::api::Call;
+use crate::proto::gossip::entry::{Digest, Entry, Record};
+use crate::proto::gossip::message::Message;
+use crate::proto::gossip::{Config, Gossip, Peer, Transmit, GOSSIP_PATH};
+
+/// How long opening (or checking) a link for a gossip message may take.
+const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a gossip request on a link may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The gossip on the node, and where its neighbours are.
+pub(super) struct GossipDriver {
+    pub(super) gossip: Gossip,
+    /// Each neighbour's `grid.node` destination, by identity hash (as many as the
+    /// gossip keeps neighbours).
+    nodes: HashMap<Peer, AddressHash>,
+}
+
+impl GossipDriver {
+    pub(super) fn new(own: &PublicIdentity, now: Instant, seed: u64) -> GossipDriver {
+        GossipDriver {
+            gossip: Gossip::new(own, Config::default(), now, seed),
+            nodes: HashMap::new(),
+        }
+    }
+}
+
+impl Node {
+    /// A Grid node announced: one heard directly on a fast interface becomes a neighbour,
+    /// and a first session with it starts at once.
+    pub(super) fn gossip_heard(&mut self, now: Instant, node: AddressHash, hops: u8) {
+        if hops > 1 {
+            return;
+        }
+        let on_radio = self
+            .transport
+            .path(&node)
+            .is_some_and(|p| self.interfaces.slow.contains(&p.interface));
+        let Some(id) = self.recall_node(&node).filter(|_| !on_radio) else {
+            return;
+        };
+        let peer = *id.hash().as_bytes();
+        if let Ok(true) = self.gossip.gossip.add_neighbour(peer) {
+            self.gossip.nodes.insert(peer, node);
+            self.gossip.gossip.sync_with(peer);
+            self.flush_gossip(now);
+        }
+    }
+
+    /// Sign `record` as this node's entry and publish it; it goes to a few neighbours
+    /// at once (not only at the next interval). Returns its digest.
+    pub(super) fn catalog_publish(
+        &mut self,
+        now: Instant,
+        record: Record,
+    ) -> Result<Digest, crate::Error> {
+        let entry = Entry::sign(&self.identity, record)
+            .map_err(|e| crate::Error::BadRequest(e.to_string()))?;
+        let digest = *entry.digest();
+        self.gossip
+            .gossip
+            .publish(now, entry)
+            .map_err(|e| crate::Error::BadRequest(e.to_string()))?;
+        let fanout = Config::default().fanout;
+        let first: Vec<Peer> = self
+            .gossip
+            .gossip
+            .neighbours()
+            .iter()
+            .take(fanout)
+            .copied()
+            .collect();
+        for peer in first {
+            self.gossip.gossip.sync_with(peer);
+        }
+        self.flush_gossip(now);
+        Ok(digest)
+    }
+
+    /// The entries this node holds (its own and those gossip brought), tombstones left out.
+    pub(super) fn catalog_entries(&self) -> Vec<Entry> {
+        self.gossip
+            .gossip
+            .catalog()
+            .entries()
+            .values()
+            .filter(|e| !e.is_tombstone())
+            .cloned()
+            .collect()
+    }
+
+    /// How many neighbours the node gossips with.
+    pub(super) fn gossip_neighbours(&self) -> usize {
+        self.gossip.gossip.neighbours().len()
+    }
+
+    /// A gossip message from another node on `link`. Callers must identify on the link
+    /// (a neighbour is an identity); the answer, if any, is the response.
+    pub(super) fn on_gossip_request(&mut self, now: Instant, request: PeerRequest) {
+        let (link, from) = (request.link, *request.remote.hash().as_bytes());
+        let session = match Message::decode(&request.bytes) {
+            Ok(message) => {
+                let session = message.session;
+                self.gossip.gossip.handle(now, from, message);
+                Some(session)
+            }
+            Err(e) => {
+                tracing::debug!(%link, error = %e, "undecodable gossip message");
+                None
+            }
+        };
+        // The next round of this session is the response (empty if there is none, so
+        // the caller is not left waiting); everything else goes out as usual.
+        let mut answer = Vec::new();
+        let mut others = Vec::new();
+        while let Some(t) = self.gossip.gossip.poll_transmit() {
+            if answer.is_empty() && t.to == from && Some(t.message.session) == session {
+                answer = t.message.encode();
+            } else {
+                others.push(t);
+            }
+        }
+        let value = rmpv::Value::Binary(answer);
+        if let Err(e) = self
+            .transport
+            .link_respond(now, &link, &request.request_id, &value)
+        {
+            tracing::debug!(%link, error = %e, "could not answer a gossip message");
+        }
+        for t in others {
+            self.send_gossip(t);
+        }
+        self.flush_gossip(now);
+    }
+
+    /// The response to one of this node's gossip messages.
+    pub(super) fn on_gossip_answer(&mut self, now: Instant, from: Peer, message: Message) {
+        self.gossip.gossip.handle(now, from, message);
+        self.flush_gossip(now);
+    }
+
+    /// When the gossip's timers are next due.
+    pub(super) fn gossip_wake(&self) -> Option<Instant> {
+        self.gossip.gossip.poll_timeout()
+    }
+
+    /// Run the gossip's timers if due.
+    pub(super) fn gossip_due(&mut self, now: Instant) {
+        if self.gossip_wake().is_some_and(|t| t <= now) {
+            self.gossip.gossip.handle_timeout(now);
+            self.flush_gossip(now);
+        }
+    }
+
+    /// Send what the gossip queued, and note what its catalog did.
+    fn flush_gossip(&mut self, _now: Instant) {
+        while let Some(t) = self.gossip.gossip.poll_transmit() {
+            self.send_gossip(t);
+        }
+        while let Some(e) = self.gossip.gossip.poll_event() {
+            tracing::debug!(event = ?e, "catalog");
+        }
+    }
+
+    /// Send one gossip message on its own task: a link to the neighbour's `grid.node`,
+    /// then the request; a non-empty response comes back to the loop.
+    fn send_gossip(&mut self, t: Transmit) {
+        let Some(node) = self.gossip.nodes.get(&t.to).copied() else {
+            return;
+        };
+        let handle = self.internal_handle();
+        let calls = self.calls.clone();
+        tokio::spawn(async move {
+            let link = handle.live_link_to(node, LINK_TIMEOUT).await.ok()?;
+            let value = rmpv::Value::Binary(t.message.encode());
+            let answer = match handle
+                .request(link, GOSSIP_PATH, value, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(rmpv::Value::Binary(b)) if !b.is_empty() => Message::decode(&b).ok()?,
+                _ => return None,
+            };
+            calls
+                .send(Call::GossipAnswer {
+                    from: t.to,
+                    message: Box::new(answer),
+                })
+                .await
+                .ok()
+        });
+    }
+}
