@@ -16,6 +16,7 @@ pub mod engine;
 pub mod figures;
 pub mod flood_run;
 pub mod gossip_run;
+pub mod lora;
 pub mod scenario;
 pub mod topology;
 
