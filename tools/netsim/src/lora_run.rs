@@ -9,12 +9,19 @@
 //! holds it (it is then findable there from the local catalog) and when every node
 //! does, each node's airtime per hour, and the worst sliding hour of any node, held to
 //! the duty cycle.
+//!
+//! With `search_after_s` set, the far edge also runs a flood search for the new adapter
+//! (`grid::proto::flood`, every node's catalog holding what its gossip catalog holds)
+//! that long after the publication: thorough's reach (10 hops, fan-out 3, 250 queries)
+//! with a wait of `search_time_s`, its queries and answers on the same channel.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use grid::proto::flood::sketch::{threshold_bits, Item, Query};
+use grid::proto::flood::{self, Flood, Patience};
 use grid::proto::gossip::catalog::Event;
-use grid::proto::gossip::entry::{Digest, Entry};
+use grid::proto::gossip::entry::{Body, Digest, Entry};
 use grid::proto::gossip::message::Message;
 use grid::proto::gossip::{Config, Gossip, Peer};
 use rand_chacha::rand_core::SeedableRng;
@@ -35,6 +42,13 @@ const LIFETIME: Duration = Duration::from_secs(6 * 24 * 3600);
 const HOUR_US: u64 = 3_600_000_000;
 /// Bytes in front of the message in a link packet: the header and the token's IV.
 const FRONT: usize = 19 + 16;
+/// The byte in front of a gossip message (the driver's own; a real node tells them
+/// apart by destination).
+const GOSSIP: u8 = 0;
+/// The byte in front of a flood message.
+const FLOOD: u8 = 1;
+/// The id of the far edge's search.
+const SEARCH_ID: [u8; 16] = *b"lora-30-search-0";
 
 /// A gossip message as the link packet that carries it: its length (two bytes, standing
 /// in for the header), filler to the header's and IV's size, the message, and filler for
@@ -52,10 +66,38 @@ fn unpacket(p: &[u8]) -> Option<&[u8]> {
     p.get(FRONT..FRONT + len)
 }
 
+/// The flood search's view of a catalog entry: its adapter's sketch, under the first 16
+/// bytes of its digest.
+fn item(entry: &Entry) -> Option<Item> {
+    let Body::Adapter { sketch, .. } = &entry.record().body else {
+        return None;
+    };
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&entry.digest()[..16]);
+    Some(Item {
+        id,
+        sketch: *sketch,
+        topic: None,
+    })
+}
+
+/// The far edge's search, and what became of it.
+#[derive(Default)]
+struct Search {
+    at: Option<Instant>,
+    ladder: Option<flood::Ladder>,
+    query: Option<Query>,
+    started: Option<Instant>,
+    found: Option<(u8, Duration)>,
+    ended: bool,
+}
+
 struct Run<'a> {
     engine: Engine,
     radio: Radio,
     nodes: Vec<Gossip>,
+    floods: Vec<Flood>,
+    search: Search,
     peers: &'a [Peer],
     index: HashMap<Peer, u32>,
     /// The new entry, where and when it is published (taken when it is).
@@ -72,15 +114,38 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Put `message` (after its kind byte) on the air from `i` to the neighbour `to`.
+    fn transmit(&mut self, i: u32, to: &Peer, kind: u8, message: Vec<u8>) {
+        let Some(&to) = self.index.get(to) else {
+            return;
+        };
+        let mut m = Vec::with_capacity(1 + message.len());
+        m.push(kind);
+        m.extend_from_slice(&message);
+        if self
+            .radio
+            .send(self.engine.now, i, Some(to), packet(&m))
+            .is_err()
+        {
+            self.refused += 1;
+        }
+    }
+
     fn flush(&mut self, i: u32) {
         let now = self.engine.now;
         while let Some(t) = self.nodes[i as usize].poll_transmit() {
-            let Some(&to) = self.index.get(&t.to) else {
-                continue;
-            };
-            let bytes = packet(&t.message.encode());
-            if self.radio.send(now, i, Some(to), bytes).is_err() {
-                self.refused += 1;
+            self.transmit(i, &t.to, GOSSIP, t.message.encode());
+        }
+        while let Some(t) = self.floods[i as usize].poll_transmit() {
+            self.transmit(i, &t.to, FLOOD, t.message.encode());
+        }
+        while let Some(e) = self.floods[i as usize].poll_event() {
+            match e {
+                flood::Event::Found { found, .. } => {
+                    self.search.found.get_or_insert((found.hops, found.after));
+                }
+                flood::Event::Done { .. } => self.search.ended = true,
+                _ => {}
             }
         }
         while let Some(e) = self.nodes[i as usize].poll_event() {
@@ -93,6 +158,12 @@ impl Run<'_> {
             if d != digest {
                 continue;
             }
+            // Held here, so found here: the flood search answers from it.
+            if let Some(entry) = self.nodes[i as usize].catalog().get(&d) {
+                if let Some(it) = item(entry) {
+                    let _ = self.floods[i as usize].add_item(it);
+                }
+            }
             let after = now.saturating_since(published);
             self.holders += 1;
             if i == self.far_edge {
@@ -102,7 +173,10 @@ impl Run<'_> {
                 self.everywhere = Some(after);
             }
         }
-        let at = self.nodes[i as usize].poll_timeout();
+        let at = crate::engine::earliest(
+            self.nodes[i as usize].poll_timeout(),
+            self.floods[i as usize].poll_timeout(),
+        );
         self.engine.arm(i, at);
     }
 }
@@ -112,13 +186,28 @@ impl Workload for Run<'_> {
         &mut self.engine
     }
 
-    /// The publication, or the radio's next transmission start or end.
+    /// The publication, the search, or the radio's next transmission start or end.
     fn next_action(&self) -> Option<Instant> {
-        crate::engine::earliest(self.publish.as_ref().map(|p| p.0), self.radio.next_time())
+        let own = crate::engine::earliest(self.publish.as_ref().map(|p| p.0), self.search.at);
+        crate::engine::earliest(own, self.radio.next_time())
     }
 
     fn take_action(&mut self) {
         let now = self.engine.now;
+        if self.search.at.is_some_and(|t| t <= now) {
+            self.search.at = None;
+            let i = self.far_edge;
+            if let (Some(q), Some(l)) = (self.search.query.take(), self.search.ladder) {
+                if self.floods[i as usize]
+                    .search_with(now, SEARCH_ID, q, l, 1)
+                    .is_ok()
+                {
+                    self.search.started = Some(now);
+                }
+            }
+            self.flush(i);
+            return;
+        }
         if let Some((t, at, entry)) = self.publish.take_if(|p| p.0 <= now) {
             self.tracked = Some((*entry.digest(), t));
             let _ = self.nodes[at as usize].publish(t, entry);
@@ -127,8 +216,19 @@ impl Workload for Run<'_> {
         }
         self.radio.step(now, &mut self.heard);
         for h in std::mem::take(&mut self.heard) {
-            if let Some(m) = unpacket(&h.bytes).and_then(|b| Message::decode(b).ok()) {
-                self.nodes[h.to as usize].handle(now, self.peers[h.from as usize], m);
+            let from = self.peers[h.from as usize];
+            match unpacket(&h.bytes).and_then(|b| b.split_first()) {
+                Some((&GOSSIP, m)) => {
+                    if let Ok(m) = Message::decode(m) {
+                        self.nodes[h.to as usize].handle(now, from, m);
+                    }
+                }
+                Some((&FLOOD, m)) => {
+                    if let Ok(m) = flood::message::Message::decode(m) {
+                        self.floods[h.to as usize].handle(now, from, m);
+                    }
+                }
+                _ => {}
             }
             self.flush(h.to);
         }
@@ -141,6 +241,7 @@ impl Workload for Run<'_> {
     fn timer(&mut self, i: u32) {
         let now = self.engine.now;
         self.nodes[i as usize].handle_timeout(now);
+        self.floods[i as usize].handle_timeout(now);
         self.flush(i);
     }
 }
@@ -212,10 +313,46 @@ pub fn run(
             g
         })
         .collect();
+    let flood_config = flood::Config {
+        max_neighbours: flood::Config::default()
+            .max_neighbours
+            .max(graph_stats.max_degree),
+        // Reverse paths outlive the search, so late answers still find their way.
+        remember: flood::Config::default()
+            .remember
+            .max(Duration::from_secs(w.search_time_s)),
+        ..flood::Config::default()
+    };
+    let floods: Vec<Flood> = (0..n as u32)
+        .map(|i| {
+            let mut f = Flood::new(peers[i as usize], flood_config, t0, seed ^ u64::from(i));
+            for p in graph.neighbours(i) {
+                let _ = f.add_neighbour(peers[p as usize]);
+            }
+            f
+        })
+        .collect();
+    // Thorough's reach (hops, fan-out, query budget), with a wait for LoRa.
+    let ladder = flood::Ladder {
+        time: Duration::from_secs(w.search_time_s),
+        ..Patience::Thorough.ladder()
+    };
+    let search = Search {
+        at: w.search_after_s.map(|d| published + Duration::from_secs(d)),
+        ladder: Some(ladder),
+        query: item(&new).map(|it| Query {
+            sketch: Some(it.sketch),
+            topic: None,
+            threshold: threshold_bits(0.75),
+        }),
+        ..Search::default()
+    };
     let mut run = Run {
         engine,
         radio,
         nodes,
+        floods,
+        search,
         peers: &peers,
         index: peers
             .iter()
@@ -312,6 +449,25 @@ pub fn run(
             "rounds_cut": gossip_sum(|s| s.rounds_cut),
         },
     });
+    let search = &run.search;
+    let searched = w.search_after_s.map(|after| {
+        json!({
+            "started_s_after_publish": after,
+            "started": search.started.is_some(),
+            "far_edge_held_it_already": run.at_far_edge.is_some_and(|d| d.as_secs() <= after),
+            "found": search.found.is_some(),
+            "found_s_after_start": search.found.map(|(_, d)| round1(d.as_secs_f64())),
+            "found_hops": search.found.map(|(h, _)| h),
+            "ended": search.ended,
+            "wait_s": w.search_time_s,
+            "ttl": ladder.ttl,
+            "fanout": ladder.fanout,
+            "query_budget": ladder.budget,
+            "queries_forwarded": run.floods.iter().map(|f| f.stats().forwarded).sum::<u64>(),
+        })
+    });
+    let mut figures = figures;
+    figures["flood_search"] = searched.unwrap_or(Value::Null);
     let goals = vec![
         Goal::at_most("duty_cycle_max", duty_cycle_max, w.duty_cycle),
         Goal::at_least(

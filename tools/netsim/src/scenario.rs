@@ -216,6 +216,17 @@ pub struct LoraWorkload {
     /// Virtual time simulated, s.
     #[serde(default = "default_duration")]
     pub duration_s: u64,
+    /// If set: this long after the publication, the far edge starts a flood search for
+    /// the new adapter (thorough's reach), s.
+    pub search_after_s: Option<u64>,
+    /// How long that search waits for answers, s (thorough's 5 s is a LAN's figure; a
+    /// LoRa hop takes about a second each way).
+    #[serde(default = "default_search_time")]
+    pub search_time_s: u64,
+}
+
+fn default_search_time() -> u64 {
+    60
 }
 
 fn default_sf() -> u8 {
@@ -676,6 +687,20 @@ fn check_lora(w: &LoraWorkload, path: &Path) -> Result<(), ScenarioError> {
             60,
             7 * 86_400,
             "from 60 to 604800",
+        ),
+        (
+            "lora.search_after_s",
+            w.search_after_s.unwrap_or(0),
+            0,
+            86_400,
+            "from 0 to 86400",
+        ),
+        (
+            "lora.search_time_s",
+            w.search_time_s,
+            1,
+            3600,
+            "from 1 to 3600",
         ),
         (
             "lora.publish_at_s",

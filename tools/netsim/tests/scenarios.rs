@@ -163,6 +163,7 @@ fn lora_runs_are_reproducible_and_keep_the_duty_cycle() {
     let worst = f["duty_cycle_max"].as_f64().unwrap();
     assert!(worst > 0.0 && worst <= 0.01, "{f}");
     assert!(f["packets"]["sent"].as_u64().unwrap() > 0, "{f}");
+    assert_eq!(f["flood_search"]["started"], true, "{f}");
     let goals = v["goals"].as_array().unwrap();
     assert_eq!(goals.len(), 2);
     for g in goals {
