@@ -840,4 +840,30 @@ mod tests {
         let e = err(&format!("{ok}[churn]\nleave = 0.1\n"));
         assert!(e.contains("churn"), "{e}");
     }
+
+    #[test]
+    fn lora_scenarios_need_a_graph_a_valid_modulation_and_packets_that_fit() {
+        let p = Path::new("s.toml");
+        let ok = "name = \"x\"\n[network]\nnodes = 10\ntopology = \"line\"\n[lora]\n";
+        let s = Scenario::parse(ok, p).unwrap();
+        let w = s.lora.unwrap();
+        assert_eq!((w.spreading_factor, w.interval_s, w.fanout), (9, 300, 1));
+        assert_eq!(w.search_after_s, None);
+        let err = |text: &str| Scenario::parse(text, p).unwrap_err().to_string();
+        let e = err(&format!("{ok}spreading_factor = 13\n"));
+        assert!(e.contains("lora.spreading_factor"), "{e}");
+        let e = err(&format!("{ok}coding_rate = 9\n"));
+        assert!(e.contains("coding_rate"), "{e}");
+        let e = err(&format!("{ok}duty_cycle = 0.0\n"));
+        assert!(e.contains("lora.duty_cycle"), "{e}");
+        // A 500-byte message would make a 547-byte packet: over the MTU.
+        let e = err(&format!("{ok}budget = 500\n"));
+        assert!(e.contains("lora.budget"), "{e}");
+        let e = err(&format!("{ok}duration_s = 600\npublish_at_s = 600\n"));
+        assert!(e.contains("lora.publish_at_s"), "{e}");
+        let e = err(&ok.replace("topology = \"line\"\n", ""));
+        assert!(e.contains("network.topology"), "{e}");
+        let e = err(&format!("{ok}[gossip]\npublished = 5\n"));
+        assert!(e.contains("one workload"), "{e}");
+    }
 }

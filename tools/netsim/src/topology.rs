@@ -526,16 +526,6 @@ impl Graph {
         }
     }
 
-    /// Hops from `start` to every node (`usize::MAX` for a node it cannot reach).
-    pub fn hops_from(&self, start: u32) -> Vec<usize> {
-        match &self.adj {
-            Some(adj) if (start as usize) < self.n => bfs(adj, start as usize).0,
-            _ => (0..self.n)
-                .map(|v| usize::from(v != start as usize))
-                .collect(),
-        }
-    }
-
     /// The two ends of a longest shortest path found by a double sweep from `start`:
     /// the node farthest from `start`, then the node farthest from that one; and the
     /// hops between them.
@@ -646,6 +636,14 @@ mod tests {
 
     fn symmetric(g: &Graph) -> bool {
         (0..g.len() as u32).all(|a| g.neighbours(a).all(|b| b != a && g.are_neighbours(b, a)))
+    }
+
+    #[test]
+    fn the_far_pair_spans_a_line() {
+        let g = Topology::Line.build(5, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(g.far_pair(2), (0, 4, 4));
+        let full = Topology::Full.build(3, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(full.far_pair(2), (2, 0, 1));
     }
 
     #[test]
