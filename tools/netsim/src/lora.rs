@@ -13,11 +13,13 @@
 //!   occupies the channel and can collide there.
 //! - **Half duplex**: a node sends one packet at a time from a bounded FIFO queue, and
 //!   hears nothing while it transmits.
-//! - **Carrier sense**: a node about to transmit while it hears a neighbour's
-//!   transmission waits until that ends, plus a random backoff of 0–7 slots of
-//!   [`SLOT_SYMBOLS`] symbols. Detection is taken as instant: two nodes that start in
-//!   the same microsecond, or that cannot hear each other (hidden terminals), still
-//!   overlap.
+//! - **Listen before talk**, after RNode (`grid_firmware::csma`, whose slot and DIFS
+//!   it uses: 49 ms and 98 ms at SF9): for each packet a node draws 0–14 slots (RNode's
+//!   first contention band); the channel must then be free for DIFS plus that many
+//!   slots before it transmits. A transmission heard in the meantime restarts the wait
+//!   when it ends (RNode freezes the slots already counted instead). Detection is taken
+//!   as instant: two nodes that draw the same slot, or that cannot hear each other
+//!   (hidden terminals), still overlap.
 //! - **Collisions**: a receiver that hears two transmissions overlapping in time loses
 //!   both (no capture effect), and a receiver that is transmitting loses what it would
 //!   have heard.
@@ -38,6 +40,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use grid_firmware::airtime::Modulation;
+use grid_firmware::csma::{CsmaTiming, CW_PER_BAND_WINDOWS};
 use grid_firmware::split::packet_airtime_us;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
@@ -47,10 +50,6 @@ use crate::topology::Graph;
 
 /// Reticulum's packet MTU, bytes: a longer packet is refused.
 pub const RNS_MTU: usize = 500;
-/// A carrier-sense backoff slot, in symbols.
-pub const SLOT_SYMBOLS: u64 = 8;
-/// Backoff slots drawn from, 0 to this minus one.
-pub const BACKOFF_SLOTS: u64 = 8;
 
 /// The size of a Reticulum packet carrying `payload` bytes on a link: a 19-byte header
 /// (flags, hops, 16-byte link id, context), then the link's token: a 16-byte IV, the
@@ -119,7 +118,7 @@ pub struct LinkStats {
     pub dropped_queue: u64,
     /// Packets refused as too long.
     pub refused_size: u64,
-    /// Transmissions deferred because the channel was busy.
+    /// Packets that found the channel busy at least once before they went.
     pub deferred: u64,
 }
 
@@ -130,6 +129,10 @@ struct Queued {
     airtime_us: u64,
     /// Whether the duty cycle has held it already (counted once).
     held_since: Option<Instant>,
+    /// Its back-off: slots drawn, and since when the node has listened (µs).
+    backoff: Option<(u64, u64)>,
+    /// Whether it found the channel busy (counted once).
+    deferred: bool,
 }
 
 #[derive(Default)]
@@ -141,6 +144,8 @@ struct Node {
     history: Vec<(u64, u64)>,
     /// When a wake-up to transmit is scheduled (at most one matters).
     wake: Option<Instant>,
+    /// Until when this node hears the channel busy, µs.
+    busy_until: u64,
 }
 
 struct Tx {
@@ -177,6 +182,7 @@ pub struct Radio {
     budget_us: u64,
     window_us: u64,
     slot_us: u64,
+    difs_us: u64,
     rng: ChaCha8Rng,
     /// What happened.
     pub stats: LinkStats,
@@ -200,7 +206,8 @@ impl Radio {
             seq: 0,
             budget_us: (config.duty_cycle * window_us as f64).floor() as u64,
             window_us,
-            slot_us: SLOT_SYMBOLS * u64::from(config.modulation.symbol_time_us()),
+            slot_us: u64::from(CsmaTiming::for_modulation(&config.modulation).slot_ms) * 1000,
+            difs_us: u64::from(CsmaTiming::for_modulation(&config.modulation).difs_ms) * 1000,
             rng,
             stats: LinkStats::default(),
             config,
@@ -236,6 +243,8 @@ impl Radio {
             bytes,
             airtime_us,
             held_since: None,
+            backoff: None,
+            deferred: false,
         });
         if node.sending.is_none() {
             self.wake(from, now);
@@ -352,17 +361,25 @@ impl Radio {
             return;
         }
         if self.config.carrier_sense {
-            let busy_until = self
-                .on_air
-                .iter()
-                .map(|&k| &self.txs[k])
-                .filter(|tx| self.adj[tx.from as usize].binary_search(&i).is_ok())
-                .map(|tx| tx.end)
-                .max();
-            if let Some(end) = busy_until {
-                self.stats.deferred += 1;
-                let backoff = (self.rng.next_u64() % BACKOFF_SLOTS) * self.slot_us;
-                self.wake(i, Instant::from_micros(end + backoff));
+            let draw = self.rng.next_u64() % u64::from(CW_PER_BAND_WINDOWS);
+            let (slot_us, difs_us) = (self.slot_us, self.difs_us);
+            let node = &mut self.nodes[i as usize];
+            let busy_until = node.busy_until;
+            let Some(head) = node.queue.front_mut() else {
+                return;
+            };
+            let (slots, since) = *head.backoff.get_or_insert((draw, t));
+            if busy_until > t {
+                if !head.deferred {
+                    head.deferred = true;
+                    self.stats.deferred += 1;
+                }
+                self.wake(i, Instant::from_micros(busy_until));
+                return;
+            }
+            let ready = since.max(busy_until) + difs_us + slots * slot_us;
+            if ready > t {
+                self.wake(i, Instant::from_micros(ready));
                 return;
             }
         }
@@ -387,6 +404,8 @@ impl Radio {
         }
         let mut receivers = Vec::with_capacity(self.adj[i as usize].len());
         for &r in &self.adj[i as usize] {
+            let heard = &mut self.nodes[r as usize].busy_until;
+            *heard = (*heard).max(end);
             let mut state = if self.nodes[r as usize].sending.is_none() {
                 Rx::Intact
             } else {
@@ -604,21 +623,24 @@ mod tests {
             let a = airtime_between(radio.history(1), h * 3_600_000_000, (h + 1) * 3_600_000_000);
             assert!(a <= budget);
         }
-        // Two idle hours later, the budget is whole again: a packet goes at once.
+        // Two idle hours later, the budget is whole again: a packet goes after its
+        // back-off alone (DIFS and at most 14 slots: 98 + 14 × 49 ms at SF9).
         run(&mut radio, t + Duration::from_secs(3600));
         assert_eq!(radio.queued(1), 0);
         let later = t + Duration::from_secs(3 * 3600);
         radio.send(later, 1, None, vec![1; 400]).unwrap();
         let held = radio.stats.held;
         run(&mut radio, later + Duration::from_secs(10));
-        assert_eq!(radio.history(1).last().unwrap().0, later.as_micros());
+        let waited = radio.history(1).last().unwrap().0 - later.as_micros();
+        assert!(waited <= 98_000 + 14 * 49_000, "{waited}");
         assert_eq!(radio.stats.held, held);
     }
 
     #[test]
     fn overlapping_packets_collide_at_a_receiver_in_range_of_both() {
-        // 0 and 2 are hidden from each other; 1 hears both.
-        let mut radio = line(3, config(true));
+        // 0 and 2 are hidden from each other; 1 hears both. (Without listening before
+        // talking, so that the two start exactly when they are sent.)
+        let mut radio = line(3, config(false));
         let t = Instant::from_secs(5);
         radio.send(t, 0, Some(1), vec![0; 100]).unwrap();
         radio
@@ -637,14 +659,20 @@ mod tests {
         assert_eq!(heard.len(), 2);
     }
 
-    /// 0 sends to 1 and, 10 ms later, 1 to 0 (they hear each other); what was heard.
+    /// 0 sends to 1 and, 10 ms after 0 has started transmitting, 1 to 0 (they hear
+    /// each other); what was heard.
     fn exchange(radio: &mut Radio) -> Vec<(Instant, Heard)> {
-        let t = Instant::from_secs(5);
-        radio.send(t, 0, Some(1), vec![0; 100]).unwrap();
-        run(radio, t);
         radio
-            .send(t + Duration::from_millis(10), 1, Some(0), vec![1; 100])
+            .send(Instant::from_secs(5), 0, Some(1), vec![0; 100])
             .unwrap();
+        let mut out = Vec::new();
+        while radio.history(0).is_empty() {
+            let at = radio.next_time().unwrap();
+            radio.step(at, &mut out);
+        }
+        let started = radio.history(0)[0].0;
+        let t = Instant::from_micros(started) + Duration::from_millis(10);
+        radio.send(t, 1, Some(0), vec![1; 100]).unwrap();
         run(radio, Instant::from_secs(60))
     }
 
