@@ -394,8 +394,15 @@ impl Radio {
 
     fn start(&mut self, i: u32, t: u64, q: Queued) {
         let end = t + q.airtime_us;
+        // What ends as this starts does not overlap it (its end is handled later).
+        let overlapping: Vec<usize> = self
+            .on_air
+            .iter()
+            .copied()
+            .filter(|&k| self.txs[k].end > t)
+            .collect();
         // A node that starts transmitting loses what it was receiving.
-        for &k in &self.on_air {
+        for &k in &overlapping {
             for r in &mut self.txs[k].receivers {
                 if r.0 == i && r.1 == Rx::Intact {
                     r.1 = Rx::Deaf;
@@ -406,13 +413,14 @@ impl Radio {
         for &r in &self.adj[i as usize] {
             let heard = &mut self.nodes[r as usize].busy_until;
             *heard = (*heard).max(end);
-            let mut state = if self.nodes[r as usize].sending.is_none() {
+            let sending = self.nodes[r as usize].sending;
+            let mut state = if sending.is_none_or(|k| !overlapping.contains(&k)) {
                 Rx::Intact
             } else {
                 Rx::Deaf
             };
             // Overlap with what r hears already: both are lost at r.
-            for &k in &self.on_air {
+            for &k in &overlapping {
                 let other = &mut self.txs[k];
                 if other.from == r {
                     continue;
@@ -657,6 +665,14 @@ mod tests {
             .unwrap();
         let heard = run(&mut radio, Instant::from_secs(200));
         assert_eq!(heard.len(), 2);
+        // Back to back, the second starting as the first ends: no overlap.
+        let t = Instant::from_secs(300);
+        let airtime = Duration::from_micros(radio.airtime_us(100));
+        radio.send(t, 0, Some(1), vec![0; 100]).unwrap();
+        radio.send(t + airtime, 2, Some(1), vec![2; 100]).unwrap();
+        let heard = run(&mut radio, Instant::from_secs(400));
+        assert_eq!(heard.len(), 2);
+        assert_eq!(radio.stats.collided, 2, "no more than before");
     }
 
     /// 0 sends to 1 and, 10 ms after 0 has started transmitting, 1 to 0 (they hear
