@@ -392,14 +392,19 @@ fn simulate<N: Node>(
     run.outcome
 }
 
-fn identity(rng: &mut ChaCha8Rng) -> Identity {
+pub(crate) fn identity(rng: &mut ChaCha8Rng) -> Identity {
     let mut key = [0u8; 64];
     rng.fill_bytes(&mut key);
     // Any 64 bytes are a valid private key.
     Identity::from_private_bytes(&key).unwrap_or_else(|_| unreachable!())
 }
 
-fn adapter_entry(who: &Identity, name: String, expires_ms: u64, rng: &mut ChaCha8Rng) -> Entry {
+pub(crate) fn adapter_entry(
+    who: &Identity,
+    name: String,
+    expires_ms: u64,
+    rng: &mut ChaCha8Rng,
+) -> Entry {
     let mut content_hash = [0u8; 32];
     let mut sketch = [0u8; 48];
     let mut vector_hash = [0u8; 16];
@@ -598,10 +603,10 @@ pub fn run(
     (figures, goals)
 }
 
-fn round1(x: f64) -> f64 {
+pub(crate) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-fn round4(x: f64) -> f64 {
+pub(crate) fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }

@@ -6,7 +6,8 @@
 //! byte-identical output. Workloads so far: the Kademlia DHT (`grid::proto::dht`) with
 //! churn, over an overlay (any node messages any node), and the bounded flood search
 //! (`grid::proto::flood`) over a neighbour graph ([`topology`]), and catalog gossip
-//! (`grid::proto::gossip`) against the origin design's scheme. See `docs/discovery.md`
+//! (`grid::proto::gossip`) against the origin design's scheme, and that gossip again over a
+//! LoRa link model ([`lora`]) with airtime and duty cycle. See `docs/discovery.md`
 //! for how to read the output.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -16,6 +17,8 @@ pub mod engine;
 pub mod figures;
 pub mod flood_run;
 pub mod gossip_run;
+pub mod lora;
+pub mod lora_run;
 pub mod scenario;
 pub mod topology;
 
@@ -29,7 +32,10 @@ pub fn run(scenario: &Scenario, seed: u64, progress: &indicatif::ProgressBar) ->
         (Some(w), _, _) => dht_run::run(scenario, w, seed, progress),
         (None, Some(w), _) => flood_run::run(scenario, w, seed, progress),
         (None, None, Some(w)) => gossip_run::run(scenario, w, seed, progress),
-        (None, None, None) => (json!({}), Vec::new()),
+        (None, None, None) => match &scenario.lora {
+            Some(w) => lora_run::run(scenario, w, seed, progress),
+            None => (json!({}), Vec::new()),
+        },
     };
     json!({
         "scenario": scenario.name,

@@ -26,6 +26,8 @@ pub struct Scenario {
     pub flood: Option<FloodWorkload>,
     /// A catalog gossip workload.
     pub gossip: Option<GossipWorkload>,
+    /// Catalog gossip over the LoRa link model.
+    pub lora: Option<LoraWorkload>,
 }
 
 /// The network the nodes are on.
@@ -165,6 +167,118 @@ pub struct GossipWorkload {
     /// How long nothing changes after that, to measure the steady-state cost, s.
     #[serde(default = "default_steady")]
     pub steady_s: u64,
+}
+
+/// Catalog gossip over the LoRa link model ([`crate::lora`]): every node starts holding
+/// every node's entries, then one new adapter entry is published at the node farthest
+/// (in hops) from a far-edge node, and the run measures when the far edge holds it, the
+/// airtime each node spends, and whether any node ever breaks its duty cycle. Messages
+/// go only between neighbours (nodes in range).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraWorkload {
+    /// Spreading factor.
+    #[serde(default = "default_sf")]
+    pub spreading_factor: u8,
+    /// Bandwidth, Hz.
+    #[serde(default = "default_bandwidth")]
+    pub bandwidth_hz: u32,
+    /// Coding rate denominator (5 for 4/5).
+    #[serde(default = "default_coding_rate")]
+    pub coding_rate: u8,
+    /// The fraction of any hour a node may transmit.
+    #[serde(default = "default_duty_cycle")]
+    pub duty_cycle: f64,
+    /// Packets a node's transmit queue holds.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// A packet waiting longer than this for the channel or the budget is dropped, s.
+    #[serde(default = "default_max_hold")]
+    pub max_hold_s: u64,
+    /// Whether nodes listen before they talk.
+    #[serde(default = "default_true")]
+    pub carrier_sense: bool,
+    /// Entries each node has published before the run (every node holds them all).
+    #[serde(default = "default_lora_per_node")]
+    pub entries_per_node: usize,
+    /// Gossip interval, s.
+    #[serde(default = "default_lora_interval")]
+    pub interval_s: u64,
+    /// Neighbours a node starts a session with each interval.
+    #[serde(default = "default_lora_fanout")]
+    pub fanout: usize,
+    /// Bytes a gossip message may take.
+    #[serde(default = "default_lora_budget")]
+    pub budget: usize,
+    /// When the new entry is published, s after the start.
+    #[serde(default = "default_publish_at")]
+    pub publish_at_s: u64,
+    /// Virtual time simulated, s.
+    #[serde(default = "default_duration")]
+    pub duration_s: u64,
+    /// If set: this long after the publication, the far edge starts a flood search for
+    /// the new adapter (thorough's reach), s.
+    pub search_after_s: Option<u64>,
+    /// How long that search waits for answers, s (thorough's 5 s is a LAN's figure; a
+    /// LoRa hop takes about a second each way).
+    #[serde(default = "default_search_time")]
+    pub search_time_s: u64,
+}
+
+fn default_search_time() -> u64 {
+    60
+}
+
+fn default_sf() -> u8 {
+    9
+}
+
+fn default_bandwidth() -> u32 {
+    125_000
+}
+
+fn default_coding_rate() -> u8 {
+    5
+}
+
+fn default_duty_cycle() -> f64 {
+    0.01
+}
+
+fn default_queue() -> usize {
+    16
+}
+
+fn default_max_hold() -> u64 {
+    1800
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_lora_per_node() -> usize {
+    3
+}
+
+fn default_lora_interval() -> u64 {
+    300
+}
+
+fn default_lora_fanout() -> usize {
+    1
+}
+
+fn default_lora_budget() -> usize {
+    grid::proto::gossip::LORA_BUDGET
+}
+
+fn default_publish_at() -> u64 {
+    3600
+}
+
+fn default_duration() -> u64 {
+    3 * 3600
 }
 
 fn default_per_node() -> usize {
@@ -331,6 +445,25 @@ impl Scenario {
                 source,
             }
         })?;
+        if let Some(w) = &s.lora {
+            if s.dht.is_some() || s.flood.is_some() || s.gossip.is_some() {
+                return bad(
+                    "lora",
+                    "(with another workload)".into(),
+                    "one workload per scenario: [dht], [flood], [gossip] or [lora]",
+                );
+            }
+            if topology == crate::topology::Topology::Full {
+                return bad(
+                    "network.topology",
+                    "\"full\"".into(),
+                    "a LoRa mesh is heard within range: choose a graph",
+                );
+            }
+            refuse_churn(&s.churn, "the LoRa workload does not model churn yet", path)?;
+            check_lora(w, path)?;
+            return Ok(s);
+        }
         if let Some(w) = &s.gossip {
             if s.dht.is_some() || s.flood.is_some() {
                 return bad(
@@ -375,7 +508,7 @@ impl Scenario {
                 return bad(
                     "dht",
                     "(absent)".into(),
-                    "a workload is needed ([dht], [flood] or [gossip])",
+                    "a workload is needed ([dht], [flood], [gossip] or [lora])",
                 );
             }
             Some(w) => {
@@ -469,7 +602,15 @@ fn check_gossip(w: &GossipWorkload, path: &Path) -> Result<(), ScenarioError> {
         ),
         ("gossip.steady_s", w.steady_s, 0, 86_400, "from 0 to 86400"),
     ];
-    for (key, value, lo, hi, reason) in checks {
+    check_ranges(&checks, path)
+}
+
+/// Each `(key, value, least, most, reason)` must hold `least <= value <= most`.
+fn check_ranges(
+    checks: &[(&'static str, u64, u64, u64, &'static str)],
+    path: &Path,
+) -> Result<(), ScenarioError> {
+    for &(key, value, lo, hi, reason) in checks {
         if !(lo..=hi).contains(&value) {
             return Err(ScenarioError::Value {
                 path: path.to_owned(),
@@ -480,6 +621,109 @@ fn check_gossip(w: &GossipWorkload, path: &Path) -> Result<(), ScenarioError> {
         }
     }
     Ok(())
+}
+
+fn check_lora(w: &LoraWorkload, path: &Path) -> Result<(), ScenarioError> {
+    if let Err(e) = w.modulation() {
+        return Err(ScenarioError::Value {
+            path: path.to_owned(),
+            key: "lora.spreading_factor",
+            value: format!(
+                "{} (bandwidth {} Hz, coding rate 4/{})",
+                w.spreading_factor, w.bandwidth_hz, w.coding_rate
+            ),
+            reason: match e {
+                grid_firmware::airtime::ModulationError::SpreadingFactor(_) => "from 5 to 12",
+                grid_firmware::airtime::ModulationError::Bandwidth(_) => {
+                    "lora.bandwidth_hz must be from 7800 to 1625000"
+                }
+                _ => "lora.coding_rate must be from 5 to 8",
+            },
+        });
+    }
+    if !(w.duty_cycle > 0.0 && w.duty_cycle <= 1.0) {
+        return Err(ScenarioError::Value {
+            path: path.to_owned(),
+            key: "lora.duty_cycle",
+            value: w.duty_cycle.to_string(),
+            reason: "above 0, at most 1",
+        });
+    }
+    let as_u64 = |x: usize| x as u64;
+    let checks = [
+        ("lora.queue", as_u64(w.queue), 1, 1024, "from 1 to 1024"),
+        (
+            "lora.max_hold_s",
+            w.max_hold_s,
+            1,
+            86_400,
+            "from 1 to 86400",
+        ),
+        (
+            "lora.entries_per_node",
+            as_u64(w.entries_per_node),
+            1,
+            256,
+            "from 1 to 256 (a publisher's bound)",
+        ),
+        (
+            "lora.interval_s",
+            w.interval_s,
+            1,
+            86_400,
+            "from 1 to 86400",
+        ),
+        ("lora.fanout", as_u64(w.fanout), 1, 16, "from 1 to 16"),
+        (
+            "lora.budget",
+            as_u64(w.budget),
+            200,
+            as_u64(grid::proto::gossip::LORA_BUDGET),
+            "from 200 to 400 (a link packet within the 500-byte MTU)",
+        ),
+        (
+            "lora.duration_s",
+            w.duration_s,
+            60,
+            7 * 86_400,
+            "from 60 to 604800",
+        ),
+        (
+            "lora.search_after_s",
+            w.search_after_s.unwrap_or(0),
+            0,
+            86_400,
+            "from 0 to 86400",
+        ),
+        (
+            "lora.search_time_s",
+            w.search_time_s,
+            1,
+            3600,
+            "from 1 to 3600",
+        ),
+        (
+            "lora.publish_at_s",
+            w.publish_at_s,
+            0,
+            w.duration_s.saturating_sub(1),
+            "before duration_s",
+        ),
+    ];
+    check_ranges(&checks, path)
+}
+
+impl LoraWorkload {
+    /// The modulation, with RNode's preamble.
+    pub fn modulation(
+        &self,
+    ) -> Result<grid_firmware::airtime::Modulation, grid_firmware::airtime::ModulationError> {
+        grid_firmware::airtime::Modulation::rnode(
+            self.spreading_factor,
+            self.bandwidth_hz,
+            self.coding_rate,
+        )
+    }
 }
 
 fn check_flood(w: &FloodWorkload, n: usize, path: &Path) -> Result<(), ScenarioError> {
@@ -595,5 +839,31 @@ mod tests {
         assert!(e.contains("flood.copies"), "{e}");
         let e = err(&format!("{ok}[churn]\nleave = 0.1\n"));
         assert!(e.contains("churn"), "{e}");
+    }
+
+    #[test]
+    fn lora_scenarios_need_a_graph_a_valid_modulation_and_packets_that_fit() {
+        let p = Path::new("s.toml");
+        let ok = "name = \"x\"\n[network]\nnodes = 10\ntopology = \"line\"\n[lora]\n";
+        let s = Scenario::parse(ok, p).unwrap();
+        let w = s.lora.unwrap();
+        assert_eq!((w.spreading_factor, w.interval_s, w.fanout), (9, 300, 1));
+        assert_eq!(w.search_after_s, None);
+        let err = |text: &str| Scenario::parse(text, p).unwrap_err().to_string();
+        let e = err(&format!("{ok}spreading_factor = 13\n"));
+        assert!(e.contains("lora.spreading_factor"), "{e}");
+        let e = err(&format!("{ok}coding_rate = 9\n"));
+        assert!(e.contains("coding_rate"), "{e}");
+        let e = err(&format!("{ok}duty_cycle = 0.0\n"));
+        assert!(e.contains("lora.duty_cycle"), "{e}");
+        // A 500-byte message would make a 547-byte packet: over the MTU.
+        let e = err(&format!("{ok}budget = 500\n"));
+        assert!(e.contains("lora.budget"), "{e}");
+        let e = err(&format!("{ok}duration_s = 600\npublish_at_s = 600\n"));
+        assert!(e.contains("lora.publish_at_s"), "{e}");
+        let e = err(&ok.replace("topology = \"line\"\n", ""));
+        assert!(e.contains("network.topology"), "{e}");
+        let e = err(&format!("{ok}[gossip]\npublished = 5\n"));
+        assert!(e.contains("one workload"), "{e}");
     }
 }

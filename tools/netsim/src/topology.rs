@@ -526,6 +526,20 @@ impl Graph {
         }
     }
 
+    /// The two ends of a longest shortest path found by a double sweep from `start`:
+    /// the node farthest from `start`, then the node farthest from that one; and the
+    /// hops between them.
+    pub fn far_pair(&self, start: u32) -> (u32, u32, usize) {
+        match &self.adj {
+            Some(adj) if (start as usize) < self.n => {
+                let (a, _) = bfs_farthest(adj, start as usize);
+                let (b, hops) = bfs_farthest(adj, a);
+                (a as u32, b as u32, hops)
+            }
+            _ => (start, (start + 1) % self.n.max(1) as u32, 1),
+        }
+    }
+
     /// Its shape, the diameter estimated from breadth-first searches that start at
     /// nodes `rng` picks.
     pub fn stats(&self, rng: &mut ChaCha8Rng) -> GraphStats {
@@ -561,20 +575,33 @@ impl Graph {
 }
 
 /// The node farthest from `start` and its distance.
-fn bfs_farthest(adj: &[Vec<u32>], start: usize) -> (usize, usize) {
+/// Hops from `start` to every node (`usize::MAX` for none), and the nodes in the order
+/// the search reached them.
+fn bfs(adj: &[Vec<u32>], start: usize) -> (Vec<usize>, Vec<usize>) {
     let mut dist = vec![usize::MAX; adj.len()];
+    let mut order = Vec::with_capacity(adj.len());
     dist[start] = 0;
     let mut queue = VecDeque::from([start]);
-    let mut far = (start, 0);
     while let Some(v) = queue.pop_front() {
-        if dist[v] > far.1 {
-            far = (v, dist[v]);
-        }
+        order.push(v);
         for &w in &adj[v] {
             if dist[w as usize] == usize::MAX {
                 dist[w as usize] = dist[v] + 1;
                 queue.push_back(w as usize);
             }
+        }
+    }
+    (dist, order)
+}
+
+/// The first node the search from `start` reaches at the greatest distance, and that
+/// distance.
+fn bfs_farthest(adj: &[Vec<u32>], start: usize) -> (usize, usize) {
+    let (dist, order) = bfs(adj, start);
+    let mut far = (start, 0);
+    for v in order {
+        if dist[v] > far.1 {
+            far = (v, dist[v]);
         }
     }
     far
@@ -609,6 +636,14 @@ mod tests {
 
     fn symmetric(g: &Graph) -> bool {
         (0..g.len() as u32).all(|a| g.neighbours(a).all(|b| b != a && g.are_neighbours(b, a)))
+    }
+
+    #[test]
+    fn the_far_pair_spans_a_line() {
+        let g = Topology::Line.build(5, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(g.far_pair(2), (0, 4, 4));
+        let full = Topology::Full.build(3, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(full.far_pair(2), (2, 0, 1));
     }
 
     #[test]

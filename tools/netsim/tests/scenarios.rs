@@ -1,6 +1,7 @@
 //! The simulator as users run it: `grid-netsim run <scenario> --json`, reproducible byte
 //! for byte, with the DHT's goals met on the churn scenario the test suite runs and the
-//! flood search's on a 200-node graph, and catalog gossip on a 30-node one.
+//! flood search's on a 200-node graph, catalog gossip on a 30-node one, and gossip over
+//! the LoRa link model on a 30-node mesh.
 
 use std::path::Path;
 use std::process::Command;
@@ -139,6 +140,30 @@ fn gossip_runs_are_reproducible_and_reconciliation_costs_a_fraction_of_the_origi
     // With nothing new, keeping in sync costs next to nothing.
     let steady = |s: &serde_json::Value| s["steady_bytes_per_node_per_hour"].as_u64().unwrap();
     assert!(steady(r) * 100 < steady(o), "{f}");
+    let goals = v["goals"].as_array().unwrap();
+    assert_eq!(goals.len(), 2);
+    for g in goals {
+        assert_eq!(g["met"], true, "goal not met: {g} in {f}");
+    }
+}
+
+#[test]
+fn lora_runs_are_reproducible_and_keep_the_duty_cycle() {
+    let (a, v) = run("lora-30.toml", 1);
+    let (b, _) = run("lora-30.toml", 1);
+    assert_eq!(a, b, "same seed, same bytes");
+    let (c, _) = run("lora-30.toml", 2);
+    assert_ne!(a, c, "another seed, another run");
+    let f = &v["figures"];
+    assert_eq!(f["far_edge_holds_it"], true, "{f}");
+    assert!(
+        f["hops_publisher_to_far_edge"].as_u64().unwrap() >= 3,
+        "{f}"
+    );
+    let worst = f["duty_cycle_max"].as_f64().unwrap();
+    assert!(worst > 0.0 && worst <= 0.01, "{f}");
+    assert!(f["packets"]["sent"].as_u64().unwrap() > 0, "{f}");
+    assert_eq!(f["flood_search"]["started"], true, "{f}");
     let goals = v["goals"].as_array().unwrap();
     assert_eq!(goals.len(), 2);
     for g in goals {
