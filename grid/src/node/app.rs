@@ -168,6 +168,7 @@ impl Node {
             Call::DhtAnswer { from, message } => self.on_dht_answer(now, *from, message),
             Call::DhtUnreachable(request) => self.on_dht_unreachable(now, request),
             Call::DhtLookup(key, what, done) => self.dht_lookup(now, key, what, done),
+            Call::DhtUnprovide(key) => self.dht.dht.unprovide(&key),
             Call::Push { link, frame } => {
                 if let Err(e) = self.transport.link_channel_send(
                     now,
