@@ -280,7 +280,7 @@ fn an_adapter_no_heard_peer_offers_is_found_through_the_dht() {
         c.log().contains("provided in the DHT").then_some(())
     });
 
-    let f = node(port, false, false);
+    let mut f = node(port, false, false);
     genome_ready(&f);
     wait_for(T, "F hears the transport node", || {
         let peers = f.status()["peers"].as_array()?.clone();
@@ -299,6 +299,21 @@ fn an_adapter_no_heard_peer_offers_is_found_through_the_dht() {
     assert_eq!(v["provider"], c_dest.as_str(), "{v}");
     let (ok, out, _) = f.cli(&["adapter", "show", "tide-tables"]);
     assert!(ok && out.contains(&hash), "{out}");
+    // F now provides it too, and again when it starts holding it.
+    let provided = |g: &Grid| {
+        g.log()
+            .lines()
+            .filter(|l| l.contains("provided in the DHT") && l.contains(&hash))
+            .count()
+    };
+    wait_for(T, "F provides the fetched package", || {
+        (provided(&f) == 1).then_some(())
+    });
+    f.restart();
+    genome_ready(&f);
+    wait_for(T, "F provides the package it holds at start", || {
+        (provided(&f) == 2).then_some(())
+    });
 
     // A hash nobody has: the error names both places searched and the fix.
     let nobody = "ab".repeat(32);
