@@ -146,16 +146,7 @@ impl Genome {
             })?;
             providers.push(p);
         }
-        let via = match call.params.get("via").and_then(Value::as_str) {
-            None => Via::Both,
-            Some("peers") => Via::Peers,
-            Some("dht") => Via::Dht,
-            Some(other) => {
-                return Err(CommandError::bad_params(format!(
-                    "\"via\": \"{other}\" is not peers or dht"
-                )))
-            }
-        };
+        let via = Via::from_param(call.params.get("via"))?;
         let (providers, found_by) = if !providers.is_empty() {
             (providers, "given")
         } else {
@@ -328,6 +319,22 @@ enum Via {
     Dht,
 }
 
+impl Via {
+    /// The `via` param: absent (or null), `"peers"` or `"dht"`.
+    fn from_param(v: Option<&Value>) -> Result<Via, CommandError> {
+        match v {
+            None | Some(Value::Null) => Ok(Via::Both),
+            Some(v) => match v.as_str() {
+                Some("peers") => Ok(Via::Peers),
+                Some("dht") => Ok(Via::Dht),
+                _ => Err(CommandError::bad_params(format!(
+                    "\"via\": {v} is not \"peers\" or \"dht\""
+                ))),
+            },
+        }
+    }
+}
+
 fn rand_id() -> [u8; 8] {
     let mut b = [0u8; 8];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
@@ -338,6 +345,18 @@ fn rand_id() -> [u8; 8] {
 mod tests {
     use super::*;
     use grid::proto::rate_limit::Limiter;
+
+    #[test]
+    fn via_is_peers_dht_or_both() {
+        assert_eq!(Via::from_param(None).unwrap(), Via::Both);
+        assert_eq!(Via::from_param(Some(&Value::Null)).unwrap(), Via::Both);
+        assert_eq!(Via::from_param(Some(&json!("peers"))).unwrap(), Via::Peers);
+        assert_eq!(Via::from_param(Some(&json!("dht"))).unwrap(), Via::Dht);
+        for bad in [json!("flood"), json!(1), json!(["dht"])] {
+            let e = Via::from_param(Some(&bad)).unwrap_err();
+            assert!(e.to_string().contains("\"via\""), "{e}");
+        }
+    }
 
     #[test]
     fn package_refusals_say_what_to_do() {
