@@ -211,12 +211,22 @@ pub(crate) fn search(state: &StateDir, text: &str, o: SearchOptions, json_out: b
     Ok(())
 }
 
-/// `grid adapter fetch <hash> [--from <node>]…`: runs detached on the node and shows its
-/// progress events as a bar.
+/// Where `grid adapter fetch` looks for providers when none is given.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum Via {
+    /// The peers heard announcing adapters.
+    Peers,
+    /// The providers the DHT names.
+    Dht,
+}
+
+/// `grid adapter fetch <hash> [--from <node>]… [--via peers|dht]`: runs detached on the
+/// node and shows its progress events as a bar.
 pub(crate) fn fetch(
     state: &StateDir,
     hash: &str,
     from: &[String],
+    via: Option<Via>,
     quiet: bool,
     json_out: bool,
 ) -> Result<()> {
@@ -228,6 +238,13 @@ pub(crate) fn fetch(
             .parse()
             .map_err(|e| anyhow!("--from {f}: not a node hash: {e}"))?;
     }
+    let mut params = json!({"content_hash": hash.to_ascii_lowercase(), "from": from});
+    if let Some(v) = via {
+        params["via"] = json!(match v {
+            Via::Peers => "peers",
+            Via::Dht => "dht",
+        });
+    }
     // Start from the events after this point.
     let mut cursor = crate::commands::events_now(state)?;
     let v = ask(
@@ -235,7 +252,7 @@ pub(crate) fn fetch(
         &Request::Exec {
             destination: "local-only".into(),
             command: "genome/fetch".into(),
-            params: json!({"content_hash": hash.to_ascii_lowercase(), "from": from}),
+            params,
             timeout_ms: Some(600_000),
             ttl_ms: None,
             detach: true,
@@ -263,6 +280,9 @@ pub(crate) fn fetch(
         let mut done = None;
         for e in &page.events {
             if e["event"] == progress.as_str() {
+                if let (Some(b), Some(stage)) = (&bar, e["payload"]["detail"]["stage"].as_str()) {
+                    b.set_message(format!("fetching {}: {stage}", short(hash)));
+                }
                 if let (Some(b), Some(f)) = (&bar, e["payload"]["fraction"].as_f64()) {
                     b.set_position((f * 1000.0) as u64);
                     if let Some(p) = e["payload"]["detail"]["provider"].as_str() {
@@ -288,12 +308,17 @@ pub(crate) fn fetch(
         println!("{r}");
     } else {
         println!(
-            "{}{}",
+            "{}{}{}",
             said("Fetched", r),
             r["provider"]
                 .as_str()
                 .map(|p| format!(" from {p}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match r["found_by"].as_str() {
+                Some("peers") => " (a heard peer)",
+                Some("dht") => " (found through the DHT)",
+                _ => "",
+            }
         );
     }
     Ok(())

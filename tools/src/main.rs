@@ -331,9 +331,14 @@ pub(crate) enum AdapterAction {
     Fetch {
         /// The content hash (`grid skills search` shows it).
         content_hash: String,
-        /// Ask these nodes (grid.node hashes), in order; default: whichever peers have it.
+        /// Ask these nodes (grid.node hashes), in order; default: whichever heard peers
+        /// have it, else the providers the DHT names.
         #[arg(long = "from", value_name = "HASH")]
         from: Vec<String>,
+        /// Without --from, look only here: `peers` (those heard announcing adapters) or
+        /// `dht` (the providers the DHT names); default: peers, then the DHT.
+        #[arg(long, value_enum, conflicts_with = "from")]
+        via: Option<genome_cli::Via>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -565,9 +570,10 @@ fn main() -> ExitCode {
             AdapterAction::Fetch {
                 content_hash,
                 from,
+                via,
                 quiet,
                 json,
-            } => genome_cli::fetch(&state, &content_hash, &from, quiet, json),
+            } => genome_cli::fetch(&state, &content_hash, &from, via, quiet, json),
         },
         Command::Skills {
             action:

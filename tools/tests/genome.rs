@@ -1,7 +1,8 @@
 //! Skills on the mesh between real `grid node` processes: an adapter published on C is
 //! found from A through B by what it does, fetched to A with its signature and content
 //! hash verified, and then found on A alone; a tampered copy is refused and the next
-//! provider tried; malformed packages are refused with the problem named.
+//! provider tried; malformed packages are refused with the problem named; an adapter no
+//! heard peer offers is found through the DHT.
 //!
 //! Needs the embedding model (`GRID_MODELS`, set up by scripts/test.sh); fails loudly
 //! without it.
@@ -37,6 +38,13 @@ fn write_package(dir: &std::path::Path, name: &str, description: &str, examples:
         .unwrap();
 }
 
+/// A test's start: its slot, the models checked, a port for the transport node.
+fn begin() -> (Slot, u16) {
+    let s = slot();
+    let _ = models();
+    (s, free_port())
+}
+
 /// Wait until `g`'s genome has loaded (its genome/list answers).
 fn genome_ready(g: &Grid) {
     wait_for(T, "the genome service", || {
@@ -46,9 +54,7 @@ fn genome_ready(g: &Grid) {
 
 #[test]
 fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
-    let _slot = slot();
-    let _ = models();
-    let port = free_port();
+    let (_slot, port) = begin();
     let b = node(port, true, true);
     let a = node(port, false, false);
     let c = node(port, false, false);
@@ -100,6 +106,7 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
     // take C's.
     let v = d.json(&["adapter", "fetch", &hash, "--from", &c_dest]);
     assert_eq!(v["content_hash"], hash.as_str());
+    assert_eq!(v["found_by"], "given");
     let weights = d
         .dir
         .0
@@ -170,9 +177,8 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
 
 #[test]
 fn malformed_packages_are_refused_with_the_problem_named() {
-    let _slot = slot();
-    let _ = models();
-    let g = node(free_port(), true, false);
+    let (_slot, port) = begin();
+    let g = node(port, true, false);
     genome_ready(&g);
     let pkgs = TempDir::new("bad");
     let good = pkgs.0.join("good");
@@ -245,4 +251,83 @@ fn malformed_packages_are_refused_with_the_problem_named() {
     g.json(&["adapter", "publish", good.to_str().unwrap()]);
     let (ok, _, err) = g.cli(&["adapter", "publish", good.to_str().unwrap()]);
     assert!(!ok && err.contains("already published"), "{err}");
+}
+
+/// A node that joins after the provider announced (announces every hour) has heard only
+/// the transport node, which holds no adapters: no heard peer offers the package, so the
+/// fetch looks its hash up in the DHT, where the provider put it when it published, and
+/// fetches it from the node named there.
+#[test]
+fn an_adapter_no_heard_peer_offers_is_found_through_the_dht() {
+    let (_slot, port) = begin();
+    let b = node(port, true, true);
+    let c = node(port, false, false);
+    genome_ready(&b);
+    genome_ready(&c);
+    let pkgs = TempDir::new("pkgs");
+    let dir = pkgs.0.join("tides");
+    write_package(
+        &dir,
+        "tide-tables",
+        "Reads tide tables and explains spring and neap tides.",
+        &["when is high tide"],
+    );
+    let hash = c.json(&["adapter", "publish", dir.to_str().unwrap()])["content_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(T, "C provides the package in the DHT", || {
+        c.log().contains("provided in the DHT").then_some(())
+    });
+
+    let mut f = node(port, false, false);
+    genome_ready(&f);
+    wait_for(T, "F hears the transport node", || {
+        let peers = f.status()["peers"].as_array()?.clone();
+        (!peers.is_empty()).then_some(())
+    });
+    let c_dest = c.destination();
+    let peers = f.status()["peers"].clone();
+    assert!(
+        !peers.to_string().contains(&c_dest),
+        "F heard C announce, so this would not test the DHT: {peers}"
+    );
+
+    let v = f.json(&["adapter", "fetch", &hash]);
+    assert_eq!(v["content_hash"], hash.as_str());
+    assert_eq!(v["found_by"], "dht", "{v}");
+    assert_eq!(v["provider"], c_dest.as_str(), "{v}");
+    let (ok, out, _) = f.cli(&["adapter", "show", "tide-tables"]);
+    assert!(ok && out.contains(&hash), "{out}");
+    // F now provides it too, and again when it starts holding it.
+    let provided = |g: &Grid| {
+        g.log()
+            .lines()
+            .filter(|l| l.contains("provided in the DHT") && l.contains(&hash))
+            .count()
+    };
+    wait_for(T, "F provides the fetched package", || {
+        (provided(&f) == 1).then_some(())
+    });
+    f.restart();
+    genome_ready(&f);
+    wait_for(T, "F provides the package it holds at start", || {
+        (provided(&f) == 2).then_some(())
+    });
+
+    // A hash nobody has: the error names both places searched and the fix.
+    let nobody = "ab".repeat(32);
+    let (ok, _, err) = f.cli(&["adapter", "fetch", &nobody]);
+    assert!(!ok);
+    for needle in [
+        "no heard peer has it",
+        "the DHT names no provider",
+        "--from",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    // --via peers skips the DHT.
+    let (ok, _, err) = f.cli(&["adapter", "fetch", &nobody, "--via", "peers"]);
+    assert!(!ok && err.contains("no heard peer has it"), "{err}");
+    assert!(!err.contains("DHT"), "{err}");
 }

@@ -8,7 +8,10 @@
 //! | `genome/get` | provisional | one adapter's signed manifest |
 //! | `genome/publish` | this node only | check, sign, store and index a package directory |
 //! | `genome/remove` | this node only | remove adapters |
-//! | `genome/fetch` | this node only | download a package from its providers, verify, store |
+//! | `genome/fetch` | this node only | download a package from its providers (given, else heard peers, else the DHT), verify, store |
+//!
+//! Every package held (published, fetched, or there at start) is provided in the DHT
+//! under its content hash; a removed one is no longer republished (see `dht`).
 //!
 //! Events: `genome:adapter:published`, `genome:adapter:removed`, `genome:adapter:fetched`.
 //!
@@ -27,11 +30,15 @@
 //!   caller the node has blocked gets no answer at all (as blocked callers get for
 //!   commands). The ACL decides pulls under [`PACKAGE_COMMAND`] (provisional by default;
 //!   `"genome/package" = "trusted"` in `[acl]` narrows it).
+//! - A fetch tries at most [`MAX_DHT_PROVIDERS`] providers the DHT names; what any
+//!   provider sends is checked against the content hash on import, so a DHT record that
+//!   lies costs a failed attempt, nothing more.
 //! - Results from peers are ranked by this node's own scoring, not theirs (see
 //!   [`crate::rank`]).
 //!
 //! The commands' parts live by concept: `search` (local and mesh search, rate limits on
-//! peers' searches) and `packages` (serving packages to peers and fetching them).
+//! peers' searches), `packages` (serving packages to peers and fetching them) and `dht`
+//! (providing packages in the DHT and finding their providers there).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -50,9 +57,11 @@ use crate::archive::PACKAGE_PATH;
 use crate::embed::Embedder;
 use crate::registry::{Entry, Registry};
 
+mod dht;
 mod packages;
 mod search;
 
+pub use dht::{MAX_DHT_PROVIDERS, PROVIDE_RETRY, PROVIDE_RETRY_MAX};
 pub use packages::{PackageRefusal, PACKAGES_AT_ONCE, PACKAGE_COMMAND, PACKAGE_LIMITS};
 pub use search::{fans_out, rate_limited, Patience, SEARCHES_AT_ONCE, SEARCH_LIMITS};
 
@@ -68,6 +77,8 @@ pub struct Genome {
     pulls: Mutex<Limiter>,
     searching: Arc<Semaphore>,
     reading: Arc<Semaphore>,
+    /// Packages being provided in the DHT at once.
+    providing: Semaphore,
 }
 
 impl std::fmt::Debug for Genome {
@@ -169,10 +180,12 @@ impl Genome {
             pulls: Mutex::new(Limiter::new("genome/package", PACKAGE_LIMITS, now)),
             searching: Arc::new(Semaphore::new(SEARCHES_AT_ONCE)),
             reading: Arc::new(Semaphore::new(PACKAGES_AT_ONCE)),
+            providing: Semaphore::new(dht::PROVIDES_AT_ONCE),
         });
         let _ = std::fs::remove_dir_all(&g.incoming);
         g.register().await.map_err(|e| e.to_string())?;
         g.announce_count().await;
+        g.provide_all().await;
         Ok(g)
     }
 
@@ -295,6 +308,7 @@ impl Genome {
             .await?
             .map_err(|e| CommandError::bad_params(e.to_string()))?;
         let took_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.provide(entry.hash);
         let v = entry.to_json();
         let _ = self
             .handle
@@ -312,6 +326,9 @@ impl Genome {
             .blocking(move |r| r.remove(&selector))
             .await?
             .map_err(failed)?;
+        for e in &gone {
+            self.unprovide(e.hash).await;
+        }
         let list: Vec<Value> = gone.iter().map(Entry::to_json).collect();
         for v in &list {
             let _ = self.handle.emit("genome:adapter:removed", v.clone()).await;

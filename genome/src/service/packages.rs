@@ -146,21 +146,12 @@ impl Genome {
             })?;
             providers.push(p);
         }
-        if providers.is_empty() {
-            let params = json!({"content_hash": hex::encode(hash)});
-            providers = self
-                .ask_peers("genome/get", &params, Duration::from_secs(5))
-                .await
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect();
-        }
-        if providers.is_empty() {
-            return Err(failed(format!(
-                "no reachable node offers {} (try --from <node>)",
-                hex::encode(hash)
-            )));
-        }
+        let via = Via::from_param(call.params.get("via"))?;
+        let (providers, found_by) = if !providers.is_empty() {
+            (providers, "given")
+        } else {
+            self.find_providers(hash, via, &call).await?
+        };
         let mut errors = Vec::new();
         for (i, p) in providers.iter().enumerate() {
             call.progress.report(
@@ -171,8 +162,10 @@ impl Genome {
                 Ok(e) => {
                     let mut v = e.to_json();
                     v["provider"] = json!(p.to_string());
+                    v["found_by"] = json!(found_by);
                     let _ = self.handle.emit("genome:adapter:fetched", v.clone()).await;
                     self.announce_count().await;
+                    self.provide(hash);
                     return Ok(v);
                 }
                 Err(e) => {
@@ -184,6 +177,47 @@ impl Genome {
         Err(failed(format!(
             "every provider failed: {}",
             errors.join("; ")
+        )))
+    }
+
+    /// Who offers `hash` when no provider was given: the heard peers that answer
+    /// `genome/get` for it, else (or with `via` dht only) the providers the DHT names;
+    /// with how they were found. Fails naming the places searched when none is found.
+    async fn find_providers(
+        &self,
+        hash: [u8; 32],
+        via: Via,
+        call: &CommandCall,
+    ) -> Result<(Vec<AddressHash>, &'static str), CommandError> {
+        let mut searched = Vec::new();
+        if via != Via::Dht {
+            call.progress
+                .report(None, json!({"stage": "asking heard peers"}));
+            let params = json!({"content_hash": hex::encode(hash)});
+            let peers: Vec<AddressHash> = self
+                .ask_peers("genome/get", &params, Duration::from_secs(5))
+                .await
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            if !peers.is_empty() {
+                return Ok((peers, "peers"));
+            }
+            searched.push("no heard peer has it".to_string());
+        }
+        if via != Via::Peers {
+            call.progress
+                .report(None, json!({"stage": "looking up in the DHT"}));
+            match self.dht_providers(hash).await {
+                Ok(p) if !p.is_empty() => return Ok((p, "dht")),
+                Ok(_) => searched.push("the DHT names no provider".to_string()),
+                Err(e) => searched.push(format!("the DHT lookup failed ({e})")),
+            }
+        }
+        Err(failed(format!(
+            "no reachable node offers {}: {} (try --from <node>)",
+            hex::encode(hash),
+            searched.join(", ")
         )))
     }
 
@@ -274,6 +308,33 @@ impl Genome {
     }
 }
 
+/// Where a fetch without given providers looks for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Heard peers, then the DHT.
+    Both,
+    /// Heard peers only.
+    Peers,
+    /// The DHT only.
+    Dht,
+}
+
+impl Via {
+    /// The `via` param: absent (or null), `"peers"` or `"dht"`.
+    fn from_param(v: Option<&Value>) -> Result<Via, CommandError> {
+        match v {
+            None | Some(Value::Null) => Ok(Via::Both),
+            Some(v) => match v.as_str() {
+                Some("peers") => Ok(Via::Peers),
+                Some("dht") => Ok(Via::Dht),
+                _ => Err(CommandError::bad_params(format!(
+                    "\"via\": {v} is not \"peers\" or \"dht\""
+                ))),
+            },
+        }
+    }
+}
+
 fn rand_id() -> [u8; 8] {
     let mut b = [0u8; 8];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
@@ -284,6 +345,18 @@ fn rand_id() -> [u8; 8] {
 mod tests {
     use super::*;
     use grid::proto::rate_limit::Limiter;
+
+    #[test]
+    fn via_is_peers_dht_or_both() {
+        assert_eq!(Via::from_param(None).unwrap(), Via::Both);
+        assert_eq!(Via::from_param(Some(&Value::Null)).unwrap(), Via::Both);
+        assert_eq!(Via::from_param(Some(&json!("peers"))).unwrap(), Via::Peers);
+        assert_eq!(Via::from_param(Some(&json!("dht"))).unwrap(), Via::Dht);
+        for bad in [json!("flood"), json!(1), json!(["dht"])] {
+            let e = Via::from_param(Some(&bad)).unwrap_err();
+            assert!(e.to_string().contains("\"via\""), "{e}");
+        }
+    }
 
     #[test]
     fn package_refusals_say_what_to_do() {

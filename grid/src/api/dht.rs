@@ -16,6 +16,16 @@ impl NodeHandle {
             .await?
     }
 
+    /// Stop providing `key`: it is no longer republished. (Records already stored on
+    /// other nodes stay until their TTL, 48 h, runs out; the DHT has no way to withdraw
+    /// them, so a fetcher may still be sent here and be told the key is not here.)
+    pub async fn dht_unprovide(&self, key: Key) -> Result<(), Error> {
+        self.calls
+            .send(Call::DhtUnprovide(key))
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
     /// Find up to `want` providers of `key` through the DHT. The outcome's `providers`
     /// are their contacts (identity hash and public key; their `grid.node` destination
     /// follows from the key), `hops` the round they were found in.

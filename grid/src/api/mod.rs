@@ -318,6 +318,8 @@ pub(crate) enum Call {
         crate::node::dht::DhtLookup,
         oneshot::Sender<Result<crate::proto::dht::lookup::Outcome, Error>>,
     ),
+    /// Stop providing a key in the DHT.
+    DhtUnprovide(crate::proto::dht::key::Key),
     /// Set an identity's trust level.
     Trust(
         AddressHash,

@@ -175,6 +175,7 @@ impl Node {
                 let _ = done.send(self.catalog_entries());
             }
             Call::DhtLookup(key, what, done) => self.dht_lookup(now, key, what, done),
+            Call::DhtUnprovide(key) => self.dht.dht.unprovide(&key),
             Call::Push { link, frame } => {
                 if let Err(e) = self.transport.link_channel_send(
                     now,

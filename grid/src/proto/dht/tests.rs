@@ -290,3 +290,21 @@ fn unanswered_requests_time_out_and_drop_the_contact() {
     a.handle_timeout(due + config.request_timeout);
     assert_eq!(a.table().len(), 0);
 }
+
+#[test]
+fn an_unprovided_key_is_not_republished_and_its_records_run_out() {
+    let mut net = Net::new(10, 3, Config::default());
+    net.bootstrap();
+    let (kept, dropped) = (Key::of_content(&[1; 32]), Key::of_content(&[2; 32]));
+    for key in [kept, dropped] {
+        let o = net.lookup(0, |d, now| d.provide(now, key).unwrap());
+        assert!(!o.closest.is_empty());
+    }
+    net.nodes[0].unprovide(&dropped);
+    // Past the records' TTL (48 h): only the key still provided was republished.
+    net.run(Duration::from_secs(49 * 3600));
+    let o = net.lookup(5, |d, now| d.find_providers(now, kept, 1).unwrap());
+    assert_eq!(o.providers, vec![contact(0)]);
+    let o = net.lookup(5, |d, now| d.find_providers(now, dropped, 1).unwrap());
+    assert!(o.providers.is_empty(), "{o:?}");
+}
