@@ -449,6 +449,16 @@ impl Registry {
             .collect()
     }
 
+    /// The vector of the adapter's first text (its name and description), if the index
+    /// holds one.
+    pub fn head_vector(&self, hash: &[u8; 32]) -> Option<Vec<f32>> {
+        let key = crate::index::Key {
+            item: *hash,
+            slot: 0,
+        };
+        self.index.vector(&key).map(<[f32]>::to_vec)
+    }
+
     /// The embedder whose vectors the index holds, if any.
     pub fn embedder(&self) -> Option<Arc<dyn Embedder>> {
         self.embedder.clone()

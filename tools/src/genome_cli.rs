@@ -198,8 +198,13 @@ pub(crate) fn search(state: &StateDir, text: &str, o: SearchOptions, json_out: b
             .filter_map(Value::as_str)
             .map(short)
             .collect();
+        let from = match (r["source"].as_str(), r["hops"].as_u64()) {
+            (Some(s), Some(h)) => format!("  (from {s}, {h} hop(s))"),
+            (Some(s), None) => format!("  (from {s})"),
+            _ => String::new(),
+        };
         println!(
-            "{:.3}  {} {}  {}\n       {}\n       on {}",
+            "{:.3}  {} {}  {}\n       {}\n       on {}{from}",
             r["score"].as_f64().unwrap_or(0.0),
             r["name"].as_str().unwrap_or("?"),
             r["version"].as_str().unwrap_or("?"),

@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(40);
 
@@ -83,14 +83,19 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
 
     // A finds it by what it does, through B, once C's announce says it holds adapters.
     let c_dest = c.destination();
-    let found: Value = wait_for(T, "A finds the adapter on C", || {
-        let v = a.json(&[
+    let search = |patience: &str| {
+        a.json(&[
             "skills",
             "search",
             "how do I show two shapes with three sides are the same size",
             "--limit",
             "3",
-        ]);
+            "--patience",
+            patience,
+        ])
+    };
+    let found: Value = wait_for(T, "A finds the adapter on C", || {
+        let v = search("quick");
         let top = v.as_array()?.first()?.clone();
         (top["content_hash"] == hash.as_str()
             && top["providers"]
@@ -101,6 +106,33 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
     });
     assert_eq!(found["name"], "geometry-tutor");
     assert!(found["score"].as_f64().unwrap() > 0.3, "{found}");
+
+    // Catalog gossip carried C's entries to B and from B to A: a search that asks no one
+    // (`immediate`) finds it there, scored here, and says so.
+    let listed: Value = wait_for(T, "A finds it in its catalog", || {
+        let v = search("immediate");
+        let top = v.as_array()?.first()?.clone();
+        (top["content_hash"] == hash.as_str()).then_some(top)
+    });
+    assert_eq!(listed["source"], "catalog", "{listed}");
+    assert_eq!(listed["hops"], 2, "C is two hops from A: {listed}");
+    assert!(listed["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == c_dest.as_str()));
+    assert!(listed["score"].as_f64().unwrap() > 0.3, "{listed}");
+    let catalog = a.json(&["catalog"]);
+    let names: Vec<&str> = catalog["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("geometry-tutor@")),
+        "{catalog}"
+    );
 
     // D fetches it first, then its copy is tampered with: A must refuse D's copy and
     // take C's.
@@ -170,7 +202,9 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
     ]);
     let top = &v.as_array().unwrap()[0];
     assert_eq!(top["content_hash"], hash.as_str());
-    assert_eq!(top["providers"], serde_json::json!([a.destination()]));
+    // Held here now (the catalog adds the other nodes that hold it too).
+    assert_eq!(top["providers"][0], a.destination().as_str(), "{top}");
+    assert_eq!((&top["source"], &top["hops"]), (&json!("local"), &json!(0)));
     let (ok, out, _) = a.cli(&["adapter", "show", "geometry-tutor"]);
     assert!(ok && out.contains(&hash), "{out}");
 }
@@ -245,7 +279,7 @@ fn malformed_packages_are_refused_with_the_problem_named() {
         assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
     }
     let v = g.json(&["adapter", "list"]);
-    assert_eq!(v, serde_json::json!([]), "nothing half-written");
+    assert_eq!(v, json!([]), "nothing half-written");
     let packages = g.dir.0.join("genome/packages");
     assert_eq!(std::fs::read_dir(&packages).unwrap().count(), 0);
     g.json(&["adapter", "publish", good.to_str().unwrap()]);

@@ -269,6 +269,14 @@ impl VectorIndex {
         Ok(())
     }
 
+    /// The vector stored under `key`, if any (a scan of the rows: for occasional reads,
+    /// such as publishing an adapter's sketch, not for search).
+    pub fn vector(&self, key: &Key) -> Option<&[f32]> {
+        (0..self.store.rows() as u32)
+            .find(|&r| self.store.is_live(r) && self.store.key(r) == *key)
+            .map(|r| self.store.row(r))
+    }
+
     /// Removes every vector of `item`; returns how many.
     pub fn remove_item(&mut self, item: &[u8; 32]) -> usize {
         let removed = self.store.remove_item(item);

@@ -57,6 +57,7 @@ use crate::archive::PACKAGE_PATH;
 use crate::embed::Embedder;
 use crate::registry::{Entry, Registry};
 
+mod catalog;
 mod dht;
 mod packages;
 mod search;
@@ -186,6 +187,7 @@ impl Genome {
         g.register().await.map_err(|e| e.to_string())?;
         g.announce_count().await;
         g.provide_all().await;
+        g.keep_listed();
         Ok(g)
     }
 
@@ -309,6 +311,7 @@ impl Genome {
             .map_err(|e| CommandError::bad_params(e.to_string()))?;
         let took_ms = started.elapsed().as_secs_f64() * 1e3;
         self.provide(entry.hash);
+        self.list_in_catalog(entry.hash).await;
         let v = entry.to_json();
         let _ = self
             .handle
@@ -328,6 +331,7 @@ impl Genome {
             .map_err(failed)?;
         for e in &gone {
             self.unprovide(e.hash).await;
+            self.withdraw_from_catalog(e).await;
         }
         let list: Vec<Value> = gone.iter().map(Entry::to_json).collect();
         for v in &list {

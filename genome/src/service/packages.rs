@@ -166,6 +166,7 @@ impl Genome {
                     let _ = self.handle.emit("genome:adapter:fetched", v.clone()).await;
                     self.announce_count().await;
                     self.provide(hash);
+                    self.list_in_catalog(hash).await;
                     return Ok(v);
                 }
                 Err(e) => {

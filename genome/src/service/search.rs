@@ -1,6 +1,7 @@
-//! `genome/search`: this node's registry, and for the node's own user its peers too, in
-//! parallel within the caller's patience, merged by this node's own scoring. Searches from
-//! peers are rate limited and answered from this node alone.
+//! `genome/search`: this node's registry, and for the node's own user the catalog gossip
+//! brought and, within the caller's patience, its peers in parallel, merged by this
+//! node's own scoring, each result saying where it was found (`source`, `hops`).
+//! Searches from peers are rate limited and answered from this node alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,13 @@ use grid::proto::rate_limit::{Limits, Rate};
 use rns_core::AddressHash;
 use serde_json::{json, Value};
 
-use super::{failed, param_str, Genome};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use grid::proto::bundle::envelope::node_destination;
+use grid::proto::gossip::entry::Body;
+use rns_core::identity::PublicIdentity;
+
+use super::{catalog, failed, param_str, Genome};
 use crate::rank::Scorer;
 
 /// How long a mesh search waits for peers.
@@ -126,27 +133,118 @@ impl Genome {
             })
             .await?
         };
-        let budget = match (fans_out(call.caller, own), patience.budget()) {
-            (true, Some(budget)) => budget,
-            _ => return Ok(Value::Array(local)),
-        };
-        let params = json!({"query": query, "limit": limit, "min_score": min_score,
-                            "patience": "immediate", "keyword_weight": keyword_weight});
-        let answers = self.ask_peers("genome/search", &params, budget).await;
+        if !fans_out(call.caller, own) {
+            return Ok(Value::Array(local));
+        }
+        // Escalation: this node's registry, then the catalog gossip brought (no network),
+        // then, as the patience allows, the heard peers.
+        let mut answers = self.catalog_answers(vector.as_deref(), &query).await;
+        let mut from_peers = HashSet::new();
+        if let Some(budget) = patience.budget() {
+            let params = json!({"query": query, "limit": limit, "min_score": min_score,
+                                "patience": "immediate", "keyword_weight": keyword_weight});
+            for (peer, answer) in self.ask_peers("genome/search", &params, budget).await {
+                from_peers.extend(
+                    answer
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i["content_hash"].as_str().map(str::to_string)),
+                );
+                answers.push((peer, answer));
+            }
+        }
         let embedder = self.embedder.clone();
-        let _turn = self.searching.acquire().await.map_err(failed)?;
-        tokio::task::spawn_blocking(move || {
-            let semantic = match (&vector, &embedder) {
-                (Some(v), Some(e)) => Some((v.as_slice(), e.as_ref())),
-                _ => None,
+        let merged = {
+            let _turn = self.searching.acquire().await.map_err(failed)?;
+            tokio::task::spawn_blocking(move || {
+                let semantic = match (&vector, &embedder) {
+                    (Some(v), Some(e)) => Some((v.as_slice(), e.as_ref())),
+                    _ => None,
+                };
+                let scorer = Scorer::new(&query, semantic, keyword_weight);
+                crate::rank::merge(local, &answers, &scorer, min_score, limit)
+            })
+            .await
+            .map_err(failed)?
+            .map_err(failed)?
+        };
+        Ok(Value::Array(self.with_sources(merged, &from_peers).await))
+    }
+
+    /// The catalog's adapter entries worth scoring for this query, as answers from
+    /// their publishers' nodes (name and summary only: scored here like a peer's).
+    async fn catalog_answers(
+        &self,
+        vector: Option<&[f32]>,
+        query: &str,
+    ) -> Vec<(AddressHash, Value)> {
+        let entries = self.handle.catalog().await.unwrap_or_default();
+        let own = *self.identity.public().as_bytes();
+        let mut by_node: BTreeMap<AddressHash, Vec<Value>> = BTreeMap::new();
+        for e in catalog::candidates(&entries, vector, query, &own) {
+            let (Ok(publisher), Body::Adapter { content_hash, .. }) =
+                (PublicIdentity::from_bytes(e.publisher()), e.record().body)
+            else {
+                continue;
             };
-            let scorer = Scorer::new(&query, semantic, keyword_weight);
-            crate::rank::merge(local, &answers, &scorer, min_score, limit)
-        })
-        .await
-        .map_err(failed)?
-        .map(Value::Array)
-        .map_err(failed)
+            let r = e.record();
+            let name = r.name.rsplit_once('@').map_or(r.name.as_str(), |(n, _)| n);
+            by_node
+                .entry(AddressHash(node_destination(&publisher)))
+                .or_default()
+                .push(
+                    json!({"content_hash": hex::encode(content_hash), "name": name,
+                             "description": r.summary, "tags": []}),
+                );
+        }
+        by_node
+            .into_iter()
+            .map(|(node, items)| (node, Value::Array(items)))
+            .collect()
+    }
+
+    /// Each result with where it came from (`source`: `local`, `peers` when a heard
+    /// peer answered with it, else `catalog`) and how far its nearest provider is
+    /// (`hops`, when known).
+    async fn with_sources(
+        &self,
+        mut results: Vec<Value>,
+        from_peers: &HashSet<String>,
+    ) -> Vec<Value> {
+        let me = self.handle.destination().to_string();
+        let hops: HashMap<String, u8> = self
+            .handle
+            .peers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.node.to_string(), p.hops))
+            .collect();
+        for v in &mut results {
+            let providers: Vec<String> = v["providers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect();
+            let local = providers.contains(&me);
+            let hash = v["content_hash"].as_str().unwrap_or_default();
+            v["source"] = json!(if local {
+                "local"
+            } else if from_peers.contains(hash) {
+                "peers"
+            } else {
+                "catalog"
+            });
+            let nearest = if local {
+                Some(0)
+            } else {
+                providers.iter().filter_map(|p| hops.get(p)).min().copied()
+            };
+            v["hops"] = json!(nearest);
+        }
+        results
     }
 
     /// The query's vector, if a model is loaded; computed with no lock on the registry,
