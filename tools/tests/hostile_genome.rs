@@ -231,16 +231,18 @@ fn an_unidentified_flood_of_thorough_searches_never_fans_out() {
         "Fix bicycle brakes, gears and punctures.",
     );
 
-    // Control: V's own user's search does reach P once P's announce is heard.
+    // Control: V's own user's search does reach P once P's announce is heard (P's
+    // answer, not only the catalog gossip brought from P: `source` says which).
     wait_for(T, "V's own search reaches P", || {
         let found = v.json(&["skills", "search", "bicycle chain slipping", "--limit", "5"]);
         found
             .as_array()?
             .iter()
             .any(|i| {
-                i["providers"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|x| x == p_dest.as_str()))
+                i["source"] == "peers"
+                    && i["providers"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|x| x == p_dest.as_str()))
             })
             .then_some(())
     });
