@@ -133,11 +133,16 @@ fn an_adapter_at_one_edge_is_found_and_fetched_from_the_other_through_thirty_nod
             .then_some(())
     });
     let mut killed = 0;
-    for i in BACKBONE + 1..NODES - 1 {
-        if killed < 4 && i % 5 == 0 {
-            nodes[i].kill();
-            killed += 1;
-        }
+    for (_, g) in nodes
+        .iter_mut()
+        .enumerate()
+        .take(NODES - 1)
+        .skip(BACKBONE + 1)
+        .filter(|(i, _)| i % 5 == 0)
+        .take(4)
+    {
+        g.kill();
+        killed += 1;
     }
     assert_eq!(killed, 4);
     let started = Instant::now();
