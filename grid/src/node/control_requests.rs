@@ -469,17 +469,7 @@ impl Node {
                 id: id.0,
                 name: name.to_string(),
                 online,
-                rx_packets: s.rx_packets,
-                rx_bytes: s.rx_bytes,
-                tx_packets: s.tx_packets,
-                tx_bytes: s.tx_bytes,
-                rx_announces: s.rx_announces,
-                tx_announces: s.tx_announces,
-                ifac_violations: s.ifac_violations,
-                protocol_violations: s.protocol_violations,
-                filtered: s.filtered,
-                held_announces: s.held_announces,
-                queued_announces: s.queued_announces,
+                stats: s,
                 radio: self.interfaces.radio.get(&id).cloned(),
             })
             .collect();

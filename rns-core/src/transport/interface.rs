@@ -200,6 +200,7 @@ impl InterfaceConfig {
 
 /// Traffic and error counters of one interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct InterfaceStats {
     /// Frames received.
     pub rx_packets: u64,

@@ -49,15 +49,15 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
     println!();
     println!("interfaces:");
     for i in &s.interfaces {
-        let bad = i.ifac_violations + i.protocol_violations;
+        let bad = i.stats.ifac_violations + i.stats.protocol_violations;
         println!(
             "  {:<36} {:<7} rx {:>8} pkts {:>10} B   tx {:>8} pkts {:>10} B{}",
             i.name,
             if i.online { "up" } else { "down" },
-            i.rx_packets,
-            i.rx_bytes,
-            i.tx_packets,
-            i.tx_bytes,
+            i.stats.rx_packets,
+            i.stats.rx_bytes,
+            i.stats.tx_packets,
+            i.stats.tx_bytes,
             if bad > 0 {
                 format!("   dropped {bad}")
             } else {

@@ -110,28 +110,9 @@ pub struct InterfaceStatus {
     pub name: String,
     /// Whether it is up.
     pub online: bool,
-    /// Packets received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Packets sent.
-    pub tx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Announces received.
-    pub rx_announces: u64,
-    /// Announces sent.
-    pub tx_announces: u64,
-    /// Frames dropped for a wrong interface access code.
-    pub ifac_violations: u64,
-    /// Frames dropped as malformed.
-    pub protocol_violations: u64,
-    /// Duplicates and packets for other transport nodes, dropped.
-    pub filtered: u64,
-    /// Announces held by ingress control right now.
-    pub held_announces: u64,
-    /// Announces waiting for the announce cap right now.
-    pub queued_announces: u64,
+    /// Its traffic and error counters (their fields sit beside `id` on the wire).
+    #[serde(flatten)]
+    pub stats: rns_core::transport::InterfaceStats,
     /// The radio's latest figures, for a radio interface.
     pub radio: Option<RadioStats>,
 }
