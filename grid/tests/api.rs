@@ -1323,3 +1323,79 @@ async fn a_published_catalog_entry_reaches_a_neighbour_and_a_tombstone_withdraws
     .await
     .expect("the tombstone withdraws it at B");
 }
+
+/// Flood search runs in every node: a query from one end of a line of three nodes
+/// (A — B — C, B a transport node) reaches C through B, and C's hit comes back on the
+/// reverse path; at `instant` patience (neighbours only) it does not reach C.
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_search_finds_an_item_two_hops_away_through_a_neighbour() {
+    use grid::proto::flood::sketch::{Item, Query, Sketch};
+    use grid::proto::flood::{Ended, Patience};
+    let (pb, pc) = (free_port(), free_port());
+    let a = node_dir("flood-a", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{pb}\"\n"
+    ));
+    let b = node_dir("flood-b", &format!(
+        "[node]\nannounce_interval = \"1h\"\ntransport = true\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{pb}\"\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{pc}\"\n"
+    ));
+    let c = node_dir("flood-c", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{pc}\"\n"
+    ));
+    let b = api::spawn(StateDir::resolve(Some(&b.0))).await.unwrap();
+    let a = api::spawn(StateDir::resolve(Some(&a.0))).await.unwrap();
+    let c = api::spawn(StateDir::resolve(Some(&c.0))).await.unwrap();
+    // Each end has heard B (its neighbour) and B has heard both.
+    until_heard(&a, &b, Duration::from_millis(50)).await;
+    until_heard(&c, &b, Duration::from_millis(50)).await;
+    until_heard(&b, &a, Duration::from_millis(50)).await;
+    until_heard(&b, &c, Duration::from_millis(50)).await;
+
+    let sketch = Sketch([0x5A; 48]);
+    c.search_offer(Item {
+        id: [9; 16],
+        sketch,
+        topic: Some("bikes".into()),
+    })
+    .await
+    .unwrap();
+    let query = Query {
+        sketch: Some(sketch),
+        topic: None,
+        threshold: 300,
+    };
+    let near = a
+        .flood_search(query.clone(), Patience::Instant, 1)
+        .await
+        .unwrap();
+    assert!(
+        near.found.is_empty(),
+        "instant asks neighbours only: {near:?}"
+    );
+    assert_eq!(near.ended, Ended::TimedOut);
+
+    let far = a.flood_search(query, Patience::Quick, 1).await.unwrap();
+    assert_eq!(far.ended, Ended::Enough, "{far:?}");
+    assert_eq!(far.found.len(), 1, "{far:?}");
+    let hit = far.found[0];
+    assert_eq!(hit.hit.item, [9; 16]);
+    assert_eq!(hit.hit.holder, *c.identity().as_bytes(), "C holds it");
+    assert_eq!(hit.hops, 2, "found two hops away");
+
+    // By topic alone, and withdrawn: nothing.
+    let by_topic = Query {
+        sketch: None,
+        topic: Some("bikes".into()),
+        threshold: 0,
+    };
+    let found = a
+        .flood_search(by_topic.clone(), Patience::Quick, 1)
+        .await
+        .unwrap();
+    assert_eq!(found.found.len(), 1, "{found:?}");
+    c.search_withdraw([9; 16]).await.unwrap();
+    let gone = a.flood_search(by_topic, Patience::Quick, 1).await.unwrap();
+    assert!(gone.found.is_empty(), "{gone:?}");
+    for n in [a, b, c] {
+        n.shutdown();
+    }
+}

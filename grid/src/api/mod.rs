@@ -39,6 +39,7 @@ use crate::Error;
 mod catalog;
 mod dht;
 mod exec;
+mod flood;
 mod links;
 
 /// Events kept for a slow subscriber before it starts missing them
@@ -312,6 +313,15 @@ pub(crate) enum Call {
     ),
     /// The catalog's entries.
     Catalog(oneshot::Sender<Vec<crate::proto::gossip::entry::Entry>>),
+    /// A flood search for the node's user.
+    FloodSearch(
+        crate::proto::flood::sketch::Query,
+        crate::proto::flood::Patience,
+        u8,
+        oneshot::Sender<Result<crate::proto::flood::Outcome, Error>>,
+    ),
+    /// Offer an item to flood searches (or stop offering it: `None` with its id).
+    SearchOffer([u8; 16], Option<crate::proto::flood::sketch::Item>),
     /// A DHT lookup for the node's user.
     DhtLookup(
         crate::proto::dht::key::Key,

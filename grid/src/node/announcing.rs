@@ -157,7 +157,7 @@ impl Node {
             self.dtn.known_nodes.learn(node, &id);
         }
         self.dht_heard(now, node);
-        self.gossip_heard(now, node, hops);
+        self.neighbour_heard(now, node, hops);
         let Some(caps) = crate::capabilities::Capabilities::decode(app_data) else {
             return;
         };

@@ -133,12 +133,8 @@ impl Node {
                 let _ = done.send(Err(crate::Error::Busy(e.to_string())));
             }
             Ok(id) => {
-                let (tx, rx) = oneshot::channel();
-                self.dht.waiters.insert(id, tx);
-                tokio::spawn(async move {
-                    let r = rx.await.map_err(|_| crate::Error::Stopped);
-                    let _ = done.send(r);
-                });
+                let waiter = super::waiters::relay_outcome(done);
+                self.dht.waiters.insert(id, waiter);
             }
         }
         self.flush_dht();

@@ -174,6 +174,10 @@ impl Node {
             Call::Catalog(done) => {
                 let _ = done.send(self.catalog_entries());
             }
+            Call::FloodSearch(query, patience, want, done) => {
+                self.flood_search(now, query, patience, want, done)
+            }
+            Call::SearchOffer(id, item) => self.search_offer(id, item),
             Call::DhtLookup(key, what, done) => self.dht_lookup(now, key, what, done),
             Call::DhtUnprovide(key) => self.dht.dht.unprovide(&key),
             Call::Push { link, frame } => {

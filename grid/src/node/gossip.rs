@@ -46,20 +46,9 @@ impl GossipDriver {
 }
 
 impl Node {
-    /// A Grid node announced: one heard directly on a fast interface becomes a neighbour,
-    /// and a first session with it starts at once.
-    pub(super) fn gossip_heard(&mut self, now: Instant, node: AddressHash, hops: u8) {
-        if hops > 1 {
-            return;
-        }
-        let on_radio = self
-            .transport
-            .path(&node)
-            .is_some_and(|p| self.interfaces.slow.contains(&p.interface));
-        let Some(id) = self.recall_node(&node).filter(|_| !on_radio) else {
-            return;
-        };
-        let peer = *id.hash().as_bytes();
+    /// A neighbour (a Grid node one hop away on a fast interface) was heard: a first
+    /// gossip session with it starts at once.
+    pub(super) fn gossip_heard(&mut self, now: Instant, peer: Peer, node: AddressHash) {
         if let Ok(true) = self.gossip.gossip.add_neighbour(peer) {
             self.gossip.nodes.insert(peer, node);
             self.gossip.gossip.sync_with(peer);

@@ -278,6 +278,13 @@ impl Node {
                 }
             }
             LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
+                if path_hash == rns_core::link::wire::path_hash(crate::proto::flood::FLOOD_PATH) =>
+            {
+                if let Some(r) = PeerRequest::of(link, request_id, data, remote_identity) {
+                    self.on_flood_request(now, r);
+                }
+            }
+            LinkEvent::Request { link, request_id, path_hash, data, remote_identity }
                 if path_hash == rns_core::link::wire::path_hash(crate::bundle::wire::BUNDLE_PATH) =>
             {
                 let caller = remote_identity.map(|i| i.hash());

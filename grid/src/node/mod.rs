@@ -27,12 +27,14 @@ mod events;
 pub(crate) mod exchange;
 mod file_writer;
 mod files;
+mod flood;
 mod gossip;
 pub(crate) mod grid_frames;
 mod guard;
 mod interfaces;
 pub(crate) mod link_ops;
 mod links;
+mod neighbours;
 mod pairing;
 pub(crate) mod reply;
 mod routing;
@@ -102,6 +104,8 @@ struct Node {
     dht: dht::DhtDriver,
     /// Catalog gossip with the neighbours.
     gossip: gossip::GossipDriver,
+    /// Flood search through the neighbours.
+    flood: flood::FloodDriver,
     /// The interfaces: where frames go, which wait to be ready, radio figures.
     interfaces: interfaces::Interfaces,
 }
@@ -324,6 +328,10 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         }
         node.gossip_due(now);
         if let Some(w) = node.gossip_wake() {
+            wake = wake.min(w);
+        }
+        node.flood_due(now);
+        if let Some(w) = node.flood_wake() {
             wake = wake.min(w);
         }
         if let Some(w) = node.interfaces.next_ready() {
@@ -631,6 +639,11 @@ impl Node {
             ),
             gossip: gossip::GossipDriver::new(
                 &own_public,
+                started,
+                rand_core::RngCore::next_u64(&mut rand_core::OsRng),
+            ),
+            flood: flood::FloodDriver::new(
+                *own_public.hash().as_bytes(),
                 started,
                 rand_core::RngCore::next_u64(&mut rand_core::OsRng),
             ),

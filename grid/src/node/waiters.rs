@@ -223,3 +223,15 @@ impl Node {
         self.waiters.iter().map(|w| w.deadline).min()
     }
 }
+
+/// A sender for a protocol's outcome that passes it on to `done` as `Ok` (or
+/// [`Error::Stopped`] if the sender is dropped unsent, as when the node stops).
+pub(super) fn relay_outcome<T: Send + 'static>(
+    done: tokio::sync::oneshot::Sender<Result<T, Error>>,
+) -> tokio::sync::oneshot::Sender<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = done.send(rx.await.map_err(|_| Error::Stopped));
+    });
+    tx
+}

@@ -6,6 +6,7 @@
 use rns_core::crypto::bundle::{self, SealError};
 use rns_core::destination::hash_from_name;
 use rns_core::identity::{Identity, PublicIdentity};
+use rns_core::AddressHash;
 
 use super::wire::WireBundle;
 use crate::frame::{FrameError, GridFrame};
@@ -35,7 +36,13 @@ fn aad(id: &[u8; 16], destination: &[u8; 16], expires_ms: u64) -> [u8; 40] {
 
 /// A node's `grid.node` destination from its identity.
 pub fn node_destination(identity: &PublicIdentity) -> [u8; 16] {
-    hash_from_name("grid.node", Some(&identity.hash())).0
+    node_destination_of(&identity.hash())
+}
+
+/// The `grid.node` destination of the identity whose hash is `identity` (the hash is all
+/// a destination needs; reaching it still takes the announce that carries the key).
+pub fn node_destination_of(identity: &AddressHash) -> [u8; 16] {
+    hash_from_name("grid.node", Some(identity)).0
 }
 
 /// Seal `frame` (from `sender` to the node whose identity is `recipient`) into a bundle

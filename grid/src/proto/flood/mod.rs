@@ -38,6 +38,9 @@ use table::{Entry, Seen};
 
 pub use super::neighbours::Peer;
 
+/// The link request path flood messages travel on, to a node's `grid.node` destination.
+pub const FLOOD_PATH: &str = "grid/flood";
+
 /// How long a searcher will wait, and so how far a search goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Patience {
