@@ -172,7 +172,8 @@ pub(crate) fn search(state: &StateDir, text: &str, o: SearchOptions, json_out: b
         "immediate" => Duration::from_secs(10),
         "quick" => Duration::from_secs(15),
         "thorough" => Duration::from_secs(30),
-        other => bail!("--patience {other}: immediate, quick or thorough"),
+        "exhaustive" => Duration::from_secs(90),
+        other => bail!("--patience {other}: immediate, quick, thorough or exhaustive"),
     };
     let v = local(
         state,

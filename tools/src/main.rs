@@ -362,7 +362,9 @@ pub(crate) enum SkillsAction {
         /// Least score (cosine similarity, 0–1).
         #[arg(long, default_value_t = 0.0)]
         min_score: f32,
-        /// How long to wait for peers: immediate (this node only), quick (2 s), thorough (8 s).
+        /// How far to look: immediate (this node and its catalog), quick (heard peers 2 s,
+        /// flood 3 hops), thorough (8 s, flood 10 hops), exhaustive (30 s, flood to ~1,000
+        /// nodes, DHT topics named by the query's words).
         #[arg(long, default_value = "quick")]
         patience: String,
         /// Hybrid scoring: weight of keyword overlap against semantic similarity (0–1).

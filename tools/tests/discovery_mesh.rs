@@ -158,3 +158,99 @@ fn an_adapter_at_one_edge_is_found_and_fetched_from_the_other_through_thirty_nod
         started.elapsed()
     );
 }
+
+/// The search's escalation past the heard peers, on three processes in a line (A — B —
+/// C, B a transport node, so A's only neighbour is B): a `quick` search from A floods
+/// through B to C, whose genome offered its package, and `found_by` says so with the
+/// flood's two hops; an `exhaustive` search whose words name the package's tag also
+/// finds C as a provider of that topic in the DHT.
+#[test]
+fn a_search_floods_past_its_neighbour_and_looks_up_topics_in_the_dht() {
+    let _slot = slot();
+    std::env::var("GRID_MODELS").expect("GRID_MODELS is not set (scripts/test.sh sets it)");
+    let port = free_port();
+    let b = Grid::start(&config(true, Some(port), &[]));
+    let a = Grid::start(&config(false, None, &[port]));
+    let c = Grid::start(&config(false, None, &[port]));
+    for g in [&a, &b, &c] {
+        wait_for(T, "every node's genome", || {
+            g.cli(&["adapter", "list", "--json"]).0.then_some(())
+        });
+    }
+    let pkgs = TempDir::new("flood-pkgs");
+    let dir = pkgs.0.join("hives");
+    grid_genome::package::write_test_package(
+        &dir,
+        "hive-keeper",
+        "1.0.0",
+        "Helps a school beekeeping club check a hive for varroa mites and decide when to treat.",
+        &["are there too many mites in our hive"],
+        4,
+        32,
+        2,
+    )
+    .unwrap();
+    // A tag, so the package is provided under a DHT topic too.
+    let toml = dir.join("adapter.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str("tags = [\"beekeeping\"]\n");
+    std::fs::write(&toml, text).unwrap();
+    let v = c.json(&["adapter", "publish", dir.to_str().unwrap()]);
+    let hash = v["content_hash"].as_str().unwrap().to_string();
+
+    let ways = |v: &Value| -> Vec<String> {
+        v["found_by"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.as_str().map(str::to_string))
+            .collect()
+    };
+    let found: Value = wait_for(T, "A's search floods to C", || {
+        let v = a.json(&[
+            "skills",
+            "search",
+            "our bees look sick, how do we check the hive",
+            "--limit",
+            "3",
+            "--patience",
+            "quick",
+        ]);
+        let top = v.as_array()?.first()?.clone();
+        (top["content_hash"] == hash.as_str() && ways(&top).contains(&"flood".to_string()))
+            .then_some(top)
+    });
+    assert!(found["score"].as_f64().unwrap() > 0.3, "{found}");
+    assert!(
+        found["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == c.destination().as_str()),
+        "{found}"
+    );
+    // C heard directly through B is two RNS hops away; the flood went A → B → C.
+    assert_eq!(found["hops"], 2, "{found}");
+
+    wait_for(T, "C provides its package's topic in the DHT", || {
+        c.log()
+            .contains("provided a topic in the DHT")
+            .then_some(())
+    });
+    let found: Value = wait_for(T, "an exhaustive search finds C by topic", || {
+        let v = a.json(&[
+            "skills",
+            "search",
+            "beekeeping",
+            "--limit",
+            "3",
+            "--patience",
+            "exhaustive",
+        ]);
+        v.as_array()?
+            .iter()
+            .find(|r| r["content_hash"] == hash.as_str() && ways(r).contains(&"dht".to_string()))
+            .cloned()
+    });
+    assert_eq!(found["name"], "hive-keeper", "{found}");
+}

@@ -1,7 +1,8 @@
 //! Adapters in the catalog: every package this node holds is published as a signed
 //! catalog entry (its name, a line of its description, its content hash and the sign-bit
 //! sketch of its embedding), so catalog gossip carries it to the nodes around; a removed
-//! package is withdrawn with a tombstone. Searches read the catalog ([`candidates`]) as
+//! package is withdrawn with a tombstone. Packages are also offered to flood searches
+//! from other nodes ([`flood_item`]). Searches read the catalog ([`candidates`]) as
 //! one more source, scored here like a peer's answer, never on the publisher's word.
 //!
 //! Entries live at most 7 days; they are published again every [`REPUBLISH`] while the
@@ -10,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use grid::proto::flood::sketch::Sketch;
+use grid::proto::flood::sketch::{Item, Sketch, MAX_TOPIC};
 use grid::proto::gossip::entry::{Body, Entry as CatalogEntry, Record, MAX_NAME, MAX_SUMMARY};
 use sha2::{Digest as _, Sha256};
 
@@ -56,6 +57,32 @@ pub fn record_of(e: &Entry, vector: Option<&[f32]>, now_ms: u64, tombstone: bool
             sketch,
             vector_hash,
         },
+    }
+}
+
+/// The id a package is offered to flood searches under: the first 16 bytes of its
+/// content hash.
+pub fn flood_item_id(hash: &[u8; 32]) -> [u8; 16] {
+    let mut id = [0; 16];
+    id.copy_from_slice(&hash[..16]);
+    id
+}
+
+/// What flood searches match `e` against: the sketch of its embedding `vector`, and its
+/// first tag as its topic (packages without a model-made vector are not offered: a
+/// sketch of nothing would match at random).
+pub fn flood_item(e: &Entry, vector: &[f32]) -> Item {
+    let topic = e
+        .manifest
+        .manifest
+        .tags
+        .first()
+        .filter(|t| t.len() <= MAX_TOPIC)
+        .cloned();
+    Item {
+        id: flood_item_id(&e.hash),
+        sketch: Sketch::from_embedding(vector),
+        topic,
     }
 }
 
@@ -109,6 +136,11 @@ impl Genome {
         let Ok(Some((entry, vector))) = found else {
             return;
         };
+        if let Some(item) = vector.as_deref().map(|v| flood_item(&entry, v)) {
+            if let Err(e) = self.handle.search_offer(item).await {
+                tracing::debug!(hash = %entry.hash_hex(), error = %e, "could not offer to flood searches");
+            }
+        }
         let record = record_of(&entry, vector.as_deref(), grid::clock::wall_ms(), false);
         if let Err(e) = self.handle.catalog_publish(record).await {
             tracing::debug!(hash = %entry.hash_hex(), error = %e, "could not publish a catalog entry");
@@ -117,6 +149,7 @@ impl Genome {
 
     /// Withdraw a removed package's catalog entry.
     pub(super) async fn withdraw_from_catalog(&self, e: &Entry) {
+        let _ = self.handle.search_withdraw(flood_item_id(&e.hash)).await;
         let record = record_of(e, None, grid::clock::wall_ms(), true);
         if let Err(err) = self.handle.catalog_publish(record).await {
             tracing::debug!(hash = %e.hash_hex(), error = %err, "could not withdraw a catalog entry");

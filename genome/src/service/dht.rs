@@ -1,6 +1,8 @@
 //! Adapter packages in the DHT: every package this node holds is provided under the key
-//! of its content hash ([`grid::proto::dht::key::Key::of_content`]), and `genome/fetch`
-//! looks a hash up there when no heard peer offers it.
+//! of its content hash ([`grid::proto::dht::key::Key::of_content`]) and under the topic
+//! key of each of its first [`MAX_TOPICS`] tags ([`grid::proto::dht::key::Key::of_topic`]);
+//! `genome/fetch` looks a hash up there when no heard peer offers it, and an
+//! `exhaustive` search looks up the topics its words name.
 //!
 //! The node's DHT republishes what it provides every 12 h (records live 48 h), so a key
 //! is provided once per package; a provide that reached no node (the node had heard no
@@ -17,7 +19,10 @@ use rns_core::identity::PublicIdentity;
 use rns_core::AddressHash;
 
 use super::Genome;
+use crate::registry::Entry;
 
+/// Tags of a package provided as DHT topics, at most (each is a DHT record).
+pub const MAX_TOPICS: usize = 4;
 /// Providers a fetch asks the DHT for, and tries, at most.
 pub const MAX_DHT_PROVIDERS: usize = 8;
 /// Packages provided at once (each is a DHT lookup).
@@ -63,6 +68,7 @@ impl Genome {
                             nodes = o.closest.len(),
                             "provided in the DHT"
                         );
+                        g.provide_topics(hash).await;
                         return;
                     }
                     Ok(_) => tracing::debug!(
@@ -82,9 +88,46 @@ impl Genome {
         });
     }
 
-    /// Stop providing `hash` (a removed package).
-    pub(super) async fn unprovide(&self, hash: [u8; 32]) {
-        let _ = self.handle.dht_unprovide(Key::of_content(&hash)).await;
+    /// Provide the topic key of each of `hash`'s tags (at most [`MAX_TOPICS`]), once:
+    /// the DHT republishes them. A tag another held package has is provided already and
+    /// the DHT takes it again as a refresh.
+    async fn provide_topics(&self, hash: [u8; 32]) {
+        let tags = self
+            .blocking(move |r| r.get(&hash).map(|e| e.manifest.manifest.tags.clone()))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        for tag in tags.iter().take(MAX_TOPICS) {
+            let Ok(_turn) = self.providing.acquire().await else {
+                return;
+            };
+            match self.handle.dht_provide(Key::of_topic(tag)).await {
+                Ok(o) => {
+                    tracing::info!(%tag, nodes = o.closest.len(), "provided a topic in the DHT")
+                }
+                Err(e) => tracing::debug!(%tag, error = %e, "could not provide a topic in the DHT"),
+            }
+        }
+    }
+
+    /// Stop providing the removed package `e` in the DHT: its content key, and the topic
+    /// keys of its tags that no package still held has.
+    pub(super) async fn unprovide(&self, e: &Entry) {
+        let _ = self.handle.dht_unprovide(Key::of_content(&e.hash)).await;
+        let tags = e.manifest.manifest.tags.clone();
+        let held: Vec<String> = self
+            .blocking(|r| {
+                r.list()
+                    .iter()
+                    .flat_map(|e| e.manifest.manifest.tags.iter().take(MAX_TOPICS).cloned())
+                    .collect()
+            })
+            .await
+            .unwrap_or_default();
+        for tag in tags.iter().take(MAX_TOPICS).filter(|t| !held.contains(t)) {
+            let _ = self.handle.dht_unprovide(Key::of_topic(tag)).await;
+        }
     }
 
     /// The `grid.node` destinations of the nodes the DHT says provide `hash` (at most

@@ -57,6 +57,7 @@ use crate::archive::PACKAGE_PATH;
 use crate::embed::Embedder;
 use crate::registry::{Entry, Registry};
 
+mod beyond;
 mod catalog;
 mod dht;
 mod packages;
@@ -330,7 +331,7 @@ impl Genome {
             .await?
             .map_err(failed)?;
         for e in &gone {
-            self.unprovide(e.hash).await;
+            self.unprovide(e).await;
             self.withdraw_from_catalog(e).await;
         }
         let list: Vec<Value> = gone.iter().map(Entry::to_json).collect();

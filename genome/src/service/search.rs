@@ -17,8 +17,10 @@ use grid::proto::bundle::envelope::node_destination;
 use grid::proto::gossip::entry::Body;
 use rns_core::identity::PublicIdentity;
 
+use super::beyond::Found;
 use super::{catalog, failed, param_str, Genome};
 use crate::rank::Scorer;
+use grid::proto::flood::Patience as FloodPatience;
 
 /// How long a mesh search waits for peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +29,11 @@ pub enum Patience {
     Immediate,
     /// Peers get 2 s.
     Quick,
-    /// Peers get 8 s.
+    /// Peers get 8 s; a flood reaches 10 hops (250 messages).
     Thorough,
+    /// Peers get 30 s; a flood reaches a thousand nodes, and the DHT is asked for the
+    /// topics the query's words name.
+    Exhaustive,
 }
 
 impl Patience {
@@ -37,9 +42,10 @@ impl Patience {
             "immediate" => Patience::Immediate,
             "quick" | "" => Patience::Quick,
             "thorough" => Patience::Thorough,
+            "exhaustive" => Patience::Exhaustive,
             other => {
                 return Err(CommandError::bad_params(format!(
-                    "patience \"{other}\": immediate, quick or thorough"
+                    "patience \"{other}\": immediate, quick, thorough or exhaustive"
                 )))
             }
         })
@@ -50,8 +56,29 @@ impl Patience {
             Patience::Immediate => None,
             Patience::Quick => Some(Duration::from_secs(2)),
             Patience::Thorough => Some(Duration::from_secs(8)),
+            Patience::Exhaustive => Some(Duration::from_secs(30)),
         }
     }
+
+    /// How far a flood search goes at this patience (none at `immediate`).
+    fn flood(self) -> Option<FloodPatience> {
+        match self {
+            Patience::Immediate => None,
+            Patience::Quick => Some(FloodPatience::Quick),
+            Patience::Thorough => Some(FloodPatience::Thorough),
+            Patience::Exhaustive => Some(FloodPatience::Exhaustive),
+        }
+    }
+}
+
+/// The content hashes an answer to `genome/search` names.
+fn content_hashes(answer: &Value) -> Vec<String> {
+    answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["content_hash"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// Most peers one mesh search asks.
@@ -138,20 +165,47 @@ impl Genome {
         }
         // Escalation: this node's registry, then the catalog gossip brought (no network),
         // then, as the patience allows, the heard peers.
+        // Then, as the patience allows, the heard peers and, in parallel, the nodes a
+        // flood search (and at `exhaustive` the DHT) finds past them; those are asked
+        // next, like heard peers.
         let mut answers = self.catalog_answers(vector.as_deref(), &query).await;
-        let mut from_peers = HashSet::new();
-        if let Some(budget) = patience.budget() {
+        let mut origins: HashMap<String, Vec<Found>> = HashMap::new();
+        for (_, answer) in &answers {
+            for hash in content_hashes(answer) {
+                origins.entry(hash).or_default().push(Found::Catalog);
+            }
+        }
+        if let (Some(budget), Some(flood)) = (patience.budget(), patience.flood()) {
             let params = json!({"query": query, "limit": limit, "min_score": min_score,
                                 "patience": "immediate", "keyword_weight": keyword_weight});
-            for (peer, answer) in self.ask_peers("genome/search", &params, budget).await {
-                from_peers.extend(
-                    answer
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|i| i["content_hash"].as_str().map(str::to_string)),
-                );
-                answers.push((peer, answer));
+            let (heard, beyond) = tokio::join!(
+                self.ask_peers("genome/search", &params, budget),
+                self.beyond_heard(vector.as_deref(), &query, flood)
+            );
+            // A node found past the heard peers is asked unless it was asked already;
+            // either way its answer counts as found that way too.
+            let asked: HashSet<AddressHash> =
+                self.heard_adapter_peers().await.into_iter().collect();
+            let nodes = beyond
+                .keys()
+                .filter(|n| !asked.contains(n))
+                .copied()
+                .collect();
+            let far = self
+                .ask_nodes(nodes, "genome/search", &params, budget)
+                .await;
+            let far = far.into_iter().map(|a| (a, None));
+            for ((node, answer), heard) in
+                far.chain(heard.into_iter().map(|a| (a, Some(Found::Heard))))
+            {
+                let ways: Vec<Found> = heard
+                    .into_iter()
+                    .chain(beyond.get(&node).into_iter().flatten().copied())
+                    .collect();
+                for hash in content_hashes(&answer) {
+                    origins.entry(hash).or_default().extend(&ways);
+                }
+                answers.push((node, answer));
             }
         }
         let embedder = self.embedder.clone();
@@ -169,7 +223,7 @@ impl Genome {
             .map_err(failed)?
             .map_err(failed)?
         };
-        Ok(Value::Array(self.with_sources(merged, &from_peers).await))
+        Ok(Value::Array(self.with_sources(merged, &origins).await))
     }
 
     /// The catalog's adapter entries worth scoring for this query, as answers from
@@ -204,13 +258,14 @@ impl Genome {
             .collect()
     }
 
-    /// Each result with where it came from (`source`: `local`, `peers` when a heard
-    /// peer answered with it, else `catalog`) and how far its nearest provider is
-    /// (`hops`, when known).
+    /// Each result with where it came from: `source`, the nearest way (`local`; `peers`
+    /// when a heard peer answered with it; `flood` or `dht` when a node found that way
+    /// did; else `catalog`), `found_by`, every way that found it, and `hops`, how far
+    /// its nearest provider is (when known).
     async fn with_sources(
         &self,
         mut results: Vec<Value>,
-        from_peers: &HashSet<String>,
+        origins: &HashMap<String, Vec<Found>>,
     ) -> Vec<Value> {
         let me = self.handle.destination().to_string();
         let hops: HashMap<String, u8> = self
@@ -230,17 +285,19 @@ impl Genome {
                 .collect();
             let local = providers.contains(&me);
             let hash = v["content_hash"].as_str().unwrap_or_default();
-            v["source"] = json!(if local {
-                "local"
-            } else if from_peers.contains(hash) {
-                "peers"
-            } else {
-                "catalog"
-            });
+            let mut ways: Vec<Found> = origins.get(hash).cloned().unwrap_or_default();
+            if local {
+                ways.push(Found::Local);
+            }
+            ways.sort();
+            ways.dedup_by_key(|w| w.source());
+            v["source"] = json!(ways.first().map_or("catalog", |w| w.source()));
+            v["found_by"] = json!(ways.iter().map(|w| w.source()).collect::<Vec<_>>());
             let nearest = if local {
                 Some(0)
             } else {
-                providers.iter().filter_map(|p| hops.get(p)).min().copied()
+                let heard = providers.iter().filter_map(|p| hops.get(p)).min().copied();
+                heard.or(ways.iter().find_map(|w| w.hops()))
             };
             v["hops"] = json!(nearest);
         }
@@ -270,9 +327,15 @@ impl Genome {
         params: &Value,
         budget: Duration,
     ) -> Vec<(AddressHash, Value)> {
+        let peers = self.heard_adapter_peers().await;
+        self.ask_nodes(peers, command, params, budget).await
+    }
+
+    /// The peers a mesh search asks: heard announcing adapters, at most
+    /// [`MAX_PEERS_ASKED`], never this node.
+    async fn heard_adapter_peers(&self) -> Vec<AddressHash> {
         let me = self.handle.destination();
-        let peers: Vec<AddressHash> = self
-            .handle
+        self.handle
             .peers()
             .await
             .unwrap_or_default()
@@ -280,7 +343,17 @@ impl Genome {
             .filter(|p| p.node != me && p.capabilities.adapters > 0)
             .take(MAX_PEERS_ASKED)
             .map(|p| p.node)
-            .collect();
+            .collect()
+    }
+
+    /// Ask `peers` `command`, in parallel, within `budget`; the answers that came.
+    pub(super) async fn ask_nodes(
+        &self,
+        peers: Vec<AddressHash>,
+        command: &str,
+        params: &Value,
+        budget: Duration,
+    ) -> Vec<(AddressHash, Value)> {
         let mut set = tokio::task::JoinSet::new();
         for p in peers {
             let (h, c, params) = (self.handle.clone(), command.to_string(), params.clone());
