@@ -83,6 +83,11 @@ impl StateDir {
         self.root.join(crate::audit::AUDIT_FILE)
     }
 
+    /// The catalog gossip brought, kept across restarts.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog")
+    }
+
     /// The control socket.
     pub fn socket_path(&self) -> PathBuf {
         self.root.join("grid.sock")

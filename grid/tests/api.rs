@@ -1262,30 +1262,157 @@ async fn a_capability_change_in_the_second_of_an_announce_still_reaches_peers() 
     .expect("A learns B's new summary from its re-announce");
 }
 
-/// Catalog gossip runs in every node: an entry one node publishes reaches its neighbour
-/// signed by its publisher, and a tombstone withdraws it there too.
-#[tokio::test(flavor = "current_thread")]
-async fn a_published_catalog_entry_reaches_a_neighbour_and_a_tombstone_withdraws_it() {
+/// A command entry for the catalog, expiring in an hour.
+fn command_entry(name: &str, seq: u64, tombstone: bool) -> grid::proto::gossip::entry::Record {
     use grid::proto::flood::sketch::Sketch;
     use grid::proto::gossip::entry::{Body, Record};
-    let (a, b, _da, _db) = pair("catalog").await;
-    // B is A's neighbour once A has heard it announce (and the other way round).
-    until_heard(&a, &b, Duration::from_millis(50)).await;
     let expires_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
         + 3_600_000;
-    let record = |seq, tombstone| Record {
+    Record {
         seq,
         expires_ms,
         tombstone,
-        name: "bike/repair".into(),
+        name: name.into(),
         summary: "Fixes bicycle brakes and gears".into(),
         body: Body::Command {
             sketch: Sketch([0xA5; 48]),
         },
+    }
+}
+
+/// The names of the live entries in `node`'s catalog, sorted.
+async fn catalog_names(node: &NodeHandle) -> Vec<String> {
+    let mut names: Vec<String> = node
+        .catalog()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record().name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Wait until `node`'s catalog holds the live entries `names` (sorted), and no others.
+async fn until_catalog(node: &NodeHandle, names: &[&str], what: &str) {
+    tokio::time::timeout(T, async {
+        while catalog_names(node).await != names {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: {:?}", names));
+}
+
+/// Stop `node` and wait until its loop has ended (it removes its control socket last).
+async fn stop(node: NodeHandle, dir: &TempDir) {
+    node.shutdown();
+    let socket = StateDir::resolve(Some(&dir.0)).socket_path();
+    tokio::time::timeout(T, async {
+        while socket.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node stops");
+}
+
+/// The catalog survives a restart: a node started again on its state directory, alone,
+/// still holds what gossip brought it before it stopped; and the tombstone it held
+/// survives too, so a peer that missed the withdrawal cannot bring the entry back.
+#[tokio::test(flavor = "current_thread")]
+async fn a_restarted_node_keeps_its_catalog_and_its_tombstones() {
+    let port = free_port();
+    let config = |interface: &str| {
+        format!(
+            "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\n{interface}\n"
+        )
     };
+    let server = config(&format!(
+        "type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""
+    ));
+    let client = config(&format!(
+        "type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\""
+    ));
+    let (da, db, dc) = (
+        node_dir("keep-a", &client),
+        node_dir("keep-b", &server),
+        node_dir("keep-c", &client),
+    );
+    let spawn = |d: &TempDir| api::spawn(StateDir::resolve(Some(&d.0)));
+    let b = spawn(&db).await.unwrap();
+    let a = spawn(&da).await.unwrap();
+    let publisher_a = a.identity();
+    until_heard(&a, &b, Duration::from_millis(50)).await;
+    a.catalog_publish(command_entry("bike/paint", 1, false))
+        .await
+        .unwrap();
+    a.catalog_publish(command_entry("bike/repair", 1, false))
+        .await
+        .unwrap();
+    let both = ["bike/paint", "bike/repair"];
+    until_catalog(&b, &both, "A's entries reach B").await;
+    // C learns both from B, then stops before A withdraws one.
+    let c = spawn(&dc).await.unwrap();
+    until_catalog(&c, &both, "B's entries reach C").await;
+    stop(c, &dc).await;
+    a.catalog_publish(command_entry("bike/paint", 2, true))
+        .await
+        .unwrap();
+    until_catalog(&b, &["bike/repair"], "the tombstone withdraws it at B").await;
+    stop(a, &da).await;
+    stop(b, &db).await;
+    assert!(StateDir::resolve(Some(&db.0)).catalog_path().exists());
+
+    // B alone, before any gossip: what A's gossip brought is there, signed by A.
+    let b = spawn(&db).await.unwrap();
+    let held = b.catalog().await.unwrap();
+    assert_eq!(catalog_names(&b).await, ["bike/repair"], "restored at B");
+    let publisher = rns_core::PublicIdentity::from_bytes(held[0].publisher()).unwrap();
+    assert_eq!(publisher.hash(), publisher_a);
+    // C comes back holding the live entry B saw withdrawn (its own kept catalog)...
+    let c = spawn(&dc).await.unwrap();
+    assert_eq!(catalog_names(&c).await, both, "restored at C");
+    // ...and B's kept tombstone withdraws it there, instead of C bringing it back to B.
+    until_catalog(&c, &["bike/repair"], "B's tombstone reaches C").await;
+    assert_eq!(catalog_names(&b).await, ["bike/repair"], "not back at B");
+}
+
+/// A damaged catalog file is reported and the node starts with an empty catalog; it
+/// writes a good one again (at the latest when it stops).
+#[tokio::test(flavor = "current_thread")]
+async fn a_damaged_catalog_file_leaves_an_empty_catalog_not_a_crash() {
+    let port = free_port();
+    let d = node_dir("torn", &format!(
+        "[node]\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let state = StateDir::resolve(Some(&d.0));
+    std::fs::write(state.catalog_path(), b"GRIDCATL\x01\x00\x00\x00\x07 cut sh").unwrap();
+    let node = api::spawn(state.clone()).await.unwrap();
+    assert!(node.catalog().await.unwrap().is_empty());
+    node.catalog_publish(command_entry("bike/repair", 1, false))
+        .await
+        .unwrap();
+    stop(node, &d).await;
+    let node = api::spawn(state).await.unwrap();
+    assert_eq!(
+        catalog_names(&node).await,
+        ["bike/repair"],
+        "its own entry, kept"
+    );
+}
+
+/// Catalog gossip runs in every node: an entry one node publishes reaches its neighbour
+/// signed by its publisher, and a tombstone withdraws it there too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_published_catalog_entry_reaches_a_neighbour_and_a_tombstone_withdraws_it() {
+    let (a, b, _da, _db) = pair("catalog").await;
+    // B is A's neighbour once A has heard it announce (and the other way round).
+    until_heard(&a, &b, Duration::from_millis(50)).await;
+    let record = |seq, tombstone| command_entry("bike/repair", seq, tombstone);
     let digest = a.catalog_publish(record(1, false)).await.unwrap();
     let seen = tokio::time::timeout(T, async {
         loop {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use rns_core::identity::PublicIdentity;
 use rns_core::{rmpv, AddressHash, Instant};
 
+use super::catalog_store::CatalogStore;
 use super::links::PeerRequest;
 use super::Node;
 use crate::api::Call;
@@ -34,6 +35,8 @@ pub(super) struct GossipDriver {
     /// Each neighbour's `grid.node` destination, by identity hash (as many as the
     /// gossip keeps neighbours).
     nodes: HashMap<Peer, AddressHash>,
+    /// Where the catalog is kept across restarts (none for an attached program).
+    pub(super) store: Option<CatalogStore>,
 }
 
 impl GossipDriver {
@@ -41,6 +44,7 @@ impl GossipDriver {
         GossipDriver {
             gossip: Gossip::new(own, Config::default(), now, seed),
             nodes: HashMap::new(),
+            store: None,
         }
     }
 }
@@ -148,17 +152,20 @@ impl Node {
         self.flush_gossip(now);
     }
 
-    /// When the gossip's timers are next due.
+    /// When the gossip's timers (or the catalog's next write) are next due.
     pub(super) fn gossip_wake(&self) -> Option<Instant> {
-        self.gossip.gossip.poll_timeout()
+        let timers = self.gossip.gossip.poll_timeout();
+        let write = self.gossip.store.as_ref().and_then(CatalogStore::wake);
+        timers.into_iter().chain(write).min()
     }
 
-    /// Run the gossip's timers if due.
+    /// Run the gossip's timers if due, and write the catalog if that is.
     pub(super) fn gossip_due(&mut self, now: Instant) {
-        if self.gossip_wake().is_some_and(|t| t <= now) {
+        if self.gossip.gossip.poll_timeout().is_some_and(|t| t <= now) {
             self.gossip.gossip.handle_timeout(now);
             self.flush_gossip(now);
         }
+        self.catalog_save_due(now);
     }
 
     /// Send what the gossip queued, and note what its catalog did.
@@ -168,6 +175,9 @@ impl Node {
         }
         while let Some(e) = self.gossip.gossip.poll_event() {
             tracing::debug!(event = ?e, "catalog");
+            if let Some(store) = self.gossip.store.as_mut() {
+                store.changed();
+            }
         }
     }
 

@@ -19,6 +19,7 @@ use crate::{api, clock};
 
 mod announcing;
 pub(crate) mod bundles;
+mod catalog_store;
 mod channels;
 mod control_requests;
 pub(crate) mod dht;
@@ -196,6 +197,7 @@ pub(crate) struct ApiParts {
 /// Set a node up; errors (bad config, socket in use, interface failures) surface here.
 pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiParts), NodeError> {
     let started = clock::now();
+    let catalog = matches!(role, Role::Node).then(|| state.catalog_path());
     let (config, listener) = match role {
         Role::Node => {
             let config = state.load_or_create_config()?;
@@ -232,7 +234,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
     let (events_tx, _) = tokio::sync::broadcast::channel(api::EVENT_BUFFER);
 
     let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
-    let node = Node::new(
+    let mut node = Node::new(
         &config,
         sharing,
         identity,
@@ -250,6 +252,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         },
         guard,
     );
+    node.open_catalog_store(catalog).await;
     tracing::info!(
         identity = %node.identity.hash(),
         destination = %node.grid_destination,
@@ -375,6 +378,7 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         }
         node.flush(clock::now());
     }
+    node.save_catalog_at_stop().await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     if let Some(path) = socket_path {

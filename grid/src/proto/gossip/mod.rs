@@ -162,6 +162,18 @@ pub struct Stats {
     pub transmits_dropped: u64,
 }
 
+/// What [`Gossip::restore_all`] did with stored entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Entries stored.
+    pub stored: usize,
+    /// Entries held already (the same bytes).
+    pub known: usize,
+    /// Entries the catalog refused: expired, stale (a higher seq or a tombstone of the
+    /// name is held), or over a bound.
+    pub refused: usize,
+}
+
 /// One node's catalog gossip.
 #[derive(Debug)]
 pub struct Gossip {
@@ -248,6 +260,29 @@ impl Gossip {
     /// gossip had brought it: for a driver restoring its catalog from disk.
     pub fn restore(&mut self, now: Instant, entry: Entry) -> Result<Inserted, CatalogError> {
         self.catalog.insert(now.as_millis(), entry)
+    }
+
+    /// Store entries kept from an earlier run (a driver restoring its catalog from
+    /// disk), each through the same checks as an entry a neighbour sends: only
+    /// [`Entry::decode`] or [`Entry::sign`] make an [`Entry`], so its signature verified;
+    /// expiry is checked against `now`, and the per-publisher and total bounds, seq
+    /// order and tombstones apply. The order does not matter: a tombstone keeps an
+    /// older live entry of its name out whichever comes first. Peer traffic figures
+    /// ([`Gossip::stats`]) are left alone.
+    pub fn restore_all(
+        &mut self,
+        now: Instant,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Restored {
+        let mut counts = Restored::default();
+        for entry in entries {
+            match self.restore(now, entry) {
+                Ok(Inserted::New) => counts.stored += 1,
+                Ok(Inserted::Known) => counts.known += 1,
+                Err(_) => counts.refused += 1,
+            }
+        }
+        counts
     }
 
     /// Start a session with neighbour `peer` now (one of the interval's sessions, or a

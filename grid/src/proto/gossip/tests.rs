@@ -624,3 +624,5 @@ proptest! {
         prop_assert!(m.wire_len() <= budget.max(alone), "{} > {budget}", m.wire_len());
     }
 }
+
+mod restore;
