@@ -60,6 +60,32 @@ pub fn record_of(e: &Entry, vector: Option<&[f32]>, now_ms: u64, tombstone: bool
     }
 }
 
+/// This node's (`own`) live adapter entries in `entries` for packages not in `held`.
+pub fn stale<'a>(
+    entries: &'a [CatalogEntry],
+    own: &[u8; 64],
+    held: &[[u8; 32]],
+) -> Vec<&'a CatalogEntry> {
+    entries
+        .iter()
+        .filter(|e| e.publisher() == own && !e.is_tombstone())
+        .filter(|e| match e.record().body {
+            Body::Adapter { content_hash, .. } => !held.contains(&content_hash),
+            _ => false,
+        })
+        .collect()
+}
+
+/// The tombstone that withdraws `record` (same kind and name, a higher `seq`).
+pub fn tombstone_of(record: &Record, now_ms: u64) -> Record {
+    Record {
+        seq: now_ms.max(record.seq + 1),
+        expires_ms: now_ms + ENTRY_LIFETIME.as_millis() as u64,
+        tombstone: true,
+        ..record.clone()
+    }
+}
+
 /// The id a package is offered to flood searches under: the first 16 bytes of its
 /// content hash.
 pub fn flood_item_id(hash: &[u8; 32]) -> [u8; 16] {
@@ -156,15 +182,33 @@ impl Genome {
         }
     }
 
-    /// Publish every held package now and again every [`REPUBLISH`].
+    /// Withdraw this node's adapter entries for packages it no longer holds (removed
+    /// while the node was down: the catalog is kept across restarts).
+    async fn withdraw_stale(&self, held: &[[u8; 32]]) {
+        let own = *self.identity.public().as_bytes();
+        let entries = self.handle.catalog().await.unwrap_or_default();
+        for e in stale(&entries, &own, held) {
+            let record = tombstone_of(e.record(), grid::clock::wall_ms());
+            if let Err(err) = self.handle.catalog_publish(record).await {
+                tracing::debug!(name = %e.record().name, error = %err, "could not withdraw a stale catalog entry");
+            }
+        }
+    }
+
+    /// Publish every held package now and again every [`REPUBLISH`]; withdraw, once at
+    /// start, the entries of packages no longer held.
     pub(super) fn keep_listed(self: &Arc<Self>) {
         let g = self.clone();
         tokio::spawn(async move {
+            let mut first = true;
             loop {
                 let hashes = g
                     .blocking(|r| r.list().iter().map(|e| e.hash).collect::<Vec<_>>())
                     .await
                     .unwrap_or_default();
+                if std::mem::take(&mut first) {
+                    g.withdraw_stale(&hashes).await;
+                }
                 for hash in hashes {
                     g.list_in_catalog(hash).await;
                 }
@@ -177,6 +221,44 @@ impl Genome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_entries_for_packages_not_held_are_stale_and_withdrawn_by_a_newer_tombstone() {
+        use grid::proto::gossip::entry::Entry as CatalogEntry;
+        use rns_core::identity::Identity;
+        let me = Identity::generate(&mut rand_core::OsRng);
+        let other = Identity::generate(&mut rand_core::OsRng);
+        let record = |hash: u8| Record {
+            seq: 5,
+            expires_ms: u64::MAX / 2,
+            tombstone: false,
+            name: format!("a{hash}@1.0.0"),
+            summary: String::new(),
+            body: Body::Adapter {
+                content_hash: [hash; 32],
+                sketch: Sketch([0; 48]),
+                vector_hash: [0; 16],
+            },
+        };
+        let entries = vec![
+            CatalogEntry::sign(&me, record(1)).unwrap(),
+            CatalogEntry::sign(&me, record(2)).unwrap(),
+            CatalogEntry::sign(&other, record(3)).unwrap(),
+        ];
+        let own = *me.public().as_bytes();
+        let stale: Vec<&str> = stale(&entries, &own, &[[1; 32]])
+            .iter()
+            .map(|e| e.record().name.as_str())
+            .collect();
+        assert_eq!(
+            stale,
+            vec!["a2@1.0.0"],
+            "held (1) and others' (3) are not stale"
+        );
+        let t = tombstone_of(&record(2), 3);
+        assert!(t.tombstone && t.seq > 5 && t.name == "a2@1.0.0", "{t:?}");
+        assert!(CatalogEntry::sign(&me, t).is_ok());
+    }
 
     #[test]
     fn names_and_summaries_are_cut_on_character_boundaries() {
