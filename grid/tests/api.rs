@@ -51,6 +51,26 @@ fn noise(n: usize) -> String {
         .collect()
 }
 
+/// State directories of a TCP server A and a client B on a fresh port (no shared
+/// instance), each config with `a_extra` / `b_extra` appended.
+fn server_and_client(tag: &str, a_extra: &str, b_extra: &str) -> (TempDir, TempDir) {
+    let port = free_port();
+    let node = "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n";
+    let a = node_dir(
+        &format!("{tag}-a"),
+        &format!(
+            "{node}[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n{a_extra}"
+        ),
+    );
+    let b = node_dir(
+        &format!("{tag}-b"),
+        &format!(
+            "{node}[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n{b_extra}"
+        ),
+    );
+    (a, b)
+}
+
 async fn pair(tag: &str) -> (NodeHandle, NodeHandle, TempDir, TempDir) {
     let port = free_port();
     let a = node_dir(&format!("{tag}-a"), &format!(
@@ -497,13 +517,7 @@ async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
     use grid::frame::ErrorCode;
     use grid::trust::TrustLevel;
     use grid::Error;
-    let port = free_port();
-    let da = node_dir("acl-a", &format!(
-        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
-    ));
-    let db = node_dir("acl-b", &format!(
-        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n[acl]\n\"test/secret\" = \"trusted\"\n"
-    ));
+    let (da, db) = server_and_client("acl", "", "[acl]\n\"test/secret\" = \"trusted\"\n");
     let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
     let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
     b.register_command("test/secret", "trusted peers only", |_| async {
@@ -1525,4 +1539,53 @@ async fn a_flood_search_finds_an_item_two_hops_away_through_a_neighbour() {
     for n in [a, b, c] {
         n.shutdown();
     }
+}
+
+/// A node with `[compute] enabled = true` publishes its compute offer (free RAM, GPU
+/// memory, load) as a signed catalog entry that gossip brings to its neighbour; a node
+/// without it offers none.
+#[tokio::test(flavor = "current_thread")]
+async fn a_compute_offer_reaches_a_neighbour_only_from_a_node_that_enables_it() {
+    use grid::proto::gossip::entry::Body;
+    let (a, b) = server_and_client("compute", "[compute]\nenabled = true\n", "");
+    let a = api::spawn(StateDir::resolve(Some(&a.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&b.0))).await.unwrap();
+    let offer = tokio::time::timeout(T, async {
+        loop {
+            let found = b
+                .catalog()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|e| e.record().name == "compute");
+            if let Some(e) = found {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("A's compute offer reaches B by gossip");
+    let publisher = rns_core::PublicIdentity::from_bytes(offer.publisher()).unwrap();
+    assert_eq!(publisher.hash(), a.identity(), "signed by A");
+    let Body::Compute {
+        ram_mb, load_pct, ..
+    } = offer.record().body
+    else {
+        panic!("not a compute entry: {offer:?}");
+    };
+    assert!(ram_mb > 0 && load_pct <= 100, "{offer:?}");
+    assert!(offer.record().summary.contains("cores"), "{offer:?}");
+    // B offers nothing, so A's catalog holds no offer of B's.
+    let b_key = b.identity();
+    let a_has_b_offer = a.catalog().await.unwrap().iter().any(|e| {
+        e.record().name == "compute"
+            && rns_core::PublicIdentity::from_bytes(e.publisher())
+                .unwrap()
+                .hash()
+                == b_key
+    });
+    assert!(!a_has_b_offer);
+    a.shutdown();
+    b.shutdown();
 }

@@ -65,6 +65,11 @@ stranger_mb = 16
 strangers_share = 0.25
 stranger_max_ttl = "1d"
 
+# Offer this machine's compute to the mesh: a signed catalog entry with its free
+# RAM, GPU memory and load, refreshed as they change (docs/discovery.md).
+[compute]
+enabled = false
+
 # Connect to another node (uncomment and set the address):
 # [[interface]]
 # type = "tcp_client"
@@ -285,6 +290,8 @@ pub struct Config {
     pub acl: crate::acl::Acl,
     /// Delay-tolerant delivery (`[bundles]`).
     pub bundles: BundleConfig,
+    /// Compute offered to the mesh (`[compute]`).
+    pub compute: ComputeConfig,
 }
 
 /// Who may send this node files, and where they go.
@@ -367,6 +374,22 @@ struct RawConfig {
     acl: toml::Table,
     #[serde(default)]
     bundles: RawBundles,
+    #[serde(default)]
+    compute: RawCompute,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCompute {
+    #[serde(default)]
+    enabled: bool,
+}
+
+/// Compute this node offers (`[compute]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ComputeConfig {
+    /// Publish a compute offer (free RAM, GPU memory, load) in the catalog.
+    pub enabled: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -681,6 +704,9 @@ impl Config {
             acl,
             bundles,
             cp,
+            compute: ComputeConfig {
+                enabled: raw.compute.enabled,
+            },
             transport: raw.node.transport,
             announce_interval,
             respond_to_probes: raw.node.respond_to_probes,
@@ -710,6 +736,7 @@ impl Config {
             cp: CpConfig::default(),
             acl: crate::acl::Acl::default(),
             bundles: BundleConfig::default(),
+            compute: ComputeConfig::default(),
         }
     }
 

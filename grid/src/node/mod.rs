@@ -21,6 +21,7 @@ mod announcing;
 pub(crate) mod bundles;
 mod catalog_store;
 mod channels;
+mod compute_offer;
 mod control_requests;
 pub(crate) mod dht;
 mod embedded_api;
@@ -260,16 +261,17 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         shared_instance = sharing,
         "node started"
     );
+    let (id, dest) = (node.identity.hash(), node.grid_destination);
+    let internal = || api::NodeHandle::internal(api_tx.clone(), events_tx.clone(), id, dest);
     tasks.spawn(crate::bundle::courier::run(
-        api::NodeHandle::internal(
-            api_tx.clone(),
-            events_tx.clone(),
-            node.identity.hash(),
-            node.grid_destination,
-        ),
+        internal(),
         bundle_store,
         courier_wake,
     ));
+    if config.compute.enabled {
+        let caps = node.grid.layer.capabilities.clone();
+        tasks.spawn(compute_offer::run(internal(), caps));
+    }
     let parts = ApiParts {
         calls: api_tx,
         events: events_tx,
