@@ -1234,6 +1234,20 @@ async fn a_key_provided_through_the_dht_is_found_from_another_node() {
     hub.shutdown();
 }
 
+/// The first entry in `node`'s catalog that `pick` accepts, polling until there is one.
+async fn in_catalog(
+    node: &NodeHandle,
+    pick: impl Fn(&grid::proto::gossip::entry::Entry) -> bool,
+) -> grid::proto::gossip::entry::Entry {
+    loop {
+        let found = node.catalog().await.unwrap().into_iter().find(|e| pick(e));
+        if let Some(e) = found {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Wait until `a` has heard `b` announce, checking every `poll`.
 async fn until_heard(a: &NodeHandle, b: &NodeHandle, poll: Duration) {
     tokio::time::timeout(T, async {
@@ -1428,22 +1442,9 @@ async fn a_published_catalog_entry_reaches_a_neighbour_and_a_tombstone_withdraws
     until_heard(&a, &b, Duration::from_millis(50)).await;
     let record = |seq, tombstone| command_entry("bike/repair", seq, tombstone);
     let digest = a.catalog_publish(record(1, false)).await.unwrap();
-    let seen = tokio::time::timeout(T, async {
-        loop {
-            let found = b
-                .catalog()
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|e| *e.digest() == digest);
-            if let Some(e) = found {
-                return e;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the entry reaches B by gossip");
+    let seen = tokio::time::timeout(T, in_catalog(&b, |e| *e.digest() == digest))
+        .await
+        .expect("the entry reaches B by gossip");
     assert_eq!(seen.record().name, "bike/repair");
     let publisher = rns_core::PublicIdentity::from_bytes(seen.publisher()).unwrap();
     assert_eq!(publisher.hash(), a.identity(), "signed by A");
@@ -1547,25 +1548,12 @@ async fn a_flood_search_finds_an_item_two_hops_away_through_a_neighbour() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_compute_offer_reaches_a_neighbour_only_from_a_node_that_enables_it() {
     use grid::proto::gossip::entry::Body;
-    let (a, b) = server_and_client("compute", "[compute]\nenabled = true\n", "");
-    let a = api::spawn(StateDir::resolve(Some(&a.0))).await.unwrap();
-    let b = api::spawn(StateDir::resolve(Some(&b.0))).await.unwrap();
-    let offer = tokio::time::timeout(T, async {
-        loop {
-            let found = b
-                .catalog()
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|e| e.record().name == "compute");
-            if let Some(e) = found {
-                return e;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("A's compute offer reaches B by gossip");
+    let (da, db) = server_and_client("compute", "[compute]\nenabled = true\n", "");
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    let offer = tokio::time::timeout(T, in_catalog(&b, |e| e.record().name == "compute"))
+        .await
+        .expect("A's compute offer reaches B by gossip");
     let publisher = rns_core::PublicIdentity::from_bytes(offer.publisher()).unwrap();
     assert_eq!(publisher.hash(), a.identity(), "signed by A");
     let Body::Compute {
