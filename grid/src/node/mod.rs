@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::{api, clock};
 
 mod announcing;
+mod audit_writer;
 pub(crate) mod bundles;
 mod channels;
 mod control_requests;
@@ -369,6 +370,7 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    node.guard.close_audit().await;
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
     }
