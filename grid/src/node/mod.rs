@@ -37,6 +37,7 @@ mod links;
 mod pairing;
 pub(crate) mod reply;
 mod routing;
+mod store_work;
 mod waiters;
 
 use crate::config::{Config, InterfaceKind};
@@ -599,7 +600,7 @@ impl Node {
                 peers: HashMap::new(),
             },
             dtn: bundles::Delay {
-                store: bundles.store,
+                store: store_work::StoreWork::new(bundles.store),
                 config: bundles.config,
                 courier_wake: bundles.wake,
                 waiters: HashMap::new(),
