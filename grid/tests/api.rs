@@ -71,6 +71,27 @@ fn server_and_client(tag: &str, a_extra: &str, b_extra: &str) -> (TempDir, TempD
     (a, b)
 }
 
+/// The newest `limit` audit records in `dir`, once `done` holds for them: the node hands
+/// records to a writer thread, so one can land a moment after the answer that follows it.
+async fn audit_once(
+    dir: &TempDir,
+    limit: usize,
+    done: impl Fn(&[grid::audit::AuditEntry]) -> bool,
+) -> Vec<grid::audit::AuditEntry> {
+    let path = dir.0.join("audit.jsonl");
+    tokio::time::timeout(T, async {
+        loop {
+            let entries = grid::audit::read_last(&path, limit).unwrap();
+            if done(&entries) {
+                return entries;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the audit records land")
+}
+
 async fn pair(tag: &str) -> (NodeHandle, NodeHandle, TempDir, TempDir) {
     let port = free_port();
     let a = node_dir(&format!("{tag}-a"), &format!(
@@ -513,7 +534,7 @@ async fn events_reach_matching_remote_subscriptions_only() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
-    use grid::audit::{read_last, Direction, Outcome as Audited};
+    use grid::audit::{Direction, Outcome as Audited};
     use grid::frame::ErrorCode;
     use grid::trust::TrustLevel;
     use grid::Error;
@@ -562,7 +583,8 @@ async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
         .unwrap();
 
     // Both logs hold the denial.
-    let out = read_last(&da.0.join("audit.jsonl"), 10).unwrap();
+    let has_secret = |es: &[grid::audit::AuditEntry]| es.iter().any(|e| e.command == "test/secret");
+    let out = audit_once(&da, 10, has_secret).await;
     let denied_out = out
         .iter()
         .find(|e| e.command == "test/secret")
@@ -571,7 +593,7 @@ async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
         (denied_out.direction, denied_out.outcome),
         (Direction::Out, Audited::Denied)
     );
-    let inn = read_last(&db.0.join("audit.jsonl"), 10).unwrap();
+    let inn = audit_once(&db, 10, has_secret).await;
     let denied_in = inn
         .iter()
         .find(|e| e.command == "test/secret")
@@ -601,7 +623,11 @@ async fn the_acl_denies_by_trust_level_and_both_sides_audit_it() {
         .await
         .unwrap_err();
     assert!(e.is_unreachable(), "silence, then a timeout: {e}");
-    let inn = read_last(&db.0.join("audit.jsonl"), 20).unwrap();
+    let inn = audit_once(&db, 20, |es| {
+        es.last()
+            .is_some_and(|e| e.command == "grid/ping" && e.outcome == Audited::Denied)
+    })
+    .await;
     assert_eq!(
         inn.last().map(|e| (e.command.as_str(), e.outcome)),
         Some(("grid/ping", Audited::Denied))

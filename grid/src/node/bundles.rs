@@ -29,8 +29,8 @@ const PATH_REQUEST_EVERY: Duration = Duration::from_secs(15);
 /// courier's doorbell, bundles being opened, the keys of nodes heard, callers waiting for
 /// answer bundles, and path requests for destinations with bundles waiting.
 pub(super) struct Delay {
-    /// The persistent bundle queue (its writes run on blocking threads).
-    pub(super) store: std::sync::Arc<crate::bundle::store::BundleStore>,
+    /// The persistent bundle queue, reached only on blocking threads.
+    pub(super) store: super::store_work::StoreWork,
     /// `[bundles]` of the config.
     pub(super) config: crate::config::BundleConfig,
     /// Wakes the courier when a bundle is queued or taken into custody.
@@ -148,8 +148,7 @@ impl Node {
     /// Keep a job's outcome for `grid exec --result`, across restarts.
     pub(super) fn record_job(&mut self, correlation: u64, outcome: &serde_json::Value) {
         let record = json!({"state": "done", "outcome": outcome}).to_string();
-        let store = self.dtn.store.clone();
-        tokio::task::spawn_blocking(move || {
+        self.dtn.store.run(move |store| {
             if let Err(e) = store.put_job(correlation, record.as_bytes()) {
                 tracing::warn!(error = %e, "cannot record a job's result");
             }
@@ -185,12 +184,8 @@ impl Node {
             now_ms,
             expires_ms,
         );
-        let (store, wake, to) = (
-            self.dtn.store.clone(),
-            self.dtn.courier_wake.clone(),
-            to.hash(),
-        );
-        tokio::task::spawn_blocking(move || {
+        let (wake, to) = (self.dtn.courier_wake.clone(), to.hash());
+        self.dtn.store.run(move |store| {
             let r = store
                 .insert(&StoredBundle::from_wire(b, false))
                 .map(|_| wake.notify_one())
@@ -303,11 +298,27 @@ impl Node {
         }
     }
 
-    /// Bundle store figures for `grid status`.
-    pub(super) fn bundle_figures(&self) -> Bundles {
-        let waiting = self
-            .dtn
-            .store
+    /// What `grid status` says of the bundle store, but for what only the store knows
+    /// (filled in by [`BundleFigures::read`] on a blocking thread).
+    pub(super) fn bundle_figures(&self) -> BundleFigures {
+        BundleFigures {
+            custody: self.dtn.config.custody,
+            waiting_callers: self.dtn.waiters.len(),
+        }
+    }
+}
+
+/// The bundle figures for `grid status` that the loop knows.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BundleFigures {
+    custody: bool,
+    waiting_callers: usize,
+}
+
+impl BundleFigures {
+    /// Read the rest from `store` (blocking: call it on a blocking thread).
+    pub(super) fn read(self, store: &crate::bundle::store::BundleStore) -> Bundles {
+        let waiting = store
             .destinations()
             .unwrap_or_default()
             .into_iter()
@@ -317,14 +328,14 @@ impl Node {
                 bundles,
             })
             .collect();
-        match self.dtn.store.stats() {
+        match store.stats() {
             Ok(s) => Bundles::Store(BundleStore {
-                custody: self.dtn.config.custody,
+                custody: self.custody,
                 queued: s.bundles,
                 bytes: s.bytes,
                 destinations: s.destinations,
                 waiting,
-                waiting_callers: self.dtn.waiters.len(),
+                waiting_callers: self.waiting_callers,
             }),
             Err(e) => Bundles::Unreadable {
                 error: e.to_string(),

@@ -135,7 +135,13 @@ impl Node {
             };
         }
         match request {
-            Request::Status => answer(reply, Ok(ok(&self.status(now)))),
+            Request::Status => {
+                // The loop's figures now; the bundle store's read on a blocking thread.
+                let (status, figures) = (self.status(now), self.bundle_figures());
+                self.dtn.store.run(move |store| {
+                    answer(reply, Ok(ok(&status(figures.read(store)))));
+                });
+            }
             Request::Path { destination, .. } => {
                 if self.transport.path(&destination).is_some() {
                     answer(reply, self.path_found(&destination).map(|p| ok(&p)));
@@ -311,22 +317,26 @@ impl Node {
                     ))),
                     Ok(h) => {
                         let name = crate::commands::job_event(h, "complete");
-                        let stored = self
-                            .dtn
-                            .store
-                            .get_job(h)
-                            .ok()
-                            .flatten()
-                            .and_then(|r| serde_json::from_slice::<Value>(&r).ok());
-                        let outcome = match (self.grid.recent_events.find(&name), stored) {
-                            (Some(mut e), _) => Some(e["payload"].take()),
-                            (None, Some(mut r)) => Some(r["outcome"].take()),
-                            (None, None) => None,
-                        };
-                        Ok(ok(&match outcome {
-                            Some(outcome) => response::JobResult::Done { outcome },
-                            None => response::JobResult::Pending,
-                        }))
+                        if let Some(mut e) = self.grid.recent_events.find(&name) {
+                            let outcome = e["payload"].take();
+                            Ok(ok(&response::JobResult::Done { outcome }))
+                        } else {
+                            // Not among recent events: the job records, read off the loop.
+                            return self.dtn.store.run(move |store| {
+                                let stored = store
+                                    .get_job(h)
+                                    .ok()
+                                    .flatten()
+                                    .and_then(|r| serde_json::from_slice::<Value>(&r).ok());
+                                let result = match stored {
+                                    Some(mut r) => response::JobResult::Done {
+                                        outcome: r["outcome"].take(),
+                                    },
+                                    None => response::JobResult::Pending,
+                                };
+                                answer(reply, Ok(ok(&result)));
+                            });
+                        }
                     }
                 };
                 answer(reply, r);
@@ -460,8 +470,12 @@ impl Node {
         )
     }
 
-    /// The answer to `status`.
-    pub(super) fn status(&self, now: Instant) -> response::Status {
+    /// The answer to `status`, but for the bundle store's figures (which are read off the
+    /// loop and handed to the returned function).
+    pub(super) fn status(
+        &self,
+        now: Instant,
+    ) -> impl FnOnce(response::Bundles) -> response::Status + Send + 'static {
         let interfaces = self
             .transport
             .interfaces()
@@ -486,12 +500,14 @@ impl Node {
             .collect();
         paths.sort_by_key(|p| p.hops);
         let st = self.transport.stats();
-        response::Status {
+        let status = response::Status {
             identity: self.identity.hash(),
             destination: self.grid_destination,
             transport: self.transport.transport_enabled(),
             shared_instance: self.shared_instance.clone(),
-            bundles: self.bundle_figures(),
+            bundles: response::Bundles::Unreadable {
+                error: String::new(),
+            },
             capabilities: self.grid.layer.capabilities.summary(),
             peers: self.peers(now),
             local_clients: self.transport.local_client_count(),
@@ -514,6 +530,8 @@ impl Node {
                 evicted_half_open_links: st.evicted_half_open_links,
                 dropped_outbound: self.interfaces.dropped + st.dropped_transmits,
             },
-        }
+        };
+        // The placeholder above never leaves: the store's figures replace it.
+        move |bundles| response::Status { bundles, ..status }
     }
 }

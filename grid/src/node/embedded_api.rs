@@ -91,7 +91,7 @@ impl Node {
                 request,
             } => {
                 if let Some(entry) = audit {
-                    self.guard.record(&entry);
+                    self.guard.record(entry);
                 }
                 self.with_grid(now, |grid, at, transport, _| match request {
                     Some(key) => grid.finish(at, transport, key, to, response),
@@ -164,7 +164,7 @@ impl Node {
             Call::RecallIdentity(node, done) => {
                 let _ = done.send(self.recall_node(&node));
             }
-            Call::Audit(entry) => self.guard.record(&entry),
+            Call::Audit(entry) => self.guard.record(entry),
             Call::DhtAnswer { from, message } => self.on_dht_answer(now, *from, message),
             Call::DhtUnreachable(request) => self.on_dht_unreachable(now, request),
             Call::GossipAnswer { from, message } => self.on_gossip_answer(now, from, *message),

@@ -1,8 +1,12 @@
 //! The `grid/bundle` exchange on the node's loop (push, pull, ack, identity lookup), with
-//! its storage work off the loop: pushed bundles are checked (and those for this node
-//! opened) here, then stored in one transaction on a blocking thread, and only then
-//! answered and acted on — a bundle is accepted once it is durable, and the loop never
-//! waits for an fsync.
+//! all its storage work off the loop ([`super::store_work`]): pushed bundles are checked
+//! (and those for this node opened) here, then stored in one transaction on a blocking
+//! thread, and only then answered and acted on — a bundle is accepted once it is durable,
+//! and the loop never waits for an fsync. Whether a bundle for this node was handled
+//! before is decided in that same transaction, so a bundle is acted on at most once even
+//! when copies arrive in exchanges stored at the same time. A pull's read and an ack's
+//! ownership check and removal run on a blocking thread too; their answers come back to
+//! the loop as [`Call::ExchangeDone`].
 
 use std::collections::HashSet;
 
@@ -14,7 +18,7 @@ use tokio::sync::oneshot;
 use super::Node;
 use crate::api::Call;
 use crate::bundle::envelope::open_frame;
-use crate::bundle::store::{StoreError, StoredBundle, StrangerLimits};
+use crate::bundle::store::{ExchangeCommit, StoreError, StoredBundle, StrangerLimits};
 use crate::bundle::wire::{
     Exchange, ExchangeReply, WireBundle, BATCH_BYTES, BATCH_COUNT, MAX_SEALED,
 };
@@ -42,8 +46,10 @@ pub(crate) struct TakePlan {
     /// Handled here before: taken, not acted on again.
     already: Vec<[u8; 16]>,
     refused: Vec<([u8; 16], String)>,
-    /// For this node: marked seen when stored, then acted on.
+    /// For this node: marked seen when stored, then acted on unless the store had seen
+    /// them already.
     ours_seen: Vec<([u8; 16], u64)>,
+    /// The frames of `ours_seen`, in the same order.
     opened: Vec<(PublicIdentity, GridFrame)>,
     /// Held for others: for a trusted caller (`None`) or a stranger.
     held: Vec<(StoredBundle, Option<[u8; 16]>)>,
@@ -54,7 +60,7 @@ pub(crate) struct TakePlan {
 #[derive(Debug)]
 pub(crate) struct TakeCommitted {
     pub(crate) plan: TakePlan,
-    pub(crate) stored: Result<Vec<Result<crate::bundle::store::Inserted, StoreError>>, StoreError>,
+    pub(crate) stored: Result<ExchangeCommit, StoreError>,
     pub(crate) to: ExchangeTo,
 }
 
@@ -97,12 +103,21 @@ impl Node {
                     return self.answer_exchange(now, to, r);
                 };
                 let budget = (max_bytes as usize).min(BATCH_BYTES);
-                match self.dtn.store.for_destination(&node.0, budget, BATCH_COUNT) {
-                    Ok(list) => {
-                        ExchangeReply::Pulled(list.iter().map(StoredBundle::to_wire).collect())
-                    }
-                    Err(e) => ExchangeReply::Refused(e.to_string()),
-                }
+                let slot = match self.dtn.store.reserve() {
+                    Ok(slot) => slot,
+                    Err(e) => return self.answer_exchange(now, to, refused(e)),
+                };
+                let calls = self.calls.clone();
+                self.dtn.store.run_in(slot, move |store| {
+                    let reply = match store.for_destination(&node.0, budget, BATCH_COUNT) {
+                        Ok(list) => {
+                            ExchangeReply::Pulled(list.iter().map(StoredBundle::to_wire).collect())
+                        }
+                        Err(e) => ExchangeReply::Refused(e.to_string()),
+                    };
+                    let _ = calls.blocking_send(Call::ExchangeDone { to, reply });
+                });
+                return;
             }
             Exchange::Ack(ids) => {
                 let Some(node) = caller_node else {
@@ -111,16 +126,20 @@ impl Node {
                     );
                     return self.answer_exchange(now, to, r);
                 };
-                // Only the destination may make a custodian forget its bundles.
-                let mine: Vec<[u8; 16]> = ids
-                    .into_iter()
-                    .take(BATCH_COUNT)
-                    .filter(
-                        |id| matches!(self.dtn.store.get(id), Ok(Some(b)) if b.destination == node.0),
-                    )
-                    .collect();
-                let (store, calls) = (self.dtn.store.clone(), self.calls.clone());
-                tokio::task::spawn_blocking(move || {
+                let slot = match self.dtn.store.reserve() {
+                    Ok(slot) => slot,
+                    Err(e) => return self.answer_exchange(now, to, refused(e)),
+                };
+                let calls = self.calls.clone();
+                self.dtn.store.run_in(slot, move |store| {
+                    // Only the destination may make a custodian forget its bundles.
+                    let mine: Vec<[u8; 16]> = ids
+                        .into_iter()
+                        .take(BATCH_COUNT)
+                        .filter(
+                            |id| matches!(store.get(id), Ok(Some(b)) if b.destination == node.0),
+                        )
+                        .collect();
                     let reply = match store.remove_delivered(&mine) {
                         Ok(n) => ExchangeReply::Acked(n as u32),
                         Err(e) => ExchangeReply::Refused(e.to_string()),
@@ -197,23 +216,21 @@ impl Node {
                     Ok(())
                 }
                 Triage::Ours => {
+                    // A copy being stored now is taken and not opened again; whether it
+                    // was handled in the past is for the store to say, when it commits.
                     let in_flight = self.dtn.opening.contains(&id)
                         || plan.ours_seen.iter().any(|(i, _)| *i == id);
-                    match self.dtn.store.is_seen(&id) {
-                        Ok(true) => Ok(None),
-                        Ok(false) if in_flight => Ok(None),
-                        Ok(false) => open_frame(&self.identity, &b)
-                            .map(|opened| Some((b.expires_ms, opened)))
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                    if in_flight {
+                        plan.already.push(id);
+                        Ok(())
+                    } else {
+                        open_frame(&self.identity, &b)
+                            .map(|opened| {
+                                plan.ours_seen.push((id, b.expires_ms));
+                                plan.opened.push(opened);
+                            })
+                            .map_err(|e| e.to_string())
                     }
-                    .map(|o| match o {
-                        Some((expires, opened)) => {
-                            plan.ours_seen.push((id, expires));
-                            plan.opened.push(opened);
-                        }
-                        None => plan.already.push(id),
-                    })
                 }
             };
             if let Err(e) = r {
@@ -225,27 +242,56 @@ impl Node {
     }
 
     /// Store what `plan` holds (one transaction, on a blocking thread), then answer `to`
-    /// and act on the opened frames ([`Node::finish_take`]).
+    /// and act on the opened frames ([`Node::finish_take`]). A peer's exchange is refused
+    /// whole while the store has [`super::store_work::MAX_STORE_JOBS`] jobs in flight (it
+    /// pushes again later); the courier's own pulls always run.
     pub(super) fn commit_take(&mut self, now: Instant, plan: TakePlan, to: ExchangeTo) {
         if plan.ours_seen.is_empty() && plan.held.is_empty() {
             return self.finish_take(
                 now,
                 TakeCommitted {
                     plan,
-                    stored: Ok(Vec::new()),
+                    stored: Ok(ExchangeCommit::default()),
                     to,
                 },
             );
         }
+        let slot = match &to {
+            ExchangeTo::Courier(_) => None,
+            ExchangeTo::Link { .. } => match self.dtn.store.reserve() {
+                Ok(slot) => Some(slot),
+                Err(e) => {
+                    let why = e.to_string();
+                    let TakePlan {
+                        already,
+                        mut refused,
+                        ours_seen,
+                        held,
+                        ..
+                    } = plan;
+                    refused.extend(ours_seen.iter().map(|(id, _)| (*id, why.clone())));
+                    refused.extend(held.iter().map(|(b, _)| (b.id, why.clone())));
+                    let reply = ExchangeReply::Pushed {
+                        accepted: already,
+                        refused,
+                    };
+                    return self.answer_exchange(now, to, reply);
+                }
+            },
+        };
         self.dtn
             .opening
             .extend(plan.ours_seen.iter().map(|(id, _)| *id));
-        let (store, calls) = (self.dtn.store.clone(), self.calls.clone());
-        tokio::task::spawn_blocking(move || {
+        let calls = self.calls.clone();
+        let job = move |store: &crate::bundle::store::BundleStore| {
             let stored = store.commit_exchange(&plan.ours_seen, &plan.held, &plan.limits);
             let done = TakeCommitted { plan, stored, to };
             let _ = calls.blocking_send(Call::TakeCommitted(Box::new(done)));
-        });
+        };
+        match slot {
+            Some(slot) => self.dtn.store.run_in(slot, job),
+            None => self.dtn.store.run(job),
+        }
     }
 
     /// The storage work of a take is done: answer, and act on the opened frames.
@@ -264,7 +310,10 @@ impl Node {
         }
         let mut accepted = already;
         match stored {
-            Ok(results) => {
+            Ok(ExchangeCommit {
+                first_seen,
+                held: results,
+            }) => {
                 accepted.extend(ours_seen.iter().map(|(id, _)| *id));
                 let mut any = false;
                 for ((b, _), r) in held.iter().zip(results) {
@@ -280,7 +329,12 @@ impl Node {
                     self.dtn.courier_wake.notify_one();
                 }
                 self.answer_exchange(now, to, ExchangeReply::Pushed { accepted, refused });
-                for (sender, frame) in opened {
+                // Only bundles this exchange saw first are acted on; the others were
+                // handled before (an earlier copy), and are taken all the same.
+                for ((sender, frame), first) in opened.into_iter().zip(first_seen) {
+                    if !first {
+                        continue;
+                    }
                     tracing::debug!(from = %sender.hash(), correlation = frame.correlation, "bundle delivered");
                     self.on_bundle_frame(now, sender, frame);
                 }
@@ -304,6 +358,11 @@ impl Node {
             total_bytes: (self.dtn.config.store_limit as f64 * strangers.share) as u64,
         }
     }
+}
+
+/// The refusal of an exchange the store has no room for now.
+fn refused(e: super::store_work::StoreBusy) -> ExchangeReply {
+    ExchangeReply::Refused(e.to_string())
 }
 
 /// Bundle ids being opened: stored but not yet acted on.

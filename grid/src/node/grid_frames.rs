@@ -37,7 +37,7 @@ impl Node {
 
     fn perform(&mut self, output: Output<CommandHandler>) {
         match output {
-            Output::Audit(entry) => self.guard.record(&entry),
+            Output::Audit(entry) => self.guard.record(entry),
             Output::Run(run) => self.run_command(run),
             Output::Bundle { to, frame } => {
                 if let Err(e) = self.send_bundle(&to, frame, None) {

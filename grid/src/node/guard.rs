@@ -1,10 +1,12 @@
 //! Who may do what on this node, and the record of what was done: the trust store, the
-//! ACL and the audit log (with a rate limit on records of refused frames).
+//! ACL and the audit log (with a rate limit on records of refused frames). Records are
+//! appended by the audit writer thread ([`super::audit_writer`]), off the event loop.
 
 use std::time::Duration;
 
 use rns_core::{AddressHash, Instant};
 
+use super::audit_writer::AuditWriter;
 use super::NodeError;
 use crate::clock;
 use crate::config::Config;
@@ -16,8 +18,8 @@ pub(crate) struct Guard {
     pub(crate) trust: crate::trust::TrustStore,
     /// Command rules.
     pub(crate) acl: crate::acl::Acl,
-    /// The audit log of remote commands (none if it cannot be written).
-    pub(crate) audit: Option<crate::audit::AuditLog>,
+    /// The writer of the audit log of remote commands (none if it cannot be written).
+    audit: Option<AuditWriter>,
     /// How many records of refused frames a peer may add (so a flood of frames that are
     /// refused anyway cannot rotate the log's history away), and how many were left out.
     refusals: crate::proto::rate_limit::Limiter,
@@ -51,8 +53,14 @@ impl Guard {
                 crate::trust::TrustLevel::Provisional,
             );
         }
-        let audit = match crate::audit::AuditLog::open(&state.audit_path()) {
-            Ok(a) => Some(a),
+        let opened = crate::audit::AuditLog::open(&state.audit_path())
+            .map_err(|e| e.to_string())
+            .and_then(|log| {
+                AuditWriter::start(log)
+                    .map_err(|e| format!("cannot start the audit writer thread: {e}"))
+            });
+        let audit = match opened {
+            Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write the audit log; remote commands go unrecorded");
                 None
@@ -72,12 +80,14 @@ impl Guard {
         })
     }
 
-    /// Record a remote command. Records of refused frames (denied, duplicates) are rate
-    /// limited per peer and per node; what is left out is counted in the node's log.
-    pub(crate) fn record(&mut self, entry: &crate::audit::AuditEntry) {
+    /// Record a remote command: hand it to the audit writer, never waiting. Records of
+    /// refused frames (denied, duplicates) are rate limited per peer and per node; what is
+    /// left out (by the rate limit, or because the writer's queue is full) is counted in
+    /// the node's log.
+    pub(crate) fn record(&mut self, entry: crate::audit::AuditEntry) {
         use crate::audit::Outcome;
+        let now = clock::now();
         if matches!(entry.outcome, Outcome::Denied | Outcome::Duplicate) {
-            let now = clock::now();
             let peer = entry.peer.parse::<AddressHash>().ok();
             if self.refusals.admit(peer, now).is_err() {
                 self.refusals_dropped += 1;
@@ -94,9 +104,20 @@ impl Guard {
                 return;
             }
         }
-        if let Some(log) = self.audit.as_mut() {
-            if let Err(e) = log.append(entry) {
-                tracing::warn!(error = %e, "cannot append to the audit log");
+        if let Some(writer) = self.audit.as_mut() {
+            writer.submit(now, entry);
+        }
+    }
+
+    /// Stop the audit writer once every record handed to it is written (on a clean stop;
+    /// the wait runs on a blocking thread, not on the loop).
+    pub(crate) async fn close_audit(&mut self) {
+        if let Some(writer) = self.audit.take() {
+            if tokio::task::spawn_blocking(move || writer.close())
+                .await
+                .is_err()
+            {
+                tracing::error!("could not wait for the audit writer");
             }
         }
     }

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::{api, clock};
 
 mod announcing;
+mod audit_writer;
 pub(crate) mod bundles;
 mod catalog_store;
 mod channels;
@@ -40,6 +41,7 @@ mod neighbours;
 mod pairing;
 pub(crate) mod reply;
 mod routing;
+mod store_work;
 mod waiters;
 
 use crate::config::{Config, InterfaceKind};
@@ -383,6 +385,7 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
     node.save_catalog_at_stop().await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    node.guard.close_audit().await;
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
     }
@@ -611,7 +614,7 @@ impl Node {
                 peers: HashMap::new(),
             },
             dtn: bundles::Delay {
-                store: bundles.store,
+                store: store_work::StoreWork::new(bundles.store),
                 config: bundles.config,
                 courier_wake: bundles.wake,
                 waiters: HashMap::new(),

@@ -113,6 +113,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What [`BundleStore::commit_exchange`] did, in the order it was given the bundles.
+#[derive(Debug, Default)]
+pub struct ExchangeCommit {
+    /// For each `seen` id: whether this exchange marked it first (false: it was handled
+    /// here before, by an earlier exchange or an earlier copy).
+    pub first_seen: Vec<bool>,
+    /// For each `held` bundle: stored, or why not.
+    pub held: Vec<Result<Inserted, StoreError>>,
+}
+
 /// Attaches what was being done to a redb (or I/O) error.
 trait Ctx<T> {
     fn ctx(self, what: &str) -> Result<T, StoreError>;
@@ -300,23 +310,26 @@ impl BundleStore {
 
     /// A whole bundle exchange in one write transaction (one fsync, however many bundles
     /// it carries): mark the `seen` ids (bundles opened here) and store the `held` ones,
-    /// each for a trusted caller (`None`) or a stranger within `limits`. A bundle that
-    /// is refused (quota, size) gets its own error; only a database failure fails the
-    /// whole batch, and then nothing of it was stored.
+    /// each for a trusted caller (`None`) or a stranger within `limits`. Whether each
+    /// `seen` id was new is decided in the same transaction, so of two exchanges carrying
+    /// the same bundle exactly one sees it first. A bundle that is refused (quota, size)
+    /// gets its own error; only a database failure fails the whole batch, and then
+    /// nothing of it was stored.
     pub fn commit_exchange(
         &self,
         seen: &[(Id, u64)],
         held: &[(StoredBundle, Option<Id>)],
         limits: &StrangerLimits,
-    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+    ) -> Result<ExchangeCommit, StoreError> {
         if seen.is_empty() && held.is_empty() {
-            return Ok(Vec::new());
+            return Ok(ExchangeCommit::default());
         }
         let raws: Vec<Result<Vec<u8>, StoreError>> =
             held.iter().map(|(b, _)| encode_checked(b)).collect();
         self.write("commit exchange", |t| {
+            let mut first_seen = Vec::with_capacity(seen.len());
             for (id, expires_ms) in seen {
-                t.mark_seen(id, *expires_ms)?;
+                first_seen.push(t.mark_seen(id, *expires_ms)?.0);
             }
             let mut out = Vec::with_capacity(held.len());
             for ((b, holder), raw) in held.iter().zip(&raws) {
@@ -338,7 +351,11 @@ impl BundleStore {
                 };
                 out.push(r);
             }
-            Ok((out, true))
+            let commit = ExchangeCommit {
+                first_seen,
+                held: out,
+            };
+            Ok((commit, true))
         })
     }
 

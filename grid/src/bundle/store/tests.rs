@@ -193,6 +193,38 @@ fn duplicates_and_seen() {
 }
 
 #[test]
+fn an_exchange_marks_seen_and_says_which_ids_it_saw_first() {
+    let dir = TempDir::new("bundles-exchange");
+    let s = open(&dir, 1 << 20);
+    let limits = StrangerLimits {
+        bundles: 10,
+        bytes: 1 << 20,
+        total_bytes: 1 << 20,
+    };
+    s.mark_seen(&[1; 16], 5_000).unwrap();
+    let held = vec![(bundle(3, 9, 10, 100), None), (bundle(4, 9, 10, 100), None)];
+    let first = s
+        .commit_exchange(&[([1; 16], 5_000), ([2; 16], 5_000)], &held, &limits)
+        .unwrap();
+    assert_eq!(first.first_seen, [false, true], "1 was handled before");
+    assert_eq!(first.held.len(), 2);
+    assert!(first.held.iter().all(|r| matches!(r, Ok(Inserted::New))));
+    assert!(s.is_seen(&[2; 16]).unwrap());
+    // The same exchange again (a retry): nothing is new, nothing stored twice.
+    let again = s
+        .commit_exchange(&[([2; 16], 5_000)], &held, &limits)
+        .unwrap();
+    assert_eq!(again.first_seen, [false]);
+    assert!(again
+        .held
+        .iter()
+        .all(|r| matches!(r, Ok(Inserted::Duplicate))));
+    assert_eq!(s.stats().unwrap().bundles, 2);
+    let empty = s.commit_exchange(&[], &[], &limits).unwrap();
+    assert!(empty.first_seen.is_empty() && empty.held.is_empty());
+}
+
+#[test]
 fn too_large_refused() {
     let dir = TempDir::new("bundles-large");
     let s = open(&dir, u64::MAX);

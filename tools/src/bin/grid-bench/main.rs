@@ -1,5 +1,7 @@
 //! `grid-bench`: Grid and Python RNS 1.5.7 measured side by side, in the same run, on the
-//! same inputs. Writes a Markdown report (see docs/benchmarks.md).
+//! same inputs. Prints a Markdown report; `--write FILE` puts its generated parts into
+//! FILE between their marker comments and keeps the rest of it (see [`page`] and
+//! docs/benchmarks.md).
 //!
 //! Usage: `grid-bench [--quick] [--python PATH] [--write FILE]`
 //! Python comes from `--python`, `$GRID_PYTHON` or `.venv/bin/python` (see scripts/test.sh).
@@ -28,6 +30,7 @@ mod ingest;
 mod lan;
 mod links;
 mod paced;
+mod page;
 mod relay;
 mod report;
 mod rns_resources;
@@ -464,8 +467,8 @@ fn real_main() -> Result<()> {
     let report = render(&rows, &genome_rows, &rns_version, opts.quick);
     println!("{report}");
     if let Some(path) = opts.write {
-        std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        page::write(&path, &report.blocks())?;
+        eprintln!("wrote the generated parts of {}", path.display());
     }
     Ok(())
 }

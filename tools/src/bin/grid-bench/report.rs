@@ -3,7 +3,6 @@
 use std::process::Command;
 
 use crate::genome;
-use crate::harness::workspace;
 
 pub(crate) struct Row {
     pub(crate) what: String,
@@ -37,12 +36,42 @@ impl Row {
     }
 }
 
+/// The generated parts of `docs/benchmarks.md`: the main results (how they were run,
+/// then the table against Python RNS) and the genome table. The rest of the page is kept
+/// by hand (see [`crate::page`]).
+pub(crate) struct Report {
+    pub(crate) results: String,
+    pub(crate) genome: String,
+}
+
+impl Report {
+    /// The parts as the page's blocks, by marker name.
+    pub(crate) fn blocks(&self) -> [crate::page::Block<'_>; 2] {
+        [
+            crate::page::Block {
+                name: "results",
+                text: &self.results,
+            },
+            crate::page::Block {
+                name: "genome",
+                text: &self.genome,
+            },
+        ]
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}", self.results, self.genome)
+    }
+}
+
 pub(crate) fn render(
     rows: &[Row],
     genome_rows: &[genome::GenomeRow],
     rns_version: &str,
     quick: bool,
-) -> String {
+) -> Report {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -104,11 +133,11 @@ pub(crate) fn render(
             if r.met { "yes" } else { "**no**" }
         ));
     }
-    s.push_str(
-        "\n### Genome (skill search; Python RNS has no counterpart)\n\n| measurement | Grid | goal | met |\n|---|---|---|---|\n",
+    let mut g = String::from(
+        "### Genome (skill search; Python RNS has no counterpart)\n\n| measurement | Grid | goal | met |\n|---|---|---|---|\n",
     );
     for r in genome_rows {
-        s.push_str(&format!(
+        g.push_str(&format!(
             "| {} | {} | {} | {} |\n",
             r.what,
             r.grid,
@@ -116,7 +145,8 @@ pub(crate) fn render(
             if r.met { "yes" } else { "**no**" }
         ));
     }
-    let header =
-        std::fs::read_to_string(workspace().join("docs/benchmarks.head.md")).unwrap_or_default();
-    format!("{header}{s}")
+    Report {
+        results: s,
+        genome: g,
+    }
 }
