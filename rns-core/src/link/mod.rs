@@ -34,7 +34,7 @@ use crate::identity::{Identity, PublicIdentity, KEY_LEN, SIGNATURE_LEN};
 use crate::packet::{link_mdu, Context, Flags, Packet, PacketType, MTU};
 use crate::proof::EXPLICIT_LEN;
 use crate::time::Instant;
-use crate::transport::{HashMap, InterfaceId};
+use crate::transport::{HashMap, HashState, InterfaceId};
 use wire::{LinkProof, LinkRequest, LinkWireError, MODE_AES256_CBC};
 
 /// A link id: the truncated hash of the link request.
@@ -190,7 +190,7 @@ impl Link {
             request_time: now,
             establishment_timeout: first_hop_timeout
                 + ESTABLISHMENT_PER_HOP * u32::from(hops.max(1)),
-            ..Link::blank(id, destination, now)
+            ..Link::blank(id, destination, now, crate::transport::hash_state(rng))
         };
         (link, raw)
     }
@@ -242,7 +242,7 @@ impl Link {
             request_time: now,
             establishment_timeout: ESTABLISHMENT_PER_HOP * u32::from(hops.max(1)) + KEEPALIVE_MAX,
             prove_packets,
-            ..Link::blank(link_id, destination, now)
+            ..Link::blank(link_id, destination, now, crate::transport::hash_state(rng))
         };
         link.push_out(
             link_packet(&link_id, PacketType::Proof, Context::LRPROOF, proof.emit()),
@@ -251,7 +251,7 @@ impl Link {
         link
     }
 
-    fn blank(id: LinkId, destination: AddressHash, now: Instant) -> Link {
+    fn blank(id: LinkId, destination: AddressHash, now: Instant, state: HashState) -> Link {
         let eph = StaticSecret::from([0u8; 32]);
         Link {
             id,
@@ -279,8 +279,8 @@ impl Link {
             close_at: None,
             prove_packets: true,
             remote_identity: None,
-            requests: HashMap::default(),
-            receipts: HashMap::default(),
+            requests: HashMap::with_hasher(state.clone()),
+            receipts: HashMap::with_hasher(state),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: LinkStats::default(),

@@ -16,10 +16,10 @@ pub(crate) struct RotatingSet<K: Hash + Eq> {
 }
 
 impl<K: Hash + Eq> RotatingSet<K> {
-    pub(crate) fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize, state: super::HashState) -> Self {
         RotatingSet {
-            current: HashSet::default(),
-            previous: HashSet::default(),
+            current: HashSet::with_hasher(state.clone()),
+            previous: HashSet::with_hasher(state),
             cap: cap.max(1),
         }
     }
@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn rotates_and_stays_bounded() {
-        let mut s = RotatingSet::new(3);
+        let mut s = RotatingSet::new(3, Default::default());
         for i in 0..3 {
             assert!(s.insert(i));
         }

@@ -179,7 +179,9 @@ impl IngressControl {
         if self.announces.hz(now) >= threshold {
             return None;
         }
-        let key = *self.held.iter().min_by_key(|(_, h)| h.hops)?.0;
+        // Fewest hops first; ties by destination, so the choice never depends on the
+        // map's iteration order.
+        let key = *self.held.iter().min_by_key(|(k, h)| (h.hops, **k))?.0;
         self.held_release = now + HELD_RELEASE_INTERVAL;
         self.held.remove(&key)
     }

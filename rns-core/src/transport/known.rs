@@ -121,9 +121,9 @@ pub(crate) struct KnownDestinations {
 
 impl KnownDestinations {
     /// `keep_replay`: remember enough of each announce to replay it (transport nodes).
-    pub(crate) fn new(max: usize, keep_replay: bool) -> Self {
+    pub(crate) fn new(max: usize, keep_replay: bool, state: super::HashState) -> Self {
         KnownDestinations {
-            map: HashMap::default(),
+            map: HashMap::with_hasher(state),
             max: max.max(1),
             keep_replay,
         }
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn collisions_bounds_and_culling() {
-        let mut k = KnownDestinations::new(2, false);
+        let mut k = KnownDestinations::new(2, false, Default::default());
         let t = Instant::from_secs(1_000_000);
         let (a, ann_a, _) = announce(1, None, b"");
         k.remember(t, a, &ann_a).unwrap();
@@ -249,7 +249,7 @@ mod tests {
             (Some([9u8; 32]), &b""[..]),
         ] {
             let (d, a, payload) = announce(5, ratchet, app);
-            let mut k = KnownDestinations::new(4, true);
+            let mut k = KnownDestinations::new(4, true, Default::default());
             let t = Instant::from_secs(1000);
             k.remember(t, d, &a).unwrap();
             let e = k.get(&d).unwrap();
@@ -266,7 +266,7 @@ mod tests {
             }
         }
         let (d, a, _) = announce(6, None, b"");
-        let mut k = KnownDestinations::new(4, false);
+        let mut k = KnownDestinations::new(4, false, Default::default());
         k.remember(Instant::ZERO, d, &a).unwrap();
         assert!(k.get(&d).unwrap().replay_payload().is_none());
     }

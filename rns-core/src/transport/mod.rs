@@ -48,11 +48,26 @@ use known::KnownDestinations;
 use path_table::PathTable;
 use receipts::Receipts;
 
-/// Hash maps keyed by hashes an attacker may influence: foldhash with a per-process
-/// random seed is fast on 16-byte keys and keeps bucket placement unpredictable.
-pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// Hash maps keyed by hashes an attacker may influence: foldhash is fast on 16-byte
+/// keys, and a seed drawn from the transport's generator ([`hash_state`]) keeps bucket
+/// placement unpredictable. Build them with [`hash_state`], never `default()` (which
+/// would draw a seed of its own and make iteration order differ between runs).
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, HashState>;
 /// The matching set type.
-pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+pub(crate) type HashSet<K> = std::collections::HashSet<K, HashState>;
+/// The hasher state of [`HashMap`] and [`HashSet`].
+pub(crate) type HashState = foldhash::fast::SeedableRandomState;
+
+/// A hasher state seeded from `rng`, the randomness handed in: with the OS generator,
+/// 64 unpredictable bits per state (the hashes never leave the process, so an attacker
+/// cannot aim keys at one bucket); with a seeded generator (the test network, the
+/// simulator), the same iteration order in every run.
+pub(crate) fn hash_state(rng: &mut dyn rand_core::RngCore) -> HashState {
+    foldhash::fast::SeedableRandomState::with_seed(
+        rng.next_u64(),
+        foldhash::SharedSeed::global_fixed(),
+    )
+}
 
 /// Announce rebroadcast: retries after the first transmission.
 const PATHFINDER_R: u8 = 1;
@@ -382,8 +397,9 @@ impl Transport {
     pub fn new(
         config: TransportConfig,
         identity: Identity,
-        rng: Box<dyn CryptoRngCore + Send>,
+        mut rng: Box<dyn CryptoRngCore + Send>,
     ) -> Self {
+        let state = hash_state(&mut *rng);
         let pr_destination =
             destination::hash_from_name(destination::well_known::PATH_REQUEST, None);
         let tunnel_destination =
@@ -392,27 +408,28 @@ impl Transport {
             known: KnownDestinations::new(
                 config.max_known_destinations,
                 config.transport_enabled || config.share_instance,
+                state.clone(),
             ),
-            paths: PathTable::new(config.max_paths),
-            hashlist: RotatingSet::new(config.packet_hashlist_cap),
-            pr_tags: RotatingSet::new(config.path_request_tag_cap),
+            paths: PathTable::new(config.max_paths, state.clone()),
+            hashlist: RotatingSet::new(config.packet_hashlist_cap, state.clone()),
+            pr_tags: RotatingSet::new(config.path_request_tag_cap, state.clone()),
             config,
             identity,
             rng,
             interfaces: BTreeMap::new(),
-            destinations: HashMap::default(),
-            announce_table: HashMap::default(),
-            held_announces: HashMap::default(),
-            reverse_table: HashMap::default(),
-            rate_table: HashMap::default(),
-            path_requests: HashMap::default(),
-            inflight_path_requests: HashMap::default(),
-            discovery_requests: HashMap::default(),
+            destinations: HashMap::with_hasher(state.clone()),
+            announce_table: HashMap::with_hasher(state.clone()),
+            held_announces: HashMap::with_hasher(state.clone()),
+            reverse_table: HashMap::with_hasher(state.clone()),
+            rate_table: HashMap::with_hasher(state.clone()),
+            path_requests: HashMap::with_hasher(state.clone()),
+            inflight_path_requests: HashMap::with_hasher(state.clone()),
+            discovery_requests: HashMap::with_hasher(state.clone()),
             receipts: Receipts::default(),
-            links: HashMap::default(),
-            resource_deadlines: HashMap::default(),
+            links: HashMap::with_hasher(state.clone()),
+            resource_deadlines: HashMap::with_hasher(state.clone()),
             half_open: admission::HalfOpen::default(),
-            link_table: HashMap::default(),
+            link_table: HashMap::with_hasher(state.clone()),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: TransportStats::default(),
@@ -422,7 +439,7 @@ impl Transport {
             pr_destination,
             tunnel_destination,
             missing_path_requests: (Instant::ZERO, 0),
-            pending_local_path_requests: HashMap::default(),
+            pending_local_path_requests: HashMap::with_hasher(state.clone()),
         }
     }
 

@@ -134,9 +134,9 @@ pub(crate) struct PathTable {
 }
 
 impl PathTable {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, state: super::HashState) -> Self {
         PathTable {
-            entries: HashMap::default(),
+            entries: HashMap::with_hasher(state),
             max: max.max(1),
         }
     }
@@ -251,7 +251,7 @@ mod tests {
         assert!(!e.blobs.contains(&blob(35, 0)));
         assert_eq!(e.timebase(), 99);
 
-        let mut t = PathTable::new(2);
+        let mut t = PathTable::new(2, Default::default());
         t.insert(AddressHash([1; 16]), entry(1, &[], Instant::from_secs(5)));
         t.insert(AddressHash([2; 16]), entry(1, &[], Instant::from_secs(9)));
         t.insert(AddressHash([3; 16]), entry(1, &[], Instant::from_secs(7)));
