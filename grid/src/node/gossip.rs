@@ -111,37 +111,21 @@ impl Node {
     /// (a neighbour is an identity); the answer, if any, is the response.
     pub(super) fn on_gossip_request(&mut self, now: Instant, request: PeerRequest) {
         let (link, from) = (request.link, *request.remote.hash().as_bytes());
-        let session = match Message::decode(&request.bytes) {
-            Ok(message) => {
-                let session = message.session;
-                self.gossip.gossip.handle(now, from, message);
-                Some(session)
-            }
+        // The next round of this session is the response (empty if there is none, so
+        // the caller is not left waiting); everything else goes out as usual.
+        let answer = match Message::decode(&request.bytes) {
+            Ok(message) => self.gossip.gossip.handle_request(now, from, message),
             Err(e) => {
                 tracing::debug!(%link, error = %e, "undecodable gossip message");
                 None
             }
         };
-        // The next round of this session is the response (empty if there is none, so
-        // the caller is not left waiting); everything else goes out as usual.
-        let mut answer = Vec::new();
-        let mut others = Vec::new();
-        while let Some(t) = self.gossip.gossip.poll_transmit() {
-            if answer.is_empty() && t.to == from && Some(t.message.session) == session {
-                answer = t.message.encode();
-            } else {
-                others.push(t);
-            }
-        }
-        let value = rmpv::Value::Binary(answer);
+        let value = rmpv::Value::Binary(answer.map(|m| m.encode()).unwrap_or_default());
         if let Err(e) = self
             .transport
             .link_respond(now, &link, &request.request_id, &value)
         {
             tracing::debug!(%link, error = %e, "could not answer a gossip message");
-        }
-        for t in others {
-            self.send_gossip(t);
         }
         self.flush_gossip(now);
     }

@@ -7,8 +7,9 @@
 //! churn, over an overlay (any node messages any node), and the bounded flood search
 //! (`grid::proto::flood`) over a neighbour graph ([`topology`]), and catalog gossip
 //! (`grid::proto::gossip`) against the origin design's scheme, and that gossip again over a
-//! LoRa link model ([`lora`]) with airtime and duty cycle. See `docs/discovery.md`
-//! for how to read the output.
+//! LoRa link model ([`lora`]) with airtime and duty cycle; and catalog gossip on the
+//! whole stack ([`stack_run`]: a real rns-core transport per node, gossip over links).
+//! See `docs/discovery.md` for how to read the output.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -20,6 +21,7 @@ pub mod gossip_run;
 pub mod lora;
 pub mod lora_run;
 pub mod scenario;
+pub mod stack_run;
 pub mod topology;
 
 use serde_json::{json, Value};
@@ -32,9 +34,10 @@ pub fn run(scenario: &Scenario, seed: u64, progress: &indicatif::ProgressBar) ->
         (Some(w), _, _) => dht_run::run(scenario, w, seed, progress),
         (None, Some(w), _) => flood_run::run(scenario, w, seed, progress),
         (None, None, Some(w)) => gossip_run::run(scenario, w, seed, progress),
-        (None, None, None) => match &scenario.lora {
-            Some(w) => lora_run::run(scenario, w, seed, progress),
-            None => (json!({}), Vec::new()),
+        (None, None, None) => match (&scenario.lora, &scenario.stack) {
+            (Some(w), _) => lora_run::run(scenario, w, seed, progress),
+            (None, Some(w)) => stack_run::run(scenario, w, seed, progress),
+            (None, None) => (json!({}), Vec::new()),
         },
     };
     json!({

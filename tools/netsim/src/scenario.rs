@@ -28,6 +28,60 @@ pub struct Scenario {
     pub gossip: Option<GossipWorkload>,
     /// Catalog gossip over the LoRa link model.
     pub lora: Option<LoraWorkload>,
+    /// Catalog gossip on the whole stack (a real rns-core transport per node).
+    pub stack: Option<StackWorkload>,
+}
+
+/// Catalog gossip on the whole stack ([`crate::stack_run`]): every node a real rns-core
+/// transport announcing `grid.node` on wires of the topology (latency and loss from
+/// `[network]`; jitter is not modelled), gossip over identified links. Every node
+/// publishes its entries at the start; after a warm-up, new entries appear at random
+/// nodes in a window, and the run measures how soon every node holds them and the wire
+/// bytes that took, then the steady state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackWorkload {
+    /// Entries each node publishes at the start.
+    #[serde(default = "default_stack_entries")]
+    pub entries_per_node: usize,
+    /// New entries published in the window.
+    pub published: usize,
+    /// Before the window: announces, links, the first sessions, s.
+    #[serde(default = "default_stack_warmup")]
+    pub warmup_s: u64,
+    /// The window the new entries appear in, s.
+    #[serde(default = "default_window")]
+    pub publish_window_s: u64,
+    /// How long the run waits for every node to hold every new entry, s.
+    #[serde(default = "default_window")]
+    pub max_converge_s: u64,
+    /// How long nothing changes after that, s.
+    #[serde(default = "default_steady")]
+    pub steady_s: u64,
+    /// Gossip interval, s.
+    #[serde(default = "default_interval")]
+    pub interval_s: u64,
+    /// How often each node announces `grid.node`, s.
+    #[serde(default = "default_stack_announce")]
+    pub announce_interval_s: u64,
+    /// Every this many nodes one routes for others (0: none).
+    #[serde(default)]
+    pub transport_every: usize,
+}
+
+/// Nodes a stack scenario may have (each is a whole transport).
+const MAX_STACK_NODES: usize = 1000;
+
+fn default_stack_entries() -> usize {
+    2
+}
+
+fn default_stack_warmup() -> u64 {
+    300
+}
+
+fn default_stack_announce() -> u64 {
+    600
 }
 
 /// The network the nodes are on.
@@ -445,6 +499,35 @@ impl Scenario {
                 source,
             }
         })?;
+        if let Some(w) = &s.stack {
+            if s.dht.is_some() || s.flood.is_some() || s.gossip.is_some() || s.lora.is_some() {
+                return bad(
+                    "stack",
+                    "(with another workload)".into(),
+                    "one workload per scenario: [dht], [flood], [gossip], [lora] or [stack]",
+                );
+            }
+            if n > MAX_STACK_NODES {
+                return bad(
+                    "network.nodes",
+                    n.to_string(),
+                    "the stack workload runs a real transport per node: at most 1000",
+                );
+            }
+            if w.interval_s == 0 || w.announce_interval_s == 0 {
+                return bad(
+                    "stack.interval_s",
+                    "0".into(),
+                    "intervals must be at least 1 s (interval_s, announce_interval_s)",
+                );
+            }
+            refuse_churn(
+                &s.churn,
+                "the stack workload does not model churn yet",
+                path,
+            )?;
+            return Ok(s);
+        }
         if let Some(w) = &s.lora {
             if s.dht.is_some() || s.flood.is_some() || s.gossip.is_some() {
                 return bad(
@@ -508,7 +591,7 @@ impl Scenario {
                 return bad(
                     "dht",
                     "(absent)".into(),
-                    "a workload is needed ([dht], [flood], [gossip] or [lora])",
+                    "a workload is needed ([dht], [flood], [gossip], [lora] or [stack])",
                 );
             }
             Some(w) => {

@@ -1,7 +1,8 @@
 //! The simulator as users run it: `grid-netsim run <scenario> --json`, reproducible byte
 //! for byte, with the DHT's goals met on the churn scenario the test suite runs and the
 //! flood search's on a 200-node graph, catalog gossip on a 30-node one, and gossip over
-//! the LoRa link model on a 30-node mesh.
+//! the LoRa link model on a 30-node mesh, and gossip on the whole stack (a real
+//! transport per node) on 30.
 
 use std::path::Path;
 use std::process::Command;
@@ -167,6 +168,40 @@ fn lora_runs_are_reproducible_and_keep_the_duty_cycle() {
     let goals = v["goals"].as_array().unwrap();
     assert_eq!(goals.len(), 2);
     for g in goals {
+        assert_eq!(g["met"], true, "goal not met: {g} in {f}");
+    }
+}
+
+#[test]
+fn gossip_on_the_whole_stack_converges_and_counts_what_reticulum_adds() {
+    let (a, v) = run("stack-30.toml", 1);
+    let (b, _) = run("stack-30.toml", 1);
+    assert_eq!(a, b, "same seed, same bytes");
+    let (c, _) = run("stack-30.toml", 2);
+    assert_ne!(a, c, "another seed, another run");
+    let f = &v["figures"];
+    assert_eq!(f["converged"], true, "{f}");
+    assert_eq!(f["held_fraction"], 1.0, "{f}");
+    assert!(
+        f["warmup_converged_s"].is_number(),
+        "the starting catalogs converged: {f}"
+    );
+    assert_eq!(f["transport_nodes"], 6, "{f}");
+    // Real links carried it: link requests and proofs on the wires, and the wires carried
+    // more than the gossip itself (headers, encryption, proofs, keep-alives).
+    let kinds = &f["steady_wire_bytes_by_kind"];
+    for k in ["announce", "data", "link_request", "proof"] {
+        assert!(kinds[k].as_u64().unwrap() > 0, "{k}: {f}");
+    }
+    assert!(f["links_opened"].as_u64().unwrap() >= 60, "{f}");
+    let ratio = f["wire_bytes_per_gossip_byte"].as_f64().unwrap();
+    assert!(ratio > 1.0, "{f}");
+    assert!(
+        f["steady_wire_bytes_per_node_hour"].as_f64().unwrap()
+            > f["steady_gossip_bytes_per_node_hour"].as_f64().unwrap(),
+        "{f}"
+    );
+    for g in v["goals"].as_array().unwrap() {
         assert_eq!(g["met"], true, "goal not met: {g} in {f}");
     }
 }

@@ -423,6 +423,25 @@ impl Gossip {
         self.transmits.pop_front()
     }
 
+    /// A message from `from` that arrived as a request (drivers that carry gossip on
+    /// request/response): handle it, and take out of the queue the answer that belongs
+    /// in its response — the next round of the same session to the same neighbour —
+    /// if there is one. Anything else it caused stays queued for [`Gossip::poll_transmit`].
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        message: Message,
+    ) -> Option<Message> {
+        let session = message.session;
+        self.handle(now, from, message);
+        let at = self
+            .transmits
+            .iter()
+            .position(|t| t.to == from && t.message.session == session)?;
+        self.transmits.remove(at).map(|t| t.message)
+    }
+
     /// The next change to the catalog.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {

@@ -626,3 +626,41 @@ proptest! {
 }
 
 mod restore;
+
+/// A driver that carries gossip on request/response takes a request's answer out of the
+/// queue with `handle_request`: the next round of that session to that neighbour, and
+/// nothing else; a session carried that way converges as one carried message by message.
+#[test]
+fn handle_request_takes_out_the_same_sessions_next_round_only() {
+    let mut net = Net::new(2, Config::default());
+    let mine = entry(&net.ids[0], "mine", 1);
+    let theirs = entry(&net.ids[1], "theirs", 1);
+    net.nodes[0].restore(NOW, mine).unwrap();
+    net.nodes[1].restore(NOW, theirs).unwrap();
+    let (a, b) = (*net.nodes[0].own(), *net.nodes[1].own());
+    assert!(net.nodes[0].sync_with(b));
+    let mut request = net.nodes[0].poll_transmit().map(|t| t.message);
+    let mut exchanges = 0;
+    // Request to B, answer back to A as the response, A's next round as a new request.
+    while let Some(m) = request.take() {
+        exchanges += 1;
+        assert!(exchanges < 16, "the session ends");
+        let session = m.session;
+        let answer = net.nodes[1].handle_request(NOW, a, m);
+        assert!(
+            net.nodes[1].poll_transmit().is_none(),
+            "only the answer was queued"
+        );
+        if let Some(answer) = answer {
+            assert_eq!(answer.session, session);
+            net.nodes[0].handle(NOW, b, answer);
+            request = net.nodes[0].poll_transmit().map(|t| t.message);
+        }
+    }
+    assert_eq!(net.digests(0).len(), 2);
+    assert_eq!(net.digests(1).len(), 2);
+    // A message of an unknown session from a stranger is answered with nothing.
+    assert!(net.nodes[0].sync_with(b));
+    let m = net.nodes[0].poll_transmit().unwrap().message;
+    assert!(net.nodes[1].handle_request(NOW, [9u8; 16], m).is_none());
+}
