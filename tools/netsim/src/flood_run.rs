@@ -174,14 +174,14 @@ impl Workload for Run<'_> {
     }
 }
 
-fn random_sketch(rng: &mut ChaCha8Rng) -> Sketch {
+pub(crate) fn random_sketch(rng: &mut ChaCha8Rng) -> Sketch {
     let mut s = [0u8; SKETCH_LEN];
     rng.fill_bytes(&mut s);
     Sketch(s)
 }
 
 /// `s` with `flips` distinct random bits flipped.
-fn noisy(s: &Sketch, flips: usize, rng: &mut ChaCha8Rng) -> Sketch {
+pub(crate) fn noisy(s: &Sketch, flips: usize, rng: &mut ChaCha8Rng) -> Sketch {
     let mut bits: Vec<usize> = (0..DIMENSIONS).collect();
     let mut out = *s;
     for i in 0..flips.min(DIMENSIONS) {

@@ -67,6 +67,44 @@ pub struct StackWorkload {
     /// Every this many nodes one routes for others (0: none).
     #[serde(default)]
     pub transport_every: usize,
+    /// After the steady state: flood searches from random nodes (0: none), for items
+    /// placed then.
+    #[serde(default)]
+    pub searches: usize,
+    /// Distinct items for the searches.
+    #[serde(default = "default_stack_items")]
+    pub items: usize,
+    /// Nodes holding each item.
+    #[serde(default = "default_stack_copies")]
+    pub copies: usize,
+    /// The searches' patience.
+    #[serde(default = "default_stack_patience")]
+    pub patience: String,
+    /// The fraction of a query's sketch bits flipped from its item's.
+    #[serde(default = "default_noise")]
+    pub noise: f64,
+    /// The searches' threshold, as the fraction of bits that must agree.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// The window the searches start in, s.
+    #[serde(default = "default_stack_search_window")]
+    pub search_window_s: u64,
+}
+
+fn default_stack_items() -> usize {
+    20
+}
+
+fn default_stack_copies() -> usize {
+    3
+}
+
+fn default_stack_patience() -> String {
+    "thorough".into()
+}
+
+fn default_stack_search_window() -> u64 {
+    60
 }
 
 /// Nodes a stack scenario may have (each is a whole transport).
@@ -512,6 +550,20 @@ impl Scenario {
                     "network.nodes",
                     n.to_string(),
                     "the stack workload runs a real transport per node: at most 1000",
+                );
+            }
+            if grid::proto::flood::Patience::from_name(&w.patience).is_none() {
+                return bad(
+                    "stack.patience",
+                    format!("\"{}\"", w.patience),
+                    "instant, quick, thorough or exhaustive",
+                );
+            }
+            if w.searches > 0 && (w.items == 0 || w.copies == 0 || w.copies > n) {
+                return bad(
+                    "stack.copies",
+                    w.copies.to_string(),
+                    "searches need items (at least 1) held by 1 to nodes copies each",
                 );
             }
             if w.interval_s == 0 || w.announce_interval_s == 0 {

@@ -15,6 +15,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use grid::proto::bundle::envelope::node_destination;
+use grid::proto::flood::message::{Message as FloodMessage, QueryId};
+use grid::proto::flood::sketch::{threshold_bits, Item, Query, DIMENSIONS};
+use grid::proto::flood::{
+    Config as FloodConfig, Event as FloodEvent, Flood, Outcome, Patience, FLOOD_PATH,
+};
 use grid::proto::gossip::catalog::Event as CatalogEvent;
 use grid::proto::gossip::entry::{Digest, Entry};
 use grid::proto::gossip::message::Message;
@@ -28,7 +33,8 @@ use rns_core::transport::{Event, InterfaceConfig, ProofStrategy, Transport, Tran
 use rns_core::{rmpv, AddressHash, Identity, Instant};
 use serde_json::{json, Value};
 
-use crate::figures::Goal;
+use crate::figures::{percentile, Goal};
+use crate::flood_run::{noisy, random_sketch};
 use crate::gossip_run::{adapter_entry, identity};
 use crate::scenario::{Scenario, StackWorkload};
 use crate::topology::Topology;
@@ -40,9 +46,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the entries live.
 const LIFETIME: Duration = Duration::from_secs(6 * 24 * 3600);
 
-/// A link to a neighbour: coming up (messages wait), or up.
+/// A link to a neighbour: coming up (requests wait: path and bytes), or up.
 enum LinkTo {
-    Opening(VecDeque<Vec<u8>>),
+    Opening(VecDeque<(&'static str, Vec<u8>)>),
     Up(LinkId),
 }
 
@@ -51,6 +57,12 @@ struct StackHost {
     transport: Transport,
     identity: Identity,
     gossip: Gossip,
+    flood: Flood,
+    /// This node's searches that ended.
+    searched: Vec<(QueryId, Outcome)>,
+    /// Flood message bytes this node sent, and how many.
+    flood_bytes: u64,
+    flood_messages: u64,
     /// Each neighbour's `grid.node` destination.
     nodes: HashMap<Peer, AddressHash>,
     /// This node's links to its neighbours, and whose each link is.
@@ -89,6 +101,15 @@ impl StackHost {
         transport.register_destination(identity.clone(), "grid.node", ProofStrategy::None, vec![]);
         StackHost {
             gossip: Gossip::new(identity.public(), config, now, seed),
+            flood: Flood::new(
+                *identity.hash().as_bytes(),
+                FloodConfig::default(),
+                now,
+                seed ^ 0xF100D,
+            ),
+            searched: Vec::new(),
+            flood_bytes: 0,
+            flood_messages: 0,
             transport,
             identity,
             nodes: HashMap::new(),
@@ -117,10 +138,22 @@ impl StackHost {
         AddressHash(node_destination(self.identity.public()))
     }
 
-    /// Send what the gossip queued, and note what it added.
+    /// Send what gossip and flood queued, and note what the catalog added and which
+    /// searches ended.
     fn flush(&mut self, now: Instant) {
         while let Some(t) = self.gossip.poll_transmit() {
-            self.send(now, t.to, t.message.encode());
+            self.send(now, t.to, GOSSIP_PATH, t.message.encode());
+        }
+        while let Some(t) = self.flood.poll_transmit() {
+            let bytes = t.message.encode();
+            self.flood_bytes += bytes.len() as u64;
+            self.flood_messages += 1;
+            self.send(now, t.to, FLOOD_PATH, bytes);
+        }
+        while let Some(e) = self.flood.poll_event() {
+            if let FloodEvent::Done { id, outcome } = e {
+                self.searched.push((id, outcome));
+            }
         }
         while let Some(e) = self.gossip.poll_event() {
             if let CatalogEvent::Added(d) | CatalogEvent::Replaced { new: d, .. } = e {
@@ -129,16 +162,16 @@ impl StackHost {
         }
     }
 
-    /// A gossip message to `to`: on its link if up, else once a link comes up.
-    fn send(&mut self, now: Instant, to: Peer, bytes: Vec<u8>) {
+    /// A request on `path` to `to`: on its link if up, else once a link comes up.
+    fn send(&mut self, now: Instant, to: Peer, path: &'static str, bytes: Vec<u8>) {
         match self.links.get_mut(&to) {
             Some(LinkTo::Up(link)) => {
                 let link = *link;
-                self.request(now, link, bytes);
+                self.request(now, link, path, bytes);
             }
             Some(LinkTo::Opening(waiting)) => {
                 if waiting.len() < WAITING {
-                    waiting.push_back(bytes);
+                    waiting.push_back((path, bytes));
                 }
             }
             None => {
@@ -149,18 +182,20 @@ impl StackHost {
                     self.links_opened += 1;
                     self.link_peer.insert(link, to);
                     self.links
-                        .insert(to, LinkTo::Opening(VecDeque::from([bytes])));
+                        .insert(to, LinkTo::Opening(VecDeque::from([(path, bytes)])));
                 }
             }
         }
     }
 
-    fn request(&mut self, now: Instant, link: LinkId, bytes: Vec<u8>) {
-        self.gossip_bytes += bytes.len() as u64;
+    fn request(&mut self, now: Instant, link: LinkId, path: &'static str, bytes: Vec<u8>) {
+        if path == GOSSIP_PATH {
+            self.gossip_bytes += bytes.len() as u64;
+        }
         let data = rmpv::Value::Binary(bytes);
         let _ = self
             .transport
-            .link_request(now, &link, GOSSIP_PATH, &data, Some(REQUEST_TIMEOUT));
+            .link_request(now, &link, path, &data, Some(REQUEST_TIMEOUT));
     }
 
     fn on_link(&mut self, now: Instant, e: LinkEvent) {
@@ -178,8 +213,8 @@ impl StackHost {
                     Some(LinkTo::Opening(w)) => w,
                     _ => VecDeque::new(),
                 };
-                for bytes in waiting {
-                    self.request(now, link, bytes);
+                for (path, bytes) in waiting {
+                    self.request(now, link, path, bytes);
                 }
             }
             LinkEvent::Closed { link, .. } => {
@@ -193,21 +228,30 @@ impl StackHost {
                 path_hash: p,
                 data: rmpv::Value::Binary(bytes),
                 remote_identity: Some(remote),
-            } if p == path_hash(GOSSIP_PATH) => {
+            } => {
                 let from = *remote.hash().as_bytes();
-                // The session's next round is the response; anything else goes as usual.
-                let answer = Message::decode(&bytes)
-                    .ok()
-                    .and_then(|m| self.gossip.handle_request(now, from, m))
-                    .map(|m| m.encode())
-                    .unwrap_or_default();
-                self.gossip_bytes += answer.len() as u64;
-                let _ = self.transport.link_respond(
-                    now,
-                    &link,
-                    &request_id,
-                    &rmpv::Value::Binary(answer),
-                );
+                let answer = if p == path_hash(GOSSIP_PATH) {
+                    // The session's next round is the response; the rest goes as usual.
+                    let answer = Message::decode(&bytes)
+                        .ok()
+                        .and_then(|m| self.gossip.handle_request(now, from, m))
+                        .map(|m| m.encode())
+                        .unwrap_or_default();
+                    self.gossip_bytes += answer.len() as u64;
+                    answer
+                } else if p == path_hash(FLOOD_PATH) {
+                    // Answers travel as requests of their own; the response is empty.
+                    if let Ok(m) = FloodMessage::decode(&bytes) {
+                        self.flood.handle(now, from, m);
+                    }
+                    Vec::new()
+                } else {
+                    return;
+                };
+                let answer = rmpv::Value::Binary(answer);
+                let _ = self
+                    .transport
+                    .link_respond(now, &link, &request_id, &answer);
             }
             LinkEvent::Response {
                 link,
@@ -245,8 +289,9 @@ impl Host for StackHost {
                     return; // not a grid.node
                 }
                 let peer = *id.hash().as_bytes();
+                self.nodes.insert(peer, destination);
+                let _ = self.flood.add_neighbour(peer);
                 if let Ok(true) = self.gossip.add_neighbour(peer) {
-                    self.nodes.insert(peer, destination);
                     self.gossip.sync_with(peer);
                 }
             }
@@ -257,16 +302,24 @@ impl Host for StackHost {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        Some(
-            self.gossip
-                .poll_timeout()
-                .map_or(self.next_announce, |t| t.min(self.next_announce)),
-        )
+        let protocols = [self.gossip.poll_timeout(), self.flood.poll_timeout()];
+        protocols
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(Some(self.next_announce), |t| {
+                Some(t.min(self.next_announce))
+            })
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.announce_due(now);
-        self.gossip.handle_timeout(now);
+        if self.gossip.poll_timeout().is_some_and(|t| t <= now) {
+            self.gossip.handle_timeout(now);
+        }
+        if self.flood.poll_timeout().is_some_and(|t| t <= now) {
+            self.flood.handle_timeout(now);
+        }
         self.flush(now);
     }
 }
@@ -431,6 +484,117 @@ pub fn run(
         "steady_wire_bytes_by_kind": steady_kinds,
         "links_opened": net.nodes.iter().map(|h| h.links_opened).sum::<u64>(),
     });
+    let mut figures = figures;
+    if w.searches > 0 {
+        figures["flood"] = search_phase(&mut net, w, n, &mut rng, per_node_hour(steady_bytes));
+    }
     let goals = vec![Goal::at_least("held_fraction", holding, 1.0)];
     (figures, goals)
+}
+
+/// The search phase: `w.items` items at `w.copies` random nodes each, then `w.searches`
+/// flood searches from random nodes within `w.search_window_s`, each for a random item
+/// with a sketch `w.noise` away from it; gossip goes on meanwhile. `background` is the
+/// steady wire rate per node per hour, to tell the searches' share of the wire bytes.
+fn search_phase(
+    net: &mut TestNet<StackHost>,
+    w: &StackWorkload,
+    n: usize,
+    rng: &mut ChaCha8Rng,
+    background: f64,
+) -> Value {
+    let patience = Patience::from_name(&w.patience).unwrap_or(Patience::Thorough);
+    let mut sketches = Vec::with_capacity(w.items);
+    for k in 0..w.items as u32 {
+        let sketch = random_sketch(rng);
+        sketches.push(sketch);
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&k.to_be_bytes());
+        let mut holders = Vec::new();
+        while holders.len() < w.copies.min(n) {
+            let h = (rng.next_u64() % n as u64) as usize;
+            if !holders.contains(&h) {
+                holders.push(h);
+                let _ = net.nodes[h].flood.add_item(Item {
+                    id,
+                    sketch,
+                    topic: None,
+                });
+            }
+        }
+    }
+    let flips = (w.noise * DIMENSIONS as f64).round() as usize;
+    let window = Duration::from_secs(w.search_window_s.max(1));
+    let start = net.now;
+    let mut plan: Vec<(Instant, usize, u32, QueryId, Query)> = (0..w.searches)
+        .map(|_| {
+            let at = start + Duration::from_micros(rng.next_u64() % window.as_micros() as u64);
+            let origin = (rng.next_u64() % n as u64) as usize;
+            let item = (rng.next_u64() % w.items as u64) as u32;
+            let mut id = [0u8; 16];
+            rng.fill_bytes(&mut id);
+            let query = Query {
+                sketch: Some(noisy(&sketches[item as usize], flips, rng)),
+                topic: None,
+                threshold: threshold_bits(w.threshold as f32),
+            };
+            (at, origin, item, id, query)
+        })
+        .collect();
+    plan.sort_by_key(|p| p.0);
+    let mark = net.log.len();
+    let sent_before: u64 = net.nodes.iter().map(|h| h.flood_messages).sum();
+    let bytes_before: u64 = net.nodes.iter().map(|h| h.flood_bytes).sum();
+    let mut wanted: HashMap<QueryId, u32> = HashMap::new();
+    for (at, origin, item, id, query) in plan {
+        net.run_until(at.saturating_since(net.now), |_| false);
+        let now = net.now;
+        if net.nodes[origin]
+            .flood
+            .search(now, id, query, patience, 1)
+            .is_ok()
+        {
+            wanted.insert(id, item);
+        }
+        net.nodes[origin].flush(now);
+    }
+    let ended = |net: &mut TestNet<StackHost>| {
+        net.nodes.iter().map(|h| h.searched.len()).sum::<usize>() >= wanted.len()
+    };
+    net.run_until(patience.ladder().time + Duration::from_secs(5), ended);
+    let elapsed = net.now.saturating_since(start);
+    let (mut found, mut times, mut hops) = (0u64, Vec::new(), Vec::new());
+    for h in &net.nodes {
+        for (id, outcome) in &h.searched {
+            let Some(item) = wanted.get(id) else { continue };
+            if let Some(f) = outcome
+                .found
+                .iter()
+                .find(|f| f.hit.item[..4] == item.to_be_bytes())
+            {
+                found += 1;
+                times.push(f.after.as_millis() as u64);
+                hops.push(u64::from(f.hops));
+            }
+        }
+    }
+    let searches = wanted.len().max(1) as f64;
+    let messages = net.nodes.iter().map(|h| h.flood_messages).sum::<u64>() - sent_before;
+    let payload = net.nodes.iter().map(|h| h.flood_bytes).sum::<u64>() - bytes_before;
+    let (wire, _) = wire_since(net, mark);
+    let gossip_share = background * n as f64 * elapsed.as_secs_f64() / 3600.0;
+    json!({
+        "patience": patience.name(),
+        "items": w.items,
+        "copies": w.copies,
+        "searches": wanted.len(),
+        "success": found as f64 / searches,
+        "first_hit_ms_p50": percentile(&times, 50.0),
+        "first_hit_ms_p99": percentile(&times, 99.0),
+        "hops_p50": percentile(&hops, 50.0),
+        "messages_per_search": messages as f64 / searches,
+        "flood_bytes_per_search": payload as f64 / searches,
+        "wire_bytes_per_search": ((wire as f64 - gossip_share).max(0.0)) / searches,
+        "phase_s": elapsed.as_secs_f64(),
+    })
 }

@@ -201,6 +201,20 @@ fn gossip_on_the_whole_stack_converges_and_counts_what_reticulum_adds() {
             > f["steady_gossip_bytes_per_node_hour"].as_f64().unwrap(),
         "{f}"
     );
+    // Flood searches over the same links find what three nodes in thirty hold.
+    let flood = &f["flood"];
+    assert_eq!(flood["searches"], 100, "{f}");
+    assert!(flood["success"].as_f64().unwrap() >= 0.99, "{f}");
+    let messages = flood["messages_per_search"].as_f64().unwrap();
+    assert!(
+        messages > 1.0 && messages <= 250.0,
+        "within thorough's budget: {f}"
+    );
+    assert!(
+        flood["wire_bytes_per_search"].as_f64().unwrap()
+            > flood["flood_bytes_per_search"].as_f64().unwrap(),
+        "{f}"
+    );
     for g in v["goals"].as_array().unwrap() {
         assert_eq!(g["met"], true, "goal not met: {g} in {f}");
     }
