@@ -313,6 +313,11 @@ pub(crate) enum Call {
     ),
     /// The catalog's entries.
     Catalog(oneshot::Sender<Vec<crate::proto::gossip::entry::Entry>>),
+    /// A resource segment assembled off the loop (node/links.rs).
+    ResourceAssembled {
+        link: rns_core::link::LinkId,
+        done: Box<rns_core::link::AssemblyDone>,
+    },
     /// A flood search for the node's user.
     FloodSearch(
         crate::proto::flood::sketch::Query,

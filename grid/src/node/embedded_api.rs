@@ -178,6 +178,7 @@ impl Node {
                 self.flood_search(now, query, patience, want, done)
             }
             Call::SearchOffer(id, item) => self.search_offer(id, item),
+            Call::ResourceAssembled { link, done } => self.on_resource_assembled(now, link, *done),
             Call::DhtLookup(key, what, done) => self.dht_lookup(now, key, what, done),
             Call::DhtUnprovide(key) => self.dht.dht.unprovide(&key),
             Call::Push { link, frame } => {

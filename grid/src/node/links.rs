@@ -152,6 +152,39 @@ impl PeerRequest {
 }
 
 impl Node {
+    /// A complete incoming segment: decrypt, decompress and hash it on a blocking
+    /// thread (up to 1 MiB of work); the result comes back as
+    /// [`Call::ResourceAssembled`](crate::api::Call::ResourceAssembled). One segment per
+    /// link is in assembly at a time (its sender waits for the proof), and what was
+    /// received counted against the incoming-resource budgets.
+    fn assemble_off_loop(&mut self, link: LinkId, job: rns_core::link::AssemblyJob) {
+        let calls = self.calls.clone();
+        tokio::spawn(async move {
+            let Ok(done) = tokio::task::spawn_blocking(move || job.run()).await else {
+                return;
+            };
+            let _ = calls
+                .send(crate::api::Call::ResourceAssembled {
+                    link,
+                    done: Box::new(done),
+                })
+                .await;
+        });
+    }
+
+    /// A segment assembled off the loop: the link proves and reports it (or the link is
+    /// gone, and so is the segment).
+    pub(super) fn on_resource_assembled(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        done: rns_core::link::AssemblyDone,
+    ) {
+        if let Err(e) = self.transport.link_resource_assembled(now, &link, done) {
+            tracing::debug!(%link, error = %e, "assembled a segment for a link that is gone");
+        }
+    }
+
     /// React to a link event: answer requests, buffer packets, complete waiters.
     pub(super) fn on_link_event(&mut self, now: Instant, e: LinkEvent) {
         // Frames on links (requests to grid.node, pushed events and progress) are the grid
@@ -231,6 +264,7 @@ impl Node {
                     self.on_resource_progress(link, parts_done, parts_total);
                 }
             }
+            LinkEvent::ResourceAssemble { link, job } => self.assemble_off_loop(link, job),
             LinkEvent::ResourceSegment { link, segment, data } if self.is_app_link(&link) => {
                 self.on_app_segment(link, &segment, data);
             }

@@ -544,6 +544,9 @@ impl Node {
             TransportConfig {
                 transport_enabled: config.transport,
                 share_instance,
+                // Complete segments are decrypted, decompressed and hashed on blocking
+                // threads (node/links.rs), never on the loop.
+                defer_resource_assembly: true,
                 ..TransportConfig::default()
             },
             identity.clone(),

@@ -216,6 +216,16 @@ pub enum LinkEvent {
         /// Parts in all.
         parts_total: usize,
     },
+    /// Every part of a segment is here: run `job` (off the event loop) and return what
+    /// it gives with `Transport::link_resource_assembled`. Only on links set to defer
+    /// assembly ([`super::Link::set_defer_assembly`]); the proof, and the segment,
+    /// request or response event, follow the result.
+    ResourceAssemble {
+        /// The link.
+        link: LinkId,
+        /// The work.
+        job: super::AssemblyJob,
+    },
     /// A segment arrived complete and verified (its proof has been sent).
     ResourceSegment {
         /// The link.

@@ -4,6 +4,7 @@
 //! (time, packets, application calls) and leave packets in its outbox for the transport to
 //! send on the link's interface, and [`LinkEvent`]s for the application.
 
+mod assembly;
 pub mod channel;
 mod events;
 mod intake;
@@ -14,6 +15,7 @@ pub mod stream;
 mod timers;
 pub mod wire;
 
+pub use assembly::{AssemblyDone, AssemblyJob};
 pub use events::{CloseReason, LinkError, LinkEvent, LinkState, LinkStats};
 pub use intake::{
     DEFAULT_INCOMING_RESOURCE_BYTES, DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK, MAX_REQUEST_BYTES,

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 
 use rand_core::CryptoRngCore;
 
-use super::{link_packet, wire, Link, LinkError, LinkEvent};
-use crate::hash::{truncated_hash, AddressHash, FULL_HASH_LEN};
-use crate::packet::{Context, PacketType, PacketView};
+use super::{link_packet, Link, LinkError, LinkEvent};
+use crate::hash::{AddressHash, FULL_HASH_LEN};
+use crate::packet::{Context, PacketType};
 use crate::resource::{
     Advertisement, IncomingResource, OutgoingResource, ReceiverStep, SegmentBuffer, SegmentSpec,
     SenderStep, MAX_EFFICIENT_SIZE,
@@ -18,8 +18,6 @@ use crate::time::Instant;
 const MAX_INCOMING: usize = 4;
 /// Outgoing transfers queued behind the active one, per link.
 const MAX_QUEUED: usize = 16;
-/// Proof packets kept to answer cache requests.
-const PROOF_CACHE: usize = 8;
 /// Offers waiting for the application to accept or reject them.
 const MAX_OFFERS: usize = 8;
 /// Segments a request or response may span (each at most [`MAX_EFFICIENT_SIZE`]); the
@@ -108,12 +106,23 @@ pub(super) struct Resources {
     pub(super) proof_cache: VecDeque<([u8; FULL_HASH_LEN], Vec<u8>)>,
     pub(super) split: Vec<super::intake::SplitAssembly>,
     pub(super) budget: super::intake::ResourceBudget,
+    /// Hand complete segments to the application to assemble off the event loop
+    /// ([`LinkEvent::ResourceAssemble`]) instead of assembling them here.
+    pub(super) defer_assembly: bool,
 }
 
 impl Link {
     /// Choose which incoming resources this link accepts.
     pub fn set_resource_policy(&mut self, policy: ResourcePolicy) {
         self.resources.policy = policy;
+    }
+
+    /// Assemble complete incoming segments (decrypt, decompress, hash: up to 1 MiB of
+    /// work each) here (`false`, the default) or hand them out as
+    /// [`LinkEvent::ResourceAssemble`] jobs for the application to run elsewhere and
+    /// return with [`Link::resource_assembled`].
+    pub fn set_defer_assembly(&mut self, defer: bool) {
+        self.resources.defer_assembly = defer;
     }
 
     /// What is needed to prepare segments for this link off the event loop.
@@ -204,7 +213,7 @@ impl Link {
         self.emit_data(rng, now, ctx, &body, encrypt);
     }
 
-    fn emit_data(
+    pub(super) fn emit_data(
         &mut self,
         rng: &mut dyn CryptoRngCore,
         now: Instant,
@@ -349,72 +358,16 @@ impl Link {
         let Some(token) = self.token.clone() else {
             return;
         };
-        let Some(mut r) = self.finish_incoming(hash, None) else {
+        let Some(r) = self.finish_incoming(hash, None) else {
             return;
         };
-        let Some(done) = r.assemble(&token) else {
-            self.drop_split(r.advertisement());
-            self.emit_data(rng, now, Context::RESOURCE_RCL, hash, true);
-            self.events.push_back(LinkEvent::ResourceFailed {
-                link: self.id,
-                hash: *hash,
-                sending: false,
-                reason: ResourceFailure::Corrupt,
-            });
-            return;
-        };
-        let proof = link_packet(
-            &self.id,
-            PacketType::Proof,
-            Context::RESOURCE_PRF,
-            done.proof,
-        );
-        let proof_hash = PacketView::new_checked(&proof[..])
-            .expect("well-formed")
-            .hash();
-        if self.resources.proof_cache.len() >= PROOF_CACHE {
-            self.resources.proof_cache.pop_front();
-        }
-        self.resources
-            .proof_cache
-            .push_back((proof_hash, proof.clone()));
-        self.push_out(proof, now);
-        let adv = r.advertisement().clone();
-        let body = if (adv.is_request() || adv.is_response()) && adv.total_segments > 1 {
-            match self.join_split(&adv, done.data, now) {
-                Some(all) => all,
-                None => return,
-            }
+        let job = super::assembly::AssemblyJob::new(r, token);
+        if self.resources.defer_assembly {
+            self.events
+                .push_back(LinkEvent::ResourceAssemble { link: self.id, job });
         } else {
-            done.data
-        };
-        if adv.is_request() {
-            match wire::decode_request(&body) {
-                Ok((_, path_hash, data)) => self.events.push_back(LinkEvent::Request {
-                    link: self.id,
-                    request_id: truncated_hash(&body),
-                    path_hash,
-                    data,
-                    remote_identity: self.remote_identity.clone().map(Box::new),
-                }),
-                Err(_) => self.stats.dropped += 1,
-            }
-        } else if adv.is_response() {
-            if let Ok((request_id, data)) = wire::decode_response(&body) {
-                if self.requests.remove(&request_id).is_some() {
-                    self.events.push_back(LinkEvent::Response {
-                        link: self.id,
-                        request_id,
-                        data,
-                    });
-                }
-            }
-        } else {
-            self.events.push_back(LinkEvent::ResourceSegment {
-                link: self.id,
-                segment: adv.segment(),
-                data: body,
-            });
+            let done = job.run();
+            self.resource_assembled(rng, now, done);
         }
     }
 

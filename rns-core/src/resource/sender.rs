@@ -45,6 +45,22 @@ pub struct SegmentSpec {
     pub compress: bool,
 }
 
+impl SegmentSpec {
+    /// A whole resource of `size` bytes in one segment, no metadata, offered to bz2.
+    pub fn single(size: u64) -> SegmentSpec {
+        SegmentSpec {
+            original_hash: None,
+            segment_index: 1,
+            total_segments: 1,
+            total_size: size,
+            has_metadata: false,
+            request_id: None,
+            is_response: false,
+            compress: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Advertised,

@@ -10,16 +10,7 @@ use crate::crypto::Token;
 use crate::time::Instant;
 
 fn spec(size: usize) -> SegmentSpec {
-    SegmentSpec {
-        original_hash: None,
-        segment_index: 1,
-        total_segments: 1,
-        total_size: size as u64,
-        has_metadata: false,
-        request_id: None,
-        is_response: false,
-        compress: true,
-    }
+    SegmentSpec::single(size as u64)
 }
 
 /// Run a transfer to completion (optionally corrupting one part); returns the assembled data.

@@ -132,6 +132,30 @@ impl Transport {
         self.with_link(now, id, |l, rng| l.enqueue_resource(rng, now, resource))
     }
 
+    /// Whether links hand complete incoming segments out to assemble off the event loop
+    /// ([`super::TransportConfig::defer_resource_assembly`]), for links open now and later.
+    pub fn set_defer_resource_assembly(&mut self, defer: bool) {
+        self.config.defer_resource_assembly = defer;
+        for link in self.links.values_mut() {
+            link.set_defer_assembly(defer);
+        }
+    }
+
+    /// A segment assembled off the event loop (the result of a
+    /// [`crate::link::LinkEvent::ResourceAssemble`] job): the link proves and reports it.
+    /// The link may have closed meanwhile ([`LinkError::Unknown`]: drop the result).
+    pub fn link_resource_assembled(
+        &mut self,
+        now: Instant,
+        id: &LinkId,
+        done: crate::link::AssemblyDone,
+    ) -> Result<(), LinkError> {
+        self.with_link(now, id, |l, rng| {
+            l.resource_assembled(rng, now, done);
+            Ok(())
+        })
+    }
+
     /// Accept or reject a resource offered on a link.
     pub fn link_answer_resource(
         &mut self,
@@ -216,6 +240,8 @@ impl Transport {
             first_hop,
         );
         let id = link.id();
+        let mut link = link;
+        link.set_defer_assembly(self.config.defer_resource_assembly);
         self.links.insert(id, link);
         self.known.touch(now, destination);
         self.route(now, raw, None);
@@ -458,6 +484,7 @@ impl Transport {
             prove,
         );
         link.set_resource_policy(policy);
+        link.set_defer_assembly(self.config.defer_resource_assembly);
         self.links.insert(id, link);
         self.half_open.push(id, iface);
         self.drain_link(now, &id);

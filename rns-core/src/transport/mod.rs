@@ -132,6 +132,10 @@ pub struct TransportConfig {
     /// The same budget per link. Default
     /// [`crate::link::DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK`] (32 MiB).
     pub max_incoming_resource_bytes_per_link: u64,
+    /// Hand complete incoming segments out as [`crate::link::LinkEvent::ResourceAssemble`]
+    /// jobs (decrypt, decompress, hash: up to 1 MiB each) for the driver to run off its
+    /// event loop, instead of assembling them inline. Default `false`.
+    pub defer_resource_assembly: bool,
 }
 
 impl Default for TransportConfig {
@@ -152,6 +156,7 @@ impl Default for TransportConfig {
             max_incoming_resource_bytes: crate::link::DEFAULT_INCOMING_RESOURCE_BYTES,
             max_incoming_resource_bytes_per_link:
                 crate::link::DEFAULT_INCOMING_RESOURCE_BYTES_PER_LINK,
+            defer_resource_assembly: false,
         }
     }
 }

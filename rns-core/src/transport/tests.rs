@@ -8,6 +8,7 @@ use rand_chacha::ChaCha20Rng;
 use super::*;
 use crate::ifac::Ifac;
 use crate::packet::{Packet, PacketType};
+use crate::resource::SegmentSpec;
 
 type Net = crate::testnet::TestNet;
 use crate::testnet::Wire;
@@ -758,7 +759,6 @@ fn links_time_out_when_the_destination_is_gone() {
 
 fn resource_roundtrip(mtu_case: fn() -> InterfaceConfig, size: usize, seed: u64) {
     use crate::link::{LinkEvent, ResourcePolicy};
-    use crate::resource::SegmentSpec;
     use rand_core::RngCore;
     let (mut net, d) = link_net(true, mtu_case);
     net.nodes[2].set_destination_resource_policy(&d, ResourcePolicy::All);
@@ -767,16 +767,7 @@ fn resource_roundtrip(mtu_case: fn() -> InterfaceConfig, size: usize, seed: u64)
     net.flush();
     let mut data = vec![0u8; size];
     ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut data);
-    let spec = SegmentSpec {
-        original_hash: None,
-        segment_index: 1,
-        total_segments: 1,
-        total_size: size as u64,
-        has_metadata: false,
-        request_id: None,
-        is_response: false,
-        compress: true,
-    };
+    let spec = SegmentSpec::single(size as u64);
     let now = net.now;
     let hash = net.nodes[0]
         .link_send_resource(now, &id, &data, &spec)
@@ -794,6 +785,69 @@ fn resource_roundtrip(mtu_case: fn() -> InterfaceConfig, size: usize, seed: u64)
     assert!(link_events(&net, 0)
         .iter()
         .any(|e| matches!(e, LinkEvent::ResourceSent { segment, .. } if segment.hash == hash)));
+}
+
+/// With assembly deferred, a complete segment comes out as a job: nothing is proven or
+/// reported until the driver runs it and hands the result back; a job run twice counts
+/// once.
+#[test]
+fn a_deferred_segment_is_proven_and_reported_only_when_its_job_comes_back() {
+    use crate::link::{LinkEvent, ResourcePolicy};
+    let (mut net, d) = link_net(true, || InterfaceConfig::tcp("tcp"));
+    net.nodes[2].set_destination_resource_policy(&d, ResourcePolicy::All);
+    net.nodes[2].set_defer_resource_assembly(true);
+    let now = net.now;
+    let id = net.nodes[0].open_link(now, &d).unwrap();
+    net.flush();
+    // Compressible, so the job decompresses as well as decrypts and hashes.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let spec = SegmentSpec::single(data.len() as u64);
+    let now = net.now;
+    let hash = net.nodes[0]
+        .link_send_resource(now, &id, &data, &spec)
+        .unwrap();
+    net.run(Duration::from_secs(30));
+    let job = link_events(&net, 2)
+        .into_iter()
+        .find_map(|e| match e {
+            LinkEvent::ResourceAssemble { job, .. } => Some(job),
+            _ => None,
+        })
+        .expect("the complete segment is handed out");
+    assert_eq!(job.hash(), hash);
+    let segment = |net: &Net| {
+        link_events(net, 2).into_iter().find_map(|e| match e {
+            LinkEvent::ResourceSegment { data, .. } => Some(data),
+            _ => None,
+        })
+    };
+    let sent = |net: &Net| {
+        link_events(net, 0)
+            .iter()
+            .any(|e| matches!(e, LinkEvent::ResourceSent { segment, .. } if segment.hash == hash))
+    };
+    assert!(
+        segment(&net).is_none(),
+        "not reported before its job is back"
+    );
+    assert!(!sent(&net), "not proven before its job is back");
+    let done = job.run();
+    let again = job.clone().run();
+    let now = net.now;
+    net.nodes[2]
+        .link_resource_assembled(now, &id, done)
+        .unwrap();
+    net.nodes[2]
+        .link_resource_assembled(now, &id, again)
+        .unwrap();
+    net.run(Duration::from_secs(10));
+    assert_eq!(segment(&net).as_deref(), Some(&data[..]), "reported intact");
+    assert!(sent(&net), "proven to the sender");
+    let reported = link_events(&net, 2)
+        .iter()
+        .filter(|e| matches!(e, LinkEvent::ResourceSegment { .. }))
+        .count();
+    assert_eq!(reported, 1, "a job run twice counts once");
 }
 
 #[test]
@@ -884,7 +938,6 @@ fn requests_and_responses_over_1_mib_travel_as_several_segments() {
 #[test]
 fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
     use crate::link::{LinkEvent, ResourceFailure, ResourcePolicy};
-    use crate::resource::SegmentSpec;
     let (mut net, d) = link_net(false, || InterfaceConfig::tcp("tcp"));
     net.nodes[2].set_destination_resource_policy(&d, ResourcePolicy::App);
     // (the middle node is not a transport node here: connect 0 to 2 directly)
@@ -971,7 +1024,6 @@ fn offered_resources_can_be_rejected_and_closing_fails_transfers() {
 fn a_lost_first_part_request_is_repeated_within_milliseconds_not_on_the_job_tick() {
     use crate::link::{LinkEvent, ResourcePolicy};
     use crate::packet::Context;
-    use crate::resource::SegmentSpec;
     let mut net = Net::new(&[false, false]);
     net.connect(0, 1);
     let d = net.register(1, "grid.node", ProofStrategy::All);

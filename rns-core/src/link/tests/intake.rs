@@ -17,16 +17,7 @@ fn exchange(p: &mut Pair) {
 }
 
 fn plain(size: u64) -> SegmentSpec {
-    SegmentSpec {
-        original_hash: None,
-        segment_index: 1,
-        total_segments: 1,
-        total_size: size,
-        has_metadata: false,
-        request_id: None,
-        is_response: false,
-        compress: true,
-    }
+    SegmentSpec::single(size)
 }
 
 /// A resets its events; B accepts every resource.
