@@ -21,6 +21,7 @@ pub mod gossip_run;
 pub mod lora;
 pub mod lora_run;
 pub mod scenario;
+mod stack_host;
 pub mod stack_run;
 pub mod topology;
 
