@@ -89,6 +89,15 @@ pub struct StackWorkload {
     /// The window the searches start in, s.
     #[serde(default = "default_stack_search_window")]
     pub search_window_s: u64,
+    /// After that: keys provided in the DHT, each by a random node (0: no DHT phase).
+    #[serde(default)]
+    pub dht_keys: usize,
+    /// Provider lookups for random keys from random nodes.
+    #[serde(default)]
+    pub dht_lookups: usize,
+    /// The window the lookups start in, s.
+    #[serde(default = "default_stack_search_window")]
+    pub dht_window_s: u64,
 }
 
 fn default_stack_items() -> usize {

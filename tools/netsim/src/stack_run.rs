@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use grid::proto::dht::key::Key;
 use grid::proto::flood::message::QueryId;
 use grid::proto::flood::sketch::{threshold_bits, Item, Query, DIMENSIONS};
 use grid::proto::flood::Patience;
@@ -201,7 +202,15 @@ pub fn run(
     if w.searches > 0 {
         figures["flood"] = search_phase(&mut net, w, n, &mut rng, per_node_hour(steady_bytes));
     }
-    let goals = vec![Goal::at_least("held_fraction", holding, 1.0)];
+    let mut goals = vec![Goal::at_least("held_fraction", holding, 1.0)];
+    if w.dht_keys > 0 && w.dht_lookups > 0 {
+        let dht = dht_phase(&mut net, w, n, &mut rng, per_node_hour(steady_bytes));
+        let success = dht["success"].as_f64().unwrap_or(0.0);
+        let p50 = dht["hops_p50"].as_f64().unwrap_or(f64::MAX);
+        figures["dht"] = dht;
+        goals.push(Goal::at_least("dht.success", success, 0.99));
+        goals.push(Goal::at_most("dht.hops_p50", p50, 5.0));
+    }
     (figures, goals)
 }
 
@@ -309,5 +318,107 @@ fn search_phase(
         "flood_bytes_per_search": payload as f64 / searches,
         "wire_bytes_per_search": ((wire as f64 - gossip_share).max(0.0)) / searches,
         "phase_s": elapsed.as_secs_f64(),
+    })
+}
+
+/// The DHT phase: every node joins its DHT (a lookup of its own id, as a node does on
+/// first use), `w.dht_keys` random keys are provided, each by a random node, then
+/// `w.dht_lookups` provider lookups for random keys start from random nodes within
+/// `w.dht_window_s`. Every DHT message is a link request on `grid/dht`, its answer the
+/// response, as in a node (`grid/src/node/dht.rs`).
+fn dht_phase(
+    net: &mut TestNet<StackHost>,
+    w: &StackWorkload,
+    n: usize,
+    rng: &mut ChaCha8Rng,
+    background: f64,
+) -> Value {
+    let now = net.now;
+    for h in net.nodes.iter_mut() {
+        h.dht_on = true;
+        let own = h.dht.own().id;
+        let _ = h.dht.find_node(now, own);
+        h.flush(now);
+    }
+    net.run_until(Duration::from_secs(60), |_| false);
+    let keys: Vec<(Key, usize)> = (0..w.dht_keys)
+        .map(|_| {
+            let mut content = [0u8; 32];
+            rng.fill_bytes(&mut content);
+            (
+                Key::of_content(&content),
+                (rng.next_u64() % n as u64) as usize,
+            )
+        })
+        .collect();
+    let now = net.now;
+    for (key, provider) in &keys {
+        let _ = net.nodes[*provider].dht.provide(now, *key);
+        net.nodes[*provider].flush(now);
+    }
+    net.run_until(Duration::from_secs(120), |_| false);
+    for h in net.nodes.iter_mut() {
+        h.looked_up.clear();
+    }
+
+    let mark = net.log.len();
+    let sent_before: u64 = net.nodes.iter().map(|h| h.dht_messages).sum();
+    let window = Duration::from_secs(w.dht_window_s.max(1));
+    let start = net.now;
+    let mut plan: Vec<(Instant, usize, usize)> = (0..w.dht_lookups)
+        .map(|_| {
+            let at = start + Duration::from_micros(rng.next_u64() % window.as_micros() as u64);
+            let origin = (rng.next_u64() % n as u64) as usize;
+            (at, origin, (rng.next_u64() % keys.len() as u64) as usize)
+        })
+        .collect();
+    plan.sort_by_key(|p| p.0);
+    // (node, lookup id) → the key's provider, by identity.
+    let mut wanted: HashMap<(usize, u64), Key> = HashMap::new();
+    for (at, origin, k) in plan {
+        net.run_until(at.saturating_since(net.now), |_| false);
+        let (key, provider) = keys[k];
+        let provider_id = net.nodes[provider].dht.own().id;
+        let now = net.now;
+        if let Ok(id) = net.nodes[origin].dht.find_providers(now, key, 1) {
+            wanted.insert((origin, id), provider_id);
+        }
+        net.nodes[origin].flush(now);
+    }
+    let total = wanted.len();
+    let ended = |net: &mut TestNet<StackHost>| {
+        net.nodes.iter().map(|h| h.looked_up.len()).sum::<usize>() >= total
+    };
+    net.run_until(Duration::from_secs(120), ended);
+    let elapsed = net.now.saturating_since(start);
+    let (mut found, mut hops, mut times, mut requests) = (0u64, Vec::new(), Vec::new(), Vec::new());
+    for (i, h) in net.nodes.iter().enumerate() {
+        for (id, outcome) in &h.looked_up {
+            let Some(provider) = wanted.get(&(i, *id)) else {
+                continue;
+            };
+            requests.push(u64::from(outcome.requests));
+            if outcome.providers.iter().any(|c| c.id == *provider) {
+                found += 1;
+                hops.push(u64::from(outcome.hops));
+                times.push(outcome.elapsed.as_millis() as u64);
+            }
+        }
+    }
+    let lookups = total.max(1) as f64;
+    let messages = net.nodes.iter().map(|h| h.dht_messages).sum::<u64>() - sent_before;
+    let (wire, _) = wire_since(net, mark);
+    let gossip_share = background * n as f64 * elapsed.as_secs_f64() / 3600.0;
+    json!({
+        "keys": w.dht_keys,
+        "lookups": total,
+        "success": found as f64 / lookups,
+        "hops_p50": percentile(&hops, 50.0),
+        "hops_p99": percentile(&hops, 99.0),
+        "time_ms_p50": percentile(&times, 50.0),
+        "time_ms_p99": percentile(&times, 99.0),
+        "requests_per_lookup_p50": percentile(&requests, 50.0),
+        "messages_per_lookup": messages as f64 / lookups,
+        "wire_bytes_per_lookup": ((wire as f64 - gossip_share).max(0.0)) / lookups,
     })
 }

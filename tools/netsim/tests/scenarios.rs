@@ -219,3 +219,24 @@ fn gossip_on_the_whole_stack_converges_and_counts_what_reticulum_adds() {
         assert_eq!(g["met"], true, "goal not met: {g} in {f}");
     }
 }
+
+#[test]
+fn dht_lookups_on_the_whole_stack_find_their_providers() {
+    let (a, v) = run("stack-dht-30.toml", 1);
+    let (b, _) = run("stack-dht-30.toml", 1);
+    assert_eq!(a, b, "same seed, same bytes");
+    let f = &v["figures"];
+    let dht = &f["dht"];
+    assert_eq!(dht["lookups"], 200, "{f}");
+    assert!(dht["success"].as_f64().unwrap() >= 0.99, "{f}");
+    assert!(
+        dht["messages_per_lookup"].as_f64().unwrap() > 0.0,
+        "lookups crossed links: {f}"
+    );
+    assert!(dht["wire_bytes_per_lookup"].as_f64().unwrap() > 0.0, "{f}");
+    let goals = v["goals"].as_array().unwrap();
+    assert_eq!(goals.len(), 3, "{goals:?}");
+    for g in goals {
+        assert_eq!(g["met"], true, "goal not met: {g} in {f}");
+    }
+}
