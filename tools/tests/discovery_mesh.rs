@@ -123,6 +123,16 @@ fn an_adapter_at_one_edge_is_found_and_fetched_from_the_other_through_thirty_nod
         found["hops"], 6,
         "edge to edge through the backbone: {found}"
     );
+    // The flood found it too: along the backbone, past the leaves each transport node
+    // has (leaves give back the budget they cannot use).
+    assert!(
+        found["found_by"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == "flood"),
+        "{found}"
+    );
     assert!(found["score"].as_f64().unwrap() > 0.3, "{found}");
 
     // Wait until the publisher has told the DHT, then kill four nodes the lookup may ask

@@ -35,6 +35,8 @@ struct Measured {
     item: [u8; 16],
     query_messages: u64,
     answer_messages: u64,
+    /// Budget given back by leaves (none on graphs without leaves).
+    return_messages: u64,
     reached: u64,
     first: Option<(u8, Duration)>,
     outcome: Option<Outcome>,
@@ -79,6 +81,7 @@ impl Run<'_> {
                 match t.message.body {
                     Body::Query(_) => m.query_messages += 1,
                     Body::Answer { .. } => m.answer_messages += 1,
+                    Body::Return { .. } => m.return_messages += 1,
                 }
             }
             self.engine.send(i, to, t.message.encode());
@@ -129,6 +132,7 @@ impl Run<'_> {
                 item,
                 query_messages: 0,
                 answer_messages: 0,
+                return_messages: 0,
                 reached: 0,
                 first: None,
                 outcome: None,
@@ -314,7 +318,7 @@ pub fn run(
         let success = good.len() as f64 / ms.len().max(1) as f64;
         let total: Vec<u64> = ms
             .iter()
-            .map(|m| m.query_messages + m.answer_messages)
+            .map(|m| m.query_messages + m.answer_messages + m.return_messages)
             .collect();
         let queries: Vec<u64> = ms.iter().map(|m| m.query_messages).collect();
         let answers: Vec<u64> = ms.iter().map(|m| m.answer_messages).collect();

@@ -3,21 +3,22 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0 | version ([`VERSION`]) |
-//! | 1 | kind: `0x01` query, `0x81` answer |
+//! | 1 | kind: `0x01` query, `0x81` answer, `0x82` budget returned |
 //! | 2..18 | query id (16 random bytes chosen by the origin) |
 //! | 18.. | body, by kind |
 //!
 //! A query's body: TTL (1 to [`MAX_TTL`]), fan-out (1 to [`MAX_FANOUT`]), hops
 //! travelled to reach the receiver (1 to [`MAX_TTL`]), message budget (u16, 1 to
 //! [`MAX_BUDGET`]), results wanted (1 to [`MAX_WANT`]), threshold (u16, bits that must
-//! agree, at most 384), a flags byte (bit 0: a sketch follows, bit 1: a topic follows; at
-//! least one, no other bits), then the 48-byte sketch, then the topic (a length byte, at
+//! agree, at most 384), a flags byte (bit 0: a sketch follows, bit 1: a topic follows, at
+//! least one of them; bit 2: budget given back, sent on as a top-up; no other bits), then the 48-byte sketch, then the topic (a length byte, at
 //! most [`MAX_TOPIC`], and that many bytes of UTF-8). About 80 bytes with a sketch.
 //!
 //! An answer's body: the answering node's hops from the origin (1 to [`MAX_TTL`]), a
 //! count (1 to [`MAX_HITS`]), then that many hits of 34 bytes: item id (16), holder (16,
-//! the identity hash of the node that holds it), score (u16, bits agreeing). Nothing may
-//! follow the body. All integers are big-endian.
+//! the identity hash of the node that holds it), score (u16, bits agreeing). A returned
+//! budget's body: the budget (u16, 1 to [`MAX_BUDGET`]). Nothing may follow the body.
+//! All integers are big-endian.
 
 use crate::proto::wire::{self, Truncated};
 
@@ -57,6 +58,10 @@ pub struct Search {
     pub want: u8,
     /// What it looks for.
     pub query: Query,
+    /// Budget given back by leaves, sent on to a node that has seen the query (flag bit
+    /// 2): it may top up its own branches in turn, where an ordinary repeat only goes to
+    /// neighbours the query has not been to.
+    pub top_up: bool,
 }
 
 /// One result.
@@ -75,6 +80,14 @@ pub struct Hit {
 pub enum Body {
     /// A search, travelling out.
     Query(Search),
+    /// Budget given back: a node that had nowhere to forward a query (no neighbour but
+    /// the one it came from) returns the budget it could not use to that neighbour, which
+    /// forwards it to others. On trees (leaves on a backbone) a query's budget would
+    /// otherwise end at the leaves it happened to pick.
+    Return {
+        /// Query messages given back (at most what the sender was given, less one).
+        budget: u16,
+    },
     /// Results, travelling back on the query's reverse path.
     Answer {
         /// The answering node's hops from the origin.
@@ -185,7 +198,8 @@ impl Message {
                 let topic = s.query.topic.as_deref().map(|t| clip(t, MAX_TOPIC));
                 let flags = u8::from(s.query.sketch.is_some()) | (u8::from(topic.is_some()) << 1);
                 // A query with neither is not sendable; an empty topic stands in.
-                out.push(if flags == 0 { 2 } else { flags });
+                let flags = if flags == 0 { 2 } else { flags };
+                out.push(flags | (u8::from(s.top_up) << 2));
                 if let Some(sk) = &s.query.sketch {
                     out.extend_from_slice(&sk.0);
                 }
@@ -194,6 +208,11 @@ impl Message {
                     out.push(t.len() as u8);
                     out.extend_from_slice(t.as_bytes());
                 }
+            }
+            Body::Return { budget } => {
+                out.push(0x82);
+                out.extend_from_slice(&self.id);
+                out.extend_from_slice(&(*budget).clamp(1, MAX_BUDGET).to_be_bytes());
             }
             Body::Answer { hops, hits } => {
                 out.push(0x81);
@@ -237,7 +256,7 @@ impl Message {
                 let want = r.u8_in("want", 1, MAX_WANT)?;
                 let threshold = r.u16_in("threshold", 0, FULL_SCORE)?;
                 let flags = r.take(1)?[0];
-                if flags == 0 || flags > 3 {
+                if flags & 3 == 0 || flags > 7 {
                     return Err(DecodeError::Flags(flags));
                 }
                 let sketch = if flags & 1 != 0 {
@@ -266,6 +285,7 @@ impl Message {
                         topic,
                         threshold,
                     },
+                    top_up: flags & 4 != 0,
                 })
             }
             0x81 => {
@@ -284,6 +304,9 @@ impl Message {
                 }
                 Body::Answer { hops, hits }
             }
+            0x82 => Body::Return {
+                budget: r.u16_in("budget", 1, MAX_BUDGET)?,
+            },
             k => return Err(DecodeError::Kind(k)),
         };
         if r.0.remaining() > 0 {
@@ -329,6 +352,7 @@ mod tests {
                     topic: Some("summarise".into()),
                     threshold: 288,
                 },
+                top_up: false,
             }),
         }
     }

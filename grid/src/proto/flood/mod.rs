@@ -128,6 +128,9 @@ pub struct Config {
     pub queries: Limits,
     /// Messages waiting for the driver, at most (past it, new ones are dropped).
     pub max_transmits: usize,
+    /// How long budget given back by leaves is gathered before it is placed (about a
+    /// round trip to a neighbour, so the other leaves' returns are in).
+    pub regather: Duration,
 }
 
 impl Default for Config {
@@ -146,6 +149,7 @@ impl Default for Config {
                 node: Rate::new(400, Duration::from_millis(5)),
             },
             max_transmits: 1024,
+            regather: Duration::from_millis(250),
         }
     }
 }
@@ -249,6 +253,10 @@ pub struct Stats {
     pub hits_dropped: u64,
     /// Messages dropped because the transmit queue was full.
     pub transmits_dropped: u64,
+    /// Budget returns sent (this node had nowhere to forward a query).
+    pub returns_sent: u64,
+    /// Budget returns taken (and the budget forwarded or passed up).
+    pub returns_taken: u64,
 }
 
 #[derive(Debug)]
@@ -275,6 +283,9 @@ pub struct Flood {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Queries with budget given back, gathering until then (bounded by the seen-set:
+    /// one per query remembered).
+    regather: VecDeque<(Instant, QueryId)>,
 }
 
 impl Flood {
@@ -292,6 +303,7 @@ impl Flood {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            regather: VecDeque::new(),
         }
     }
 
@@ -380,6 +392,9 @@ impl Flood {
         let entry = Entry {
             from: None,
             forwarded_to: Vec::new(),
+            budget_to: Vec::new(),
+            search: None,
+            regather: 0,
             passed: 0,
             want,
         };
@@ -425,9 +440,10 @@ impl Flood {
             budget: ladder.budget.clamp(1, MAX_BUDGET),
             want,
             query,
+            top_up: false,
         };
         let budget = search.budget;
-        self.forward(id, search, &[], budget);
+        let _ = self.forward(id, search, &[], budget);
         Ok(())
     }
 
@@ -445,9 +461,6 @@ impl Flood {
         if e.passed >= e.want {
             return; // this node had all that was wanted
         }
-        let mut skip = e.forwarded_to.clone();
-        skip.push(from);
-        skip.extend(e.from);
         let budget = s.budget - 1;
         let next = Search {
             ttl: s.ttl - 1,
@@ -455,18 +468,76 @@ impl Flood {
             budget,
             ..s
         };
-        self.forward(id, next, &skip, budget);
+        // A top-up may top up this node's branches in turn; an ordinary repeat goes only
+        // to neighbours the query has not been to.
+        let unplaced = if s.top_up {
+            self.place(
+                id,
+                Search {
+                    top_up: false,
+                    ..next
+                },
+                from,
+            )
+        } else {
+            let mut skip = e.forwarded_to.clone();
+            skip.push(from);
+            skip.extend(e.from);
+            self.forward(id, next, &skip, budget)
+        };
+        // A leaf (one neighbour) gives back what it cannot use, as at first sight.
+        if self.neighbours.as_slice().len() == 1 {
+            self.give_back(id, from, unplaced);
+        }
+    }
+
+    /// Place `search.budget` of query `id`, not with `also_skip`: on neighbours the query
+    /// has not been to; failing those, as a top-up on the ones it went to that gave none
+    /// back (branches that may use more: they pass it on as for a query seen again).
+    /// Returns what could not be placed.
+    fn place(&mut self, id: QueryId, search: Search, also_skip: Peer) -> u16 {
+        let Some(e) = self.seen.get(&id) else {
+            return search.budget;
+        };
+        let mut skip = e.forwarded_to.clone();
+        skip.push(also_skip);
+        skip.extend(e.from);
+        let budget = search.budget;
+        let unplaced = self.forward(id, search.clone(), &skip, budget);
+        let Some(e) = self.seen.get(&id).filter(|_| unplaced > 0) else {
+            return unplaced;
+        };
+        let mut spent: Vec<Peer> = e
+            .forwarded_to
+            .iter()
+            .zip(&e.budget_to)
+            .filter(|(_, b)| **b == 0)
+            .map(|(p, _)| *p)
+            .collect();
+        spent.push(also_skip);
+        spent.extend(e.from);
+        let top_up = Search {
+            budget: unplaced,
+            top_up: true,
+            ..search
+        };
+        self.forward(id, top_up, &spent, unplaced)
     }
 
     /// Send `search` on to up to its fan-out of neighbours not in `skip`, splitting
-    /// `budget` query messages between them.
-    fn forward(&mut self, id: QueryId, search: Search, skip: &[Peer], budget: u16) {
+    /// `budget` query messages between them. Returns the budget it could not place
+    /// (all of it when no neighbour is left).
+    #[must_use]
+    fn forward(&mut self, id: QueryId, search: Search, skip: &[Peer], budget: u16) -> u16 {
         let fanout = search.fanout.min(self.config.max_fanout).max(1);
         let want = usize::from(fanout).min(usize::from(budget));
         let pool = self.neighbours.choose(want, skip, &mut self.random);
         let k = pool.len();
+        if let Some(e) = self.seen.get_mut(&id) {
+            e.search.get_or_insert_with(|| search.clone());
+        }
         if k == 0 {
-            return;
+            return budget;
         }
         let (share, extra) = (budget / k as u16, budget % k as u16);
         for (i, to) in pool.iter().enumerate() {
@@ -482,9 +553,20 @@ impl Flood {
         }
         self.stats.forwarded += k as u64;
         if let Some(e) = self.seen.get_mut(&id) {
-            // At most every neighbour once, so bounded by the neighbour table.
-            e.forwarded_to.extend(pool);
+            // At most every neighbour once, so bounded by the neighbour table; a top-up
+            // adds to what a neighbour was given.
+            for (i, p) in pool.into_iter().enumerate() {
+                let given = share + u16::from((i as u16) < extra);
+                match e.forwarded_to.iter().position(|q| *q == p) {
+                    Some(j) => e.budget_to[j] = e.budget_to[j].saturating_add(given),
+                    None => {
+                        e.forwarded_to.push(p);
+                        e.budget_to.push(given);
+                    }
+                }
+            }
         }
+        0
     }
 
     fn push(&mut self, t: Transmit) {
@@ -507,6 +589,7 @@ impl Flood {
         match message.body {
             Body::Query(s) => self.serve(now, from, message.id, s),
             Body::Answer { hops, hits } => self.answered(now, from, message.id, hops, hits),
+            Body::Return { budget } => self.returned(now, from, message.id, budget),
         }
     }
 
@@ -522,6 +605,9 @@ impl Flood {
         let entry = Entry {
             from: Some(from),
             forwarded_to: Vec::new(),
+            budget_to: Vec::new(),
+            search: None,
+            regather: 0,
             passed: 0,
             want,
         };
@@ -564,9 +650,74 @@ impl Flood {
             hops: s.hops.saturating_add(1).min(MAX_TTL),
             budget,
             want,
+            top_up: false,
             ..s
         };
-        self.forward(id, next, &[from], budget);
+        let unplaced = self.forward(id, next, &[from], budget);
+        self.give_back(id, from, unplaced);
+    }
+
+    /// Return `budget` this node could not place to `to`, the neighbour that gave it.
+    fn give_back(&mut self, id: QueryId, to: Peer, budget: u16) {
+        if budget == 0 {
+            return;
+        }
+        self.stats.returns_sent += 1;
+        self.push(Transmit {
+            to,
+            message: Message {
+                id,
+                body: Body::Return { budget },
+            },
+        });
+    }
+
+    /// Neighbour `from` (a leaf) gave back budget of query `id`: forward it to neighbours
+    /// the query has not been to; failing those, top up the ones it went to that gave
+    /// none back (branches that may use more: they pass it on as for a query seen
+    /// again); failing those, it ends here. A neighbour may give back at most what it was
+    /// given less the message that reached it, and then nothing more until topped up.
+    fn returned(&mut self, now: Instant, from: Peer, id: QueryId, budget: u16) {
+        let Some(e) = self.seen.get_mut(&id) else {
+            return;
+        };
+        let Some(i) = e.forwarded_to.iter().position(|p| *p == from) else {
+            self.stats.answers_dropped += 1;
+            return;
+        };
+        let budget = budget.min(e.budget_to[i].saturating_sub(1));
+        e.budget_to[i] = 0;
+        let Some(search) = e.search.clone().filter(|_| budget > 0) else {
+            return;
+        };
+        self.stats.returns_taken += 1;
+        // Gathered for a moment, so the other leaves' returns (on their way) are in and
+        // the budget goes to the branches that can use it, not back to leaves.
+        if e.regather == 0 {
+            self.regather.push_back((now + self.config.regather, id));
+        }
+        e.regather = e.regather.saturating_add(budget);
+        let _ = search;
+    }
+
+    /// Place the budget leaves gave back for queries whose gathering time is over. Only
+    /// leaves give budget back: what cannot be placed here ends here, so budget never
+    /// flows back up towards the origin (where it would only cycle).
+    fn regathered(&mut self, now: Instant) {
+        while self.regather.front().is_some_and(|(t, _)| *t <= now) {
+            let Some((_, id)) = self.regather.pop_front() else {
+                break;
+            };
+            let Some(e) = self.seen.get_mut(&id) else {
+                continue;
+            };
+            let budget = std::mem::take(&mut e.regather);
+            let Some(search) = e.search.clone().filter(|_| budget > 0) else {
+                continue;
+            };
+            let own = self.own;
+            let _ = self.place(id, Search { budget, ..search }, own);
+        }
     }
 
     fn answered(&mut self, now: Instant, from: Peer, id: QueryId, hops: u8, hits: Vec<Hit>) {
@@ -644,7 +795,12 @@ impl Flood {
     /// When [`Flood::handle_timeout`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.searches.values().map(|r| r.deadline).min()
+        let searches = self.searches.values().map(|r| r.deadline).min();
+        let regather = self.regather.front().map(|(t, _)| *t);
+        match (searches, regather) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Time passed: searches out of time end, old queries are forgotten.
@@ -659,6 +815,7 @@ impl Flood {
         for id in due {
             self.finish(now, id, Ended::TimedOut);
         }
+        self.regathered(now);
         self.seen.expire(now);
     }
 

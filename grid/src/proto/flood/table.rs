@@ -19,6 +19,13 @@ pub struct Entry {
     pub from: Option<Peer>,
     /// The neighbours it was forwarded to (at most the fan-out).
     pub forwarded_to: Vec<Peer>,
+    /// The budget each of them was given (same order); zeroed when it gives some back.
+    pub budget_to: Vec<u16>,
+    /// The query as this node forwarded it (TTL, hops, query), to forward budget given
+    /// back ([`super::message::Body::Return`]) to other neighbours.
+    pub search: Option<super::message::Search>,
+    /// Budget given back and not yet placed again.
+    pub regather: u16,
     /// Hits passed back towards the origin so far.
     pub passed: u8,
     /// Hits the origin wants (a relay passes no more).
@@ -116,6 +123,9 @@ mod tests {
         Entry {
             from: Some([1; 16]),
             forwarded_to: vec![],
+            budget_to: vec![],
+            search: None,
+            regather: 0,
             passed: 0,
             want: 1,
         }
