@@ -24,6 +24,7 @@ pub mod scenario;
 mod stack_host;
 pub mod stack_run;
 pub mod topology;
+pub mod workloads;
 
 use serde_json::{json, Value};
 
