@@ -178,14 +178,14 @@ impl Genome {
         if let (Some(budget), Some(flood)) = (patience.budget(), patience.flood()) {
             let params = json!({"query": query, "limit": limit, "min_score": min_score,
                                 "patience": "immediate", "keyword_weight": keyword_weight});
+            let peers = self.heard_adapter_peers().await;
+            let asked: HashSet<AddressHash> = peers.iter().copied().collect();
             let (heard, beyond) = tokio::join!(
-                self.ask_peers("genome/search", &params, budget),
+                self.ask_nodes(peers, "genome/search", &params, budget),
                 self.beyond_heard(vector.as_deref(), &query, flood)
             );
             // A node found past the heard peers is asked unless it was asked already;
             // either way its answer counts as found that way too.
-            let asked: HashSet<AddressHash> =
-                self.heard_adapter_peers().await.into_iter().collect();
             let nodes = beyond
                 .keys()
                 .filter(|n| !asked.contains(n))

@@ -153,31 +153,18 @@ impl Node {
             tracing::debug!(%link, "undecodable DHT message; ignored");
             return;
         };
-        if !message.body.is_request() {
-            return;
-        }
         let from = Contact::from_public(*remote.as_bytes());
         let next_hop = self
             .transport
             .path(&AddressHash(node_destination(&remote)))
             .filter(|p| p.hops > 1)
             .map(|p| p.next_hop.0);
-        let id = message.id;
-        self.dht.dht.handle(now, from, next_hop, message);
-        // The answer is queued at once; everything else goes out as usual.
-        let mut others = Vec::new();
-        while let Some(t) = self.dht.dht.poll_transmit() {
-            if !t.message.body.is_request() && t.to.id == from.id && t.message.id == id {
-                let value = rmpv::Value::Binary(t.message.encode());
-                if let Err(e) = self.transport.link_respond(now, &link, &request_id, &value) {
-                    tracing::debug!(%link, error = %e, "could not answer a DHT request");
-                }
-            } else {
-                others.push(t);
+        // The answer goes in the response; everything else goes out as usual.
+        if let Some(answer) = self.dht.dht.handle_request(now, from, next_hop, message) {
+            let value = rmpv::Value::Binary(answer.encode());
+            if let Err(e) = self.transport.link_respond(now, &link, &request_id, &value) {
+                tracing::debug!(%link, error = %e, "could not answer a DHT request");
             }
-        }
-        for t in others {
-            self.send_dht(t);
         }
         self.flush_dht();
     }

@@ -375,36 +375,14 @@ impl StackHost {
         let Ok(message) = DhtMessage::decode(bytes) else {
             return Vec::new();
         };
-        if !message.body.is_request() {
-            return Vec::new();
-        }
         let from = Contact::from_public(public);
-        let id = message.id;
-        self.dht.handle(now, from, None, message);
-        let mut answer = Vec::new();
-        let mut others = Vec::new();
-        while let Some(t) = self.dht.poll_transmit() {
-            if answer.is_empty()
-                && !t.message.body.is_request()
-                && t.to.id == from.id
-                && t.message.id == id
-            {
-                answer = t.message.encode();
-            } else {
-                others.push(t);
-            }
-        }
+        let answer = self
+            .dht
+            .handle_request(now, from, None, message)
+            .map(|m| m.encode())
+            .unwrap_or_default();
         self.dht_bytes += answer.len() as u64;
         self.dht_messages += u64::from(!answer.is_empty());
-        for t in others.into_iter().filter(|t| t.message.body.is_request()) {
-            let bytes = t.message.encode();
-            self.dht_bytes += bytes.len() as u64;
-            self.dht_messages += 1;
-            let (to, request) = (t.to.id.0, t.message.id);
-            if !self.send_tagged(now, to, DHT_PATH, bytes, Some((t.to, request))) {
-                self.dht.unreachable(now, request);
-            }
-        }
         answer
     }
 }

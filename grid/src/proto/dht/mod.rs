@@ -486,6 +486,28 @@ impl Dht {
         self.transmits.pop_front()
     }
 
+    /// A request from `from` that arrived as a request (drivers that carry the DHT on
+    /// request/response): handle it, and take its answer out of the queue for the
+    /// response. Anything else it caused stays queued for [`Dht::poll_transmit`]; a
+    /// message that is not a request is ignored.
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        from: Contact,
+        next_hop: Option<[u8; 16]>,
+        message: Message,
+    ) -> Option<Message> {
+        if !message.body.is_request() {
+            return None;
+        }
+        let id = message.id;
+        self.handle(now, from, next_hop, message);
+        let at = self.transmits.iter().position(|t| {
+            !t.message.body.is_request() && t.to.id == from.id && t.message.id == id
+        })?;
+        self.transmits.remove(at).map(|t| t.message)
+    }
+
     /// The next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {

@@ -308,3 +308,23 @@ fn an_unprovided_key_is_not_republished_and_its_records_run_out() {
     let o = net.lookup(5, |d, now| d.find_providers(now, dropped, 1).unwrap());
     assert!(o.providers.is_empty(), "{o:?}");
 }
+
+/// A driver carrying the DHT on request/response takes a request's answer out of the
+/// queue with `handle_request`; what is not a request gets no answer.
+#[test]
+fn handle_request_takes_out_the_answer_to_that_request_only() {
+    let now = Instant::from_secs(1);
+    let mut a = Dht::new(contact(1), Config::default(), now, 1);
+    let ping = Message {
+        id: 42,
+        body: Body::Ping,
+    };
+    let answer = a.handle_request(now, contact(2), None, ping).unwrap();
+    assert_eq!((answer.id, answer.body), (42, Body::Pong));
+    assert!(a.poll_transmit().is_none(), "the answer was taken out");
+    let pong = Message {
+        id: 43,
+        body: Body::Pong,
+    };
+    assert!(a.handle_request(now, contact(2), None, pong).is_none());
+}
