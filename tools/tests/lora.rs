@@ -187,6 +187,32 @@ fn rns_rnode_interface_and_grid_share_the_air() {
 }
 
 #[test]
+fn catalog_gossip_crosses_the_air_between_radio_neighbours() {
+    let _slot = slot();
+    let sim = RadioSim::start(2, "full");
+    // A offers compute: it publishes a signed `compute` entry at start. B offers
+    // nothing, so a compute entry in B's catalog came over the air from A.
+    let a = radio_node(&sim, 0, "", "[compute]\nenabled = true\n");
+    let b = radio_node(&sim, 1, "", "");
+    radio_up(&a);
+    radio_up(&b);
+    let catalog = wait_for(T, "A's compute offer in B's catalog", || {
+        let c = b.json(&["catalog"]);
+        let entries = c["entries"].as_array()?;
+        entries.iter().any(|e| e["kind"] == "compute").then_some(c)
+    });
+    // Gossip took A as a radio neighbour (no fast interface joins them).
+    assert_eq!(catalog["radio_neighbours"], 1, "{catalog}");
+    assert_eq!(catalog["neighbours"], 0, "{catalog}");
+    assert_eq!(catalog["radio_skipped"], 0, "{catalog}");
+    let own = a.json(&["catalog"]);
+    assert_eq!(own["radio_neighbours"], 1, "{own}");
+    let theirs: Vec<&Value> = own["entries"].as_array().unwrap().iter().collect();
+    let mine: Vec<&Value> = catalog["entries"].as_array().unwrap().iter().collect();
+    assert_eq!(theirs, mine, "both hold the same catalog");
+}
+
+#[test]
 fn an_unplugged_radio_comes_back_by_itself() {
     let _slot = slot();
     let sim_port = free_port();

@@ -387,12 +387,14 @@ impl Node {
                     .map(response::CatalogEntry::of)
                     .collect();
                 entries.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-                let neighbours = self.gossip_neighbours();
+                let (neighbours, radio_neighbours) = self.gossip_neighbours();
                 answer(
                     reply,
                     Ok(ok(&response::Catalog {
                         entries,
                         neighbours,
+                        radio_neighbours,
+                        radio_skipped: self.gossip.radio_skipped,
                     })),
                 );
             }

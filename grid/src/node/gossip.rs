@@ -6,9 +6,12 @@
 //! A request carries one message; the answer to it (the next round of the same session,
 //! or nothing) comes back as the response, and anything else the gossip wants to send
 //! goes as a request of its own. Outgoing requests run on tasks (opening a link takes
-//! round trips); their answers come back to the loop as [`Call::GossipAnswer`]. Radio
-//! neighbours are left out for now: their messages would need the LoRa budget and
-//! airtime pricing (docs/discovery.md).
+//! round trips); their answers come back to the loop as [`Call::GossipAnswer`].
+//!
+//! Neighbours heard over radio ride the same links, with the gossip's radio settings
+//! (one session every 10 minutes, LoRa-sized messages); a message to one is not sent
+//! while its interface has used half of its airtime limit in the last hour
+//! ([`radio::airtime_allows`]), and is counted as skipped.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +25,7 @@ use super::Node;
 use crate::api::Call;
 use crate::proto::gossip::entry::{Digest, Entry, Record};
 use crate::proto::gossip::message::Message;
-use crate::proto::gossip::{Config, Gossip, Peer, Transmit, GOSSIP_PATH};
+use crate::proto::gossip::{radio, Config, Gossip, Peer, Transmit, GOSSIP_PATH};
 
 /// How long opening (or checking) a link for a gossip message may take.
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +40,8 @@ pub(super) struct GossipDriver {
     nodes: HashMap<Peer, AddressHash>,
     /// Where the catalog is kept across restarts (none for an attached program).
     pub(super) store: Option<CatalogStore>,
+    /// Messages to radio neighbours not sent because the airtime was spent.
+    pub(super) radio_skipped: u64,
 }
 
 impl GossipDriver {
@@ -45,6 +50,7 @@ impl GossipDriver {
             gossip: Gossip::new(own, Config::default(), now, seed),
             nodes: HashMap::new(),
             store: None,
+            radio_skipped: 0,
         }
     }
 }
@@ -58,6 +64,33 @@ impl Node {
             self.gossip.gossip.sync_with(peer);
             self.flush_gossip(now);
         }
+    }
+
+    /// A Grid node heard directly over radio: a radio neighbour, with one session at
+    /// once (two short packets when the catalogs agree), then on the radio round.
+    pub(super) fn gossip_heard_on_radio(&mut self, now: Instant, peer: Peer, node: AddressHash) {
+        if let Ok(true) = self.gossip.gossip.add_radio_neighbour(peer) {
+            self.gossip.nodes.insert(peer, node);
+            self.gossip.gossip.sync_with(peer);
+            self.flush_gossip(now);
+        }
+    }
+
+    /// Whether the radio interface the path to `node` leaves on has airtime left for
+    /// gossip.
+    fn radio_airtime_left(&self, node: &AddressHash) -> bool {
+        let Some(stats) = self
+            .transport
+            .path(node)
+            .and_then(|p| self.interfaces.radio.get(&p.interface))
+        else {
+            return true;
+        };
+        let used = [stats.airtime_long_pct, stats.duty_used_pct]
+            .into_iter()
+            .flatten()
+            .reduce(f32::max);
+        radio::airtime_allows(used, None)
     }
 
     /// Sign `record` as this node's entry and publish it; it goes to a few neighbours
@@ -102,9 +135,10 @@ impl Node {
             .collect()
     }
 
-    /// How many neighbours the node gossips with.
-    pub(super) fn gossip_neighbours(&self) -> usize {
-        self.gossip.gossip.neighbours().len()
+    /// How many neighbours the node gossips with: on fast interfaces, and over radio.
+    pub(super) fn gossip_neighbours(&self) -> (usize, usize) {
+        let g = &self.gossip.gossip;
+        (g.neighbours().len(), g.radio_neighbours().len())
     }
 
     /// A gossip message from another node on `link`. Callers must identify on the link
@@ -171,6 +205,11 @@ impl Node {
         let Some(node) = self.gossip.nodes.get(&t.to).copied() else {
             return;
         };
+        if self.gossip.gossip.is_radio(&t.to) && !self.radio_airtime_left(&node) {
+            self.gossip.radio_skipped += 1;
+            tracing::debug!(%node, "radio airtime spent; gossip message skipped");
+            return;
+        }
         let handle = self.internal_handle();
         let calls = self.calls.clone();
         tokio::spawn(async move {

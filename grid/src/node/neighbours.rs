@@ -1,7 +1,9 @@
 //! Which Grid nodes are neighbours for the discovery protocols that talk hop by hop
-//! (catalog gossip, flood search): those heard directly (one hop) on a fast interface,
-//! whose identity the node knows. Radio neighbours are left out for now: their messages
-//! would need the LoRa budget and airtime pricing (docs/discovery.md).
+//! (catalog gossip, flood search): those heard directly (one hop) whose identity the
+//! node knows. On a fast interface they take part in both; heard over radio they are
+//! gossip's radio neighbours only (a sparser round, LoRa-sized messages, priced against
+//! the interface's airtime: [`crate::proto::gossip::radio`]). The flood search stays
+//! off radio: its answers would need retransmission there (docs/discovery.md).
 
 use rns_core::{AddressHash, Instant};
 
@@ -18,11 +20,15 @@ impl Node {
             .transport
             .path(&node)
             .is_some_and(|p| self.interfaces.slow.contains(&p.interface));
-        let Some(id) = self.recall_node(&node).filter(|_| !on_radio) else {
+        let Some(id) = self.recall_node(&node) else {
             return;
         };
         let peer = *id.hash().as_bytes();
-        self.gossip_heard(now, peer, node);
-        self.flood_heard(now, peer, node);
+        if on_radio {
+            self.gossip_heard_on_radio(now, peer, node);
+        } else {
+            self.gossip_heard(now, peer, node);
+            self.flood_heard(now, peer, node);
+        }
     }
 }

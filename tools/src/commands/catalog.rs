@@ -17,18 +17,26 @@ pub(crate) fn catalog(state: &StateDir, json_out: bool) -> Result<()> {
         return Ok(());
     }
     let c: r::Catalog = r::parse(v)?;
+    let mut neighbours = format!("{} gossip neighbour(s)", c.neighbours);
+    if c.radio_neighbours > 0 {
+        neighbours += &format!(", {} over radio", c.radio_neighbours);
+    }
+    if c.radio_skipped > 0 {
+        neighbours += &format!(
+            ", {} radio message(s) held back to save airtime",
+            c.radio_skipped
+        );
+    }
     if c.entries.is_empty() {
         println!(
-            "The catalog is empty ({} gossip neighbour(s)); entries appear as Grid nodes one hop away publish them.",
-            c.neighbours
+            "The catalog is empty ({neighbours}); entries appear as Grid nodes one hop away publish them."
         );
         return Ok(());
     }
     println!(
-        "{} entr{} ({} gossip neighbour(s)):",
+        "{} entr{} ({neighbours}):",
         c.entries.len(),
         if c.entries.len() == 1 { "y" } else { "ies" },
-        c.neighbours
     );
     for e in &c.entries {
         let extra = match (&e.content_hash, e.compute) {

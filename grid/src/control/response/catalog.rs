@@ -68,6 +68,13 @@ impl CatalogEntry {
 pub struct Catalog {
     /// The entries, by digest.
     pub entries: Vec<CatalogEntry>,
-    /// Neighbours the node gossips with.
+    /// Neighbours the node gossips with on fast interfaces.
     pub neighbours: usize,
+    /// Neighbours it gossips with over radio.
+    #[serde(default)]
+    pub radio_neighbours: usize,
+    /// Gossip messages to radio neighbours not sent because the interface's airtime for
+    /// discovery was spent.
+    #[serde(default)]
+    pub radio_skipped: u64,
 }

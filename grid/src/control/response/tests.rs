@@ -353,5 +353,7 @@ fn every_answer_round_trips_through_its_type() {
             compute: Some((1024, 8192, 10)),
         }],
         neighbours: 2,
+        radio_neighbours: 1,
+        radio_skipped: 4,
     });
 }

@@ -20,6 +20,7 @@
 pub mod catalog;
 pub mod entry;
 pub mod message;
+pub mod radio;
 pub mod reconcile;
 
 use std::collections::VecDeque;
@@ -33,6 +34,7 @@ use super::rate_limit::{Limiter, Limits as RateLimits, Rate};
 use catalog::{Catalog, CatalogError, Event, Inserted, Limits};
 use entry::{Entry, KEY_LEN};
 use message::{Message, MAX_ROUNDS};
+use radio::RadioConfig;
 
 /// The link request path gossip messages travel on, to a node's `grid.node` destination.
 pub const GOSSIP_PATH: &str = "grid/gossip";
@@ -62,6 +64,8 @@ pub struct Config {
     pub messages: RateLimits,
     /// Messages waiting for the driver, at most (past it, new ones are dropped).
     pub max_transmits: usize,
+    /// How neighbours heard over radio are treated.
+    pub radio: RadioConfig,
 }
 
 impl Default for Config {
@@ -87,6 +91,7 @@ impl Default for Config {
                 node: Rate::new(400, Duration::from_millis(5)),
             },
             max_transmits: 1024,
+            radio: RadioConfig::default(),
         }
     }
 }
@@ -160,6 +165,8 @@ pub struct Stats {
     pub strangers: u64,
     /// Messages dropped because the transmit queue was full.
     pub transmits_dropped: u64,
+    /// Sessions this node started with radio neighbours.
+    pub radio_sessions_started: u64,
 }
 
 /// What [`Gossip::restore_all`] did with stored entries.
@@ -182,6 +189,9 @@ pub struct Gossip {
     config: Config,
     catalog: Catalog,
     neighbours: Neighbours,
+    /// Neighbours heard over radio: a sparser round, smaller messages.
+    radio: Neighbours,
+    next_radio_round: Instant,
     sessions: Limiter,
     messages: Limiter,
     next_round: Instant,
@@ -202,6 +212,8 @@ impl Gossip {
             config,
             catalog: Catalog::new(*own.as_bytes(), config.catalog),
             neighbours: Neighbours::new(*own.hash().as_bytes(), config.max_neighbours),
+            radio: Neighbours::new(*own.hash().as_bytes(), config.max_neighbours),
+            next_radio_round: now,
             sessions: Limiter::new("gossip sessions", config.sessions, now),
             messages: Limiter::new("gossip messages", config.messages, now),
             next_round: now,
@@ -210,7 +222,12 @@ impl Gossip {
             stats: Stats::default(),
         };
         let spread = config.interval.as_micros().max(1) as u64;
-        g.next_round = now + Duration::from_micros(g.random.next_u64() % spread);
+        // One draw for both rounds, so the generator's sequence (and every simulation
+        // of fast neighbours) is the same as before radio neighbours existed.
+        let draw = g.random.next_u64();
+        g.next_round = now + Duration::from_micros(draw % spread);
+        let radio_spread = config.radio.interval.as_micros().max(1) as u64;
+        g.next_radio_round = now + Duration::from_micros(draw % radio_spread);
         g
     }
 
@@ -229,21 +246,59 @@ impl Gossip {
         &self.catalog
     }
 
-    /// The neighbours.
+    /// The neighbours on fast interfaces.
     pub fn neighbours(&self) -> &[Peer] {
         self.neighbours.as_slice()
     }
 
-    /// A node one hop away (heard directly, or linked); `Ok(false)` if known already.
+    /// The neighbours heard over radio.
+    pub fn radio_neighbours(&self) -> &[Peer] {
+        self.radio.as_slice()
+    }
+
+    /// Whether `peer` is a neighbour heard over radio (its messages are the driver's to
+    /// price against airtime).
+    pub fn is_radio(&self, peer: &Peer) -> bool {
+        self.radio.contains(peer)
+    }
+
+    /// A node one hop away on a fast interface (heard directly, or linked); `Ok(false)`
+    /// if known already there. A node known as a radio neighbour moves here.
     pub fn add_neighbour(&mut self, peer: Peer) -> Result<bool, GossipError> {
-        self.neighbours
+        let added = self
+            .neighbours
             .add(peer)
-            .map_err(GossipError::TooManyNeighbours)
+            .map_err(GossipError::TooManyNeighbours)?;
+        self.radio.remove(&peer);
+        Ok(added)
+    }
+
+    /// A node one hop away over radio; `Ok(false)` if known already, or known on a fast
+    /// interface (which it keeps using).
+    pub fn add_radio_neighbour(&mut self, peer: Peer) -> Result<bool, GossipError> {
+        if self.neighbours.contains(&peer) {
+            return Ok(false);
+        }
+        self.radio.add(peer).map_err(GossipError::TooManyNeighbours)
     }
 
     /// A neighbour went away; whether it was one.
     pub fn remove_neighbour(&mut self, peer: &Peer) -> bool {
-        self.neighbours.remove(peer)
+        self.neighbours.remove(peer) | self.radio.remove(peer)
+    }
+
+    /// Whether `peer` is a neighbour of either kind.
+    fn knows(&self, peer: &Peer) -> bool {
+        self.neighbours.contains(peer) || self.radio.contains(peer)
+    }
+
+    /// The byte budget of messages to `peer`.
+    fn budget_for(&self, peer: &Peer) -> usize {
+        if self.radio.contains(peer) {
+            self.config.radio.budget
+        } else {
+            self.config.budget
+        }
     }
 
     /// Publish (or replace, or withdraw with a tombstone) one of this node's entries;
@@ -288,8 +343,11 @@ impl Gossip {
     /// Start a session with neighbour `peer` now (one of the interval's sessions, or a
     /// neighbour just met); false if it is not a neighbour.
     pub fn sync_with(&mut self, peer: Peer) -> bool {
-        if !self.neighbours.contains(&peer) {
+        if !self.knows(&peer) {
             return false;
+        }
+        if self.radio.contains(&peer) {
+            self.stats.radio_sessions_started += 1;
         }
         let session = self.random.next_u64() as u32;
         let message = Message {
@@ -319,7 +377,7 @@ impl Gossip {
         if from == self.own {
             return;
         }
-        if !self.neighbours.contains(&from) {
+        if !self.knows(&from) {
             self.stats.strangers += 1;
             return;
         }
@@ -369,7 +427,7 @@ impl Gossip {
             self.catalog.entries(),
             &message.ranges,
             &message.wants,
-            self.config.budget,
+            self.budget_for(&from),
         );
         if reply.is_empty() {
             return;
@@ -390,30 +448,44 @@ impl Gossip {
         self.send(from, out);
     }
 
-    /// When [`Gossip::handle_timeout`] is next due: the next sessions, or the next
-    /// entry to expire.
+    /// When [`Gossip::handle_timeout`] is next due: the next sessions (on fast
+    /// interfaces, and over radio while there are radio neighbours), or the next entry
+    /// to expire.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self
             .catalog
             .next_expiry()
             .map(|ms| Instant::from_millis(ms.saturating_add(1)));
-        Some(expiry.map_or(self.next_round, |e| e.min(self.next_round)))
+        let radio = (!self.radio.as_slice().is_empty()).then_some(self.next_radio_round);
+        [Some(self.next_round), radio, expiry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Time passed: expired entries go, and when the interval is up, sessions start with
-    /// [`Config::fanout`] random neighbours.
+    /// Time passed: expired entries go, and when an interval is up, sessions start with
+    /// [`Config::fanout`] random neighbours on fast interfaces, or
+    /// [`RadioConfig::fanout`] radio neighbours.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.catalog.sweep(now.as_millis());
-        if now < self.next_round {
-            return;
+        if now >= self.next_round {
+            self.next_round = now + self.config.interval;
+            for peer in self
+                .neighbours
+                .choose(self.config.fanout, &[], &mut self.random)
+            {
+                self.sync_with(peer);
+            }
         }
-        self.next_round = now + self.config.interval;
-        for peer in self
-            .neighbours
-            .choose(self.config.fanout, &[], &mut self.random)
-        {
-            self.sync_with(peer);
+        if now >= self.next_radio_round {
+            self.next_radio_round = now + self.config.radio.interval;
+            for peer in self
+                .radio
+                .choose(self.config.radio.fanout, &[], &mut self.random)
+            {
+                self.sync_with(peer);
+            }
         }
     }
 

@@ -625,6 +625,7 @@ proptest! {
     }
 }
 
+mod radio;
 mod restore;
 
 /// A driver that carries gossip on request/response takes a request's answer out of the
