@@ -90,7 +90,7 @@ impl Node {
             .into_iter()
             .flatten()
             .reduce(f32::max);
-        radio::airtime_allows(used, None)
+        radio::airtime_allows(used, stats.airtime_limit_pct)
     }
 
     /// Sign `record` as this node's entry and publish it; it goes to a few neighbours

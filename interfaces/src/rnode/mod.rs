@@ -170,6 +170,7 @@ impl Link<'_> {
                 stats_due = tokio::time::Instant::now() + STATS_INTERVAL;
                 stats_dirty = false;
                 let mut stats = self.reports.stats.clone();
+                stats.airtime_limit_pct = self.config.lt_alock;
                 if let Some(g) = self.governor.as_deref_mut() {
                     stats.duty_used_pct = Some(g.used_us(now_ms()) as f32 / 36_000_000.0);
                     stats.duty_deferred = g.held();

@@ -67,6 +67,9 @@ pub struct RadioStats {
     pub duty_used_pct: Option<f32>,
     /// Frames waiting for duty-cycle airtime.
     pub duty_deferred: usize,
+    /// The configured `airtime_limit`, percent of an hour (none: not configured).
+    #[serde(default)]
+    pub airtime_limit_pct: Option<f32>,
 }
 
 /// Streaming decoder of one device's output.
