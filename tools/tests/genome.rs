@@ -58,7 +58,7 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
     let b = node(port, true, true);
     let a = node(port, false, false);
     let c = node(port, false, false);
-    let d = node(port, false, false);
+    let mut d = node(port, false, false);
     for g in [&a, &b, &c, &d] {
         genome_ready(g);
     }
@@ -213,6 +213,21 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
     assert_eq!((&top["source"], &top["hops"]), (&json!("local"), &json!(0)));
     let (ok, out, _) = a.cli(&["adapter", "show", "geometry-tutor"]);
     assert!(ok && out.contains(&hash), "{out}");
+
+    // A provider that stopped answering: D is killed (A still holds a path to it), and a
+    // fetch naming D first moves on to C once D's link attempt times out.
+    d.kill();
+    a.json(&["adapter", "remove", &hash]);
+    let started = std::time::Instant::now();
+    let v = a.json(&[
+        "adapter", "fetch", &hash, "--from", &d_dest, "--from", &c_dest,
+    ]);
+    assert_eq!(
+        v["provider"],
+        c_dest.as_str(),
+        "past the dead provider: {v}"
+    );
+    eprintln!("fetch past a dead provider took {:?}", started.elapsed());
 }
 
 #[test]

@@ -32,6 +32,14 @@ pub const PACKAGES_AT_ONCE: usize = 2;
 pub const PACKAGE_COMMAND: &str = "genome/package";
 /// How a package refusal asking the caller to identify begins.
 const IDENTIFY_FIRST: &str = "identify on the link first";
+/// Providers whose links are opened at once before a fetch: a provider that stopped
+/// answering then costs nothing while another is up (one tried alone would cost its
+/// whole link timeout first).
+const OPEN_AT_ONCE: usize = 4;
+/// How long a fetch waits for a preferred provider's link once a later one is up.
+const PATIENCE: Duration = Duration::from_secs(2);
+/// How long opening a link to a provider may take.
+const LINK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why a package was not served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,7 +160,7 @@ impl Genome {
         } else {
             self.find_providers(hash, via, &call).await?
         };
-        let mut errors = Vec::new();
+        let (providers, mut errors) = self.by_readiness(&providers, &call).await;
         for (i, p) in providers.iter().enumerate() {
             call.progress.report(
                 Some(0.0),
@@ -179,6 +187,67 @@ impl Genome {
             "every provider failed: {}",
             errors.join("; ")
         )))
+    }
+
+    /// `providers` reordered by whether they answer: the links to the first
+    /// [`OPEN_AT_ONCE`] are opened together; the given order is kept among those that
+    /// came up, and a provider still silent [`PATIENCE`] after a later one came up goes
+    /// behind it (a dead provider then costs that, not its whole link timeout). The rest
+    /// follow in the given order. Those whose link failed are left out, with why.
+    async fn by_readiness(
+        &self,
+        providers: &[AddressHash],
+        call: &CommandCall,
+    ) -> (Vec<AddressHash>, Vec<String>) {
+        let split = providers.len().min(OPEN_AT_ONCE);
+        let (first, rest) = providers.split_at(split);
+        if first.len() > 1 {
+            call.progress.report(
+                None,
+                json!({"stage": "opening links", "providers": first.len()}),
+            );
+        }
+        let mut opening = tokio::task::JoinSet::new();
+        for p in first {
+            let (handle, p) = (self.handle.clone(), *p);
+            opening.spawn(async move { (p, handle.live_link_to(p, LINK_TIMEOUT).await) });
+        }
+        let (mut up, mut failed, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        let mut patience: Option<tokio::time::Instant> = None;
+        loop {
+            match first.iter().find(|p| !failed.contains(*p)) {
+                Some(best) if up.contains(best) => break,
+                None => break,
+                Some(_) => {}
+            }
+            let deadline = patience.unwrap_or_else(|| tokio::time::Instant::now() + LINK_TIMEOUT);
+            let done = tokio::select! {
+                d = opening.join_next() => d,
+                () = tokio::time::sleep_until(deadline) => break,
+            };
+            match done {
+                None => break,
+                Some(Ok((p, Ok(_)))) => {
+                    up.push(p);
+                    patience.get_or_insert(tokio::time::Instant::now() + PATIENCE);
+                }
+                Some(Ok((p, Err(e)))) => {
+                    tracing::warn!(provider = %p, error = %e, "no link to a provider");
+                    errors.push(format!("{p}: {e}"));
+                    failed.push(p);
+                }
+                Some(Err(e)) => errors.push(format!("a link attempt failed: {e}")),
+            }
+        }
+        let mut order: Vec<AddressHash> =
+            first.iter().filter(|p| up.contains(*p)).copied().collect();
+        order.extend(
+            first
+                .iter()
+                .chain(rest)
+                .filter(|p| !up.contains(*p) && !failed.contains(*p)),
+        );
+        (order, errors)
     }
 
     /// Who offers `hash` when no provider was given: the heard peers that answer
@@ -232,7 +301,7 @@ impl Genome {
     ) -> Result<Entry, String> {
         let link = self
             .handle
-            .link_to(p, Duration::from_secs(20))
+            .link_to(p, LINK_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
         let mut events = self.handle.subscribe();

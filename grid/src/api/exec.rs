@@ -419,7 +419,7 @@ impl NodeHandle {
     /// a few round trips (a peer that restarted or vanished has forgotten it, and waiting
     /// for keepalives to tell would cost many seconds); otherwise it is closed and a new
     /// one opened, waiting up to `timeout`.
-    pub(crate) async fn live_link_to(
+    pub async fn live_link_to(
         &self,
         node: AddressHash,
         timeout: Duration,
