@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::embed::{check_minilm, EmbedError, Embedder, MiniLm, MINILM_ID};
 
-/// How long an unused model stays loaded.
-pub const IDLE_UNLOAD: Duration = Duration::from_secs(600);
+pub use crate::worker::IDLE_UNLOAD;
 
 /// The loaded model and when it was last used.
 type Slot = Option<(Arc<MiniLm>, Instant)>;
@@ -76,6 +75,12 @@ impl LazyMiniLm {
 
 fn humantime_secs(d: Duration) -> String {
     format!("{} s", d.as_secs())
+}
+
+impl crate::worker::IdleUnload for LazyMiniLm {
+    fn unload_idle(&self, idle: Duration) -> bool {
+        LazyMiniLm::unload_idle(self, idle)
+    }
 }
 
 impl Embedder for LazyMiniLm {

@@ -9,6 +9,7 @@
 //! - [`archive`]: a package as it travels between nodes.
 //! - [`rank`]: search results as they travel, and peers' answers ranked by this node.
 //! - [`service`]: the `genome/*` commands on a running node, mesh search and fetch.
+//! - [`worker`]: the embedding model in a worker process, started on demand.
 //!
 //! The evaluation set for semantic search is in `genome/eval/` (see `tests/eval.rs`).
 //! - [`embed`]: sentence embeddings (all-MiniLM-L6-v2, 384-dim) for semantic skill search.
@@ -27,3 +28,4 @@ pub mod package;
 pub mod rank;
 pub mod registry;
 pub mod service;
+pub mod worker;

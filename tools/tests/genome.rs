@@ -2,7 +2,8 @@
 //! found from A through B by what it does, fetched to A with its signature and content
 //! hash verified, and then found on A alone; a tampered copy is refused and the next
 //! provider tried; malformed packages are refused with the problem named; an adapter no
-//! heard peer offers is found through the DHT.
+//! heard peer offers is found through the DHT; the embedding model runs in a worker
+//! process the node outlives.
 //!
 //! Needs the embedding model (`GRID_MODELS`, set up by scripts/test.sh); fails loudly
 //! without it.
@@ -36,6 +37,20 @@ fn node(port: u16, server: bool, transport: bool) -> Grid {
 fn write_package(dir: &std::path::Path, name: &str, description: &str, examples: &[&str]) {
     grid_genome::package::write_test_package(dir, name, "1.0.0", description, examples, 4, 32, 2)
         .unwrap();
+}
+
+/// A small package (`tide-tables`) in a temporary directory: the directory's guard and
+/// the package's path.
+fn tide_package() -> (TempDir, std::path::PathBuf) {
+    let pkgs = TempDir::new("pkgs");
+    let dir = pkgs.0.join("tides");
+    write_package(
+        &dir,
+        "tide-tables",
+        "Reads tide tables and explains spring and neap tides.",
+        &["when is high tide"],
+    );
+    (pkgs, dir)
 }
 
 /// A test's start: its slot, the models checked, a port for the transport node.
@@ -319,14 +334,7 @@ fn an_adapter_no_heard_peer_offers_is_found_through_the_dht() {
     let c = node(port, false, false);
     genome_ready(&b);
     genome_ready(&c);
-    let pkgs = TempDir::new("pkgs");
-    let dir = pkgs.0.join("tides");
-    write_package(
-        &dir,
-        "tide-tables",
-        "Reads tide tables and explains spring and neap tides.",
-        &["when is high tide"],
-    );
+    let (_pkgs, dir) = tide_package();
     let hash = c.json(&["adapter", "publish", dir.to_str().unwrap()])["content_hash"]
         .as_str()
         .unwrap()
@@ -385,4 +393,70 @@ fn an_adapter_no_heard_peer_offers_is_found_through_the_dht() {
     let (ok, _, err) = f.cli(&["adapter", "fetch", &nobody, "--via", "peers"]);
     assert!(!ok && err.contains("no heard peer has it"), "{err}");
     assert!(!err.contains("DHT"), "{err}");
+}
+
+/// The worker processes `grid worker embed` whose parent is `pid`.
+fn workers_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        // Fields after the command name: state, then the parent's pid.
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if ppid == Some(pid) && cmdline.contains("worker embed") && !stat.contains(") Z ") {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// Models run outside the node (DESIGN decision 6): a search starts an embedding worker,
+/// the node outlives it being killed (as the kernel's OOM killer would), and the next
+/// search starts another and still finds by meaning.
+#[test]
+fn the_embedding_model_runs_in_a_worker_that_the_node_outlives() {
+    let (_slot, port) = begin();
+    let g = node(port, true, false);
+    genome_ready(&g);
+    assert!(
+        workers_of(g.pid()).is_empty(),
+        "no worker before anything needs the model"
+    );
+    let (_pkgs, dir) = tide_package();
+    g.json(&["adapter", "publish", dir.to_str().unwrap()]);
+    let search = || {
+        g.json(&[
+            "skills",
+            "search",
+            "ocean water level forecasts",
+            "--patience",
+            "immediate",
+        ])
+    };
+    let v = search();
+    assert_eq!(v[0]["name"], "tide-tables", "{v}");
+    let first = workers_of(g.pid());
+    assert_eq!(first.len(), 1, "one worker: {first:?}");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &first[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let v = search();
+    assert_eq!(v[0]["name"], "tide-tables", "found by meaning again: {v}");
+    let second = workers_of(g.pid());
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first, "a new worker");
+    assert!(g.status()["interfaces"].is_array(), "the node is up");
+    assert!(
+        g.log().contains("embedding worker stopped"),
+        "the crash is logged"
+    );
 }

@@ -56,6 +56,7 @@ use tokio::sync::Semaphore;
 use crate::archive::PACKAGE_PATH;
 use crate::embed::Embedder;
 use crate::registry::{Entry, Registry};
+use crate::worker::{IdleUnload, WorkerEmbedder, IDLE_UNLOAD};
 
 mod beyond;
 mod catalog;
@@ -108,24 +109,57 @@ fn parse_hash(s: &str) -> Result<[u8; 32], CommandError> {
     Ok(h)
 }
 
-/// The embedder for the state directory's models (loaded when first used), or why not.
-#[cfg(feature = "embed")]
-pub fn load_embedder(state: &StateDir) -> Option<Arc<crate::lazy::LazyMiniLm>> {
-    {
-        let dir = crate::embed::models_dir(state.root());
-        match crate::lazy::LazyMiniLm::new(&dir) {
-            Ok(m) => Some(Arc::new(m)),
+/// Where the embedding model runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelHost {
+    /// In this process, loaded on first use (tests, programs embedding the library).
+    InProcess,
+    /// In a worker process: `program worker embed --models DIR`, started on first use
+    /// ([`crate::worker`]). What `grid node` uses: a crash or an out-of-memory in model
+    /// code then never takes the node down, and an idle node holds no model memory.
+    Worker {
+        /// The `grid` binary.
+        program: std::path::PathBuf,
+    },
+}
+
+/// The embedder for the state directory's models (started when first used), or why not.
+pub fn load_embedder(state: &StateDir, host: &ModelHost) -> Option<Arc<dyn IdleUnload>> {
+    let dir = crate::embed::models_dir(state.root());
+    match host {
+        ModelHost::Worker { program } => match crate::embed::check_minilm(&dir) {
+            Ok(_) => Some(Arc::new(WorkerEmbedder::new(
+                program.clone(),
+                vec![
+                    "worker".into(),
+                    "embed".into(),
+                    "--models".into(),
+                    dir.display().to_string(),
+                ],
+            ))),
             Err(e) => {
                 tracing::warn!("semantic skill search is off (keyword matching only): {e}");
                 None
             }
+        },
+        ModelHost::InProcess => in_process(&dir),
+    }
+}
+
+#[cfg(feature = "embed")]
+fn in_process(dir: &std::path::Path) -> Option<Arc<dyn IdleUnload>> {
+    match crate::lazy::LazyMiniLm::new(dir) {
+        Ok(m) => Some(Arc::new(m)),
+        Err(e) => {
+            tracing::warn!("semantic skill search is off (keyword matching only): {e}");
+            None
         }
     }
 }
 
-/// Without the `embed` feature there is no model: keyword matching only.
+/// Without the `embed` feature there is no model in this process: keyword matching only.
 #[cfg(not(feature = "embed"))]
-pub fn load_embedder(_state: &StateDir) -> Option<Arc<dyn Embedder>> {
+fn in_process(_dir: &std::path::Path) -> Option<Arc<dyn IdleUnload>> {
     tracing::warn!("built without the `embed` feature: skill search matches keywords only");
     None
 }
@@ -133,8 +167,8 @@ pub fn load_embedder(_state: &StateDir) -> Option<Arc<dyn Embedder>> {
 /// Start the genome on a node: open the registry (embedding what needs it), register the
 /// commands and the package path, and announce how many adapters the node holds. Logs
 /// and gives up if the registry cannot be opened.
-pub async fn run(handle: NodeHandle, state: StateDir) {
-    match Genome::start(handle, &state).await {
+pub async fn run(handle: NodeHandle, state: StateDir, host: ModelHost) {
+    match Genome::start_with(handle, &state, host).await {
         Ok(g) => {
             let adapters = g.blocking(|r| r.len()).await.unwrap_or(0);
             tracing::info!(adapters, "genome ready")
@@ -144,30 +178,37 @@ pub async fn run(handle: NodeHandle, state: StateDir) {
 }
 
 impl Genome {
-    /// Open the registry and register everything on the node.
+    /// Open the registry and register everything on the node, with the model in this
+    /// process.
     pub async fn start(handle: NodeHandle, state: &StateDir) -> Result<Arc<Genome>, String> {
+        Self::start_with(handle, state, ModelHost::InProcess).await
+    }
+
+    /// Open the registry and register everything on the node, with the model where
+    /// `host` says.
+    pub async fn start_with(
+        handle: NodeHandle,
+        state: &StateDir,
+        host: ModelHost,
+    ) -> Result<Arc<Genome>, String> {
         let identity = state.load_or_create_identity().map_err(|e| e.to_string())?;
         let st = state.clone();
         let root = state.root().join("genome");
         let r = root.clone();
-        let lazy = load_embedder(&st);
+        let lazy = load_embedder(&st, &host);
         let embedder = lazy.clone().map(|e| e as Arc<dyn Embedder>);
         let e = embedder.clone();
         let registry = tokio::task::spawn_blocking(move || Registry::open(&r, e))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        #[cfg(feature = "embed")]
         if let Some(model) = lazy {
             // Give the model's memory back when skill search is not in use.
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(60)).await;
                     let m = model.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        m.unload_idle(crate::lazy::IDLE_UNLOAD)
-                    })
-                    .await;
+                    let _ = tokio::task::spawn_blocking(move || m.unload_idle(IDLE_UNLOAD)).await;
                 }
             });
         }

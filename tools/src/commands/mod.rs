@@ -28,7 +28,7 @@ pub(crate) use exec::{exec, exec_result, ExecWait};
 pub(crate) use id::id;
 pub(crate) use link::link;
 pub(crate) use listen::{events_now, listen, ListenLimits};
-pub(crate) use node::{node, radio_sim};
+pub(crate) use node::{embed_worker, node, radio_sim};
 pub(crate) use pair::{pair_join, pair_offer};
 pub(crate) use path::path;
 pub(crate) use probe::probe;

@@ -21,14 +21,36 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .init();
+    // Models run in a worker process started from this same binary (DESIGN decision 6).
+    let host = match std::env::current_exe() {
+        Ok(program) => grid_genome::service::ModelHost::Worker { program },
+        Err(e) => {
+            tracing::warn!("cannot find this program ({e}); the embedding model runs in the node");
+            grid_genome::service::ModelHost::InProcess
+        }
+    };
     runtime()?.block_on(async {
         let genome_state = state.clone();
         grid::run_with_services(state, shutdown_signal(), move |handle| {
-            grid_genome::service::run(handle, genome_state)
+            grid_genome::service::run(handle, genome_state, host)
         })
         .await
         .map_err(|e| anyhow!(e))
     })
+}
+
+/// `grid worker embed`: load the embedding model and answer the node on stdin/stdout
+/// until it closes stdin ([`grid_genome::worker`]). Logs go to stderr, which the node
+/// shares.
+pub(crate) fn embed_worker(models: &std::path::Path) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let model = grid_genome::embed::MiniLm::load(models).map_err(|e| anyhow!("{e}"))?;
+    let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+    grid_genome::worker::serve(&model, &mut input, &mut output)
+        .map_err(|e| anyhow!("embedding worker: {e}"))
 }
 
 /// `grid radio-sim`
