@@ -132,6 +132,14 @@ pub struct Config {
     /// How long budget given back by leaves is gathered before it is placed (about a
     /// round trip to a neighbour, so the other leaves' returns are in).
     pub regather: Duration,
+    /// Good enough: a search that has hits ends early once none has come for
+    /// `quiet_factor` times as long as its first remote hit took (at least
+    /// [`Config::min_quiet`]): answers from farther away come back in a few times the
+    /// first one's round trip, so a search whose answers have stopped does not sit out
+    /// its whole time budget. 0 turns it off.
+    pub quiet_factor: u32,
+    /// The shortest quiet time that ends a search with hits.
+    pub min_quiet: Duration,
 }
 
 impl Default for Config {
@@ -151,6 +159,8 @@ impl Default for Config {
             },
             max_transmits: 1024,
             regather: Duration::from_millis(250),
+            quiet_factor: 4,
+            min_quiet: Duration::from_millis(250),
         }
     }
 }
@@ -183,6 +193,8 @@ pub enum Ended {
     Enough,
     /// Its time budget ran out.
     TimedOut,
+    /// It had hits, and no more came for a while ([`Config::quiet_factor`]).
+    Quiet,
 }
 
 /// How a search ended.
@@ -267,6 +279,17 @@ struct Running {
     started: Instant,
     deadline: Instant,
     found: Vec<Found>,
+    /// When the search is good enough to end if no further hit comes (set by remote
+    /// hits: see [`Config::quiet_factor`]).
+    quiet_until: Option<Instant>,
+}
+
+impl Running {
+    /// When it ends by itself: its time budget, or sooner once its hits stop coming.
+    fn ends_at(&self) -> Instant {
+        self.quiet_until
+            .map_or(self.deadline, |q| q.min(self.deadline))
+    }
 }
 
 /// One node's flood search.
@@ -408,6 +431,7 @@ impl Flood {
             started: now,
             deadline: now + ladder.time,
             found: Vec::new(),
+            quiet_until: None,
         };
         for (item, score) in self.catalog.matches(&query, usize::from(want)) {
             let found = Found {
@@ -678,6 +702,15 @@ impl Flood {
             };
             run.found.push(found);
             self.events.push_back(Event::Found { id, found });
+            if self.config.quiet_factor > 0 {
+                let first = run
+                    .found
+                    .iter()
+                    .find(|f| f.hops > 0)
+                    .map_or(found.after, |f| f.after);
+                let quiet = (first * self.config.quiet_factor).max(self.config.min_quiet);
+                run.quiet_until = Some(now + quiet);
+            }
         }
         if run.found.len() >= usize::from(run.want) {
             self.finish(now, id, Ended::Enough);
@@ -700,7 +733,7 @@ impl Flood {
     /// When [`Flood::handle_timeout`] is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let searches = self.searches.values().map(|r| r.deadline).min();
+        let searches = self.searches.values().map(Running::ends_at).min();
         let regather = self.regather.front().map(|(t, _)| *t);
         match (searches, regather) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -708,17 +741,25 @@ impl Flood {
         }
     }
 
-    /// Time passed: searches out of time end, old queries are forgotten.
+    /// Time passed: searches out of time, or whose hits have stopped coming, end; old
+    /// queries are forgotten.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut due: Vec<QueryId> = self
+        let mut due: Vec<(QueryId, Ended)> = self
             .searches
             .iter()
-            .filter(|(_, r)| r.deadline <= now)
-            .map(|(id, _)| *id)
+            .filter(|(_, r)| r.ends_at() <= now)
+            .map(|(id, r)| {
+                let why = if r.deadline <= now {
+                    Ended::TimedOut
+                } else {
+                    Ended::Quiet
+                };
+                (*id, why)
+            })
             .collect();
-        due.sort_unstable(); // the same order every run
-        for id in due {
-            self.finish(now, id, Ended::TimedOut);
+        due.sort_unstable_by_key(|(id, _)| *id); // the same order every run
+        for (id, why) in due {
+            self.finish(now, id, why);
         }
         self.regathered(now);
         self.seen.expire(now);

@@ -561,3 +561,45 @@ fn returned_budget_is_capped_at_what_was_given() {
     assert_eq!(net.nodes[0].stats().returns_taken, 1);
     assert!(net.nodes[0].poll_transmit().is_none());
 }
+
+/// Good enough: hits stop coming, and the search ends without sitting out its budget.
+#[test]
+fn a_search_whose_hits_have_stopped_ends_before_its_time_budget() {
+    let run = |quiet_factor: u32| {
+        let config = Config {
+            quiet_factor,
+            ..Config::default()
+        };
+        let edges: Vec<(usize, usize)> = (0..7).map(|i| (i, i + 1)).collect();
+        let mut net = Net::new(8, &edges, config);
+        net.nodes[2].add_item(item(1)).unwrap();
+        net.nodes[3].add_item(item(1)).unwrap();
+        // Five hits wanted, two to be had; five seconds allowed.
+        net.search(0, 7, query_for(1), ladder(10, 100), 5);
+        net.run(Duration::from_secs(10));
+        net.done[&(0, [7; 16])].clone()
+    };
+    let outcome = run(4);
+    assert_eq!(outcome.ended, Ended::Quiet);
+    assert_eq!(outcome.found.len(), 2, "both hits are in");
+    // The first hit took 4 × 40 ms there and back; the second came 80 ms later, and
+    // 4 × 160 ms of quiet after it ended the search.
+    assert_eq!(outcome.found[0].after, LATENCY * 4);
+    assert_eq!(outcome.found[1].after, LATENCY * 6);
+    assert_eq!(outcome.elapsed, LATENCY * 6 + LATENCY * 4 * 4);
+    // Turned off, the same search sits out its five seconds.
+    let outcome = run(0);
+    assert_eq!(outcome.ended, Ended::TimedOut);
+    assert_eq!(outcome.found.len(), 2);
+    assert_eq!(outcome.elapsed, Duration::from_secs(5));
+}
+
+#[test]
+fn a_search_with_no_hits_waits_its_whole_budget() {
+    let mut net = Net::line(4);
+    net.search(0, 8, query_for(1), ladder(10, 100), 1);
+    net.run(Duration::from_secs(10));
+    let outcome = &net.done[&(0, [8; 16])];
+    assert_eq!(outcome.ended, Ended::TimedOut);
+    assert_eq!(outcome.elapsed, Duration::from_secs(5));
+}
