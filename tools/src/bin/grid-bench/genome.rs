@@ -211,6 +211,41 @@ fn corpus(embedder: &dyn Embedder, n: usize) -> Result<Vec<Vec<f32>>> {
     Ok(out)
 }
 
+/// The embedding worker `grid node` runs (`grid worker embed`): from starting it to its
+/// first answer, the time of one sentence after that (pipe and framing included), and
+/// its resident memory.
+fn worker_row(grid_bin: &Path, models: &Path, sentences: &[String]) -> Result<GenomeRow> {
+    let w = grid_genome::worker::WorkerEmbedder::new(
+        grid_bin.to_path_buf(),
+        vec![
+            "worker".into(),
+            "embed".into(),
+            "--models".into(),
+            models.display().to_string(),
+        ],
+    );
+    let t = StdInstant::now();
+    w.embed(&[sentences[0].as_str()])
+        .map_err(|e| anyhow!("{e}"))?;
+    let start_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut times = Vec::new();
+    for s in sentences {
+        let t = StdInstant::now();
+        w.embed(&[s.as_str()]).map_err(|e| anyhow!("{e}"))?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let rss_mb = w.pid().map_or(0.0, |pid| crate::harness::rss_of(pid) / 1e6);
+    Ok(row(
+        "Embedding worker (`grid worker embed`): start to first answer / one sentence after / resident memory",
+        format!(
+            "{start_ms:.0} ms / {:.1} ms / {rss_mb:.0} MB",
+            percentile_ms(times, 50.0)
+        ),
+        "(no goal)",
+        true,
+    ))
+}
+
 /// Every genome row.
 pub(super) fn run(quick: bool, grid_bin: &Path) -> Result<Vec<GenomeRow>> {
     let dir = models()?;
@@ -253,6 +288,9 @@ pub(super) fn run(quick: bool, grid_bin: &Path) -> Result<Vec<GenomeRow>> {
         "(no goal)",
         true,
     ));
+
+    eprintln!("== embedding worker");
+    rows.push(worker_row(grid_bin, &dir, &sentences)?);
 
     eprintln!("== publish");
     let tmp = tmpdir("genome");

@@ -95,8 +95,19 @@ fn real_main() -> Result<()> {
                 return Ok(());
             }
             "genome-only" => {
-                for r in genome::run(opts.quick, &grid_binary()?)? {
+                let rows = genome::run(opts.quick, &grid_binary()?)?;
+                for r in &rows {
                     println!("{}: {} (goal {}, met: {})", r.what, r.grid, r.goal, r.met);
+                }
+                if let Some(path) = &opts.write {
+                    let text = report::genome_table(&rows);
+                    page::write(
+                        path,
+                        &[page::Block {
+                            name: "genome",
+                            text: &text,
+                        }],
+                    )?;
                 }
                 return Ok(());
             }

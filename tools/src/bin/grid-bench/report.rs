@@ -133,6 +133,14 @@ pub(crate) fn render(
             if r.met { "yes" } else { "**no**" }
         ));
     }
+    Report {
+        results: s,
+        genome: genome_table(genome_rows),
+    }
+}
+
+/// The genome table (its own block on the page).
+pub(crate) fn genome_table(genome_rows: &[genome::GenomeRow]) -> String {
     let mut g = String::from(
         "### Genome (skill search; Python RNS has no counterpart)\n\n| measurement | Grid | goal | met |\n|---|---|---|---|\n",
     );
@@ -145,8 +153,5 @@ pub(crate) fn render(
             if r.met { "yes" } else { "**no**" }
         ));
     }
-    Report {
-        results: s,
-        genome: g,
-    }
+    g
 }
