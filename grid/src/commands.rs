@@ -145,6 +145,17 @@ impl CommandError {
     }
 }
 
+/// A job the governor refused: the caller hears `busy`, with the reason's code first
+/// (`pressure: memory pressure is critical …`), and may try another node.
+impl From<crate::governor::Refusal> for CommandError {
+    fn from(r: crate::governor::Refusal) -> Self {
+        CommandError {
+            code: ErrorCode::Busy,
+            message: format!("{}: {r}", r.code()),
+        }
+    }
+}
+
 /// What a handler returns.
 pub type CommandFuture = Pin<Box<dyn Future<Output = Result<Value, CommandError>> + Send>>;
 

@@ -224,6 +224,10 @@ mod tests {
                 code: ErrorCode::BadParams,
                 message: "no".into(),
             },
+            Error::Remote {
+                code: ErrorCode::Busy,
+                message: "pressure: memory pressure is critical".into(),
+            },
             Error::Failed("disk full".into()),
         ] {
             let v = e.to_json();
@@ -241,7 +245,7 @@ mod tests {
         let codes: Vec<ErrorCode> = (0u8..=u8::MAX)
             .map_while(|i| postcard::from_bytes::<ErrorCode>(&[i]).ok())
             .collect();
-        assert_eq!(codes.len(), 11);
+        assert_eq!(codes.len(), 12);
         for c in codes {
             assert_eq!(ErrorCode::from_name(c.as_str()), Some(c));
         }

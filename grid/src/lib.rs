@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod governor;
 pub mod known_nodes;
 pub mod node;
 pub mod proto;

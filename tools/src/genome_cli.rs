@@ -15,26 +15,13 @@ use crate::commands::ask;
 
 /// Run a genome command on this node and return its result.
 fn local(state: &StateDir, command: &str, params: Value, wait: Duration) -> Result<Value> {
-    let v = ask(
-        state,
-        &Request::Exec {
-            destination: "local-only".into(),
-            command: command.to_string(),
-            params,
-            timeout_ms: Some(wait.as_millis() as u64),
-            ttl_ms: None,
-            detach: false,
-        },
-        wait + Duration::from_secs(5),
-    )
-    .map_err(|e| {
+    crate::commands::local_exec(state, command, params, wait).map_err(|e| {
         if e.to_string().contains("no command") {
             anyhow!("this node has no genome (was it started by `grid node` from grid-tools?)")
         } else {
             e
         }
-    })?;
-    Ok(r::parse::<r::Executed>(v)?.result)
+    })
 }
 
 /// "Verb name version  hash" for an adapter summary.

@@ -247,6 +247,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The governor: how much of this machine grid work may use (budgets), memory and
+    /// CPU pressure, running jobs and loaded models. Set budgets in `[governor]`.
+    Governor {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The Kademlia DHT: say this node provides a key, or find who provides one.
     Dht {
         #[command(subcommand)]
@@ -582,6 +589,7 @@ fn main() -> ExitCode {
         Command::Link { action } => commands::link(&state, action),
         Command::Dht { action } => commands::dht(&state, action),
         Command::Catalog { json } => commands::catalog(&state, json),
+        Command::Governor { json } => commands::governor(&state, json),
         Command::Adapter { action } => match action {
             AdapterAction::Publish { dir, json } => genome_cli::publish(&state, &dir, json),
             AdapterAction::List { json } => genome_cli::list(&state, json),

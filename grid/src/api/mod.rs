@@ -384,6 +384,7 @@ pub struct NodeHandle {
     identity: AddressHash,
     destination: AddressHash,
     stop: Arc<std::sync::Mutex<Option<oneshot::Sender<()>>>>,
+    governor: crate::governor::GovernorHandle,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -423,6 +424,7 @@ async fn run(state: StateDir, role: crate::node::Role) -> Result<NodeHandle, Nod
         identity: parts.identity,
         destination: parts.destination,
         stop: Arc::new(std::sync::Mutex::new(Some(stop_tx))),
+        governor: parts.governor,
     })
 }
 
@@ -447,6 +449,7 @@ impl NodeHandle {
         events: broadcast::Sender<NodeEvent>,
         identity: AddressHash,
         destination: AddressHash,
+        governor: crate::governor::GovernorHandle,
     ) -> NodeHandle {
         NodeHandle {
             calls,
@@ -454,7 +457,14 @@ impl NodeHandle {
             identity,
             destination,
             stop: Arc::new(std::sync::Mutex::new(None)),
+            governor,
         }
+    }
+
+    /// The node's governor: every job that needs memory asks it before it starts
+    /// ([`crate::governor::GovernorHandle::admit`]).
+    pub fn governor(&self) -> &crate::governor::GovernorHandle {
+        &self.governor
     }
 
     /// This node's identity hash.

@@ -9,10 +9,12 @@ use rns_core::transport::{InterfaceConfig, InterfaceMode, LocalRole};
 use serde::Deserialize;
 
 mod bundles;
+mod governor;
 #[cfg(test)]
 mod tests;
 use bundles::RawBundles;
 pub use bundles::{BundleConfig, StrangerConfig};
+pub use governor::GovernorConfig;
 
 /// The configuration written to a new state directory by `grid node`.
 pub const DEFAULT_CONFIG: &str = r#"# Grid node configuration. See docs/configuration.md for every key.
@@ -69,6 +71,12 @@ stranger_max_ttl = "1d"
 # RAM, GPU memory and load, refreshed as they change (docs/discovery.md).
 [compute]
 enabled = false
+
+# How much of this machine grid work (models, adapter fetches) may use. Unset: all but
+# 4 GiB of RAM and never more than half of it; VRAM all but a tenth (docs/compute.md).
+[governor]
+# ram_budget_mb = 3072
+# vram_budget_mb = 4096
 
 # Connect to another node (uncomment and set the address):
 # [[interface]]
@@ -292,6 +300,8 @@ pub struct Config {
     pub bundles: BundleConfig,
     /// Compute offered to the mesh (`[compute]`).
     pub compute: ComputeConfig,
+    /// Budgets for grid work (`[governor]`).
+    pub governor: GovernorConfig,
 }
 
 /// Who may send this node files, and where they go.
@@ -376,6 +386,8 @@ struct RawConfig {
     bundles: RawBundles,
     #[serde(default)]
     compute: RawCompute,
+    #[serde(default)]
+    governor: governor::RawGovernor,
 }
 
 #[derive(Deserialize, Default)]
@@ -700,7 +712,9 @@ impl Config {
         };
         let acl = crate::acl::Acl::from_table(&raw.acl).map_err(|e| err("acl", e.to_string()))?;
         let bundles = bundles::parse(&raw.bundles).map_err(|(key, reason)| err(&key, reason))?;
+        let governor = governor::parse(raw.governor).map_err(|(key, reason)| err(&key, reason))?;
         Ok(Config {
+            governor,
             acl,
             bundles,
             cp,
@@ -737,6 +751,7 @@ impl Config {
             acl: crate::acl::Acl::default(),
             bundles: BundleConfig::default(),
             compute: ComputeConfig::default(),
+            governor: GovernorConfig::default(),
         }
     }
 

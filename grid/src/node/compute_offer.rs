@@ -13,31 +13,14 @@ use crate::proto::compute_offer::{record, Reading, Schedule};
 /// How often the machine is read.
 pub(crate) const CHECK: Duration = Duration::from_secs(60);
 
-/// Free RAM in MB from the text of `/proc/meminfo` (`MemAvailable`).
-fn available_mb(meminfo: &str) -> Option<u32> {
-    let kb: u64 = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((kb / 1024).min(u64::from(u32::MAX)) as u32)
-}
-
-/// The one-minute load average from the text of `/proc/loadavg`.
-fn load_average(loadavg: &str) -> Option<f32> {
-    loadavg.split_whitespace().next()?.parse().ok()
-}
-
-/// Read the machine now (`None` where `/proc` is not there to read).
-fn read(caps: &Capabilities) -> Option<Reading> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
+/// Read the machine now through the governor's reader (`None` where `/proc` is not
+/// there to read).
+fn read(caps: &Capabilities, system: &crate::governor::System) -> Option<Reading> {
+    let r = system.reading().ok()?;
     Some(Reading {
-        ram_free_mb: available_mb(&meminfo)?,
+        ram_free_mb: (r.mem.available >> 20).min(u64::from(u32::MAX)) as u32,
         gpu_free_mb: caps.gpu.as_ref().map_or(0, |g| g.vram_mb),
-        load_pct: Reading::load_from_average(load_average(&loadavg)?, caps.cpu_cores),
+        load_pct: Reading::load_from_average(r.load1?, caps.cpu_cores),
     })
 }
 
@@ -56,7 +39,8 @@ pub(crate) async fn run(handle: NodeHandle, caps: Capabilities) {
     let about = summary(&caps);
     loop {
         let c = caps.clone();
-        let reading = tokio::task::spawn_blocking(move || read(&c))
+        let system = handle.governor().system().clone();
+        let reading = tokio::task::spawn_blocking(move || read(&c, &system))
             .await
             .ok()
             .flatten();
@@ -87,17 +71,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proc_files_are_read_and_garbage_gives_none() {
-        let meminfo =
-            "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:    2097152 kB\n";
-        assert_eq!(available_mb(meminfo), Some(2048));
-        assert_eq!(available_mb("MemTotal: 5 kB\n"), None);
-        assert_eq!(available_mb("MemAvailable: lots kB\n"), None);
-        assert_eq!(load_average("0.52 0.40 0.30 1/200 1234\n"), Some(0.52));
-        assert_eq!(load_average(""), None);
-        assert!(
-            read(&Capabilities::of_this_machine(0)).is_some(),
-            "this is Linux"
-        );
+    fn the_machine_is_read_through_the_governor() {
+        let caps = Capabilities::of_this_machine(0);
+        let r = read(&caps, &crate::governor::System::default()).expect("this is Linux");
+        assert!(r.ram_free_mb > 0);
+        assert!(read(&caps, &crate::governor::System::at("/nonexistent")).is_none());
     }
 }

@@ -469,6 +469,7 @@ impl Node {
             self.events.clone(),
             self.identity.hash(),
             self.grid_destination,
+            self.governor.clone(),
         )
     }
 

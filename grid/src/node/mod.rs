@@ -32,6 +32,7 @@ mod file_writer;
 mod files;
 mod flood;
 mod gossip;
+mod governor_task;
 pub(crate) mod grid_frames;
 mod guard;
 mod interfaces;
@@ -77,6 +78,9 @@ pub enum NodeError {
         /// What went wrong.
         reason: String,
     },
+    /// The `[governor]` budget does not fit this machine.
+    #[error(transparent)]
+    Governor(#[from] crate::governor::BudgetError),
 }
 
 struct Node {
@@ -112,6 +116,8 @@ struct Node {
     flood: flood::FloodDriver,
     /// The interfaces: where frames go, which wait to be ready, radio figures.
     interfaces: interfaces::Interfaces,
+    /// Budgets, pressure and admission for the node's jobs.
+    governor: crate::governor::GovernorHandle,
 }
 
 /// Run a node from a state directory until `shutdown` completes.
@@ -130,8 +136,13 @@ where
     S: Future<Output = ()> + Send + 'static,
 {
     let (started, parts) = start(state, Role::Node).await?;
-    let handle =
-        api::NodeHandle::internal(parts.calls, parts.events, parts.identity, parts.destination);
+    let handle = api::NodeHandle::internal(
+        parts.calls,
+        parts.events,
+        parts.identity,
+        parts.destination,
+        parts.governor,
+    );
     tokio::spawn(services(handle));
     // The loop runs as a task of its own rather than as the future the runtime blocks on:
     // waking that future makes a current-thread runtime poll its IO driver once more
@@ -195,12 +206,14 @@ pub(crate) struct ApiParts {
     pub(crate) events: tokio::sync::broadcast::Sender<api::NodeEvent>,
     pub(crate) identity: AddressHash,
     pub(crate) destination: AddressHash,
+    pub(crate) governor: crate::governor::GovernorHandle,
 }
 
 /// Set a node up; errors (bad config, socket in use, interface failures) surface here.
 pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiParts), NodeError> {
     let started = clock::now();
-    let catalog = matches!(role, Role::Node).then(|| state.catalog_path());
+    let is_node = matches!(role, Role::Node);
+    let catalog = is_node.then(|| state.catalog_path());
     let (config, listener) = match role {
         Role::Node => {
             let config = state.load_or_create_config()?;
@@ -216,6 +229,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
     };
     let identity = state.load_or_create_identity()?;
     let guard = Guard::load(&state, &config, identity.hash())?;
+    let governor = crate::governor::GovernorHandle::for_this_machine(&config.governor).await?;
     let bundle_store = std::sync::Arc::new(crate::bundle::store::BundleStore::open(
         &state.bundles_path(),
         config.bundles.store_limit,
@@ -252,6 +266,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
                 config: config.bundles.clone(),
                 wake: courier_wake.clone(),
             },
+            governor: governor.clone(),
         },
         guard,
     );
@@ -264,7 +279,18 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         "node started"
     );
     let (id, dest) = (node.identity.hash(), node.grid_destination);
-    let internal = || api::NodeHandle::internal(api_tx.clone(), events_tx.clone(), id, dest);
+    let internal = || {
+        api::NodeHandle::internal(
+            api_tx.clone(),
+            events_tx.clone(),
+            id,
+            dest,
+            governor.clone(),
+        )
+    };
+    if is_node {
+        tasks.spawn(governor_task::run(internal(), governor.clone()));
+    }
     tasks.spawn(crate::bundle::courier::run(
         internal(),
         bundle_store,
@@ -279,6 +305,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         events: events_tx,
         identity: node.identity.hash(),
         destination: node.grid_destination,
+        governor,
     };
     Ok((
         Started {
@@ -511,6 +538,8 @@ struct Queues {
     calls: mpsc::Sender<api::Call>,
     /// The bundle store, its settings and the courier's doorbell.
     bundles: BundleParts,
+    /// The node's governor (budgets, pressure, admission).
+    governor: crate::governor::GovernorHandle,
 }
 
 impl Node {
@@ -528,6 +557,7 @@ impl Node {
             events,
             calls,
             bundles,
+            governor,
         } = queues;
         let mut roles = 0;
         if config.transport {
@@ -639,6 +669,7 @@ impl Node {
             },
             waiters: Vec::new(),
             calls,
+            governor,
             guard,
             events,
             started,

@@ -8,6 +8,7 @@ mod cp;
 mod dht;
 mod emit;
 mod exec;
+mod governor;
 mod id;
 mod link;
 mod listen;
@@ -25,6 +26,7 @@ pub(crate) use cp::cp;
 pub(crate) use dht::dht;
 pub(crate) use emit::emit;
 pub(crate) use exec::{exec, exec_result, ExecWait};
+pub(crate) use governor::governor;
 pub(crate) use id::id;
 pub(crate) use link::link;
 pub(crate) use listen::{events_now, listen, ListenLimits};
@@ -74,6 +76,29 @@ pub(crate) fn ask(state: &StateDir, request: &Request, wait: Duration) -> Result
             ),
             other => anyhow!(other),
         })
+}
+
+/// Run `command` on the node itself (`local-only`) through its control socket, waiting
+/// up to `wait`, and return its result.
+pub(crate) fn local_exec(
+    state: &StateDir,
+    command: &str,
+    params: Value,
+    wait: Duration,
+) -> Result<Value> {
+    let v = ask(
+        state,
+        &Request::Exec {
+            destination: "local-only".into(),
+            command: command.to_string(),
+            params,
+            timeout_ms: Some(wait.as_millis() as u64),
+            ttl_ms: None,
+            detach: false,
+        },
+        wait + Duration::from_secs(5),
+    )?;
+    Ok(grid::control::response::parse::<grid::control::response::Executed>(v)?.result)
 }
 
 fn parse_hash(s: &str) -> Result<AddressHash> {

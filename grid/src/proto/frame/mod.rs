@@ -120,6 +120,9 @@ pub enum ErrorCode {
     Unreachable,
     /// The request cannot be served the way it came (a subscription in a bundle).
     Unsupported,
+    /// The node will not take the job now: its governor refused it (over budget, memory
+    /// pressure, too little free memory, too many jobs). Another node may take it.
+    Busy,
 }
 
 impl ErrorCode {
@@ -137,6 +140,7 @@ impl ErrorCode {
             ErrorCode::Replayed => "replayed",
             ErrorCode::Unreachable => "unreachable",
             ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Busy => "busy",
         }
     }
 
