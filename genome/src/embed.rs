@@ -108,6 +108,9 @@ pub enum EmbedError {
     /// ONNX Runtime or the tokenizer failed (loading the library, the session, or a run).
     #[error("embedding runtime: {0}")]
     Runtime(String),
+    /// The node's governor would not let the model load now (memory pressure, budget).
+    #[error("the governor will not load the embedding model now: {0}")]
+    Refused(grid::governor::Refusal),
 }
 
 /// Where the models directory is: `$GRID_MODELS` if set (and non-empty), else

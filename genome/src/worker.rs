@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use grid::governor::{GovernorHandle, Job, JobKind, Priority};
+
 use crate::embed::{EmbedError, Embedder, DIM, MINILM_ID};
 
 /// The longest request frame, bytes.
@@ -32,6 +34,11 @@ pub const MAX_RESPONSE: usize = 16 << 20;
 pub const MAX_TEXTS: usize = 1024;
 /// How long an unused model stays loaded (in the worker, or in process).
 pub const IDLE_UNLOAD: Duration = Duration::from_secs(600);
+/// The memory a worker with the embedding model is planned at (it measured 190–205 MB
+/// resident: `docs/benchmarks.md`, genome table).
+pub const WORKER_RAM: u64 = 256 << 20;
+/// The worker's name in the governor's registry of loaded models.
+pub const GOVERNOR_KEY: &str = "embedding-model";
 
 /// An embedder that can give its model's memory back when it has not been used for a
 /// while (the genome service asks every minute).
@@ -121,12 +128,17 @@ struct Running {
     stdin: ChildStdin,
     stdout: ChildStdout,
     used: Instant,
+    /// The governor its memory is registered with.
+    governor: Option<GovernorHandle>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(g) = &self.governor {
+            g.unloaded(GOVERNOR_KEY);
+        }
     }
 }
 
@@ -136,6 +148,7 @@ pub struct WorkerEmbedder {
     program: PathBuf,
     args: Vec<String>,
     running: Mutex<Option<Running>>,
+    governor: Option<GovernorHandle>,
 }
 
 impl std::fmt::Debug for WorkerEmbedder {
@@ -155,7 +168,17 @@ impl WorkerEmbedder {
             program,
             args,
             running: Mutex::new(None),
+            governor: None,
         }
+    }
+
+    /// Ask `governor` before starting a worker (a refusal fails the embedding with
+    /// [`EmbedError::Refused`] and starts nothing), and keep the running worker in its
+    /// registry of loaded models as [`GOVERNOR_KEY`] (idle, it may be evicted).
+    #[must_use]
+    pub fn with_governor(mut self, governor: GovernorHandle) -> WorkerEmbedder {
+        self.governor = Some(governor);
+        self
     }
 
     /// The worker's process id, while one runs.
@@ -176,6 +199,20 @@ impl WorkerEmbedder {
     }
 
     fn start(&self) -> Result<Running, EmbedError> {
+        // The load's grant is held while the worker starts; then the registry of loaded
+        // models accounts for its memory.
+        let _grant = match &self.governor {
+            Some(g) => Some(
+                g.admit(Job::new(
+                    JobKind::Load,
+                    "embedding model (worker)",
+                    Priority::Interactive,
+                    WORKER_RAM,
+                ))
+                .map_err(EmbedError::Refused)?,
+            ),
+            None => None,
+        };
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::piped())
@@ -195,11 +232,17 @@ impl WorkerEmbedder {
             ));
         };
         tracing::info!(pid = child.id(), "embedding worker started");
+        if let Some(g) = &self.governor {
+            // Started for a request, which is under way (`embed` ends the use).
+            g.loaded(GOVERNOR_KEY, WORKER_RAM, Priority::Background);
+            g.begin_use(GOVERNOR_KEY);
+        }
         Ok(Running {
             child,
             stdin,
             stdout,
             used: Instant::now(),
+            governor: self.governor.clone(),
         })
     }
 
@@ -290,7 +333,14 @@ impl Embedder for WorkerEmbedder {
                 )));
             }
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            out.extend(self.ask_retrying(&mut running, &request, chunk.len())?);
+            if let Some(g) = &self.governor {
+                g.begin_use(GOVERNOR_KEY);
+            }
+            let answer = self.ask_retrying(&mut running, &request, chunk.len());
+            if let Some(g) = &self.governor {
+                g.end_use(GOVERNOR_KEY);
+            }
+            out.extend(answer?);
         }
         Ok(out)
     }

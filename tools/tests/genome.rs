@@ -395,28 +395,6 @@ fn an_adapter_no_heard_peer_offers_is_found_through_the_dht() {
     assert!(!err.contains("DHT"), "{err}");
 }
 
-/// The worker processes `grid worker embed` whose parent is `pid`.
-fn workers_of(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        // Fields after the command name: state, then the parent's pid.
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if ppid == Some(pid) && cmdline.contains("worker embed") && !stat.contains(") Z ") {
-            found.push(child);
-        }
-    }
-    found
-}
-
 /// Models run outside the node (DESIGN decision 6): a search starts an embedding worker,
 /// the node outlives it being killed (as the kernel's OOM killer would), and the next
 /// search starts another and still finds by meaning.

@@ -124,19 +124,27 @@ pub enum ModelHost {
 }
 
 /// The embedder for the state directory's models (started when first used), or why not.
-pub fn load_embedder(state: &StateDir, host: &ModelHost) -> Option<Arc<dyn IdleUnload>> {
+/// A worker asks `governor` before it starts and is registered with it while it runs.
+pub fn load_embedder(
+    state: &StateDir,
+    host: &ModelHost,
+    governor: &grid::governor::GovernorHandle,
+) -> Option<Arc<dyn IdleUnload>> {
     let dir = crate::embed::models_dir(state.root());
     match host {
         ModelHost::Worker { program } => match crate::embed::check_minilm(&dir) {
-            Ok(_) => Some(Arc::new(WorkerEmbedder::new(
-                program.clone(),
-                vec![
-                    "worker".into(),
-                    "embed".into(),
-                    "--models".into(),
-                    dir.display().to_string(),
-                ],
-            ))),
+            Ok(_) => Some(Arc::new(
+                WorkerEmbedder::new(
+                    program.clone(),
+                    vec![
+                        "worker".into(),
+                        "embed".into(),
+                        "--models".into(),
+                        dir.display().to_string(),
+                    ],
+                )
+                .with_governor(governor.clone()),
+            )),
             Err(e) => {
                 tracing::warn!("semantic skill search is off (keyword matching only): {e}");
                 None
@@ -195,7 +203,7 @@ impl Genome {
         let st = state.clone();
         let root = state.root().join("genome");
         let r = root.clone();
-        let lazy = load_embedder(&st, &host);
+        let lazy = load_embedder(&st, &host, handle.governor());
         let embedder = lazy.clone().map(|e| e as Arc<dyn Embedder>);
         let e = embedder.clone();
         let registry = tokio::task::spawn_blocking(move || Registry::open(&r, e))
@@ -203,12 +211,21 @@ impl Genome {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if let Some(model) = lazy {
-            // Give the model's memory back when skill search is not in use.
+            // Give the model's memory back when skill search is not in use, or at once
+            // when the governor evicts it under memory pressure.
+            let mut evictions = handle.governor().evictions();
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    let idle = tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => IDLE_UNLOAD,
+                        key = evictions.recv() => match key {
+                            Ok(k) if k == crate::worker::GOVERNOR_KEY => Duration::ZERO,
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        },
+                    };
                     let m = model.clone();
-                    let _ = tokio::task::spawn_blocking(move || m.unload_idle(IDLE_UNLOAD)).await;
+                    let _ = tokio::task::spawn_blocking(move || m.unload_idle(idle)).await;
                 }
             });
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use grid::api::Request;
 use grid::commands::{CommandCall, CommandError};
+use grid::governor::{Job, JobKind, Priority};
 use grid::proto::rate_limit::{Limits, Rate, RateLimited};
 use rns_core::{rmpv, AddressHash};
 use serde_json::{json, Value};
@@ -18,6 +19,9 @@ use crate::registry::Entry;
 
 /// How long fetching one package from one provider may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// The memory one fetch is planned at: the archive as received and its files decoded
+/// from it, each at most [`crate::archive::MAX_ARCHIVE`].
+pub const FETCH_RAM: u64 = 2 * crate::archive::MAX_ARCHIVE as u64;
 
 /// Rate limits on package pulls: four at once then one every 15 s per caller, eight
 /// then one every 5 s for the node (unidentified callers get none).
@@ -155,6 +159,13 @@ impl Genome {
             providers.push(p);
         }
         let via = Via::from_param(call.params.get("via"))?;
+        // A fetch holds the archive and its decoded files in memory: ask first.
+        let _grant = self.handle.governor().admit(Job::new(
+            JobKind::Fetch,
+            &format!("fetch {}", hex::encode(&hash[..8])),
+            Priority::Interactive,
+            FETCH_RAM,
+        ))?;
         let (providers, found_by) = if !providers.is_empty() {
             (providers, "given")
         } else {

@@ -312,11 +312,18 @@ impl Genome {
         };
         let _turn = self.searching.acquire().await.map_err(failed)?;
         let q = query.to_string();
-        tokio::task::spawn_blocking(move || e.embed_one(&q))
+        match tokio::task::spawn_blocking(move || e.embed_one(&q))
             .await
             .map_err(failed)?
-            .map(Some)
-            .map_err(|e| failed(format!("embedding: {e}")))
+        {
+            Ok(v) => Ok(Some(v)),
+            // Under memory pressure the search still answers, by keywords.
+            Err(crate::embed::EmbedError::Refused(r)) => {
+                tracing::info!("skill search by keywords only: {r}");
+                Ok(None)
+            }
+            Err(e) => Err(failed(format!("embedding: {e}"))),
+        }
     }
 
     /// Ask the peers that announce adapters, in parallel, within `budget`; the answers

@@ -149,18 +149,23 @@ fn an_idle_worker_is_stopped() {
     );
 }
 
-#[test]
-fn a_worker_killed_while_idle_is_replaced_within_the_request() {
-    // A stand-in worker that answers one vector at once, whatever it is asked.
-    let dir = std::env::temp_dir().join(format!("grid-worker-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A stand-in worker that answers one vector at once, whatever it is asked (its answer
+/// file lives in `dir`).
+fn answering_worker(dir: &std::path::Path) -> WorkerEmbedder {
+    std::fs::create_dir_all(dir).unwrap();
     let answer = dir.join("answer");
     let mut bytes = Vec::new();
     let body = postcard::to_stdvec(&Response::Vectors(vec![vec![0.5; DIM]])).unwrap();
     write_frame(&mut bytes, &body).unwrap();
     std::fs::write(&answer, bytes).unwrap();
     let script = format!("cat '{}'; cat >/dev/null", answer.display());
-    let w = WorkerEmbedder::new("/bin/sh".into(), vec!["-c".into(), script]);
+    WorkerEmbedder::new("/bin/sh".into(), vec!["-c".into(), script])
+}
+
+#[test]
+fn a_worker_killed_while_idle_is_replaced_within_the_request() {
+    let dir = std::env::temp_dir().join(format!("grid-worker-test-{}", std::process::id()));
+    let w = answering_worker(&dir);
     assert_eq!(w.embed(&["first"]).unwrap(), vec![vec![0.5; DIM]]);
     let first = w.pid().unwrap();
     // Killed while idle (as the kernel's OOM killer would).
@@ -173,5 +178,72 @@ fn a_worker_killed_while_idle_is_replaced_within_the_request() {
     assert_eq!(w.embed(&["second"]).unwrap(), vec![vec![0.5; DIM]]);
     let second = w.pid().unwrap();
     assert_ne!(first, second, "a new worker answered");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A governor with `ram_mib` of budget on an 8 GiB machine with `free_mib` available.
+fn governor(ram_mib: u64, free_mib: u64) -> GovernorHandle {
+    use grid::governor::{Budget, MemInfo, Reading, System, SystemProfile};
+    let g = GovernorHandle::new(
+        Budget {
+            ram: ram_mib << 20,
+            vram: 0,
+        },
+        SystemProfile::default(),
+        System::at("/nonexistent"),
+    );
+    let _ = g.observe(Reading {
+        mem: MemInfo {
+            total: 8 << 30,
+            available: free_mib << 20,
+            ..MemInfo::default()
+        },
+        ..Reading::default()
+    });
+    g
+}
+
+#[test]
+fn the_governor_refuses_to_start_a_worker_under_pressure_or_over_budget() {
+    // Critical memory pressure (200 MiB free of 8 GiB): refused before anything starts
+    // (the program does not even exist: trying would be a different error).
+    let w = WorkerEmbedder::new("/nonexistent/grid-worker".into(), vec![])
+        .with_governor(governor(4096, 200));
+    match w.embed(&["text"]) {
+        Err(EmbedError::Refused(grid::governor::Refusal::Pressure { .. })) => {}
+        other => panic!("expected a pressure refusal, got {other:?}"),
+    }
+    assert_eq!(w.pid(), None);
+    // A budget smaller than the model.
+    let w = WorkerEmbedder::new("/nonexistent/grid-worker".into(), vec![])
+        .with_governor(governor(128, 6000));
+    let e = w.embed(&["text"]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            EmbedError::Refused(grid::governor::Refusal::OverBudget { .. })
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("ram_budget"), "{e}");
+}
+
+#[test]
+fn a_running_worker_is_in_the_governors_registry_until_it_stops() {
+    let dir = std::env::temp_dir().join(format!("grid-worker-gov-{}", std::process::id()));
+    let g = governor(4096, 6000);
+    let w = answering_worker(&dir).with_governor(g.clone());
+    let loaded = |g: &GovernorHandle| g.status_json()["status"]["loaded"].clone();
+    assert_eq!(loaded(&g), serde_json::json!([]));
+    w.embed(&["first"]).unwrap();
+    let l = loaded(&g);
+    assert_eq!(l[0]["key"], GOVERNOR_KEY, "{l}");
+    assert_eq!(l[0]["bytes"], WORKER_RAM);
+    assert_eq!(l[0]["in_use"], 0, "the request has ended");
+    // The load's grant was handed back: only the registry holds the memory.
+    assert_eq!(g.status_json()["status"]["jobs"], serde_json::json!([]));
+    assert_eq!(g.status_json()["status"]["ram_in_use"], WORKER_RAM);
+    assert!(w.unload_idle(Duration::ZERO));
+    assert_eq!(loaded(&g), serde_json::json!([]));
     let _ = std::fs::remove_dir_all(&dir);
 }
