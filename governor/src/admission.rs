@@ -236,6 +236,8 @@ pub struct LoadedStatus {
 pub struct Status {
     /// The budgets.
     pub budget: Budget,
+    /// RAM a new job could have now ([`Governor::headroom`]).
+    pub headroom: u64,
     /// RAM grid work holds (jobs and loaded models).
     pub ram_in_use: u64,
     /// VRAM jobs hold.
@@ -295,6 +297,23 @@ impl Governor {
     /// The loaded models and adapters, to register loads and uses.
     pub fn registry_mut(&mut self) -> &mut EvictionRegistry {
         &mut self.registry
+    }
+
+    /// The last reading taken, if any.
+    #[must_use]
+    pub fn reading(&self) -> Option<Reading> {
+        self.reading
+    }
+
+    /// RAM a new job could have now: the budget left, and no more than free memory less
+    /// [`FREE_MARGIN`] (what a compute offer tells other nodes).
+    #[must_use]
+    pub fn headroom(&self) -> u64 {
+        let in_use = self.grants_ram().saturating_add(self.registry.resident());
+        let left = self.budget.ram.saturating_sub(in_use);
+        self.reading.map_or(left, |r| {
+            left.min(r.mem.available.saturating_sub(FREE_MARGIN))
+        })
     }
 
     /// The level of `resource`.
@@ -457,6 +476,7 @@ impl Governor {
         };
         Status {
             budget: self.budget,
+            headroom: self.headroom(),
             ram_in_use: self.grants_ram().saturating_add(self.registry.resident()),
             vram_in_use: self.grants_vram(),
             mem_available: self.reading.map_or(0, |r| r.mem.available),

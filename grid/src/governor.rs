@@ -237,6 +237,25 @@ impl GovernorHandle {
         self.lock().level(resource)
     }
 
+    /// What this node can give a job now, as its compute offer says it: RAM within the
+    /// budget and free memory ([`grid_governor::Governor::headroom`]), GPU memory within
+    /// the VRAM budget, load in percent of the cores. `None` before the first reading.
+    #[must_use]
+    pub fn offer(&self) -> Option<crate::proto::compute_offer::Reading> {
+        let g = self.lock();
+        let r = g.reading()?;
+        let status = g.status(self.now());
+        let mb = |b: u64| (b >> 20).min(u64::from(u32::MAX)) as u32;
+        Some(crate::proto::compute_offer::Reading {
+            ram_free_mb: mb(g.headroom()),
+            gpu_free_mb: mb(status.budget.vram.saturating_sub(status.vram_in_use)),
+            load_pct: crate::proto::compute_offer::Reading::load_from_average(
+                r.load1.unwrap_or(0.0),
+                u16::try_from(r.cores).unwrap_or(u16::MAX),
+            ),
+        })
+    }
+
     /// Everything the governor knows, as `governor/status` answers it.
     #[must_use]
     pub fn status_json(&self) -> serde_json::Value {
@@ -245,5 +264,82 @@ impl GovernorHandle {
             "profile": self.shared.profile,
             "status": status,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grid_governor::{MemInfo, GIB};
+
+    fn reading(free_mib: u64, load1: f32) -> Reading {
+        Reading {
+            mem: MemInfo {
+                total: 8 * GIB,
+                available: free_mib << 20,
+                ..MemInfo::default()
+            },
+            load1: Some(load1),
+            cores: 2,
+            ..Reading::default()
+        }
+    }
+
+    fn handle() -> GovernorHandle {
+        GovernorHandle::new(
+            Budget {
+                ram: 2 * GIB,
+                vram: 0,
+            },
+            SystemProfile::default(),
+            System::at("/nonexistent"),
+        )
+    }
+
+    #[test]
+    fn the_offer_says_what_admission_would_grant() {
+        let g = handle();
+        assert_eq!(g.offer(), None, "no reading yet");
+        let _ = g.observe(reading(6000, 1.0));
+        let o = g.offer().unwrap();
+        assert_eq!(
+            (o.ram_free_mb, o.load_pct),
+            (2048, 50),
+            "the budget bounds it"
+        );
+        let grant = g
+            .admit(Job::new(
+                JobKind::Inference,
+                "t",
+                Priority::Interactive,
+                GIB,
+            ))
+            .unwrap();
+        assert_eq!(g.offer().unwrap().ram_free_mb, 1024);
+        drop(grant);
+        assert_eq!(
+            g.offer().unwrap().ram_free_mb,
+            2048,
+            "a dropped grant frees"
+        );
+        // Little free memory bounds it below the budget.
+        let _ = g.observe(reading(1024, 0.0));
+        assert_eq!(g.offer().unwrap().ram_free_mb, 512);
+    }
+
+    #[test]
+    fn evictions_reach_the_models_owner() {
+        let g = handle();
+        let mut evicted = g.evictions();
+        g.loaded("idle-model", 512 << 20, Priority::Background);
+        g.loaded("chat", 512 << 20, Priority::Interactive);
+        // Critical (100 MiB free of 8 GiB): everything idle and evictable goes.
+        let decisions = g.observe(reading(100, 0.0));
+        assert!(decisions
+            .iter()
+            .any(|d| matches!(d, Decision::Evict { key, .. } if key == "idle-model")));
+        assert_eq!(evicted.try_recv().unwrap(), "idle-model");
+        assert!(evicted.try_recv().is_err(), "the interactive model stays");
+        assert_eq!(g.level(Resource::Memory), Level::Critical);
     }
 }

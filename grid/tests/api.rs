@@ -1603,3 +1603,119 @@ async fn a_compute_offer_reaches_a_neighbour_only_from_a_node_that_enables_it() 
     a.shutdown();
     b.shutdown();
 }
+
+/// A stand-in `/proc` for a node's governor (`[governor] system_root`): an 8 GiB machine
+/// with `free_mib` available and a one-minute load of `load1`.
+fn fake_machine(tag: &str, free_mib: u64, load1: f32) -> TempDir {
+    let d = TempDir::new(&format!("api-root-{tag}"));
+    std::fs::create_dir_all(d.0.join("proc")).unwrap();
+    std::fs::write(
+        d.0.join("proc/meminfo"),
+        format!(
+            "MemTotal: {} kB\nMemAvailable: {} kB\n",
+            8 << 20,
+            free_mib << 10
+        ),
+    )
+    .unwrap();
+    std::fs::write(d.0.join("proc/loadavg"), format!("{load1:.2} 0 0 1/1 1\n")).unwrap();
+    d
+}
+
+/// Placement over real nodes: B and C publish compute offers from their governors'
+/// readings; A's `least-loaded` plan ranks B (idle) before C (half loaded) before itself
+/// (fully loaded). B's governor refuses the job (memory pressure high), so it answers
+/// `busy` with the reason, and A runs the job on C instead of failing or retrying B.
+#[tokio::test(flavor = "current_thread")]
+async fn least_loaded_placement_skips_a_node_whose_governor_refuses() {
+    use grid::api::ExecOptions;
+    use grid::frame::ErrorCode;
+    use grid::governor::{Job, JobKind, Priority};
+    use grid::routing::Route;
+    use grid::trust::TrustLevel;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f32;
+    let (ra, rb, rc) = (
+        fake_machine("a", 6000, cores * 10.0),
+        fake_machine("b", 700, 0.0),
+        fake_machine("c", 6000, cores * 0.5),
+    );
+    let port = free_port();
+    let config = |root: &TempDir, iface: String| {
+        format!(
+            "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n\
+             [compute]\nenabled = true\n[governor]\nsystem_root = \"{}\"\n\
+             [acl]\n\"test/*\" = \"trusted\"\n[[interface]]\n{iface}\n",
+            root.0.display()
+        )
+    };
+    let da = node_dir(
+        "ll-a",
+        &config(
+            &ra,
+            format!("type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""),
+        ),
+    );
+    let client = || format!("type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"");
+    let (db, dc) = (
+        node_dir("ll-b", &config(&rb, client())),
+        node_dir("ll-c", &config(&rc, client())),
+    );
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    let c = api::spawn(StateDir::resolve(Some(&dc.0))).await.unwrap();
+    for worker in [&b, &c] {
+        let h = worker.clone();
+        worker
+            .register_command("test/work", "a job that asks the governor", move |_| {
+                let h = h.clone();
+                async move {
+                    let _grant = h.governor().admit(Job::new(
+                        JobKind::Inference,
+                        "test job",
+                        Priority::Interactive,
+                        64 << 20,
+                    ))?;
+                    Ok(serde_json::json!({"ran_on": h.destination().to_string()}))
+                }
+            })
+            .await
+            .unwrap();
+        a.set_trust(worker.identity(), TrustLevel::Trusted)
+            .await
+            .unwrap();
+        worker
+            .set_trust(a.identity(), TrustLevel::Trusted)
+            .await
+            .unwrap();
+    }
+    let want = vec![b.destination(), c.destination(), a.destination()];
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while a.resolve_routes(Route::LeastLoaded, "test/work").await.ok() != Some(want.clone()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("A ranks B, C, itself from the compute offers gossip brought");
+    let opts = ExecOptions::timeout(T);
+    let null = serde_json::Value::Null;
+    // Asked directly, B says why it will not.
+    match a
+        .execute_with(b.destination(), "test/work", &null, opts)
+        .await
+    {
+        Err(grid::Error::Remote { code, message }) => {
+            assert_eq!(code, ErrorCode::Busy);
+            assert!(
+                message.starts_with("pressure: memory pressure is high"),
+                "{message}"
+            );
+        }
+        other => panic!("B should be busy: {other:?}"),
+    }
+    let (node, r) = a
+        .execute_routed(Route::LeastLoaded, "test/work", &null, opts)
+        .await
+        .unwrap();
+    assert_eq!(node, c.destination());
+    assert_eq!(r["ran_on"], c.destination().to_string());
+}

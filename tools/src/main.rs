@@ -100,7 +100,9 @@ enum Command {
         /// Where to run it: a node's grid.node destination hash (or node:<hash>), or a
         /// routing hint: local-only, prefer-gpu (here if this node has a GPU, else the
         /// best trusted GPU node), max-compute (the trusted node with the most video
-        /// memory, if more than here), auto (here unless the command needs a GPU).
+        /// memory, if more than here), least-loaded (the least loaded of here and the
+        /// peers offering compute), auto (here unless the command needs a GPU). A node
+        /// whose governor refuses the job (busy) is skipped for the next.
         #[arg(required_unless_present = "result", value_name = "NODE|HINT")]
         hash: Option<String>,
         /// The command, `domain/action` (`grid/ping`, `list`, …).

@@ -42,6 +42,8 @@ fn a_job_within_budget_and_free_memory_is_admitted_and_released() {
     assert!(a.evict.is_empty());
     assert_eq!(g.status(s(1)).ram_in_use, 1000 * MIB);
     assert_eq!(g.status(s(1)).jobs.len(), 1);
+    // 3 GiB of the budget left; 6000 MiB free less the margin is more.
+    assert_eq!(g.headroom(), 4 * GIB - 1000 * MIB);
     assert_eq!(g.release(a.grant).unwrap().ram, 1000 * MIB);
     assert_eq!(g.release(a.grant), None);
     assert_eq!(g.status(s(2)).ram_in_use, 0);
@@ -77,6 +79,8 @@ fn too_little_free_memory_is_refused_whatever_the_budget() {
         }
     );
     assert!(e.to_string().contains("close programs"), "{e}");
+    // Free memory less the margin bounds what an offer may promise.
+    assert_eq!(g.headroom(), 4000 * MIB - FREE_MARGIN);
     assert!(g.admit(job(Priority::Interactive, 3400), s(1)).is_ok());
 }
 

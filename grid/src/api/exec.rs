@@ -141,19 +141,38 @@ impl NodeHandle {
         route: crate::routing::Route,
         command: &str,
     ) -> Result<AddressHash, Error> {
-        let decision = self
+        let nodes = self.resolve_routes(route, command).await?;
+        nodes
+            .first()
+            .copied()
+            .ok_or_else(|| Error::NoRoute(format!("no node for {command}")))
+    }
+
+    /// The nodes `route` allows for `command`, in the order to try them
+    /// ([`crate::routing::plan`]; this node's destination when it may run here).
+    pub async fn resolve_routes(
+        &self,
+        route: crate::routing::Route,
+        command: &str,
+    ) -> Result<Vec<AddressHash>, Error> {
+        let plan = self
             .ask(|tx| Call::Route(route, command.to_string(), tx))
             .await?
             .map_err(|e| Error::NoRoute(e.to_string()))?;
-        Ok(match decision {
-            crate::routing::Decision::Local => self.destination,
-            crate::routing::Decision::Remote(n) => n,
-        })
+        Ok(plan
+            .into_iter()
+            .map(|d| match d {
+                crate::routing::Decision::Local => self.destination,
+                crate::routing::Decision::Remote(n) => n,
+            })
+            .collect())
     }
 
     /// Run `command` where `route` says (a node, `local-only`, `prefer-gpu`,
-    /// `max-compute`, `auto`: see [`crate::routing`]); returns the node that ran it (this
-    /// node's destination when it ran here) and the result.
+    /// `max-compute`, `least-loaded`, `auto`: see [`crate::routing`]); returns the node
+    /// that ran it (this node's destination when it ran here) and the result. A node that
+    /// answers `busy` (its governor refused the job) is skipped for the next in the plan;
+    /// when every node is busy, the last refusal comes back.
     pub async fn execute_routed(
         &self,
         route: crate::routing::Route,
@@ -161,9 +180,38 @@ impl NodeHandle {
         params: &serde_json::Value,
         options: ExecOptions,
     ) -> Result<(AddressHash, serde_json::Value), Error> {
-        let node = self.resolve_route(route, command).await?;
-        let result = self.execute_with(node, command, params, options).await?;
-        Ok((node, result))
+        let nodes = self.resolve_routes(route, command).await?;
+        let (node, r) = self.execute_first(&nodes, command, params, options).await;
+        r.map(|result| (node, result))
+    }
+
+    /// Run `command` on the first of `nodes` that does not answer `busy` (its governor
+    /// refused the job): the node that answered last, and its answer.
+    pub async fn execute_first(
+        &self,
+        nodes: &[AddressHash],
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+    ) -> (AddressHash, Result<serde_json::Value, Error>) {
+        let mut last = (
+            self.destination,
+            Err(Error::NoRoute(format!("no node for {command}"))),
+        );
+        for &node in nodes {
+            let r = self.execute_with(node, command, params, options).await;
+            match &r {
+                Err(
+                    e @ Error::Remote {
+                        code: crate::frame::ErrorCode::Busy,
+                        ..
+                    },
+                ) => tracing::info!(%node, error = %e, "busy; trying the next node"),
+                _ => return (node, r),
+            }
+            last = (node, r);
+        }
+        last
     }
 
     /// [`NodeHandle::execute`] with options: with a TTL the command reaches a node that

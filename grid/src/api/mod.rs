@@ -242,7 +242,7 @@ pub(crate) enum Call {
     Route(
         crate::routing::Route,
         String,
-        oneshot::Sender<Result<crate::routing::Decision, crate::routing::RouteError>>,
+        oneshot::Sender<Result<Vec<crate::routing::Decision>, crate::routing::RouteError>>,
     ),
     /// Grid nodes heard announcing.
     Peers(oneshot::Sender<Vec<Peer>>),

@@ -200,23 +200,31 @@ impl Node {
                     ttl: ttl_ms.map(Duration::from_millis),
                 };
                 tokio::spawn(async move {
-                    let node = match handle.resolve_route(route, &command).await {
-                        Ok(node) => node,
+                    let nodes = match handle.resolve_routes(route, &command).await {
+                        Ok(nodes) => nodes,
                         Err(e) => return answer(reply, Err(e)),
                     };
-                    let r = if detach {
-                        handle
-                            .execute_detached_with(node, &command, params, options)
+                    let first = nodes.first().copied().unwrap_or(handle.destination());
+                    let (node, r) = if detach {
+                        let r = handle
+                            .execute_detached_with(first, &command, params, options)
                             .await
                             .map(|h| {
                                 let handle = format!("{h:016x}");
-                                ok(&response::Started { node, handle })
-                            })
+                                ok(&response::Started {
+                                    node: first,
+                                    handle,
+                                })
+                            });
+                        (first, r)
                     } else {
-                        handle
-                            .execute_with(node, &command, &params, options)
-                            .await
-                            .map(|result| ok(&response::Executed { node, result }))
+                        let (node, r) = handle
+                            .execute_first(&nodes, &command, &params, options)
+                            .await;
+                        (
+                            node,
+                            r.map(|result| ok(&response::Executed { node, result })),
+                        )
                     };
                     // A refusal names the node too, so the caller knows where it failed.
                     let v = r.unwrap_or_else(|e| {

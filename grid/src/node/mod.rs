@@ -569,7 +569,22 @@ impl Node {
         if bundles.config.custody {
             roles |= crate::capabilities::roles::CUSTODY;
         }
-        let capabilities = crate::capabilities::Capabilities::of_this_machine(roles);
+        let mut capabilities = crate::capabilities::Capabilities::of_this_machine(roles);
+        // What the governor profiled: the GPU (none is normal) and memory within a
+        // container's limit.
+        let profile = governor.profile();
+        if profile.mem.total > 0 {
+            capabilities.ram_mb = (profile.mem.total >> 20).min(u64::from(u32::MAX)) as u32;
+        }
+        capabilities.gpu =
+            profile
+                .gpus
+                .iter()
+                .max_by_key(|g| g.vram_total)
+                .map(|g| crate::capabilities::Gpu {
+                    name: g.name.clone(),
+                    vram_mb: (g.vram_total >> 20).min(u64::from(u32::MAX)) as u32,
+                });
         let mut transport = Transport::new(
             TransportConfig {
                 transport_enabled: config.transport,

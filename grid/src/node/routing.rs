@@ -8,7 +8,9 @@ use tokio::sync::oneshot;
 use super::Node;
 use crate::commands::{CommandCall, CommandError, Progress};
 use crate::frame::ErrorCode;
-use crate::routing::{decide, Candidate, Decision, Route, RouteError};
+use crate::proto::compute_offer::Reading as Offer;
+use crate::proto::gossip::entry::Body;
+use crate::routing::{plan, Candidate, Decision, Route, RouteError};
 use crate::trust::TrustLevel;
 
 impl Node {
@@ -20,13 +22,46 @@ impl Node {
         }
     }
 
-    /// Where `command` runs under `route`.
+    /// The compute offers in the catalog, by the publisher's `grid.node` destination.
+    fn compute_offers(&self) -> std::collections::HashMap<rns_core::AddressHash, Offer> {
+        let mut offers = std::collections::HashMap::new();
+        for e in self.catalog_entries() {
+            let Body::Compute {
+                ram_mb,
+                gpu_mb,
+                load_pct,
+            } = e.record().body
+            else {
+                continue;
+            };
+            let Ok(publisher) = rns_core::PublicIdentity::from_bytes(e.publisher()) else {
+                continue;
+            };
+            let node = crate::proto::bundle::envelope::node_destination(&publisher);
+            offers.insert(
+                rns_core::AddressHash(node),
+                Offer {
+                    ram_free_mb: ram_mb,
+                    gpu_free_mb: gpu_mb,
+                    load_pct,
+                },
+            );
+        }
+        offers
+    }
+
+    /// Where `command` may run under `route`, in the order to try.
     pub(super) fn route(
         &self,
         now: Instant,
         route: Route,
         command: &str,
-    ) -> Result<Decision, RouteError> {
+    ) -> Result<Vec<Decision>, RouteError> {
+        let offers = if route == Route::LeastLoaded {
+            self.compute_offers()
+        } else {
+            Default::default()
+        };
         let candidates: Vec<Candidate> = self
             .grid
             .peers
@@ -38,12 +73,14 @@ impl Node {
                 hops: *hops,
                 heard_ago: now.saturating_since(*seen),
                 trust: self.node_trust(node),
+                offer: offers.get(node).copied(),
             })
             .collect();
-        decide(
+        plan(
             route,
             command,
             &self.grid.layer.capabilities,
+            self.governor.offer(),
             &candidates,
             |n| self.node_trust(n),
         )
