@@ -1,6 +1,7 @@
 //! `grid`: run a node and talk to it.
 #![forbid(unsafe_code)]
 
+mod ask_cli;
 mod commands;
 mod genome_cli;
 
@@ -271,6 +272,10 @@ enum Command {
         #[command(subcommand)]
         action: AdapterAction,
     },
+    /// Describe what you need: find the skill (adapter) by meaning, place the job on a
+    /// node that takes compute jobs (here if its budget allows, else the least loaded
+    /// trusted compute peer), and run it there with your prompt.
+    Ask(ask_cli::AskArgs),
     /// Find skills (adapters) by describing what you need, here and on the mesh.
     Skills {
         #[command(subcommand)]
@@ -605,6 +610,7 @@ fn main() -> ExitCode {
                 json,
             } => genome_cli::fetch(&state, &content_hash, &from, via, quiet, json),
         },
+        Command::Ask(args) => ask_cli::ask(&state, args),
         Command::Skills {
             action:
                 SkillsAction::Search {

@@ -39,20 +39,6 @@ fn write_package(dir: &std::path::Path, name: &str, description: &str, examples:
         .unwrap();
 }
 
-/// A small package (`tide-tables`) in a temporary directory: the directory's guard and
-/// the package's path.
-fn tide_package() -> (TempDir, std::path::PathBuf) {
-    let pkgs = TempDir::new("pkgs");
-    let dir = pkgs.0.join("tides");
-    write_package(
-        &dir,
-        "tide-tables",
-        "Reads tide tables and explains spring and neap tides.",
-        &["when is high tide"],
-    );
-    (pkgs, dir)
-}
-
 /// A test's start: its slot, the models checked, a port for the transport node.
 fn begin() -> (Slot, u16) {
     let s = slot();

@@ -90,19 +90,7 @@ fn a_node_under_memory_pressure_refuses_model_work_with_the_reason_and_recovers(
     assert_eq!(memory_level(&g), "normal");
 
     // Publishing embeds the package's texts: the worker starts and is registered.
-    let pkgs = TempDir::new("pkgs");
-    let dir = pkgs.0.join("tides");
-    grid_genome::package::write_test_package(
-        &dir,
-        "tide-tables",
-        "1.0.0",
-        "Reads tide tables and explains spring and neap tides.",
-        &["when is high tide"],
-        4,
-        32,
-        2,
-    )
-    .unwrap();
+    let (_pkgs, dir) = tide_package();
     g.json(&["adapter", "publish", dir.to_str().unwrap()]);
     assert_eq!(workers_of(g.pid()).len(), 1);
     let v = g.json(&["governor"]);

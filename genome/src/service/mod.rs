@@ -58,6 +58,7 @@ use crate::embed::Embedder;
 use crate::registry::{Entry, Registry};
 use crate::worker::{IdleUnload, WorkerEmbedder, IDLE_UNLOAD};
 
+mod ask;
 mod beyond;
 mod catalog;
 mod dht;
@@ -300,6 +301,11 @@ impl Genome {
             "genome/fetch",
             "download an adapter from the nodes that hold it, verified",
             fetch
+        );
+        command!(
+            "genome/ask",
+            "find the skill a need describes, place the job on a capable node, run it",
+            ask
         );
         let g = self.clone();
         h.register_async_handler(PACKAGE_PATH, move |req| {

@@ -168,6 +168,23 @@ impl NodeHandle {
             .collect())
     }
 
+    /// Where a compute job needing `need_mb` of RAM may run, in the order to try, each
+    /// with why (this node's destination when it may run here; see
+    /// [`crate::proto::placement`]). Empty when no node known takes compute jobs.
+    pub async fn place_compute(&self, need_mb: u32) -> Result<Vec<(AddressHash, String)>, Error> {
+        let choices = self.ask(|tx| Call::PlaceCompute(need_mb, tx)).await?;
+        Ok(choices
+            .into_iter()
+            .map(|(d, why)| {
+                let node = match d {
+                    crate::routing::Decision::Local => self.destination,
+                    crate::routing::Decision::Remote(n) => n,
+                };
+                (node, why)
+            })
+            .collect())
+    }
+
     /// Run `command` where `route` says (a node, `local-only`, `prefer-gpu`,
     /// `max-compute`, `least-loaded`, `auto`: see [`crate::routing`]); returns the node
     /// that ran it (this node's destination when it ran here) and the result. A node that

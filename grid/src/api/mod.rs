@@ -244,6 +244,11 @@ pub(crate) enum Call {
         String,
         oneshot::Sender<Result<Vec<crate::routing::Decision>, crate::routing::RouteError>>,
     ),
+    /// Where a compute job needing this many MB may run, in order, with why.
+    PlaceCompute(
+        u32,
+        oneshot::Sender<Vec<(crate::routing::Decision, String)>>,
+    ),
     /// Grid nodes heard announcing.
     Peers(oneshot::Sender<Vec<Peer>>),
     /// Add an ACL rule unless the configuration has one for that pattern.

@@ -117,6 +117,9 @@ impl Node {
             Call::Route(route, command, done) => {
                 let _ = done.send(self.route(now, route, &command));
             }
+            Call::PlaceCompute(need_mb, done) => {
+                let _ = done.send(self.place_compute(now, need_mb));
+            }
             Call::DefaultRule(pattern, level, done) => {
                 let r = if self.guard.acl.rule_for(&pattern).is_some() {
                     Ok(())

@@ -569,6 +569,9 @@ impl Node {
         if bundles.config.custody {
             roles |= crate::capabilities::roles::CUSTODY;
         }
+        if config.compute.enabled {
+            roles |= crate::capabilities::roles::COMPUTE;
+        }
         let mut capabilities = crate::capabilities::Capabilities::of_this_machine(roles);
         // What the governor profiled: the GPU (none is normal) and memory within a
         // container's limit.

@@ -10,6 +10,7 @@ use crate::commands::{CommandCall, CommandError, Progress};
 use crate::frame::ErrorCode;
 use crate::proto::compute_offer::Reading as Offer;
 use crate::proto::gossip::entry::Body;
+use crate::proto::placement::{place, Here};
 use crate::routing::{plan, Candidate, Decision, Route, RouteError};
 use crate::trust::TrustLevel;
 
@@ -50,20 +51,15 @@ impl Node {
         offers
     }
 
-    /// Where `command` may run under `route`, in the order to try.
-    pub(super) fn route(
-        &self,
-        now: Instant,
-        route: Route,
-        command: &str,
-    ) -> Result<Vec<Decision>, RouteError> {
-        let offers = if route == Route::LeastLoaded {
+    /// The other nodes heard announcing, as the router weighs them; with their compute
+    /// offers from the catalog when `offers` is set.
+    fn candidates(&self, now: Instant, offers: bool) -> Vec<Candidate> {
+        let offers = if offers {
             self.compute_offers()
         } else {
             Default::default()
         };
-        let candidates: Vec<Candidate> = self
-            .grid
+        self.grid
             .peers
             .iter()
             .filter(|(node, _)| **node != self.grid_destination)
@@ -75,7 +71,17 @@ impl Node {
                 trust: self.node_trust(node),
                 offer: offers.get(node).copied(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Where `command` may run under `route`, in the order to try.
+    pub(super) fn route(
+        &self,
+        now: Instant,
+        route: Route,
+        command: &str,
+    ) -> Result<Vec<Decision>, RouteError> {
+        let candidates = self.candidates(now, route == Route::LeastLoaded);
         plan(
             route,
             command,
@@ -84,6 +90,19 @@ impl Node {
             &candidates,
             |n| self.node_trust(n),
         )
+    }
+
+    /// Where a compute job needing `need_mb` of RAM may run, in the order to try, with
+    /// why ([`crate::proto::placement::place`]).
+    pub(super) fn place_compute(&self, now: Instant, need_mb: u32) -> Vec<(Decision, String)> {
+        let here = Here {
+            compute: self.grid.layer.capabilities.roles & crate::capabilities::roles::COMPUTE != 0,
+            offer: self.governor.offer(),
+        };
+        place(need_mb, here, &self.candidates(now, true))
+            .into_iter()
+            .map(|c| (c.decision, c.why))
+            .collect()
     }
 
     /// Run `command` on this node for its own user (no ACL: the caller is the owner).

@@ -22,6 +22,9 @@ pub mod roles {
     pub const CUSTODY: u8 = 2;
     /// Serves programs on its host.
     pub const SHARED_INSTANCE: u8 = 4;
+    /// Takes compute jobs from peers (`[compute] enabled = true`): `ai/generate`, placed
+    /// by `grid ask`.
+    pub const COMPUTE: u8 = 8;
 }
 
 /// A GPU.
@@ -84,6 +87,7 @@ impl Capabilities {
             (roles::TRANSPORT, "transport"),
             (roles::CUSTODY, "custody"),
             (roles::SHARED_INSTANCE, "shared_instance"),
+            (roles::COMPUTE, "compute"),
         ]
         .into_iter()
         .filter(|(bit, _)| self.roles & bit != 0)
@@ -114,7 +118,7 @@ pub struct CapabilitySummary {
     pub ram_mb: u32,
     /// The GPU, if any.
     pub gpu: Option<Gpu>,
-    /// Roles by name: `transport`, `custody`, `shared_instance`.
+    /// Roles by name: `transport`, `custody`, `shared_instance`, `compute`.
     pub roles: Vec<String>,
     /// Adapters (skills) held.
     pub adapters: u16,

@@ -17,6 +17,7 @@ pub mod inbound;
 pub mod layer;
 pub mod neighbours;
 pub mod pairing;
+pub mod placement;
 pub mod rate_limit;
 pub mod request_log;
 pub mod routing;

@@ -127,7 +127,7 @@ fn vram(c: &Capabilities) -> u32 {
 
 /// Nodes that may be chosen automatically, best first: trusted, fresh, most video memory,
 /// then fewest hops.
-fn eligible(candidates: &[Candidate]) -> Vec<&Candidate> {
+pub(crate) fn eligible(candidates: &[Candidate]) -> Vec<&Candidate> {
     let mut v: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.trust >= TrustLevel::Trusted && c.heard_ago <= FRESH)

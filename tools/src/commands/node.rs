@@ -29,14 +29,50 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
             grid_genome::service::ModelHost::InProcess
         }
     };
+    let compute = state
+        .load_or_create_config()
+        .map(|c| c.compute.enabled)
+        .unwrap_or(false);
     runtime()?.block_on(async {
         let genome_state = state.clone();
-        grid::run_with_services(state, shutdown_signal(), move |handle| {
-            grid_genome::service::run(handle, genome_state, host)
+        grid::run_with_services(state, shutdown_signal(), move |handle| async move {
+            if compute {
+                no_inference(&handle).await;
+            }
+            grid_genome::service::run(handle, genome_state, host).await
         })
         .await
         .map_err(|e| anyhow!(e))
     })
+}
+
+/// A node with `[compute] enabled = true` answers `ai/generate` even though this `grid`
+/// cannot run models yet: `unsupported`, saying so, so that `grid ask` and routing move
+/// on to a node that can instead of waiting or guessing.
+async fn no_inference(handle: &grid::api::NodeHandle) {
+    use grid::commands::CommandError;
+    use grid::frame::ErrorCode;
+    let _ = handle
+        .default_rule("ai/generate", grid::trust::TrustLevel::Trusted)
+        .await;
+    let registered = handle
+        .register_command(
+            "ai/generate",
+            "generate text (not in this build: inference is not built in)",
+            |_| async {
+                Err(CommandError {
+                    code: ErrorCode::Unsupported,
+                    message: "this grid cannot run models yet (inference is not built in); \
+                              another compute node may take the job"
+                        .into(),
+                })
+            },
+        )
+        .await;
+    if let Err(e) = registered {
+        tracing::warn!("cannot offer ai/generate: {e}");
+    }
+    tracing::warn!("[compute] is enabled but this grid cannot run models (no inference built in); ai/generate answers unsupported");
 }
 
 /// `grid worker embed`: load the embedding model and answer the node on stdin/stdout

@@ -705,3 +705,22 @@ pub fn workers_of(pid: u32) -> Vec<u32> {
     }
     found
 }
+
+/// A small package (`tide-tables`) in a temporary directory: the directory's guard and
+/// the package's path.
+pub fn tide_package() -> (TempDir, std::path::PathBuf) {
+    let pkgs = TempDir::new("pkgs");
+    let dir = pkgs.0.join("tides");
+    grid_genome::package::write_test_package(
+        &dir,
+        "tide-tables",
+        "1.0.0",
+        "Reads tide tables and explains spring and neap tides.",
+        &["when is high tide"],
+        4,
+        32,
+        2,
+    )
+    .unwrap();
+    (pkgs, dir)
+}
