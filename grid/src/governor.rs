@@ -256,6 +256,18 @@ impl GovernorHandle {
         })
     }
 
+    /// The governor in a line, for `grid status`.
+    #[must_use]
+    pub fn summary(&self) -> crate::control::response::GovernorSummary {
+        let g = self.lock();
+        crate::control::response::GovernorSummary {
+            memory: g.level(Resource::Memory).name().to_string(),
+            cpu: g.level(Resource::Cpu).name().to_string(),
+            ram_budget_mb: g.budget().ram >> 20,
+            headroom_mb: g.headroom() >> 20,
+        }
+    }
+
     /// Everything the governor knows, as `governor/status` answers it.
     #[must_use]
     pub fn status_json(&self) -> serde_json::Value {

@@ -541,6 +541,7 @@ impl Node {
                 evicted_half_open_links: st.evicted_half_open_links,
                 dropped_outbound: self.interfaces.dropped + st.dropped_transmits,
             },
+            governor: Some(self.governor.summary()),
         };
         // The placeholder above never leaves: the store's figures replace it.
         move |bundles| response::Status { bundles, ..status }

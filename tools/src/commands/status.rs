@@ -46,6 +46,12 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
         ),
         r::Bundles::Unreadable { error } => println!("bundles      unreadable: {error}"),
     }
+    if let Some(g) = &s.governor {
+        println!(
+            "governor     memory {}, cpu {}; {} of {} MB free for jobs (`grid governor`)",
+            g.memory, g.cpu, g.headroom_mb, g.ram_budget_mb
+        );
+    }
     println!();
     println!("interfaces:");
     for i in &s.interfaces {

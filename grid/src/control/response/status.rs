@@ -45,6 +45,22 @@ pub struct Status {
     pub known_destinations: usize,
     /// Transport counters.
     pub stats: TrafficStats,
+    /// The governor in short (`grid governor` has the rest).
+    #[serde(default)]
+    pub governor: Option<GovernorSummary>,
+}
+
+/// The governor in a line: pressure levels and room for jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovernorSummary {
+    /// Memory pressure level (`normal`, `warning`, `high`, `critical`).
+    pub memory: String,
+    /// CPU pressure level.
+    pub cpu: String,
+    /// RAM grid work may use, MB.
+    pub ram_budget_mb: u64,
+    /// RAM a new job could have now, MB.
+    pub headroom_mb: u64,
 }
 
 /// The bundle store's figures, or why they could not be read.

@@ -317,6 +317,12 @@ fn every_answer_round_trips_through_its_type() {
             evicted_half_open_links: 0,
             dropped_outbound: 0,
         },
+        governor: Some(GovernorSummary {
+            memory: "warning".into(),
+            cpu: "normal".into(),
+            ram_budget_mb: 4096,
+            headroom_mb: 1200,
+        }),
     };
     round_trip(status.clone());
     round_trip(Status {
