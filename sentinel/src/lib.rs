@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod condition;
+pub mod engine;
 pub mod format;
 pub mod interpolate;
 pub mod validate;
