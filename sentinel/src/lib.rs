@@ -13,6 +13,7 @@ pub mod condition;
 pub mod engine;
 pub mod format;
 pub mod interpolate;
+pub mod service;
 pub mod validate;
 
 pub use format::{parse, Pipeline, Step, StepKind};

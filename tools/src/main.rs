@@ -4,6 +4,7 @@
 mod ask_cli;
 mod commands;
 mod genome_cli;
+mod pipeline_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -276,6 +277,12 @@ enum Command {
     /// node that takes compute jobs (here if its budget allows, else the least loaded
     /// trusted compute peer), and run it there with your prompt.
     Ask(ask_cli::AskArgs),
+    /// Sentinel pipelines: JSON jobs whose steps run commands, call models, emit and
+    /// watch events on whichever node fits (`docs/sentinel.md`).
+    Pipeline {
+        #[command(subcommand)]
+        action: pipeline_cli::PipelineAction,
+    },
     /// Find skills (adapters) by describing what you need, here and on the mesh.
     Skills {
         #[command(subcommand)]
@@ -611,6 +618,7 @@ fn main() -> ExitCode {
             } => genome_cli::fetch(&state, &content_hash, &from, via, quiet, json),
         },
         Command::Ask(args) => ask_cli::ask(&state, args),
+        Command::Pipeline { action } => pipeline_cli::pipeline(&state, action),
         Command::Skills {
             action:
                 SkillsAction::Search {

@@ -105,7 +105,10 @@ fn a_node_under_memory_pressure_refuses_model_work_with_the_reason_and_recovers(
         (workers_of(g.pid()).is_empty()).then_some(())
     });
     let st = g.status();
-    assert_eq!(st["governor"]["memory"], "critical", "grid status says it: {st}");
+    assert_eq!(
+        st["governor"]["memory"], "critical",
+        "grid status says it: {st}"
+    );
     assert_eq!(st["governor"]["ram_budget_mb"], 2048);
     let events = governor_events(&g);
     let critical = events

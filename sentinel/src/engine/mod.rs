@@ -119,7 +119,10 @@ pub struct Outcome {
 /// A failure that ends the run (or the branch).
 #[derive(Debug)]
 enum Stop {
+    /// Failed, with the step that failed named.
     Failed(String),
+    /// Failed in the step at hand (its id is added by [`Run::step`]).
+    Here(String),
     Cancelled,
 }
 
@@ -194,7 +197,7 @@ impl<'m, M: Mesh> Run<'m, M> {
         let (status, error) = match result {
             Ok(()) => (Status::Completed, None),
             Err(Stop::Cancelled) => (Status::Cancelled, Some("cancelled".into())),
-            Err(Stop::Failed(e)) => (Status::Failed, Some(e)),
+            Err(Stop::Failed(e) | Stop::Here(e)) => (Status::Failed, Some(e)),
         };
         Outcome {
             status,
@@ -208,17 +211,17 @@ impl<'m, M: Mesh> Run<'m, M> {
     }
 
     fn interpolate(&self, v: &Value) -> Result<Value, Stop> {
-        interpolate(v, &View(&self.state)).map_err(|e| Stop::Failed(e.to_string()))
+        interpolate(v, &View(&self.state)).map_err(|e| Stop::Here(e.to_string()))
     }
 
     fn text(&self, s: &str) -> Result<String, Stop> {
         interpolate_str(s, &View(&self.state))
             .map(|v| as_text(&v))
-            .map_err(|e| Stop::Failed(e.to_string()))
+            .map_err(|e| Stop::Here(e.to_string()))
     }
 
     fn holds(&self, condition: &str) -> Result<bool, Stop> {
-        evaluate(condition, &View(&self.state)).map_err(|e| Stop::Failed(e.to_string()))
+        evaluate(condition, &View(&self.state)).map_err(|e| Stop::Here(e.to_string()))
     }
 
     fn keep(&self, id: &str, key: &str, rec: Value, completed: bool) {
@@ -248,7 +251,7 @@ impl<'m, M: Mesh> Run<'m, M> {
             self.lock().records.insert(step.id.clone(), done);
             return Ok(());
         }
-        match &step.kind {
+        let result = match &step.kind {
             StepKind::Command(c) => self.command(step, &key, c).await,
             StepKind::Llm(l) => self.llm(step, &key, l).await,
             StepKind::Emit(e) => self.emit(step, &key, e).await,
@@ -258,7 +261,15 @@ impl<'m, M: Mesh> Run<'m, M> {
             StepKind::Parallel(p) => self.parallel(step, &key, p, prefix).await,
             StepKind::Sentinel(s) => self.nested(step, &key, s).await,
             StepKind::Shell(s) => self.shell(step, &key, s),
-        }
+        };
+        result.map_err(|e| match e {
+            Stop::Here(why) => {
+                let rec = json!({"status": "failed", "error": why, "attempts": 0});
+                self.keep(&step.id, &key, rec, false);
+                Stop::Failed(format!("step \"{}\": {why}", step.id))
+            }
+            other => other,
+        })
     }
 
     /// Run `command` where `place` allows, with the step's retries.
@@ -280,7 +291,7 @@ impl<'m, M: Mesh> Run<'m, M> {
                 .mesh
                 .candidates(&place, command)
                 .await
-                .map_err(Stop::Failed)?;
+                .map_err(Stop::Here)?;
             for node in &nodes {
                 if self.cancelled.load(Ordering::Relaxed) {
                     return Err(Stop::Cancelled);

@@ -39,6 +39,7 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
             if compute {
                 no_inference(&handle).await;
             }
+            grid_sentinel::service::run(handle.clone(), genome_state.clone()).await;
             grid_genome::service::run(handle, genome_state, host).await
         })
         .await

@@ -1,0 +1,172 @@
+//! `grid pipeline` between real `grid node` processes: a pipeline on A runs its steps on
+//! B and C (one of them in parallel branches) and passes outputs on; a malformed file is
+//! refused naming the field; a runner killed with SIGKILL resumes from its journal
+//! without running a completed step again.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(40);
+
+fn node(iface: &str) -> Grid {
+    Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\n{iface}\n"
+    ))
+}
+
+fn identity(g: &Grid) -> String {
+    g.id()["identity"].as_str().unwrap().to_string()
+}
+
+fn write(dir: &TempDir, name: &str, text: &str) -> String {
+    let p = dir.0.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn a_pipeline_runs_its_steps_on_two_peers_and_passes_outputs_on() {
+    let _slot = slot();
+    let port = free_port();
+    let a = node(&format!(
+        "type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""
+    ));
+    let client = format!("type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"");
+    let (b, c) = (node(&client), node(&client));
+    for peer in [&b, &c] {
+        a.json(&["trust", &identity(peer), "trusted"]);
+        peer.json(&["trust", &identity(&a), "trusted"]);
+    }
+    let files = TempDir::new("pipelines");
+    let file = write(
+        &files,
+        "two-peers.json",
+        r#"{"name": "two-peers", "inputs": {"b": {}, "c": {}},
+        "steps": [
+          {"id": "ping-b", "type": "command", "target": "{{input.b}}", "command": "grid/ping"},
+          {"id": "fan", "type": "parallel", "branches": [
+             [{"id": "caps-b", "type": "command", "target": "{{input.b}}", "command": "grid/status"}],
+             [{"id": "ping-c", "type": "command", "target": "{{input.c}}", "command": "grid/ping", "retries": 2}]]},
+          {"id": "done", "type": "emit", "event": "demo:done",
+           "payload": {"b": "{{steps.ping-b.node}}", "c": "{{steps.ping-c.node}}", "b-says": "{{steps.caps-b.output.node}}"}}
+        ]}"#,
+    );
+    let b_in = format!("b=\"{}\"", b.destination());
+    let c_in = format!("c=\"{}\"", c.destination());
+    let last = std::cell::RefCell::new(String::new());
+    let v = wait_for(T, "the pipeline to run on B and C", || {
+        let (ok, out, err) = a.cli(&[
+            "pipeline", "run", &file, "--input", &b_in, "--input", &c_in, "--json",
+        ]);
+        *last.borrow_mut() = format!("{out}\n{err}");
+        let v: Value = serde_json::from_str(out.lines().last()?).ok()?;
+        (ok && v["status"] == "completed").then_some(v)
+    });
+    drop(last);
+    assert_eq!(v["steps"]["ping-b"]["node"], b.destination(), "{v}");
+    assert_eq!(v["steps"]["caps-b"]["node"], b.destination());
+    assert_eq!(v["steps"]["ping-c"]["node"], c.destination());
+    assert_eq!(v["progress"], 100);
+    let handle = v["handle"].as_str().unwrap().to_string();
+    let (_, out, _) = a.cli(&["listen", "demo:*", "--recent", "--timeout", "1", "--json"]);
+    let done: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(done["payload"]["b"], b.destination(), "{done}");
+    assert_eq!(done["payload"]["c"], c.destination());
+    assert_eq!(
+        done["payload"]["b-says"],
+        b.destination(),
+        "B's own answer passed on"
+    );
+    let status = a.json(&["pipeline", "status", &handle]);
+    assert_eq!(status["status"], "completed");
+    let list = a.json(&["pipeline", "list"]);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["handle"] == handle.as_str()),
+        "{list}"
+    );
+
+    // A malformed pipeline is refused before anything runs, naming the field.
+    let bad = write(
+        &files,
+        "bad.json",
+        r#"{"name": "bad", "steps": [{"id": "x", "type": "command", "command": "grid/ping", "placement": {"ram_mb": "lots"}}]}"#,
+    );
+    let (ok, _, err) = a.cli(&["pipeline", "run", &bad]);
+    assert!(!ok);
+    assert!(err.contains("steps[0].placement.ram_mb"), "{err}");
+    let bad = write(
+        &files,
+        "bad2.json",
+        r#"{"name": "bad", "steps": [{"id": "x", "type": "emit", "event": "{{steps.nobody.output}}"}]}"#,
+    );
+    let (ok, _, err) = a.cli(&["pipeline", "run", &bad]);
+    assert!(
+        !ok && err.contains("steps[0].event: no step has the id \"nobody\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_killed_runner_resumes_without_running_completed_steps_again() {
+    let _slot = slot();
+    let mut a = node(&format!(
+        "type = \"tcp_server\"\nlisten = \"127.0.0.1:{}\"",
+        free_port()
+    ));
+    let files = TempDir::new("pipelines");
+    let file = write(
+        &files,
+        "resume.json",
+        r#"{"name": "resume", "steps": [
+          {"id": "one", "type": "emit", "event": "count:one"},
+          {"id": "wait", "type": "watch", "event": "go:*", "timeout": "60s"},
+          {"id": "three", "type": "emit", "event": "count:three", "payload": "{{steps.wait.output.event}}"}
+        ]}"#,
+    );
+    let started = a.json(&["pipeline", "run", &file, "--detach"]);
+    let handle = started["handle"].as_str().unwrap().to_string();
+    let journal = a.dir.0.join("sentinel").join(&handle).join("journal.jsonl");
+    wait_for(T, "step one in the journal", || {
+        std::fs::read_to_string(&journal)
+            .ok()
+            .filter(|j| j.contains("\"one\""))
+            .map(|_| ())
+    });
+    a.restart();
+    wait_for(T, "the node back", || {
+        a.cli(&["status", "--json"]).0.then_some(())
+    });
+    let list = a.json(&["pipeline", "list"]);
+    assert_eq!(list[0]["status"], "interrupted", "{list}");
+    a.json(&["pipeline", "resume", &handle, "--detach"]);
+    wait_for(T, "the resumed run to watch", || {
+        let s = a.json(&["pipeline", "status", &handle]);
+        (s["status"] == "running").then_some(())
+    });
+    // Events emitted now reach the watch (give it a moment to subscribe).
+    let end = wait_for(T, "the resumed run to complete", || {
+        a.json(&["emit", "go:now"]);
+        std::thread::sleep(Duration::from_millis(200));
+        let s = a.json(&["pipeline", "status", &handle]);
+        (s["status"] == "completed").then_some(s)
+    });
+    assert_eq!(end["steps"]["three"]["status"], "completed", "{end}");
+    let (_, out, _) = a.cli(&["listen", "count:*", "--recent", "--timeout", "1", "--json"]);
+    let counted: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|e| e["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        counted,
+        ["count:three"],
+        "step one ran only before the kill"
+    );
+}
