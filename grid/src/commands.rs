@@ -164,16 +164,11 @@ pub type CommandHandler = Arc<dyn Fn(CommandCall) -> CommandFuture + Send + Sync
 
 /// Number of CPU cores and total memory, for `grid/capabilities`.
 pub(crate) fn machine() -> Value {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mem_mb = std::fs::read_to_string("/proc/meminfo")
+    let cores = grid_governor::read::cores();
+    let mem_mb = grid_governor::read::System::default()
+        .memory()
         .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024);
+        .map(|m| m.total >> 20);
     serde_json::json!({"cpu_cores": cores, "ram_mb": mem_mb})
 }
 

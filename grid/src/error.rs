@@ -84,6 +84,19 @@ impl Error {
         }
     }
 
+    /// Whether another node may take what this one would not: it is busy (its governor
+    /// refused the job), has no such command, or cannot serve it in this build. Routing
+    /// plans, `grid ask` and pipeline steps move on to their next node on these.
+    pub fn is_elsewhere(&self) -> bool {
+        matches!(
+            self,
+            Error::Remote {
+                code: ErrorCode::Busy | ErrorCode::UnknownCommand | ErrorCode::Unsupported,
+                ..
+            }
+        )
+    }
+
     /// Whether waiting and trying another way (a bundle) could succeed: no path, a
     /// link that went away, or no answer in time.
     pub fn is_unreachable(&self) -> bool {
@@ -250,6 +263,20 @@ mod tests {
             assert_eq!(ErrorCode::from_name(c.as_str()), Some(c));
         }
         assert_eq!(ErrorCode::from_name("no_such_code"), None);
+    }
+
+    #[test]
+    fn busy_missing_and_unsupported_send_the_job_elsewhere() {
+        let remote = |code| Error::Remote {
+            code,
+            message: String::new(),
+        };
+        assert!(remote(ErrorCode::Busy).is_elsewhere());
+        assert!(remote(ErrorCode::UnknownCommand).is_elsewhere());
+        assert!(remote(ErrorCode::Unsupported).is_elsewhere());
+        assert!(!remote(ErrorCode::Failed).is_elsewhere());
+        assert!(!remote(ErrorCode::Denied).is_elsewhere());
+        assert!(!Error::Timeout(String::new()).is_elsewhere());
     }
 
     #[test]

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grid::commands::{CommandCall, CommandError, Progress};
-use grid::frame::ErrorCode;
 use serde_json::{json, Value};
 
 use super::{param_str, Genome};
@@ -31,17 +30,6 @@ pub const GENERATE_COMMAND: &str = "ai/generate";
 const GENERATE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest prompt.
 const MAX_PROMPT: usize = 64 * 1024;
-
-/// Whether an error from a node means: try the next one.
-fn next_node(e: &grid::Error) -> bool {
-    matches!(
-        e,
-        grid::Error::Remote {
-            code: ErrorCode::Busy | ErrorCode::UnknownCommand | ErrorCode::Unsupported,
-            ..
-        }
-    )
-}
 
 impl Genome {
     pub(super) async fn ask(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
@@ -166,7 +154,7 @@ impl Genome {
                         "result": result,
                     }))
                 }
-                Err(e) if next_node(&e) => {
+                Err(e) if e.is_elsewhere() => {
                     skipped.push(json!({"node": node.to_string(), "why": e.to_string()}))
                 }
                 Err(e) => return Err(CommandError::failed(format!("{node} failed the job: {e}"))),

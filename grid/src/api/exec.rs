@@ -202,8 +202,9 @@ impl NodeHandle {
         r.map(|result| (node, result))
     }
 
-    /// Run `command` on the first of `nodes` that does not answer `busy` (its governor
-    /// refused the job): the node that answered last, and its answer.
+    /// Run `command` on the first of `nodes` that takes it: a node answering `busy`,
+    /// `unknown_command` or `unsupported` ([`Error::is_elsewhere`]) is passed over. The
+    /// node that answered last, and its answer.
     pub async fn execute_first(
         &self,
         nodes: &[AddressHash],
@@ -218,12 +219,9 @@ impl NodeHandle {
         for &node in nodes {
             let r = self.execute_with(node, command, params, options).await;
             match &r {
-                Err(
-                    e @ Error::Remote {
-                        code: crate::frame::ErrorCode::Busy,
-                        ..
-                    },
-                ) => tracing::info!(%node, error = %e, "busy; trying the next node"),
+                Err(e) if e.is_elsewhere() => {
+                    tracing::info!(%node, error = %e, "not taken there; trying the next node")
+                }
                 _ => return (node, r),
             }
             last = (node, r);

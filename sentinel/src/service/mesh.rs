@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use grid::api::{ExecOptions, NodeEvent, NodeHandle};
-use grid::frame::ErrorCode;
 use grid::routing::Route;
 use rns_core::AddressHash;
 use serde_json::{json, Value};
@@ -32,13 +31,12 @@ fn parse_node(s: &str) -> Result<AddressHash, String> {
 
 /// What a node's error means for the engine.
 fn classify(e: grid::Error) -> MeshError {
-    match &e {
-        grid::Error::Remote {
-            code: ErrorCode::Busy | ErrorCode::UnknownCommand | ErrorCode::Unsupported,
-            ..
-        } => MeshError::Busy(e.to_string()),
-        _ if e.is_unreachable() => MeshError::Lost(e.to_string()),
-        _ => MeshError::Failed(e.to_string()),
+    if e.is_elsewhere() {
+        MeshError::Busy(e.to_string())
+    } else if e.is_unreachable() {
+        MeshError::Lost(e.to_string())
+    } else {
+        MeshError::Failed(e.to_string())
     }
 }
 
