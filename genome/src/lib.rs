@@ -10,6 +10,8 @@
 //! - [`rank`]: search results as they travel, and peers' answers ranked by this node.
 //! - [`service`]: the `genome/*` commands on a running node, mesh search and fetch.
 //! - [`worker`]: the embedding model in a worker process, started on demand.
+//! - [`generate`]: text generation (`ai/generate`) in a worker process.
+//! - [`pipe`]: the frames on a worker's pipes.
 //!
 //! The evaluation set for semantic search is in `genome/eval/` (see `tests/eval.rs`).
 //! - [`embed`]: sentence embeddings (all-MiniLM-L6-v2, 384-dim) for semantic skill search.
@@ -19,12 +21,14 @@
 
 pub mod archive;
 pub mod embed;
+pub mod generate;
 pub mod index;
 pub mod keywords;
 #[cfg(feature = "embed")]
 pub mod lazy;
 pub mod manifest;
 pub mod package;
+pub mod pipe;
 pub mod rank;
 pub mod registry;
 pub mod service;

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use grid::governor::{GovernorHandle, Job, JobKind, Priority};
 
 use crate::embed::{EmbedError, Embedder, DIM, MINILM_ID};
+use crate::pipe::{bad_data, read_frame, write_frame};
 
 /// The longest request frame, bytes.
 pub const MAX_REQUEST: usize = 4 << 20;
@@ -61,39 +62,6 @@ pub enum Response {
     Vectors(Vec<Vec<f32>>),
     /// The model failed on the request (the worker goes on).
     Failed(String),
-}
-
-/// Write one frame.
-fn write_frame(out: &mut impl Write, body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(body.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
-    out.write_all(&len.to_be_bytes())?;
-    out.write_all(body)?;
-    out.flush()
-}
-
-/// Read one frame of at most `max` bytes; `None` at a clean end of input.
-fn read_frame(input: &mut impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match input.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a frame of {len} bytes (at most {max})"),
-        ));
-    }
-    let mut body = vec![0u8; len];
-    input.read_exact(&mut body)?;
-    Ok(Some(body))
-}
-
-fn bad_data(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
 /// The worker's side: answer requests from `input` on `output` with `embedder` until
