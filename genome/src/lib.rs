@@ -29,6 +29,7 @@ pub mod lazy;
 pub mod manifest;
 pub mod package;
 pub mod pipe;
+mod process;
 pub mod rank;
 pub mod registry;
 pub mod service;

@@ -16,7 +16,6 @@
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use grid::governor::{GovernorHandle, Job, JobKind, Priority};
 
 use crate::embed::{EmbedError, Embedder, DIM, MINILM_ID};
 use crate::pipe::{bad_data, read_frame, write_frame};
+use crate::process::WorkerProcess;
 
 /// The longest request frame, bytes.
 pub const MAX_REQUEST: usize = 4 << 20;
@@ -92,22 +92,8 @@ pub fn serve(
 
 /// A running worker and when it was last asked.
 struct Running {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
+    process: WorkerProcess,
     used: Instant,
-    /// The governor its memory is registered with.
-    governor: Option<GovernorHandle>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(g) = &self.governor {
-            g.unloaded(GOVERNOR_KEY);
-        }
-    }
 }
 
 /// The node's side: an [`Embedder`] whose model runs in a worker process, started on
@@ -152,7 +138,7 @@ impl WorkerEmbedder {
     /// The worker's process id, while one runs.
     pub fn pid(&self) -> Option<u32> {
         let r = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        r.as_ref().map(|r| r.child.id())
+        r.as_ref().map(|r| r.process.child.id())
     }
 
     /// Stop the worker if it has not been asked anything for `idle`; whether it was.
@@ -181,36 +167,17 @@ impl WorkerEmbedder {
             ),
             None => None,
         };
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                EmbedError::Runtime(format!(
-                    "cannot start the embedding worker {}: {e}",
-                    self.program.display()
-                ))
-            })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            return Err(EmbedError::Runtime(
-                "the embedding worker has no pipes".into(),
-            ));
-        };
-        tracing::info!(pid = child.id(), "embedding worker started");
+        let mut process = WorkerProcess::spawn(&self.program, &self.args)
+            .map_err(|e| EmbedError::Runtime(format!("cannot start the embedding worker: {e}")))?;
+        tracing::info!(pid = process.child.id(), "embedding worker started");
         if let Some(g) = &self.governor {
             // Started for a request, which is under way (`embed` ends the use).
-            g.loaded(GOVERNOR_KEY, WORKER_RAM, Priority::Background);
+            process.register(g, GOVERNOR_KEY, WORKER_RAM);
             g.begin_use(GOVERNOR_KEY);
         }
         Ok(Running {
-            child,
-            stdin,
-            stdout,
+            process,
             used: Instant::now(),
-            governor: self.governor.clone(),
         })
     }
 
@@ -263,13 +230,11 @@ impl WorkerEmbedder {
     /// One request and its answer on `w`.
     fn ask(w: &mut Running, request: &[u8]) -> Result<Response, String> {
         w.used = Instant::now();
-        write_frame(&mut w.stdin, request).map_err(|e| e.to_string())?;
-        let frame = read_frame(&mut w.stdout, MAX_RESPONSE)
+        let p = &mut w.process;
+        write_frame(&mut p.stdin, request).map_err(|e| e.to_string())?;
+        let frame = read_frame(&mut p.stdout, MAX_RESPONSE)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| match w.child.try_wait() {
-                Ok(Some(status)) => format!("it ended ({status})"),
-                _ => "it closed its output".to_string(),
-            })?;
+            .ok_or_else(|| p.ended("it closed its output"))?;
         postcard::from_bytes(&frame).map_err(|e| format!("undecodable answer: {e}"))
     }
 }

@@ -659,6 +659,11 @@ async fn a_detached_command_reports_progress_and_completion_as_events() {
             call.progress
                 .report(Some(0.5), serde_json::json!({"step": 1}));
             tokio::time::sleep(Duration::from_millis(300)).await;
+            // Reports right before the result still arrive before it, in order.
+            for step in 2..=4 {
+                call.progress
+                    .report(Some(0.2 * step as f32), serde_json::json!({"step": step}));
+            }
             Ok(serde_json::json!({"done": call.params["n"]}))
         },
     )
@@ -690,6 +695,29 @@ async fn a_detached_command_reports_progress_and_completion_as_events() {
     .await;
     assert_eq!(payload["ok"], true, "{payload}");
     assert_eq!(payload["result"]["done"], 3);
+
+    // The same, waited for, with the reports handed to a callback as they come.
+    let mut seen = Vec::new();
+    let r = a
+        .execute_with_progress(
+            b.destination(),
+            "test/slow",
+            &serde_json::json!({"n": 4}),
+            grid::api::ExecOptions::timeout(T),
+            |fraction, detail| seen.push((fraction, detail["step"].as_u64())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["done"], 4);
+    assert_eq!(
+        seen,
+        vec![
+            (Some(0.5), Some(1)),
+            (Some(0.4), Some(2)),
+            (Some(0.6), Some(3)),
+            (Some(0.8), Some(4))
+        ]
+    );
 }
 
 /// A command for a node that is offline: it waits as a bundle, reaches the node soon

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use grid::state::StateDir;
 use serde_json::{json, Value};
 
-use crate::commands::local_exec;
+use std::io::Write;
+
+use crate::commands::{exec_streaming, local_exec};
 
 /// `grid ask`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -85,18 +87,58 @@ pub(crate) fn ask(state: &StateDir, a: AskArgs) -> Result<()> {
     if !(0.0..=2.0).contains(&a.temperature) {
         bail!("--temperature must be between 0 and 2");
     }
-    let v = local_exec(
-        state,
-        "genome/ask",
-        json!({"need": a.need, "prompt": prompt, "patience": a.patience,
+    let params = json!({"need": a.need, "prompt": prompt, "patience": a.patience,
                "max_tokens": a.max_tokens, "temperature": a.temperature, "seed": a.seed,
-               "dry_run": a.dry_run}),
-        wait(&a.patience)?,
-    )?;
-    if a.json {
-        println!("{v}");
+               "dry_run": a.dry_run});
+    if a.dry_run || a.json {
+        let v = local_exec(state, "genome/ask", params, wait(&a.patience)?)?;
+        if a.json {
+            println!("{v}");
+        } else {
+            print_plan(&v, true);
+        }
         return Ok(());
     }
+    // The answer streams to stdout as the model writes it; the steps go to stderr.
+    let mut shown = Value::Null;
+    let mut streamed = false;
+    let done = exec_streaming(
+        state,
+        "local-only",
+        "genome/ask",
+        params,
+        wait(&a.patience)?,
+        |p| {
+            let d = &p["detail"];
+            if let Some(text) = d["text"].as_str() {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+                streamed = true;
+            } else if d["step"] == json!("generate") && d["node"] != shown {
+                eprintln!("running on {}", d["node"].as_str().unwrap_or("?"));
+                shown = d["node"].clone();
+            }
+        },
+    )?;
+    let v = done.result;
+    if streamed {
+        println!("\n");
+    } else if let Some(text) = v["result"]["text"].as_str() {
+        println!("{text}\n");
+    }
+    print_plan(&v, false);
+    let r = &v["result"];
+    println!(
+        "             {} tokens, first after {:.0} ms, {:.1} tokens/s",
+        r["completion_tokens"].as_u64().unwrap_or(0),
+        r["first_token_ms"].as_f64().unwrap_or(0.0),
+        r["decode_tokens_per_s"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// The skill chosen and where the job ran (or would run), with the alternatives.
+fn print_plan(v: &Value, dry_run: bool) {
     let ad = &v["adapter"];
     println!(
         "Skill:       {} {}  (score {:.3}, {})",
@@ -106,18 +148,10 @@ pub(crate) fn ask(state: &StateDir, a: AskArgs) -> Result<()> {
         ad["content_hash"].as_str().unwrap_or("?")
     );
     print_place(
-        if a.dry_run {
-            "Would run on:"
-        } else {
-            "Ran on:"
-        },
+        if dry_run { "Would run on:" } else { "Ran on:" },
         &v["plan"],
     );
     for alt in v["alternatives"].as_array().into_iter().flatten() {
         print_place("Then:", alt);
     }
-    if let Some(text) = v["result"]["text"].as_str() {
-        println!("\n{text}");
-    }
-    Ok(())
 }

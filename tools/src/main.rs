@@ -125,6 +125,11 @@ enum Command {
         /// events grid:job:<handle>:progress / :complete (see `grid listen`).
         #[arg(long, conflicts_with = "result")]
         detach: bool,
+        /// Print the command's progress as it runs (the text a model generates, as it
+        /// comes; other reports on stderr), then its result. On the node given, or the
+        /// first the hint picks (no fallback to the next).
+        #[arg(long, conflicts_with_all = ["result", "detach", "ttl"])]
+        stream: bool,
         /// Print the outcome of a detached command (or say it is still pending).
         #[arg(long, value_name = "HANDLE")]
         result: Option<String>,
@@ -692,6 +697,7 @@ fn main() -> ExitCode {
             timeout,
             ttl,
             detach,
+            stream,
             result,
             json,
         } => match result {
@@ -705,6 +711,7 @@ fn main() -> ExitCode {
                     timeout,
                     ttl,
                     detach,
+                    stream,
                 },
                 json,
             ),

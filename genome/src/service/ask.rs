@@ -140,9 +140,16 @@ impl Genome {
                 json!({"step": "generate", "node": node.to_string()}),
             );
             let options = grid::api::ExecOptions::timeout(GENERATE_TIMEOUT);
+            // The chosen node's tokens stream on to this command's caller.
+            let (progress, at) = (call.progress.clone(), node.to_string());
+            let stream = move |fraction: Option<f32>, mut detail: Value| {
+                detail["step"] = json!("generate");
+                detail["node"] = json!(at);
+                progress.report(fraction.map(|f| 0.3 + 0.7 * f), detail);
+            };
             match self
                 .handle
-                .execute_with(*node, GENERATE_COMMAND, &params, options)
+                .execute_with_progress(*node, GENERATE_COMMAND, &params, options, stream)
                 .await
             {
                 Ok(result) => {

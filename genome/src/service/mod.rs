@@ -57,15 +57,18 @@ use crate::archive::PACKAGE_PATH;
 use crate::embed::Embedder;
 use crate::registry::{Entry, Registry};
 use crate::worker::{IdleUnload, WorkerEmbedder, IDLE_UNLOAD};
+use ask::GENERATE_COMMAND;
 
 mod ask;
 mod beyond;
 mod catalog;
 mod dht;
+mod generate;
 mod packages;
 mod search;
 
 pub use dht::{MAX_DHT_PROVIDERS, PROVIDE_RETRY, PROVIDE_RETRY_MAX};
+pub use generate::{Inference, STREAM_EVERY};
 pub use packages::{PackageRefusal, PACKAGES_AT_ONCE, PACKAGE_COMMAND, PACKAGE_LIMITS};
 pub use search::{fans_out, rate_limited, Patience, SEARCHES_AT_ONCE, SEARCH_LIMITS};
 
@@ -83,6 +86,8 @@ pub struct Genome {
     reading: Arc<Semaphore>,
     /// Packages being provided in the DHT at once.
     providing: Semaphore,
+    /// The model worker behind `ai/generate`, on a compute node that runs one.
+    generator: Option<Arc<crate::generate::supervisor::Generator>>,
 }
 
 impl std::fmt::Debug for Genome {
@@ -108,6 +113,32 @@ fn parse_hash(s: &str) -> Result<[u8; 32], CommandError> {
         CommandError::bad_params(format!("\"{s}\" is not a content hash (64 hex digits)"))
     })?;
     Ok(h)
+}
+
+/// Give a model's memory back when it has not been used for `idle`, checked every
+/// minute, or at once when the governor evicts `key` under memory pressure.
+fn unload_when_idle(
+    handle: &NodeHandle,
+    key: &'static str,
+    idle: Duration,
+    unload: impl Fn(Duration) -> bool + Clone + Send + Sync + 'static,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut evictions = handle.governor().evictions();
+    tokio::spawn(async move {
+        loop {
+            let after = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(60)) => idle,
+                k = evictions.recv() => match k {
+                    Ok(k) if k == key => Duration::ZERO,
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            let u = unload.clone();
+            let _ = tokio::task::spawn_blocking(move || u(after)).await;
+        }
+    });
 }
 
 /// Where the embedding model runs.
@@ -174,10 +205,16 @@ fn in_process(_dir: &std::path::Path) -> Option<Arc<dyn IdleUnload>> {
 }
 
 /// Start the genome on a node: open the registry (embedding what needs it), register the
-/// commands and the package path, and announce how many adapters the node holds. Logs
-/// and gives up if the registry cannot be opened.
-pub async fn run(handle: NodeHandle, state: StateDir, host: ModelHost) {
-    match Genome::start_with(handle, &state, host).await {
+/// commands and the package path (and `ai/generate` when `inference` says how to run a
+/// model), and announce how many adapters the node holds. Logs and gives up if the
+/// registry cannot be opened.
+pub async fn run(
+    handle: NodeHandle,
+    state: StateDir,
+    host: ModelHost,
+    inference: Option<Inference>,
+) {
+    match Genome::start_full(handle, &state, host, inference).await {
         Ok(g) => {
             let adapters = g.blocking(|r| r.len()).await.unwrap_or(0);
             tracing::info!(adapters, "genome ready")
@@ -200,6 +237,16 @@ impl Genome {
         state: &StateDir,
         host: ModelHost,
     ) -> Result<Arc<Genome>, String> {
+        Self::start_full(handle, state, host, None).await
+    }
+
+    /// [`Genome::start_with`], and `ai/generate` run by `inference`'s worker if given.
+    pub async fn start_full(
+        handle: NodeHandle,
+        state: &StateDir,
+        host: ModelHost,
+        inference: Option<Inference>,
+    ) -> Result<Arc<Genome>, String> {
         let identity = state.load_or_create_identity().map_err(|e| e.to_string())?;
         let st = state.clone();
         let root = state.root().join("genome");
@@ -212,23 +259,20 @@ impl Genome {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if let Some(model) = lazy {
-            // Give the model's memory back when skill search is not in use, or at once
-            // when the governor evicts it under memory pressure.
-            let mut evictions = handle.governor().evictions();
-            tokio::spawn(async move {
-                loop {
-                    let idle = tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(60)) => IDLE_UNLOAD,
-                        key = evictions.recv() => match key {
-                            Ok(k) if k == crate::worker::GOVERNOR_KEY => Duration::ZERO,
-                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        },
-                    };
-                    let m = model.clone();
-                    let _ = tokio::task::spawn_blocking(move || m.unload_idle(idle)).await;
-                }
-            });
+            let unload = move |idle| model.unload_idle(idle);
+            unload_when_idle(&handle, crate::worker::GOVERNOR_KEY, IDLE_UNLOAD, unload);
+        }
+        let generator = inference.map(|i| Arc::new(i.generator(handle.governor())));
+        if let Some(g) = &generator {
+            let g = g.clone();
+            let unload = move |idle| g.unload_idle(idle);
+            let key = crate::generate::supervisor::GOVERNOR_KEY;
+            unload_when_idle(
+                &handle,
+                key,
+                crate::generate::supervisor::IDLE_UNLOAD,
+                unload,
+            );
         }
         let now = grid::clock::now();
         let g = Arc::new(Genome {
@@ -242,6 +286,7 @@ impl Genome {
             searching: Arc::new(Semaphore::new(SEARCHES_AT_ONCE)),
             reading: Arc::new(Semaphore::new(PACKAGES_AT_ONCE)),
             providing: Semaphore::new(dht::PROVIDES_AT_ONCE),
+            generator,
         });
         let _ = std::fs::remove_dir_all(&g.incoming);
         g.register().await.map_err(|e| e.to_string())?;
@@ -307,6 +352,15 @@ impl Genome {
             "find the skill a need describes, place the job on a capable node, run it",
             ask
         );
+        if self.generator.is_some() {
+            h.default_rule(GENERATE_COMMAND, TrustLevel::Trusted)
+                .await?;
+            command!(
+                GENERATE_COMMAND,
+                "generate text with this node's model, an adapter applied if asked; tokens stream as progress",
+                generate
+            );
+        }
         let g = self.clone();
         h.register_async_handler(PACKAGE_PATH, move |req| {
             let g = g.clone();

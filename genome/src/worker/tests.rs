@@ -92,7 +92,7 @@ fn a_missing_worker_program_is_a_clear_error() {
     let w = WorkerEmbedder::new("/nonexistent/grid-worker".into(), vec![]);
     let err = w.embed(&["text"]).unwrap_err().to_string();
     assert!(
-        err.contains("cannot start the embedding worker /nonexistent/grid-worker"),
+        err.contains("cannot start the embedding worker: /nonexistent/grid-worker"),
         "{err}"
     );
     assert_eq!(w.pid(), None);
@@ -134,7 +134,7 @@ fn an_idle_worker_is_stopped() {
     assert!(!w.unload_idle(Duration::ZERO), "nothing running");
     let mut r = w.running.lock().unwrap();
     *r = Some(w.start().unwrap());
-    let pid = r.as_ref().unwrap().child.id();
+    let pid = r.as_ref().unwrap().process.child.id();
     drop(r);
     assert_eq!(w.pid(), Some(pid));
     assert!(
@@ -169,7 +169,7 @@ fn a_worker_killed_while_idle_is_replaced_within_the_request() {
     assert_eq!(w.embed(&["first"]).unwrap(), vec![vec![0.5; DIM]]);
     let first = w.pid().unwrap();
     // Killed while idle (as the kernel's OOM killer would).
-    let killed = Command::new("kill")
+    let killed = std::process::Command::new("kill")
         .args(["-9", &first.to_string()])
         .status()
         .unwrap();

@@ -245,6 +245,41 @@ impl NodeHandle {
             .await
     }
 
+    /// [`NodeHandle::execute_with`], calling `progress` with each progress report the
+    /// target sends while it runs (fraction done if known, and the detail), in order.
+    /// What streams (tokens of a generation, parts of a transfer) arrives here.
+    pub async fn execute_with_progress(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+        mut progress: impl FnMut(Option<f32>, serde_json::Value) + Send,
+    ) -> Result<serde_json::Value, Error> {
+        crate::frame::names::check_command(command)
+            .map_err(|e| Error::BadRequest(format!("command name {e}")))?;
+        let correlation = new_correlation();
+        let name = crate::commands::job_event(correlation, "progress");
+        let mut events = self.events.subscribe();
+        let run = self.execute_as(node, command, params, options, correlation);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                // Reports that came before the result are passed on before it.
+                biased;
+                ev = events.recv() => match ev {
+                    Ok(NodeEvent::GridEvent { event, mut payload, .. }) if event == name => {
+                        let fraction = payload["fraction"].as_f64().map(|f| f as f32);
+                        progress(fraction, payload["detail"].take());
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return run.await,
+                },
+                r = &mut run => return r,
+            }
+        }
+    }
+
     /// Start `command` on `node` and return its handle (the correlation id) at once. Its
     /// progress arrives as the event `grid:job:<handle in hex>:progress` (as the target
     /// reports it) and its outcome as `grid:job:<handle in hex>:complete` with

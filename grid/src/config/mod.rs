@@ -68,9 +68,13 @@ strangers_share = 0.25
 stranger_max_ttl = "1d"
 
 # Offer this machine's compute to the mesh: a signed catalog entry with its free
-# RAM, GPU memory and load, refreshed as they change (docs/discovery.md).
+# RAM, GPU memory and load, refreshed as they change (docs/discovery.md), and the
+# ai/generate command, run by a model worker (a grid built with `--features llm`).
 [compute]
 enabled = false
+# The GGUF model ai/generate runs. Unset: SmolLM2-135M-Instruct in the models
+# directory ($GRID_MODELS, else models/ in the state directory; docs/compute.md).
+# model = "/path/to/model.gguf"
 
 # How much of this machine grid work (models, adapter fetches) may use. Unset: all but
 # 4 GiB of RAM and never more than half of it; VRAM all but a tenth (docs/compute.md).
@@ -395,13 +399,17 @@ struct RawConfig {
 struct RawCompute {
     #[serde(default)]
     enabled: bool,
+    model: Option<PathBuf>,
 }
 
 /// Compute this node offers (`[compute]`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComputeConfig {
-    /// Publish a compute offer (free RAM, GPU memory, load) in the catalog.
+    /// Publish a compute offer (free RAM, GPU memory, load) in the catalog, and offer
+    /// `ai/generate`.
     pub enabled: bool,
+    /// The GGUF model `ai/generate` runs; `None`: the default in the models directory.
+    pub model: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -720,6 +728,7 @@ impl Config {
             cp,
             compute: ComputeConfig {
                 enabled: raw.compute.enabled,
+                model: raw.compute.model,
             },
             transport: raw.node.transport,
             announce_interval,

@@ -8,6 +8,7 @@ use grid::control::response as r;
 use grid::control::Request;
 use grid::state::StateDir;
 
+use super::stream::exec_streaming;
 use super::{ask, json_arg};
 
 /// How `grid exec` waits.
@@ -18,6 +19,8 @@ pub(crate) struct ExecWait {
     pub(crate) ttl: Option<Duration>,
     /// Return a handle at once.
     pub(crate) detach: bool,
+    /// Print progress as it comes.
+    pub(crate) stream: bool,
 }
 
 /// `grid exec`
@@ -35,8 +38,12 @@ pub(crate) fn exec(
         timeout,
         ttl,
         detach,
+        stream,
     } = wait;
     let timeout = Duration::from_secs_f64(timeout.clamp(0.1, 600.0));
+    if stream {
+        return exec_stream(state, hash, command, params, timeout, json_out);
+    }
     let mut wait_for = timeout;
     if let Some(ttl) = ttl {
         if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(30 * 86_400) {
@@ -87,6 +94,43 @@ pub(crate) fn exec_result(state: &StateDir, handle: &str, json_out: bool) -> Res
         Some(Ok(result)) => println!("{}", serde_json::to_string_pretty(&result)?),
         Some(Err(e)) => bail!("{e}"),
         None => println!("pending"),
+    }
+    Ok(())
+}
+
+/// `grid exec --stream`: text in the reports goes to stdout as it comes, other reports
+/// to stderr; with `--json`, one JSON line per report and one for the result.
+fn exec_stream(
+    state: &StateDir,
+    hash: &str,
+    command: &str,
+    params: serde_json::Value,
+    timeout: Duration,
+    json_out: bool,
+) -> Result<()> {
+    use std::io::Write;
+    let mut streamed_text = false;
+    let done = exec_streaming(state, hash, command, params, timeout, |p| {
+        if json_out {
+            println!("{}", serde_json::json!({"progress": p}));
+        } else if let Some(text) = p["detail"]["text"].as_str() {
+            print!("{text}");
+            streamed_text = true;
+        } else {
+            eprintln!("{}", p["detail"]);
+        }
+        let _ = std::io::stdout().flush();
+    })?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::json!({"ok": true, "node": done.node, "result": done.result})
+        );
+    } else {
+        if streamed_text {
+            println!();
+        }
+        println!("{}", serde_json::to_string_pretty(&done.result)?);
     }
     Ok(())
 }

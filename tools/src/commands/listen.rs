@@ -19,6 +19,12 @@ pub(crate) fn events_now(state: &StateDir) -> Result<u64> {
     Ok(r::parse::<r::Events>(v)?.cursor)
 }
 
+/// The node's events after `cursor`, and where they leave off.
+pub(crate) fn events_after(state: &StateDir, cursor: u64) -> Result<r::Events> {
+    let v = ask(state, &Request::Events { cursor }, Duration::from_secs(5))?;
+    Ok(r::parse(v)?)
+}
+
 /// When `grid listen` stops, and where it starts.
 pub(crate) struct ListenLimits {
     /// Stop after this many events.
@@ -67,8 +73,7 @@ pub(crate) fn listen(
     }
     let mut seen = 0u64;
     loop {
-        let v = ask(state, &Request::Events { cursor }, Duration::from_secs(5))?;
-        let page: r::Events = r::parse(v)?;
+        let page = events_after(state, cursor)?;
         cursor = page.cursor;
         for e in &page.events {
             let name = e["event"].as_str().unwrap_or("");

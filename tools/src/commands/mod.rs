@@ -17,6 +17,7 @@ mod pair;
 mod path;
 mod probe;
 mod status;
+mod stream;
 mod trust;
 
 pub(crate) use announce::announce;
@@ -35,6 +36,7 @@ pub(crate) use pair::{pair_join, pair_offer};
 pub(crate) use path::path;
 pub(crate) use probe::probe;
 pub(crate) use status::status;
+pub(crate) use stream::exec_streaming;
 pub(crate) use trust::trust;
 
 use std::time::Duration;

@@ -31,49 +31,86 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
     };
     let compute = state
         .load_or_create_config()
-        .map(|c| c.compute.enabled)
-        .unwrap_or(false);
+        .map(|c| c.compute)
+        .unwrap_or_default();
+    let inference = compute
+        .enabled
+        .then(|| inference(&state, compute.model.as_deref()));
     runtime()?.block_on(async {
         let genome_state = state.clone();
         grid::run_with_services(state, shutdown_signal(), move |handle| async move {
-            if compute {
-                no_inference(&handle).await;
-            }
+            let inference = match inference {
+                Some(Ok(i)) => Some(i),
+                Some(Err(why)) => {
+                    no_inference(&handle, why).await;
+                    None
+                }
+                None => None,
+            };
             grid_sentinel::service::run(handle.clone(), genome_state.clone()).await;
-            grid_genome::service::run(handle, genome_state, host).await
+            grid_genome::service::run(handle, genome_state, host, inference).await
         })
         .await
         .map_err(|e| anyhow!(e))
     })
 }
 
-/// A node with `[compute] enabled = true` answers `ai/generate` even though this `grid`
-/// cannot run models yet: `unsupported`, saying so, so that `grid ask` and routing move
-/// on to a node that can instead of waiting or guessing.
-async fn no_inference(handle: &grid::api::NodeHandle) {
+/// How this node runs `ai/generate`: this program's `worker generate` on the configured
+/// (or default) model; or why it cannot.
+#[cfg(feature = "llm")]
+fn inference(
+    state: &StateDir,
+    model: Option<&std::path::Path>,
+) -> Result<grid_genome::service::Inference, String> {
+    let program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let model = grid_genome::generate::model_file(state.root(), model)?;
+    tracing::info!(model = %model.display(), "ai/generate runs this model in a worker");
+    Ok(grid_genome::service::Inference { program, model })
+}
+
+/// Without the `llm` feature this `grid` runs no model.
+#[cfg(not(feature = "llm"))]
+fn inference(
+    _state: &StateDir,
+    _model: Option<&std::path::Path>,
+) -> Result<grid_genome::service::Inference, String> {
+    Err(
+        "this grid is built without inference; build one that has it with \
+         `cargo build --release -p grid-tools --features llm`"
+            .into(),
+    )
+}
+
+/// A node with `[compute] enabled = true` that cannot run a model still answers
+/// `ai/generate`: `unsupported`, saying why, so that `grid ask` and routing move on to a
+/// node that can instead of waiting or guessing.
+async fn no_inference(handle: &grid::api::NodeHandle, why: String) {
     use grid::commands::CommandError;
     use grid::frame::ErrorCode;
     let _ = handle
         .default_rule("ai/generate", grid::trust::TrustLevel::Trusted)
         .await;
+    let message = format!("this node runs no model: {why}; another compute node may take the job");
+    let answer = message.clone();
     let registered = handle
         .register_command(
             "ai/generate",
-            "generate text (not in this build: inference is not built in)",
-            |_| async {
-                Err(CommandError {
-                    code: ErrorCode::Unsupported,
-                    message: "this grid cannot run models yet (inference is not built in); \
-                              another compute node may take the job"
-                        .into(),
-                })
+            "generate text (not here: this node runs no model)",
+            move |_| {
+                let message = answer.clone();
+                async move {
+                    Err(CommandError {
+                        code: ErrorCode::Unsupported,
+                        message,
+                    })
+                }
             },
         )
         .await;
     if let Err(e) = registered {
         tracing::warn!("cannot offer ai/generate: {e}");
     }
-    tracing::warn!("[compute] is enabled but this grid cannot run models (no inference built in); ai/generate answers unsupported");
+    tracing::warn!("[compute] is enabled but {message}; ai/generate answers unsupported");
 }
 
 /// `grid worker embed`: load the embedding model and answer the node on stdin/stdout

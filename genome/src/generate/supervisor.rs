@@ -1,0 +1,374 @@
+//! The node's side of the text-generation worker: started when a request first needs
+//! it (with the governor's leave), asked one request at a time behind a short queue,
+//! stopped when idle or evicted, and replaced when it dies.
+//!
+//! A worker that dies mid-request (killed, out of memory, a crash in model code) fails
+//! that request with [`GenerateError::WorkerDied`]; the node is untouched and the next
+//! request starts a fresh worker. One found dead before its request began (killed
+//! while idle) is replaced at once and the request goes on.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grid::commands::CommandError;
+use grid::frame::ErrorCode;
+use grid::governor::{GovernorHandle, Job, JobKind, Priority, Refusal};
+
+use super::protocol::{
+    Finished, GenerateRequest, ModelInfo, WorkerFrame, MAX_PROMPT, MAX_REQUEST, MAX_RESPONSE,
+    MAX_TOKENS,
+};
+use crate::pipe::{read_value, write_frame};
+use crate::process::WorkerProcess;
+
+/// The worker's name in the governor's registry of loaded models.
+pub const GOVERNOR_KEY: &str = "language-model";
+/// Requests that may wait behind the one being generated; more are refused as busy, so
+/// the caller places them on another node.
+pub const QUEUE: usize = 4;
+/// How long an unused worker keeps its model loaded.
+pub const IDLE_UNLOAD: Duration = Duration::from_secs(600);
+/// Memory one request needs on top of the loaded model (its context and activations).
+pub const REQUEST_RAM: u64 = 64 << 20;
+
+/// What the worker with a model of `model_bytes` on disk is planned at: the weights as
+/// they are, their dequantised working copies and the process (measured: docs/llm.md).
+#[must_use]
+pub fn planned_ram(model_bytes: u64) -> u64 {
+    model_bytes + model_bytes / 2 + (192 << 20)
+}
+
+/// Why a generation did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// The governor would not let the model load or the request run now.
+    #[error("{code}: {0}", code = .0.code())]
+    Refused(#[from] Refusal),
+    /// Too many requests are already waiting for this node's model.
+    #[error("{QUEUE} requests already wait for this node's model; another node may take it")]
+    QueueFull,
+    /// The request is malformed or out of bounds.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The worker could not be started or did not load its model.
+    #[error("cannot start the generation worker: {0}")]
+    Start(String),
+    /// The model refused or failed the request (the worker goes on).
+    #[error("the model failed: {0}")]
+    Model(String),
+    /// The worker ended during the request.
+    #[error("the generation worker stopped mid-request ({0}); this node is fine and the next request starts a new worker")]
+    WorkerDied(String),
+}
+
+impl From<GenerateError> for CommandError {
+    fn from(e: GenerateError) -> CommandError {
+        match e {
+            GenerateError::Refused(r) => r.into(),
+            e @ GenerateError::QueueFull => CommandError {
+                code: ErrorCode::Busy,
+                message: e.to_string(),
+            },
+            GenerateError::BadRequest(m) => CommandError::bad_params(m),
+            e => CommandError::failed(e.to_string()),
+        }
+    }
+}
+
+/// A running worker.
+struct Running {
+    process: WorkerProcess,
+    info: ModelInfo,
+    used: Instant,
+}
+
+/// How to start the worker.
+#[derive(Debug, Clone)]
+struct Spawn {
+    program: PathBuf,
+    args: Vec<String>,
+    ram: u64,
+    governor: Option<GovernorHandle>,
+}
+
+/// The generation worker of a node (one model, one request at a time).
+pub struct Generator {
+    spawn: Spawn,
+    running: Arc<tokio::sync::Mutex<Option<Running>>>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator")
+            .field("spawn", &self.spawn)
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Gives the queue place back however the waiting ends.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Generator {
+    /// Run `program args…` as the worker, planned at `ram` bytes while loaded.
+    #[must_use]
+    pub fn new(program: PathBuf, args: Vec<String>, ram: u64) -> Generator {
+        Generator {
+            spawn: Spawn {
+                program,
+                args,
+                ram,
+                governor: None,
+            },
+            running: Arc::new(tokio::sync::Mutex::new(None)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Ask `governor` before loading the model and before each request, and keep the
+    /// loaded worker in its registry as [`GOVERNOR_KEY`] (idle, it may be evicted).
+    #[must_use]
+    pub fn with_governor(mut self, governor: GovernorHandle) -> Generator {
+        self.spawn.governor = Some(governor);
+        self
+    }
+
+    /// The worker's process id while one runs and is not busy (tests).
+    pub fn pid(&self) -> Option<u32> {
+        self.running
+            .try_lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.process.child.id()))
+    }
+
+    /// The loaded model, while a worker runs and is not busy.
+    pub fn model(&self) -> Option<ModelInfo> {
+        self.running
+            .try_lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.info.clone()))
+    }
+
+    /// Stop the worker if it has not been asked anything for `idle` (and is not busy);
+    /// whether it was.
+    pub fn unload_idle(&self, idle: Duration) -> bool {
+        let Ok(mut r) = self.running.try_lock() else {
+            return false;
+        };
+        if r.as_ref().is_some_and(|w| w.used.elapsed() >= idle) {
+            *r = None;
+            tracing::info!("generation worker stopped after {} s idle", idle.as_secs());
+            return true;
+        }
+        false
+    }
+
+    /// Generate: wait for the model (at most [`QUEUE`] requests wait), start the worker
+    /// if none runs, and call `on_token` with each piece of text as it comes.
+    pub async fn generate(
+        &self,
+        request: GenerateRequest,
+        on_token: impl FnMut(&str) + Send + 'static,
+    ) -> Result<Finished, GenerateError> {
+        let body = check(&request)?;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= QUEUE {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(GenerateError::QueueFull);
+        }
+        let queued = Waiting(self.waiting.clone());
+        let mut running = self.running.clone().lock_owned().await;
+        drop(queued);
+        let _grant = match &self.spawn.governor {
+            Some(g) => Some(g.admit(Job::new(
+                JobKind::Inference,
+                "generate text",
+                Priority::Interactive,
+                REQUEST_RAM,
+            ))?),
+            None => None,
+        };
+        let spawn = self.spawn.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(g) = &spawn.governor {
+                g.begin_use(GOVERNOR_KEY);
+            }
+            let r = spawn.ask_retrying(&mut running, &body, on_token);
+            if let Some(g) = &spawn.governor {
+                g.end_use(GOVERNOR_KEY);
+            }
+            r
+        })
+        .await
+        .map_err(|e| GenerateError::WorkerDied(format!("the request's task ended: {e}")))?
+    }
+}
+
+/// The request's frame, if it is within bounds.
+fn check(r: &GenerateRequest) -> Result<Vec<u8>, GenerateError> {
+    if r.prompt.is_empty() || r.prompt.len() > MAX_PROMPT {
+        return Err(GenerateError::BadRequest(format!(
+            "the prompt must be 1 to {MAX_PROMPT} bytes"
+        )));
+    }
+    if r.max_tokens == 0 || r.max_tokens > MAX_TOKENS {
+        return Err(GenerateError::BadRequest(format!(
+            "max_tokens must be 1 to {MAX_TOKENS}"
+        )));
+    }
+    if !r.temperature.is_finite() || !(0.0..=2.0).contains(&r.temperature) {
+        return Err(GenerateError::BadRequest(
+            "temperature must be between 0 and 2".into(),
+        ));
+    }
+    let body = postcard::to_stdvec(r).map_err(|e| GenerateError::BadRequest(e.to_string()))?;
+    if body.len() > MAX_REQUEST {
+        return Err(GenerateError::BadRequest(format!(
+            "the request is {} bytes (at most {MAX_REQUEST})",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// How a request on one worker went.
+enum Outcome {
+    Finished(Finished),
+    /// The worker was gone before anything came back: a fresh one may try.
+    GoneBefore(String),
+}
+
+impl Spawn {
+    /// Start the worker and wait for its model (the load's grant is held meanwhile; then
+    /// the registry of loaded models accounts for it).
+    fn start(&self) -> Result<Running, GenerateError> {
+        let _grant = match &self.governor {
+            Some(g) => Some(g.admit(Job::new(
+                JobKind::Load,
+                "language model (worker)",
+                Priority::Interactive,
+                self.ram,
+            ))?),
+            None => None,
+        };
+        let started = Instant::now();
+        let mut process =
+            WorkerProcess::spawn(&self.program, &self.args).map_err(GenerateError::Start)?;
+        let info = match read_value::<WorkerFrame>(&mut process.stdout, MAX_RESPONSE) {
+            Ok(Some(WorkerFrame::Ready(info))) => info,
+            Ok(Some(f)) => return Err(GenerateError::Start(format!("it said {f:?} before Ready"))),
+            Ok(None) => {
+                let _ = process.child.wait();
+                let status = process.ended("it closed its output");
+                return Err(GenerateError::Start(format!(
+                    "{status} before its model was loaded; its error is in the node's log"
+                )));
+            }
+            Err(e) => return Err(GenerateError::Start(e.to_string())),
+        };
+        tracing::info!(
+            pid = process.child.id(),
+            model = %info.name,
+            load_ms = info.load_ms,
+            start_ms = started.elapsed().as_millis() as u64,
+            "generation worker ready"
+        );
+        if let Some(g) = &self.governor {
+            process.register(g, GOVERNOR_KEY, self.ram);
+        }
+        Ok(Running {
+            process,
+            info,
+            used: Instant::now(),
+        })
+    }
+
+    /// Run the request on the worker (starting one if none runs); a worker that was
+    /// already running and is found dead before answering anything is replaced once.
+    fn ask_retrying(
+        &self,
+        running: &mut Option<Running>,
+        body: &[u8],
+        mut on_token: impl FnMut(&str),
+    ) -> Result<Finished, GenerateError> {
+        loop {
+            let fresh = running.is_none();
+            if fresh {
+                *running = Some(self.start()?);
+            }
+            let Some(w) = running.as_mut() else {
+                return Err(GenerateError::Start("no worker".into()));
+            };
+            match ask(w, body, &mut on_token) {
+                Ok(Outcome::Finished(f)) => return Ok(f),
+                Ok(Outcome::GoneBefore(why)) if !fresh => {
+                    tracing::warn!("the generation worker had stopped ({why}); starting another");
+                    *running = None;
+                }
+                Ok(Outcome::GoneBefore(why)) => {
+                    *running = None;
+                    return Err(GenerateError::WorkerDied(why));
+                }
+                Err(e) => {
+                    if matches!(e, GenerateError::WorkerDied(_)) {
+                        *running = None;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// One request and its frames on `w`.
+fn ask(
+    w: &mut Running,
+    body: &[u8],
+    on_token: &mut impl FnMut(&str),
+) -> Result<Outcome, GenerateError> {
+    w.used = Instant::now();
+    let p = &mut w.process;
+    if let Err(e) = write_frame(&mut p.stdin, body) {
+        return Ok(Outcome::GoneBefore(p.ended(e.to_string())));
+    }
+    let mut answered = false;
+    loop {
+        let frame = match read_value::<WorkerFrame>(&mut p.stdout, MAX_RESPONSE) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                // Give the kernel a moment to reap it, for the status in the message.
+                std::thread::sleep(Duration::from_millis(20));
+                let why = p.ended("it closed its output");
+                return match answered {
+                    false => Ok(Outcome::GoneBefore(why)),
+                    true => Err(GenerateError::WorkerDied(why)),
+                };
+            }
+            Err(e) => return Err(GenerateError::WorkerDied(p.ended(e.to_string()))),
+        };
+        answered = true;
+        w.used = Instant::now();
+        match frame {
+            WorkerFrame::Token(t) => on_token(&t),
+            WorkerFrame::Done(f) => return Ok(Outcome::Finished(f)),
+            WorkerFrame::Failed(why) => return Err(GenerateError::Model(why)),
+            WorkerFrame::Ready(_) => {
+                return Err(GenerateError::WorkerDied(
+                    "it said Ready again mid-request".into(),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
