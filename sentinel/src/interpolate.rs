@@ -4,7 +4,9 @@
 //!   `{{steps.<id>.node}}`: a step's record (what it answered, how it ended, where it ran);
 //! - `{{input.<name>}}` (and paths into it);
 //! - `{{env.<VAR>}}`: the runner's environment;
-//! - `{{loop.<id>.index}}`: the pass a loop is in (from 0).
+//! - `{{loop.<id>.index}}`: the pass a loop is in (from 0);
+//! - `[loop.<id>]` in a path: the element at that pass, as in
+//!   `{{input.essays[loop.each]}}` (one essay per pass of the loop `each`).
 //!
 //! A string that is one placeholder and nothing else becomes the value itself (a number
 //! stays a number, an object an object); a placeholder inside longer text becomes text
@@ -57,6 +59,8 @@ pub enum Segment {
     Key(String),
     /// An array's element.
     Index(usize),
+    /// An array's element at the pass the loop with this id is in (`[loop.<id>]`).
+    LoopIndex(String),
 }
 
 /// A parsed `{{…}}`.
@@ -105,11 +109,22 @@ pub fn parse_reference(text: &str) -> Result<Reference, InterpolateError> {
             rest = &r[len..];
         } else if let Some(r) = rest.strip_prefix('[') {
             let end = r.find(']').ok_or_else(|| bad("`[` without `]`"))?;
-            let index = r[..end]
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| bad("an index is a number"))?;
-            segments.push(Segment::Index(index));
+            let inside = r[..end].trim();
+            let segment = match inside.strip_prefix("loop.") {
+                Some(id) => {
+                    let id = id.strip_suffix(".index").unwrap_or(id);
+                    if id.is_empty() || !id.chars().all(name_char) {
+                        return Err(bad("an index is a number or loop.<id>"));
+                    }
+                    Segment::LoopIndex(id.to_string())
+                }
+                None => Segment::Index(
+                    inside
+                        .parse::<usize>()
+                        .map_err(|_| bad("an index is a number or loop.<id>"))?,
+                ),
+            };
+            segments.push(segment);
             rest = &r[end + 1..];
         } else {
             return Err(bad("expected `.name` or `[index]`"));
@@ -205,6 +220,17 @@ pub fn resolve(r: &Reference, scope: &dyn Scope) -> Result<Value, InterpolateErr
         }
     };
     for seg in &r.path {
+        let looped;
+        let seg = match seg {
+            Segment::LoopIndex(id) => {
+                let i = scope
+                    .loop_index(id)
+                    .ok_or_else(|| unknown(format!("no loop \"{id}\" is running")))?;
+                looped = Segment::Index(usize::try_from(i).unwrap_or(usize::MAX));
+                &looped
+            }
+            other => other,
+        };
         v = match (seg, v) {
             (Segment::Key(k), Value::Object(mut m)) => m
                 .remove(k)
@@ -219,6 +245,7 @@ pub fn resolve(r: &Reference, scope: &dyn Scope) -> Result<Value, InterpolateErr
                     match seg {
                         Segment::Key(k) => format!("field \"{k}\""),
                         Segment::Index(i) => format!("index {i}"),
+                        Segment::LoopIndex(id) => format!("index loop.{id}"),
                     },
                     kind(&other)
                 )))
@@ -250,6 +277,7 @@ fn reference_text(r: &Reference) -> String {
         match seg {
             Segment::Key(k) => s += &format!(".{k}"),
             Segment::Index(i) => s += &format!("[{i}]"),
+            Segment::LoopIndex(id) => s += &format!("[loop.{id}]"),
         }
     }
     s

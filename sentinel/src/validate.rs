@@ -11,7 +11,7 @@ use crate::format::{
     CommandStep, ConditionStep, EmitStep, LlmStep, LoopStep, ParallelStep, Pipeline, Placement,
     SentinelStep, ShellStep, Step, StepKind, WatchStep, MAX_ITERATIONS,
 };
-use crate::interpolate::{references, Root};
+use crate::interpolate::{references, Root, Segment};
 
 /// Steps a pipeline may hold, nested ones included.
 pub const MAX_STEPS: usize = 1000;
@@ -86,6 +86,13 @@ impl Check<'_> {
                     };
                     if let Some(m) = missing {
                         self.bad(path, m);
+                    }
+                    for seg in &r.path {
+                        if let Segment::LoopIndex(id) = seg {
+                            if !self.names.loops.contains(id) {
+                                self.bad(path, format!("no loop step has the id \"{id}\""));
+                            }
+                        }
                     }
                 }
             }

@@ -89,6 +89,8 @@ pub trait Mesh: Send + Sync {
     ) -> impl Future<Output = Result<Value, MeshError>> + Send;
     /// Wait (between retries).
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
+    /// Resolve when a run's whole `timeout` has passed (the pipeline's `timeout`).
+    fn deadline(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
     /// A step started or ended (for progress and `sentinel:<handle>:step` events).
     fn step_event(&self, key: &str, record: &Value);
 }
@@ -177,7 +179,25 @@ impl<'m, M: Mesh> Run<'m, M> {
                 .collect()
         };
         let result = if missing.is_empty() {
-            self.steps(&pipeline.steps, String::new()).await
+            let steps = self.steps(&pipeline.steps, String::new());
+            match pipeline.timeout {
+                None => steps.await,
+                Some(t) => {
+                    // The deadline is polled first: a run past it stops at once; steps
+                    // running on peers are no longer waited for.
+                    let deadline = std::pin::pin!(self.mesh.deadline(t));
+                    match futures_util::future::select(deadline, steps).await {
+                        futures_util::future::Either::Left(_) => {
+                            self.cancelled.store(true, Ordering::Relaxed);
+                            Err(Stop::Failed(format!(
+                                "the pipeline's timeout ({}) passed",
+                                humantime::format_duration(t)
+                            )))
+                        }
+                        futures_util::future::Either::Right((r, _)) => r,
+                    }
+                }
+            }
         } else {
             Err(Stop::Failed(format!(
                 "the input(s) {} are needed (give them as --input name=value)",

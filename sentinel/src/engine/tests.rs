@@ -20,6 +20,8 @@ struct Fake {
     emitted: Mutex<Vec<(String, Value)>>,
     sleeps: Mutex<Vec<Duration>>,
     events: Mutex<Vec<Value>>,
+    /// The pipeline's deadline has passed (else it never does).
+    past_deadline: bool,
 }
 
 impl Fake {
@@ -101,6 +103,12 @@ impl Mesh for Fake {
 
     async fn sleep(&self, d: Duration) {
         self.sleeps.lock().unwrap().push(d);
+    }
+
+    async fn deadline(&self, _timeout: Duration) {
+        if !self.past_deadline {
+            std::future::pending::<()>().await;
+        }
     }
 
     fn step_event(&self, _key: &str, record: &Value) {
@@ -343,4 +351,44 @@ fn inputs_nested_pipelines_cancellation_and_shell() {
         r#"{"name": "s", "steps": [{"id": "sh", "type": "shell", "cmd": "rm"}]}"#,
     );
     assert!(o.error.unwrap().contains("shell steps are off"));
+}
+
+#[tokio::test]
+async fn a_pipeline_past_its_timeout_fails_and_says_so() {
+    let text = r#"{"name": "slow", "timeout": "2m",
+        "steps": [{"id": "a", "type": "command", "command": "grid/ping", "target": "n1"}]}"#;
+    let p = parse(text).unwrap();
+    let mesh = Fake::default();
+    let run = Run::new(
+        &mesh,
+        &NoJournal,
+        BTreeMap::new(),
+        HashMap::new(),
+        Arc::default(),
+    );
+    assert_eq!(
+        run.start(&p).await.status,
+        Status::Completed,
+        "within its time"
+    );
+    let mesh = Fake {
+        past_deadline: true,
+        ..Fake::default()
+    };
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let run = Run::new(
+        &mesh,
+        &NoJournal,
+        BTreeMap::new(),
+        HashMap::new(),
+        cancelled.clone(),
+    );
+    let out = run.start(&p).await;
+    assert_eq!(out.status, Status::Failed);
+    assert_eq!(
+        out.error.as_deref(),
+        Some("the pipeline's timeout (2m) passed")
+    );
+    assert!(mesh.runs_of("grid/ping").is_empty(), "nothing ran after it");
+    assert!(cancelled.load(Ordering::Relaxed));
 }

@@ -145,3 +145,30 @@ proptest::proptest! {
         let _ = references(&s);
     }
 }
+
+#[test]
+fn a_loop_s_pass_indexes_an_array() {
+    let mut r = run();
+    r.inputs
+        .insert("essays".into(), json!(["first", "second", "third"]));
+    let v = interpolate_str("Grade: {{input.essays[loop.retry]}}", &r).unwrap();
+    assert_eq!(v, json!("Grade: third"));
+    let v = interpolate_str("{{steps.grade.output.notes[loop.retry.index]}}", &r);
+    assert!(
+        matches!(&v, Err(InterpolateError::Unknown(_, why)) if why.contains("index 2 of an array of 2")),
+        "{v:?}"
+    );
+    let v = interpolate_str("{{input.essays[loop.nothing]}}", &r);
+    assert!(
+        matches!(&v, Err(InterpolateError::Unknown(_, why)) if why.contains("no loop \"nothing\"")),
+        "{v:?}"
+    );
+    assert!(matches!(
+        parse_reference("input.essays[loop.]"),
+        Err(InterpolateError::Syntax(..))
+    ));
+    assert_eq!(
+        parse_reference("input.essays[loop.each]").unwrap().path,
+        vec![Segment::LoopIndex("each".into())]
+    );
+}

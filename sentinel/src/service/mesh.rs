@@ -149,6 +149,10 @@ impl Mesh for NodeMesh {
         tokio::time::sleep(d).await;
     }
 
+    async fn deadline(&self, timeout: Duration) {
+        tokio::time::sleep(timeout).await;
+    }
+
     fn step_event(&self, key: &str, record: &Value) {
         if record["status"] == "completed" {
             self.live

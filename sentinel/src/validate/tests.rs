@@ -14,7 +14,7 @@ fn a_good_pipeline_passes() {
         r#"{"name": "grade", "inputs": {"essays": {}},
         "steps": [
           {"id": "each", "type": "loop", "count": 3, "steps": [
-            {"id": "g", "type": "llm", "prompt": "grade {{input.essays}} #{{loop.each.index}}", "skill": "grading essays",
+            {"id": "g", "type": "llm", "prompt": "grade {{input.essays[loop.each]}} #{{loop.each.index}}", "skill": "grading essays",
              "placement": {"ram_mb": 512, "least_loaded": true}}]},
           {"id": "check", "type": "condition", "if": "{{steps.g.output.score}} >= 0.7",
            "then": [{"id": "ok", "type": "emit", "event": "graded", "payload": {"by": "{{steps.g.node}}"}}]},
@@ -104,4 +104,17 @@ fn inner_pipelines_are_checked_and_caps_hold() {
         steps.join(",")
     ));
     assert!(p.iter().any(|x| x.contains("may hold 1000 steps")), "{p:?}");
+}
+
+#[test]
+fn a_loop_index_names_a_loop_the_pipeline_has() {
+    let p = problems(
+        r#"{"name": "x", "inputs": {"essays": {}},
+        "steps": [{"id": "e", "type": "emit", "event": "a", "payload": "{{input.essays[loop.each]}}"}]}"#,
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("steps[0].payload") && p[0].contains("no loop step has the id \"each\""),
+        "{p:?}"
+    );
 }
