@@ -44,6 +44,10 @@ pub const BUILTINS: [(&str, &str); 5] = [
     ),
 ];
 
+/// The command that cancels one of the caller's own commands still running on a node
+/// (params: `{"correlation": "<16 hex digits>"}`; answers `{"cancelled": bool}`).
+pub const CANCEL_COMMAND: &str = "grid/cancel";
+
 /// The command a node runs on another to complete pairing (`grid pair <node> <code>`).
 pub const JOIN_COMMAND: &str = "grid/join";
 

@@ -53,6 +53,9 @@ pub enum Error {
         /// The other node's message.
         message: String,
     },
+    /// The caller cancelled the call (the other node was told to stop it).
+    #[error("cancelled")]
+    Cancelled,
     /// Something else went wrong (storage, files, an unexpected answer).
     #[error("{0}")]
     Failed(String),
@@ -80,6 +83,7 @@ impl Error {
             Error::NoRoute(_) => "no_route",
             Error::BadResponse(_) => "bad_response",
             Error::Remote { code, .. } => code.as_str(),
+            Error::Cancelled => "cancelled",
             Error::Failed(_) => "failed",
         }
     }
@@ -140,6 +144,7 @@ impl Error {
         }
         Some(match code {
             "stopped" => Error::Stopped,
+            "cancelled" => Error::Cancelled,
             "no_path" => Error::NoPath {
                 destination: v
                     .get("destination")

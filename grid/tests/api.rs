@@ -720,6 +720,70 @@ async fn a_detached_command_reports_progress_and_completion_as_events() {
     );
 }
 
+/// A caller that gives up cancels its command on the other node: the handler there is
+/// dropped (its work stops), and the call ends as cancelled.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_call_stops_the_command_on_the_other_node() {
+    use grid::commands::CommandCall;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    struct Dropped(Arc<AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let port = free_port();
+    let da = node_dir("cancel-a", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let db = node_dir("cancel-b", &format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n[acl]\n\"test/*\" = \"provisional\"\n"
+    ));
+    let a = api::spawn(StateDir::resolve(Some(&da.0))).await.unwrap();
+    let b = api::spawn(StateDir::resolve(Some(&db.0))).await.unwrap();
+    let (started, stopped) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (s1, s2) = (started.clone(), stopped.clone());
+    b.register_command("test/forever", "never ends", move |_call: CommandCall| {
+        let (started, guard) = (s1.clone(), Dropped(s2.clone()));
+        async move {
+            let _guard = guard;
+            started.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            Ok(serde_json::json!("too late"))
+        }
+    })
+    .await
+    .unwrap();
+    let s = started.clone();
+    let cancel = async move {
+        while !s.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let r = a
+        .execute_cancellable(
+            b.destination(),
+            "test/forever",
+            &serde_json::Value::Null,
+            grid::api::ExecOptions::timeout(T),
+            |_, _| {},
+            cancel,
+        )
+        .await;
+    assert!(matches!(r, Err(grid::Error::Cancelled)), "{r:?}");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !stopped.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("B dropped the command's work");
+}
+
 /// A command for a node that is offline: it waits as a bundle, reaches the node soon
 /// after it comes back (within 10 s of its path appearing), and the result comes back
 /// the same way; the same bundle delivered twice runs once.

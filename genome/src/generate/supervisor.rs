@@ -8,7 +8,7 @@
 //! while idle) is replaced at once and the request goes on.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,9 @@ pub enum GenerateError {
     /// The model refused or failed the request (the worker goes on).
     #[error("the model failed: {0}")]
     Model(String),
+    /// The caller went away (cancelled); the worker was stopped.
+    #[error("cancelled; the generation was stopped")]
+    Cancelled,
     /// The worker ended during the request.
     #[error("the generation worker stopped mid-request ({0}); this node is fine and the next request starts a new worker")]
     WorkerDied(String),
@@ -107,6 +110,16 @@ impl std::fmt::Debug for Generator {
             .field("spawn", &self.spawn)
             .field("pid", &self.pid())
             .finish_non_exhaustive()
+    }
+}
+
+/// Tells the blocking side to stop when the request's future is dropped (its caller
+/// cancelled or went away).
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
@@ -198,11 +211,13 @@ impl Generator {
             None => None,
         };
         let spawn = self.spawn.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_drop = StopOnDrop(stop.clone());
         tokio::task::spawn_blocking(move || {
             if let Some(g) = &spawn.governor {
                 g.begin_use(GOVERNOR_KEY);
             }
-            let r = spawn.ask_retrying(&mut running, &body, on_token);
+            let r = spawn.ask_retrying(&mut running, &body, on_token, &stop);
             if let Some(g) = &spawn.governor {
                 g.end_use(GOVERNOR_KEY);
             }
@@ -299,6 +314,7 @@ impl Spawn {
         running: &mut Option<Running>,
         body: &[u8],
         mut on_token: impl FnMut(&str),
+        stop: &AtomicBool,
     ) -> Result<Finished, GenerateError> {
         loop {
             let fresh = running.is_none();
@@ -308,7 +324,7 @@ impl Spawn {
             let Some(w) = running.as_mut() else {
                 return Err(GenerateError::Start("no worker".into()));
             };
-            match ask(w, body, &mut on_token) {
+            match ask(w, body, &mut on_token, stop) {
                 Ok(Outcome::Finished(f)) => return Ok(f),
                 Ok(Outcome::GoneBefore(why)) if !fresh => {
                     tracing::warn!("the generation worker had stopped ({why}); starting another");
@@ -319,7 +335,7 @@ impl Spawn {
                     return Err(GenerateError::WorkerDied(why));
                 }
                 Err(e) => {
-                    if matches!(e, GenerateError::WorkerDied(_)) {
+                    if matches!(e, GenerateError::WorkerDied(_) | GenerateError::Cancelled) {
                         *running = None;
                     }
                     return Err(e);
@@ -334,6 +350,7 @@ fn ask(
     w: &mut Running,
     body: &[u8],
     on_token: &mut impl FnMut(&str),
+    stop: &AtomicBool,
 ) -> Result<Outcome, GenerateError> {
     w.used = Instant::now();
     let p = &mut w.process;
@@ -357,6 +374,11 @@ fn ask(
         };
         answered = true;
         w.used = Instant::now();
+        if stop.load(Ordering::SeqCst) {
+            // Nobody waits for the rest: stop the worker rather than let it finish.
+            tracing::info!("generation cancelled; stopping its worker");
+            return Err(GenerateError::Cancelled);
+        }
         match frame {
             WorkerFrame::Token(t) => on_token(&t),
             WorkerFrame::Done(f) => return Ok(Outcome::Finished(f)),

@@ -254,11 +254,25 @@ impl NodeHandle {
         command: &str,
         params: &serde_json::Value,
         options: ExecOptions,
-        mut progress: impl FnMut(Option<f32>, serde_json::Value) + Send,
+        progress: impl FnMut(Option<f32>, serde_json::Value) + Send,
     ) -> Result<serde_json::Value, Error> {
         crate::frame::names::check_command(command)
             .map_err(|e| Error::BadRequest(format!("command name {e}")))?;
         let correlation = new_correlation();
+        self.execute_streaming(node, command, params, options, correlation, progress)
+            .await
+    }
+
+    /// Run `command` under `correlation`, handing its progress reports to `progress`.
+    async fn execute_streaming(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+        correlation: u64,
+        mut progress: impl FnMut(Option<f32>, serde_json::Value) + Send,
+    ) -> Result<serde_json::Value, Error> {
         let name = crate::commands::job_event(correlation, "progress");
         let mut events = self.events.subscribe();
         let run = self.execute_as(node, command, params, options, correlation);
@@ -276,6 +290,42 @@ impl NodeHandle {
                     Err(broadcast::error::RecvError::Closed) => return run.await,
                 },
                 r = &mut run => return r,
+            }
+        }
+    }
+
+    /// [`NodeHandle::execute_with_progress`] that stops when `cancel` resolves: the call
+    /// ends with [`Error::Cancelled`] and `node` is asked (`grid/cancel`, best effort,
+    /// 10 s) to stop the command, which it does if it still runs it for this node.
+    pub async fn execute_cancellable(
+        &self,
+        node: AddressHash,
+        command: &str,
+        params: &serde_json::Value,
+        options: ExecOptions,
+        progress: impl FnMut(Option<f32>, serde_json::Value) + Send,
+        cancel: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<serde_json::Value, Error> {
+        crate::frame::names::check_command(command)
+            .map_err(|e| Error::BadRequest(format!("command name {e}")))?;
+        let correlation = new_correlation();
+        let run = self.execute_streaming(node, command, params, options, correlation, progress);
+        tokio::select! {
+            r = run => r,
+            () = cancel => {
+                let stop = serde_json::json!({"correlation": format!("{correlation:016x}")});
+                let asked = self
+                    .execute_with(
+                        node,
+                        crate::commands::CANCEL_COMMAND,
+                        &stop,
+                        ExecOptions::timeout(Duration::from_secs(10)),
+                    )
+                    .await;
+                if let Err(e) = asked {
+                    tracing::info!(%node, error = %e, "could not ask the node to cancel");
+                }
+                Err(Error::Cancelled)
             }
         }
     }

@@ -107,8 +107,18 @@ impl Node {
             progress,
         };
         let started_ms = audit.time_ms;
+        let job = caller.and_then(|c| self.grid.jobs.start(c, frame.correlation));
         tokio::spawn(async move {
-            let outcome = match handler(call).await {
+            let result = match job {
+                None => handler(call).await,
+                Some((_entry, cancel)) => tokio::select! {
+                    r = handler(call) => r,
+                    Ok(()) = cancel => Err(crate::commands::CommandError::failed(
+                        "cancelled by its caller",
+                    )),
+                },
+            };
+            let outcome = match result {
                 Ok(v) => Outcome::Ok(v.to_string().into_bytes()),
                 Err(e) => {
                     audit.outcome = e.code.into();
@@ -148,4 +158,6 @@ pub(super) struct GridState {
         rns_core::AddressHash,
         (crate::capabilities::Capabilities, u8, Instant),
     >,
+    /// Commands running for identified callers, which those callers may cancel.
+    pub(super) jobs: super::jobs::Jobs,
 }

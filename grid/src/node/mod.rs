@@ -36,6 +36,7 @@ mod governor_task;
 pub(crate) mod grid_frames;
 mod guard;
 mod interfaces;
+pub(crate) mod jobs;
 pub(crate) mod link_ops;
 mod links;
 mod neighbours;
@@ -270,6 +271,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         },
         guard,
     );
+    node.register_cancel();
     node.open_catalog_store(catalog).await;
     tracing::info!(
         identity = %node.identity.hash(),
@@ -663,6 +665,7 @@ impl Node {
                 capability_announced: None,
                 recent_events: events::RecentEvents::default(),
                 peers: HashMap::new(),
+                jobs: jobs::Jobs::default(),
             },
             dtn: bundles::Delay {
                 store: store_work::StoreWork::new(bundles.store),

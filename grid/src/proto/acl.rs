@@ -26,8 +26,10 @@ use crate::trust::TrustLevel;
 /// The rules every node starts with: its read-only built-ins for any caller that is not
 /// blocked, its status for trusted callers, and the commands that change whom the node
 /// trusts for its owner only.
-pub const BUILTIN_RULES: [(&str, TrustLevel); 7] = [
+pub const BUILTIN_RULES: [(&str, TrustLevel); 8] = [
     ("grid/ping", TrustLevel::Provisional),
+    // A caller cancels only its own commands (the node keys them by its identity).
+    ("grid/cancel", TrustLevel::Provisional),
     // Pairing is how a stranger becomes trusted: the one-time code is its proof.
     (crate::commands::JOIN_COMMAND, TrustLevel::Provisional),
     ("list", TrustLevel::Provisional),

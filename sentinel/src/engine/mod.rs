@@ -8,7 +8,8 @@
 //! its `retries`, after 1 s, 2 s, 4 s … (at most 60 s). A step that completed is kept in
 //! the [`Journal`] under its key (its id, behind the ids and passes of the loops around
 //! it: `each#2/grade`), so a resumed run takes its record instead of running it again.
-//! Cancelling stops the run before its next step.
+//! Cancelling stops the run before its next step; the mesh stops the steps running on
+//! peers (on a node: `grid/cancel` to each).
 
 mod state;
 
@@ -330,6 +331,9 @@ impl<'m, M: Mesh> Run<'m, M> {
                         break;
                     }
                 }
+            }
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Err(Stop::Cancelled);
             }
             let error = if nodes.is_empty() {
                 format!("no node can run {command} here")

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 use crate::engine::{Mesh, MeshError, Where};
 
+/// How often a running step looks whether its run was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
 /// How long a remote subscription for a `watch` may take to set up.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -85,8 +87,16 @@ impl Mesh for NodeMesh {
         timeout: Duration,
     ) -> Result<Value, MeshError> {
         let node = parse_node(node).map_err(MeshError::Failed)?;
+        // Cancelling the run cancels the step where it runs (`grid/cancel` to that node).
+        let flag = self.live.cancel.clone();
+        let cancelled = async move {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(CANCEL_POLL).await;
+            }
+        };
+        let options = ExecOptions::timeout(timeout);
         self.handle
-            .execute_with(node, command, params, ExecOptions::timeout(timeout))
+            .execute_cancellable(node, command, params, options, |_, _| {}, cancelled)
             .await
             .map_err(classify)
     }

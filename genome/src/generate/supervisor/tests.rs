@@ -255,3 +255,36 @@ async fn the_governor_is_asked_before_loading() {
 fn tempdir() -> grid_test_support::TempDir {
     grid_test_support::TempDir::new("generate")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_request_stops_its_worker() {
+    // A worker that streams a token every 50 ms for ever.
+    let g = Arc::new(generator(
+        "import time\nrequest()\nwhile True:\n    token('x'); time.sleep(0.05)\n",
+    ));
+    let (text, on_token) = collect();
+    let g2 = g.clone();
+    let running = tokio::spawn(async move { g2.generate(request("hi"), on_token).await });
+    let t = text.clone();
+    tokio::time::timeout(Duration::from_secs(10), async move {
+        while t.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    running.abort();
+    // The blocking side notices at the next token and stops the worker.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(r) = g.running.try_lock() {
+                if r.is_none() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the worker was stopped");
+}
