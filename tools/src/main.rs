@@ -428,6 +428,14 @@ enum WorkerKind {
         #[arg(long)]
         models: PathBuf,
     },
+    /// Text generation from a local GGUF file (mistralrs, CPU): requests on stdin,
+    /// token frames and a final frame on stdout (`grid_tools::llm_worker`).
+    #[cfg(feature = "llm")]
+    Generate {
+        /// The GGUF model file.
+        #[arg(long)]
+        model: PathBuf,
+    },
 }
 
 /// Who hears whom in `grid radio-sim`.
@@ -712,6 +720,10 @@ fn main() -> ExitCode {
         Command::Worker {
             kind: WorkerKind::Embed { models },
         } => commands::embed_worker(&models),
+        #[cfg(feature = "llm")]
+        Command::Worker {
+            kind: WorkerKind::Generate { model },
+        } => grid_tools::llm_worker::run(&model),
         Command::RadioSim {
             radios,
             dir,
