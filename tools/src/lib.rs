@@ -4,6 +4,6 @@
 #![deny(unsafe_code)]
 
 #[cfg(feature = "llm")]
-pub mod llm_worker;
+pub mod llm;
 pub mod netns;
 pub mod radio_sim;

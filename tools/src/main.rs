@@ -428,8 +428,8 @@ enum WorkerKind {
         #[arg(long)]
         models: PathBuf,
     },
-    /// Text generation from a local GGUF file (mistralrs, CPU): requests on stdin,
-    /// token frames and a final frame on stdout (`grid_tools::llm_worker`).
+    /// Text generation from a local GGUF file (llama, CPU), with LoRA adapters per
+    /// request: requests on stdin, frames on stdout (`grid_tools::llm`).
     #[cfg(feature = "llm")]
     Generate {
         /// The GGUF model file.
@@ -723,7 +723,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "llm")]
         Command::Worker {
             kind: WorkerKind::Generate { model },
-        } => grid_tools::llm_worker::run(&model),
+        } => grid_tools::llm::run(&model),
         Command::RadioSim {
             radios,
             dir,
