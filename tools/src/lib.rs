@@ -3,5 +3,7 @@
 // call (radio_sim::pty), allowed there with its safety argument.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "llm")]
+pub mod llm;
 pub mod netns;
 pub mod radio_sim;

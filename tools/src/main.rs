@@ -433,6 +433,14 @@ enum WorkerKind {
         #[arg(long)]
         models: PathBuf,
     },
+    /// Text generation from a local GGUF file (llama, CPU), with LoRA adapters per
+    /// request: requests on stdin, frames on stdout (`grid_tools::llm`).
+    #[cfg(feature = "llm")]
+    Generate {
+        /// The GGUF model file.
+        #[arg(long)]
+        model: PathBuf,
+    },
 }
 
 /// Who hears whom in `grid radio-sim`.
@@ -719,6 +727,10 @@ fn main() -> ExitCode {
         Command::Worker {
             kind: WorkerKind::Embed { models },
         } => commands::embed_worker(&models),
+        #[cfg(feature = "llm")]
+        Command::Worker {
+            kind: WorkerKind::Generate { model },
+        } => grid_tools::llm::run(&model),
         Command::RadioSim {
             radios,
             dir,

@@ -9,6 +9,11 @@ use serde::Serialize;
 
 use super::{ADAPTER_CONFIG, ADAPTER_TOML, ADAPTER_WEIGHTS};
 
+mod llama;
+pub use llama::{
+    write_llama_adapter, write_llama_package, LlamaAdapterSpec, LlamaShape, SMOLLM2_135M,
+};
+
 /// The base model [`write_test_package`] names: a small public chat model.
 pub const TEST_BASE_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 
@@ -75,11 +80,8 @@ pub fn write_test_package(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     std::fs::write(dir.join(ADAPTER_CONFIG), config_text)?;
 
-    let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "test package too large");
     let r64 = u64::from(r);
     let h64 = u64::try_from(hidden).map_err(|_| too_big())?;
-    let elems = r64.checked_mul(h64).ok_or_else(too_big)?;
-    let bytes_each = elems.checked_mul(4).ok_or_else(too_big)?;
 
     // Tensors in data order; each has r*hidden f32 elements.
     let mut specs: Vec<(String, [u64; 2])> = Vec::new();
@@ -90,11 +92,58 @@ pub fn write_test_package(
             specs.push((format!("{p}.lora_B.weight"), [h64, r64]));
         }
     }
+    // Deterministic xorshift values in [-0.01, 0.01), seeded by the name and rank.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ r64.wrapping_mul(0x100_0000_01B3);
+    for b in name.bytes() {
+        seed = (seed ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+    }
+    let mut rng = XorShift::new(seed);
+    write_f32_safetensors(&dir.join(ADAPTER_WEIGHTS), &specs, |_, _| {
+        (rng.unit() - 0.5) * 0.02
+    })
+}
+
+/// The error for a fixture whose sizes overflow.
+fn too_big() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "test package too large")
+}
+
+/// A small deterministic generator for fixture weights (xorshift64).
+pub(super) struct XorShift(u64);
+
+impl XorShift {
+    /// A generator from `seed` (any value; zero is avoided).
+    pub(super) fn new(seed: u64) -> XorShift {
+        XorShift(seed | 1)
+    }
+
+    /// The next value, uniform in [0, 1).
+    pub(super) fn unit(&mut self) -> f32 {
+        let s = &mut self.0;
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        (*s >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Write a safetensors file of 2-D f32 tensors `specs` (name, shape) in that order,
+/// element `j` of tensor `i` being `value(i, j)`, laid out as the `safetensors` writer
+/// does (header padded with spaces to 8 bytes, data in header order).
+pub(super) fn write_f32_safetensors(
+    path: &Path,
+    specs: &[(String, [u64; 2])],
+    mut value: impl FnMut(usize, u64) -> f32,
+) -> io::Result<()> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!({ "format": "pt" }));
     let mut offset = 0u64;
-    for (name, shape) in &specs {
-        let end = offset.checked_add(bytes_each).ok_or_else(too_big)?;
+    for (name, shape) in specs {
+        let bytes = shape[0]
+            .checked_mul(shape[1])
+            .and_then(|n| n.checked_mul(4))
+            .ok_or_else(too_big)?;
+        let end = offset.checked_add(bytes).ok_or_else(too_big)?;
         header.insert(
             name.clone(),
             serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] }),
@@ -108,27 +157,15 @@ pub fn write_test_package(
         header_bytes.push(b' ');
     }
 
-    let mut out = BufWriter::new(File::create(dir.join(ADAPTER_WEIGHTS))?);
+    let mut out = BufWriter::new(File::create(path)?);
     out.write_all(&(header_bytes.len() as u64).to_le_bytes())?;
     out.write_all(&header_bytes)?;
-    // Deterministic xorshift values in [-0.01, 0.01), seeded by the name and rank.
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ r64.wrapping_mul(0x100_0000_01B3);
-    for b in name.bytes() {
-        state = (state ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
-    }
-    state |= 1;
-    for _ in 0..specs.len() {
-        for _ in 0..elems {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let unit = (state >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
-            let v = (unit - 0.5) * 0.02;
-            out.write_all(&v.to_le_bytes())?;
+    for (i, (_, shape)) in specs.iter().enumerate() {
+        for j in 0..shape[0] * shape[1] {
+            out.write_all(&value(i, j).to_le_bytes())?;
         }
     }
-    out.flush()?;
-    Ok(())
+    out.flush()
 }
 
 /// Helpers shared by this crate's tests.

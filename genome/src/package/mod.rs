@@ -30,7 +30,10 @@ pub(crate) use fields::{check_examples, check_slug, check_tags, check_text, chec
 #[cfg(test)]
 pub(crate) use fixtures::testutil;
 #[cfg(any(test, feature = "test-support"))]
-pub use fixtures::{write_test_package, TEST_BASE_MODEL};
+pub use fixtures::{
+    write_llama_adapter, write_llama_package, write_test_package, LlamaAdapterSpec, LlamaShape,
+    SMOLLM2_135M, TEST_BASE_MODEL,
+};
 use peft_config::parse_adapter_config;
 use safetensors::check_weights;
 

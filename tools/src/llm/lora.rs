@@ -1,0 +1,613 @@
+//! PEFT LoRA adapters, applied beside the base weights for one request.
+//!
+//! An adapter directory holds `adapter_config.json` (rank `r`, `lora_alpha`,
+//! `target_modules`, `use_rslora`) and `adapter_model.safetensors` with, per adapted
+//! projection, `base_model.model.model.layers.{i}.{self_attn.q_proj|...|mlp.down_proj}`
+//! `.lora_A.weight` `[r, in]` and `.lora_B.weight` `[out, r]` (f32, f16 or bf16). Each is
+//! checked against the model; a refusal names the file or the tensor.
+//!
+//! For a target projection the worker computes `y = W·x + s·B·(A·x)` with
+//! `s = alpha / r` (`alpha / sqrt(r)` with rsLoRA): the quantized base weight `W` is
+//! never changed, so a request without adapter gets exactly the base output and
+//! switching adapters costs nothing but loading one. `B` of `q_proj`/`k_proj` is put in
+//! the GGUF's row order first ([`super::permute`]).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Module, Tensor};
+use safetensors::{Dtype, SafeTensors};
+
+use super::config::{LlamaConfig, Proj};
+use super::model::device;
+use super::permute::permute_rows;
+
+/// The PEFT configuration file.
+pub const CONFIG_FILE: &str = "adapter_config.json";
+/// The PEFT weights file.
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+/// Largest `adapter_config.json` read.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+/// Largest `adapter_model.safetensors` read.
+pub const MAX_WEIGHTS_BYTES: u64 = 512 << 20;
+/// Largest rank accepted (as the genome package check).
+pub const MAX_RANK: u64 = 4096;
+
+/// Why an adapter was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// A file could not be read.
+    #[error("{file}: {reason}")]
+    Io {
+        /// The file.
+        file: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// `adapter_config.json` breaks a rule.
+    #[error("{CONFIG_FILE}: {field}: {reason}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor of the weights file does not fit this model.
+    #[error("{WEIGHTS_FILE}: {tensor}: {reason}")]
+    Tensor {
+        /// The tensor's name.
+        tensor: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The adapter would take more memory than allowed.
+    #[error("the adapter needs {bytes} bytes in memory, more than {max}")]
+    TooLarge {
+        /// Bytes it needs as f32.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A tensor computation failed.
+    #[error("adapter tensors: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The low-rank pair of one projection, ready to apply: `x·a_t·b_t = s·B·(A·x)`.
+pub struct LoraPair {
+    /// `Aᵀ`, `[in, r]`.
+    pub a_t: Tensor,
+    /// `(s·B)ᵀ`, `[r, out]`, rows of B in the GGUF's order.
+    pub b_t: Tensor,
+}
+
+/// A loaded adapter: a pair for each adapted (layer, projection).
+pub struct Adapter {
+    pairs: Vec<Option<LoraPair>>,
+    /// Memory its tensors take, bytes.
+    pub bytes: usize,
+}
+
+impl Adapter {
+    /// An adapter with no pairs that counts `bytes` (for cache tests).
+    #[cfg(test)]
+    pub(crate) fn empty(bytes: usize) -> Adapter {
+        Adapter {
+            pairs: Vec::new(),
+            bytes,
+        }
+    }
+
+    /// The pair for `proj` of layer `layer`, if the adapter has one.
+    pub fn get(&self, layer: usize, proj: Proj) -> Option<&LoraPair> {
+        self.pairs
+            .get(layer * Proj::ALL.len() + proj.index())
+            .and_then(Option::as_ref)
+    }
+}
+
+/// `w·x`, plus `s·B·(A·x)` with a pair: the projection of `x` `[tokens, in]`.
+pub fn project(w: &QMatMul, x: &Tensor, lora: Option<&LoraPair>) -> candle_core::Result<Tensor> {
+    let y = w.forward(x)?;
+    match lora {
+        None => Ok(y),
+        Some(l) => y + x.matmul(&l.a_t)?.matmul(&l.b_t)?,
+    }
+}
+
+/// What the worker takes from `adapter_config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    /// The rank.
+    pub r: usize,
+    /// The scale `alpha / r` (or `alpha / sqrt(r)`).
+    pub scale: f32,
+    /// The projections it targets.
+    pub targets: Vec<Proj>,
+}
+
+fn config_err(field: &'static str, reason: impl Into<String>) -> AdapterError {
+    AdapterError::Config {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Parse `adapter_config.json`.
+pub fn parse_config(bytes: &[u8]) -> Result<LoraConfig, AdapterError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| config_err("syntax", e.to_string()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| config_err("root", "not a JSON object"))?;
+    if let Some(t) = obj.get("peft_type") {
+        if t.as_str() != Some("LORA") {
+            return Err(config_err("peft_type", format!("{t} is not \"LORA\"")));
+        }
+    }
+    let r = obj
+        .get("r")
+        .and_then(|r| r.as_u64())
+        .filter(|r| (1..=MAX_RANK).contains(r))
+        .ok_or_else(|| config_err("r", format!("missing or not in 1..={MAX_RANK}")))?;
+    let alpha = match obj.get("lora_alpha") {
+        None => 8.0, // PEFT's default
+        Some(a) => a
+            .as_f64()
+            .filter(|a| a.is_finite())
+            .ok_or_else(|| config_err("lora_alpha", format!("{a} is not a number")))?,
+    };
+    let flag = |field: &'static str| -> Result<bool, AdapterError> {
+        match obj.get(field) {
+            None | Some(serde_json::Value::Null) => Ok(false),
+            Some(serde_json::Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(config_err(field, format!("{other} is not a boolean"))),
+        }
+    };
+    let rslora = flag("use_rslora")?;
+    if flag("use_dora")? {
+        return Err(config_err("use_dora", "DoRA adapters are not supported"));
+    }
+    if flag("fan_in_fan_out")? {
+        return Err(config_err(
+            "fan_in_fan_out",
+            "transposed (Conv1D) weights are not supported",
+        ));
+    }
+    if let Some(b) = obj.get("bias") {
+        if !(b.is_null() || b.as_str() == Some("none")) {
+            return Err(config_err(
+                "bias",
+                format!("{b}: only \"none\" is supported"),
+            ));
+        }
+    }
+    for field in ["rank_pattern", "alpha_pattern"] {
+        if let Some(p) = obj.get(field) {
+            if !(p.is_null() || p.as_object().is_some_and(|m| m.is_empty())) {
+                return Err(config_err(
+                    field,
+                    "per-module ranks or alphas are not supported",
+                ));
+            }
+        }
+    }
+    let names: Vec<String> = match obj.get("target_modules") {
+        Some(serde_json::Value::String(s)) if s == "all-linear" => Proj::ALL
+            .iter()
+            .map(|p| p.peft_name().to_string())
+            .collect(),
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| config_err("target_modules", format!("{i} is not a string")))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(config_err(
+                "target_modules",
+                "missing, or not a string or a list",
+            ))
+        }
+    };
+    let mut targets = Vec::new();
+    for n in &names {
+        let p = Proj::from_peft(n).ok_or_else(|| {
+            config_err(
+                "target_modules",
+                format!("{n:?} is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"),
+            )
+        })?;
+        if !targets.contains(&p) {
+            targets.push(p);
+        }
+    }
+    if targets.is_empty() {
+        return Err(config_err("target_modules", "is empty"));
+    }
+    let r_f = r as f64;
+    let scale = if rslora {
+        alpha / r_f.sqrt()
+    } else {
+        alpha / r_f
+    };
+    Ok(LoraConfig {
+        r: r as usize,
+        scale: scale as f32,
+        targets,
+    })
+}
+
+/// Read a whole file of at most `max` bytes.
+fn read_capped(path: &Path, file: &'static str, max: u64) -> Result<Vec<u8>, AdapterError> {
+    let io = |e: std::io::Error| AdapterError::Io {
+        file,
+        reason: e.to_string(),
+    };
+    let f = File::open(path).map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(AdapterError::Io {
+            file,
+            reason: "not a regular file".into(),
+        });
+    }
+    if meta.len() > max {
+        return Err(AdapterError::Io {
+            file,
+            reason: format!("{} bytes, more than {max}", meta.len()),
+        });
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(max + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > max {
+        return Err(AdapterError::Io {
+            file,
+            reason: format!("more than {max} bytes"),
+        });
+    }
+    Ok(buf)
+}
+
+/// Which tensor a name is: (layer, projection, is B).
+fn parse_name(name: &str, layers: usize) -> Option<(usize, Proj, bool)> {
+    let rest = name.strip_prefix("base_model.model.model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok().filter(|l| *l < layers)?;
+    let (module, is_b) = if let Some(m) = rest.strip_suffix(".lora_A.weight") {
+        (m, false)
+    } else {
+        (rest.strip_suffix(".lora_B.weight")?, true)
+    };
+    let proj = Proj::ALL.into_iter().find(|p| p.hf_path() == module)?;
+    Some((layer, proj, is_b))
+}
+
+/// One tensor as f32 values, its shape checked to be `want`.
+fn read_tensor(
+    st: &SafeTensors<'_>,
+    name: &str,
+    want: [usize; 2],
+) -> Result<Vec<f32>, AdapterError> {
+    let bad = |reason: String| AdapterError::Tensor {
+        tensor: name.to_string(),
+        reason,
+    };
+    let view = st.tensor(name).map_err(|e| bad(e.to_string()))?;
+    if view.shape() != want {
+        return Err(bad(format!(
+            "shape {:?} does not fit this model (want {want:?})",
+            view.shape()
+        )));
+    }
+    let dtype = match view.dtype() {
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        other => return Err(bad(format!("dtype {other:?} (f32, f16 or bf16 only)"))),
+    };
+    let values = Tensor::from_raw_buffer(view.data(), dtype, &want, &device())?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(bad("holds a value that is not finite".into()));
+    }
+    Ok(values)
+}
+
+/// Load the adapter in `dir` for `model`, refusing one that takes more than
+/// `max_bytes` of memory.
+pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter, AdapterError> {
+    let cfg = parse_config(&read_capped(
+        &dir.join(CONFIG_FILE),
+        CONFIG_FILE,
+        MAX_CONFIG_BYTES,
+    )?)?;
+    let bytes = read_capped(&dir.join(WEIGHTS_FILE), WEIGHTS_FILE, MAX_WEIGHTS_BYTES)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| AdapterError::Io {
+        file: WEIGHTS_FILE,
+        reason: e.to_string(),
+    })?;
+
+    // Which (layer, projection) pairs the file has; every name must be one of ours.
+    let n = model.layers * Proj::ALL.len();
+    let mut has = vec![[false; 2]; n];
+    for name in st.names() {
+        let (layer, proj, is_b) =
+            parse_name(name, model.layers).ok_or_else(|| AdapterError::Tensor {
+                tensor: name.to_string(),
+                reason: format!(
+                    "not a lora_A/lora_B weight of a projection of layers 0..{} of this model",
+                    model.layers
+                ),
+            })?;
+        if !cfg.targets.contains(&proj) {
+            return Err(AdapterError::Tensor {
+                tensor: name.to_string(),
+                reason: format!("{} is not in target_modules", proj.peft_name()),
+            });
+        }
+        has[layer * Proj::ALL.len() + proj.index()][usize::from(is_b)] = true;
+    }
+
+    let mut pairs: Vec<Option<LoraPair>> = Vec::with_capacity(n);
+    let mut total = 0usize;
+    let r = cfg.r;
+    for layer in 0..model.layers {
+        for proj in Proj::ALL {
+            let prefix = format!("base_model.model.model.layers.{layer}.{}", proj.hf_path());
+            let [a, b] = has[layer * Proj::ALL.len() + proj.index()];
+            if !a && !b {
+                pairs.push(None);
+                continue;
+            }
+            if a != b {
+                let (present, missing) = if a {
+                    ("lora_A", "lora_B")
+                } else {
+                    ("lora_B", "lora_A")
+                };
+                return Err(AdapterError::Tensor {
+                    tensor: format!("{prefix}.{present}.weight"),
+                    reason: format!("has no matching {missing}"),
+                });
+            }
+            let (inp, out) = model.dims(proj);
+            total += 4 * r * (inp + out);
+            if total > max_bytes {
+                return Err(AdapterError::TooLarge {
+                    bytes: total,
+                    max: max_bytes,
+                });
+            }
+            let a_name = format!("{prefix}.lora_A.weight");
+            let b_name = format!("{prefix}.lora_B.weight");
+            let a = read_tensor(&st, &a_name, [r, inp])?;
+            let mut b = read_tensor(&st, &b_name, [out, r])?;
+            let heads = match proj {
+                Proj::Q => Some(model.heads),
+                Proj::K => Some(model.kv_heads),
+                _ => None,
+            };
+            if let Some(heads) = heads {
+                b = permute_rows(&b, out, r, heads).ok_or_else(|| AdapterError::Tensor {
+                    tensor: b_name.clone(),
+                    reason: "rows do not split into the model's heads".into(),
+                })?;
+            }
+            let a_t = Tensor::from_vec(a, (r, inp), &device())?
+                .t()?
+                .contiguous()?;
+            let b_t = (Tensor::from_vec(b, (out, r), &device())? * f64::from(cfg.scale))?
+                .t()?
+                .contiguous()?;
+            pairs.push(Some(LoraPair { a_t, b_t }));
+        }
+    }
+    if pairs.iter().all(Option::is_none) {
+        return Err(AdapterError::Tensor {
+            tensor: "(none)".into(),
+            reason: "the file has no lora_A/lora_B pair".into(),
+        });
+    }
+    Ok(Adapter {
+        pairs,
+        bytes: total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use grid_genome::package::{write_llama_adapter, LlamaAdapterSpec, LlamaShape};
+    use grid_test_support::TempDir;
+
+    const TINY: LlamaShape = LlamaShape {
+        layers: 2,
+        hidden: 8,
+        heads: 2,
+        kv_heads: 1,
+        ffn: 16,
+    };
+
+    fn config(shape: LlamaShape) -> LlamaConfig {
+        LlamaConfig {
+            name: "tiny".into(),
+            layers: shape.layers,
+            hidden: shape.hidden,
+            heads: shape.heads,
+            kv_heads: shape.kv_heads,
+            head_dim: shape.hidden / shape.heads,
+            ffn: shape.ffn,
+            context: 64,
+            rms_eps: 1e-5,
+            rope_base: 10_000.0,
+        }
+    }
+
+    #[test]
+    fn an_adapter_loads_for_its_model_and_names_the_tensor_that_does_not_fit() {
+        let dir = TempDir::new("lora-load");
+        let spec = LlamaAdapterSpec {
+            shape: TINY,
+            r: 2,
+            alpha: 4.0,
+            strength: 1.0,
+            seed: 9,
+        };
+        write_llama_adapter(dir.path(), &spec).unwrap();
+        let a = load(dir.path(), &config(TINY), 1 << 20).unwrap();
+        for layer in 0..2 {
+            for p in Proj::ALL {
+                let pair = a.get(layer, p).expect("every projection adapted");
+                let (inp, out) = config(TINY).dims(p);
+                assert_eq!(pair.a_t.dims(), [inp, 2]);
+                assert_eq!(pair.b_t.dims(), [2, out]);
+            }
+        }
+        assert_eq!(
+            a.bytes,
+            2 * 4 * 2 * (8 + 8 + 8 + 4 + 8 + 4 + 8 + 8 + 8 + 16 + 8 + 16 + 16 + 8)
+        );
+
+        let wider = LlamaShape { hidden: 16, ..TINY };
+        let e = load(dir.path(), &config(wider), 1 << 20)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")
+                && e.contains("[2, 8]")
+                && e.contains("[2, 16]"),
+            "{e}"
+        );
+        let deeper = LlamaShape { layers: 1, ..TINY };
+        let e = load(dir.path(), &config(deeper), 1 << 20)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("layers.1."), "{e}");
+        let e = load(dir.path(), &config(TINY), 100).err().unwrap();
+        assert!(matches!(e, AdapterError::TooLarge { .. }), "{e}");
+        let e = load(&dir.path().join("nowhere"), &config(TINY), 1 << 20)
+            .err()
+            .unwrap();
+        assert!(e.to_string().starts_with(CONFIG_FILE), "{e}");
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_unmerged_delta_equals_the_merged_weight() {
+        // W [out 6, in 8], A [r 2, 8], B [6, 2], s = 16 / 2; x: 3 tokens.
+        let (out, inp, r, s) = (6usize, 8usize, 2usize, 8.0f64);
+        let dev = device();
+        let w = Tensor::from_vec(values(out * inp, 1), (out, inp), &dev).unwrap();
+        let a = Tensor::from_vec(values(r * inp, 2), (r, inp), &dev).unwrap();
+        let b = Tensor::from_vec(values(out * r, 3), (out, r), &dev).unwrap();
+        let x = Tensor::from_vec(values(3 * inp, 4), (3, inp), &dev).unwrap();
+        let qw = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::F32).unwrap()).unwrap();
+        let pair = LoraPair {
+            a_t: a.t().unwrap().contiguous().unwrap(),
+            b_t: (&b * s).unwrap().t().unwrap().contiguous().unwrap(),
+        };
+        let got = project(&qw, &x, Some(&pair)).unwrap();
+        let merged = (&w + (b.matmul(&a).unwrap() * s).unwrap()).unwrap();
+        let want = x.matmul(&merged.t().unwrap()).unwrap();
+        let diff = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max difference {diff}");
+        let base = project(&qw, &x, None).unwrap();
+        let plain = x.matmul(&w.t().unwrap()).unwrap();
+        let diff = (base - plain)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5);
+    }
+
+    #[test]
+    fn the_config_gives_scale_and_targets() {
+        let c =
+            parse_config(br#"{"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}"#)
+                .unwrap();
+        assert_eq!((c.r, c.scale, c.targets), (8, 2.0, vec![Proj::Q, Proj::V]));
+        let c = parse_config(
+            br#"{"r": 4, "lora_alpha": 8, "use_rslora": true, "target_modules": "all-linear"}"#,
+        )
+        .unwrap();
+        assert_eq!((c.scale, c.targets.len()), (4.0, 7));
+        for (bad, field) in [
+            (&br#"{"r": 0, "target_modules": ["q_proj"]}"#[..], "r"),
+            (
+                br#"{"r": 4, "target_modules": ["lm_head"]}"#,
+                "target_modules",
+            ),
+            (
+                br#"{"r": 4, "use_dora": true, "target_modules": ["q_proj"]}"#,
+                "use_dora",
+            ),
+            (
+                br#"{"r": 4, "rank_pattern": {"q": 2}, "target_modules": ["q_proj"]}"#,
+                "rank_pattern",
+            ),
+            (br#"[1]"#, "root"),
+        ] {
+            let e = parse_config(bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn tensor_names_map_to_layers_and_projections() {
+        assert_eq!(
+            parse_name(
+                "base_model.model.model.layers.3.self_attn.k_proj.lora_B.weight",
+                30
+            ),
+            Some((3, Proj::K, true))
+        );
+        assert_eq!(
+            parse_name(
+                "base_model.model.model.layers.29.mlp.down_proj.lora_A.weight",
+                30
+            ),
+            Some((29, Proj::Down, false))
+        );
+        assert_eq!(
+            parse_name(
+                "base_model.model.model.layers.30.mlp.up_proj.lora_A.weight",
+                30
+            ),
+            None
+        );
+        assert_eq!(
+            parse_name("base_model.model.lm_head.lora_A.weight", 30),
+            None
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! A llama model's weights, loaded from a GGUF file with candle's quantized types.
+//!
+//! The projections stay quantized ([`QMatMul`], candle's GGML kernels); the token
+//! embeddings are dequantized to f32 for the lookup, and the output head reuses them
+//! quantized when the file has no `output.weight` (tied embeddings, as SmolLM2). The
+//! weights are never changed after loading: adapters are applied beside them
+//! ([`super::lora`]), so any number of requests and adapters share one copy.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::{DType, Device, Tensor};
+
+use super::config::{LlamaConfig, Proj};
+use super::gguf_check::check_header;
+
+/// One transformer block.
+pub struct Block {
+    /// RMSNorm weight before attention.
+    pub attn_norm: Tensor,
+    /// RMSNorm weight before the MLP.
+    pub ffn_norm: Tensor,
+    /// The seven projections, in [`Proj::ALL`] order, rows in the GGUF's order (for q
+    /// and k, the converter's RoPE permutation; see [`super::permute`]).
+    pub proj: Vec<QMatMul>,
+}
+
+/// A loaded llama model.
+pub struct Model {
+    /// Its dimensions.
+    pub config: LlamaConfig,
+    /// Token embeddings, f32 `[vocab, hidden]`.
+    pub embed: Tensor,
+    /// The blocks.
+    pub blocks: Vec<Block>,
+    /// The final RMSNorm weight.
+    pub norm: Tensor,
+    /// The output head (`[vocab, hidden]`, quantized).
+    pub output: QMatMul,
+    /// RoPE tables `[context, head_dim / 2]`.
+    pub cos: Tensor,
+    /// See `cos`.
+    pub sin: Tensor,
+    /// The GGUF metadata (the tokenizer is built from it).
+    pub metadata: std::collections::HashMap<String, gguf_file::Value>,
+    /// Vocabulary size (rows of the embeddings).
+    pub vocab: usize,
+}
+
+/// The device everything runs on.
+pub fn device() -> Device {
+    Device::Cpu
+}
+
+/// Read tensor `name`, checking its shape (candle's order: rows first).
+fn tensor(
+    content: &gguf_file::Content,
+    r: &mut BufReader<File>,
+    name: &str,
+    shape: &[usize],
+) -> Result<QTensor> {
+    let info = content
+        .tensor_infos
+        .get(name)
+        .ok_or_else(|| anyhow!("the model has no tensor {name}"))?;
+    if info.shape.dims() != shape {
+        bail!(
+            "tensor {name} has shape {:?}, the metadata says {shape:?}",
+            info.shape.dims()
+        );
+    }
+    content
+        .tensor(r, name, &device())
+        .with_context(|| format!("reading tensor {name}"))
+}
+
+/// Every tensor's data must lie inside the file.
+fn check_tensor_ranges(content: &gguf_file::Content, file_len: u64) -> Result<()> {
+    for (name, info) in &content.tensor_infos {
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+        let block = info.ggml_dtype.block_size() as u64;
+        let bytes = elems
+            .filter(|e| e % block == 0)
+            .and_then(|e| (e / block).checked_mul(info.ggml_dtype.type_size() as u64));
+        let end = bytes
+            .and_then(|b| b.checked_add(info.offset))
+            .and_then(|b| b.checked_add(content.tensor_data_offset));
+        match end {
+            Some(end) if end <= file_len => {}
+            _ => bail!("tensor {name} lies outside the file or has a bad shape"),
+        }
+    }
+    Ok(())
+}
+
+/// RoPE tables for positions 0..context: angle p / base^(2i / head_dim).
+fn rope_tables(c: &LlamaConfig) -> Result<(Tensor, Tensor)> {
+    let half = c.head_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / c.rope_base.powf((2 * i) as f32 / c.head_dim as f32))
+        .collect();
+    let inv = Tensor::from_vec(inv, (1, half), &device())?;
+    let pos = Tensor::arange(0u32, c.context as u32, &device())?
+        .to_dtype(DType::F32)?
+        .reshape((c.context, 1))?;
+    let angles = pos.matmul(&inv)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+impl Model {
+    /// Load the llama GGUF at `path`.
+    pub fn load(path: &Path) -> Result<Model> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let len = file.metadata()?.len();
+        let mut r = BufReader::new(file);
+        check_header(&mut r, len).with_context(|| path.display().to_string())?;
+        let content = gguf_file::Content::read(&mut r)
+            .with_context(|| format!("reading the GGUF header of {}", path.display()))?;
+        check_tensor_ranges(&content, len)?;
+        let config = LlamaConfig::from_metadata(&content.metadata).map_err(|e| anyhow!(e))?;
+
+        let embed_q = {
+            let info = content
+                .tensor_infos
+                .get("token_embd.weight")
+                .ok_or_else(|| anyhow!("the model has no token_embd.weight"))?;
+            let dims = info.shape.dims().to_vec();
+            if dims.len() != 2 || dims[1] != config.hidden || dims[0] == 0 {
+                bail!("token_embd.weight has shape {dims:?}");
+            }
+            tensor(&content, &mut r, "token_embd.weight", &dims)?
+        };
+        let vocab = embed_q.shape().dims()[0];
+        let embed = embed_q.dequantize(&device())?;
+        let output = if content.tensor_infos.contains_key("output.weight") {
+            QMatMul::from_qtensor(tensor(
+                &content,
+                &mut r,
+                "output.weight",
+                &[vocab, config.hidden],
+            )?)?
+        } else {
+            QMatMul::from_qtensor(embed_q)?
+        };
+        let norm = tensor(&content, &mut r, "output_norm.weight", &[config.hidden])?
+            .dequantize(&device())?;
+
+        let mut blocks = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let norm = |r: &mut BufReader<File>, n: &str| -> Result<Tensor> {
+                Ok(tensor(
+                    &content,
+                    r,
+                    &format!("blk.{i}.{n}.weight"),
+                    &[config.hidden],
+                )?
+                .dequantize(&device())?)
+            };
+            let attn_norm = norm(&mut r, "attn_norm")?;
+            let ffn_norm = norm(&mut r, "ffn_norm")?;
+            let mut proj = Vec::with_capacity(Proj::ALL.len());
+            for p in Proj::ALL {
+                let (inp, out) = config.dims(p);
+                let name = format!("blk.{i}.{}.weight", p.gguf_name());
+                proj.push(QMatMul::from_qtensor(tensor(
+                    &content,
+                    &mut r,
+                    &name,
+                    &[out, inp],
+                )?)?);
+            }
+            blocks.push(Block {
+                attn_norm,
+                ffn_norm,
+                proj,
+            });
+        }
+        let (cos, sin) = rope_tables(&config)?;
+        Ok(Model {
+            config,
+            embed,
+            blocks,
+            norm,
+            output,
+            cos,
+            sin,
+            metadata: content.metadata,
+            vocab,
+        })
+    }
+}
