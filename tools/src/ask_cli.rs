@@ -62,13 +62,13 @@ fn print_place(label: &str, p: &Value) {
         ""
     };
     println!(
-        "{label:<13}{}{here}\n             {}",
+        "{label:<14}{}{here}\n              {}",
         p["node"].as_str().unwrap_or("?"),
         p["why"].as_str().unwrap_or("")
     );
     if let Some(from) = p["adapter_fetched_from"].as_array() {
         let from: Vec<&str> = from.iter().filter_map(Value::as_str).collect();
-        println!("             fetches the adapter from {}", from.join(", "));
+        println!("              fetches the adapter from {}", from.join(", "));
     }
 }
 
@@ -129,7 +129,7 @@ pub(crate) fn ask(state: &StateDir, a: AskArgs) -> Result<()> {
     print_plan(&v, false);
     let r = &v["result"];
     println!(
-        "             {} tokens, first after {:.0} ms, {:.1} tokens/s",
+        "              {} tokens, first after {:.0} ms, {:.1} tokens/s",
         r["completion_tokens"].as_u64().unwrap_or(0),
         r["first_token_ms"].as_f64().unwrap_or(0.0),
         r["decode_tokens_per_s"].as_f64().unwrap_or(0.0)
@@ -141,9 +141,11 @@ pub(crate) fn ask(state: &StateDir, a: AskArgs) -> Result<()> {
 fn print_plan(v: &Value, dry_run: bool) {
     let ad = &v["adapter"];
     println!(
-        "Skill:       {} {}  (score {:.3}, {})",
+        "Skill:        {}{}  (score {:.3}, {})",
         ad["name"].as_str().unwrap_or("?"),
-        ad["version"].as_str().unwrap_or("?"),
+        ad["version"]
+            .as_str()
+            .map_or(String::new(), |v| format!(" {v}")),
         ad["score"].as_f64().unwrap_or(0.0),
         ad["content_hash"].as_str().unwrap_or("?")
     );

@@ -258,7 +258,7 @@ fn generation_streams_applies_adapters_places_and_survives_its_worker() {
         "0",
     ]);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains(&format!("Ran on:      {bd}")), "{out}");
+    assert!(out.contains(&format!("Ran on:       {bd}")), "{out}");
     assert!(out.contains("pirate-speech"), "{out}");
 
     // Kill B's worker mid-generation: a clear error, B stays up, the next one works.
