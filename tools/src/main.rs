@@ -285,6 +285,11 @@ enum Command {
     /// Sentinel pipelines: JSON jobs whose steps run commands, call models, emit and
     /// watch events on whichever node fits (`docs/sentinel.md`).
     Pipeline {
+        /// Run it on another node (its grid.node hash) instead of this one: that node's
+        /// owner must allow it (`[acl] "sentinel/*" = "trusted"`), and its steps then act
+        /// as that node.
+        #[arg(long, global = true, value_name = "NODE")]
+        on: Option<String>,
         #[command(subcommand)]
         action: pipeline_cli::PipelineAction,
     },
@@ -631,7 +636,7 @@ fn main() -> ExitCode {
             } => genome_cli::fetch(&state, &content_hash, &from, via, quiet, json),
         },
         Command::Ask(args) => ask_cli::ask(&state, args),
-        Command::Pipeline { action } => pipeline_cli::pipeline(&state, action),
+        Command::Pipeline { on, action } => pipeline_cli::pipeline(&state, on.as_deref(), action),
         Command::Skills {
             action:
                 SkillsAction::Search {

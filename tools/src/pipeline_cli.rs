@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use grid::state::StateDir;
 use serde_json::{json, Map, Value};
 
-use crate::commands::local_exec;
+use crate::commands::node_exec;
 
 /// What `grid pipeline` does.
 #[derive(clap::Subcommand, Debug)]
@@ -104,9 +104,21 @@ fn show(v: &Value, json_out: bool) {
     }
 }
 
-/// `grid pipeline …`
-pub(crate) fn pipeline(state: &StateDir, action: PipelineAction) -> Result<()> {
+/// `grid pipeline …` on this node, or `on` another.
+pub(crate) fn pipeline(state: &StateDir, on: Option<&str>, action: PipelineAction) -> Result<()> {
     let quick = Duration::from_secs(10);
+    let node = match on {
+        Some(n) => {
+            let _: rns_core::AddressHash = n
+                .parse()
+                .map_err(|e| anyhow!("--on {n}: not a node hash ({e})"))?;
+            n
+        }
+        None => "local-only",
+    };
+    let local_exec = |state: &StateDir, command: &str, params: Value, wait: Duration| {
+        node_exec(state, node, command, params, wait)
+    };
     match action {
         PipelineAction::Run {
             file,

@@ -1,5 +1,6 @@
 //! `grid pipeline` between real `grid node` processes: a pipeline on A runs its steps on
-//! B and C (one of them in parallel branches) and passes outputs on; a malformed file is
+//! B and C (one of them in parallel branches) and passes outputs on; `--on B` runs one
+//! on B (whose owner allows it) and is denied on C; a malformed file is
 //! refused naming the field; a runner killed with SIGKILL resumes from its journal
 //! without running a completed step again.
 
@@ -36,7 +37,9 @@ fn a_pipeline_runs_its_steps_on_two_peers_and_passes_outputs_on() {
         "type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""
     ));
     let client = format!("type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"");
-    let (b, c) = (node(&client), node(&client));
+    // B's owner lets trusted peers run pipelines there (`--on`); C's does not.
+    let b = node(&format!("{client}\n[acl]\n\"sentinel/*\" = \"trusted\""));
+    let c = node(&client);
     for peer in [&b, &c] {
         a.json(&["trust", &identity(peer), "trusted"]);
         peer.json(&["trust", &identity(&a), "trusted"]);
@@ -91,6 +94,31 @@ fn a_pipeline_runs_its_steps_on_two_peers_and_passes_outputs_on() {
             .any(|r| r["handle"] == handle.as_str()),
         "{list}"
     );
+
+    // `--on B`: A submits a pipeline that B runs (its step pings A from B); its status
+    // is asked of B too, and A keeps no run of it. C's owner did not allow it: denied.
+    let remote = write(
+        &files,
+        "remote.json",
+        r#"{"name": "remote", "inputs": {"a": {}},
+        "steps": [{"id": "ping-a", "type": "command", "target": "{{input.a}}", "command": "grid/ping"}]}"#,
+    );
+    let a_in = format!("a=\"{}\"", a.destination());
+    let (bd, cd) = (b.destination(), c.destination());
+    let ran = a.json(&["pipeline", "run", &remote, "--on", &bd, "--input", &a_in]);
+    assert_eq!(ran["status"], "completed", "{ran}");
+    assert_eq!(
+        ran["steps"]["ping-a"]["output"]["node"],
+        a.destination(),
+        "{ran}"
+    );
+    let h = ran["handle"].as_str().unwrap();
+    let there = a.json(&["pipeline", "status", h, "--on", &bd]);
+    assert_eq!(there["status"], "completed", "{there}");
+    let here = a.json(&["pipeline", "list"]);
+    assert!(!here.to_string().contains(h), "{here}");
+    let (ok, _, err) = a.cli(&["pipeline", "run", &remote, "--on", &cd, "--input", &a_in]);
+    assert!(!ok && err.contains("denied"), "{err}");
 
     // A malformed pipeline is refused before anything runs, naming the field.
     let bad = write(

@@ -88,10 +88,22 @@ pub(crate) fn local_exec(
     params: Value,
     wait: Duration,
 ) -> Result<Value> {
+    node_exec(state, "local-only", command, params, wait)
+}
+
+/// Run `command` on `destination` (a node hash or a routing hint) through this node,
+/// waiting up to `wait`, and return its result.
+pub(crate) fn node_exec(
+    state: &StateDir,
+    destination: &str,
+    command: &str,
+    params: Value,
+    wait: Duration,
+) -> Result<Value> {
     let v = ask(
         state,
         &Request::Exec {
-            destination: "local-only".into(),
+            destination: destination.into(),
             command: command.to_string(),
             params,
             timeout_ms: Some(wait.as_millis() as u64),
