@@ -12,6 +12,8 @@
 //!   the next request runs on a fresh worker.
 //! - Cancelling a pipeline on A whose `llm` step runs on B stops the generation on B
 //!   (`grid/cancel`: B's worker is stopped).
+//! - A pipeline's `llm` step whose node is killed mid-generation completes on the other
+//!   compute node.
 
 mod common;
 
@@ -325,4 +327,76 @@ fn generation_streams_applies_adapters_places_and_survives_its_worker() {
     });
     assert_eq!(status["status"], "cancelled", "{status}");
     assert!(b.alive(), "B is still up");
+}
+
+/// A pipeline's `llm` step placed on the least loaded of two compute nodes: the node
+/// generating it is killed mid-step, and the step completes on the other one.
+#[test]
+fn a_step_whose_node_dies_mid_generation_completes_on_another() {
+    let _slot = slot();
+    let port = free_port();
+    let a = node(
+        &format!("type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""),
+        "",
+    );
+    let client = format!("type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"");
+    let mut b = node(&client, "[compute]\nenabled = true\n");
+    let mut d = node(&client, "[compute]\nenabled = true\n");
+    for g in [&a, &b, &d] {
+        wait_for(T, "the genome service", || {
+            g.cli(&["adapter", "list", "--json"]).0.then_some(())
+        });
+    }
+    for peer in [&b, &d] {
+        a.json(&["trust", &identity(peer), "trusted"]);
+        peer.json(&["trust", &identity(&a), "trusted"]);
+    }
+    // Both compute offers have reached A: a plan names one and the other as next.
+    let (_pkgs, tides) = tide_package();
+    a.json(&["adapter", "publish", tides.to_str().unwrap()]);
+    wait_for(T, "both compute nodes in A's plan", || {
+        let (ok, out, _) = a.cli(&["ask", "tide tables", "--dry-run", "--json"]);
+        let v: Value = serde_json::from_str(&out).ok()?;
+        (ok && v["alternatives"].as_array()?.len() == 1).then_some(())
+    });
+    let files = TempDir::new("llm-pipeline");
+    let file = files.0.join("story.json");
+    std::fs::write(
+        &file,
+        json!({"name": "story", "steps": [{"id": "story", "type": "llm",
+               "prompt": "Write a short story about a lighthouse.", "max_tokens": 160,
+               "temperature": 0, "placement": {"least_loaded": true}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let started = a.json(&["pipeline", "run", file.to_str().unwrap(), "--detach"]);
+    let handle = started["handle"].as_str().unwrap().to_string();
+    // Whichever node generates it is killed (its whole node process) mid-step.
+    let first_is_b = wait_for(T, "a node generating the step", || {
+        [(true, &b), (false, &d)].into_iter().find_map(|(is_b, g)| {
+            let pid = worker_pid(g)?;
+            let before = cpu_ticks(pid);
+            std::thread::sleep(Duration::from_millis(300));
+            (cpu_ticks(pid) > before + 5).then_some(is_b)
+        })
+    });
+    let (dead, other) = if first_is_b {
+        (&mut b, &d)
+    } else {
+        (&mut d, &b)
+    };
+    dead.kill();
+    let other = other.destination();
+    let end = wait_for(T, "the run to end", || {
+        let s = a.json(&["pipeline", "status", &handle]);
+        (s["status"] != "running").then_some(s)
+    });
+    assert_eq!(end["status"], "completed", "{end}");
+    assert_eq!(end["steps"]["story"]["node"], other.as_str(), "{end}");
+    assert!(
+        end["steps"]["story"]["output"]["text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{end}"
+    );
 }

@@ -198,3 +198,52 @@ fn a_killed_runner_resumes_without_running_completed_steps_again() {
         "step one ran only before the kill"
     );
 }
+
+/// At most 4 pipelines run at once on a node; a fifth queues, then runs when one ends.
+#[test]
+fn a_fifth_pipeline_queues_until_one_of_four_ends() {
+    let _slot = slot();
+    let a = node(&format!(
+        "type = \"tcp_server\"\nlisten = \"127.0.0.1:{}\"",
+        free_port()
+    ));
+    let files = TempDir::new("queue");
+    let wait = |n: usize| {
+        write(
+            &files,
+            &format!("wait{n}.json"),
+            &format!(
+                r#"{{"name": "wait{n}", "steps": [{{"id": "w", "type": "watch", "event": "go:{n}", "timeout": "60s"}}]}}"#
+            ),
+        )
+    };
+    let handles: Vec<String> = (0..5)
+        .map(|n| {
+            let v = a.json(&["pipeline", "run", &wait(n), "--detach"]);
+            v["handle"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let status = |h: &str| a.json(&["pipeline", "status", h])["status"].clone();
+    wait_for(T, "four running and one queued", || {
+        let s: Vec<Value> = handles.iter().map(|h| status(h)).collect();
+        let running = s.iter().filter(|v| *v == "running").count();
+        let queued = s.iter().filter(|v| *v == "queued").count();
+        (running == 4 && queued == 1 && s[4] == "queued").then_some(())
+    });
+    // Ending one of the four lets the fifth start. (Emitted until seen: a run counts as
+    // running a moment before its watch listens.)
+    let finish = |n: usize| {
+        wait_for(T, "the run to see its event", || {
+            a.json(&["emit", &format!("go:{n}"), "null"]);
+            std::thread::sleep(Duration::from_millis(100));
+            (status(&handles[n]) == "completed").then_some(())
+        })
+    };
+    finish(0);
+    wait_for(T, "the fifth running", || {
+        (status(&handles[4]) == "running").then_some(())
+    });
+    for n in 1..5 {
+        finish(n);
+    }
+}
