@@ -247,3 +247,36 @@ fn a_fifth_pipeline_queues_until_one_of_four_ends() {
         finish(n);
     }
 }
+
+/// `shell` steps run where the owner turned them on, for the owner only: A (shell on)
+/// runs one for its own user; the same pipeline submitted by B (`--on A`, which A's ACL
+/// allows) is refused at that step.
+#[test]
+fn shell_steps_run_for_the_owner_where_turned_on() {
+    let _slot = slot();
+    let port = free_port();
+    let a = node(&format!(
+        "type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n[sentinel]\nshell = true\n[acl]\n\"sentinel/*\" = \"trusted\""
+    ));
+    let b = node(&format!(
+        "type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\""
+    ));
+    a.json(&["trust", &identity(&b), "trusted"]);
+    b.json(&["trust", &identity(&a), "trusted"]);
+    let files = TempDir::new("shell");
+    let file = write(
+        &files,
+        "sh.json",
+        r#"{"name": "sh", "steps": [{"id": "sum", "type": "shell", "cmd": "sh", "args": ["-c", "echo $((6 * 7))"]}]}"#,
+    );
+    let v = a.json(&["pipeline", "run", &file]);
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["steps"]["sum"]["output"]["stdout"], "42\n", "{v}");
+    let ad = a.destination();
+    let (ok, out, err) = wait_for(T, "B's submission to reach A", || {
+        let r = b.cli(&["pipeline", "run", &file, "--on", &ad, "--json"]);
+        (!r.2.contains("no path")).then_some(r)
+    });
+    assert!(!ok, "{out}");
+    assert!(err.contains("shell steps are off here"), "{err}\n{out}");
+}

@@ -76,6 +76,11 @@ enabled = false
 # directory ($GRID_MODELS, else models/ in the state directory; docs/compute.md).
 # model = "/path/to/model.gguf"
 
+# Pipelines (docs/sentinel.md): `shell` steps run programs on this machine only if
+# turned on here, and only in pipelines this node's own user started.
+[sentinel]
+shell = false
+
 # How much of this machine grid work (models, adapter fetches) may use. Unset: all but
 # 4 GiB of RAM and never more than half of it; VRAM all but a tenth (docs/compute.md).
 [governor]
@@ -304,6 +309,8 @@ pub struct Config {
     pub bundles: BundleConfig,
     /// Compute offered to the mesh (`[compute]`).
     pub compute: ComputeConfig,
+    /// Pipelines (`[sentinel]`).
+    pub sentinel: SentinelConfig,
     /// Budgets for grid work (`[governor]`).
     pub governor: GovernorConfig,
 }
@@ -392,6 +399,23 @@ struct RawConfig {
     compute: RawCompute,
     #[serde(default)]
     governor: governor::RawGovernor,
+    #[serde(default)]
+    sentinel: RawSentinel,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSentinel {
+    #[serde(default)]
+    shell: bool,
+}
+
+/// Pipelines on this node (`[sentinel]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// Let `shell` steps run programs on this machine, in pipelines this node's own user
+    /// started (never in pipelines peers submit).
+    pub shell: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -726,6 +750,9 @@ impl Config {
             acl,
             bundles,
             cp,
+            sentinel: SentinelConfig {
+                shell: raw.sentinel.shell,
+            },
             compute: ComputeConfig {
                 enabled: raw.compute.enabled,
                 model: raw.compute.model,
@@ -760,6 +787,7 @@ impl Config {
             acl: crate::acl::Acl::default(),
             bundles: BundleConfig::default(),
             compute: ComputeConfig::default(),
+            sentinel: SentinelConfig::default(),
             governor: GovernorConfig::default(),
         }
     }

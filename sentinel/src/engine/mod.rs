@@ -92,6 +92,15 @@ pub trait Mesh: Send + Sync {
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
     /// Resolve when a run's whole `timeout` has passed (the pipeline's `timeout`).
     fn deadline(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
+    /// Run a program on the runner's machine (a `shell` step its owner allowed):
+    /// `{"code", "stdout", "stderr"}`, or why not (a non-zero exit is a failure).
+    fn shell(
+        &self,
+        cmd: &str,
+        args: &[String],
+        dir: Option<&str>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Value, MeshError>> + Send;
     /// A step started or ended (for progress and `sentinel:<handle>:step` events).
     fn step_event(&self, key: &str, record: &Value);
 }
@@ -281,7 +290,7 @@ impl<'m, M: Mesh> Run<'m, M> {
             StepKind::Loop(l) => self.looping(step, &key, l, prefix).await,
             StepKind::Parallel(p) => self.parallel(step, &key, p, prefix).await,
             StepKind::Sentinel(s) => self.nested(step, &key, s).await,
-            StepKind::Shell(s) => self.shell(step, &key, s),
+            StepKind::Shell(s) => self.shell(step, &key, s).await,
         };
         result.map_err(|e| match e {
             Stop::Here(why) => {
@@ -568,15 +577,48 @@ impl<'m, M: Mesh> Run<'m, M> {
         }
     }
 
-    fn shell(&self, step: &Step, key: &str, _s: &ShellStep) -> Result<(), Stop> {
-        let error = if self.allow_shell {
-            "shell steps are not run by this engine yet"
-        } else {
-            "shell steps are off on this node (its owner has not turned them on)"
-        };
-        let rec = json!({"status": "failed", "error": error, "attempts": 0});
-        self.keep(&step.id, key, rec, false);
-        Err(Stop::Failed(format!("step \"{}\": {error}", step.id)))
+    async fn shell(&self, step: &Step, key: &str, s: &ShellStep) -> Result<(), Stop> {
+        if !self.allow_shell {
+            let error = "shell steps are off here: they run only in pipelines the node's own \
+                         user starts, once its config says [sentinel] shell = true";
+            let rec = json!({"status": "failed", "error": error, "attempts": 0});
+            self.keep(&step.id, key, rec, false);
+            return Err(Stop::Failed(format!("step \"{}\": {error}", step.id)));
+        }
+        let cmd = self.text(&s.cmd)?;
+        let args = s
+            .args
+            .iter()
+            .map(|a| self.text(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dir = s.working_dir.as_deref().map(|d| self.text(d)).transpose()?;
+        let timeout = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let mut attempts = 0;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            attempts += 1;
+            match self.mesh.shell(&cmd, &args, dir.as_deref(), timeout).await {
+                Ok(out) => {
+                    self.keep(
+                        &step.id,
+                        key,
+                        record("completed", out, None, attempts),
+                        true,
+                    );
+                    return Ok(());
+                }
+                Err(e) if attempts > step.retries => {
+                    let rec =
+                        json!({"status": "failed", "error": e.to_string(), "attempts": attempts});
+                    self.keep(&step.id, key, rec, false);
+                    return Err(Stop::Failed(format!("step \"{}\": {e}", step.id)));
+                }
+                Err(_) => {
+                    self.mesh.sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
     }
 }
 

@@ -105,6 +105,24 @@ impl Mesh for Fake {
         self.sleeps.lock().unwrap().push(d);
     }
 
+    async fn shell(
+        &self,
+        cmd: &str,
+        args: &[String],
+        _dir: Option<&str>,
+        _timeout: Duration,
+    ) -> Result<Value, MeshError> {
+        let line = std::iter::once(cmd.to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.runs
+            .lock()
+            .unwrap()
+            .push(("here".into(), "shell".into(), json!(line)));
+        Ok(json!({"code": 0, "stdout": line}))
+    }
+
     async fn deadline(&self, _timeout: Duration) {
         if !self.past_deadline {
             std::future::pending::<()>().await;
@@ -391,4 +409,29 @@ async fn a_pipeline_past_its_timeout_fails_and_says_so() {
     );
     assert!(mesh.runs_of("grid/ping").is_empty(), "nothing ran after it");
     assert!(cancelled.load(Ordering::Relaxed));
+}
+
+#[tokio::test]
+async fn shell_steps_run_only_when_allowed() {
+    let text = r#"{"name": "sh", "inputs": {"who": {}},
+        "steps": [{"id": "say", "type": "shell", "cmd": "echo", "args": ["hi", "{{input.who}}"]}]}"#;
+    let p = parse(text).unwrap();
+    let inputs: BTreeMap<String, Value> = [("who".to_string(), json!("class"))].into();
+    let mesh = Fake::default();
+    let run = Run::new(
+        &mesh,
+        &NoJournal,
+        inputs.clone(),
+        HashMap::new(),
+        Arc::default(),
+    );
+    let out = run.start(&p).await;
+    assert_eq!(out.status, Status::Failed);
+    assert!(out.error.unwrap().contains("[sentinel] shell = true"));
+    assert!(mesh.runs_of("shell").is_empty(), "nothing ran");
+    let mut run = Run::new(&mesh, &NoJournal, inputs, HashMap::new(), Arc::default());
+    run.allow_shell = true;
+    let out = run.start(&p).await;
+    assert_eq!(out.status, Status::Completed, "{:?}", out.error);
+    assert_eq!(out.steps["say"]["output"]["stdout"], "echo hi class");
 }

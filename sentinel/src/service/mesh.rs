@@ -163,6 +163,16 @@ impl Mesh for NodeMesh {
         tokio::time::sleep(timeout).await;
     }
 
+    async fn shell(
+        &self,
+        cmd: &str,
+        args: &[String],
+        dir: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Value, MeshError> {
+        super::shell::run(cmd, args, dir, timeout, &self.live.cancel).await
+    }
+
     fn step_event(&self, key: &str, record: &Value) {
         if record["status"] == "completed" {
             self.live

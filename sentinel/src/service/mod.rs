@@ -15,6 +15,7 @@
 
 mod journal;
 mod mesh;
+mod shell;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ pub struct Sentinel {
     root: PathBuf,
     live: Mutex<HashMap<String, Arc<Live>>>,
     slots: Arc<Semaphore>,
+    /// `shell` steps are turned on (`[sentinel] shell = true`).
+    shell: bool,
 }
 
 fn failed(e: impl std::fmt::Display) -> CommandError {
@@ -154,6 +157,7 @@ impl Sentinel {
         handle: String,
         pipeline: Pipeline,
         inputs: BTreeMap<String, Value>,
+        allow_shell: bool,
     ) -> Result<oneshot::Receiver<Value>, CommandError> {
         let live = Arc::new(Live {
             name: pipeline.name.clone(),
@@ -199,7 +203,8 @@ impl Sentinel {
                 live: live.clone(),
             };
             let env = std::env::vars().collect::<HashMap<_, _>>();
-            let run = Run::new(&mesh, &journal, inputs, env, live.cancel.clone());
+            let mut run = Run::new(&mesh, &journal, inputs, env, live.cancel.clone());
+            run.allow_shell = allow_shell;
             let outcome = run.start(&pipeline).await;
             let _ = tokio::task::spawn_blocking(move || journal.close()).await;
             me.finish(&handle, &live, outcome, tx).await;
@@ -265,7 +270,9 @@ impl Sentinel {
         pipeline: Pipeline,
         inputs: BTreeMap<String, Value>,
     ) -> Result<Value, CommandError> {
-        let rx = self.launch(handle.clone(), pipeline, inputs)?;
+        // Shell steps only where the owner turned them on, and only for the owner.
+        let allow_shell = self.shell && call.caller == Some(self.handle.identity());
+        let rx = self.launch(handle.clone(), pipeline, inputs, allow_shell)?;
         if call.params.get("detach").and_then(Value::as_bool) == Some(true) {
             return Ok(json!({"handle": handle, "status": "running"}));
         }
@@ -358,6 +365,9 @@ pub async fn run(handle: NodeHandle, state: StateDir) {
         root: state.root().join("sentinel"),
         live: Mutex::new(HashMap::new()),
         slots: Arc::new(Semaphore::new(AT_ONCE)),
+        shell: state
+            .load_or_create_config()
+            .is_ok_and(|c| c.sentinel.shell),
     });
     macro_rules! command {
         ($name:expr, $desc:expr, $method:ident) => {{
