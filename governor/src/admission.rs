@@ -248,6 +248,8 @@ pub struct Status {
     pub memory: PressureStatus,
     /// CPU pressure.
     pub cpu: PressureStatus,
+    /// GPU memory pressure (normal without a GPU).
+    pub vram: PressureStatus,
     /// Running jobs.
     pub jobs: Vec<JobStatus>,
     /// Loaded models and adapters.
@@ -261,6 +263,7 @@ pub struct Governor {
     reading: Option<Reading>,
     memory: PressureWatcher,
     cpu: PressureWatcher,
+    vram: PressureWatcher,
     grants: BTreeMap<GrantId, Job>,
     next_grant: u64,
     registry: EvictionRegistry,
@@ -276,6 +279,7 @@ impl Governor {
             reading: None,
             memory: PressureWatcher::new(Resource::Memory),
             cpu: PressureWatcher::new(Resource::Cpu),
+            vram: PressureWatcher::new(Resource::Vram),
             grants: BTreeMap::new(),
             next_grant: 0,
             registry: EvictionRegistry::new(),
@@ -326,13 +330,17 @@ impl Governor {
         match resource {
             Resource::Memory => &self.memory,
             Resource::Cpu => &self.cpu,
+            Resource::Vram => &self.vram,
         }
     }
 
     /// When to take the next reading.
     #[must_use]
     pub fn poll_interval(&self) -> Duration {
-        self.memory.poll_interval().min(self.cpu.poll_interval())
+        self.memory
+            .poll_interval()
+            .min(self.cpu.poll_interval())
+            .min(self.vram.poll_interval())
     }
 
     /// Take a reading made at `now`: level changes and evictions come back.
@@ -343,6 +351,7 @@ impl Governor {
         let watchers = [
             (Resource::Memory, &mut self.memory),
             (Resource::Cpu, &mut self.cpu),
+            (Resource::Vram, &mut self.vram),
         ];
         for (resource, watcher) in watchers {
             if let Some(change) = watcher.observe(now, reading.pressure(resource)) {
@@ -397,6 +406,8 @@ impl Governor {
         let gates = [
             (Resource::Memory, true),
             (Resource::Cpu, job.priority <= Priority::Background),
+            // GPU memory pressure holds back only jobs that want GPU memory.
+            (Resource::Vram, job.vram > 0),
         ];
         for (resource, applies) in gates {
             let w = self.watcher(resource);
@@ -482,6 +493,7 @@ impl Governor {
             mem_available: self.reading.map_or(0, |r| r.mem.available),
             memory: pressure(&self.memory),
             cpu: pressure(&self.cpu),
+            vram: pressure(&self.vram),
             jobs: self
                 .grants
                 .iter()

@@ -91,6 +91,8 @@ pub enum Resource {
     Memory,
     /// CPU time.
     Cpu,
+    /// GPU memory (all GPUs together), where there is a GPU.
+    Vram,
 }
 
 impl Resource {
@@ -100,6 +102,7 @@ impl Resource {
         match self {
             Resource::Memory => "memory",
             Resource::Cpu => "cpu",
+            Resource::Vram => "vram",
         }
     }
 }
@@ -119,6 +122,8 @@ pub struct Reading {
     pub cores: usize,
     /// GPU memory in use, all GPUs together.
     pub vram_used: u64,
+    /// GPU memory, all GPUs together (0: no GPU, no VRAM pressure).
+    pub vram_total: u64,
 }
 
 /// Linear interpolation over `(x, y)` points sorted by x, flat beyond the ends.
@@ -189,12 +194,22 @@ impl Reading {
         p.clamp(0.0, 1.0)
     }
 
+    /// GPU memory pressure, 0 to 1: the share in use (0 without a GPU).
+    #[must_use]
+    pub fn vram_pressure(&self) -> f32 {
+        if self.vram_total == 0 {
+            return 0.0;
+        }
+        (self.vram_used as f64 / self.vram_total as f64).clamp(0.0, 1.0) as f32
+    }
+
     /// The pressure of `resource`.
     #[must_use]
     pub fn pressure(&self, resource: Resource) -> f32 {
         match resource {
             Resource::Memory => self.memory_pressure(),
             Resource::Cpu => self.cpu_pressure(),
+            Resource::Vram => self.vram_pressure(),
         }
     }
 }

@@ -189,8 +189,8 @@ impl System {
     }
 
     /// A reading now. PSI and the load average are optional (old kernels, other
-    /// systems); memory is not. `vram_used` is left 0: reading it means running
-    /// `nvidia-smi`, which the driver does only where a GPU was found.
+    /// systems); memory is not. Video memory is left 0: reading it may mean running
+    /// `nvidia-smi`, which [`System::reading_with_gpus`] does.
     pub fn reading(&self) -> Result<Reading, ReadError> {
         let psi = |file: &'static str| self.text(file).and_then(|t| parse_psi(file, &t).ok());
         let load1 = self.text("proc/loadavg").and_then(|t| {
@@ -206,7 +206,21 @@ impl System {
             load1,
             cores: cores(),
             vram_used: 0,
+            vram_total: 0,
         })
+    }
+}
+
+impl System {
+    /// [`System::reading`] with the GPUs' video memory in use and in all (which may
+    /// run `nvidia-smi`: call it only where the profile found a GPU).
+    pub fn reading_with_gpus(&self) -> Result<Reading, ReadError> {
+        let mut r = self.reading()?;
+        for g in self.gpus() {
+            r.vram_used = r.vram_used.saturating_add(g.vram_used);
+            r.vram_total = r.vram_total.saturating_add(g.vram_total);
+        }
+        Ok(r)
     }
 }
 

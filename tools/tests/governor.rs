@@ -175,3 +175,49 @@ fn a_node_under_memory_pressure_refuses_model_work_with_the_reason_and_recovers(
     assert!(human.contains("Memory:  normal"), "{human}");
     assert!(human.contains("Loaded:  embedding-model"), "{human}");
 }
+
+/// A GPU's video memory in use is read with each reading (here an AMD card's sysfs
+/// counters below `system_root`): nearly full VRAM is VRAM pressure, announced.
+#[test]
+fn video_memory_in_use_is_watched_where_there_is_a_gpu() {
+    let _slot = slot();
+    let root = TempDir::new("fake-gpu-root");
+    machine(&root.0, 6000);
+    let dev = root.0.join("sys/class/drm/card0/device");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("product_name"), "Test GPU\n").unwrap();
+    std::fs::write(dev.join("mem_info_vram_total"), format!("{}\n", 8u64 << 30)).unwrap();
+    let used = |mib: u64| {
+        let tmp = dev.join("used.tmp");
+        std::fs::write(&tmp, format!("{}\n", mib << 20)).unwrap();
+        std::fs::rename(&tmp, dev.join("mem_info_vram_used")).unwrap();
+    };
+    used(512);
+    let g = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n\
+         [governor]\nsystem_root = \"{}\"\n\
+         [[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{}\"\n",
+        root.0.display(),
+        free_port()
+    ));
+    let level = || {
+        let v = g.json(&["governor"]);
+        v["status"]["vram"]["level"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    };
+    wait_for(T, "a reading", || (level() == "normal").then_some(()));
+    used(8100);
+    wait_for(Duration::from_secs(30), "VRAM pressure", || {
+        (level() == "critical").then_some(())
+    });
+    let events = governor_events(&g);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "governor:pressure:critical"
+                && e["payload"]["resource"] == "vram"),
+        "{events:?}"
+    );
+}

@@ -232,3 +232,49 @@ fn refusals_serialize_with_their_reason() {
     assert_eq!(v["reason"], "too_many_jobs");
     assert_eq!(v["limit"], 64);
 }
+
+#[test]
+fn gpu_memory_pressure_holds_back_only_gpu_jobs() {
+    let mut g = Governor::new(Budget {
+        ram: 4 * GIB,
+        vram: 8 * GIB,
+    });
+    let gpu = |used_gib: u64| Reading {
+        vram_used: used_gib * GIB,
+        vram_total: 8 * GIB,
+        ..laptop(6000)
+    };
+    let changes = g.observe(s(0), gpu(1));
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(g.level(Resource::Vram), Level::Normal);
+    // 7.9 of 8 GiB in use: critical, announced as a VRAM level change.
+    let mut full = gpu(7);
+    full.vram_used += 900 * MIB;
+    let changes = g.observe(s(10), full);
+    assert!(
+        changes.iter().any(|d| matches!(d,
+            Decision::Level(c) if c.resource == Resource::Vram && c.to == Level::Critical)),
+        "{changes:?}"
+    );
+    let mut on_gpu = job(Priority::Interactive, 100);
+    on_gpu.vram = GIB;
+    assert!(matches!(
+        g.admit(on_gpu, s(10)),
+        Err(Refusal::Pressure {
+            resource: Resource::Vram,
+            ..
+        })
+    ));
+    assert!(
+        g.admit(job(Priority::Interactive, 100), s(10)).is_ok(),
+        "RAM-only work goes on"
+    );
+    assert_eq!(g.status(s(10)).vram.level, Level::Critical);
+    // No GPU: no VRAM pressure, whatever "used" says.
+    let none = Reading {
+        vram_used: 5 * GIB,
+        vram_total: 0,
+        ..laptop(6000)
+    };
+    assert_eq!(none.vram_pressure(), 0.0);
+}

@@ -73,7 +73,14 @@ pub(crate) async fn run(handle: NodeHandle, governor: GovernorHandle) {
     let mut warned = false;
     loop {
         let system = governor.system().clone();
-        match tokio::task::spawn_blocking(move || system.reading()).await {
+        // Video memory in use is read only where the profile found a GPU (it may mean
+        // running nvidia-smi).
+        let gpus = !governor.profile().gpus.is_empty();
+        let read = move || match gpus {
+            true => system.reading_with_gpus(),
+            false => system.reading(),
+        };
+        match tokio::task::spawn_blocking(read).await {
             Ok(Ok(reading)) => {
                 for decision in governor.observe(reading) {
                     if !announce(&handle, decision).await {

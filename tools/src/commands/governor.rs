@@ -66,6 +66,9 @@ pub(crate) fn governor(state: &StateDir, json_out: bool) -> Result<()> {
             size(&g["vram_total"])
         );
     }
+    if !gpus.is_empty() {
+        println!("VRAM:    {}", level(&s["vram"]));
+    }
     let jobs = s["jobs"].as_array().cloned().unwrap_or_default();
     if jobs.is_empty() {
         println!("Jobs:    none running");
