@@ -1584,6 +1584,51 @@ async fn a_published_catalog_entry_reaches_a_neighbour_and_a_tombstone_withdraws
     .expect("the tombstone withdraws it at B");
 }
 
+/// A node lists in the catalog the commands peers may call: B's `weather/forecast`
+/// (open to provisional callers) reaches A by gossip, signed by B; B's owner-only
+/// command and its built-ins are not listed.
+#[tokio::test(flavor = "current_thread")]
+async fn commands_peers_may_call_are_listed_in_the_catalog() {
+    use grid::proto::gossip::entry::Body;
+    use grid::trust::TrustLevel;
+    let (a, b, _da, _db) = pair("cmd-offers").await;
+    until_heard(&a, &b, Duration::from_millis(50)).await;
+    b.default_rule("weather/forecast", TrustLevel::Provisional)
+        .await
+        .unwrap();
+    for (name, what) in [
+        ("weather/forecast", "tomorrow's weather here"),
+        ("home/unlock", "opens the door"),
+    ] {
+        b.register_command(name, what, |_| async { Ok(serde_json::Value::Null) })
+            .await
+            .unwrap();
+    }
+    let seen = tokio::time::timeout(
+        T,
+        in_catalog(&a, |e| matches!(e.record().body, Body::Command { .. })),
+    )
+    .await
+    .expect("B's command entry reaches A");
+    assert_eq!(seen.record().name, "weather/forecast");
+    assert_eq!(seen.record().summary, "tomorrow's weather here");
+    let publisher = rns_core::PublicIdentity::from_bytes(seen.publisher()).unwrap();
+    assert_eq!(publisher.hash(), b.identity());
+    let listed: Vec<String> = a
+        .catalog()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.record().body, Body::Command { .. }))
+        .map(|e| e.record().name.clone())
+        .collect();
+    assert_eq!(
+        listed,
+        vec!["weather/forecast"],
+        "owner-only and built-ins are not listed"
+    );
+}
+
 /// Flood search runs in every node: a query from one end of a line of three nodes
 /// (A — B — C, B a transport node) reaches C through B, and C's hit comes back on the
 /// reverse path; at `instant` patience (neighbours only) it does not reach C.

@@ -16,6 +16,14 @@ impl NodeHandle {
         self.ask(|tx| Call::CatalogPublish(record, tx)).await?
     }
 
+    /// The commands registered on this node (built-ins aside), each with the lowest
+    /// trust level its ACL rule admits (`None`: no rule, so peers are denied).
+    pub async fn registered_commands(
+        &self,
+    ) -> Result<Vec<crate::proto::command_offers::Registered>, Error> {
+        self.ask(Call::Commands).await
+    }
+
     /// The entries in this node's catalog: its own and those gossip brought (withdrawn
     /// ones left out). Each was signed by its publisher and checked on arrival.
     pub async fn catalog(&self) -> Result<Vec<Entry>, Error> {

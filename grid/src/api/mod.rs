@@ -318,6 +318,8 @@ pub(crate) enum Call {
     ),
     /// The catalog's entries.
     Catalog(oneshot::Sender<Vec<crate::proto::gossip::entry::Entry>>),
+    /// The registered commands with who may call them.
+    Commands(oneshot::Sender<Vec<crate::proto::command_offers::Registered>>),
     /// A resource segment assembled off the loop (node/links.rs).
     ResourceAssembled {
         link: rns_core::link::LinkId,

@@ -177,6 +177,22 @@ impl Node {
             Call::Catalog(done) => {
                 let _ = done.send(self.catalog_entries());
             }
+            Call::Commands(done) => {
+                let acl = &self.guard.acl;
+                let list = self
+                    .grid
+                    .layer
+                    .commands()
+                    .map(
+                        |(name, description)| crate::proto::command_offers::Registered {
+                            name: name.to_string(),
+                            description: description.to_string(),
+                            level: acl.rule_for(name).map(|(_, level)| level),
+                        },
+                    )
+                    .collect();
+                let _ = done.send(list);
+            }
             Call::FloodSearch(query, patience, want, done) => {
                 self.flood_search(now, query, patience, want, done)
             }

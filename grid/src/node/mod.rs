@@ -22,6 +22,7 @@ mod audit_writer;
 pub(crate) mod bundles;
 mod catalog_store;
 mod channels;
+mod command_offers;
 mod compute_offer;
 mod control_requests;
 pub(crate) mod dht;
@@ -302,6 +303,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         let caps = node.grid.layer.capabilities.clone();
         tasks.spawn(compute_offer::run(internal(), caps));
     }
+    tasks.spawn(command_offers::run(internal()));
     let parts = ApiParts {
         calls: api_tx,
         events: events_tx,

@@ -225,6 +225,13 @@ impl<H: Clone> GridLayer<H> {
         );
     }
 
+    /// The registered commands: (name, description).
+    pub fn commands(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.commands
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.description.as_str()))
+    }
+
     /// The handler of a registered command.
     pub fn handler(&self, name: &str) -> Option<&H> {
         self.commands.get(name).map(|c| &c.handler)

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod bundle;
 pub mod capabilities;
+pub mod command_offers;
 pub mod compute_offer;
 pub mod courier;
 pub mod custody;
