@@ -4,8 +4,9 @@
 //! or f32 once at load, multiplied with `gemm` (which picks AVX2/FMA code at run time),
 //! or quantized as in the file and multiplied with candle's GGML kernels (whose x86
 //! SIMD paths exist only when the build enables AVX, and not at all for Q4_1). The token
-//! embeddings are dequantized to f32 for the lookup, and the output head reuses them
-//! when the file has no `output.weight` (tied embeddings, as SmolLM2). The weights are
+//! embeddings are dequantized for the lookup (to f16 with f16 weights, else f32), and
+//! the output head shares them when the file has no `output.weight` (tied embeddings, as
+//! SmolLM2). The weights are
 //! never changed after loading: adapters are applied beside them ([`super::lora`]), so
 //! any number of requests and adapters share one copy.
 
@@ -70,7 +71,7 @@ pub struct Block {
 pub struct Model {
     /// Its dimensions.
     pub config: LlamaConfig,
-    /// Token embeddings, f32 `[vocab, hidden]`.
+    /// Token embeddings `[vocab, hidden]`, f16 or f32 (rows are made f32 when looked up).
     pub embed: Tensor,
     /// The blocks.
     pub blocks: Vec<Block>,
@@ -176,7 +177,10 @@ impl Model {
             tensor(&content, &mut r, "token_embd.weight", &dims)?
         };
         let vocab = embed_q.shape().dims()[0];
-        let embed = embed_q.dequantize(&device())?;
+        let embed = match format {
+            WeightFormat::F16 => embed_q.dequantize_f16(&device())?,
+            WeightFormat::F32 | WeightFormat::Quantized => embed_q.dequantize(&device())?,
+        };
         let output = if content.tensor_infos.contains_key("output.weight") {
             format.matmul(tensor(
                 &content,
@@ -186,9 +190,9 @@ impl Model {
             )?)?
         } else {
             match format {
-                // The f32 embeddings themselves: no second copy.
+                // The embeddings themselves: no second copy.
                 WeightFormat::F32 => QMatMul::Tensor(embed.clone()),
-                WeightFormat::F16 => QMatMul::TensorF16(embed.to_dtype(DType::F16)?),
+                WeightFormat::F16 => QMatMul::TensorF16(embed.clone()),
                 WeightFormat::Quantized => QMatMul::from_qtensor(embed_q)?,
             }
         };
