@@ -113,8 +113,9 @@ def read_frame(f):
     return "failed", r.string()
 
 
-def write_adapter(d, r, seed=1):
-    """A PEFT LoRA adapter for SmolLM2-135M: rank r, all seven projections, small weights."""
+def write_adapter(d, r, seed=1, amplitude=0.01, alpha=None):
+    """A PEFT LoRA adapter for SmolLM2-135M: rank r, all seven projections, A and B
+    uniform in [-amplitude, amplitude), lora_alpha = alpha (2r if not given)."""
     layers, hidden, heads, kv, ffn = SMOL
     kvd = kv * hidden // heads
     dims = {"self_attn.q_proj": (hidden, hidden), "self_attn.k_proj": (hidden, kvd),
@@ -127,7 +128,7 @@ def write_adapter(d, r, seed=1):
         for m, (inp, out) in dims.items():
             for name, shape in (("lora_A", [r, inp]), ("lora_B", [out, r])):
                 n = shape[0] * shape[1]
-                a = array("f", (rng.uniform(-0.01, 0.01) for _ in range(n)))
+                a = array("f", (rng.uniform(-amplitude, amplitude) for _ in range(n)))
                 key = "base_model.model.model.layers.%d.%s.%s.weight" % (i, m, name)
                 header[key] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + 4 * n]}
                 off += 4 * n
@@ -139,7 +140,7 @@ def write_adapter(d, r, seed=1):
         for b in blobs:
             f.write(b)
     with open(os.path.join(d, "adapter_config.json"), "w") as f:
-        json.dump({"peft_type": "LORA", "r": r, "lora_alpha": 2 * r,
+        json.dump({"peft_type": "LORA", "r": r, "lora_alpha": alpha or 2 * r,
                    "target_modules": [m.split(".")[1] for m in dims]}, f)
     return off
 
