@@ -200,6 +200,29 @@ fn generate_streams_is_seeded_and_respects_max_tokens() {
     assert_eq!(short.done.finish_reason, "length", "{:?}", short.done);
     assert!(a.done.text.starts_with(&short.done.text));
 
+    // Characters made of several tokens come whole: no frame ends inside one.
+    let sea = w.generate(&request(
+        "Reply with five emoji about the sea 🌊.",
+        24,
+        0.0,
+        1,
+    ));
+    eprintln!(
+        "emoji: {:?} ({} frames, {:?})",
+        sea.done.text,
+        sea.tokens.len(),
+        sea.done
+    );
+    let joined: String = sea.tokens.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(joined, sea.done.text);
+    assert!(!sea.done.text.is_empty());
+    assert!(
+        sea.tokens.iter().all(|(t, _)| !t.contains('\u{FFFD}')),
+        "a frame holds a broken character: {:?}",
+        sea.tokens
+    );
+    assert!(sea.tokens.len() as u32 <= sea.done.completion_tokens);
+
     // A bad request fails alone; the worker goes on.
     let e = w
         .send(&request(PROMPT, 0, 0.0, 1))
