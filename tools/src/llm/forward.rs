@@ -1,6 +1,6 @@
 //! The llama forward pass: embeddings, RMSNorm, attention with RoPE and grouped
 //! key/value heads over a KV cache, the SiLU-gated MLP, and the output head; LoRA
-//! deltas are added beside the quantized projections when an adapter is given.
+//! deltas are added beside the base projections when an adapter is given.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::kv_cache::KvCache;
