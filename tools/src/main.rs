@@ -445,6 +445,10 @@ enum WorkerKind {
         /// The GGUF model file.
         #[arg(long)]
         model: PathBuf,
+        /// How the projection weights are held: f16 (default), f32 (faster prompts,
+        /// twice the memory) or quantized (as in the file, least memory, slowest).
+        #[arg(long, default_value = "f16")]
+        weights: String,
     },
 }
 
@@ -734,8 +738,8 @@ fn main() -> ExitCode {
         } => commands::embed_worker(&models),
         #[cfg(feature = "llm")]
         Command::Worker {
-            kind: WorkerKind::Generate { model },
-        } => grid_tools::llm::run(&model),
+            kind: WorkerKind::Generate { model, weights },
+        } => grid_tools::llm::run(&model, &weights),
         Command::RadioSim {
             radios,
             dir,

@@ -75,11 +75,17 @@ fn adapter(hash: &str, dir: &Path) -> Option<AdapterRef> {
 }
 
 impl Worker {
-    /// Start the worker; its first frame must be `Ready`.
+    /// Start the worker (default weights); its first frame must be `Ready`.
     fn start() -> Worker {
+        Worker::start_with(&[])
+    }
+
+    /// Start the worker with extra arguments.
+    fn start_with(args: &[&str]) -> Worker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_grid"))
             .args(["worker", "generate", "--model"])
             .arg(model_path())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -193,6 +199,29 @@ fn generate_streams_is_seeded_and_respects_max_tokens() {
     );
     assert_eq!(short.done.finish_reason, "length", "{:?}", short.done);
     assert!(a.done.text.starts_with(&short.done.text));
+
+    // Characters made of several tokens come whole: no frame ends inside one.
+    let sea = w.generate(&request(
+        "Reply with five emoji about the sea 🌊.",
+        24,
+        0.0,
+        1,
+    ));
+    eprintln!(
+        "emoji: {:?} ({} frames, {:?})",
+        sea.done.text,
+        sea.tokens.len(),
+        sea.done
+    );
+    let joined: String = sea.tokens.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(joined, sea.done.text);
+    assert!(!sea.done.text.is_empty());
+    assert!(
+        sea.tokens.iter().all(|(t, _)| !t.contains('\u{FFFD}')),
+        "a frame holds a broken character: {:?}",
+        sea.tokens
+    );
+    assert!(sea.tokens.len() as u32 <= sea.done.completion_tokens);
 
     // A bad request fails alone; the worker goes on.
     let e = w
@@ -310,4 +339,58 @@ fn adapters_apply_per_request_and_leave_the_base_alone() {
     assert!(e.contains("adapter_config.json"), "{e}");
     let after = w.generate(&greedy(None)).done;
     assert_eq!(after.text, base.text);
+}
+
+#[test]
+fn every_weight_format_gives_the_same_greedy_start() {
+    let req = request(PROMPT, 8, 0.0, 1);
+    let f16 = Worker::start().generate(&req).done.text;
+    for format in ["f32", "quantized"] {
+        let text = Worker::start_with(&["--weights", format])
+            .generate(&req)
+            .done
+            .text;
+        assert_eq!(text, f16, "--weights {format}");
+    }
+    let mut bad = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .args(["worker", "generate", "--weights", "f8", "--model"])
+        .arg(model_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(!bad.wait().unwrap().success(), "--weights f8 is refused");
+}
+
+/// The forward pass in this process: a prompt run in pieces (as long prompts are, and
+/// as every generated token is) gives the logits of the prompt run at once.
+#[test]
+fn a_prompt_in_pieces_gives_the_same_logits() {
+    use grid_tools::llm::forward::Cache;
+    use grid_tools::llm::model::WeightFormat;
+    use grid_tools::llm::serve::Worker as InProcess;
+
+    let w = InProcess::load(&model_path(), WeightFormat::F32).expect("load");
+    let ids = w.tokenizer.encode_chat(PROMPT).unwrap();
+    assert_eq!(ids.len(), 39, "the chat template as llama.cpp renders it");
+    let run = |pieces: &[&[u32]]| -> Vec<f32> {
+        let mut cache = Cache::new(&w.model, ids.len());
+        let mut last = None;
+        for p in pieces {
+            last = Some(w.model.forward(p, &mut cache, None).unwrap());
+        }
+        assert_eq!(cache.len(), ids.len());
+        last.unwrap().to_vec1().unwrap()
+    };
+    let whole = run(&[&ids]);
+    for split in [vec![&ids[..20], &ids[20..]], vec![&ids[..38], &ids[38..]]] {
+        let pieces = run(&split);
+        let diff = whole
+            .iter()
+            .zip(&pieces)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-3, "max logit difference {diff}");
+    }
 }

@@ -1,8 +1,8 @@
 //! The llama forward pass: embeddings, RMSNorm, attention with RoPE and grouped
 //! key/value heads over a KV cache, the SiLU-gated MLP, and the output head; LoRA
-//! deltas are added beside the quantized projections when an adapter is given.
+//! deltas are added beside the base projections when an adapter is given.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::kv_cache::KvCache;
 use candle_nn::ops::{rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::rope_i;
@@ -70,7 +70,7 @@ impl Model {
             );
         }
         let ids = Tensor::new(tokens, &device())?;
-        let mut x = self.embed.index_select(&ids, 0)?;
+        let mut x = self.embed.index_select(&ids, 0)?.to_dtype(DType::F32)?;
         let cos = self.cos.narrow(0, pos, s)?;
         let sin = self.sin.narrow(0, pos, s)?;
         let mask = if s > 1 {

@@ -550,6 +550,113 @@ mod tests {
         assert!(diff < 1e-5);
     }
 
+    /// A safetensors file of (name, dtype, shape, little-endian bytes), in that order.
+    fn safetensors_file(tensors: &[(&str, &str, [usize; 2], Vec<u8>)]) -> Vec<u8> {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0;
+        for (name, dtype, shape, data) in tensors {
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + data.len()]}),
+            );
+            offset += data.len();
+        }
+        let h = serde_json::to_vec(&header).unwrap();
+        let mut out = (h.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&h);
+        for (_, _, _, data) in tensors {
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    #[test]
+    fn f16_and_bf16_weights_load_as_f32_and_q_rows_are_reordered() {
+        let dir = TempDir::new("lora-dtypes");
+        let cfg = config(TINY); // hidden 8, 2 heads of 4, 1 key/value head
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            br#"{"r": 1, "lora_alpha": 2, "target_modules": ["q_proj", "v_proj"]}"#,
+        )
+        .unwrap();
+        // bf16 is the top half of an f32; these f16 bit patterns are exact.
+        let bf16 = |v: &[f32]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+                .collect()
+        };
+        let f16_bits: [(f32, u16); 4] =
+            [(1.0, 0x3C00), (-2.0, 0xC000), (0.5, 0x3800), (0.25, 0x3400)];
+        let f16 = |v: &[f32]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|x| {
+                    f16_bits
+                        .iter()
+                        .find(|(f, _)| f == x)
+                        .unwrap()
+                        .1
+                        .to_le_bytes()
+                })
+                .collect()
+        };
+        let a: Vec<f32> = (0..8).map(|i| i as f32 - 3.5).collect();
+        // q_proj B: 8 rows of values exact in f16.
+        let q_b: Vec<f32> = [1.0, -2.0, 0.5, 0.25, 1.0, -2.0, 0.5, 0.25].to_vec();
+        let v_b: Vec<f32> = [0.5, 0.25, 1.0, -2.0].to_vec();
+        let p = "base_model.model.model.layers.0.self_attn";
+        let file = safetensors_file(&[
+            (
+                &format!("{p}.q_proj.lora_A.weight"),
+                "BF16",
+                [1, 8],
+                bf16(&a),
+            ),
+            (
+                &format!("{p}.q_proj.lora_B.weight"),
+                "F16",
+                [8, 1],
+                f16(&q_b),
+            ),
+            (
+                &format!("{p}.v_proj.lora_A.weight"),
+                "F32",
+                [1, 8],
+                a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            (
+                &format!("{p}.v_proj.lora_B.weight"),
+                "BF16",
+                [4, 1],
+                bf16(&v_b),
+            ),
+        ]);
+        std::fs::write(dir.path().join(WEIGHTS_FILE), file).unwrap();
+        let adapter = load(dir.path(), &cfg, 1 << 20).unwrap();
+        assert!(adapter.get(0, Proj::K).is_none() && adapter.get(1, Proj::Q).is_none());
+        let q = adapter.get(0, Proj::Q).unwrap();
+        let got_a: Vec<f32> = q.a_t.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(got_a, a);
+        // s = 2 / 1; rows in the GGUF's order for 2 heads.
+        let got_b: Vec<f32> = q.b_t.flatten_all().unwrap().to_vec1().unwrap();
+        let mut want = vec![0f32; 8];
+        for (row, v) in q_b.iter().enumerate() {
+            want[super::super::permute::gguf_row(row, 8, 2)] = 2.0 * v;
+        }
+        assert_eq!(got_b, want);
+        assert_ne!(
+            got_b,
+            q_b.iter().map(|v| 2.0 * v).collect::<Vec<_>>(),
+            "reordered"
+        );
+        let v = adapter.get(0, Proj::V).unwrap();
+        let got_v: Vec<f32> = v.b_t.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(
+            got_v,
+            v_b.iter().map(|x| 2.0 * x).collect::<Vec<_>>(),
+            "v is not reordered"
+        );
+    }
+
     #[test]
     fn the_config_gives_scale_and_targets() {
         let c =

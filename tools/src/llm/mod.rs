@@ -28,9 +28,10 @@ pub mod tokenizer;
 use std::io;
 use std::path::Path;
 
-/// `grid worker generate --model FILE`: load the model, then serve requests from stdin
-/// on stdout until stdin ends.
-pub fn run(model_path: &Path) -> anyhow::Result<()> {
-    let mut worker = serve::Worker::load(model_path)?;
+/// `grid worker generate --model FILE [--weights f16|f32|quantized]`: load the model,
+/// then serve requests from stdin on stdout until stdin ends.
+pub fn run(model_path: &Path, weights: &str) -> anyhow::Result<()> {
+    let format: model::WeightFormat = weights.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let mut worker = serve::Worker::load(model_path, format)?;
     worker.serve(io::stdin().lock(), io::stdout().lock())
 }

@@ -1,10 +1,14 @@
 //! A llama model's weights, loaded from a GGUF file with candle's quantized types.
 //!
-//! The projections stay quantized ([`QMatMul`], candle's GGML kernels); the token
-//! embeddings are dequantized to f32 for the lookup, and the output head reuses them
-//! quantized when the file has no `output.weight` (tied embeddings, as SmolLM2). The
-//! weights are never changed after loading: adapters are applied beside them
-//! ([`super::lora`]), so any number of requests and adapters share one copy.
+//! The projections are kept as [`WeightFormat`] says: dequantized to f16 (the default)
+//! or f32 once at load, multiplied with `gemm` (which picks AVX2/FMA code at run time),
+//! or quantized as in the file and multiplied with candle's GGML kernels (whose x86
+//! SIMD paths exist only when the build enables AVX, and not at all for Q4_1). The token
+//! embeddings are dequantized for the lookup (to f16 with f16 weights, else f32), and
+//! the output head shares them when the file has no `output.weight` (tied embeddings, as
+//! SmolLM2). The weights are
+//! never changed after loading: adapters are applied beside them ([`super::lora`]), so
+//! any number of requests and adapters share one copy.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -16,6 +20,41 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::{LlamaConfig, Proj};
 use super::gguf_check::check_header;
+
+/// How the projection weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightFormat {
+    /// Dequantized to f16 at load: 2 bytes a weight (the default; see docs/llm.md).
+    #[default]
+    F16,
+    /// Dequantized to f32 at load: 4 bytes a weight, the fastest prompt processing.
+    F32,
+    /// As quantized in the file (Q4_1: 0.625 bytes a weight), candle's GGML kernels.
+    Quantized,
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f16" => Ok(WeightFormat::F16),
+            "f32" => Ok(WeightFormat::F32),
+            "q" | "quantized" => Ok(WeightFormat::Quantized),
+            other => Err(format!("weights {other:?}: f16, f32 or quantized")),
+        }
+    }
+}
+
+impl WeightFormat {
+    /// A matrix for `qt` in this format.
+    fn matmul(self, qt: QTensor) -> Result<QMatMul> {
+        Ok(match self {
+            WeightFormat::F16 => QMatMul::TensorF16(qt.dequantize_f16(&device())?),
+            WeightFormat::F32 => QMatMul::Tensor(qt.dequantize(&device())?),
+            WeightFormat::Quantized => QMatMul::from_qtensor(qt)?,
+        })
+    }
+}
 
 /// One transformer block.
 pub struct Block {
@@ -32,7 +71,7 @@ pub struct Block {
 pub struct Model {
     /// Its dimensions.
     pub config: LlamaConfig,
-    /// Token embeddings, f32 `[vocab, hidden]`.
+    /// Token embeddings `[vocab, hidden]`, f16 or f32 (rows are made f32 when looked up).
     pub embed: Tensor,
     /// The blocks.
     pub blocks: Vec<Block>,
@@ -115,8 +154,8 @@ fn rope_tables(c: &LlamaConfig) -> Result<(Tensor, Tensor)> {
 }
 
 impl Model {
-    /// Load the llama GGUF at `path`.
-    pub fn load(path: &Path) -> Result<Model> {
+    /// Load the llama GGUF at `path`, its projections held as `format` says.
+    pub fn load(path: &Path, format: WeightFormat) -> Result<Model> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let len = file.metadata()?.len();
         let mut r = BufReader::new(file);
@@ -138,16 +177,24 @@ impl Model {
             tensor(&content, &mut r, "token_embd.weight", &dims)?
         };
         let vocab = embed_q.shape().dims()[0];
-        let embed = embed_q.dequantize(&device())?;
+        let embed = match format {
+            WeightFormat::F16 => embed_q.dequantize_f16(&device())?,
+            WeightFormat::F32 | WeightFormat::Quantized => embed_q.dequantize(&device())?,
+        };
         let output = if content.tensor_infos.contains_key("output.weight") {
-            QMatMul::from_qtensor(tensor(
+            format.matmul(tensor(
                 &content,
                 &mut r,
                 "output.weight",
                 &[vocab, config.hidden],
             )?)?
         } else {
-            QMatMul::from_qtensor(embed_q)?
+            match format {
+                // The embeddings themselves: no second copy.
+                WeightFormat::F32 => QMatMul::Tensor(embed.clone()),
+                WeightFormat::F16 => QMatMul::TensorF16(embed.clone()),
+                WeightFormat::Quantized => QMatMul::from_qtensor(embed_q)?,
+            }
         };
         let norm = tensor(&content, &mut r, "output_norm.weight", &[config.hidden])?
             .dequantize(&device())?;
@@ -169,12 +216,7 @@ impl Model {
             for p in Proj::ALL {
                 let (inp, out) = config.dims(p);
                 let name = format!("blk.{i}.{}.weight", p.gguf_name());
-                proj.push(QMatMul::from_qtensor(tensor(
-                    &content,
-                    &mut r,
-                    &name,
-                    &[out, inp],
-                )?)?);
+                proj.push(format.matmul(tensor(&content, &mut r, &name, &[out, inp])?)?);
             }
             blocks.push(Block {
                 attn_norm,

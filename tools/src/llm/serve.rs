@@ -15,9 +15,13 @@ use grid_genome::pipe::{read_frame, write_value};
 
 use super::adapter_cache::AdapterCache;
 use super::forward::Cache;
-use super::model::Model;
+use super::model::{Model, WeightFormat};
 use super::sample::Sampler;
 use super::tokenizer::ChatTokenizer;
+
+/// Prompt tokens run through the model at once: a long prompt goes in chunks, so the
+/// attention scores of one step stay small (heads × chunk × context floats).
+pub const PREFILL_CHUNK: usize = 256;
 
 /// Why a request ended without `Done`.
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +51,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Load the model at `path`.
-    pub fn load(path: &Path) -> Result<Worker> {
+    /// Load the model at `path`, its projections held as `format` says.
+    pub fn load(path: &Path, format: WeightFormat) -> Result<Worker> {
         let start = Instant::now();
-        let model = Model::load(path)?;
+        let model = Model::load(path, format)?;
         let tokenizer = ChatTokenizer::from_gguf(&model.metadata, model.vocab)
             .map_err(|e| anyhow::anyhow!("{}: tokenizer: {e}", path.display()))?;
         let name = if model.config.name.is_empty() {
@@ -141,9 +145,15 @@ impl Worker {
         let mut cache = Cache::new(model, ids.len() + budget);
         let mut decoder = self.tokenizer.tokenizer.decode_stream(false);
 
-        let mut logits = model
-            .forward(&ids, &mut cache, adapter.as_deref())
-            .map_err(|e| refused(format!("model: {e}")))?;
+        let mut logits = None;
+        for chunk in ids.chunks(PREFILL_CHUNK) {
+            logits = Some(
+                model
+                    .forward(chunk, &mut cache, adapter.as_deref())
+                    .map_err(|e| refused(format!("model: {e}")))?,
+            );
+        }
+        let mut logits = logits.ok_or_else(|| refused("the prompt has no tokens"))?;
         let mut text = String::new();
         let mut first: Option<Instant> = None;
         let (mut completion, mut frames) = (0u32, 0u32);
