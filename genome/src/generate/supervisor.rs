@@ -33,11 +33,54 @@ pub const IDLE_UNLOAD: Duration = Duration::from_secs(600);
 /// Memory one request needs on top of the loaded model (its context and activations).
 pub const REQUEST_RAM: u64 = 64 << 20;
 
-/// What the worker with a model of `model_bytes` on disk is planned at: the weights as
-/// they are, their dequantised working copies and the process (measured: docs/llm.md).
+/// How the worker holds a model's projection weights (`grid worker generate
+/// --weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// Dequantized to f16 at load: about 3× the speed of the quantized kernels on a CPU
+    /// without them, and about 3× the memory of a 4-bit file.
+    F16,
+    /// As quantized in the file: least memory, slowest.
+    Quantized,
+}
+
+impl Weights {
+    /// The worker's `--weights` value.
+    #[must_use]
+    pub fn arg(self) -> &'static str {
+        match self {
+            Weights::F16 => "f16",
+            Weights::Quantized => "quantized",
+        }
+    }
+}
+
+/// Model files up to this size are run with f16 weights (a 4-bit file grows about 3×:
+/// under 1 GiB); larger ones stay quantized, so a big model never takes an 8 GB
+/// laptop's memory for speed.
+pub const F16_MAX_FILE: u64 = 320 << 20;
+
+/// How a model file of `model_bytes` is run.
 #[must_use]
-pub fn planned_ram(model_bytes: u64) -> u64 {
-    model_bytes + model_bytes / 2 + (192 << 20)
+pub fn weights_for(model_bytes: u64) -> Weights {
+    if model_bytes <= F16_MAX_FILE {
+        Weights::F16
+    } else {
+        Weights::Quantized
+    }
+}
+
+/// What the worker with a model of `model_bytes` on disk is planned at. Measured for
+/// SmolLM2-135M Q4_1 (98 MB; docs/llm.md): 320 MB peak with f16 weights, 245–275 MB
+/// quantized, for short prompts; the plan leaves room for prompts of about a thousand
+/// tokens.
+#[must_use]
+pub fn planned_ram(model_bytes: u64, weights: Weights) -> u64 {
+    let weights_bytes = match weights {
+        Weights::F16 => model_bytes.saturating_mul(3),
+        Weights::Quantized => model_bytes.saturating_mul(2),
+    };
+    weights_bytes.saturating_add(192 << 20)
 }
 
 /// Why a generation did not happen.

@@ -38,7 +38,9 @@ pub struct Inference {
 impl Inference {
     /// The worker for this model, asking `governor` before it loads.
     pub fn generator(&self, governor: &grid::governor::GovernorHandle) -> Generator {
+        use crate::generate::supervisor::{planned_ram, weights_for};
         let size = std::fs::metadata(&self.model).map_or(0, |m| m.len());
+        let weights = weights_for(size);
         Generator::new(
             self.program.clone(),
             vec![
@@ -46,8 +48,10 @@ impl Inference {
                 "generate".into(),
                 "--model".into(),
                 self.model.display().to_string(),
+                "--weights".into(),
+                weights.arg().into(),
             ],
-            crate::generate::supervisor::planned_ram(size),
+            planned_ram(size, weights),
         )
         .with_governor(governor.clone())
     }

