@@ -64,6 +64,7 @@ fn request(prompt: &str, max_tokens: u32, temperature: f32, seed: u64) -> Genera
         temperature,
         seed,
         adapter: None,
+        context_limit: None,
     }
 }
 
@@ -240,6 +241,23 @@ fn generate_streams_is_seeded_and_respects_max_tokens() {
         .err()
         .expect("too long fails");
     assert!(e.contains("context holds 8192"), "{e}");
+    // The memory the node granted bounds the context: 16 tokens do not hold this prompt.
+    let e = w
+        .send(&GenerateRequest {
+            context_limit: Some(16),
+            ..request(PROMPT, 4, 0.0, 1)
+        })
+        .err()
+        .expect("over the granted context fails");
+    assert!(e.contains("16 tokens of context"), "{e}");
+    // The figure the node plans requests with: f32 keys and values of 30 layers × 3
+    // heads × 64 (46,080 B) plus the scratch of a 256-token prompt chunk.
+    assert_eq!(w.info.bytes_per_context_token, 46_080 + 9 * 256 * 4 * 3);
+    let granted = GenerateRequest {
+        context_limit: Some(PROMPT.len() as u32 + 64 + 16),
+        ..request(PROMPT, 16, 0.0, 1)
+    };
+    assert_eq!(w.generate(&granted).done.text, greedy.done.text);
     let greedy3 = w.generate(&request(PROMPT, 16, 0.0, 3));
     assert_eq!(greedy3.done.text, greedy.done.text);
 }

@@ -18,6 +18,9 @@ pub const MAX_RESPONSE: usize = 4 << 20;
 pub const MAX_TOKENS: u32 = 4096;
 /// The longest prompt, bytes.
 pub const MAX_PROMPT: usize = 256 << 10;
+/// Most memory the worker's kept LoRA adapters take together (also the largest one
+/// adapter), bytes; the node plans the worker's memory with it.
+pub const ADAPTER_CACHE_BYTES: u64 = 256 << 20;
 
 /// What the node asks: a reply to `prompt`, sent as one user turn through the model's
 /// chat template, with `adapter` applied if given.
@@ -33,6 +36,10 @@ pub struct GenerateRequest {
     pub seed: u64,
     /// A LoRA adapter to apply for this request only; the base model is not changed.
     pub adapter: Option<AdapterRef>,
+    /// The most tokens of context (prompt after the chat template, plus reply) that the
+    /// memory the node's governor granted this request covers; the worker refuses a
+    /// request that would need more. `None`: only the model's context bounds it.
+    pub context_limit: Option<u32>,
 }
 
 /// A PEFT LoRA adapter on this machine, as the genome registry keeps it.
@@ -67,6 +74,9 @@ pub struct ModelInfo {
     pub architecture: String,
     /// The longest context (prompt and reply), tokens.
     pub context_tokens: u32,
+    /// Memory one token of context takes while a request runs (its KV cache entries and
+    /// its share of the attention scratch), bytes: what the node plans a request at.
+    pub bytes_per_context_token: u64,
     /// How long loading took, milliseconds.
     pub load_ms: f64,
 }

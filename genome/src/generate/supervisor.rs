@@ -17,8 +17,8 @@ use grid::frame::ErrorCode;
 use grid::governor::{GovernorHandle, Job, JobKind, Priority, Refusal};
 
 use super::protocol::{
-    Finished, GenerateRequest, ModelInfo, WorkerFrame, MAX_PROMPT, MAX_REQUEST, MAX_RESPONSE,
-    MAX_TOKENS,
+    Finished, GenerateRequest, ModelInfo, WorkerFrame, ADAPTER_CACHE_BYTES, MAX_PROMPT,
+    MAX_REQUEST, MAX_RESPONSE, MAX_TOKENS,
 };
 use crate::pipe::{read_value, write_frame};
 use crate::process::WorkerProcess;
@@ -30,8 +30,12 @@ pub const GOVERNOR_KEY: &str = "language-model";
 pub const QUEUE: usize = 4;
 /// How long an unused worker keeps its model loaded.
 pub const IDLE_UNLOAD: Duration = Duration::from_secs(600);
-/// Memory one request needs on top of the loaded model (its context and activations).
-pub const REQUEST_RAM: u64 = 64 << 20;
+/// Memory one request needs on top of the loaded model whatever its length (activations
+/// of one prompt chunk, sampling, the text); its context comes on top:
+/// [`request_plan`].
+pub const REQUEST_BASE_RAM: u64 = 32 << 20;
+/// Tokens the chat template adds around a prompt, at most (ChatML: about 10).
+pub const TEMPLATE_TOKENS: u64 = 64;
 
 /// How the worker holds a model's projection weights (`grid worker generate
 /// --weights`).
@@ -72,15 +76,44 @@ pub fn weights_for(model_bytes: u64) -> Weights {
 
 /// What the worker with a model of `model_bytes` on disk is planned at. Measured for
 /// SmolLM2-135M Q4_1 (98 MB; docs/llm.md): 320 MB peak with f16 weights, 245–275 MB
-/// quantized, for short prompts; the plan leaves room for prompts of about a thousand
-/// tokens.
+/// quantized, for short prompts (each request's context is planned on its own:
+/// [`request_plan`]), plus the most its kept adapters may take
+/// ([`ADAPTER_CACHE_BYTES`]).
 #[must_use]
 pub fn planned_ram(model_bytes: u64, weights: Weights) -> u64 {
     let weights_bytes = match weights {
         Weights::F16 => model_bytes.saturating_mul(3),
         Weights::Quantized => model_bytes.saturating_mul(2),
     };
-    weights_bytes.saturating_add(192 << 20)
+    weights_bytes
+        .saturating_add(192 << 20)
+        .saturating_add(ADAPTER_CACHE_BYTES)
+}
+
+/// What the governor is asked for one request, and the context it then covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestPlan {
+    /// Tokens of context (prompt after the template, plus reply) the memory covers.
+    pub context_tokens: u32,
+    /// Memory asked for, bytes.
+    pub ram: u64,
+}
+
+/// Plan a request of `prompt_bytes` and `max_tokens` on `model`. A token holds at least
+/// one byte of text with the byte-level tokenizers these models use, so the prompt
+/// bytes plus [`TEMPLATE_TOKENS`] bound its tokens from above: the plan may be several
+/// times the need for English text, never less (a 2 KB prompt with 256 new tokens on
+/// SmolLM2-135M: about 200 MiB), and the worker refuses anything beyond it.
+#[must_use]
+pub fn request_plan(model: &ModelInfo, prompt_bytes: usize, max_tokens: u32) -> RequestPlan {
+    let tokens = (prompt_bytes as u64)
+        .saturating_add(TEMPLATE_TOKENS)
+        .saturating_add(u64::from(max_tokens))
+        .min(u64::from(model.context_tokens));
+    RequestPlan {
+        context_tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
+        ram: REQUEST_BASE_RAM.saturating_add(tokens.saturating_mul(model.bytes_per_context_token)),
+    }
 }
 
 /// Why a generation did not happen.
@@ -236,7 +269,7 @@ impl Generator {
         request: GenerateRequest,
         on_token: impl FnMut(&str) + Send + 'static,
     ) -> Result<Finished, GenerateError> {
-        let body = check(&request)?;
+        check(&request)?;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= QUEUE {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(GenerateError::QueueFull);
@@ -244,15 +277,6 @@ impl Generator {
         let queued = Waiting(self.waiting.clone());
         let mut running = self.running.clone().lock_owned().await;
         drop(queued);
-        let _grant = match &self.spawn.governor {
-            Some(g) => Some(g.admit(Job::new(
-                JobKind::Inference,
-                "generate text",
-                Priority::Interactive,
-                REQUEST_RAM,
-            ))?),
-            None => None,
-        };
         let spawn = self.spawn.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let _stop_on_drop = StopOnDrop(stop.clone());
@@ -260,7 +284,7 @@ impl Generator {
             if let Some(g) = &spawn.governor {
                 g.begin_use(GOVERNOR_KEY);
             }
-            let r = spawn.ask_retrying(&mut running, &body, on_token, &stop);
+            let r = spawn.ask_retrying(&mut running, request, on_token, &stop);
             if let Some(g) = &spawn.governor {
                 g.end_use(GOVERNOR_KEY);
             }
@@ -271,8 +295,8 @@ impl Generator {
     }
 }
 
-/// The request's frame, if it is within bounds.
-fn check(r: &GenerateRequest) -> Result<Vec<u8>, GenerateError> {
+/// Whether the request is within bounds.
+fn check(r: &GenerateRequest) -> Result<(), GenerateError> {
     if r.prompt.is_empty() || r.prompt.len() > MAX_PROMPT {
         return Err(GenerateError::BadRequest(format!(
             "the prompt must be 1 to {MAX_PROMPT} bytes"
@@ -288,6 +312,11 @@ fn check(r: &GenerateRequest) -> Result<Vec<u8>, GenerateError> {
             "temperature must be between 0 and 2".into(),
         ));
     }
+    encode(r).map(|_| ())
+}
+
+/// The request's frame, if it is within bounds.
+fn encode(r: &GenerateRequest) -> Result<Vec<u8>, GenerateError> {
     let body = postcard::to_stdvec(r).map_err(|e| GenerateError::BadRequest(e.to_string()))?;
     if body.len() > MAX_REQUEST {
         return Err(GenerateError::BadRequest(format!(
@@ -355,7 +384,7 @@ impl Spawn {
     fn ask_retrying(
         &self,
         running: &mut Option<Running>,
-        body: &[u8],
+        mut request: GenerateRequest,
         mut on_token: impl FnMut(&str),
         stop: &AtomicBool,
     ) -> Result<Finished, GenerateError> {
@@ -367,7 +396,21 @@ impl Spawn {
             let Some(w) = running.as_mut() else {
                 return Err(GenerateError::Start("no worker".into()));
             };
-            match ask(w, body, &mut on_token, stop) {
+            // The request's context is planned from the loaded model's figures, and the
+            // worker holds it to what was granted.
+            let plan = request_plan(&w.info, request.prompt.len(), request.max_tokens);
+            let _grant = match &self.governor {
+                Some(g) => Some(g.admit(Job::new(
+                    JobKind::Inference,
+                    "generate text",
+                    Priority::Interactive,
+                    plan.ram,
+                ))?),
+                None => None,
+            };
+            request.context_limit = Some(plan.context_tokens);
+            let body = encode(&request)?;
+            match ask(w, &body, &mut on_token, stop) {
                 Ok(Outcome::Finished(f)) => return Ok(f),
                 Ok(Outcome::GoneBefore(why)) if !fresh => {
                     tracing::warn!("the generation worker had stopped ({why}); starting another");

@@ -112,6 +112,7 @@ impl Genome {
                 hash: e.hash_hex(),
                 dir: e.dir.clone(),
             }),
+            context_limit: None,
         };
         let stream = Arc::new(Mutex::new(Stream {
             pending: String::new(),

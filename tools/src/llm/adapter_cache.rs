@@ -3,13 +3,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use grid_genome::generate::protocol::ADAPTER_CACHE_BYTES;
+
 use super::config::LlamaConfig;
 use super::lora::{load, Adapter, AdapterError};
 
 /// Most adapters kept loaded.
 pub const MAX_ADAPTERS: usize = 4;
-/// Most memory the kept adapters take together, bytes (also the largest one adapter).
-pub const MAX_BYTES: usize = 256 << 20;
+/// Most memory the kept adapters take together, bytes (also the largest one adapter):
+/// the protocol's [`ADAPTER_CACHE_BYTES`], which the node's memory plan includes.
+pub const MAX_BYTES: usize = ADAPTER_CACHE_BYTES as usize;
 
 /// Adapters by content hash, most recently used last.
 pub struct AdapterCache {

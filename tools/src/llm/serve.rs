@@ -23,6 +23,20 @@ use super::tokenizer::ChatTokenizer;
 /// attention scores of one step stay small (heads × chunk × context floats).
 pub const PREFILL_CHUNK: usize = 256;
 
+/// Attention temporaries alive at once per prompt chunk (scores, masked scores,
+/// softmax), measured: docs/llm.md.
+const SCRATCH_COPIES: u64 = 3;
+
+/// Memory one token of context takes during a request: its f32 keys and values in every
+/// layer, plus the attention scratch of a prompt chunk (heads × chunk floats per context
+/// token, [`SCRATCH_COPIES`] of them). For SmolLM2-135M: 46 KB + 28 KB.
+#[must_use]
+pub fn bytes_per_context_token(c: &super::config::LlamaConfig) -> u64 {
+    let kv = c.layers * c.kv_heads * c.head_dim * 2 * 4;
+    let scratch = c.heads * PREFILL_CHUNK * 4;
+    (kv as u64).saturating_add((scratch as u64).saturating_mul(SCRATCH_COPIES))
+}
+
 /// Why a request ended without `Done`.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -68,6 +82,7 @@ impl Worker {
             name,
             architecture: "llama".into(),
             context_tokens: u32::try_from(model.config.context).unwrap_or(u32::MAX),
+            bytes_per_context_token: bytes_per_context_token(&model.config),
             load_ms: start.elapsed().as_secs_f64() * 1e3,
         };
         Ok(Worker {
@@ -140,6 +155,17 @@ impl Worker {
             )));
         }
         let budget = (req.max_tokens as usize).min(context - ids.len());
+        if let Some(limit) = req.context_limit {
+            if ids.len() + budget > limit as usize {
+                return Err(refused(format!(
+                    "the prompt is {} tokens after the chat template and max_tokens is {}: \
+                     more than the {limit} tokens of context this request was granted \
+                     memory for",
+                    ids.len(),
+                    req.max_tokens
+                )));
+            }
+        }
         let sampler = Sampler::new(req.temperature, req.seed);
         let model = &self.model;
         let mut cache = Cache::new(model, ids.len() + budget);

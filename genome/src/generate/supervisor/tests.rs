@@ -24,7 +24,8 @@ def s(t):
 def frame(b):
     out.write(struct.pack('>I', len(b)) + b); out.flush()
 def ready():
-    frame(b'\x00' + s('fake') + s('llama') + varint(2048) + struct.pack('<d', 5.0))
+    frame(b'\x00' + s('fake') + s('llama') + varint(2048) + varint(10000)
+          + struct.pack('<d', 5.0))
 def token(t):
     frame(b'\x01' + s(t))
 def done(text, n):
@@ -61,6 +62,7 @@ fn request(prompt: &str) -> GenerateRequest {
         temperature: 0.0,
         seed: 1,
         adapter: None,
+        context_limit: None,
     }
 }
 
@@ -250,6 +252,52 @@ async fn the_governor_is_asked_before_loading() {
     assert_eq!(g.pid(), None, "nothing was started");
     let e: CommandError = err.into();
     assert_eq!(e.code, ErrorCode::Busy);
+}
+
+#[tokio::test]
+async fn each_request_is_planned_from_its_length_and_held_to_it() {
+    use grid::governor::{Budget, SystemProfile};
+    // The fake model says 10,000 bytes per context token and 2048 tokens of context.
+    let governor = GovernorHandle::new(
+        Budget {
+            ram: 40 << 20,
+            vram: 0,
+        },
+        SystemProfile::default(),
+        grid::governor::System::at(tempdir().path()),
+    );
+    // Echo the request's context_limit (the last field: 0x01 + varint) as the text.
+    let body = r#"
+def varint_at_end(b):
+    # The body ends with Some(varint): find the 0x01 that starts it.
+    for i in range(len(b) - 1, -1, -1):
+        if b[i] == 1:
+            n, shift = 0, 0
+            for x in b[i + 1:]:
+                n |= (x & 0x7f) << shift; shift += 7
+            return n
+while True:
+    b = request()
+    t = str(varint_at_end(b))
+    token(t); done(t, 1)
+"#;
+    let (program, args) = script(body);
+    let g = Generator::new(program, args, 1 << 20).with_governor(governor);
+    // A short prompt: 2 bytes + 64 template tokens + 8 new ones, 740 KB on top of the base.
+    let f = g.generate(request("hi"), |_| {}).await.unwrap();
+    assert_eq!(f.text, "74");
+    let info = g.model().unwrap();
+    let plan = request_plan(&info, 2, 8);
+    assert_eq!(plan.context_tokens, 74);
+    assert_eq!(plan.ram, REQUEST_BASE_RAM + 740_000);
+    // A long prompt would need 32 MiB + 20 MB (its 2048 tokens of context): over the 40
+    // MiB budget, refused at once with the worker still loaded (planned at 1 MiB).
+    let long = "x".repeat(10_000);
+    let err = g.generate(request(&long), |_| {}).await.unwrap_err();
+    assert!(matches!(err, GenerateError::Refused(_)), "{err}");
+    assert!(g.pid().is_some());
+    // A prompt longer than the context is planned at the whole context only.
+    assert_eq!(request_plan(&info, 1 << 20, 8).context_tokens, 2048);
 }
 
 fn tempdir() -> grid_test_support::TempDir {
