@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Airtime makes everything slower than on a wire: an announce takes ~0.3 s at SF7.
 const T: Duration = Duration::from_secs(45);
@@ -196,20 +196,26 @@ fn catalog_gossip_crosses_the_air_between_radio_neighbours() {
     let b = radio_node(&sim, 1, "", "");
     radio_up(&a);
     radio_up(&b);
-    let catalog = wait_for(T, "A's compute offer in B's catalog", || {
+    // A's entries (its compute offer, and its `ai/generate` command entry) come over
+    // the air one gossip round after another: wait until B holds all of them.
+    let (catalog, own) = wait_for(T, "A's catalog in B's", || {
         let c = b.json(&["catalog"]);
-        let entries = c["entries"].as_array()?;
-        entries.iter().any(|e| e["kind"] == "compute").then_some(c)
+        let own = a.json(&["catalog"]);
+        let kinds: Vec<&Value> = c["entries"]
+            .as_array()?
+            .iter()
+            .map(|e| &e["kind"])
+            .collect();
+        (kinds.contains(&&json!("compute"))
+            && kinds.contains(&&json!("command"))
+            && c["entries"] == own["entries"])
+            .then_some((c, own))
     });
     // Gossip took A as a radio neighbour (no fast interface joins them).
     assert_eq!(catalog["radio_neighbours"], 1, "{catalog}");
     assert_eq!(catalog["neighbours"], 0, "{catalog}");
     assert_eq!(catalog["radio_skipped"], 0, "{catalog}");
-    let own = a.json(&["catalog"]);
     assert_eq!(own["radio_neighbours"], 1, "{own}");
-    let theirs: Vec<&Value> = own["entries"].as_array().unwrap().iter().collect();
-    let mine: Vec<&Value> = catalog["entries"].as_array().unwrap().iter().collect();
-    assert_eq!(theirs, mine, "both hold the same catalog");
 }
 
 #[test]
