@@ -53,6 +53,19 @@ fn identity(g: &Grid) -> String {
     g.id()["identity"].as_str().unwrap().to_string()
 }
 
+/// A, the node without a model that the others connect to, and their interface line.
+fn hub() -> (Grid, String) {
+    let port = free_port();
+    let a = node(
+        &format!("type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""),
+        "",
+    );
+    (
+        a,
+        format!("type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\""),
+    )
+}
+
 /// An adapter package of `strength` (0: B is zero, the adapter changes nothing).
 fn adapter(pkgs: &TempDir, name: &str, description: &str, strength: f32) -> String {
     let dir = pkgs.0.join(name);
@@ -156,12 +169,7 @@ fn generation_streams_applies_adapters_places_and_survives_its_worker() {
             .is_file(),
         "no model in {models}: run `python3 tools/models_fetch.py --llm {models}`"
     );
-    let port = free_port();
-    let a = node(
-        &format!("type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""),
-        "",
-    );
-    let client = format!("type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"");
+    let (a, client) = hub();
     let mut b = node(&client, "[compute]\nenabled = true\n");
     let small = machine("llm-c", 300);
     let c = node(
@@ -334,12 +342,7 @@ fn generation_streams_applies_adapters_places_and_survives_its_worker() {
 #[test]
 fn a_step_whose_node_dies_mid_generation_completes_on_another() {
     let _slot = slot();
-    let port = free_port();
-    let a = node(
-        &format!("type = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\""),
-        "",
-    );
-    let client = format!("type = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"");
+    let (a, client) = hub();
     let mut b = node(&client, "[compute]\nenabled = true\n");
     let mut d = node(&client, "[compute]\nenabled = true\n");
     for g in [&a, &b, &d] {
@@ -399,4 +402,102 @@ fn a_step_whose_node_dies_mid_generation_completes_on_another() {
             .is_some_and(|t| !t.is_empty()),
         "{end}"
     );
+}
+
+/// The essay-grading story of docs/sentinel.md, for real: A (no model) runs a pipeline
+/// whose loop grades each essay with the skill found by its description (a grading
+/// adapter A holds), on B, the compute node, which fetches the adapter by hash; each
+/// grade is announced as an event.
+#[test]
+fn essays_are_graded_with_a_skill_on_the_compute_node() {
+    let _slot = slot();
+    let (a, client) = hub();
+    let b = node(&client, "[compute]\nenabled = true\n");
+    for g in [&a, &b] {
+        wait_for(T, "the genome service", || {
+            g.cli(&["adapter", "list", "--json"]).0.then_some(())
+        });
+    }
+    a.json(&["trust", &identity(&b), "trusted"]);
+    b.json(&["trust", &identity(&a), "trusted"]);
+    let pkgs = TempDir::new("llm-grader");
+    let grader = adapter(
+        &pkgs,
+        "essay-grader",
+        "Grades middle-school essays against a rubric, from 1 to 10, and says why.",
+        0.02,
+    );
+    let published = a.json(&["adapter", "publish", &grader]);
+    let hash = published["content_hash"].as_str().unwrap().to_string();
+    let bd = b.destination();
+    wait_for(T, "B's compute offer at A", || {
+        let (ok, out, _) = a.cli(&["ask", "grade an essay", "--dry-run", "--json"]);
+        let v: Value = serde_json::from_str(&out).ok()?;
+        (ok && v["plan"]["node"] == bd.as_str() && v["adapter"]["name"] == "essay-grader")
+            .then_some(())
+    });
+
+    let files = TempDir::new("llm-essays");
+    let file = files.0.join("grade-essays.json");
+    std::fs::write(
+        &file,
+        json!({"name": "grade-essays", "inputs": {"essays": {"description": "a list of texts"}},
+          "steps": [
+            {"id": "each", "type": "loop", "count": 3, "steps": [
+              {"id": "grade", "type": "llm", "skill": "grade a middle-school essay with a rubric",
+               "prompt": "Grade this essay from 1 to 10 and say why: {{input.essays[loop.each]}}",
+               "max_tokens": 24, "temperature": 0, "retries": 2},
+              {"id": "report", "type": "emit", "event": "essays:graded",
+               "payload": {"essay": "{{loop.each.index}}", "grade": "{{steps.grade.output.result.text}}"}}]}
+          ]})
+        .to_string(),
+    )
+    .unwrap();
+    let essays = json!([
+        "My summer holiday was at the sea. We swam every day and I learned to sail.",
+        "Volcanoes erupt when magma rises. They can build islands and destroy towns.",
+        "I think homework should be shorter because children need time to play outside.",
+    ]);
+    let input = format!("essays={essays}");
+    let ran = a.json(&["pipeline", "run", file.to_str().unwrap(), "--input", &input]);
+    eprintln!("{ran:#}");
+    assert_eq!(ran["status"], "completed", "{ran}");
+    // The status holds each step's last pass; every pass announced its grade.
+    let grade = &ran["steps"]["grade"];
+    assert_eq!(grade["status"], "completed", "{ran}");
+    // Found by meaning, run on B with the grading adapter (fetched from A by hash).
+    let out = &grade["output"];
+    assert_eq!(out["adapter"]["name"], "essay-grader", "{grade}");
+    assert_eq!(out["plan"]["node"], bd.as_str(), "{grade}");
+    assert_eq!(
+        out["result"]["adapter"]["content_hash"],
+        hash.as_str(),
+        "{grade}"
+    );
+    assert_eq!(ran["steps"]["each"]["output"]["passes"], 3, "{ran}");
+    let (_, events, _) = a.cli(&["listen", "essays:*", "--recent", "--timeout", "1", "--json"]);
+    let mut graded: Vec<(String, String)> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|e| {
+            let p = &e["payload"];
+            (
+                p["essay"].to_string(),
+                p["grade"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    graded.sort();
+    assert_eq!(
+        graded.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "{events}"
+    );
+    assert!(
+        graded.iter().all(|(_, g)| !g.trim().is_empty()),
+        "{graded:?}"
+    );
+    // Each essay was in its own prompt: three different texts.
+    let distinct: std::collections::BTreeSet<&String> = graded.iter().map(|(_, g)| g).collect();
+    assert_eq!(distinct.len(), 3, "{graded:?}");
 }

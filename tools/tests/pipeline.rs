@@ -129,6 +129,20 @@ fn a_pipeline_runs_its_steps_on_two_peers_and_passes_outputs_on() {
     let (ok, _, err) = a.cli(&["pipeline", "run", &bad]);
     assert!(!ok);
     assert!(err.contains("steps[0].placement.ram_mb"), "{err}");
+    // An impossible placement fails the run at once, saying which need nobody meets.
+    let huge = write(
+        &files,
+        "huge.json",
+        r#"{"name": "huge", "steps": [{"id": "x", "type": "command", "command": "grid/ping", "placement": {"ram_mb": 50000000}}]}"#,
+    );
+    let (ok, _, err) = a.cli(&["pipeline", "run", &huge]);
+    assert!(
+        !ok && err.contains(
+            "step \"x\": placement.ram_mb: neither this node nor any compute offer heard can \
+             grant 50000000 MB"
+        ),
+        "{err}"
+    );
     let bad = write(
         &files,
         "bad2.json",

@@ -345,7 +345,7 @@ impl<'m, M: Mesh> Run<'m, M> {
                 return Err(Stop::Cancelled);
             }
             let error = if nodes.is_empty() {
-                format!("no node can run {command} here")
+                nowhere(&place, command)
             } else {
                 why.join("; ")
             };
@@ -634,6 +634,22 @@ impl Journal for PrefixJournal<'_> {
     }
     fn record(&self, key: &str, record: &Value) {
         self.inner.record(&format!("{}{key}", self.prefix), record);
+    }
+}
+
+/// Why no node was found for a step, naming the need nobody meets.
+fn nowhere(place: &Where, command: &str) -> String {
+    match place {
+        Where::Placement(Placement {
+            ram_mb: Some(mb), ..
+        }) => format!(
+            "placement.ram_mb: neither this node nor any compute offer heard can grant {mb} MB \
+             now (see `grid governor` here and the offers in `grid catalog`)"
+        ),
+        Where::Placement(Placement { gpu: true, .. }) => {
+            format!("placement.gpu: no node with a GPU that offers {command} is known")
+        }
+        _ => format!("no node can run {command} here"),
     }
 }
 
