@@ -211,6 +211,13 @@ fn a_killed_runner_resumes_without_running_completed_steps_again() {
         ["count:three"],
         "step one ran only before the kill"
     );
+    // The run's log says so, for whoever follows it.
+    let pattern = format!("sentinel:{handle}:log");
+    let (_, out, _) = a.cli(&["listen", &pattern, "--recent", "--timeout", "1", "--json"]);
+    assert!(
+        out.contains("\"step\":\"one\"") && out.contains("taken from the journal"),
+        "{out}"
+    );
 }
 
 /// At most 4 pipelines run at once on a node; a fifth queues, then runs when one ends.

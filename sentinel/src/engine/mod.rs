@@ -103,6 +103,9 @@ pub trait Mesh: Send + Sync {
     ) -> impl Future<Output = Result<Value, MeshError>> + Send;
     /// A step started or ended (for progress and `sentinel:<handle>:step` events).
     fn step_event(&self, key: &str, record: &Value);
+    /// Something a person following the run wants to know about step `key` (a node
+    /// passed over, a retry, a step taken from the journal): `sentinel:<handle>:log`.
+    fn log(&self, key: &str, message: &str);
 }
 
 /// How a run ended.
@@ -278,6 +281,8 @@ impl<'m, M: Mesh> Run<'m, M> {
         let key = format!("{prefix}{}", step.id);
         if let Some(done) = self.journal.completed(&key) {
             // Completed before a restart: its record, not a second run.
+            self.mesh
+                .log(&key, "completed before the restart: taken from the journal");
             self.lock().records.insert(step.id.clone(), done);
             return Ok(());
         }
@@ -333,6 +338,8 @@ impl<'m, M: Mesh> Run<'m, M> {
                         return Ok(());
                     }
                     Err(e @ (MeshError::Busy(_) | MeshError::Lost(_))) => {
+                        self.mesh
+                            .log(key, &format!("{node} passed over ({e}); trying the next"));
                         why.push(format!("{node}: {e}"));
                     }
                     Err(MeshError::Failed(e)) => {
@@ -354,6 +361,14 @@ impl<'m, M: Mesh> Run<'m, M> {
                 self.keep(&step.id, key, rec, false);
                 return Err(Stop::Failed(format!("step \"{}\": {error}", step.id)));
             }
+            self.mesh.log(
+                key,
+                &format!(
+                    "attempt {attempts} of {} failed ({error}); trying again in {}s",
+                    step.retries + 1,
+                    backoff.as_secs()
+                ),
+            );
             self.mesh.sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }

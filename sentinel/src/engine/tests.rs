@@ -20,6 +20,7 @@ struct Fake {
     emitted: Mutex<Vec<(String, Value)>>,
     sleeps: Mutex<Vec<Duration>>,
     events: Mutex<Vec<Value>>,
+    logs: Mutex<Vec<String>>,
     /// The pipeline's deadline has passed (else it never does).
     past_deadline: bool,
 }
@@ -132,6 +133,10 @@ impl Mesh for Fake {
     fn step_event(&self, _key: &str, record: &Value) {
         self.events.lock().unwrap().push(record.clone());
     }
+
+    fn log(&self, key: &str, message: &str) {
+        self.logs.lock().unwrap().push(format!("{key}: {message}"));
+    }
 }
 
 fn run_with(fake: &Fake, journal: &MemoryJournal, text: &str, inputs: &[(&str, Value)]) -> Outcome {
@@ -191,6 +196,13 @@ fn busy_and_lost_nodes_are_passed_over_and_failures_retried_with_backoff() {
         fake.sleeps.lock().unwrap().is_empty(),
         "no retry was needed"
     );
+    assert_eq!(
+        *fake.logs.lock().unwrap(),
+        [
+            "s: a passed over (busy: pressure); trying the next",
+            "s: b passed over (lost: no path); trying the next"
+        ]
+    );
 
     // The step itself fails twice, then works: tried again after 1 s and 2 s.
     let fake = Fake::with_compute(&["a"]);
@@ -218,6 +230,10 @@ fn busy_and_lost_nodes_are_passed_over_and_failures_retried_with_backoff() {
     assert_eq!(
         *fake.sleeps.lock().unwrap(),
         [Duration::from_secs(1), Duration::from_secs(2)]
+    );
+    assert_eq!(
+        fake.logs.lock().unwrap()[1],
+        "s: attempt 2 of 3 failed (a: oops); trying again in 2s"
     );
 
     // Out of retries: the run fails, saying why, and later steps do not run.

@@ -186,4 +186,14 @@ impl Mesh for NodeMesh {
             let _ = handle.emit(&event, payload).await;
         });
     }
+
+    fn log(&self, key: &str, message: &str) {
+        tracing::info!(run = %self.run, step = key, "{message}");
+        let handle = self.handle.clone();
+        let event = format!("sentinel:{}:log", self.run);
+        let payload = json!({"step": key, "message": message});
+        tokio::spawn(async move {
+            let _ = handle.emit(&event, payload).await;
+        });
+    }
 }
