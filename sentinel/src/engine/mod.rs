@@ -90,7 +90,7 @@ pub trait Mesh: Send + Sync {
     ) -> impl Future<Output = Result<Value, MeshError>> + Send;
     /// Wait (between retries).
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send;
-    /// Resolve when a run's whole `timeout` has passed (the pipeline's `timeout`).
+    /// Resolve when `timeout` has passed (a pipeline's `timeout`, or a composite step's).
     fn deadline(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
     /// Run a program on the runner's machine (a `shell` step its owner allowed):
     /// `{"code", "stdout", "stderr"}`, or why not (a non-zero exit is a failure).
@@ -286,16 +286,42 @@ impl<'m, M: Mesh> Run<'m, M> {
             self.lock().records.insert(step.id.clone(), done);
             return Ok(());
         }
-        let result = match &step.kind {
-            StepKind::Command(c) => self.command(step, &key, c).await,
-            StepKind::Llm(l) => self.llm(step, &key, l).await,
-            StepKind::Emit(e) => self.emit(step, &key, e).await,
-            StepKind::Watch(w) => self.watch(step, &key, w).await,
-            StepKind::Condition(c) => self.condition(step, &key, c, prefix).await,
-            StepKind::Loop(l) => self.looping(step, &key, l, prefix).await,
-            StepKind::Parallel(p) => self.parallel(step, &key, p, prefix).await,
-            StepKind::Sentinel(s) => self.nested(step, &key, s).await,
-            StepKind::Shell(s) => self.shell(step, &key, s).await,
+        let work = async {
+            match &step.kind {
+                StepKind::Command(c) => self.command(step, &key, c).await,
+                StepKind::Llm(l) => self.llm(step, &key, l).await,
+                StepKind::Emit(e) => self.emit(step, &key, e).await,
+                StepKind::Watch(w) => self.watch(step, &key, w).await,
+                StepKind::Condition(c) => self.condition(step, &key, c, prefix).await,
+                StepKind::Loop(l) => self.looping(step, &key, l, prefix).await,
+                StepKind::Parallel(p) => self.parallel(step, &key, p, prefix).await,
+                StepKind::Sentinel(s) => self.nested(step, &key, s).await,
+                StepKind::Shell(s) => self.shell(step, &key, s).await,
+            }
+        };
+        let composite = matches!(
+            step.kind,
+            StepKind::Condition(_)
+                | StepKind::Loop(_)
+                | StepKind::Parallel(_)
+                | StepKind::Sentinel(_)
+        );
+        let result = match step.timeout {
+            // A composite step's timeout covers all its inner steps: when it passes, the
+            // step fails and what runs inside it is no longer waited for. (The other
+            // steps apply theirs where they wait: on the peer's answer, the event.)
+            Some(t) if composite => {
+                let deadline = std::pin::pin!(self.mesh.deadline(t));
+                let work = std::pin::pin!(work);
+                match futures_util::future::select(deadline, work).await {
+                    futures_util::future::Either::Left(_) => Err(Stop::Here(format!(
+                        "the step's timeout ({}) passed",
+                        humantime::format_duration(t)
+                    ))),
+                    futures_util::future::Either::Right((r, _)) => r,
+                }
+            }
+            _ => work.await,
         };
         result.map_err(|e| match e {
             Stop::Here(why) => {

@@ -23,6 +23,8 @@ struct Fake {
     logs: Mutex<Vec<String>>,
     /// The pipeline's deadline has passed (else it never does).
     past_deadline: bool,
+    /// Timers up to this long have run out (a step's timeout; others never do).
+    expired_up_to: Duration,
 }
 
 impl Fake {
@@ -124,8 +126,8 @@ impl Mesh for Fake {
         Ok(json!({"code": 0, "stdout": line}))
     }
 
-    async fn deadline(&self, _timeout: Duration) {
-        if !self.past_deadline {
+    async fn deadline(&self, timeout: Duration) {
+        if !self.past_deadline && timeout > self.expired_up_to {
             std::future::pending::<()>().await;
         }
     }
@@ -450,4 +452,34 @@ async fn shell_steps_run_only_when_allowed() {
     let out = run.start(&p).await;
     assert_eq!(out.status, Status::Completed, "{:?}", out.error);
     assert_eq!(out.steps["say"]["output"]["stdout"], "echo hi class");
+}
+
+#[test]
+fn a_composite_steps_timeout_covers_its_inner_steps() {
+    let mesh = Fake {
+        expired_up_to: Duration::from_secs(5),
+        ..Fake::with_compute(&["a"])
+    };
+    let o = run(
+        &mesh,
+        r#"{"name": "p", "steps": [
+          {"id": "slow", "type": "loop", "count": 3, "timeout": "2s",
+           "steps": [{"id": "s", "type": "command", "command": "x/y", "placement": {"least_loaded": true}}]},
+          {"id": "after", "type": "emit", "event": "never"}]}"#,
+    );
+    assert_eq!(o.status, Status::Failed, "{o:?}");
+    assert_eq!(o.steps["slow"]["status"], "failed", "{o:?}");
+    assert_eq!(
+        o.error.as_deref(),
+        Some("step \"slow\": the step's timeout (2s) passed")
+    );
+    assert!(!o.steps.contains_key("after"), "{o:?}");
+    // A timeout that does not run out changes nothing.
+    let o = run(
+        &mesh,
+        r#"{"name": "p", "steps": [
+          {"id": "fine", "type": "parallel", "timeout": "60s",
+           "branches": [[{"id": "s", "type": "command", "command": "x/y", "placement": {"least_loaded": true}}]]}]}"#,
+    );
+    assert_eq!(o.status, Status::Completed, "{o:?}");
 }
