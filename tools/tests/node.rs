@@ -448,3 +448,31 @@ fn grid_listen_prints_events_emitted_on_another_node() {
     let (ok, _, err) = a.cli(&["listen", "a:**x"]);
     assert!(!ok && err.contains("pattern"), "{err}");
 }
+
+#[test]
+fn status_shows_listeners_with_no_clients_and_counts_them() {
+    let _slot = slot();
+    let port = free_port();
+    let a = Grid::start(&server_cfg(port, ""));
+    let s = a.status();
+    let listener = &s["configured"][0];
+    assert_eq!(listener["kind"], "tcp_server", "{s}");
+    assert_eq!(listener["address"], format!("127.0.0.1:{port}"), "{s}");
+    assert_eq!(listener["connections"], 0, "{s}");
+    assert_eq!(listener["mode"], "full", "{s}");
+    let (ok, human, _) = a.cli(&["status"]);
+    assert!(
+        ok && human.contains("listening, nobody connected"),
+        "{human}"
+    );
+
+    let b = Grid::start(&client_cfg(port));
+    wait_for(Duration::from_secs(15), "A counts B's connection", || {
+        (a.status()["configured"][0]["connections"] == 1).then_some(())
+    });
+    let (_, human, _) = a.cli(&["status"]);
+    assert!(human.contains("listening, 1 client(s)"), "{human}");
+    let s = b.status();
+    assert_eq!(s["configured"][0]["kind"], "tcp_client", "{s}");
+    assert_eq!(s["configured"][0]["connections"], 1, "{s}");
+}

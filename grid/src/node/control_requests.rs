@@ -487,6 +487,12 @@ impl Node {
         &self,
         now: Instant,
     ) -> impl FnOnce(response::Bundles) -> response::Status + Send + 'static {
+        let up: Vec<(&str, bool)> = self
+            .transport
+            .interfaces()
+            .map(|(_, name, online, _)| (name, online))
+            .collect();
+        let configured = super::interfaces::with_connections(&self.interfaces.configured, &up);
         let interfaces = self
             .transport
             .interfaces()
@@ -523,6 +529,7 @@ impl Node {
             peers: self.peers(now),
             local_clients: self.transport.local_client_count(),
             uptime_s: now.saturating_since(self.started).as_secs(),
+            configured,
             interfaces,
             path_count: self.transport.path_count(),
             paths,

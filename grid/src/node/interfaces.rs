@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::announcing::{jitter, SLOW_LINK_ANNOUNCE_JITTER, SLOW_LINK_BPS};
 use super::Node;
+use crate::control::response;
 
 /// The interfaces' bookkeeping on the node.
 #[derive(Debug, Default)]
@@ -26,6 +27,67 @@ pub(super) struct Interfaces {
     pub(super) dropped: u64,
     /// Interfaces slower than [`SLOW_LINK_BPS`] (radios), where chatty work stays off.
     pub(super) slow: std::collections::HashSet<InterfaceId>,
+    /// The interfaces as configured (for `status`: listeners show with no clients).
+    pub(super) configured: Vec<response::ConfiguredInterface>,
+}
+
+/// What a configured interface is, before it starts (connections are counted later).
+pub(super) fn describe(spec: &crate::config::InterfaceSpec) -> response::ConfiguredInterface {
+    use crate::config::InterfaceKind as K;
+    let (kind, address) = match &spec.kind {
+        K::TcpServer { listen, .. } => ("tcp_server", listen.clone()),
+        K::TcpClient { target } => ("tcp_client", target.clone()),
+        K::Udp { listen, forward } => ("udp", format!("{listen} → {forward}")),
+        K::Auto(a) => ("auto", format!("group {}", a.group_id)),
+        K::Serial(s) => ("serial", s.port.clone()),
+        K::Kiss(k) => ("kiss", k.serial.port.clone()),
+        K::Rnode(r) => ("rnode", r.port.clone()),
+        K::Local { instance } => ("local", format!("instance {instance}")),
+    };
+    response::ConfiguredInterface {
+        name: spec.rns.name.clone(),
+        kind: kind.into(),
+        address,
+        mode: mode_name(spec.rns.mode).into(),
+        bitrate: spec.rns.bitrate,
+        connections: 0,
+    }
+}
+
+/// A mode as config.toml spells it.
+fn mode_name(m: rns_core::transport::InterfaceMode) -> &'static str {
+    use rns_core::transport::InterfaceMode as M;
+    match m {
+        M::Full => "full",
+        M::PointToPoint => "point_to_point",
+        M::AccessPoint => "access_point",
+        M::Roaming => "roaming",
+        M::Boundary => "boundary",
+        M::Gateway => "gateway",
+        M::Internal => "internal",
+    }
+}
+
+/// `configured` with each one's connections counted among the interfaces up now (a
+/// listener's clients are named `<listener> <peer>`).
+pub(super) fn with_connections(
+    configured: &[response::ConfiguredInterface],
+    up: &[(&str, bool)],
+) -> Vec<response::ConfiguredInterface> {
+    configured
+        .iter()
+        .map(|c| {
+            let prefix = format!("{} <", c.name);
+            let connections = up
+                .iter()
+                .filter(|(name, online)| *online && (*name == c.name || name.starts_with(&prefix)))
+                .count();
+            response::ConfiguredInterface {
+                connections,
+                ..c.clone()
+            }
+        })
+        .collect()
 }
 
 impl Interfaces {

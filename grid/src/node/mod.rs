@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::control::{self, ControlError, ControlRequest};
+use crate::control::{self, response, ControlError, ControlRequest};
 use grid_interfaces::{local, tcp, udp, Hub, InterfaceEvent};
 use rns_core::destination::well_known;
 use rns_core::transport::{
@@ -243,7 +243,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
     let mut tasks = tokio::task::JoinSet::new();
     let sharing =
         config.share_instance && serve_shared_instance(&config.instance_name, &hub, &mut tasks);
-    start_interfaces(&config, &hub, &mut tasks).await?;
+    let configured = start_interfaces(&config, &hub, &mut tasks).await?;
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
     let socket_path = listener.as_ref().map(|_| state.socket_path());
     if let Some(listener) = listener {
@@ -272,6 +272,7 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
         },
         guard,
     );
+    node.interfaces.configured = configured;
     node.register_cancel();
     node.open_catalog_store(catalog).await;
     tracing::info!(
@@ -454,12 +455,15 @@ fn serve_shared_instance(instance: &str, hub: &Hub, tasks: &mut JoinSet<()>) -> 
     }
 }
 
+/// Start every configured interface; what each is, for `status`.
 async fn start_interfaces(
     config: &Config,
     hub: &Hub,
     tasks: &mut JoinSet<()>,
-) -> Result<(), NodeError> {
+) -> Result<Vec<response::ConfiguredInterface>, NodeError> {
+    let mut configured = Vec::with_capacity(config.interfaces.len());
     for spec in &config.interfaces {
+        let mut entry = interfaces::describe(spec);
         let name = spec.rns.name.clone();
         let fail = |reason: String| NodeError::Interface {
             name: name.clone(),
@@ -470,6 +474,9 @@ async fn start_interfaces(
                 let l = tcp::bind_server(listen)
                     .await
                     .map_err(|e| fail(format!("cannot listen on {listen}: {e}")))?;
+                if let Ok(a) = l.local_addr() {
+                    entry.address = a.to_string();
+                }
                 tasks.spawn(tcp::run_server(hub.clone(), l, spec.rns.clone(), *limits));
             }
             InterfaceKind::TcpClient { target } => {
@@ -518,11 +525,15 @@ async fn start_interfaces(
                 let s = udp::bind(listen)
                     .await
                     .map_err(|e| fail(format!("cannot bind {listen}: {e}")))?;
+                if let Ok(a) = s.local_addr() {
+                    entry.address = format!("{a} → {forward}");
+                }
                 tasks.spawn(udp::run(hub.clone(), s, *forward, spec.rns.clone()));
             }
         }
+        configured.push(entry);
     }
-    Ok(())
+    Ok(configured)
 }
 
 /// The bundle store and settings a node is made with.

@@ -54,6 +54,27 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
     }
     println!();
     println!("interfaces:");
+    for c in &s.configured {
+        let held = match c.kind.as_str() {
+            "tcp_server" if c.connections == 0 => "listening, nobody connected".to_string(),
+            "auto" if c.connections == 0 => "listening, no LAN peers yet".to_string(),
+            "tcp_server" => format!("listening, {} client(s)", c.connections),
+            "auto" => format!("{} LAN peer(s)", c.connections),
+            _ if c.connections == 0 => "down".to_string(),
+            _ => "up".to_string(),
+        };
+        println!(
+            "  {:<12} {:<10} {:<28} {:<7} {:>9}  {held}",
+            c.name,
+            c.kind,
+            c.address,
+            c.mode,
+            bitrate(c.bitrate),
+        );
+    }
+    if !s.interfaces.is_empty() {
+        println!("traffic:");
+    }
     for i in &s.interfaces {
         let bad = i.stats.ifac_violations + i.stats.protocol_violations;
         println!(
@@ -120,4 +141,13 @@ fn radio_line(r: &RadioStats) -> String {
         f(r.rssi_dbm.map(f32::from), " dBm"),
         f(r.snr_db, " dB"),
     )
+}
+
+/// A bitrate for people: `10 Mbps`, `5.47 kbps`.
+fn bitrate(bps: u64) -> String {
+    match bps {
+        b if b >= 1_000_000 => format!("{} Mbps", b / 1_000_000),
+        b if b >= 1_000 => format!("{:.2} kbps", b as f64 / 1e3),
+        b => format!("{b} bps"),
+    }
 }

@@ -31,7 +31,11 @@ pub struct Status {
     pub local_clients: usize,
     /// Seconds since the node started.
     pub uptime_s: u64,
-    /// The interfaces.
+    /// The interfaces as configured, listeners with no clients and LAN interfaces with
+    /// no peers included, each with the connections it holds now.
+    #[serde(default)]
+    pub configured: Vec<ConfiguredInterface>,
+    /// The interfaces traffic flows on (a listener's clients each have their own).
     pub interfaces: Vec<InterfaceStatus>,
     /// Paths known.
     pub path_count: usize,
@@ -115,6 +119,25 @@ pub struct Peer {
     pub seen_s_ago: u64,
     /// What it announced it can do.
     pub capabilities: CapabilitySummary,
+}
+
+/// An interface from `config.toml`, whether or not anything is connected to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfiguredInterface {
+    /// Its name (`name` in config.toml, else `if<N>`).
+    pub name: String,
+    /// Its `type` in config.toml: `tcp_server`, `tcp_client`, `udp`, `auto`, `serial`,
+    /// `kiss`, `rnode`, `local`.
+    pub kind: String,
+    /// Where: the address it listens on or connects to, the serial port, the LAN group.
+    pub address: String,
+    /// Its RNS mode (`full`, `gateway`, `access_point`, …).
+    pub mode: String,
+    /// Its nominal bitrate, bits/s.
+    pub bitrate: u64,
+    /// Connections it holds now: a listener's clients, a LAN interface's peers, 1 for a
+    /// connected client, a radio or a serial line that is up.
+    pub connections: usize,
 }
 
 /// One interface and its traffic.

@@ -274,6 +274,14 @@ fn every_answer_round_trips_through_its_type() {
         }],
         local_clients: 1,
         uptime_s: 100,
+        configured: vec![ConfiguredInterface {
+            name: "if1".into(),
+            kind: "tcp_server".into(),
+            address: "127.0.0.1:4242".into(),
+            mode: "full".into(),
+            bitrate: 10_000_000,
+            connections: 0,
+        }],
         interfaces: vec![InterfaceStatus {
             id: 1,
             name: "lora".into(),
