@@ -169,6 +169,17 @@ pub(crate) fn search(state: &StateDir, text: &str, o: SearchOptions, json_out: b
                "keyword_weight": keyword_weight}),
         wait,
     )?;
+    // A node without the embedding model matches keywords only: say so, and the fix.
+    let keywords_only = local(state, "genome/info", json!({}), Duration::from_secs(5))
+        .ok()
+        .filter(|i| i["semantic_search"] == false);
+    if let Some(i) = &keywords_only {
+        eprintln!(
+            "note: this node searches by keywords only, not by meaning: {}. Fix: {}",
+            i["why"].as_str().unwrap_or("no embedding model"),
+            i["fix"].as_str().unwrap_or("grid models fetch")
+        );
+    }
     if json_out {
         println!("{v}");
         return Ok(());

@@ -424,3 +424,38 @@ fn the_embedding_model_runs_in_a_worker_that_the_node_outlives() {
         "the crash is logged"
     );
 }
+
+/// A node without the embedding model still finds skills by keywords, and `grid skills
+/// search` says why it is not searching by meaning and how to fix it (it used to print
+/// only "nothing found", the reason being in the node's log).
+#[test]
+fn search_without_the_model_says_so_and_names_the_fix() {
+    let _slot = slot();
+    let empty = TempDir::new("no-models");
+    let g = Grid::start_with_env(
+        &format!(
+            "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{}\"\n",
+            free_port()
+        ),
+        &[("GRID_MODELS", empty.0.to_str().unwrap())],
+    );
+    wait_for(Duration::from_secs(30), "the genome service", || {
+        g.cli(&["adapter", "list", "--json"]).0.then_some(())
+    });
+    let info = g.json(&["exec", "local-only", "genome/info"]);
+    assert_eq!(info["result"]["semantic_search"], false, "{info}");
+    assert!(
+        info["result"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("grid models fetch"),
+        "{info}"
+    );
+    let (ok, out, err) = g.cli(&["skills", "search", "grade essays"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("nothing found"), "{out}");
+    assert!(
+        err.contains("searches by keywords only") && err.contains("grid models fetch"),
+        "{err}"
+    );
+}

@@ -88,6 +88,8 @@ pub struct Genome {
     providing: Semaphore,
     /// The model worker behind `ai/generate`, on a compute node that runs one.
     generator: Option<Arc<crate::generate::supervisor::Generator>>,
+    /// Where the embedding model is looked for (`genome/info` names it).
+    models: PathBuf,
 }
 
 impl std::fmt::Debug for Genome {
@@ -287,6 +289,7 @@ impl Genome {
             reading: Arc::new(Semaphore::new(PACKAGES_AT_ONCE)),
             providing: Semaphore::new(dht::PROVIDES_AT_ONCE),
             generator,
+            models: crate::embed::models_dir(st.root()),
         });
         let _ = std::fs::remove_dir_all(&g.incoming);
         g.register().await.map_err(|e| e.to_string())?;
@@ -327,6 +330,11 @@ impl Genome {
             search
         );
         command!("genome/list", "the adapters this node holds", list);
+        command!(
+            "genome/info",
+            "whether skill search here is by meaning or by keywords, and why",
+            info
+        );
         command!(
             "genome/get",
             "one adapter's signed manifest, by content hash",
@@ -396,6 +404,23 @@ impl Genome {
     }
 
     /// All adapters, or those `selector` names (content hash or prefix, name, name@version).
+    /// `genome/info`: how this node searches skills and, when by keywords only, why and
+    /// how to fix it.
+    async fn info(self: Arc<Self>, _call: CommandCall) -> Result<Value, CommandError> {
+        let models = self.models.display().to_string();
+        Ok(
+            match (&self.embedder, crate::embed::check_minilm(&self.models)) {
+                (Some(_), _) => json!({"semantic_search": true, "models": models}),
+                (None, Err(e)) => json!({"semantic_search": false, "models": models,
+                                     "why": e.to_string(),
+                                     "fix": format!("grid models fetch (or python3 tools/models_fetch.py {models}), then restart the node")}),
+                (None, Ok(_)) => json!({"semantic_search": false, "models": models,
+                                    "why": "the model is there but this build or node does not load it",
+                                    "fix": "restart the node with a default build of grid"}),
+            },
+        )
+    }
+
     async fn list(self: Arc<Self>, call: CommandCall) -> Result<Value, CommandError> {
         let selector = call
             .params
