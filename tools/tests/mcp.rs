@@ -107,3 +107,92 @@ fn an_mcp_client_uses_the_mesh_through_grid_mcp() {
         assert!(c["text"].as_str().unwrap().contains(why), "{k}: {c}");
     }
 }
+
+/// `grid mcp --http` on loopback: the Python SDK's streamable HTTP client lists the
+/// tools and resources, reads the status resource and calls a tool; the official
+/// conformance suite (`@modelcontextprotocol/conformance` 0.1.13, from npm, installed
+/// by scripts/test.sh) runs every server scenario and must fail none but those listed
+/// with their reasons in tools/tests/mcp/conformance-expected-failures.yaml.
+#[test]
+fn grid_mcp_over_http_serves_clients_and_the_conformance_suite() {
+    let _slot = slot();
+    let g = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{}\"\n",
+        free_port()
+    ));
+    // Only loopback: the tools act as the node's owner.
+    let (ok, _, err) = g.cli(&["mcp", "--http", "0.0.0.0:8931"]);
+    assert!(!ok && err.contains("only loopback"), "{err}");
+
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_grid"))
+        .arg("--config")
+        .arg(&g.dir.0)
+        .args(["mcp", "--http", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stop = KillOnDrop(&mut server);
+    wait_for(T, "grid mcp --http listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/mcp");
+
+    let out = Command::new(python())
+        .arg(workspace().join("tools/tests/mcp/http_client.py"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the HTTP client failed:\n{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["tools"].as_array().unwrap().len() >= 9, "{v}");
+    assert_eq!(
+        v["resources"],
+        serde_json::json!(["grid://node/adapters", "grid://node/status"])
+    );
+    assert_eq!(v["status_destination"], g.destination());
+    assert_eq!(v["emit"]["is_error"], false, "{v}");
+
+    let suite = workspace().join(".cache/mcp-conformance/node_modules/.bin/conformance");
+    assert!(
+        suite.is_file(),
+        "{} is missing: run ./scripts/test.sh (it installs @modelcontextprotocol/conformance@0.1.13 with npm)",
+        suite.display()
+    );
+    let out = Command::new(&suite)
+        .args(["server", "--url", &url, "--expected-failures"])
+        .arg(workspace().join("tools/tests/mcp/conformance-expected-failures.yaml"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "conformance failures beyond the baseline:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for passing in [
+        "server-initialize",
+        "ping",
+        "tools-list",
+        "resources-list",
+        "server-sse-multiple-streams",
+        "dns-rebinding-protection",
+    ] {
+        assert!(
+            report.contains(&format!("✓ {passing}")),
+            "{passing} did not pass:\n{report}"
+        );
+    }
+}
+
+/// Kills the child when the test ends, passed or not.
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,12 +1,15 @@
 //! `grid mcp`: the mesh as tools for AI agents, over the Model Context Protocol (the
-//! official Rust SDK, `rmcp`), on stdio.
+//! official Rust SDK, `rmcp`), on stdio or streamable HTTP on loopback ([`http`]).
 //!
 //! The server is a client of the node running for the state directory: every tool is
 //! one request on the node's control socket, so it acts as the node's owner and is
 //! reachable only by programs on this host that may open that socket. A failure comes
 //! back as a tool error (`isError`) carrying the node's typed reason; the server goes on.
 
+mod http;
 mod params;
+
+pub(crate) use http::serve_http;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,8 +17,13 @@ use std::time::{Duration, Instant};
 use grid::control::{self, Request};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+use rmcp::model::{
+    Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{json, Value};
 
 use params::{
@@ -285,16 +293,82 @@ impl GridMcp {
     }
 }
 
+/// The resources: what an agent may read without calling a tool.
+const RESOURCES: [(&str, &str, &str); 2] = [
+    (
+        "grid://node/status",
+        "node status",
+        "This node's status: interfaces, peers, paths, links, bundles, governor.",
+    ),
+    (
+        "grid://node/adapters",
+        "adapters here",
+        "The skills (adapter packages) this node holds, with their content hashes.",
+    ),
+];
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for GridMcp {
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(
+            RESOURCES
+                .iter()
+                .map(|(uri, name, description)| {
+                    Resource::new(*uri, *name)
+                        .with_description(*description)
+                        .with_mime_type("application/json")
+                })
+                .collect(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let value = match request.uri.as_str() {
+            "grid://node/status" => self.request(&Request::Status, Duration::from_secs(5)).await,
+            "grid://node/adapters" => {
+                self.exec_on(
+                    "local-only",
+                    "genome/list",
+                    json!({}),
+                    Duration::from_secs(10),
+                )
+                .await
+            }
+            other => {
+                return Err(ErrorData::resource_not_found(
+                    format!("no resource {other} (resources/list names them)"),
+                    None,
+                ))
+            }
+        }
+        .map_err(|e| ErrorData::internal_error(e, None))?;
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(pretty(&value), request.uri).with_mime_type("application/json")
+        ])
+        .into())
+    }
+
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("grid", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Tools of a Grid mesh node: find skills by description, ask for text \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("grid", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Tools of a Grid mesh node: find skills by description, ask for text \
                  generated where it fits, run commands on nodes, emit and wait for events, \
                  fetch adapters, run pipelines. Node hashes are 32 hex digits.",
-            )
+        )
     }
 }
 

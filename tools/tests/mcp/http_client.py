@@ -1,0 +1,31 @@
+"""The Python `mcp` SDK over streamable HTTP against `grid mcp --http`.
+
+Usage: http_client.py URL. Prints one JSON object: the tools' names, the resources'
+URIs, the status resource's destination and a tool call's result.
+"""
+
+import asyncio
+import json
+import sys
+
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+
+async def main(url):
+    out = {}
+    async with streamable_http_client(url) as streams:
+        read, write = streams[0], streams[1]
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            out["protocol"] = init.protocol_version
+            out["tools"] = sorted(t.name for t in (await session.list_tools()).tools)
+            out["resources"] = sorted(str(r.uri) for r in (await session.list_resources()).resources)
+            status = await session.read_resource("grid://node/status")
+            out["status_destination"] = json.loads(status.contents[0].text)["destination"]
+            r = await session.call_tool("emit", {"event": "mcp:http", "payload": 1})
+            out["emit"] = {"is_error": bool(r.is_error), "text": r.content[0].text}
+    print(json.dumps(out))
+
+
+asyncio.run(main(sys.argv[1]))
