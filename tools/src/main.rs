@@ -6,6 +6,7 @@ mod commands;
 mod genome_cli;
 mod mcp;
 mod pipeline_cli;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,9 +12,11 @@ mod bundles;
 mod governor;
 #[cfg(test)]
 mod tests;
+mod web;
 use bundles::RawBundles;
 pub use bundles::{BundleConfig, StrangerConfig};
 pub use governor::GovernorConfig;
+pub use web::{WebConfig, DEFAULT_LISTEN as DEFAULT_WEB_LISTEN};
 
 /// The configuration written to a new state directory by `grid node`.
 pub const DEFAULT_CONFIG: &str = r#"# Grid node configuration. See docs/configuration.md for every key.
@@ -80,6 +82,12 @@ enabled = false
 # turned on here, and only in pipelines this node's own user started.
 [sentinel]
 shell = false
+
+# The status page (docs/web.md): http://127.0.0.1:4280 while the node runs. Loopback
+# addresses only; `enabled = false` turns it off.
+[web]
+enabled = true
+listen = "127.0.0.1:4280"
 
 # How much of this machine grid work (models, adapter fetches) may use. Unset: all but
 # 4 GiB of RAM and never more than half of it; VRAM all but a tenth (docs/compute.md).
@@ -311,6 +319,8 @@ pub struct Config {
     pub compute: ComputeConfig,
     /// Pipelines (`[sentinel]`).
     pub sentinel: SentinelConfig,
+    /// The local status page (`[web]`).
+    pub web: WebConfig,
     /// Budgets for grid work (`[governor]`).
     pub governor: GovernorConfig,
 }
@@ -401,6 +411,8 @@ struct RawConfig {
     governor: governor::RawGovernor,
     #[serde(default)]
     sentinel: RawSentinel,
+    #[serde(default)]
+    web: web::RawWeb,
 }
 
 #[derive(Deserialize, Default)]
@@ -745,7 +757,9 @@ impl Config {
         let acl = crate::acl::Acl::from_table(&raw.acl).map_err(|e| err("acl", e.to_string()))?;
         let bundles = bundles::parse(&raw.bundles).map_err(|(key, reason)| err(&key, reason))?;
         let governor = governor::parse(raw.governor).map_err(|(key, reason)| err(&key, reason))?;
+        let web = web::parse(raw.web).map_err(|(key, reason)| err(&key, reason))?;
         Ok(Config {
+            web,
             governor,
             acl,
             bundles,
@@ -789,6 +803,7 @@ impl Config {
             compute: ComputeConfig::default(),
             sentinel: SentinelConfig::default(),
             governor: GovernorConfig::default(),
+            web: WebConfig::default(),
         }
     }
 

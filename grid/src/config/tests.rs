@@ -40,6 +40,8 @@ fn bundle_settings_are_checked() {
 fn default_config_is_valid() {
     let c = parse(DEFAULT_CONFIG).unwrap();
     assert!(!c.transport);
+    assert_eq!(c.web, WebConfig::default());
+    assert!(c.web.enabled);
     assert!(c.respond_to_probes);
     assert_eq!(c.announce_interval, Duration::from_secs(300));
     assert_eq!(c.interfaces.len(), 2);
@@ -320,6 +322,19 @@ fn errors_name_file_key_and_reason() {
     assert_eq!(e.key, "line 2");
     let e = parse("[node]\nbogus = 1\n").unwrap_err();
     assert!(e.reason.contains("bogus"), "{}", e.reason);
+}
+
+#[test]
+fn the_status_page_is_loopback_only() {
+    let c = parse("[web]\nlisten = \"[::1]:9000\"\n").unwrap();
+    assert_eq!(c.web.listen.port(), 9000);
+    let c = parse("[web]\nenabled = false\n").unwrap();
+    assert!(!c.web.enabled);
+    let e = parse("[web]\nlisten = \"0.0.0.0:4280\"\n").unwrap_err();
+    assert_eq!(e.key, "web.listen");
+    assert!(e.reason.contains("not a loopback address"), "{}", e.reason);
+    let e = parse("[web]\nlisten = \"here\"\n").unwrap_err();
+    assert!(e.reason.contains("not an address"), "{}", e.reason);
 }
 
 proptest! {

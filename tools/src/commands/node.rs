@@ -29,10 +29,13 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
             grid_genome::service::ModelHost::InProcess
         }
     };
-    let compute = state
-        .load_or_create_config()
-        .map(|c| c.compute)
+    let config = state.load_or_create_config().ok();
+    let compute = config
+        .as_ref()
+        .map(|c| c.compute.clone())
         .unwrap_or_default();
+    let web = config.map(|c| c.web).unwrap_or_default();
+    let socket = state.socket_path();
     let inference = compute
         .enabled
         .then(|| inference(&state, compute.model.as_deref()));
@@ -47,6 +50,8 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
                 }
                 None => None,
             };
+            // The status page is a local client of the control socket, like the CLI.
+            tokio::spawn(crate::web::serve(socket, web));
             grid_sentinel::service::run(handle.clone(), genome_state.clone()).await;
             grid_genome::service::run(handle, genome_state, host, inference).await
         })
