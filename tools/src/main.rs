@@ -6,6 +6,7 @@ mod commands;
 mod genome_cli;
 mod mcp;
 mod pipeline_cli;
+mod rns_rpc;
 mod web;
 
 use std::path::PathBuf;

@@ -163,3 +163,90 @@ fn a_second_node_with_another_state_dir_runs_beside_the_shared_instance() {
     let third = Grid::start(&cfg(free_port()));
     assert_eq!(third.status()["shared_instance"], name.as_str());
 }
+
+/// RNS 1.5.7's own utilities against a Grid node's shared instance, through its RPC:
+/// `rnstatus` lists the node's interfaces, `rnpath` finds a peer's path and shows the
+/// path table, `rnprobe` gets a reply from the peer's probe responder. They use the
+/// RNS config the node writes for them (`<state>/rns`, with its RPC key); a wrong key
+/// is refused.
+#[test]
+fn rnstatus_rnpath_and_rnprobe_work_on_a_grid_node() {
+    let _slot = slot();
+    let port = free_port();
+    let name = instance_name(port);
+    let a = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\ninstance_name = \"{name}\"\n[web]\nenabled = false\n[[interface]]\ntype = \"tcp_server\"\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let b = Grid::start(&format!(
+        "[node]\nannounce_interval = \"1h\"\nshare_instance = false\n[web]\nenabled = false\n[[interface]]\ntype = \"tcp_client\"\ntarget = \"127.0.0.1:{port}\"\n"
+    ));
+    let rns = a.dir.0.join("rns");
+    wait_for(T, "the RNS config for the utilities", || {
+        std::fs::read_to_string(rns.join("config"))
+            .ok()
+            .filter(|c| c.contains("rpc_key") && c.contains(&name))
+    });
+    let bin = python().parent().unwrap().to_path_buf();
+    let util = |tool: &str, extra: &[&str]| {
+        let out = std::process::Command::new(bin.join(tool))
+            .arg("--config")
+            .arg(&rns)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    wait_for(T, "A hears B", || {
+        (a.status()["configured"][0]["connections"] == 1).then_some(())
+    });
+
+    let (ok, out, err) = util("rnstatus", &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("TCPServerInterface[tcp_server#0]"), "{out}");
+    assert!(out.contains("Clients   : 1"), "{out}");
+    assert!(
+        out.contains(&format!("Shared Instance[rns/{name}]")),
+        "{out}"
+    );
+
+    let bd = b.destination();
+    let (ok, out, err) = util("rnpath", &[&bd, "-w", "15"]);
+    assert!(
+        ok && out.contains(&format!("<{bd}> is 1 hop")),
+        "{out}\n{err}"
+    );
+    let (ok, out, err) = util("rnpath", &["-t"]);
+    assert!(
+        ok && out.contains(&bd) && out.contains("1 hop"),
+        "{out}\n{err}"
+    );
+
+    let probe = b.id()["destinations"]["rnstransport.probe"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = util("rnprobe", &["rnstransport.probe", &probe, "-w", "15"]);
+    assert!(ok && out.contains("Valid reply"), "{out}\n{err}");
+
+    // A config with another key cannot use the RPC.
+    let wrong = TempDir::new("rns-wrong-key");
+    let config = std::fs::read_to_string(rns.join("config")).unwrap();
+    let key_line = config.lines().find(|l| l.contains("rpc_key")).unwrap();
+    std::fs::write(
+        wrong.0.join("config"),
+        config.replace(key_line, &format!("  rpc_key = {}", "ab".repeat(32))),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin.join("rnstatus"))
+        .arg("--config")
+        .arg(&wrong.0)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("TCPServerInterface"), "{text}");
+}

@@ -513,6 +513,7 @@ impl Node {
                 hops: p.hops,
                 next_hop: p.next_hop,
                 interface: p.interface.0,
+                expires_in_s: p.expires.saturating_since(now).as_secs(),
             })
             .collect();
         paths.sort_by_key(|p| p.hops);

@@ -51,7 +51,12 @@ pub(crate) fn node(state: StateDir, verbose: u8, quiet: bool) -> Result<()> {
                 None => None,
             };
             // The status page is a local client of the control socket, like the CLI.
-            tokio::spawn(crate::web::serve(socket, web));
+            tokio::spawn(crate::web::serve(socket.clone(), web));
+            // RNS's shared-instance RPC for rnstatus, rnpath and rnprobe.
+            tokio::spawn(crate::rns_rpc::serve(
+                socket,
+                genome_state.root().to_path_buf(),
+            ));
             grid_sentinel::service::run(handle.clone(), genome_state.clone()).await;
             grid_genome::service::run(handle, genome_state, host, inference).await
         })

@@ -169,6 +169,9 @@ pub struct PathSummary {
     pub next_hop: AddressHash,
     /// The interface it goes out on (its number).
     pub interface: u32,
+    /// Seconds until it expires unless refreshed.
+    #[serde(default)]
+    pub expires_in_s: u64,
 }
 
 /// Transport counters since the node started.

@@ -309,6 +309,7 @@ fn every_answer_round_trips_through_its_type() {
             hops: 1,
             next_hop: b,
             interface: 1,
+            expires_in_s: 3600,
         }],
         links: vec![link_summary],
         link_table: 0,
