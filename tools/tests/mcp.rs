@@ -153,6 +153,15 @@ fn grid_mcp_over_http_serves_clients_and_the_conformance_suite() {
     );
     assert_eq!(v["status_destination"], g.destination());
     assert_eq!(v["emit"]["is_error"], false, "{v}");
+    // The stateless 2026-07-28 revision: server/discover, then a call without a session.
+    assert!(
+        v["modern_versions"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("2026-07-28")),
+        "{v}"
+    );
+    assert_eq!(v["modern_status"], g.destination());
 
     let suite = workspace().join(".cache/mcp-conformance/node_modules/.bin/conformance");
     assert!(

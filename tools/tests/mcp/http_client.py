@@ -1,7 +1,9 @@
 """The Python `mcp` SDK over streamable HTTP against `grid mcp --http`.
 
-Usage: http_client.py URL. Prints one JSON object: the tools' names, the resources'
-URIs, the status resource's destination and a tool call's result.
+Usage: http_client.py URL. Prints one JSON object: with the 2025-11-25 handshake
+(`initialize`), the tools' names, the resources' URIs, the status resource's destination
+and a tool call's result; then with the stateless 2026-07-28 revision (`server/discover`,
+no session), the versions offered and a tool call's result.
 """
 
 import asyncio
@@ -25,6 +27,12 @@ async def main(url):
             out["status_destination"] = json.loads(status.contents[0].text)["destination"]
             r = await session.call_tool("emit", {"event": "mcp:http", "payload": 1})
             out["emit"] = {"is_error": bool(r.is_error), "text": r.content[0].text}
+    async with streamable_http_client(url) as streams:
+        async with ClientSession(streams[0], streams[1]) as session:
+            d = await session.discover()
+            out["modern_versions"] = list(d.supported_versions)
+            r = await session.call_tool("status", {})
+            out["modern_status"] = json.loads(r.content[0].text)["destination"]
     print(json.dumps(out))
 
 
