@@ -94,6 +94,13 @@ pub(crate) fn status(state: &StateDir, json_out: bool) -> Result<()> {
         if let Some(radio) = &i.radio {
             println!("    {}", radio_line(radio));
         }
+        let st = &i.stats;
+        if st.queued_announces + st.held_announces > 0 {
+            println!(
+                "    announce queue {} waiting, {} held by ingress control (rx {} / tx {} announces)",
+                st.queued_announces, st.held_announces, st.rx_announces, st.tx_announces
+            );
+        }
     }
     println!();
     if !s.peers.is_empty() {

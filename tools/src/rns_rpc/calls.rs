@@ -72,6 +72,8 @@ struct Entry<'a> {
     rx: (u64, u64),
     tx: (u64, u64),
     violations: (u64, u64),
+    /// Announces queued to go out, and held by ingress control.
+    queues: (u64, u64),
     radio: Option<&'a Value>,
 }
 
@@ -95,7 +97,7 @@ impl Entry<'_> {
             ("ifac_size", Mp::Nil),
             ("ifac_netname", Mp::Nil),
             ("autoconnect_source", Mp::Nil),
-            ("announce_queue", Mp::from(0)),
+            ("announce_queue", Mp::from(self.queues.0)),
             ("name", s(&full)),
             ("short_name", s(&self.name)),
             ("hash", Mp::Binary(hash)),
@@ -125,7 +127,7 @@ impl Entry<'_> {
             ("announce_rate_target", Mp::Nil),
             ("announce_rate_penalty", Mp::Nil),
             ("announce_rate_grace", Mp::Nil),
-            ("held_announces", Mp::from(0)),
+            ("held_announces", Mp::from(self.queues.1)),
             ("burst_active", Mp::Boolean(false)),
             ("burst_activated", Mp::from(0)),
             ("burst_count", Mp::from(0)),
@@ -190,6 +192,7 @@ fn interface_stats(status: &Value) -> Mp {
             rx: (sum("rx_packets"), sum("rx_bytes")),
             tx: (sum("tx_packets"), sum("tx_bytes")),
             violations: (sum("protocol_violations"), sum("ifac_violations")),
+            queues: (sum("queued_announces"), sum("held_announces")),
             radio: mine
                 .iter()
                 .find(|i| !i["radio"].is_null())
@@ -219,6 +222,7 @@ fn interface_stats(status: &Value) -> Mp {
             rx: (sum("rx_packets"), sum("rx_bytes")),
             tx: (sum("tx_packets"), sum("tx_bytes")),
             violations: (0, 0),
+            queues: (0, 0),
             radio: None,
         };
         let mut m = e.to_mp();
