@@ -300,6 +300,8 @@ fn grid_exec_runs_commands_on_another_node() {
     // is the result, pretty-printed); both sides keep an audit record.
     let (ok, _, err) = a.cli(&["exec", &dest, "grid/status"]);
     assert!(!ok && err.contains("denied"), "{err}");
+    // The refusal names the fix.
+    assert!(err.contains("fix:") && err.contains("grid trust"), "{err}");
     let a_identity = a.id()["identity"].as_str().unwrap().to_string();
     let v = b.json(&["trust", &a_identity, "trusted"]);
     assert_eq!(v["level"], "trusted");
@@ -338,7 +340,7 @@ fn grid_exec_runs_commands_on_another_node() {
     let (ok, _, err) = a.cli(&["exec", "--result", "zz"]);
     assert!(!ok && err.contains("invalid handle"), "{err}");
     // A command no rule allows (here: one that does not exist) fails with its typed
-    // code, on one line.
+    // code and the fix, on one line.
     let (ok, _, err) = a.cli(&["exec", &dest, "no/such", "{}"]);
     assert!(!ok);
     assert!(err.contains("denied"), "{err}");

@@ -2,7 +2,7 @@
 //! playwright-core from npm; both installed by scripts/test.sh): A serves the page; B
 //! joins and publishes a skill; the page shows B among the peers as it updates live,
 //! and a search from its box finds B's skill. Set GRID_WEB_SCREENSHOT to save a
-//! screenshot (docs/web.md has one).
+//! screenshot (docs/status-page.md has one).
 
 mod common;
 

@@ -83,7 +83,7 @@ enabled = false
 [sentinel]
 shell = false
 
-# The status page (docs/web.md): http://127.0.0.1:4280 while the node runs. Loopback
+# The status page (docs/status-page.md): http://127.0.0.1:4280 while the node runs. Loopback
 # addresses only; `enabled = false` turns it off.
 [web]
 enabled = true

@@ -1,4 +1,4 @@
-//! `[web]`: the local status page `grid node` serves (docs/web.md).
+//! `[web]`: the local status page `grid node` serves (docs/status-page.md).
 
 use std::net::SocketAddr;
 

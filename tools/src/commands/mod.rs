@@ -76,8 +76,26 @@ pub(crate) fn ask(state: &StateDir, request: &Request, wait: Duration) -> Result
                 state.root().display(),
                 state.root().display()
             ),
+            control::ControlError::Refused(e) if is_denial(&e) => anyhow!(
+                "{e}; fix: the node that refused decides: its owner can trust this node \
+                 (`grid trust <identity> trusted` there; `grid id` here shows the identity) or \
+                 allow the command with an [acl] rule in its config.toml; `grid exec <node> \
+                 list` shows the commands a node offers you"
+            ),
             other => anyhow!(other),
         })
+}
+
+/// Whether a refusal came from trust or an ACL (here or on the other node).
+fn is_denial(e: &grid::Error) -> bool {
+    matches!(
+        e,
+        grid::Error::Denied(_)
+            | grid::Error::Remote {
+                code: grid::frame::ErrorCode::Denied,
+                ..
+            }
+    )
 }
 
 /// Run `command` on the node itself (`local-only`) through its control socket, waiting
