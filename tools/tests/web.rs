@@ -1,7 +1,8 @@
 //! The status page in a real headless browser (Debian's Chromium, driven by
 //! playwright-core from npm; both installed by scripts/test.sh): A serves the page; B
 //! joins and publishes a skill; the page shows B among the peers as it updates live,
-//! and a search from its box finds B's skill. Set GRID_WEB_SCREENSHOT to save a
+//! a search from its box finds B's skill, and the embedding model that search loaded
+//! appears among the governor's loaded models. Set GRID_WEB_SCREENSHOT to save a
 //! screenshot (docs/status-page.md has one).
 
 mod common;
@@ -73,6 +74,10 @@ fn the_status_page_shows_a_peer_that_joined_and_searches_from_its_box() {
     );
     assert!(
         v["results"].as_str().unwrap().contains("tide-tables"),
+        "{v}"
+    );
+    assert!(
+        v["models"].as_str().unwrap().contains("embedding-model"),
         "{v}"
     );
     assert_eq!(

@@ -186,7 +186,8 @@ async fn route<B>(page: Arc<Page>, req: hyper::Request<B>) -> Response<Body> {
     }
 }
 
-/// Everything the page shows, at most a second old.
+/// Everything the page shows, at most a second old: status, adapters, pipelines, the
+/// governor's running jobs and loaded models, and the radios' airtime history.
 async fn snapshot(page: &Page) -> Value {
     let mut last = page.last.lock().await;
     if let Some((at, v)) = last.as_ref() {
@@ -194,16 +195,18 @@ async fn snapshot(page: &Page) -> Value {
             return v.clone();
         }
     }
-    let (status, adapters, pipelines) = tokio::join!(
+    let (status, adapters, pipelines, governor) = tokio::join!(
         ask(&page.socket, &Request::Status),
         local(&page.socket, "genome/list", json!({})),
         local(&page.socket, "sentinel/list", json!({})),
+        local(&page.socket, "governor/status", json!({})),
     );
     let airtime = page.airtime.lock().map_or(Value::Null, |a| a.to_json());
     let v = json!({
         "status": status.unwrap_or_else(|e| json!({"error": e})),
         "adapters": adapters.unwrap_or(Value::Null),
         "pipelines": pipelines.unwrap_or(Value::Null),
+        "jobs": governor.map_or(Value::Null, |g| json!({"jobs": g["status"]["jobs"], "loaded": g["status"]["loaded"]})),
         "airtime": airtime,
         "airtime_every_s": history::EVERY.as_secs(),
     });

@@ -22,7 +22,10 @@ try {
   await page.fill("#search-q", "when is high tide");
   await page.click("#search-go");
   await page.waitForFunction((e) => document.querySelector("#search-results").textContent.includes(e), expect, { timeout: 60000 });
+  // The search started the embedding worker: the governor's loaded models show it.
+  await page.waitForFunction(() => document.querySelector("#models").textContent.includes("embedding-model"), null, { timeout: 30000 });
   const out = {
+    models: await page.textContent("#models"),
     live: await page.textContent("#live"),
     destination: await page.textContent("#destination"),
     peers: await page.textContent("#peers"),
