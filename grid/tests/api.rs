@@ -1856,3 +1856,36 @@ async fn least_loaded_placement_skips_a_node_whose_governor_refuses() {
     assert_eq!(node, c.destination());
     assert_eq!(r["ran_on"], c.destination().to_string());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn paths_and_interface_counters_through_the_api() {
+    let (a, b, _da, _db) = pair("paths").await;
+    let found = b
+        .find_path(a.destination(), std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!((found.destination, found.hops), (a.destination(), 1));
+    let table = b.path_table().await.unwrap();
+    assert!(table
+        .iter()
+        .any(|p| p.destination == a.destination() && p.hops == 1));
+    assert!(b.path_count().await.unwrap() >= 1);
+    let stats = b.interface_stats().await.unwrap();
+    assert!(
+        stats
+            .iter()
+            .any(|i| i.online && i.stats.rx_bytes > 0 && i.stats.tx_bytes > 0),
+        "{stats:?}"
+    );
+    // Dropped: gone from the table; a second drop finds nothing.
+    assert!(b.drop_path(a.destination()).await.unwrap());
+    let table = b.path_table().await.unwrap();
+    assert!(!table.iter().any(|p| p.destination == a.destination()));
+    assert!(!b.drop_path(a.destination()).await.unwrap());
+    // Found again on request.
+    let again = b
+        .find_path(a.destination(), std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(again.hops, 1);
+}

@@ -56,6 +56,9 @@ enum Command {
         /// Seconds to wait for a path.
         #[arg(long, default_value_t = 15.0)]
         timeout: f64,
+        /// Forget the path instead of finding one (as `rnpath -d`).
+        #[arg(long)]
+        drop: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -624,6 +627,16 @@ fn main() -> ExitCode {
         Command::Path {
             hash,
             timeout,
+            drop: true,
+            json,
+        } => {
+            let _ = timeout;
+            commands::drop_path(&state, &hash, json)
+        }
+        Command::Path {
+            hash,
+            timeout,
+            drop: false,
             json,
         } => commands::path(&state, &hash, timeout, json),
         Command::Announce { json } => commands::announce(&state, json),

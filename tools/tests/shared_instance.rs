@@ -225,6 +225,12 @@ fn rnstatus_rnpath_and_rnprobe_work_on_a_grid_node() {
         "{out}\n{err}"
     );
 
+    // rnpath -d forgets the path on the Grid node; grid path --drop finds none left.
+    let (ok, out, err) = util("rnpath", &["-d", &bd]);
+    assert!(ok && out.contains("Dropped path"), "{out}\n{err}");
+    let (ok, out, _) = a.cli(&["path", &bd, "--drop"]);
+    assert!(ok && out.contains("No path"), "{out}");
+
     let probe = b.id()["destinations"]["rnstransport.probe"]
         .as_str()
         .unwrap()

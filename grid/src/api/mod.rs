@@ -41,6 +41,7 @@ mod dht;
 mod exec;
 mod flood;
 mod links;
+mod paths;
 
 /// Events kept for a slow subscriber before it starts missing them
 /// ([`broadcast::error::RecvError::Lagged`]).

@@ -43,6 +43,13 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
     },
+    /// Forget the path to a destination (as `rnpath -d`); the answer says whether one
+    /// was known.
+    DropPath {
+        /// Where to.
+        #[serde(with = "hash")]
+        destination: AddressHash,
+    },
     /// Send a probe and time its proof.
     Probe {
         /// Where to.
@@ -384,10 +391,11 @@ impl Request {
 }
 
 /// Every operation's wire name.
-pub const NAMES: [&str; 29] = [
+pub const NAMES: [&str; 30] = [
     "status",
     "announce",
     "path",
+    "drop_path",
     "probe",
     "exec",
     "exec_result",
@@ -490,6 +498,9 @@ mod tests {
             Request::Path {
                 destination: hash(1),
                 timeout_ms: Some(2000),
+            },
+            Request::DropPath {
+                destination: hash(1),
             },
             Request::Probe {
                 destination: hash(1),

@@ -406,6 +406,10 @@ impl Node {
                     })),
                 );
             }
+            Request::DropPath { destination } => {
+                let dropped = self.transport.drop_path(&destination);
+                answer(reply, Ok(ok(&response::PathDropped { dropped })));
+            }
             Request::Announce => {
                 self.announce(now);
                 let destination = self.grid_destination;

@@ -33,7 +33,7 @@ pub(crate) use link::link;
 pub(crate) use listen::{events_now, listen, ListenLimits};
 pub(crate) use node::{embed_worker, node, radio_sim};
 pub(crate) use pair::{pair_join, pair_offer};
-pub(crate) use path::path;
+pub(crate) use path::{drop_path, path};
 pub(crate) use probe::probe;
 pub(crate) use status::status;
 pub(crate) use stream::exec_streaming;

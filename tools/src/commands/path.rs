@@ -32,3 +32,21 @@ pub(crate) fn path(state: &StateDir, hash: &str, timeout: f64, json_out: bool) -
     }
     Ok(())
 }
+
+/// `grid path <hash> --drop`
+pub(crate) fn drop_path(state: &StateDir, hash: &str, json_out: bool) -> Result<()> {
+    let destination = parse_hash(hash)?;
+    let v = ask(
+        state,
+        &Request::DropPath { destination },
+        Duration::from_secs(5),
+    )?;
+    if json_out {
+        println!("{v}");
+    } else if r::parse::<r::PathDropped>(v)?.dropped {
+        println!("Dropped the path to {destination}");
+    } else {
+        println!("No path to {destination} was known");
+    }
+    Ok(())
+}

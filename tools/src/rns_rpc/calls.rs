@@ -2,7 +2,8 @@
 //! `{"drop": "path", …}` …) answered from the node's `status`, in the shapes RNS 1.5.7's
 //! `Reticulum.get_*` return, so its utilities print them as for `rnsd`. What Grid does
 //! not keep (announce rate tables, per-packet signal figures, blackholes) answers as an
-//! RNS node without them would: empty, `None`, `False`.
+//! RNS node without them would: empty, `None`, `False`. Dropping paths (`rnpath -d`,
+//! `-D`) drops them.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -351,6 +352,21 @@ fn hash_field(call: &Mp, key: &str) -> Result<String> {
     }
 }
 
+/// Forget the path to `destination` (hex); whether one was known.
+async fn drop_path(socket: &Path, destination: &str) -> Result<bool> {
+    let destination = destination
+        .parse()
+        .map_err(|e| anyhow!("bad destination {destination}: {e}"))?;
+    let v = control::ask(
+        socket,
+        &Request::DropPath { destination },
+        Duration::from_secs(5),
+    )
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(v["dropped"].as_bool().unwrap_or(false))
+}
+
 /// Answer one msgpack-encoded call with its msgpack-encoded result.
 pub(crate) async fn answer(socket: &Path, call: &[u8]) -> Result<Vec<u8>> {
     let call = rmpv::decode::read_value(&mut &call[..]).map_err(|e| anyhow!("not msgpack: {e}"))?;
@@ -400,8 +416,24 @@ pub(crate) async fn answer(socket: &Path, call: &[u8]) -> Result<Vec<u8>> {
             _ => Mp::Nil,
         }
     } else if let Some(drop) = field(&call, "drop").and_then(Mp::as_str) {
-        // Grid does not drop paths on request yet: say nothing was dropped.
         match drop {
+            "path" => {
+                let d = hash_field(&call, "destination_hash")?;
+                Mp::Boolean(drop_path(socket, &d).await?)
+            }
+            "all_via" => {
+                // Every path whose next hop is the given one.
+                let via = hash_field(&call, "destination_hash")?;
+                let st = status().await?;
+                let mut any = false;
+                for p in st["paths"].as_array().into_iter().flatten() {
+                    if p["next_hop"].as_str() == Some(&via) {
+                        any |= drop_path(socket, p["destination"].as_str().unwrap_or("")).await?;
+                    }
+                }
+                Mp::Boolean(any)
+            }
+            // Grid keeps no announce queue to drop from the outside.
             "announce_queues" => Mp::from(0),
             _ => Mp::Boolean(false),
         }

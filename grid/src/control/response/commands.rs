@@ -88,3 +88,10 @@ pub struct Announced {
 /// The answer to requests that only succeed or fail (`subscribe`): nothing but `"ok"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {}
+
+/// The answer to `drop_path`: whether a path was known (and is now forgotten).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathDropped {
+    /// A path was known and is gone.
+    pub dropped: bool,
+}
