@@ -1889,3 +1889,48 @@ async fn paths_and_interface_counters_through_the_api() {
         .unwrap();
     assert_eq!(again.hops, 1);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_program_hosts_its_own_destination_and_packets_are_proved() {
+    use grid::api::ProofStrategy;
+    let (a, b, _da, _db) = pair("dest").await;
+    let mut events = a.subscribe();
+    let echo = a
+        .register_destination(
+            "example_utilities",
+            &["echo", "request"],
+            ProofStrategy::All,
+        )
+        .await
+        .unwrap();
+    a.announce_destination(echo, b"hello").await.unwrap();
+    let found = b
+        .find_path(echo, std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(found.hops, 1);
+    assert_eq!(
+        found.app_data.as_deref(),
+        Some(hex::encode(b"hello").as_str())
+    );
+    let proved = b
+        .send_packet(echo, b"ping 1", std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(proved.destination, echo);
+    assert!(proved.rtt_ms > 0.0);
+    let got = next(&mut events, |e| match e {
+        NodeEvent::DestinationPacket {
+            destination, data, ..
+        } if destination == echo => Some(data),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, b"ping 1");
+    // Only registered destinations can be announced.
+    let e = a
+        .announce_destination(rns_core::AddressHash([9; 16]), b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, grid::Error::BadRequest(_)), "{e:?}");
+}

@@ -37,10 +37,13 @@ use crate::state::StateDir;
 use crate::Error;
 
 mod catalog;
+mod destinations;
 mod dht;
 mod exec;
 mod flood;
 mod links;
+pub use destinations::full_name;
+pub use rns_core::transport::ProofStrategy;
 mod paths;
 
 /// Events kept for a slow subscriber before it starts missing them
@@ -86,6 +89,15 @@ pub enum NodeEvent {
         link: LinkId,
         /// Its plaintext.
         data: Vec<u8>,
+    },
+    /// A packet (not on a link) arrived for a destination a program registered.
+    DestinationPacket {
+        /// The registered destination.
+        destination: AddressHash,
+        /// Its plaintext.
+        data: Vec<u8>,
+        /// Hops it travelled.
+        hops: u8,
     },
     /// A grid event: emitted by this node, or by a node this one subscribed to.
     GridEvent {
@@ -208,6 +220,14 @@ pub(crate) enum Call {
         reply: Reply,
     },
     Links(oneshot::Sender<Vec<LinkInfo>>),
+    /// Register a SINGLE destination of this node's identity: full name, proof strategy.
+    RegisterDestination(
+        String,
+        rns_core::transport::ProofStrategy,
+        oneshot::Sender<AddressHash>,
+    ),
+    /// Announce a registered destination with app data.
+    AnnounceDestination(AddressHash, Vec<u8>, oneshot::Sender<Result<(), Error>>),
     /// Register a command: name, description, handler.
     Command(
         String,

@@ -61,6 +61,9 @@ pub enum Request {
         /// Text to send instead of random bytes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<String>,
+        /// Bytes to send, hex (what `NodeHandle::send_packet` sends), instead of either.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_hex: Option<String>,
         /// How long to wait, in milliseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
@@ -506,6 +509,7 @@ mod tests {
                 destination: hash(1),
                 size: Some(32),
                 data: None,
+                data_hex: None,
                 timeout_ms: None,
             },
             Request::Exec {

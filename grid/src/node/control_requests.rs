@@ -154,12 +154,19 @@ impl Node {
                 destination,
                 size,
                 data,
+                data_hex,
                 ..
             } => {
                 let mdu = rns_core::packet::ENCRYPTED_MDU;
-                let payload = match data {
-                    Some(text) => text.into_bytes(),
-                    None => {
+                let payload = match (data_hex, data) {
+                    (Some(h), _) => match hex::decode(&h) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            return answer(reply, Err(Error::BadRequest(format!("data_hex: {e}"))))
+                        }
+                    },
+                    (None, Some(text)) => text.into_bytes(),
+                    (None, None) => {
                         let size = size.unwrap_or(16).clamp(1, mdu as u64);
                         let mut p = vec![0u8; size as usize];
                         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut p);

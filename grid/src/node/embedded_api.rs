@@ -289,6 +289,34 @@ impl Node {
             Call::Links(tx) => {
                 let _ = tx.send(self.transport.links().collect());
             }
+            Call::RegisterDestination(full_name, proof, tx) => {
+                let d = self.transport.register_destination(
+                    self.identity.clone(),
+                    &full_name,
+                    proof,
+                    Vec::new(),
+                );
+                self.links.app_destinations.insert(d);
+                let _ = tx.send(d);
+            }
+            Call::AnnounceDestination(d, app_data, tx) => {
+                let r = if self.links.app_destinations.contains(&d) {
+                    // Kept as the destination's app data, so answers to path requests
+                    // carry it too (RNS's default app data). With no interface up the
+                    // announce goes nowhere, as in RNS; path requests are answered once
+                    // peers connect.
+                    self.transport.set_app_data(&d, app_data);
+                    match self.transport.announce(now, &d, None) {
+                        Ok(()) | Err(rns_core::transport::SendError::NoInterface) => Ok(()),
+                        Err(e) => Err(crate::Error::Failed(e.to_string())),
+                    }
+                } else {
+                    Err(crate::Error::BadRequest(format!(
+                        "{d} is not a destination this program registered"
+                    )))
+                };
+                let _ = tx.send(r);
+            }
         }
     }
 

@@ -367,4 +367,7 @@ pub(super) struct LinkData {
     pub(super) request_handlers: HashMap<AddressHash, crate::api::RequestHandler>,
     /// Request handlers that run on tasks of their own.
     pub(super) async_handlers: AsyncHandlers,
+    /// Destinations programs registered (`NodeHandle::register_destination`): packets to
+    /// them become [`crate::api::NodeEvent::DestinationPacket`]s.
+    pub(super) app_destinations: std::collections::HashSet<AddressHash>,
 }

@@ -672,6 +672,7 @@ impl Node {
                 stream_writes: HashMap::new(),
                 request_handlers: links::builtin_handlers(),
                 async_handlers: links::AsyncHandlers::default(),
+                app_destinations: std::collections::HashSet::new(),
             },
             grid: grid_frames::GridState {
                 layer: crate::proto::layer::GridLayer::new(grid_destination, started, capabilities),
@@ -759,9 +760,19 @@ impl Node {
                 }
             }
             Event::Packet {
-                destination, data, ..
+                destination,
+                data,
+                hops,
+                ..
             } => {
                 tracing::debug!(%destination, len = data.len(), "packet");
+                if self.links.app_destinations.contains(&destination) {
+                    let _ = self.events.send(api::NodeEvent::DestinationPacket {
+                        destination,
+                        data,
+                        hops,
+                    });
+                }
             }
             Event::Proof {
                 packet_hash,

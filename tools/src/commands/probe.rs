@@ -30,6 +30,7 @@ pub(crate) fn probe(
     let req = Request::Probe {
         destination: d,
         size: Some(size as u64),
+        data_hex: None,
         data: data.map(str::to_string),
         timeout_ms: Some(ms),
     };

@@ -1,0 +1,110 @@
+//! Destinations of any app name hosted by the node's identity, as a Python RNS program
+//! makes with `RNS.Destination(identity, IN, SINGLE, app, *aspects)`: registered,
+//! announced with app data, packets to them received as
+//! [`NodeEvent::DestinationPacket`](super::NodeEvent::DestinationPacket), and packets sent
+//! to others' destinations with their proof awaited (docs/api.md).
+
+use std::time::Duration;
+
+use rns_core::transport::ProofStrategy;
+use rns_core::AddressHash;
+
+use super::{Call, NodeHandle};
+use crate::control::response::{self as r, Probed};
+use crate::control::Request;
+use crate::Error;
+
+/// The most aspects a name may have, and the longest name (RNS has no limit; a name is
+/// hashed, so these only keep a program's mistakes small).
+const MAX_ASPECTS: usize = 16;
+const MAX_NAME: usize = 256;
+
+/// `app.aspect1.aspect2…`, checked as RNS checks names: no dots inside the parts.
+pub fn full_name(app_name: &str, aspects: &[&str]) -> Result<String, Error> {
+    if app_name.is_empty() || app_name.contains('.') {
+        return Err(Error::BadRequest(format!(
+            "app name \"{app_name}\": not empty and without dots"
+        )));
+    }
+    if aspects.len() > MAX_ASPECTS || aspects.iter().any(|a| a.is_empty() || a.contains('.')) {
+        return Err(Error::BadRequest(format!(
+            "aspects {aspects:?}: at most {MAX_ASPECTS}, each not empty and without dots"
+        )));
+    }
+    let name = std::iter::once(app_name)
+        .chain(aspects.iter().copied())
+        .collect::<Vec<_>>()
+        .join(".");
+    if name.len() > MAX_NAME {
+        return Err(Error::BadRequest(format!(
+            "the name is over {MAX_NAME} bytes"
+        )));
+    }
+    Ok(name)
+}
+
+impl NodeHandle {
+    /// Host a SINGLE destination `app_name.aspects…` with this node's identity (RNS:
+    /// `RNS.Destination(identity, IN, SINGLE, app_name, *aspects)` and
+    /// `set_proof_strategy`); packets to it arrive as
+    /// [`NodeEvent::DestinationPacket`](super::NodeEvent::DestinationPacket) to
+    /// [`NodeHandle::subscribe`]rs. Returns its hash (the same one RNS computes).
+    pub async fn register_destination(
+        &self,
+        app_name: &str,
+        aspects: &[&str],
+        proof: ProofStrategy,
+    ) -> Result<AddressHash, Error> {
+        let name = full_name(app_name, aspects)?;
+        self.ask(|tx| Call::RegisterDestination(name, proof, tx))
+            .await
+    }
+
+    /// Announce a destination this program registered, with `app_data`
+    /// (`destination.announce(app_data)`).
+    pub async fn announce_destination(
+        &self,
+        destination: AddressHash,
+        app_data: &[u8],
+    ) -> Result<(), Error> {
+        self.ask(|tx| Call::AnnounceDestination(destination, app_data.to_vec(), tx))
+            .await?
+    }
+
+    /// Send `data` in one encrypted packet to a SINGLE destination (finding its path
+    /// first if needed) and wait up to `timeout` for its proof (`RNS.Packet(destination,
+    /// data).send()` and its `PacketReceipt`): the round trip and hops.
+    pub async fn send_packet(
+        &self,
+        destination: AddressHash,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<Probed, Error> {
+        let v = self
+            .control(Request::Probe {
+                destination,
+                size: None,
+                data: None,
+                data_hex: Some(hex::encode(data)),
+                timeout_ms: Some(timeout.as_millis() as u64),
+            })
+            .await?;
+        r::parse(v).map_err(|e| Error::BadResponse(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_like_rns_names() {
+        assert_eq!(
+            full_name("example_utilities", &["echo", "request"]).unwrap(),
+            "example_utilities.echo.request"
+        );
+        assert!(full_name("bad.app", &[]).is_err());
+        assert!(full_name("app", &["a.b"]).is_err());
+        assert!(full_name("", &["x"]).is_err());
+    }
+}
