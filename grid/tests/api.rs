@@ -1891,10 +1891,14 @@ async fn paths_and_interface_counters_through_the_api() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_program_hosts_its_own_destination_and_packets_are_proved() {
+async fn a_program_hosts_its_own_destination_hears_its_announce_and_packets_are_proved() {
     use grid::api::ProofStrategy;
     let (a, b, _da, _db) = pair("dest").await;
     let mut events = a.subscribe();
+    let mut heard = b.subscribe();
+    b.watch_announces("example_utilities", &["echo", "request"])
+        .await
+        .unwrap();
     let echo = a
         .register_destination(
             "example_utilities",
@@ -1903,7 +1907,28 @@ async fn a_program_hosts_its_own_destination_and_packets_are_proved() {
         )
         .await
         .unwrap();
+    // Announced once B is connected, so it hears it (not only a path response), and
+    // after the connection's first burst of announces (a young interface holds a burst
+    // of new announces for a while: ingress control, as in RNS).
+    b.find_path(a.destination(), std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     a.announce_destination(echo, b"hello").await.unwrap();
+    let (identity, app_data) = next(&mut heard, |e| match e {
+        grid::api::NodeEvent::Announce {
+            destination,
+            identity,
+            app_data,
+            ..
+        } if destination == echo => Some((identity, app_data)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (identity, app_data.as_slice()),
+        (a.identity(), &b"hello"[..])
+    );
     let found = b
         .find_path(echo, std::time::Duration::from_secs(15))
         .await

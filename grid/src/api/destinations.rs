@@ -71,6 +71,16 @@ impl NodeHandle {
             .await?
     }
 
+    /// Hear announces of destinations named `app_name.aspects…` from anyone
+    /// (`RNS.Transport.register_announce_handler` with that aspect filter): they arrive
+    /// as [`NodeEvent::Announce`](super::NodeEvent::Announce) to
+    /// [`NodeHandle::subscribe`]rs, with the identity, app data, hops and interface.
+    pub async fn watch_announces(&self, app_name: &str, aspects: &[&str]) -> Result<(), Error> {
+        let name = full_name(app_name, aspects)?;
+        let hash = rns_core::destination::name_hash(&name);
+        self.ask(|tx| Call::WatchAnnounces(hash, tx)).await?
+    }
+
     /// Send `data` in one encrypted packet to a SINGLE destination (finding its path
     /// first if needed) and wait up to `timeout` for its proof (`RNS.Packet(destination,
     /// data).send()` and its `PacketReceipt`): the round trip and hops.

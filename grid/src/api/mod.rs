@@ -50,6 +50,9 @@ mod paths;
 /// ([`broadcast::error::RecvError::Lagged`]).
 pub const EVENT_BUFFER: usize = 4096;
 
+/// Destination names programs may watch announces of, at most, node-wide.
+pub const MAX_WATCHED_NAMES: usize = 256;
+
 /// Requests the node runs [`AsyncRequestHandler`]s for at once, at most (all paths).
 pub const MAX_ASYNC_REQUESTS: usize = 64;
 
@@ -98,6 +101,22 @@ pub enum NodeEvent {
         data: Vec<u8>,
         /// Hops it travelled.
         hops: u8,
+    },
+    /// An announce of a destination name a program watches
+    /// ([`NodeHandle::watch_announces`]).
+    Announce {
+        /// The announced destination.
+        destination: AddressHash,
+        /// The identity that announced it.
+        identity: AddressHash,
+        /// Its name hash (what the watch matched).
+        name_hash: rns_core::destination::NameHash,
+        /// Its app data (may be empty).
+        app_data: Vec<u8>,
+        /// Hops away.
+        hops: u8,
+        /// The interface it came in on.
+        interface: String,
     },
     /// A grid event: emitted by this node, or by a node this one subscribed to.
     GridEvent {
@@ -228,6 +247,11 @@ pub(crate) enum Call {
     ),
     /// Announce a registered destination with app data.
     AnnounceDestination(AddressHash, Vec<u8>, oneshot::Sender<Result<(), Error>>),
+    /// Watch announces of a destination name (its name hash).
+    WatchAnnounces(
+        rns_core::destination::NameHash,
+        oneshot::Sender<Result<(), Error>>,
+    ),
     /// Register a command: name, description, handler.
     Command(
         String,

@@ -299,6 +299,19 @@ impl Node {
                 self.links.app_destinations.insert(d);
                 let _ = tx.send(d);
             }
+            Call::WatchAnnounces(name_hash, tx) => {
+                let w = &mut self.links.watched_names;
+                let r = if w.len() < crate::api::MAX_WATCHED_NAMES || w.contains(&name_hash) {
+                    w.insert(name_hash);
+                    Ok(())
+                } else {
+                    Err(crate::Error::Busy(format!(
+                        "{} destination names are watched already",
+                        crate::api::MAX_WATCHED_NAMES
+                    )))
+                };
+                let _ = tx.send(r);
+            }
             Call::AnnounceDestination(d, app_data, tx) => {
                 let r = if self.links.app_destinations.contains(&d) {
                     // Kept as the destination's app data, so answers to path requests

@@ -370,4 +370,7 @@ pub(super) struct LinkData {
     /// Destinations programs registered (`NodeHandle::register_destination`): packets to
     /// them become [`crate::api::NodeEvent::DestinationPacket`]s.
     pub(super) app_destinations: std::collections::HashSet<AddressHash>,
+    /// Destination names whose announces programs watch (their name hashes; at most
+    /// [`crate::api::MAX_WATCHED_NAMES`]): they become [`crate::api::NodeEvent::Announce`]s.
+    pub(super) watched_names: std::collections::HashSet<rns_core::destination::NameHash>,
 }

@@ -673,6 +673,7 @@ impl Node {
                 request_handlers: links::builtin_handlers(),
                 async_handlers: links::AsyncHandlers::default(),
                 app_destinations: std::collections::HashSet::new(),
+                watched_names: std::collections::HashSet::new(),
             },
             grid: grid_frames::GridState {
                 layer: crate::proto::layer::GridLayer::new(grid_destination, started, capabilities),
@@ -751,9 +752,26 @@ impl Node {
                 hops,
                 name_hash,
                 app_data,
+                identity,
+                interface,
                 ..
             } => {
                 tracing::debug!(%destination, hops, "announce");
+                if self.links.watched_names.contains(&name_hash) {
+                    let _ = self.events.send(api::NodeEvent::Announce {
+                        destination,
+                        identity: identity.hash(),
+                        name_hash,
+                        app_data: app_data.clone(),
+                        hops,
+                        interface: self
+                            .transport
+                            .interfaces()
+                            .find(|(i, ..)| *i == interface)
+                            .map(|(_, n, ..)| n.to_string())
+                            .unwrap_or_default(),
+                    });
+                }
                 self.relink_pending(now, destination);
                 if name_hash == rns_core::destination::name_hash(well_known::GRID_NODE) {
                     self.on_grid_node_announce(now, destination, hops, &app_data);
