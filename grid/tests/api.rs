@@ -1952,6 +1952,22 @@ async fn a_program_hosts_its_own_destination_hears_its_announce_and_packets_are_
     })
     .await;
     assert_eq!(got, b"ping 1");
+    // Without waiting for the proof: the packet still arrives.
+    let hash = b.send_packet_nowait(echo, b"ping 2").await.unwrap();
+    assert_ne!(hash, [0; 32]);
+    let got = next(&mut events, |e| match e {
+        NodeEvent::DestinationPacket {
+            destination, data, ..
+        } if destination == echo => Some(data),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, b"ping 2");
+    let unknown = b
+        .send_packet_nowait(rns_core::AddressHash([3; 16]), b"x")
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, grid::Error::NoPath { .. }), "{unknown:?}");
     // Only registered destinations can be announced.
     let e = a
         .announce_destination(rns_core::AddressHash([9; 16]), b"")

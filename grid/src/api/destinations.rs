@@ -71,6 +71,19 @@ impl NodeHandle {
             .await?
     }
 
+    /// Send `data` in one encrypted packet to a SINGLE destination whose announce was
+    /// heard, without waiting for its proof (`RNS.Packet(destination, data).send()`,
+    /// receipt ignored): its packet hash. [`Error::NoPath`] when the destination is
+    /// unknown ([`NodeHandle::find_path`] first).
+    pub async fn send_packet_nowait(
+        &self,
+        destination: AddressHash,
+        data: &[u8],
+    ) -> Result<[u8; 32], Error> {
+        self.ask(|tx| Call::SendPacket(destination, data.to_vec(), tx))
+            .await?
+    }
+
     /// Hear announces of destinations named `app_name.aspects…` from anyone
     /// (`RNS.Transport.register_announce_handler` with that aspect filter): they arrive
     /// as [`NodeEvent::Announce`](super::NodeEvent::Announce) to

@@ -247,6 +247,12 @@ pub(crate) enum Call {
     ),
     /// Announce a registered destination with app data.
     AnnounceDestination(AddressHash, Vec<u8>, oneshot::Sender<Result<(), Error>>),
+    /// Send one packet to a SINGLE destination without waiting for its proof.
+    SendPacket(
+        AddressHash,
+        Vec<u8>,
+        oneshot::Sender<Result<[u8; 32], Error>>,
+    ),
     /// Watch announces of a destination name (its name hash).
     WatchAnnounces(
         rns_core::destination::NameHash,

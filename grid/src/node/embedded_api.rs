@@ -299,6 +299,23 @@ impl Node {
                 self.links.app_destinations.insert(d);
                 let _ = tx.send(d);
             }
+            Call::SendPacket(destination, data, tx) => {
+                let r = self
+                    .transport
+                    .send_single(now, &destination, &data)
+                    .map_err(|e| match e {
+                        rns_core::transport::SendError::UnknownDestination(d) => {
+                            crate::Error::NoPath {
+                                destination: d,
+                                message: format!(
+                                    "{d} is unknown (no announce heard): find_path first"
+                                ),
+                            }
+                        }
+                        other => crate::Error::Failed(other.to_string()),
+                    });
+                let _ = tx.send(r);
+            }
             Call::WatchAnnounces(name_hash, tx) => {
                 let w = &mut self.links.watched_names;
                 let r = if w.len() < crate::api::MAX_WATCHED_NAMES || w.contains(&name_hash) {
