@@ -1975,3 +1975,54 @@ async fn a_program_hosts_its_own_destination_hears_its_announce_and_packets_are_
         .unwrap_err();
     assert!(matches!(e, grid::Error::BadRequest(_)), "{e:?}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_program_decides_which_packets_to_prove() {
+    use grid::api::ProofStrategy;
+    let (a, b, _da, _db) = pair("prove-app").await;
+    let mut events = a.subscribe();
+    let d = a
+        .register_destination("example_utilities", &["decides"], ProofStrategy::App)
+        .await
+        .unwrap();
+    b.find_path(a.destination(), std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    a.announce_destination(d, b"").await.unwrap();
+    b.find_path(d, std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    // Not proved: the sender times out.
+    let e = b
+        .send_packet(d, b"ignored", std::time::Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, grid::Error::Timeout(_)), "{e:?}");
+    let (ignored, _) = next(&mut events, |e| match e {
+        NodeEvent::DestinationPacket {
+            packet_hash, data, ..
+        } => Some((packet_hash, data)),
+        _ => None,
+    })
+    .await;
+    // Proved by the program: the sender's wait ends with the round trip.
+    let b2 = b.clone();
+    let sent = tokio::spawn(async move {
+        b2.send_packet(d, b"prove me", std::time::Duration::from_secs(15))
+            .await
+    });
+    let hash = next(&mut events, |e| match e {
+        NodeEvent::DestinationPacket {
+            packet_hash, data, ..
+        } if data == b"prove me" => Some(packet_hash),
+        _ => None,
+    })
+    .await;
+    assert!(a.prove_packet(hash).await.unwrap());
+    assert!(!a.prove_packet(hash).await.unwrap(), "proved once only");
+    let proved = sent.await.unwrap().unwrap();
+    assert_eq!(proved.destination, d);
+    // Too late for the first one? No: still in the window, but it was never asked for
+    // again; proving it now sends a proof nobody waits for.
+    assert!(a.prove_packet(ignored).await.unwrap());
+}

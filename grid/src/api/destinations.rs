@@ -84,6 +84,16 @@ impl NodeHandle {
             .await?
     }
 
+    /// Prove a packet received for a destination registered with
+    /// [`ProofStrategy::App`] (RNS's `PROVE_APP`: `packet.prove()` when the application
+    /// decides to), by the hash in its
+    /// [`NodeEvent::DestinationPacket`](super::NodeEvent::DestinationPacket). Whether a
+    /// proof was sent: false for an unknown, already proved, or too old packet
+    /// ([`rns_core::transport::APP_PROOF_WINDOW`]).
+    pub async fn prove_packet(&self, packet_hash: [u8; 32]) -> Result<bool, Error> {
+        self.ask(|tx| Call::Prove(packet_hash, tx)).await
+    }
+
     /// Hear announces of destinations named `app_name.aspects…` from anyone
     /// (`RNS.Transport.register_announce_handler` with that aspect filter): they arrive
     /// as [`NodeEvent::Announce`](super::NodeEvent::Announce) to

@@ -97,6 +97,9 @@ pub enum NodeEvent {
     DestinationPacket {
         /// The registered destination.
         destination: AddressHash,
+        /// The packet's hash: what [`NodeHandle::prove_packet`] takes for a destination
+        /// registered with [`ProofStrategy::App`].
+        packet_hash: [u8; 32],
         /// Its plaintext.
         data: Vec<u8>,
         /// Hops it travelled.
@@ -253,6 +256,8 @@ pub(crate) enum Call {
         Vec<u8>,
         oneshot::Sender<Result<[u8; 32], Error>>,
     ),
+    /// Prove a packet to a `ProofStrategy::App` destination.
+    Prove([u8; 32], oneshot::Sender<bool>),
     /// Watch announces of a destination name (its name hash).
     WatchAnnounces(
         rns_core::destination::NameHash,

@@ -316,6 +316,9 @@ impl Node {
                     });
                 let _ = tx.send(r);
             }
+            Call::Prove(packet_hash, tx) => {
+                let _ = tx.send(self.transport.prove(now, &packet_hash));
+            }
             Call::WatchAnnounces(name_hash, tx) => {
                 let w = &mut self.links.watched_names;
                 let r = if w.len() < crate::api::MAX_WATCHED_NAMES || w.contains(&name_hash) {

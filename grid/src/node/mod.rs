@@ -781,12 +781,14 @@ impl Node {
                 destination,
                 data,
                 hops,
+                packet_hash,
                 ..
             } => {
                 tracing::debug!(%destination, len = data.len(), "packet");
                 if self.links.app_destinations.contains(&destination) {
                     let _ = self.events.send(api::NodeEvent::DestinationPacket {
                         destination,
+                        packet_hash,
                         data,
                         hops,
                     });

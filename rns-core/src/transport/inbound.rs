@@ -550,9 +550,13 @@ impl Transport {
             }
         };
         self.stats.delivered += 1;
-        if proof == ProofStrategy::All {
-            let pkt = proof::build(&identity, &p.hash, !self.config.use_implicit_proofs);
-            self.route(now, pkt.to_bytes(), Some(p.iface));
+        match proof {
+            ProofStrategy::All => {
+                let pkt = proof::build(&identity, &p.hash, !self.config.use_implicit_proofs);
+                self.route(now, pkt.to_bytes(), Some(p.iface));
+            }
+            ProofStrategy::App => self.await_app_proof(now, d, p.hash, p.iface),
+            ProofStrategy::None => {}
         }
         self.push_event(Event::Packet {
             destination: d,

@@ -11,6 +11,7 @@
 
 mod admission;
 mod announce_cap;
+mod app_proofs;
 mod duplicate_filter;
 mod inbound;
 mod ingress;
@@ -169,6 +170,24 @@ pub enum ProofStrategy {
     None,
     /// Every packet.
     All,
+    /// The application decides per packet: after [`Event::Packet`], it calls
+    /// [`Transport::prove`] with the packet's hash (RNS's `PROVE_APP`). Unproven packets
+    /// are forgotten after [`APP_PROOF_WINDOW`] or beyond [`MAX_APP_PROOFS`].
+    App,
+}
+
+/// How long a packet to a [`ProofStrategy::App`] destination can still be proved.
+pub const APP_PROOF_WINDOW: Duration = Duration::from_secs(60);
+/// Packets awaiting the application's proof, at most (the oldest is forgotten).
+pub const MAX_APP_PROOFS: usize = 1024;
+
+/// A received packet the application may still prove.
+#[derive(Debug, Clone)]
+pub(crate) struct AppProof {
+    pub(crate) packet_hash: [u8; FULL_HASH_LEN],
+    pub(crate) destination: AddressHash,
+    pub(crate) interface: InterfaceId,
+    pub(crate) received: Instant,
 }
 
 /// A frame to send on an interface (IFAC already applied).
@@ -366,6 +385,8 @@ pub struct Transport {
     inflight_path_requests: HashMap<AddressHash, Instant>,
     discovery_requests: HashMap<AddressHash, DiscoveryRequest>,
     receipts: Receipts,
+    /// Packets to [`ProofStrategy::App`] destinations the application may still prove.
+    app_proofs: std::collections::VecDeque<AppProof>,
     links: HashMap<crate::link::LinkId, crate::link::Link>,
     /// When each link with resource transfers next needs its resource watchdogs run
     /// (kept up to date whenever a link is drained).
@@ -431,6 +452,7 @@ impl Transport {
             inflight_path_requests: HashMap::with_hasher(state.clone()),
             discovery_requests: HashMap::with_hasher(state.clone()),
             receipts: Receipts::default(),
+            app_proofs: std::collections::VecDeque::new(),
             links: HashMap::with_hasher(state.clone()),
             resource_deadlines: HashMap::with_hasher(state.clone()),
             half_open: admission::HalfOpen::default(),

@@ -1074,3 +1074,45 @@ fn a_lost_first_part_request_is_repeated_within_milliseconds_not_on_the_job_tick
         .iter()
         .any(|e| matches!(e, LinkEvent::ResourceSent { segment, .. } if segment.hash == hash)));
 }
+
+#[test]
+fn the_application_decides_which_packets_are_proved() {
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    let d = net.register(0, "app.decides", ProofStrategy::App);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.flush();
+    let now = net.now;
+    let first = net.nodes[1].send_single(now, &d, b"prove me").unwrap();
+    let second = net.nodes[1].send_single(now, &d, b"not me").unwrap();
+    net.flush();
+    // Delivered, but nothing proved yet.
+    let delivered: Vec<[u8; 32]> = net.nodes[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Packet { packet_hash, .. } => Some(*packet_hash),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, vec![first, second]);
+    let proved = |net: &Net, h: [u8; 32]| {
+        net.nodes[1]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h))
+    };
+    assert!(!proved(&net, first) && !proved(&net, second));
+    // The application proves the first; a second proof of it does nothing.
+    let now = net.now;
+    assert!(net.nodes[0].prove(now, &first));
+    assert!(!net.nodes[0].prove(now, &first));
+    net.flush();
+    assert!(proved(&net, first));
+    assert!(!proved(&net, second));
+    // Past the window the second can no longer be proved.
+    net.run(APP_PROOF_WINDOW + Duration::from_secs(1));
+    let now = net.now;
+    assert!(!net.nodes[0].prove(now, &second));
+}
