@@ -51,6 +51,18 @@ impl NodeHandle {
         .await
     }
 
+    /// Send one packet (at most the link MDU) without waiting for a proof (RNS's
+    /// `RNS.Packet(link, data).send()` with the receipt ignored: peers whose destination
+    /// proves nothing, as RNS's default, never answer one).
+    pub async fn send_nowait(&self, link: LinkId, data: &[u8]) -> Result<(), Error> {
+        let op = LinkOp::SendNoWait {
+            link,
+            data: data.to_vec(),
+        };
+        self.link_op(op, |o| matches!(o, Outcome::Sent { .. }).then_some(()))
+            .await
+    }
+
     /// Send a request to `path` and wait for the response.
     pub async fn request(
         &self,

@@ -25,6 +25,8 @@ pub(crate) enum LinkOp {
         data: Vec<u8>,
         timeout: Duration,
     },
+    /// Send one packet without waiting for its proof; answers [`Outcome::Sent`].
+    SendNoWait { link: LinkId, data: Vec<u8> },
     /// Send a request; answers [`Outcome::Response`].
     Request {
         link: LinkId,
@@ -79,6 +81,12 @@ impl Node {
                 Ok(packet) => self.wait(now + timeout, reply, Wait::LinkProof { link, packet }),
                 Err(e) => reply.fail(e),
             },
+            LinkOp::SendNoWait { link, data } => {
+                match self.transport.link_send(now, &link, &data) {
+                    Ok(_) => reply.ok(Outcome::Sent { link }),
+                    Err(e) => reply.fail(e),
+                }
+            }
             LinkOp::Request {
                 link,
                 path,

@@ -43,6 +43,8 @@ pub(crate) enum Outcome {
     Closed { link: LinkId },
     /// A resource we sent was proven.
     ResourceDelivered { link: LinkId },
+    /// A packet went out on a link; its proof is not waited for.
+    Sent { link: LinkId },
 }
 
 impl Outcome {
@@ -84,9 +86,9 @@ impl Outcome {
                 link: *link,
                 identity: *identity,
             }),
-            Outcome::Closed { link } | Outcome::ResourceDelivered { link } => {
-                ok(&r::Done { link: *link })
-            }
+            Outcome::Closed { link }
+            | Outcome::ResourceDelivered { link }
+            | Outcome::Sent { link } => ok(&r::Done { link: *link }),
         }
     }
 }
