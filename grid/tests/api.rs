@@ -1968,6 +1968,25 @@ async fn a_program_hosts_its_own_destination_hears_its_announce_and_packets_are_
         .await
         .unwrap_err();
     assert!(matches!(unknown, grid::Error::NoPath { .. }), "{unknown:?}");
+    // Another identity the program holds hosts a destination too; the hash is RNS's
+    // for that identity and name.
+    let other = rns_core::Identity::generate(&mut rand_core::OsRng);
+    let other_hash = other.hash();
+    let as_other = a
+        .register_destination_as(other, "example_utilities", &["other"], ProofStrategy::All)
+        .await
+        .unwrap();
+    assert_eq!(
+        as_other,
+        rns_core::destination::destination_hash(
+            &rns_core::destination::name_hash("example_utilities.other"),
+            Some(&other_hash)
+        )
+    );
+    // Deregistered: gone (twice false), and the node's own destination cannot go.
+    assert!(a.deregister_destination(as_other).await.unwrap());
+    assert!(!a.deregister_destination(as_other).await.unwrap());
+    assert!(!a.deregister_destination(a.destination()).await.unwrap());
     // Only registered destinations can be announced.
     let e = a
         .announce_destination(rns_core::AddressHash([9; 16]), b"")

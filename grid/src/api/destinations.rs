@@ -56,7 +56,30 @@ impl NodeHandle {
         proof: ProofStrategy,
     ) -> Result<AddressHash, Error> {
         let name = full_name(app_name, aspects)?;
-        self.ask(|tx| Call::RegisterDestination(name, proof, tx))
+        self.ask(|tx| Call::RegisterDestination(name, proof, None, tx))
+            .await
+    }
+
+    /// [`NodeHandle::register_destination`] hosted by another identity the program
+    /// holds (`RNS.Destination(identity, IN, SINGLE, …)` with that identity; load one
+    /// from an RNS key file with [`rns_core::Identity::from_private_bytes`]).
+    pub async fn register_destination_as(
+        &self,
+        identity: rns_core::Identity,
+        app_name: &str,
+        aspects: &[&str],
+        proof: ProofStrategy,
+    ) -> Result<AddressHash, Error> {
+        let name = full_name(app_name, aspects)?;
+        self.ask(|tx| Call::RegisterDestination(name, proof, Some(Box::new(identity)), tx))
+            .await
+    }
+
+    /// Stop hosting a destination this program registered (RNS:
+    /// `RNS.Transport.deregister_destination`); whether it was registered. The node's
+    /// own destinations (`grid.node` …) cannot be removed this way.
+    pub async fn deregister_destination(&self, destination: AddressHash) -> Result<bool, Error> {
+        self.ask(|tx| Call::DeregisterDestination(destination, tx))
             .await
     }
 

@@ -242,12 +242,16 @@ pub(crate) enum Call {
         reply: Reply,
     },
     Links(oneshot::Sender<Vec<LinkInfo>>),
-    /// Register a SINGLE destination of this node's identity: full name, proof strategy.
+    /// Register a SINGLE destination: full name, proof strategy, and the identity that
+    /// hosts it (this node's when `None`).
     RegisterDestination(
         String,
         rns_core::transport::ProofStrategy,
+        Option<Box<rns_core::Identity>>,
         oneshot::Sender<AddressHash>,
     ),
+    /// Stop hosting a destination a program registered; whether it was.
+    DeregisterDestination(AddressHash, oneshot::Sender<bool>),
     /// Announce a registered destination with app data.
     AnnounceDestination(AddressHash, Vec<u8>, oneshot::Sender<Result<(), Error>>),
     /// Send one packet to a SINGLE destination without waiting for its proof.

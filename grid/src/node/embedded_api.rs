@@ -289,15 +289,18 @@ impl Node {
             Call::Links(tx) => {
                 let _ = tx.send(self.transport.links().collect());
             }
-            Call::RegisterDestination(full_name, proof, tx) => {
-                let d = self.transport.register_destination(
-                    self.identity.clone(),
-                    &full_name,
-                    proof,
-                    Vec::new(),
-                );
+            Call::RegisterDestination(full_name, proof, identity, tx) => {
+                let identity = identity.map_or_else(|| self.identity.clone(), |i| *i);
+                let d =
+                    self.transport
+                        .register_destination(identity, &full_name, proof, Vec::new());
                 self.links.app_destinations.insert(d);
                 let _ = tx.send(d);
+            }
+            Call::DeregisterDestination(d, tx) => {
+                // Only what a program registered: the node's own destinations stay.
+                let ours = self.links.app_destinations.remove(&d);
+                let _ = tx.send(ours && self.transport.deregister_destination(&d));
             }
             Call::SendPacket(destination, data, tx) => {
                 let r = self

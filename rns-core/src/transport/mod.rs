@@ -527,6 +527,13 @@ impl Transport {
         &self.stats
     }
 
+    /// Stop hosting a destination registered here: packets and links to it are no longer
+    /// taken. Returns whether it was registered.
+    pub fn deregister_destination(&mut self, destination: &AddressHash) -> bool {
+        self.app_proofs.retain(|p| &p.destination != destination);
+        self.destinations.remove(destination).is_some()
+    }
+
     /// Register a SINGLE destination hosted here. Returns its hash.
     pub fn register_destination(
         &mut self,

@@ -1116,3 +1116,26 @@ fn the_application_decides_which_packets_are_proved() {
     let now = net.now;
     assert!(!net.nodes[0].prove(now, &second));
 }
+
+#[test]
+fn a_deregistered_destination_takes_no_more_packets() {
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    let d = net.register(0, "app.gone", ProofStrategy::All);
+    let now = net.now;
+    net.nodes[0].announce(now, &d, None).unwrap();
+    net.flush();
+    assert!(net.nodes[0].deregister_destination(&d));
+    assert!(!net.nodes[0].deregister_destination(&d));
+    let now = net.now;
+    let h = net.nodes[1].send_single(now, &d, b"anyone?").unwrap();
+    net.flush();
+    assert!(!net.nodes[0]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Packet { destination, .. } if *destination == d)));
+    assert!(!net.nodes[1]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
+}
