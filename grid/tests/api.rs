@@ -238,6 +238,36 @@ async fn links_requests_channels_streams_and_resources_through_the_api() {
     .await;
     assert_eq!(data, blob);
     assert_eq!(metadata, Some(meta));
+    // Compression: zeros shrink to a part or two; with it off they take hundreds.
+    let zeros = vec![0u8; 200_000];
+    let mut parts = Vec::new();
+    for compress in [true, false] {
+        let options = grid::api::ResourceOptions {
+            metadata: None,
+            compress,
+            timeout: T,
+        };
+        a.send_resource_with(up.link, zeros.clone(), options)
+            .await
+            .unwrap();
+        let total = next(&mut events, |e| match e {
+            NodeEvent::ResourceProgress {
+                sending: false,
+                parts_total,
+                ..
+            } => Some(parts_total),
+            _ => None,
+        })
+        .await;
+        let data = next(&mut events, |e| match e {
+            NodeEvent::Resource { data, .. } => Some(data),
+            _ => None,
+        })
+        .await;
+        assert_eq!(data, zeros);
+        parts.push(total);
+    }
+    assert!(parts[0] * 10 < parts[1], "{parts:?}");
     let too_big = vec![0u8; 2 * 1024 * 1024];
     let e = a
         .send_resource(up.link, too_big, None, T)

@@ -154,11 +154,34 @@ impl NodeHandle {
         metadata: Option<rmpv::Value>,
         timeout: Duration,
     ) -> Result<(), Error> {
+        let options = ResourceOptions {
+            metadata,
+            compress: true,
+            timeout,
+        };
+        self.send_resource_with(link, data, options).await
+    }
+
+    /// [`NodeHandle::send_resource`] with its options spelled out (RNS:
+    /// `RNS.Resource(data, link, metadata=…, auto_compress=…)`). Progress arrives as
+    /// [`NodeEvent::ResourceProgress`](super::NodeEvent::ResourceProgress) events.
+    pub async fn send_resource_with(
+        &self,
+        link: LinkId,
+        data: Vec<u8>,
+        options: ResourceOptions,
+    ) -> Result<(), Error> {
+        let ResourceOptions {
+            metadata,
+            compress,
+            timeout,
+        } = options;
         self.call(
             |reply| Call::SendResource {
                 link,
                 data,
                 metadata,
+                compress,
                 timeout,
                 reply,
             },
@@ -229,4 +252,16 @@ impl NodeHandle {
         self.identify(up.link).await?;
         Ok(up.link)
     }
+}
+
+/// How [`NodeHandle::send_resource_with`] sends a resource.
+#[derive(Debug, Clone)]
+pub struct ResourceOptions {
+    /// The sender's metadata, if any (RNS's `metadata`).
+    pub metadata: Option<rmpv::Value>,
+    /// Compress (bz2) when that makes it smaller (RNS's `auto_compress`); off for data
+    /// known not to compress, to spare the work.
+    pub compress: bool,
+    /// How long to wait for the receiver's proof.
+    pub timeout: Duration,
 }

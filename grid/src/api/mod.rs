@@ -43,6 +43,7 @@ mod exec;
 mod flood;
 mod links;
 pub use destinations::full_name;
+pub use links::ResourceOptions;
 pub use rns_core::transport::ProofStrategy;
 mod paths;
 
@@ -238,6 +239,8 @@ pub(crate) enum Call {
         link: LinkId,
         data: Vec<u8>,
         metadata: Option<rmpv::Value>,
+        /// Compress when it makes the resource smaller (RNS's `auto_compress`).
+        compress: bool,
         timeout: Duration,
         reply: Reply,
     },

@@ -249,6 +249,7 @@ impl Node {
                 link,
                 data,
                 metadata,
+                compress,
                 timeout,
                 reply,
             } => {
@@ -276,7 +277,7 @@ impl Node {
                     has_metadata: metadata.is_some(),
                     request_id: None,
                     is_response: false,
-                    compress: true,
+                    compress,
                 };
                 match self
                     .transport
