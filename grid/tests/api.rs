@@ -2075,3 +2075,35 @@ async fn the_program_decides_which_packets_to_prove() {
     // again; proving it now sends a proof nobody waits for.
     assert!(a.prove_packet(ignored).await.unwrap());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn paced_link_packets_all_arrive() {
+    let (a, b, _da, _db) = pair("paced").await;
+    let mut events = b.subscribe();
+    let up = a.open_link(b.destination(), T).await.unwrap();
+    const N: usize = 300;
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                a.send_paced(up.link, format!("paced {i:04}").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut got = Vec::new();
+    while got.len() < N {
+        let data = next(&mut events, |e| match e {
+            NodeEvent::Packet { link, data } if link == up.link => Some(data),
+            _ => None,
+        })
+        .await;
+        got.push(String::from_utf8(data).unwrap());
+    }
+    sender.await.unwrap();
+    let expected: Vec<String> = (0..N).map(|i| format!("paced {i:04}")).collect();
+    got.sort();
+    assert_eq!(got, expected, "every paced packet arrived once");
+    a.close_link(up.link).await.unwrap();
+}

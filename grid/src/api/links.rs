@@ -63,6 +63,21 @@ impl NodeHandle {
             .await
     }
 
+    /// Send one packet with backpressure: it goes out when fewer than 8 packets on this
+    /// link wait for their proofs, and this call returns once it is sent; so a loop of
+    /// `send_paced` streams at the link's speed without loss. More than 256 waiting on a
+    /// link answer `busy`. The peer must prove link packets (Grid nodes and RNS
+    /// destinations with `PROVE_ALL` do); else each slot frees only when its proof
+    /// times out.
+    pub async fn send_paced(&self, link: LinkId, data: &[u8]) -> Result<(), Error> {
+        let op = LinkOp::SendPaced {
+            link,
+            data: data.to_vec(),
+        };
+        self.link_op(op, |o| matches!(o, Outcome::Sent { .. }).then_some(()))
+            .await
+    }
+
     /// Send a request to `path` and wait for the response.
     pub async fn request(
         &self,

@@ -27,6 +27,9 @@ pub(crate) enum LinkOp {
     },
     /// Send one packet without waiting for its proof; answers [`Outcome::Sent`].
     SendNoWait { link: LinkId, data: Vec<u8> },
+    /// Send one packet when the link's window has room ([`super::paced`]); answers
+    /// [`Outcome::Sent`] once sent.
+    SendPaced { link: LinkId, data: Vec<u8> },
     /// Send a request; answers [`Outcome::Response`].
     Request {
         link: LinkId,
@@ -81,6 +84,7 @@ impl Node {
                 Ok(packet) => self.wait(now + timeout, reply, Wait::LinkProof { link, packet }),
                 Err(e) => reply.fail(e),
             },
+            LinkOp::SendPaced { link, data } => self.send_paced(now, link, data, reply),
             LinkOp::SendNoWait { link, data } => {
                 match self.transport.link_send(now, &link, &data) {
                     Ok(_) => reply.ok(Outcome::Sent { link }),

@@ -213,6 +213,7 @@ impl Node {
                 self.files_link_closed(now, &link);
                 self.channels_link_closed(&link);
                 self.app_link_closed(&link);
+                self.paced_closed(&link);
                 self.emit(|| NodeEvent::LinkClosed { link, reason: format!("{reason:?}") });
                 self.answer(
                     |w| matches!(w, Wait::LinkUp(l) | Wait::LinkProof { link: l, .. } | Wait::LinkResponse { link: l, .. } | Wait::ChannelDelivered { link: l, .. } if *l == link),
@@ -235,14 +236,20 @@ impl Node {
                     inbox.push_back(data);
                 }
             }
-            LinkEvent::Proof { link, packet_hash, rtt } => self.answer(
-                |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
-                |_| Ok(Outcome::Proven { link, rtt }),
-            ),
-            LinkEvent::ProofTimeout { link, packet_hash } => self.answer(
-                |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
-                |_| Err(Error::Timeout(format!("no proof for the packet on link {link}"))),
-            ),
+            LinkEvent::Proof { link, packet_hash, rtt } => {
+                self.paced_settled(now, link, &packet_hash);
+                self.answer(
+                    |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
+                    |_| Ok(Outcome::Proven { link, rtt }),
+                )
+            }
+            LinkEvent::ProofTimeout { link, packet_hash } => {
+                self.paced_settled(now, link, &packet_hash);
+                self.answer(
+                    |w| matches!(w, Wait::LinkProof { link: l, packet } if *l == link && *packet == packet_hash),
+                    |_| Err(Error::Timeout(format!("no proof for the packet on link {link}"))),
+                )
+            }
             LinkEvent::Response { link, request_id, data } => self.answer(
                 |w| matches!(w, Wait::LinkResponse { link: l, request } if *l == link && *request == request_id),
                 |_| Ok(Outcome::Response { link, data: data.clone() }),
@@ -373,4 +380,6 @@ pub(super) struct LinkData {
     /// Destination names whose announces programs watch (their name hashes; at most
     /// [`crate::api::MAX_WATCHED_NAMES`]): they become [`crate::api::NodeEvent::Announce`]s.
     pub(super) watched_names: std::collections::HashSet<rns_core::destination::NameHash>,
+    /// Paced link packets by link ([`super::paced`]).
+    pub(super) paced: HashMap<rns_core::link::LinkId, super::paced::Paced>,
 }

@@ -41,6 +41,7 @@ pub(crate) mod jobs;
 pub(crate) mod link_ops;
 mod links;
 mod neighbours;
+mod paced;
 mod pairing;
 pub(crate) mod reply;
 mod routing;
@@ -674,6 +675,7 @@ impl Node {
                 async_handlers: links::AsyncHandlers::default(),
                 app_destinations: std::collections::HashSet::new(),
                 watched_names: std::collections::HashSet::new(),
+                paced: HashMap::new(),
             },
             grid: grid_frames::GridState {
                 layer: crate::proto::layer::GridLayer::new(grid_destination, started, capabilities),
