@@ -2107,3 +2107,48 @@ async fn paced_link_packets_all_arrive() {
     assert_eq!(got, expected, "every paced packet arrived once");
     a.close_link(up.link).await.unwrap();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn plain_and_group_destinations_between_neighbours() {
+    use rns_core::destination::GroupKey;
+    let (a, b, _da, _db) = pair("nameless").await;
+    let mut events = a.subscribe();
+    let plain = a
+        .register_plain_destination("example_utilities", &["broadcast"])
+        .await
+        .unwrap();
+    assert_eq!(
+        plain,
+        rns_core::destination::hash_from_name("example_utilities.broadcast", None)
+    );
+    let key = GroupKey::generate(&mut rand_core::OsRng);
+    let group = a
+        .register_group_destination("example_utilities", &["members"], key.clone())
+        .await
+        .unwrap();
+    // Wait until the two are connected, then send both ways of nameless packets.
+    b.find_path(a.destination(), std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    b.send_plain(plain, b"hello all").await.unwrap();
+    b.send_group(group, &key, b"hello members").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.push(
+            next(&mut events, |e| match e {
+                NodeEvent::DestinationPacket {
+                    destination, data, ..
+                } if destination == plain || destination == group => Some((destination, data)),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    got.sort();
+    let mut want = vec![
+        (plain, b"hello all".to_vec()),
+        (group, b"hello members".to_vec()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}

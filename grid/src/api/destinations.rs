@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use rns_core::destination::GroupKey;
 use rns_core::transport::ProofStrategy;
 use rns_core::AddressHash;
 
@@ -73,6 +74,51 @@ impl NodeHandle {
         let name = full_name(app_name, aspects)?;
         self.ask(|tx| Call::RegisterDestination(name, proof, Some(Box::new(identity)), tx))
             .await
+    }
+
+    /// Host a PLAIN destination `app_name.aspects…` (RNS: `RNS.Destination(None, IN,
+    /// PLAIN, …)`): unencrypted packets from neighbours one hop away arrive as
+    /// [`NodeEvent::DestinationPacket`](super::NodeEvent::DestinationPacket).
+    pub async fn register_plain_destination(
+        &self,
+        app_name: &str,
+        aspects: &[&str],
+    ) -> Result<AddressHash, Error> {
+        let name = full_name(app_name, aspects)?;
+        self.ask(|tx| Call::RegisterNameless(name, None, tx)).await
+    }
+
+    /// Host a GROUP destination (RNS: `RNS.Destination(None, IN, GROUP, …)` with
+    /// `load_private_key(key)`): packets encrypted with `key` from neighbours one hop away
+    /// arrive as [`NodeEvent::DestinationPacket`](super::NodeEvent::DestinationPacket).
+    pub async fn register_group_destination(
+        &self,
+        app_name: &str,
+        aspects: &[&str],
+        key: GroupKey,
+    ) -> Result<AddressHash, Error> {
+        let name = full_name(app_name, aspects)?;
+        self.ask(|tx| Call::RegisterNameless(name, Some(key), tx))
+            .await
+    }
+
+    /// Send `data` to a PLAIN destination (by its hash,
+    /// [`rns_core::destination::hash_from_name`]): unencrypted, to neighbours one hop away.
+    pub async fn send_plain(&self, destination: AddressHash, data: &[u8]) -> Result<(), Error> {
+        self.ask(|tx| Call::SendNameless(destination, None, data.to_vec(), tx))
+            .await?
+    }
+
+    /// Send `data` encrypted with `key` to a GROUP destination, to neighbours one hop away.
+    pub async fn send_group(
+        &self,
+        destination: AddressHash,
+        key: &GroupKey,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let key = key.clone();
+        self.ask(|tx| Call::SendNameless(destination, Some(key), data.to_vec(), tx))
+            .await?
     }
 
     /// Stop hosting a destination this program registered (RNS:

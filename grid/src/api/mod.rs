@@ -253,6 +253,19 @@ pub(crate) enum Call {
         Option<Box<rns_core::Identity>>,
         oneshot::Sender<AddressHash>,
     ),
+    /// Register a PLAIN (no key) or GROUP (with its key) destination.
+    RegisterNameless(
+        String,
+        Option<rns_core::destination::GroupKey>,
+        oneshot::Sender<AddressHash>,
+    ),
+    /// Send to a PLAIN (no key) or GROUP (with its key) destination.
+    SendNameless(
+        AddressHash,
+        Option<rns_core::destination::GroupKey>,
+        Vec<u8>,
+        oneshot::Sender<Result<(), Error>>,
+    ),
     /// Stop hosting a destination a program registered; whether it was.
     DeregisterDestination(AddressHash, oneshot::Sender<bool>),
     /// Announce a registered destination with app data.

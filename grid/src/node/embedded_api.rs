@@ -298,6 +298,21 @@ impl Node {
                 self.links.app_destinations.insert(d);
                 let _ = tx.send(d);
             }
+            Call::RegisterNameless(full_name, key, tx) => {
+                let d = match key {
+                    Some(k) => self.transport.register_group_destination(&full_name, k),
+                    None => self.transport.register_plain_destination(&full_name),
+                };
+                self.links.app_destinations.insert(d);
+                let _ = tx.send(d);
+            }
+            Call::SendNameless(d, key, data, tx) => {
+                let r = match &key {
+                    Some(k) => self.transport.send_group(now, &d, k, &data),
+                    None => self.transport.send_plain(now, &d, &data),
+                };
+                let _ = tx.send(r.map_err(|e| crate::Error::Failed(e.to_string())));
+            }
             Call::DeregisterDestination(d, tx) => {
                 // Only what a program registered: the node's own destinations stay.
                 let ours = self.links.app_destinations.remove(&d);

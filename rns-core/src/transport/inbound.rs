@@ -535,6 +535,30 @@ impl Transport {
         if local.kind != p.flags.destination_type {
             return;
         }
+        // PLAIN and GROUP: no identity, nothing proved (as in RNS).
+        let nameless = match p.flags.destination_type {
+            DestinationType::Plain => Some(Ok(p.view.data().to_vec())),
+            DestinationType::Group => local
+                .group_key
+                .as_ref()
+                .map(|k| k.decrypt(p.view.data()).map_err(|_| ())),
+            _ => None,
+        };
+        if let Some(plain) = nameless {
+            let Ok(data) = plain else {
+                self.stats.undecryptable += 1;
+                return;
+            };
+            self.stats.delivered += 1;
+            self.push_event(Event::Packet {
+                destination: d,
+                data,
+                packet_hash: p.hash,
+                interface: p.iface,
+                hops: p.hops,
+            });
+            return;
+        }
         let LocalDestination {
             identity, proof, ..
         } = local;

@@ -283,6 +283,8 @@ pub(crate) struct LocalDestination {
     pub(crate) accept_links: bool,
     /// Resource policy for links to this destination.
     pub(crate) resource_policy: crate::link::ResourcePolicy,
+    /// A GROUP destination's key.
+    pub(crate) group_key: Option<destination::GroupKey>,
 }
 
 /// A scheduled announce (re)transmission.
@@ -534,6 +536,47 @@ impl Transport {
         self.destinations.remove(destination).is_some()
     }
 
+    /// Register a PLAIN destination (no identity, no encryption): it takes unencrypted
+    /// packets from neighbours one hop away, as in RNS. Returns its hash.
+    pub fn register_plain_destination(&mut self, full_name: &str) -> AddressHash {
+        self.register_nameless(full_name, DestinationType::Plain, None)
+    }
+
+    /// Register a GROUP destination: packets are encrypted with `key`, which every member
+    /// holds; from neighbours one hop away, as in RNS. Returns its hash.
+    pub fn register_group_destination(
+        &mut self,
+        full_name: &str,
+        key: destination::GroupKey,
+    ) -> AddressHash {
+        self.register_nameless(full_name, DestinationType::Group, Some(key))
+    }
+
+    fn register_nameless(
+        &mut self,
+        full_name: &str,
+        kind: DestinationType,
+        group_key: Option<destination::GroupKey>,
+    ) -> AddressHash {
+        let name_hash = destination::name_hash(full_name);
+        let hash = destination::destination_hash(&name_hash, None);
+        self.destinations.insert(
+            hash,
+            LocalDestination {
+                identity: None,
+                kind,
+                name_hash,
+                proof: ProofStrategy::None,
+                app_data: Vec::new(),
+                path_response: None,
+                accept_links: false,
+                resource_policy: crate::link::ResourcePolicy::None,
+                group_key,
+            },
+        );
+        hash
+    }
+
     /// Register a SINGLE destination hosted here. Returns its hash.
     pub fn register_destination(
         &mut self,
@@ -555,6 +598,7 @@ impl Transport {
                 path_response: None,
                 accept_links: true,
                 resource_policy: crate::link::ResourcePolicy::None,
+                group_key: None,
             },
         );
         hash

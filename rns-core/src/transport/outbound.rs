@@ -313,6 +313,54 @@ impl Transport {
         Ok(hash)
     }
 
+    /// Send `plaintext` to a PLAIN destination (unencrypted; neighbours one hop away).
+    pub fn send_plain(
+        &mut self,
+        now: Instant,
+        destination: &AddressHash,
+        plaintext: &[u8],
+    ) -> Result<(), SendError> {
+        self.send_nameless(now, destination, DestinationType::Plain, plaintext.to_vec())
+    }
+
+    /// Encrypt `plaintext` with a GROUP destination's `key` and send it (neighbours one
+    /// hop away).
+    pub fn send_group(
+        &mut self,
+        now: Instant,
+        destination: &AddressHash,
+        key: &crate::destination::GroupKey,
+        plaintext: &[u8],
+    ) -> Result<(), SendError> {
+        let data = key.encrypt(&mut *self.rng, plaintext);
+        self.send_nameless(now, destination, DestinationType::Group, data)
+    }
+
+    fn send_nameless(
+        &mut self,
+        now: Instant,
+        destination: &AddressHash,
+        kind: DestinationType,
+        data: Vec<u8>,
+    ) -> Result<(), SendError> {
+        if data.len() > crate::packet::MDU {
+            return Err(SendError::TooLarge(data.len()));
+        }
+        if self.interfaces.is_empty() {
+            return Err(SendError::NoInterface);
+        }
+        let pkt = Packet {
+            flags: Flags::new(kind, PacketType::Data),
+            hops: 0,
+            transport_id: None,
+            destination: *destination,
+            context: Context::NONE,
+            data,
+        };
+        self.route(now, pkt.to_bytes(), None);
+        Ok(())
+    }
+
     /// Ask the network for a path to `destination` (on every interface, or just one).
     pub fn request_path(
         &mut self,

@@ -1139,3 +1139,42 @@ fn a_deregistered_destination_takes_no_more_packets() {
         .iter()
         .any(|e| matches!(e, Event::Proof { packet_hash, .. } if *packet_hash == h)));
 }
+
+#[test]
+fn plain_and_group_destinations_take_packets_from_neighbours() {
+    use crate::destination::GroupKey;
+    let mut net = Net::new(&[false, false]);
+    net.connect(0, 1);
+    let plain = net.nodes[0].register_plain_destination("app.plain");
+    assert_eq!(plain, crate::destination::hash_from_name("app.plain", None));
+    let key = GroupKey::from_bytes([7; 64]);
+    let group = net.nodes[0].register_group_destination("app.group", key.clone());
+    let now = net.now;
+    net.nodes[1].send_plain(now, &plain, b"to all").unwrap();
+    net.nodes[1]
+        .send_group(now, &group, &key, b"members only")
+        .unwrap();
+    let wrong = GroupKey::from_bytes([8; 64]);
+    net.nodes[1]
+        .send_group(now, &group, &wrong, b"not a member")
+        .unwrap();
+    net.flush();
+    let got: Vec<(AddressHash, Vec<u8>)> = net.nodes[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Packet {
+                destination, data, ..
+            } => Some((*destination, data.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (plain, b"to all".to_vec()),
+            (group, b"members only".to_vec())
+        ]
+    );
+    assert_eq!(net.nodes[0].stats().undecryptable, 1);
+}
