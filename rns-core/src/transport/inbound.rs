@@ -549,15 +549,7 @@ impl Transport {
                 self.stats.undecryptable += 1;
                 return;
             };
-            self.stats.delivered += 1;
-            self.push_event(Event::Packet {
-                destination: d,
-                data,
-                packet_hash: p.hash,
-                interface: p.iface,
-                hops: p.hops,
-            });
-            return;
+            return self.deliver(d, data, p);
         }
         let LocalDestination {
             identity, proof, ..
@@ -573,7 +565,6 @@ impl Transport {
                 return;
             }
         };
-        self.stats.delivered += 1;
         match proof {
             ProofStrategy::All => {
                 let pkt = proof::build(&identity, &p.hash, !self.config.use_implicit_proofs);
@@ -582,6 +573,12 @@ impl Transport {
             ProofStrategy::App => self.await_app_proof(now, d, p.hash, p.iface),
             ProofStrategy::None => {}
         }
+        self.deliver(d, data, p);
+    }
+
+    /// Hand a packet's plaintext for local destination `d` to the application.
+    fn deliver(&mut self, d: AddressHash, data: Vec<u8>, p: &Inbound) {
+        self.stats.delivered += 1;
         self.push_event(Event::Packet {
             destination: d,
             data,
