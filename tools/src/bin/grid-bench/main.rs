@@ -68,6 +68,17 @@ fn real_main() -> Result<()> {
             "--quick" => opts.quick = true,
             "--python" => opts.python = args.next().context("--python needs a path")?.into(),
             "--write" => opts.write = Some(args.next().context("--write needs a file")?.into()),
+            "idle-only" => {
+                let g = idle_rss_grid(&grid_binary()?)?;
+                let p = idle_rss_rnsd(&opts.python)?;
+                println!(
+                    "idle RSS: grid node {:.1} MB, rnsd {:.1} MB ({:.1}x)",
+                    g / 1e6,
+                    p / 1e6,
+                    p / g
+                );
+                return Ok(());
+            }
             "commands-only" => {
                 let n: usize = args.next().context("count")?.parse()?;
                 for transit in [false, true] {
