@@ -286,7 +286,7 @@ enum Command {
     /// Open and use links: encrypted sessions with a destination.
     Link {
         #[command(subcommand)]
-        action: LinkAction,
+        action: commands::LinkAction,
     },
     /// Adapter (LoRA skill) packages: publish, list, show, remove, fetch from peers.
     Adapter {
@@ -474,123 +474,6 @@ pub(crate) enum Topology {
     Full,
     /// Each radio hears only its neighbours.
     Line,
-}
-
-/// What to do with links.
-#[derive(Subcommand, Debug)]
-pub(crate) enum LinkAction {
-    /// Open a link to a destination; print the link id, RTT and MTU.
-    Open {
-        /// Destination hash (32 hex characters).
-        hash: String,
-        /// Seconds to wait for a path and the link.
-        #[arg(long, default_value_t = 15.0)]
-        timeout: f64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List this node's links.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Send a text packet on a link and wait for the peer's proof.
-    Send {
-        /// Link id.
-        link: String,
-        /// Text to send.
-        text: String,
-        /// Seconds to wait for the proof.
-        #[arg(long, default_value_t = 15.0)]
-        timeout: f64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Send a request and print the response.
-    Request {
-        /// Link id.
-        link: String,
-        /// Request path, e.g. /ping.
-        path: String,
-        /// Request data (text).
-        data: Option<String>,
-        /// Send this file's contents as the request data instead (up to 16 MiB; more
-        /// than one packet goes as resource segments).
-        #[arg(long, conflicts_with = "data")]
-        file: Option<std::path::PathBuf>,
-        /// Seconds to wait for the response.
-        #[arg(long, default_value_t = 15.0)]
-        timeout: f64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Send a channel message (reliable, ordered; retransmitted until proven).
-    Channel {
-        /// Link id.
-        link: String,
-        /// Message text.
-        text: String,
-        /// Message type (below 0xF000; RNS peers must have registered it).
-        #[arg(long, default_value_t = 0x0101)]
-        msgtype: u16,
-        /// Seconds to wait for delivery.
-        #[arg(long, default_value_t = 15.0)]
-        timeout: f64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Write a file (or text) to a stream on the link's channel, like an RNS Buffer.
-    Stream {
-        /// Link id.
-        link: String,
-        /// File to send (at most 16 MiB; use `grid cp` for big files).
-        #[arg(long, conflicts_with = "text")]
-        file: Option<std::path::PathBuf>,
-        /// Text to send.
-        #[arg(long)]
-        text: Option<String>,
-        /// Stream id (0–16383).
-        #[arg(long, default_value_t = 0)]
-        stream_id: u16,
-        /// Close the stream after this data.
-        #[arg(long)]
-        eof: bool,
-        /// Seconds to wait for delivery.
-        #[arg(long, default_value_t = 60.0)]
-        timeout: f64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print what arrived on a link since the last time: packets, channel messages, stream data.
-    Recv {
-        /// Link id.
-        link: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Reveal this node's identity to the other end (links this node opened).
-    Identify {
-        /// Link id.
-        link: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Close a link.
-    Close {
-        /// Link id.
-        link: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 /// A duration such as `30s`, `10m`, `2h`.

@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::control::{self, response, ControlError, ControlRequest};
-use grid_interfaces::{local, tcp, udp, Hub, InterfaceEvent};
+use crate::control::{self, ControlError, ControlRequest};
+use grid_interfaces::{local, Hub, InterfaceEvent};
 use rns_core::destination::well_known;
-use rns_core::transport::{
-    Event, InterfaceConfig, LocalRole, ProofStrategy, Transport, TransportConfig,
-};
+use rns_core::transport::{Event, ProofStrategy, Transport, TransportConfig};
 use rns_core::{AddressHash, Identity, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -45,10 +43,11 @@ mod paced;
 mod pairing;
 pub(crate) mod reply;
 mod routing;
+mod start;
 mod store_work;
 mod waiters;
 
-use crate::config::{Config, InterfaceKind};
+use crate::config::Config;
 use crate::state::{StateDir, StateError};
 use announcing::stagger;
 pub use announcing::CAPABILITY_ANNOUNCE_GAP;
@@ -242,9 +241,9 @@ pub(crate) async fn start(state: StateDir, role: Role) -> Result<(Started, ApiPa
     // Every task the node starts ends with it (dropping the set aborts them), so an
     // embedded node that stops frees its sockets.
     let mut tasks = tokio::task::JoinSet::new();
-    let sharing =
-        config.share_instance && serve_shared_instance(&config.instance_name, &hub, &mut tasks);
-    let configured = start_interfaces(&config, &hub, &mut tasks).await?;
+    let sharing = config.share_instance
+        && start::serve_shared_instance(&config.instance_name, &hub, &mut tasks);
+    let configured = start::start_interfaces(&config, &hub, &mut tasks).await?;
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
     let socket_path = listener.as_ref().map(|_| state.socket_path());
     if let Some(listener) = listener {
@@ -423,118 +422,6 @@ pub(crate) async fn drive(started: Started, shutdown: impl Future<Output = ()>) 
         let _ = std::fs::remove_file(path);
     }
     tracing::info!("node stopped");
-}
-
-/// Become the host's shared instance `instance` unless another node (Grid or `rnsd`)
-/// already is; returns whether this node serves it.
-fn serve_shared_instance(instance: &str, hub: &Hub, tasks: &mut JoinSet<()>) -> bool {
-    match local::bind(instance) {
-        Ok(listener) => {
-            tasks.spawn(local::run_server(
-                hub.clone(),
-                listener,
-                InterfaceConfig::local("shared instance", LocalRole::Client),
-            ));
-            tracing::info!(
-                instance,
-                "serving the shared instance for programs on this host"
-            );
-            true
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            tracing::info!(
-                instance,
-                "another node serves the shared instance on this host; running on our own \
-                 (set node.instance_name to share this one under another name)"
-            );
-            false
-        }
-        Err(e) => {
-            tracing::warn!(instance, error = %e, "cannot serve the shared instance; running on our own");
-            false
-        }
-    }
-}
-
-/// Start every configured interface; what each is, for `status`.
-async fn start_interfaces(
-    config: &Config,
-    hub: &Hub,
-    tasks: &mut JoinSet<()>,
-) -> Result<Vec<response::ConfiguredInterface>, NodeError> {
-    let mut configured = Vec::with_capacity(config.interfaces.len());
-    for spec in &config.interfaces {
-        let mut entry = interfaces::describe(spec);
-        let name = spec.rns.name.clone();
-        let fail = |reason: String| NodeError::Interface {
-            name: name.clone(),
-            reason,
-        };
-        match &spec.kind {
-            InterfaceKind::TcpServer { listen, limits } => {
-                let l = tcp::bind_server(listen)
-                    .await
-                    .map_err(|e| fail(format!("cannot listen on {listen}: {e}")))?;
-                if let Ok(a) = l.local_addr() {
-                    entry.address = a.to_string();
-                }
-                tasks.spawn(tcp::run_server(hub.clone(), l, spec.rns.clone(), *limits));
-            }
-            InterfaceKind::TcpClient { target } => {
-                tasks.spawn(tcp::run_client(
-                    hub.clone(),
-                    target.clone(),
-                    spec.rns.clone(),
-                ));
-            }
-            InterfaceKind::Auto(auto) => {
-                tasks.spawn(grid_interfaces::auto::run(
-                    hub.clone(),
-                    auto.clone(),
-                    spec.rns.clone(),
-                ));
-            }
-            InterfaceKind::Serial(serial) => {
-                tasks.spawn(grid_interfaces::serial::run(
-                    hub.clone(),
-                    serial.clone(),
-                    spec.rns.clone(),
-                ));
-            }
-            InterfaceKind::Kiss(kiss) => {
-                tasks.spawn(grid_interfaces::kiss_tnc::run(
-                    hub.clone(),
-                    kiss.clone(),
-                    spec.rns.clone(),
-                ));
-            }
-            InterfaceKind::Rnode(radio) => {
-                tasks.spawn(grid_interfaces::rnode::run(
-                    hub.clone(),
-                    radio.clone(),
-                    spec.rns.clone(),
-                ));
-            }
-            InterfaceKind::Local { instance } => {
-                tasks.spawn(local::run_client(
-                    hub.clone(),
-                    instance.clone(),
-                    spec.rns.clone(),
-                ));
-            }
-            InterfaceKind::Udp { listen, forward } => {
-                let s = udp::bind(listen)
-                    .await
-                    .map_err(|e| fail(format!("cannot bind {listen}: {e}")))?;
-                if let Ok(a) = s.local_addr() {
-                    entry.address = format!("{a} → {forward}");
-                }
-                tasks.spawn(udp::run(hub.clone(), s, *forward, spec.rns.clone()));
-            }
-        }
-        configured.push(entry);
-    }
-    Ok(configured)
 }
 
 /// The bundle store and settings a node is made with.

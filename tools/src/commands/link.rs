@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use clap::Subcommand;
 use grid::control::response as r;
 use grid::control::{Payload, Request};
 use grid::state::StateDir;
@@ -11,8 +12,8 @@ use serde_json::Value;
 use super::{ask, parse_hash, timeout_ms};
 
 /// `grid link ...`
-pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
-    use crate::LinkAction as A;
+pub(crate) fn link(state: &StateDir, action: LinkAction) -> Result<()> {
+    use LinkAction as A;
     let quick = Duration::from_secs(5);
     let (req, wait, json_out) = match &action {
         A::Open {
@@ -207,4 +208,121 @@ pub(crate) fn link(state: &StateDir, action: crate::LinkAction) -> Result<()> {
         A::Close { .. } => println!("Closed {}", r::parse::<r::Done>(v)?.link),
     }
     Ok(())
+}
+
+/// What to do with links.
+#[derive(Subcommand, Debug)]
+pub(crate) enum LinkAction {
+    /// Open a link to a destination; print the link id, RTT and MTU.
+    Open {
+        /// Destination hash (32 hex characters).
+        hash: String,
+        /// Seconds to wait for a path and the link.
+        #[arg(long, default_value_t = 15.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List this node's links.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a text packet on a link and wait for the peer's proof.
+    Send {
+        /// Link id.
+        link: String,
+        /// Text to send.
+        text: String,
+        /// Seconds to wait for the proof.
+        #[arg(long, default_value_t = 15.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a request and print the response.
+    Request {
+        /// Link id.
+        link: String,
+        /// Request path, e.g. /ping.
+        path: String,
+        /// Request data (text).
+        data: Option<String>,
+        /// Send this file's contents as the request data instead (up to 16 MiB; more
+        /// than one packet goes as resource segments).
+        #[arg(long, conflicts_with = "data")]
+        file: Option<std::path::PathBuf>,
+        /// Seconds to wait for the response.
+        #[arg(long, default_value_t = 15.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a channel message (reliable, ordered; retransmitted until proven).
+    Channel {
+        /// Link id.
+        link: String,
+        /// Message text.
+        text: String,
+        /// Message type (below 0xF000; RNS peers must have registered it).
+        #[arg(long, default_value_t = 0x0101)]
+        msgtype: u16,
+        /// Seconds to wait for delivery.
+        #[arg(long, default_value_t = 15.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file (or text) to a stream on the link's channel, like an RNS Buffer.
+    Stream {
+        /// Link id.
+        link: String,
+        /// File to send (at most 16 MiB; use `grid cp` for big files).
+        #[arg(long, conflicts_with = "text")]
+        file: Option<std::path::PathBuf>,
+        /// Text to send.
+        #[arg(long)]
+        text: Option<String>,
+        /// Stream id (0–16383).
+        #[arg(long, default_value_t = 0)]
+        stream_id: u16,
+        /// Close the stream after this data.
+        #[arg(long)]
+        eof: bool,
+        /// Seconds to wait for delivery.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print what arrived on a link since the last time: packets, channel messages, stream data.
+    Recv {
+        /// Link id.
+        link: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reveal this node's identity to the other end (links this node opened).
+    Identify {
+        /// Link id.
+        link: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close a link.
+    Close {
+        /// Link id.
+        link: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -29,7 +29,7 @@ pub(crate) use emit::emit;
 pub(crate) use exec::{exec, exec_result, ExecWait};
 pub(crate) use governor::governor;
 pub(crate) use id::id;
-pub(crate) use link::link;
+pub(crate) use link::{link, LinkAction};
 pub(crate) use listen::{events_now, listen, ListenLimits};
 pub(crate) use node::{embed_worker, node, radio_sim};
 pub(crate) use pair::{pair_join, pair_offer};

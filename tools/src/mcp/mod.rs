@@ -83,7 +83,30 @@ impl GridMcp {
             })
     }
 
-    /// Run `command` on `node` (a hash or routing hint) and return its result.
+    /// Run `command` on `node` (a hash or routing hint): the node's whole answer (the
+    /// node that ran it and the result).
+    async fn exec_answer(
+        &self,
+        node: &str,
+        command: &str,
+        params: Value,
+        wait: Duration,
+    ) -> Result<Value, String> {
+        self.request(
+            &Request::Exec {
+                destination: node.into(),
+                command: command.into(),
+                params,
+                timeout_ms: Some(wait.as_millis() as u64),
+                ttl_ms: None,
+                detach: false,
+            },
+            wait + Duration::from_secs(5),
+        )
+        .await
+    }
+
+    /// Run `command` on `node` and return its result only.
     async fn exec_on(
         &self,
         node: &str,
@@ -91,19 +114,7 @@ impl GridMcp {
         params: Value,
         wait: Duration,
     ) -> Result<Value, String> {
-        let v = self
-            .request(
-                &Request::Exec {
-                    destination: node.into(),
-                    command: command.into(),
-                    params,
-                    timeout_ms: Some(wait.as_millis() as u64),
-                    ttl_ms: None,
-                    detach: false,
-                },
-                wait + Duration::from_secs(5),
-            )
-            .await?;
+        let v = self.exec_answer(node, command, params, wait).await?;
         grid::control::response::parse::<grid::control::response::Executed>(v)
             .map(|e| e.result)
             .map_err(|e| e.to_string())
@@ -161,19 +172,8 @@ impl GridMcp {
     )]
     async fn exec(&self, Parameters(p): Parameters<ExecParams>) -> Answer {
         let wait = seconds(p.timeout_s, 30.0, MAX_CALL);
-        let v = self
-            .request(
-                &Request::Exec {
-                    destination: p.node,
-                    command: p.command,
-                    params: p.params.unwrap_or_else(|| json!({})),
-                    timeout_ms: Some(wait.as_millis() as u64),
-                    ttl_ms: None,
-                    detach: false,
-                },
-                wait + Duration::from_secs(5),
-            )
-            .await?;
+        let params = p.params.unwrap_or_else(|| json!({}));
+        let v = self.exec_answer(&p.node, &p.command, params, wait).await?;
         Ok(pretty(&v))
     }
 
