@@ -3,10 +3,12 @@
 //! packet, a client that sends packets and times their proofs.
 //!
 //! ```sh
-//! cargo run --release --example echo -- --config DIR --server     # prints its hash first
+//! cargo run --release --example echo -- --config DIR --server [--ratchets FILE]
 //! cargo run --release --example echo -- --config DIR <hash> [--count N]
 //! ```
-//! DIR holds a `config.toml`, as for `grid node` (docs/configuration.md).
+//! DIR holds a `config.toml`, as for `grid node` (docs/configuration.md). The server prints
+//! its destination hash first. With `--ratchets FILE` (not in Echo.py) it keeps ratchets in
+//! FILE and takes only packets encrypted to them (`enable_ratchets`, `enforce_ratchets`).
 
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         value("--config").ok_or("usage: echo --config DIR (--server | <hash> [--count N])")?;
     let node = grid::api::spawn(StateDir::resolve(Some(config.as_ref()))).await?;
     if args.iter().any(|a| a == "--server") {
-        server(node).await
+        server(node, value("--ratchets")).await
     } else {
         let hash = args
             .iter()
@@ -41,11 +43,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Host the echo destination, prove every packet, and say so for each one.
-async fn server(node: grid::api::NodeHandle) -> Result<(), Box<dyn std::error::Error>> {
+async fn server(
+    node: grid::api::NodeHandle,
+    ratchets: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut events = node.subscribe();
     let echo = node
         .register_destination(APP_NAME, &["echo", "request"], ProofStrategy::All)
         .await?;
+    if let Some(file) = ratchets {
+        node.enable_ratchets(echo, file).await?;
+        node.enforce_ratchets(echo).await?;
+    }
     println!("{echo}");
     node.announce_destination(echo, &[]).await?;
     eprintln!("Echo server {echo} running, hit Ctrl-C to quit");

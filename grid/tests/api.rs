@@ -273,7 +273,7 @@ async fn links_requests_channels_streams_and_resources_through_the_api() {
         .send_resource(up.link, too_big, None, T)
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("grid cp"), "{e}");
+    assert!(e.to_string().contains("send_reader"), "{e}");
 
     a.close_link(up.link).await.unwrap();
     next(&mut events, |e| match e {
@@ -2151,4 +2151,186 @@ async fn plain_and_group_destinations_between_neighbours() {
     ];
     want.sort();
     assert_eq!(got, want);
+}
+
+/// `len` bytes that do not repeat (xorshift), made as they are read: a stream of any size
+/// without holding it.
+struct Generated {
+    x: u64,
+    left: u64,
+}
+
+impl Generated {
+    fn new(len: u64) -> Generated {
+        Generated {
+            x: 0x2545_F491_4F6C_DD1D,
+            left: len,
+        }
+    }
+
+    fn all(len: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut Generated::new(len), &mut v).unwrap();
+        v
+    }
+}
+
+impl std::io::Read for Generated {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left as usize);
+        for b in &mut buf[..n] {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            *b = self.x as u8;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Files in `dir`, hidden ones (partial files) included, once `done` holds for them.
+async fn files_once(dir: &std::path::Path, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    tokio::time::timeout(T, async {
+        loop {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .map(|r| {
+                    r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            if done(&names) {
+                return names;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the directory settles")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn resources_of_any_size_from_files_and_streams_into_a_directory() {
+    use grid::api::ResourceOptions;
+    let (a, b, da, db) = pair("sizes").await;
+    let inbox = db.0.join("inbox");
+    b.accept_resources_into(&inbox, 3_000_000).await.unwrap();
+    let mut events = b.subscribe();
+    let up = a.open_link(b.destination(), T).await.unwrap();
+    let options = |metadata, compress| ResourceOptions {
+        metadata,
+        compress,
+        timeout: T,
+    };
+
+    // A file of three segments, with rncp-style name metadata: written into the inbox under
+    // that name, byte for byte.
+    let file = Generated::all(2_500_000);
+    let path = da.0.join("big.bin");
+    std::fs::write(&path, &file).unwrap();
+    let meta = Value::Map(vec![(Value::from("name"), Value::from("big.bin"))]);
+    let t = a
+        .send_file(up.link, &path, options(Some(meta.clone()), false))
+        .await
+        .unwrap();
+    let id = t.id().to_string();
+    t.finished().await.unwrap();
+    let (saved, bytes, metadata) = next(&mut events, |e| match e {
+        NodeEvent::ResourceSaved {
+            path,
+            bytes,
+            metadata,
+            ..
+        } => Some((path, bytes, metadata)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(saved, inbox.join("big.bin"));
+    assert_eq!((bytes, metadata), (file.len() as u64, Some(meta)));
+    assert!(
+        std::fs::read(&saved).unwrap() == file,
+        "the file arrived changed"
+    );
+    let status = a.transfer_status(&id).await.unwrap();
+    assert_eq!((status.done, status.total), (status.total, status.total));
+    assert_eq!(status.bytes, file.len() as u64);
+
+    // A stream of two segments without metadata, compressed: named by its hash.
+    let t = a
+        .send_reader(
+            up.link,
+            Generated::new(1_200_000),
+            1_200_000,
+            options(None, true),
+        )
+        .await
+        .unwrap();
+    t.finished().await.unwrap();
+    let (saved, metadata) = next(&mut events, |e| match e {
+        NodeEvent::ResourceSaved { path, metadata, .. } => Some((path, metadata)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(metadata, None);
+    let name = saved.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("resource-"), "{name}");
+    assert!(std::fs::read(&saved).unwrap() == Generated::all(1_200_000));
+
+    // Past the receiver's limit: refused before any of it lands. A stream that ends
+    // early fails the transfer; nothing half-written stays.
+    let failed = |made: u64, len: u64| {
+        let a = a.clone();
+        async move {
+            let t = a.send_reader(up.link, Generated::new(made), len, options(None, false));
+            t.await.unwrap().finished().await.unwrap_err()
+        }
+    };
+    let e = failed(3_500_000, 3_500_000).await;
+    assert!(matches!(e, grid::Error::Denied(_)), "{e:?}");
+    let e = failed(1_500_000, 2_000_000).await;
+    assert!(e.to_string().contains("stream"), "{e}");
+
+    // Cancelled after its first part went: the sender hears `Cancelled`, the receiver
+    // removes its partial file, and the link still carries the next resource.
+    let mut sent = a.subscribe();
+    let t = a
+        .send_reader(
+            up.link,
+            Generated::new(2_900_000),
+            2_900_000,
+            options(None, false),
+        )
+        .await
+        .unwrap();
+    next(&mut sent, |e| match e {
+        NodeEvent::ResourceProgress {
+            sending: true,
+            parts_done,
+            ..
+        } => (parts_done > 0).then_some(()),
+        _ => None,
+    })
+    .await;
+    assert!(t.cancel().await.unwrap());
+    let e = t.finished().await.unwrap_err();
+    assert!(matches!(e, grid::Error::Cancelled), "{e:?}");
+    let names = files_once(&inbox, |n| !n.iter().any(|n| n.starts_with('.'))).await;
+    assert_eq!(names.len(), 2, "{names:?}");
+    a.send_file(up.link, &path, options(None, false))
+        .await
+        .unwrap()
+        .finished()
+        .await
+        .unwrap();
+    let saved = next(&mut events, |e| match e {
+        NodeEvent::ResourceSaved { path, .. } => Some(path),
+        _ => None,
+    })
+    .await;
+    assert!(std::fs::read(&saved).unwrap() == file);
+    let names = files_once(&inbox, |n| n.len() == 3).await;
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    a.shutdown();
+    b.shutdown();
 }

@@ -27,6 +27,7 @@ pub mod link;
 pub mod packet;
 pub mod path_request;
 pub mod proof;
+pub mod ratchets;
 pub mod resource;
 /// A deterministic in-process network of transports with a virtual clock, for tests
 /// here and in the layers above (feature `testnet`).

@@ -44,6 +44,76 @@ pub fn full_name(app_name: &str, aspects: &[&str]) -> Result<String, Error> {
     Ok(name)
 }
 
+/// A destination elsewhere, addressed by name and identity (RNS: `RNS.Destination(identity,
+/// OUT, SINGLE, app_name, *aspects)`, or `OUT, PLAIN` without an identity): its hash is
+/// what [`NodeHandle::send_packet`], [`NodeHandle::open_link`] and the other calls take.
+/// The identity comes from [`NodeHandle::recall_identity`] (an announce heard) or from the
+/// program itself.
+#[derive(Debug, Clone)]
+pub struct OutDestination {
+    hash: AddressHash,
+    name: String,
+    identity: Option<rns_core::PublicIdentity>,
+}
+
+impl OutDestination {
+    /// A SINGLE destination hosted by `identity`.
+    pub fn single(
+        identity: rns_core::PublicIdentity,
+        app_name: &str,
+        aspects: &[&str],
+    ) -> Result<OutDestination, Error> {
+        let name = full_name(app_name, aspects)?;
+        let hash = rns_core::destination::hash_from_name(&name, Some(&identity.hash()));
+        Ok(OutDestination {
+            hash,
+            name,
+            identity: Some(identity),
+        })
+    }
+
+    /// A PLAIN destination (no identity, no encryption; [`NodeHandle::send_plain`]).
+    pub fn plain(app_name: &str, aspects: &[&str]) -> Result<OutDestination, Error> {
+        let name = full_name(app_name, aspects)?;
+        let hash = rns_core::destination::hash_from_name(&name, None);
+        Ok(OutDestination {
+            hash,
+            name,
+            identity: None,
+        })
+    }
+
+    /// Its hash (RNS: `destination.hash`).
+    pub fn hash(&self) -> AddressHash {
+        self.hash
+    }
+
+    /// Its dotted name, `app_name.aspect…` (RNS: `destination.name` without the identity).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The identity hosting it (a SINGLE destination's).
+    pub fn identity(&self) -> Option<&rns_core::PublicIdentity> {
+        self.identity.as_ref()
+    }
+}
+
+/// How a destination's ratchets behave (RNS: `enforce_ratchets`, `set_ratchet_interval`,
+/// `set_retained_ratchets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RatchetSetting {
+    /// Refuse packets encrypted to the identity key rather than a ratchet.
+    Enforce(bool),
+    /// Time between rotations (30 minutes by default; at least a second).
+    Interval(Duration),
+    /// Keys kept for decrypting (512 by default; 1 to
+    /// [`rns_core::ratchets::MAX_RATCHETS`]). Each one kept is tried on a packet no newer
+    /// key opens.
+    Retained(usize),
+}
+
 impl NodeHandle {
     /// Host a SINGLE destination `app_name.aspects…` with this node's identity (RNS:
     /// `RNS.Destination(identity, IN, SINGLE, app_name, *aspects)` and
@@ -140,6 +210,69 @@ impl NodeHandle {
             .await?
     }
 
+    /// The identity that announced `destination`, if an announce was heard (RNS:
+    /// `RNS.Identity.recall(destination_hash)`); Grid nodes' identities are remembered
+    /// across restarts too.
+    pub async fn recall_identity(
+        &self,
+        destination: AddressHash,
+    ) -> Result<Option<rns_core::PublicIdentity>, Error> {
+        self.ask(|tx| Call::RecallIdentity(destination, tx)).await
+    }
+
+    /// The app data of the last announce heard for `destination` (RNS:
+    /// `RNS.Identity.recall_app_data(destination_hash)`).
+    pub async fn recall_app_data(
+        &self,
+        destination: AddressHash,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.ask(|tx| Call::RecallAppData(destination, tx)).await
+    }
+
+    /// Enable ratchets on a SINGLE destination this program registered (RNS:
+    /// `destination.enable_ratchets(path)`): each announce carries the newest of a set of
+    /// keys that rotates every 30 minutes, senders encrypt packets to it, and the last 512
+    /// are kept for decrypting, so packets outside links gain forward secrecy. The keys
+    /// live in the file at `path` (RNS's format, signed by the destination's identity, so a
+    /// Python program's file works), read now and rewritten after each rotation; a file
+    /// that is not this destination's is refused. Call it before the first announce.
+    pub async fn enable_ratchets(
+        &self,
+        destination: AddressHash,
+        path: impl Into<std::path::PathBuf>,
+    ) -> Result<(), Error> {
+        let path = path.into();
+        let io = |e: std::io::Error| Error::BadRequest(format!("{}: {e}", path.display()));
+        let file = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
+        let p = path.clone();
+        let bytes = self
+            .ask(|tx| Call::EnableRatchets(destination, p, file, tx))
+            .await??;
+        // Written now, as RNS does, so a path that cannot be written fails here.
+        crate::node::write_ratchet_file(&path, &bytes).map_err(io)
+    }
+
+    /// Refuse packets to `destination` that are not encrypted to one of its ratchets
+    /// (RNS: `enforce_ratchets()`); ratchets must be enabled.
+    pub async fn enforce_ratchets(&self, destination: AddressHash) -> Result<(), Error> {
+        self.ratchet_setting(destination, RatchetSetting::Enforce(true))
+            .await
+    }
+
+    /// Change how a destination's ratchets behave ([`RatchetSetting`]).
+    pub async fn ratchet_setting(
+        &self,
+        destination: AddressHash,
+        setting: RatchetSetting,
+    ) -> Result<(), Error> {
+        self.ask(|tx| Call::RatchetSetting(destination, setting, tx))
+            .await?
+    }
+
     /// Send `data` in one encrypted packet to a SINGLE destination whose announce was
     /// heard, without waiting for its proof (`RNS.Packet(destination, data).send()`,
     /// receipt ignored): its packet hash. [`Error::NoPath`] when the destination is
@@ -198,6 +331,32 @@ impl NodeHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `RNS.Destination.hash(identity, "example_utilities", "echo", "request")` in rns
+    /// 1.5.7 for that identity.
+    const PY_ECHO_HASH: &str = "2f15fa200578db1b0c1b699904282ed5";
+
+    #[test]
+    fn out_destinations_hash_as_rns_does() {
+        // RNS's Echo.py server for the identity of rns-core's test vectors.
+        let key = "c8ef46f46b6b401fa0c38abce5bd2f1ccb57395b7d48847089081ad5bd95d2538d7f4c6d015bb50be2f3fc67c4d370538c443507665fc4c9ff7d8cba0d3a74ca";
+        let id = rns_core::Identity::from_private_bytes(&hex::decode(key).unwrap()).unwrap();
+        let out = OutDestination::single(
+            id.public().clone(),
+            "example_utilities",
+            &["echo", "request"],
+        )
+        .unwrap();
+        assert_eq!(out.hash().to_string(), PY_ECHO_HASH);
+        assert_eq!(out.name(), "example_utilities.echo.request");
+        let plain = OutDestination::plain("example_utilities", &["echo"]).unwrap();
+        assert!(plain.identity().is_none());
+        assert_eq!(
+            plain.hash(),
+            rns_core::destination::hash_from_name("example_utilities.echo", None)
+        );
+        assert!(OutDestination::plain("bad.app", &[]).is_err());
+    }
 
     #[test]
     fn names_are_checked_like_rns_names() {

@@ -610,14 +610,6 @@ impl NodeHandle {
         self.ask(|tx| Call::TakeBundles(list, tx)).await
     }
 
-    /// The identity behind `node`, if this node heard it announce.
-    pub(crate) async fn recall_identity(
-        &self,
-        node: AddressHash,
-    ) -> Result<Option<rns_core::identity::PublicIdentity>, Error> {
-        self.ask(|tx| Call::RecallIdentity(node, tx)).await
-    }
-
     /// Send an event to one node as a bundle that stays deliverable for `ttl`: it arrives
     /// there as a [`NodeEvent::GridEvent`] from this node, now or when it can be reached.
     pub async fn emit_to(

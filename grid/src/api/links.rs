@@ -161,7 +161,8 @@ impl NodeHandle {
     }
 
     /// Send up to 1 MiB (data and packed metadata together) as one resource and wait for
-    /// the receiver's proof. Files of any size go with `grid cp`.
+    /// the receiver's proof. Larger data, files and streams of any size go with
+    /// [`NodeHandle::send_file`] and [`NodeHandle::send_reader`].
     pub async fn send_resource(
         &self,
         link: LinkId,
@@ -205,8 +206,8 @@ impl NodeHandle {
         .await
     }
 
-    /// Answer requests for `path` on links to this node's `grid.node` destination.
-    /// Replaces an earlier handler for the same path.
+    /// Answer requests for `path` on links to any destination this node hosts (`grid.node`
+    /// and the program's own). Replaces an earlier handler for the same path.
     pub async fn register_handler(
         &self,
         path: &str,
@@ -244,10 +245,28 @@ impl NodeHandle {
             .await
     }
 
-    /// Accept resources offered on links to `grid.node` and deliver them as
-    /// [`NodeEvent::Resource`] (up to 64 MiB each, assembled in memory).
+    /// Accept resources offered on links to `grid.node`, to the program's destinations and
+    /// on links it opened, and deliver them as [`NodeEvent::Resource`] (up to 64 MiB each,
+    /// assembled in memory; [`NodeHandle::accept_resources_into`] for any size).
     pub async fn accept_resources(&self, accept: bool) -> Result<(), Error> {
         self.ask(|tx| Call::AcceptResources(accept, tx)).await
+    }
+
+    /// Accept resources offered on links to `grid.node` and to the program's destinations
+    /// of any size up to `max_bytes` each, written into `dir` a segment at a time (never
+    /// held in memory) and delivered as
+    /// [`NodeEvent::ResourceSaved`](super::NodeEvent::ResourceSaved) with their path once
+    /// the last segment is verified; a failed transfer leaves nothing behind. RNS keeps
+    /// resources in its storage directory and hands the program a file; this is that.
+    /// `accept_resources(false)` stops it.
+    pub async fn accept_resources_into(
+        &self,
+        dir: impl Into<std::path::PathBuf>,
+        max_bytes: u64,
+    ) -> Result<(), Error> {
+        let dir = dir.into();
+        self.ask(|tx| Call::AcceptResourcesInto(dir, max_bytes, tx))
+            .await
     }
 
     /// The node's links.

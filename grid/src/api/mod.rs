@@ -42,10 +42,12 @@ mod dht;
 mod exec;
 mod flood;
 mod links;
-pub use destinations::full_name;
+pub use destinations::{full_name, OutDestination, RatchetSetting};
 pub use links::ResourceOptions;
 pub use rns_core::transport::ProofStrategy;
 mod paths;
+mod transfers;
+pub use transfers::ResourceTransfer;
 
 /// Events kept for a slow subscriber before it starts missing them
 /// ([`broadcast::error::RecvError::Lagged`]).
@@ -174,6 +176,22 @@ pub enum NodeEvent {
         /// The sender's identity, if it identified itself.
         remote_identity: Option<AddressHash>,
     },
+    /// A resource received into the directory given to
+    /// [`NodeHandle::accept_resources_into`], written there segment by segment and
+    /// verified before it got its name.
+    ResourceSaved {
+        /// The link.
+        link: LinkId,
+        /// Where it is (the sender's `name` metadata if it gave one, else
+        /// `resource-<hash>`; never over an existing file).
+        path: std::path::PathBuf,
+        /// Its size, metadata not counted.
+        bytes: u64,
+        /// The sender's metadata, if any.
+        metadata: Option<rmpv::Value>,
+        /// The sender's identity, if it identified itself.
+        remote_identity: Option<AddressHash>,
+    },
 }
 
 /// A request for a registered path.
@@ -245,6 +263,29 @@ pub(crate) enum Call {
         reply: Reply,
     },
     Links(oneshot::Sender<Vec<LinkInfo>>),
+    /// Send a program's file or stream as a resource of any size; answers its transfer id.
+    SendTransfer(
+        Box<crate::node::outgoing_files::AppTransfer>,
+        oneshot::Sender<Result<String, Error>>,
+    ),
+    /// Accept resources on application links into a directory, up to a size each.
+    AcceptResourcesInto(std::path::PathBuf, u64, oneshot::Sender<()>),
+    /// Enable ratchets on a registered destination: its ratchet file's path and bytes (if
+    /// it exists); answers the file to write now.
+    EnableRatchets(
+        AddressHash,
+        std::path::PathBuf,
+        Option<Vec<u8>>,
+        oneshot::Sender<Result<Vec<u8>, Error>>,
+    ),
+    /// Change how a destination's ratchets behave.
+    RatchetSetting(
+        AddressHash,
+        RatchetSetting,
+        oneshot::Sender<Result<(), Error>>,
+    ),
+    /// Cancel a transfer by id; whether it was still going.
+    CancelTransfer(String, oneshot::Sender<bool>),
     /// Register a SINGLE destination: full name, proof strategy, and the identity that
     /// hosts it (this node's when `None`).
     RegisterDestination(
@@ -366,6 +407,8 @@ pub(crate) enum Call {
         AddressHash,
         oneshot::Sender<Option<rns_core::identity::PublicIdentity>>,
     ),
+    /// The app data of the last announce heard for a destination.
+    RecallAppData(AddressHash, oneshot::Sender<Option<Vec<u8>>>),
     /// Send a frame on a link's channel (progress to a caller).
     Push {
         link: LinkId,

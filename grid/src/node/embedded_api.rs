@@ -1,35 +1,13 @@
 //! The node's side of the embedded API: calls from handles, events to subscribers, request
-//! handlers, and resources assembled in memory for the application.
+//! handlers (resources for the application are in `app_resources`).
 
-use std::collections::HashMap;
+use rns_core::resource::{with_metadata, SegmentSpec, MAX_EFFICIENT_SIZE};
+use rns_core::Instant;
 
-use rns_core::link::{LinkId, ResourcePolicy};
-use rns_core::resource::{
-    split_metadata, with_metadata, SegmentInfo, SegmentSpec, MAX_EFFICIENT_SIZE,
-};
-use rns_core::{AddressHash, Instant};
-
-use super::reply::Outcome;
+use super::app_resources::AppResourcePolicy;
 use super::waiters::Wait;
 use super::Node;
 use crate::api::{Call, NodeEvent};
-
-/// Largest resource assembled in memory for the application.
-pub(super) const APP_RESOURCE_MAX: u64 = 64 * 1024 * 1024;
-/// Application resources being assembled at once, at most.
-const APP_RESOURCES_AT_ONCE: usize = 8;
-
-/// A resource for the application, segments so far.
-#[derive(Debug)]
-pub(super) struct AppResource {
-    data: Vec<u8>,
-    remote: Option<AddressHash>,
-    /// The segment being received now.
-    segment: [u8; 32],
-}
-
-/// Incoming application resources by link and original hash.
-pub(super) type AppResources = HashMap<(LinkId, [u8; 32]), AppResource>;
 
 impl Node {
     /// Tell subscribers, if there are any (building events costs copies).
@@ -167,6 +145,9 @@ impl Node {
             Call::RecallIdentity(node, done) => {
                 let _ = done.send(self.recall_node(&node));
             }
+            Call::RecallAppData(destination, done) => {
+                let _ = done.send(self.transport.recall_app_data(&destination));
+            }
             Call::Audit(entry) => self.guard.record(entry),
             Call::DhtAnswer { from, message } => self.on_dht_answer(now, *from, message),
             Call::DhtUnreachable(request) => self.on_dht_unreachable(now, request),
@@ -226,23 +207,15 @@ impl Node {
                 let _ = done.send(r);
             }
             Call::AcceptResources(accept, done) => {
-                self.files.app_resources = accept;
-                let policy = if accept {
-                    ResourcePolicy::App
+                self.set_app_resources(if accept {
+                    AppResourcePolicy::Memory
                 } else {
-                    ResourcePolicy::None
-                };
-                let d = self.grid_destination;
-                self.transport.set_destination_resource_policy(&d, policy);
-                let links: Vec<LinkId> = self
-                    .transport
-                    .links()
-                    .map(|l| l.id)
-                    .filter(|l| self.is_app_link(l))
-                    .collect();
-                for l in links {
-                    let _ = self.transport.set_link_resource_policy(&l, policy);
-                }
+                    AppResourcePolicy::Refuse
+                });
+                let _ = done.send(());
+            }
+            Call::AcceptResourcesInto(dir, max_bytes, done) => {
+                self.set_app_resources(AppResourcePolicy::Directory { dir, max_bytes });
                 let _ = done.send(());
             }
             Call::SendResource {
@@ -265,7 +238,7 @@ impl Node {
                 };
                 if payload.len() > MAX_EFFICIENT_SIZE {
                     return reply.fail(crate::Error::BadRequest(format!(
-                        "{} bytes do not fit one resource segment ({MAX_EFFICIENT_SIZE}); send files with grid cp",
+                        "{} bytes do not fit one resource segment ({MAX_EFFICIENT_SIZE}); send larger data with send_reader or send_file",
                         payload.len()
                     )));
                 }
@@ -286,6 +259,18 @@ impl Node {
                     Ok(hash) => self.wait(now + timeout, reply, Wait::ResourceSent { link, hash }),
                     Err(e) => reply.fail(e),
                 }
+            }
+            Call::SendTransfer(req, tx) => {
+                let _ = tx.send(self.start_app_transfer(now, *req));
+            }
+            Call::CancelTransfer(id, tx) => {
+                let _ = tx.send(self.cancel_transfer(now, &id));
+            }
+            Call::EnableRatchets(d, path, file, tx) => {
+                let _ = tx.send(self.enable_ratchets(d, path, file));
+            }
+            Call::RatchetSetting(d, setting, tx) => {
+                let _ = tx.send(self.ratchet_setting(d, setting));
             }
             Call::Links(tx) => {
                 let _ = tx.send(self.transport.links().collect());
@@ -316,6 +301,7 @@ impl Node {
             Call::DeregisterDestination(d, tx) => {
                 // Only what a program registered: the node's own destinations stay.
                 let ours = self.links.app_destinations.remove(&d);
+                self.links.ratchet_files.remove(&d);
                 let _ = tx.send(ours && self.transport.deregister_destination(&d));
             }
             Call::SendPacket(destination, data, tx) => {
@@ -370,124 +356,5 @@ impl Node {
                 let _ = tx.send(r);
             }
         }
-    }
-
-    /// Whether a link's resources are the application's: every link except those to this
-    /// node's `rncp.receive` destination, whose resources are files.
-    pub(super) fn is_app_link(&self, link: &LinkId) -> bool {
-        self.transport
-            .link(link)
-            .is_some_and(|l| Some(l.destination) != self.files.cp_destination)
-    }
-
-    /// A link came up: links we opened take resources too while the application accepts them.
-    pub(super) fn app_link_established(&mut self, link: LinkId) {
-        if self.files.app_resources && self.is_app_link(&link) {
-            let _ = self
-                .transport
-                .set_link_resource_policy(&link, ResourcePolicy::App);
-        }
-    }
-
-    /// Accept or refuse a resource offered on an application link.
-    pub(super) fn on_app_resource_offered(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        segment: &SegmentInfo,
-        remote: Option<AddressHash>,
-    ) {
-        let hash = segment.hash;
-        let key = (link, segment.original_hash);
-        let accept = if segment.segment_index == 1 {
-            let ok = self.files.app_resources
-                && segment.total_size <= APP_RESOURCE_MAX
-                && self.files.incoming_app.len() < APP_RESOURCES_AT_ONCE;
-            if ok {
-                self.files.incoming_app.insert(
-                    key,
-                    AppResource {
-                        data: Vec::new(),
-                        remote,
-                        segment: hash,
-                    },
-                );
-            }
-            ok
-        } else {
-            match self.files.incoming_app.get_mut(&key) {
-                Some(r) => {
-                    r.segment = hash;
-                    true
-                }
-                None => false,
-            }
-        };
-        let _ = self
-            .transport
-            .link_answer_resource(now, &link, &hash, accept);
-    }
-
-    /// A verified segment of an application resource arrived.
-    pub(super) fn on_app_segment(&mut self, link: LinkId, segment: &SegmentInfo, data: Vec<u8>) {
-        let key = (link, segment.original_hash);
-        let Some(r) = self.files.incoming_app.get_mut(&key) else {
-            return;
-        };
-        if r.data.len() as u64 + data.len() as u64 > APP_RESOURCE_MAX {
-            tracing::warn!(%link, "application resource larger than announced; dropped");
-            self.files.incoming_app.remove(&key);
-            return;
-        }
-        r.data.extend_from_slice(&data);
-        if !segment.is_last() {
-            return;
-        }
-        let Some(r) = self.files.incoming_app.remove(&key) else {
-            return;
-        };
-        let (metadata, body) = if segment.has_metadata {
-            match split_metadata(&r.data) {
-                Some((m, body)) => (Some(m), body.to_vec()),
-                None => (None, r.data),
-            }
-        } else {
-            (None, r.data)
-        };
-        let remote_identity = r.remote;
-        self.emit(move || NodeEvent::Resource {
-            link,
-            data: body,
-            metadata,
-            remote_identity,
-        });
-    }
-
-    /// An application resource's link closed: forget what it was receiving.
-    pub(super) fn app_link_closed(&mut self, link: &LinkId) {
-        self.files.incoming_app.retain(|(l, _), _| l != link);
-    }
-
-    /// An incoming segment failed: drop the resource it belonged to.
-    pub(super) fn on_app_incoming_failed(&mut self, link: LinkId, hash: [u8; 32]) {
-        self.files
-            .incoming_app
-            .retain(|(l, _), r| !(*l == link && r.segment == hash));
-    }
-
-    /// A resource we sent was proven.
-    pub(super) fn on_app_resource_sent(&mut self, link: LinkId, hash: [u8; 32]) {
-        self.answer(
-            |w| matches!(w, Wait::ResourceSent { link: l, hash: h } if *l == link && *h == hash),
-            |_| Ok(Outcome::ResourceDelivered { link }),
-        );
-    }
-
-    /// A resource we sent failed.
-    pub(super) fn on_app_resource_failed(&mut self, link: LinkId, hash: [u8; 32], why: String) {
-        self.answer(
-            |w| matches!(w, Wait::ResourceSent { link: l, hash: h } if *l == link && *h == hash),
-            |_| Err(crate::Error::Failed(why.clone())),
-        );
     }
 }

@@ -54,6 +54,7 @@ pub(crate) enum Written {
     Failed { key: IncomingKey, error: String },
     /// The file is in place at `path`.
     Finished {
+        key: IncomingKey,
         path: PathBuf,
         bytes: u64,
         from: Option<AddressHash>,
@@ -162,6 +163,7 @@ fn run(rx: &std_mpsc::Receiver<WriteOp>, done: &mpsc::UnboundedSender<FileWork>)
                 });
                 match placed {
                     Ok(()) => report(Written::Finished {
+                        key,
                         path: dest,
                         bytes: p.written,
                         from,

@@ -265,10 +265,10 @@ impl Node {
                     self.on_resource_offered(now, link, &segment, remote_identity);
                 }
             }
-            LinkEvent::ResourceProgress { link, sending, parts_done, parts_total, .. } => {
+            LinkEvent::ResourceProgress { link, hash, sending, parts_done, parts_total } => {
                 self.emit(|| NodeEvent::ResourceProgress { link, sending, parts_done, parts_total });
                 if sending {
-                    self.on_resource_progress(link, parts_done, parts_total);
+                    self.on_resource_progress(link, &hash, parts_done, parts_total);
                 }
             }
             LinkEvent::ResourceAssemble { link, job } => self.assemble_off_loop(link, job),
@@ -283,7 +283,7 @@ impl Node {
             LinkEvent::ResourceFailed { link, hash, sending, reason } => {
                 if sending {
                     self.on_app_resource_failed(link, hash, format!("the resource transfer failed ({reason:?})"));
-                    self.on_outgoing_resource_failed(now, link, reason);
+                    self.on_outgoing_resource_failed(now, link, &hash, reason);
                 } else {
                     self.on_app_incoming_failed(link, hash);
                     self.on_incoming_resource_failed(link, reason);
@@ -377,6 +377,8 @@ pub(super) struct LinkData {
     /// Destinations programs registered (`NodeHandle::register_destination`): packets to
     /// them become [`crate::api::NodeEvent::DestinationPacket`]s.
     pub(super) app_destinations: std::collections::HashSet<AddressHash>,
+    /// Where a program's destinations with ratchets keep their ratchet files.
+    pub(super) ratchet_files: HashMap<AddressHash, std::path::PathBuf>,
     /// Destination names whose announces programs watch (their name hashes; at most
     /// [`crate::api::MAX_WATCHED_NAMES`]): they become [`crate::api::NodeEvent::Announce`]s.
     pub(super) watched_names: std::collections::HashSet<rns_core::destination::NameHash>,

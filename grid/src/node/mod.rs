@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::{api, clock};
 
 mod announcing;
+mod app_resources;
 mod audit_writer;
 pub(crate) mod bundles;
 mod catalog_store;
@@ -39,7 +40,10 @@ pub(crate) mod jobs;
 pub(crate) mod link_ops;
 mod links;
 mod neighbours;
+pub(crate) mod outgoing_files;
 mod paced;
+mod ratchets;
+pub(crate) use ratchets::write_ratchet_file;
 mod pairing;
 pub(crate) mod reply;
 mod routing;
@@ -540,8 +544,9 @@ impl Node {
         let own_public = identity.public().clone();
         Node {
             files: files::Transfers {
-                app_resources: false,
+                app_policy: Default::default(),
                 incoming_app: HashMap::new(),
+                saving_app: HashMap::new(),
                 cp: config.cp.clone(),
                 cp_directory,
                 cp_destination: Some(cp_destination),
@@ -561,6 +566,7 @@ impl Node {
                 request_handlers: links::builtin_handlers(),
                 async_handlers: links::AsyncHandlers::default(),
                 app_destinations: std::collections::HashSet::new(),
+                ratchet_files: HashMap::new(),
                 watched_names: std::collections::HashSet::new(),
                 paced: HashMap::new(),
             },
@@ -712,6 +718,7 @@ impl Node {
                 },
             ),
             Event::Link(e) => self.on_link_event(now, e),
+            Event::RatchetsRotated { destination } => self.on_ratchets_rotated(destination),
         }
     }
 }

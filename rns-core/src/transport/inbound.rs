@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::interface::LocalRole;
 use super::path_table::{secs, should_accept, PathEntry, PathState};
 use super::{
-    Event, InterfaceId, LocalDestination, ProofStrategy, RateEntry, ReverseEntry, Transport,
-    PATHFINDER_RW_MS, PATH_REQUEST_GATE,
+    Event, InterfaceId, ProofStrategy, RateEntry, ReverseEntry, Transport, PATHFINDER_RW_MS,
+    PATH_REQUEST_GATE,
 };
 use crate::announce::Announce;
 use crate::destination::DestinationType;
@@ -551,19 +551,13 @@ impl Transport {
             };
             return self.deliver(d, data, p);
         }
-        let LocalDestination {
-            identity, proof, ..
-        } = local;
-        let Some(identity) = identity.clone() else {
+        let proof = local.proof;
+        let Some(identity) = local.identity.clone() else {
             return;
         };
-        let proof = *proof;
-        let data = match identity.decrypt(p.view.data(), &[], false) {
-            Ok(d) => d,
-            Err(_) => {
-                self.stats.undecryptable += 1;
-                return;
-            }
+        let Some(data) = self.open_single(now, &d, &identity, p.view.data()) else {
+            self.stats.undecryptable += 1;
+            return;
         };
         match proof {
             ProofStrategy::All => {

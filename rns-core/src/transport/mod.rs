@@ -22,6 +22,7 @@ mod outbound;
 mod path_table;
 mod pathfinding;
 mod periodic;
+mod ratchets;
 mod receipts;
 mod shared_instance;
 
@@ -250,6 +251,12 @@ pub enum Event {
         /// Its destination.
         destination: AddressHash,
     },
+    /// A local destination made a new ratchet key for its announce: store
+    /// [`Transport::ratchet_file`] so packets encrypted to it still open after a restart.
+    RatchetsRotated {
+        /// The destination.
+        destination: AddressHash,
+    },
 }
 
 /// Why a packet could not be sent.
@@ -285,6 +292,8 @@ pub(crate) struct LocalDestination {
     pub(crate) resource_policy: crate::link::ResourcePolicy,
     /// A GROUP destination's key.
     pub(crate) group_key: Option<destination::GroupKey>,
+    /// A SINGLE destination's ratchets, when enabled.
+    pub(crate) ratchets: Option<crate::ratchets::Ratchets>,
 }
 
 /// A scheduled announce (re)transmission.
@@ -340,6 +349,10 @@ pub struct TransportStats {
     pub dropped_events: u64,
     /// Packets for local destinations that failed to decrypt.
     pub undecryptable: u64,
+    /// Packets to destinations with ratchets that opened with none of the newest keys
+    /// and were not tried on the older ones: the budget for such scans was spent
+    /// ([`crate::ratchets::DEEP_SCANS_PER_S`]).
+    pub ratchet_scans_limited: u64,
     /// Inbound frames dropped as malformed or protocol violations (all interfaces, ever).
     pub protocol_violations: u64,
     /// Inbound frames dropped for a bad or missing access code (all interfaces, ever).
@@ -572,6 +585,7 @@ impl Transport {
                 accept_links: false,
                 resource_policy: crate::link::ResourcePolicy::None,
                 group_key,
+                ratchets: None,
             },
         );
         hash
@@ -599,6 +613,7 @@ impl Transport {
                 accept_links: true,
                 resource_policy: crate::link::ResourcePolicy::None,
                 group_key: None,
+                ratchets: None,
             },
         );
         hash

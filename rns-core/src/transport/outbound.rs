@@ -179,11 +179,20 @@ impl Transport {
             .ok_or(SendError::NotLocal(*destination))?;
         let name_hash = local.name_hash;
         let app_data = app_data.map_or_else(|| local.app_data.clone(), <[u8]>::to_vec);
+        let ratchet = self.announce_ratchet(now.as_secs(), destination);
         let rh = announce::random_hash(&mut *self.rng, now.as_secs());
-        let data =
-            announce::build_payload(&identity, &name_hash, destination, &rh, None, &app_data);
+        let data = announce::build_payload(
+            &identity,
+            &name_hash,
+            destination,
+            &rh,
+            ratchet.as_ref(),
+            &app_data,
+        );
+        let mut flags = Flags::new(DestinationType::Single, PacketType::Announce);
+        flags.context_flag = ratchet.is_some();
         let pkt = Packet {
-            flags: Flags::new(DestinationType::Single, PacketType::Announce),
+            flags,
             hops: 0,
             transport_id: None,
             destination: *destination,
@@ -246,7 +255,14 @@ impl Transport {
             .map(|(_, data, _)| data.clone());
         let pkt = match reuse {
             Some(data) => Packet {
-                flags: Flags::new(DestinationType::Single, PacketType::Announce),
+                flags: {
+                    let mut f = Flags::new(DestinationType::Single, PacketType::Announce);
+                    f.context_flag = self
+                        .destinations
+                        .get(destination)
+                        .is_some_and(|l| l.ratchets.is_some());
+                    f
+                },
                 hops: 0,
                 transport_id: None,
                 destination: *destination,

@@ -2,7 +2,8 @@
 (app `example_utilities`, aspects `echo.request`, server proves all packets, client
 times each proof), without the interactive prompt.
 
-Usage: echo.py --config DIR --server            (prints its destination hash first)
+Usage: echo.py --config DIR --server [--ratchets FILE]
+                                                 (prints its destination hash first)
        echo.py --config DIR HASH [--count N]     (exit 0 when every request was proved)
 """
 
@@ -16,11 +17,15 @@ import RNS
 APP_NAME = "example_utilities"
 
 
-def server(config):
+def server(config, ratchets):
     RNS.Reticulum(config)
     identity = RNS.Identity()
     echo = RNS.Destination(identity, RNS.Destination.IN, RNS.Destination.SINGLE, APP_NAME, "echo", "request")
     echo.set_proof_strategy(RNS.Destination.PROVE_ALL)
+    if ratchets:
+        # Not in Echo.py: packets must be encrypted to the announced ratchet.
+        echo.enable_ratchets(ratchets)
+        echo.enforce_ratchets()
 
     def received(message, packet):
         print("Received packet from echo client, proof sent", flush=True)
@@ -77,9 +82,10 @@ p = argparse.ArgumentParser()
 p.add_argument("--config", required=True)
 p.add_argument("--server", action="store_true")
 p.add_argument("--count", type=int, default=3)
+p.add_argument("--ratchets")
 p.add_argument("destination", nargs="?")
 a = p.parse_args()
 if a.server:
-    server(a.config)
+    server(a.config, a.ratchets)
 else:
     client(a.config, a.destination, a.count)
