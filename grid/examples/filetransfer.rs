@@ -1,7 +1,9 @@
 //! The counterpart of RNS's `Examples/Filetransfer.py`: the same app name and aspects
 //! (`example_utilities.filetransfer.server`) and the same flow. The server sends a
 //! client the list of its files (msgpack) when the link comes up; the client asks for
-//! one by name (a link packet); the server sends it as a resource.
+//! one by name (a link packet); the server sends it as a resource, read from the file a
+//! segment at a time (`send_file`), and the client has it written into `TO` a segment at
+//! a time (`accept_resources_into`), so files of any size fit in little memory.
 //!
 //! ```sh
 //! cargo run --release --example filetransfer -- --config DIR --serve FILES
@@ -13,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use grid::api::{NodeEvent, NodeHandle, ProofStrategy};
+use grid::api::{NodeEvent, NodeHandle, ProofStrategy, ResourceOptions};
 use grid::state::StateDir;
 use rns_core::rmpv::Value;
 
@@ -95,14 +97,16 @@ async fn serve(node: NodeHandle, dir: PathBuf) -> Result<()> {
                     println!("Client asked for an unknown file {name:?}");
                     continue;
                 }
-                let bytes = std::fs::read(dir.join(&name))?;
-                println!("Sending {name} ({} bytes)", bytes.len());
-                let node = node.clone();
+                let path = dir.join(&name);
+                println!("Sending {name} ({} bytes)", std::fs::metadata(&path)?.len());
+                let options = ResourceOptions {
+                    metadata: None,
+                    compress: true,
+                    timeout: Duration::from_secs(3600),
+                };
+                let transfer = node.send_file(link, path, options).await?;
                 tokio::spawn(async move {
-                    match node
-                        .send_resource(link, bytes, None, Duration::from_secs(120))
-                        .await
-                    {
+                    match transfer.finished().await {
                         Ok(()) => println!("Sent {name}"),
                         Err(e) => println!("Sending {name} failed: {e}"),
                     }
@@ -122,7 +126,8 @@ async fn fetch(
     file: Option<String>,
     save: &Path,
 ) -> Result<()> {
-    node.accept_resources(true).await?;
+    std::fs::create_dir_all(save)?;
+    node.accept_resources_into(save, u64::MAX).await?;
     let mut events = node.subscribe();
     let up = node.open_link(server, Duration::from_secs(30)).await?;
     let link = up.link;
@@ -155,16 +160,20 @@ async fn fetch(
                 node.send_nowait(link, name.as_bytes()).await?;
                 wanted = Some(name);
             }
-            NodeEvent::Resource { link: l, data, .. } if l == link => {
+            NodeEvent::ResourceSaved {
+                link: l,
+                path,
+                bytes,
+                ..
+            } if l == link => {
                 let name = wanted.clone().ok_or("a resource came before we asked")?;
                 // Only the file's own name, never a path from the server.
                 let name = Path::new(&name)
                     .file_name()
                     .ok_or("a file name without a name")?
                     .to_owned();
-                std::fs::create_dir_all(save)?;
-                std::fs::write(save.join(&name), &data)?;
-                println!("Saved {} ({} bytes)", name.to_string_lossy(), data.len());
+                std::fs::rename(&path, save.join(&name))?;
+                println!("Saved {} ({bytes} bytes)", name.to_string_lossy());
                 node.close_link(link).await?;
                 return Ok(());
             }

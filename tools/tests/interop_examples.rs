@@ -214,10 +214,11 @@ fn three_proved(mut cmd: Command, config: &std::path::Path, hash: &str) {
     assert_eq!(text.matches("Valid reply received").count(), 3, "{text}");
 }
 
-/// Files to serve: a small one and one of many resource parts.
+/// Files to serve: a small one and one of three resource segments (RNS cuts resources
+/// at 1 MiB).
 fn files() -> (TempDir, Vec<u8>) {
     let dir = TempDir::new("ft-files");
-    let big: Vec<u8> = (0..300_000u32)
+    let big: Vec<u8> = (0..2_500_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(dir.0.join("big.bin"), &big).unwrap();

@@ -31,9 +31,10 @@ def serve(config, files):
         def client_request(message, packet):
             name = message.decode("utf-8")
             if name in list_files():
-                data = open(os.path.join(files, name), "rb").read()
-                print(f"Sending {name} ({len(data)} bytes)", flush=True)
-                RNS.Resource(data, link)
+                path = os.path.join(files, name)
+                print(f"Sending {name} ({os.path.getsize(path)} bytes)", flush=True)
+                # As Filetransfer.py: the open file, which RNS sends in segments.
+                RNS.Resource(open(path, "rb"), link)
             else:
                 print(f"Client asked for an unknown file {name!r}", flush=True)
 
