@@ -24,9 +24,11 @@ import re, sys
 names, seen = [], set()
 for line in open(sys.argv[1], errors="replace"):
     m = re.match(r"c?fn=\(\d+\) (\S+)", line.strip())
-    if m and m.group(1).startswith(("_ZN", "_R")) and m.group(1) not in seen:
-        seen.add(m.group(1))
-        names.append(m.group(1))
+    # callgrind marks recursive calls as name'2, name'3: the symbol is the name.
+    name = re.sub(r"'\d+$", "", m.group(1)) if m else None
+    if name and name.startswith(("_ZN", "_R")) and name not in seen:
+        seen.add(name)
+        names.append(name)
 open(sys.argv[2], "w").write("\n".join(names) + "\n")
 print(f"{len(names)} functions written to {sys.argv[2]}", file=sys.stderr)
 PY

@@ -50,8 +50,10 @@ mod transfers;
 pub use transfers::ResourceTransfer;
 
 /// Events kept for a slow subscriber before it starts missing them
-/// ([`broadcast::error::RecvError::Lagged`]).
-pub const EVENT_BUFFER: usize = 4096;
+/// ([`broadcast::error::RecvError::Lagged`]). The buffer is allocated whole when the
+/// node starts (about 136 bytes an event), so it is sized for bursts a subscriber that
+/// keeps up sees, not for one that stops reading.
+pub const EVENT_BUFFER: usize = 1024;
 
 /// Destination names programs may watch announces of, at most, node-wide.
 pub const MAX_WATCHED_NAMES: usize = 256;

@@ -203,6 +203,12 @@ impl fmt::Debug for BundleStore {
     }
 }
 
+/// Memory redb may hold for pages of the file (its default is 1 GiB). Bundles are
+/// written once and read about once, and the kernel's page cache keeps the file anyway,
+/// so a small cache costs reads little and keeps an idle node's memory small
+/// (docs/security.md, docs/benchmarks.md).
+pub const CACHE_BYTES: usize = 512 * 1024;
+
 impl BundleStore {
     /// Open or create the database file (parent dir created). `quota_bytes` bounds the sum
     /// of sealed sizes. Inconsistent derived tables (e.g. from an older version) are
@@ -212,7 +218,10 @@ impl BundleStore {
             std::fs::create_dir_all(parent)
                 .ctx(&format!("create directory {}", parent.display()))?;
         }
-        let db = Database::create(path).ctx(&format!("open {}", path.display()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .ctx(&format!("open {}", path.display()))?;
         let store = BundleStore {
             db,
             path: path.to_path_buf(),

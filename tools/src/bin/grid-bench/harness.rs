@@ -25,6 +25,11 @@ pub(crate) fn bench_script(name: &str) -> PathBuf {
     workspace().join("tools/bench").join(name)
 }
 
+/// The functions the release link of `grid` lays out first (tools/build.rs).
+pub(crate) fn symbol_order_list() -> PathBuf {
+    workspace().join("tools/link/grid-symbol-order.txt")
+}
+
 pub(crate) fn grid_binary() -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let g = me.with_file_name("grid");

@@ -15,11 +15,11 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
 use forward::{forward_bench, Transit};
-use harness::{grid_binary, median, run_json, tmpdir, workspace};
+use harness::{grid_binary, median, run_json, symbol_order_list, tmpdir, workspace};
 use ingest::{ingest_both, internal_ingest, write_announces};
 use links::{link_bench_grid, link_bench_python};
 use report::{render, Row};
-use startup::{idle_rss_grid, idle_rss_rnsd, startup_grid, startup_python};
+use startup::{idle_rss_grid, idle_rss_rnsd, report_symbol_order, startup_grid, startup_python};
 
 mod bundles;
 mod command_round_trips;
@@ -69,6 +69,7 @@ fn real_main() -> Result<()> {
             "--python" => opts.python = args.next().context("--python needs a path")?.into(),
             "--write" => opts.write = Some(args.next().context("--write needs a file")?.into()),
             "idle-only" => {
+                report_symbol_order(&grid_binary()?, &symbol_order_list());
                 let g = idle_rss_grid(&grid_binary()?)?;
                 let p = idle_rss_rnsd(&opts.python)?;
                 println!(
@@ -251,6 +252,7 @@ fn real_main() -> Result<()> {
     ));
 
     eprintln!("== idle RSS");
+    report_symbol_order(&grid, &symbol_order_list());
     let (g, p) = (idle_rss_grid(&grid)?, idle_rss_rnsd(&opts.python)?);
     rows.push(Row::new(
         "Idle node RSS",

@@ -27,6 +27,43 @@ pub(crate) fn idle_rss_grid(grid: &Path) -> Result<f64> {
     Ok(rss_of(p.0.id()))
 }
 
+/// How many of the functions `tools/link/grid-symbol-order.txt` lists the `grid`
+/// binary still defines (`nm`), and how many it lists: the idle figure depends on the
+/// list (tools/build.rs), and a list gone stale with code changes shows here first.
+pub(crate) fn symbol_order_coverage(grid: &Path, list: &Path) -> Result<(usize, usize)> {
+    let wanted = std::fs::read_to_string(list)?;
+    let out = Command::new("nm")
+        .arg("--defined-only")
+        .arg(grid)
+        .output()?;
+    if !out.status.success() {
+        bail!("nm {} failed", grid.display());
+    }
+    let defined: std::collections::HashSet<&str> = std::str::from_utf8(&out.stdout)?
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    let names: Vec<&str> = wanted.lines().filter(|l| !l.is_empty()).collect();
+    let found = names.iter().filter(|n| defined.contains(*n)).count();
+    Ok((found, names.len()))
+}
+
+/// Say how current the link-time function order is (see [`symbol_order_coverage`]).
+pub(crate) fn report_symbol_order(grid: &Path, list: &Path) {
+    match symbol_order_coverage(grid, list) {
+        Ok((found, listed)) => {
+            eprintln!("symbol order: {found} of {listed} listed functions are in the binary");
+            if found * 100 < listed * 95 {
+                eprintln!(
+                    "  the list is stale (idle RSS rises): regenerate it with \
+                     tools/bench/symbol_order.sh and rebuild"
+                );
+            }
+        }
+        Err(e) => eprintln!("symbol order: not checked ({e})"),
+    }
+}
+
 pub(crate) fn idle_rss_rnsd(python: &Path) -> Result<f64> {
     let dir = tmpdir("idle-rnsd");
     let port = free_port();
