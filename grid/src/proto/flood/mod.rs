@@ -82,7 +82,7 @@ impl Patience {
         let (ttl, time_ms, budget) = match self {
             Patience::Instant => (1, 500, 3),
             Patience::Quick => (3, 1_500, 39),
-            Patience::Thorough => (10, 5_000, 250),
+            Patience::Thorough => (10, 5_000, 262),
             Patience::Exhaustive => (10, 30_000, 3_000),
         };
         Ladder {
