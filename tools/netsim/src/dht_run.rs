@@ -1,8 +1,9 @@
 //! The DHT workload: every node a `grid::proto::dht::Dht`, the state machine the node
 //! runs. Nodes bootstrap from a few contacts in the first minute (looking up their own
 //! id), some provide keys at two minutes, then in the measurement window lookups for
-//! random keys start from random live nodes while nodes leave (their state lost) and new
-//! ones join.
+//! random keys start from random live nodes while nodes leave and new ones join. Some of
+//! the nodes that leave come back after a while, with their state (woken from sleep) or
+//! with only their identity (restarted): those bootstrap again and provide again.
 //!
 //! Messages go between nodes directly, delayed by the network's latency and jitter and
 //! lost at its rate: the overlay on top of a transport that already has paths. Public
@@ -25,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::engine::{run_until, Delivery, Engine, Workload};
 use crate::figures::{percentile, Goal};
-use crate::scenario::{DhtWorkload, Scenario};
+use crate::scenario::{Churn, DhtWorkload, Scenario};
 
 /// When the nodes bootstrap (spread over this), and when keys are provided.
 const BOOTSTRAP: Duration = Duration::from_secs(60);
@@ -39,15 +40,22 @@ enum Action {
     Lookup,
     Leave,
     Join(u32),
+    /// Node back from its downtime; `true`: with the state it left with.
+    Return(u32, bool),
 }
 
 /// A lookup being measured.
 struct Measured {
     key: u32,
+    /// The searching node came back after leaving: with its state (`Some(true)`).
+    origin: Option<bool>,
 }
 
 struct Run<'a> {
     w: &'a DhtWorkload,
+    churn: &'a Churn,
+    config: Config,
+    seed: u64,
     engine: Engine,
     rng: ChaCha8Rng,
     nodes: Vec<Dht>,
@@ -60,9 +68,15 @@ struct Run<'a> {
     actions: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     action_list: Vec<Action>,
     measured: HashMap<(u32, LookupId), Measured>,
-    outcomes: Vec<(Outcome, bool)>,
+    /// Each ended lookup: its outcome, whether it named the key's live provider, and
+    /// whether its node had come back (with its state: `Some(true)`).
+    outcomes: Vec<(Outcome, bool, Option<bool>)>,
+    /// Per node: came back after leaving, with its state or without.
+    came_back: Vec<Option<bool>>,
     left: usize,
     joined: usize,
+    /// Nodes back after leaving: with their state, without it.
+    returned: (usize, usize),
     /// Lookups whose own node left before they ended.
     abandoned: usize,
 }
@@ -107,11 +121,22 @@ impl Run<'_> {
                         .providers
                         .iter()
                         .any(|p| self.index.get(&p.id) == Some(&provider));
-                self.outcomes.push((outcome, live_provider));
+                self.outcomes.push((outcome, live_provider, m.origin));
             }
         }
         let t = node.poll_timeout();
         self.engine.arm(i, t);
+    }
+
+    /// Give node `i` a few contacts among the live nodes, as the paths it heard would.
+    fn bootstrap_from_live(&mut self, i: u32) {
+        let now = self.engine.now;
+        for _ in 0..self.w.bootstrap_contacts {
+            if let Some(j) = self.pick_live().filter(|j| *j != i) {
+                let c = *self.nodes[j as usize].own();
+                self.nodes[i as usize].add_contact(now, c, None);
+            }
+        }
     }
 
     fn act(&mut self, a: Action) {
@@ -141,7 +166,8 @@ impl Run<'_> {
                 let key = live_keys[(self.rng.next_u64() % live_keys.len() as u64) as usize];
                 let k = self.keys[key as usize];
                 if let Ok(id) = self.nodes[i as usize].find_providers(now, k, 1) {
-                    self.measured.insert((i, id), Measured { key });
+                    let origin = self.came_back[i as usize];
+                    self.measured.insert((i, id), Measured { key, origin });
                 }
                 self.flush(i);
             }
@@ -155,15 +181,49 @@ impl Run<'_> {
                 self.abandoned += before - self.measured.len();
                 self.engine.arm(i, None);
                 self.left += 1;
+                let (keep, lose) = (
+                    self.churn.return_with_state,
+                    self.churn.return_without_state,
+                );
+                if keep + lose > 0.0 {
+                    // (Drawn only when some come back: runs without returns stay as before.)
+                    let r = (self.rng.next_u64() % 1_000_000) as f64 / 1e6;
+                    let back = now + Duration::from_secs(self.churn.downtime_s);
+                    if r < keep {
+                        self.schedule(back, Action::Return(i, true));
+                    } else if r < keep + lose {
+                        self.schedule(back, Action::Return(i, false));
+                    }
+                }
+            }
+            Action::Return(i, with_state) => {
+                self.up[i as usize] = true;
+                self.came_back[i as usize] = Some(with_state);
+                self.live.push(i);
+                if with_state {
+                    // As it left: its timers, overdue now, run first.
+                    self.returned.0 += 1;
+                    self.nodes[i as usize].handle_timeout(now);
+                    self.flush(i);
+                } else {
+                    // Its key kept, nothing else: a new table from a few live nodes, then
+                    // it provides again what it holds, as a restarted node does.
+                    self.returned.1 += 1;
+                    let own = *self.nodes[i as usize].own();
+                    let seed = self.seed ^ (u64::from(i) << 32) ^ self.returned.1 as u64;
+                    self.nodes[i as usize] = Dht::new(own, self.config, now, seed);
+                    self.bootstrap_from_live(i);
+                    self.act(Action::Bootstrap(i));
+                    for key in 0..self.keys.len() as u32 {
+                        if self.providers[key as usize] == i {
+                            self.act(Action::Provide(i, key));
+                        }
+                    }
+                }
             }
             Action::Join(i) => {
                 self.up[i as usize] = true;
-                for _ in 0..self.w.bootstrap_contacts {
-                    if let Some(j) = self.pick_live() {
-                        let c = *self.nodes[j as usize].own();
-                        self.nodes[i as usize].add_contact(now, c, None);
-                    }
-                }
+                self.bootstrap_from_live(i);
                 self.live.push(i);
                 self.joined += 1;
                 self.act(Action::Bootstrap(i));
@@ -247,6 +307,9 @@ pub fn run(
         .collect();
     let mut run = Run {
         w,
+        churn: &s.churn,
+        config,
+        seed,
         engine,
         rng,
         nodes,
@@ -261,6 +324,8 @@ pub fn run(
         outcomes: Vec::new(),
         left: 0,
         joined: 0,
+        returned: (0, 0),
+        came_back: vec![None; total],
         abandoned: 0,
     };
     // Each starting node heard a few others.
@@ -307,24 +372,35 @@ pub fn run(
 
     // Lookups that never ended count as failures.
     let n = run.outcomes.len() + run.measured.len();
-    let ok = run.outcomes.iter().filter(|(_, live)| *live).count();
+    let ok = run.outcomes.iter().filter(|(_, live, _)| *live).count();
+    // Lookups started by nodes that had come back, with and without their state.
+    let from = |kind: bool| {
+        let mine: Vec<bool> = run
+            .outcomes
+            .iter()
+            .filter(|(_, _, o)| *o == Some(kind))
+            .map(|(_, live, _)| *live)
+            .collect();
+        let ok = mine.iter().filter(|l| **l).count();
+        json!({"lookups": mine.len(), "success_rate": round4(ok as f64 / mine.len().max(1) as f64)})
+    };
     let success = if n == 0 { 0.0 } else { ok as f64 / n as f64 };
     let hops: Vec<u64> = run
         .outcomes
         .iter()
-        .filter(|(_, live)| *live)
-        .map(|(o, _)| u64::from(o.hops))
+        .filter(|(_, live, _)| *live)
+        .map(|(o, _, _)| u64::from(o.hops))
         .collect();
     let requests: Vec<u64> = run
         .outcomes
         .iter()
-        .map(|(o, _)| u64::from(o.requests))
+        .map(|(o, _, _)| u64::from(o.requests))
         .collect();
     let times: Vec<u64> = run
         .outcomes
         .iter()
-        .filter(|(_, live)| *live)
-        .map(|(o, _)| o.elapsed.as_millis() as u64)
+        .filter(|(_, live, _)| *live)
+        .map(|(o, _, _)| o.elapsed.as_millis() as u64)
         .collect();
     let up: Vec<usize> = (0..total).filter(|i| run.up[*i]).collect();
     let table_mean = up
@@ -338,6 +414,10 @@ pub fn run(
         "nodes_start": start,
         "nodes_left": run.left,
         "nodes_joined": run.joined,
+        "nodes_returned_with_state": run.returned.0,
+        "nodes_returned_without_state": run.returned.1,
+        "from_returned_with_state": from(true),
+        "from_returned_without_state": from(false),
         "keys": w.keys,
         "lookups": n,
         "lookups_not_ended": run.measured.len(),
@@ -350,7 +430,7 @@ pub fn run(
         "requests_per_lookup_p99": percentile(&requests, 99.0),
         "lookup_ms_p50": percentile(&times, 50.0),
         "lookup_ms_p99": percentile(&times, 99.0),
-        "timed_out": run.outcomes.iter().filter(|(o, _)| o.timed_out).count(),
+        "timed_out": run.outcomes.iter().filter(|(o, _, _)| o.timed_out).count(),
         "messages": run.engine.traffic.messages,
         "bytes": run.engine.traffic.bytes,
         "messages_lost": run.engine.traffic.lost,

@@ -74,7 +74,7 @@ fn default_latency() -> u64 {
 }
 
 /// Churn during the measurement window.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Churn {
     /// The fraction of the starting nodes that leave (at random times, state lost).
@@ -84,6 +84,41 @@ pub struct Churn {
     /// few live nodes it heard of).
     #[serde(default)]
     pub join: f64,
+    /// The fraction of the nodes that leave which come back `downtime_s` later with
+    /// their state (a laptop waking from sleep: its tables and records as it left them).
+    #[serde(default)]
+    pub return_with_state: f64,
+    /// The fraction of the nodes that leave which come back `downtime_s` later with their
+    /// identity and nothing else (a restart that kept only its key): they bootstrap
+    /// again and provide what they hold again.
+    #[serde(default)]
+    pub return_without_state: f64,
+    /// How long a node that comes back was away, seconds.
+    #[serde(default = "default_downtime")]
+    pub downtime_s: u64,
+}
+
+fn default_downtime() -> u64 {
+    60
+}
+
+impl Default for Churn {
+    fn default() -> Churn {
+        Churn {
+            leave: 0.0,
+            join: 0.0,
+            return_with_state: 0.0,
+            return_without_state: 0.0,
+            downtime_s: default_downtime(),
+        }
+    }
+}
+
+impl Churn {
+    /// Whether the scenario asks for any churn at all.
+    pub fn any(&self) -> bool {
+        self.leave > 0.0 || self.join > 0.0
+    }
 }
 
 /// Why a scenario cannot run.
@@ -168,6 +203,24 @@ impl Scenario {
         }
         if !(0.0..=0.9).contains(&s.churn.leave) {
             return bad("churn.leave", s.churn.leave.to_string(), "from 0 to 0.9");
+        }
+        let returns = s.churn.return_with_state + s.churn.return_without_state;
+        if s.churn.return_with_state < 0.0 || s.churn.return_without_state < 0.0 || returns > 1.0 {
+            return bad(
+                "churn.return_with_state",
+                format!(
+                    "{} + return_without_state {}",
+                    s.churn.return_with_state, s.churn.return_without_state
+                ),
+                "fractions of the nodes that leave: each from 0, together at most 1",
+            );
+        }
+        if !(1..=86_400).contains(&s.churn.downtime_s) {
+            return bad(
+                "churn.downtime_s",
+                s.churn.downtime_s.to_string(),
+                "from 1 to 86400",
+            );
         }
         if !(0.0..=1.0).contains(&s.churn.join)
             || n as f64 * (1.0 + s.churn.join) > MAX_NODES as f64
@@ -331,7 +384,7 @@ impl Scenario {
 }
 
 fn refuse_churn(churn: &Churn, reason: &'static str, path: &Path) -> Result<(), ScenarioError> {
-    if churn.leave > 0.0 || churn.join > 0.0 {
+    if churn.any() {
         return Err(ScenarioError::Value {
             path: path.to_owned(),
             key: "churn",
@@ -582,6 +635,16 @@ mod tests {
         let no_work = "name = \"x\"\n[network]\nnodes = 10\n";
         let e = Scenario::parse(no_work, p).unwrap_err().to_string();
         assert!(e.contains("[dht]"), "{e}");
+        let back =
+            |extra: &str| ok.replace("[dht]", &format!("[churn]\nleave = 0.2\n{extra}[dht]"));
+        let fine = back("return_with_state = 0.5\nreturn_without_state = 0.5\n");
+        assert!(Scenario::parse(&fine, p).is_ok());
+        let more_than_all = back("return_with_state = 0.6\nreturn_without_state = 0.5\n");
+        let e = Scenario::parse(&more_than_all, p).unwrap_err().to_string();
+        assert!(e.contains("churn.return_with_state"), "{e}");
+        let never_back = back("return_with_state = 0.5\ndowntime_s = 0\n");
+        let e = Scenario::parse(&never_back, p).unwrap_err().to_string();
+        assert!(e.contains("churn.downtime_s"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The simulator as users run it: `grid-netsim run <scenario> --json`, reproducible byte
-//! for byte, with the DHT's goals met on the churn scenario the test suite runs and the
+//! for byte, with the DHT's goals met on the churn scenarios the test suite runs (nodes
+//! leaving, joining, and coming back with and without their state) and the
 //! flood search's on a 200-node graph, catalog gossip on a 30-node one, and gossip over
 //! the LoRa link model on a 30-node mesh, and gossip on the whole stack (a real
 //! transport per node) on 30.
@@ -51,6 +52,30 @@ fn dht_lookups_succeed_through_churn_in_few_hops() {
         f["messages_lost"].as_u64().unwrap() > 0,
         "the network loses messages"
     );
+    for g in v["goals"].as_array().unwrap() {
+        assert_eq!(g["met"], true, "goal not met: {g} in {f}");
+    }
+}
+
+#[test]
+fn dht_nodes_that_come_back_with_and_without_their_state_find_providers() {
+    let (a, v) = run("dht-1k-returns.toml", 1);
+    let (b, _) = run("dht-1k-returns.toml", 1);
+    assert_eq!(a, b, "same seed, same bytes");
+    let f = &v["figures"];
+    assert_eq!(f["nodes_left"], 300);
+    // About a third of those that left came back each way, 60 s later.
+    for kind in ["with_state", "without_state"] {
+        let back = f[format!("nodes_returned_{kind}")].as_u64().unwrap();
+        assert!((70..=130).contains(&back), "{kind}: {f}");
+        // Lookups started by those nodes after they came back found a live provider.
+        let from = &f[format!("from_returned_{kind}")];
+        assert!(from["lookups"].as_u64().unwrap() >= 10, "{kind}: {from}");
+        assert!(
+            from["success_rate"].as_f64().unwrap() >= 0.95,
+            "{kind}: {from}"
+        );
+    }
     for g in v["goals"].as_array().unwrap() {
         assert_eq!(g["met"], true, "goal not met: {g} in {f}");
     }
