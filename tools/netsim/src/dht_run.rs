@@ -434,6 +434,7 @@ pub fn run(
         "messages": run.engine.traffic.messages,
         "bytes": run.engine.traffic.bytes,
         "messages_lost": run.engine.traffic.lost,
+        "messages_partitioned": run.engine.traffic.partitioned,
         "messages_per_node": round4(run.engine.traffic.messages as f64 / total as f64),
         "routing_table_mean": round4(table_mean),
         "provider_records": records,

@@ -1,7 +1,10 @@
 //! The simulator's clock and wires: messages in flight ordered by arrival time (ties by
 //! the order they were sent, so a run is reproducible), each delayed by the network's
-//! latency and jitter and lost at its loss rate; and one timer per node, re-armed lazily
-//! (a node's latest wake-up time is kept; stale heap entries are skipped).
+//! latency and jitter and lost at its loss rate, queued behind what its sender sent
+//! before at the network's bitrate, split into frames at its MTU (each frame lost at the
+//! loss rate), and cut while a partition separates sender and receiver; and one timer
+//! per node, re-armed lazily (a node's latest wake-up time is kept; stale heap entries
+//! are skipped).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -11,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 use rns_core::Instant;
 
-use crate::scenario::Network;
+use crate::scenario::{Network, Partition};
 
 /// The earlier of two optional times (a workload's next action and the engine's next
 /// event, say).
@@ -40,8 +43,12 @@ pub struct Traffic {
     pub messages: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// Messages lost on the way.
+    /// Messages lost on the way (one lost frame loses its message).
     pub lost: u64,
+    /// Messages cut by a partition.
+    pub partitioned: u64,
+    /// Frames sent (messages longer than the MTU take several).
+    pub frames: u64,
 }
 
 type InFlight = Reverse<(Instant, u64, u32, u32, Vec<u8>)>;
@@ -59,6 +66,12 @@ pub struct Engine {
     seq: u64,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     timer_at: Vec<Option<Instant>>,
+    bitrate_bps: Option<u64>,
+    mtu: Option<usize>,
+    /// When each node's interface is done sending what it was given.
+    busy_until: Vec<Instant>,
+    /// Each partition: when it starts and ends, and the first node of its second side.
+    partitions: Vec<(Instant, Instant, u32)>,
     /// What was sent.
     pub traffic: Traffic,
     /// Events handled (deliveries and timers).
@@ -77,8 +90,14 @@ pub enum Next {
 impl Engine {
     /// An engine for `nodes` nodes on `network`, its randomness from `rng`.
     pub fn new(network: &Network, nodes: usize, rng: ChaCha8Rng) -> Engine {
+        let t0 = Instant::from_secs(1);
+        let cut = |p: &Partition| {
+            let at = t0 + Duration::from_secs(p.at_s);
+            let first_of_second = (p.side * nodes as f64).round() as u32;
+            (at, at + Duration::from_secs(p.for_s), first_of_second)
+        };
         Engine {
-            now: Instant::from_secs(1),
+            now: t0,
             latency: Duration::from_millis(network.latency_ms),
             jitter: Duration::from_millis(network.jitter_ms),
             loss: (network.loss * f64::from(u32::MAX)) as u64,
@@ -87,19 +106,50 @@ impl Engine {
             seq: 0,
             timers: BinaryHeap::new(),
             timer_at: vec![None; nodes],
+            bitrate_bps: network.bitrate_bps,
+            mtu: network.mtu,
+            busy_until: vec![t0; nodes],
+            partitions: network.partitions.iter().map(cut).collect(),
             traffic: Traffic::default(),
             steps: 0,
         }
     }
 
-    /// Send `bytes` from `from` to `to`: it arrives after the latency (± jitter), unless
-    /// lost.
+    /// Whether a partition separates `a` and `b` now.
+    fn cut(&self, a: u32, b: u32) -> bool {
+        self.partitions.iter().any(|&(from, until, second)| {
+            (from..until).contains(&self.now) && (a < second) != (b < second)
+        })
+    }
+
+    /// Send `bytes` from `from` to `to`: it arrives once the sender's interface has sent
+    /// it (at the bitrate, after what it sent before) and the latency (± jitter) has
+    /// passed, unless a frame of it is lost or a partition separates the two.
     pub fn send(&mut self, from: u32, to: u32, bytes: Vec<u8>) {
         self.traffic.messages += 1;
         self.traffic.bytes += bytes.len() as u64;
-        if self.loss > 0 && u64::from(self.rng.next_u32()) < self.loss {
-            self.traffic.lost += 1;
+        let frames = self.mtu.map_or(1, |m| bytes.len().div_ceil(m).max(1));
+        self.traffic.frames += frames as u64;
+        // The interface is busy with it whatever becomes of it on the way.
+        let mut sent = self.now;
+        if let Some(bps) = self.bitrate_bps {
+            let on_air =
+                Duration::from_nanos((bytes.len() as u64 * 8).saturating_mul(1_000_000_000) / bps);
+            let slot = &mut self.busy_until[from as usize];
+            sent = (*slot).max(self.now) + on_air;
+            *slot = sent;
+        }
+        if self.cut(from, to) {
+            self.traffic.partitioned += 1;
             return;
+        }
+        // One draw a frame (one a message without an MTU, as runs had before there was
+        // one).
+        for _ in 0..frames {
+            if self.loss > 0 && u64::from(self.rng.next_u32()) < self.loss {
+                self.traffic.lost += 1;
+                return;
+            }
         }
         let mut delay = self.latency;
         let j = self.jitter.as_micros() as u64;
@@ -109,7 +159,7 @@ impl Engine {
         }
         self.seq += 1;
         self.queue
-            .push(Reverse((self.now + delay, self.seq, from, to, bytes)));
+            .push(Reverse((sent + delay, self.seq, from, to, bytes)));
     }
 
     /// Node `node` next wants to wake at `at`.
@@ -208,4 +258,90 @@ pub fn run_until<W: Workload>(w: &mut W, end: Instant, progress: &indicatif::Pro
         progress.set_position(w.engine().now.as_secs());
     }
     w.engine().advance(end);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn engine(network: &str, nodes: usize) -> Engine {
+        let n: Network = toml::from_str(network).unwrap();
+        Engine::new(&n, nodes, ChaCha8Rng::seed_from_u64(1))
+    }
+
+    /// Every delivery due by `until`: (arrival, from, to).
+    fn deliveries(e: &mut Engine, until: Instant) -> Vec<(Instant, u32, u32)> {
+        let mut out = Vec::new();
+        while let Some(next) = e.pop(until) {
+            if let Next::Deliver(d) = next {
+                out.push((e.now, d.from, d.to));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_sender_sends_one_message_after_another_at_its_bitrate() {
+        // 8,000 bit/s: a 500-byte message takes 0.5 s to send.
+        let mut e = engine("nodes = 3\nlatency_ms = 10\nbitrate_bps = 8000", 3);
+        let t0 = e.now;
+        e.send(0, 1, vec![0; 500]);
+        e.send(0, 2, vec![0; 500]);
+        e.send(1, 2, vec![0; 500]); // another sender: its own interface
+        let got = deliveries(&mut e, t0 + Duration::from_secs(5));
+        let ms = |i: usize| got[i].0.saturating_since(t0).as_millis();
+        assert_eq!(got.len(), 3);
+        assert_eq!((ms(0), got[0].1), (510, 0), "{got:?}");
+        assert_eq!((ms(1), got[1].1), (510, 1), "{got:?}");
+        assert_eq!((ms(2), got[2].1, got[2].2), (1010, 0, 2), "{got:?}");
+    }
+
+    #[test]
+    fn a_message_longer_than_the_mtu_is_lost_with_any_of_its_frames() {
+        let delivered = |network: &str| {
+            let mut e = engine(network, 2);
+            let t0 = e.now;
+            for _ in 0..2000 {
+                e.send(0, 1, vec![0; 500]);
+            }
+            let n = deliveries(&mut e, t0 + Duration::from_secs(60)).len();
+            (n as f64 / 2000.0, e.traffic)
+        };
+        let (whole, t) = delivered("nodes = 2\nloss = 0.1");
+        assert!((0.87..=0.93).contains(&whole), "{whole}");
+        assert_eq!(t.frames, 2000);
+        // Five frames of 100 bytes: 0.9^5 = 0.59 arrive.
+        let (split, t) = delivered("nodes = 2\nloss = 0.1\nmtu = 100");
+        assert!((0.55..=0.63).contains(&split), "{split}");
+        assert_eq!(t.frames, 10_000);
+        assert_eq!(t.lost, 2000 - (split * 2000.0).round() as u64);
+    }
+
+    #[test]
+    fn a_partition_cuts_only_across_it_and_only_while_it_lasts() {
+        let mut e = engine(
+            "nodes = 4\nlatency_ms = 10\n[[partitions]]\nat_s = 10\nfor_s = 10\nside = 0.5",
+            4,
+        );
+        let t0 = e.now;
+        let mut got = Vec::new();
+        for at in [5, 15, 25] {
+            let until = t0 + Duration::from_secs(at);
+            got.extend(deliveries(&mut e, until));
+            e.advance(until);
+            e.send(0, 3, vec![1]); // across: nodes 0-1 | 2-3
+            e.send(0, 1, vec![1]); // same side
+            e.send(3, 2, vec![1]); // same side
+        }
+        got.extend(deliveries(&mut e, t0 + Duration::from_secs(30)));
+        let across: Vec<u64> = got
+            .iter()
+            .filter(|(_, f, t)| (*f, *t) == (0, 3))
+            .map(|(at, ..)| at.saturating_since(t0).as_secs())
+            .collect();
+        assert_eq!(across, vec![5, 25], "{got:?}");
+        assert_eq!(got.len(), 8, "{got:?}");
+        assert_eq!(e.traffic.partitioned, 1);
+    }
 }

@@ -379,6 +379,7 @@ pub fn run(
         "messages": run.engine.traffic.messages,
         "bytes": run.engine.traffic.bytes,
         "messages_lost": run.engine.traffic.lost,
+        "messages_partitioned": run.engine.traffic.partitioned,
         "duplicates": sum(|s| s.duplicates),
         "rate_limited": sum(|s| s.rate_limited),
         "answers_dropped": sum(|s| s.answers_dropped),

@@ -224,6 +224,7 @@ struct Outcome {
     steady_messages: u64,
     steady: Duration,
     lost: u64,
+    partitioned: u64,
     /// The scheme's own figures.
     report: Value,
 }
@@ -388,6 +389,7 @@ fn simulate<N: Node>(
     run.outcome.steady_messages = run.engine.traffic.messages - messages1;
     run.outcome.steady = steady;
     run.outcome.lost = run.engine.traffic.lost;
+    run.outcome.partitioned = run.engine.traffic.partitioned;
     run.outcome.report = N::report(&run.nodes);
     run.outcome
 }
@@ -459,6 +461,7 @@ fn figures(
         "steady_bytes_per_node_per_hour": per_hour(o.steady_bytes),
         "steady_messages_per_node_per_hour": per_hour(o.steady_messages),
         "messages_lost": o.lost,
+        "messages_partitioned": o.partitioned,
         "scheme": o.report,
     })
 }

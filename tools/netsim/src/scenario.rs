@@ -63,6 +63,43 @@ pub struct Network {
     pub radius: Option<f64>,
     /// Nodes per cluster, for `lan-clusters`.
     pub cluster_size: Option<usize>,
+    /// Bits a second each node sends at (its interface): a message takes its size × 8 /
+    /// bitrate to go out, after the ones it sent before. None: no limit.
+    #[serde(default)]
+    pub bitrate_bps: Option<u64>,
+    /// The largest frame, bytes: a longer message goes as several frames, each lost at
+    /// the loss rate (the message with it). None: any size in one.
+    #[serde(default)]
+    pub mtu: Option<usize>,
+    /// Times the network splits in two (`[[network.partitions]]`).
+    #[serde(default)]
+    pub partitions: Vec<Partition>,
+}
+
+/// A split of the network: from `at_s` seconds after the start, for `for_s` seconds,
+/// messages between the first `side` of the nodes (by number; numbers are drawn at
+/// random with respect to the topology) and the rest are lost.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    /// When it starts, seconds after the run starts.
+    pub at_s: u64,
+    /// How long it lasts, seconds.
+    pub for_s: u64,
+    /// The fraction of the nodes on the first side.
+    #[serde(default = "half")]
+    pub side: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+impl Network {
+    /// Whether the scenario asks for more of the wires than latency, jitter and loss.
+    pub fn shapes_wires(&self) -> bool {
+        self.bitrate_bps.is_some() || self.mtu.is_some() || !self.partitions.is_empty()
+    }
 }
 
 fn default_topology() -> String {
@@ -236,6 +273,33 @@ impl Scenario {
                 "network.jitter_ms",
                 s.network.jitter_ms.to_string(),
                 "at most latency_ms",
+            );
+        }
+        if s.network.bitrate_bps == Some(0) {
+            return bad(
+                "network.bitrate_bps",
+                "0".into(),
+                "at least 1 (or leave it out)",
+            );
+        }
+        if s.network.mtu.is_some_and(|m| !(16..=65_535).contains(&m)) {
+            let m = s.network.mtu.unwrap_or_default();
+            return bad("network.mtu", m.to_string(), "from 16 to 65535 bytes");
+        }
+        for p in &s.network.partitions {
+            if !(0.0..=1.0).contains(&p.side) || p.for_s == 0 {
+                return bad(
+                    "network.partitions",
+                    format!("side {} for_s {}", p.side, p.for_s),
+                    "side from 0 to 1, for_s at least 1",
+                );
+            }
+        }
+        if (s.stack.is_some() || s.lora.is_some()) && s.network.shapes_wires() {
+            return bad(
+                "network",
+                "(bitrate_bps, mtu or partitions)".into(),
+                "the stack and LoRa workloads have wires of their own; the DHT, flood and gossip workloads take these",
             );
         }
         let topology = crate::topology::Topology::from_network(&s.network).map_err(|source| {

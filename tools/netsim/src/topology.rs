@@ -622,6 +622,9 @@ mod tests {
             degree: None,
             radius: None,
             cluster_size: None,
+            bitrate_bps: None,
+            mtu: None,
+            partitions: Vec::new(),
         }
     }
 
