@@ -249,11 +249,15 @@ impl NodeHandle {
             Err(e) => return Err(io(e)),
         };
         let p = path.clone();
-        let bytes = self
+        let snapshot = self
             .ask(|tx| Call::EnableRatchets(destination, p, file, tx))
             .await??;
-        // Written now, as RNS does, so a path that cannot be written fails here.
-        crate::node::write_ratchet_file(&path, &bytes).map_err(io)
+        // Written now, as RNS does, so a path that cannot be written fails here (on a
+        // blocking thread: the caller may be on the node's runtime).
+        tokio::task::spawn_blocking(move || snapshot.write())
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .map_err(io)
     }
 
     /// Refuse packets to `destination` that are not encrypted to one of its ratchets

@@ -278,7 +278,7 @@ pub(crate) enum Call {
         AddressHash,
         std::path::PathBuf,
         Option<Vec<u8>>,
-        oneshot::Sender<Result<Vec<u8>, Error>>,
+        oneshot::Sender<Result<crate::node::RatchetSnapshot, Error>>,
     ),
     /// Change how a destination's ratchets behave.
     RatchetSetting(

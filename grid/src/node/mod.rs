@@ -43,7 +43,7 @@ mod neighbours;
 pub(crate) mod outgoing_files;
 mod paced;
 mod ratchets;
-pub(crate) use ratchets::write_ratchet_file;
+pub(crate) use ratchets::RatchetSnapshot;
 mod pairing;
 pub(crate) mod reply;
 mod routing;
