@@ -18,8 +18,9 @@
 //! | last 64 | Ed25519 signature over `grid.catalog.v1` ‖ every byte before it |
 //!
 //! The 384-float embedding never travels in gossip: an adapter names it by
-//! `vector_hash` (content-addressed, fetched when wanted) and carries its 48-byte sign-bit
-//! sketch for matching. An entry's digest, the key reconciliation works on, is the first
+//! `vector_hash` (content-addressed) and carries its 48-byte sign-bit sketch for
+//! choosing candidates; searchers score entries from their signed name and summary,
+//! embedded locally, never from a vector the publisher supplies (docs/discovery.md). An entry's digest, the key reconciliation works on, is the first
 //! 16 bytes of the SHA-256 of its bytes.
 
 use rns_core::hash::full_hash;
