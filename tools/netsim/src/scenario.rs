@@ -344,11 +344,13 @@ impl Scenario {
                     "intervals must be at least 1 s (interval_s, announce_interval_s)",
                 );
             }
-            refuse_churn(
-                &s.churn,
-                "the stack workload does not model churn yet",
-                path,
-            )?;
+            if s.churn.join > 0.0 || s.churn.return_without_state > 0.0 {
+                return bad(
+                    "churn",
+                    "(join or return_without_state)".into(),
+                    "the stack workload models nodes that leave (unplugged, their state kept) and come back with it: leave, return_with_state, downtime_s",
+                );
+            }
             return Ok(s);
         }
         if let Some(w) = &s.lora {
@@ -709,6 +711,21 @@ mod tests {
         let never_back = back("return_with_state = 0.5\ndowntime_s = 0\n");
         let e = Scenario::parse(&never_back, p).unwrap_err().to_string();
         assert!(e.contains("churn.downtime_s"), "{e}");
+    }
+
+    #[test]
+    fn stack_scenarios_take_nodes_that_leave_and_come_back_with_their_state_only() {
+        let p = Path::new("s.toml");
+        let ok = "name = \"x\"\n[network]\nnodes = 10\ntopology = \"random-regular\"\ndegree = 4\n[churn]\nleave = 0.2\nreturn_with_state = 0.5\n[stack]\npublished = 2\nentries_per_node = 1\nwarmup_s = 60\npublish_window_s = 10\nmax_converge_s = 60\nsteady_s = 10\n";
+        Scenario::parse(ok, p).unwrap();
+        for other in ["join = 0.1\n", "return_without_state = 0.2\n"] {
+            let bad = ok.replace("[stack]", &format!("{other}[stack]"));
+            let e = Scenario::parse(&bad, p).unwrap_err().to_string();
+            assert!(e.contains("churn") && e.contains("state kept"), "{e}");
+        }
+        let wires = ok.replace("degree = 4\n", "degree = 4\nmtu = 100\n");
+        let e = Scenario::parse(&wires, p).unwrap_err().to_string();
+        assert!(e.contains("wires of their own"), "{e}");
     }
 
     #[test]

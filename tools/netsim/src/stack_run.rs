@@ -59,6 +59,83 @@ fn wire_by_kind(net: &TestNet<StackHost>, from: usize) -> Value {
     json!({"data": kinds[0], "announce": kinds[1], "link_request": kinds[2], "proof": kinds[3]})
 }
 
+/// Nodes unplugged during the publication window (`[churn] leave`), some plugged back in
+/// `downtime_s` later with their state (`return_with_state`): a node is unplugged by
+/// taking all its wires down; a wire is up when both its ends are.
+struct Plugs {
+    ends: Vec<(usize, usize)>,
+    wires_of: Vec<Vec<usize>>,
+    up: Vec<bool>,
+    left: usize,
+    /// Nodes back: when, and when they held every new entry.
+    back: Vec<(usize, Instant, Option<Instant>)>,
+}
+
+impl Plugs {
+    fn new(n: usize) -> Plugs {
+        Plugs {
+            ends: Vec::new(),
+            wires_of: vec![Vec::new(); n],
+            up: vec![true; n],
+            left: 0,
+            back: Vec::new(),
+        }
+    }
+
+    /// Record the wire just connected between `a` and `b`.
+    fn wired(&mut self, a: usize, b: usize) {
+        let w = self.ends.len();
+        self.ends.push((a, b));
+        self.wires_of[a].push(w);
+        self.wires_of[b].push(w);
+    }
+
+    fn set(&mut self, net: &mut TestNet<StackHost>, node: usize, up: bool) {
+        self.up[node] = up;
+        if up {
+            self.back.push((node, net.now, None));
+        } else {
+            self.left += 1;
+        }
+        for &w in &self.wires_of[node] {
+            let (a, b) = self.ends[w];
+            net.set_up(w, self.up[a] && self.up[b]);
+        }
+    }
+
+    /// Note the nodes back that now hold every entry of `new`.
+    fn track(&mut self, net: &TestNet<StackHost>, new: &[Digest]) {
+        for (node, _, caught_up) in &mut self.back {
+            if caught_up.is_none() && new.iter().all(|d| net.nodes[*node].held.contains(d)) {
+                *caught_up = Some(net.now);
+            }
+        }
+    }
+
+    fn figures(&self) -> Value {
+        let times: Vec<u64> = self
+            .back
+            .iter()
+            .filter_map(|(_, at, done)| done.map(|d| d.saturating_since(*at).as_millis() as u64))
+            .collect();
+        json!({
+            "left": self.left,
+            "returned": self.back.len(),
+            "away_at_end": self.up.iter().filter(|u| !**u).count(),
+            "returned_caught_up": times.len(),
+            "caught_up_s_p50": percentile(&times, 50.0) as f64 / 1000.0,
+            "caught_up_s_max": times.iter().max().copied().unwrap_or(0) as f64 / 1000.0,
+        })
+    }
+}
+
+/// What happens in the publication window, in time order.
+enum Happening {
+    Publish(usize, Box<Entry>),
+    Unplug(usize),
+    PlugIn(usize),
+}
+
 /// Run the workload: the figures and the goals.
 pub fn run(
     s: &Scenario,
@@ -92,9 +169,11 @@ pub fn run(
         loss_ppm: (s.network.loss * 1_000_000.0) as u32,
         ..WireConfig::default()
     };
+    let mut plugs = Plugs::new(n);
     for a in 0..n as u32 {
         for b in graph.neighbours(a).filter(|b| *b > a) {
             net.connect_wire(a as usize, b as usize, || InterfaceConfig::tcp("sim"), wire);
+            plugs.wired(a as usize, b as usize);
         }
     }
     let expires = (net.now + LIFETIME).as_millis();
@@ -142,26 +221,65 @@ pub fn run(
         .collect();
     schedule.sort_by_key(|(t, ..)| *t);
     let new: Vec<Digest> = schedule.iter().map(|(_, _, e)| *e.digest()).collect();
-    for (at, node, entry) in schedule {
-        net.run_until(at.saturating_since(net.now), |_| false);
-        let now = net.now;
-        let _ = net.nodes[node].gossip.publish(now, entry);
-        net.nodes[node].flush(now);
+    let mut happenings: Vec<(Instant, Happening)> = Vec::new();
+    if s.churn.leave > 0.0 {
+        // Nodes that publish nothing new are unplugged at random times in the window
+        // (a publisher that left with its entry unsent would make the figure about it);
+        // some come back, state kept, `downtime_s` later.
+        let publishers: Vec<usize> = schedule.iter().map(|(_, node, _)| *node).collect();
+        let mut others: Vec<usize> = (0..n).filter(|i| !publishers.contains(i)).collect();
+        let leaving = ((s.churn.leave * n as f64).round() as usize).min(others.len());
+        for _ in 0..leaving {
+            let node = others.swap_remove((rng.next_u64() % others.len() as u64) as usize);
+            let at = net.now + Duration::from_micros(rng.next_u64() % window.as_micros() as u64);
+            happenings.push((at, Happening::Unplug(node)));
+            if (rng.next_u64() % 1_000_000) as f64 / 1e6 < s.churn.return_with_state {
+                let back = at + Duration::from_secs(s.churn.downtime_s);
+                happenings.push((back, Happening::PlugIn(node)));
+            }
+        }
     }
-    let last = net.now;
-    let spread = |net: &mut TestNet<StackHost>| {
+    happenings.extend(
+        schedule
+            .into_iter()
+            .map(|(at, node, entry)| (at, Happening::Publish(node, Box::new(entry)))),
+    );
+    happenings.sort_by_key(|(t, _)| *t);
+    let mut last = net.now;
+    for (at, happening) in happenings {
+        net.run_until(at.saturating_since(net.now), |net| {
+            plugs.track(net, &new);
+            false
+        });
+        let now = net.now;
+        match happening {
+            Happening::Publish(node, entry) => {
+                let _ = net.nodes[node].gossip.publish(now, *entry);
+                net.nodes[node].flush(now);
+                last = now;
+            }
+            Happening::Unplug(node) => plugs.set(&mut net, node, false),
+            Happening::PlugIn(node) => plugs.set(&mut net, node, true),
+        }
+    }
+    // Converged: every node plugged in holds every new entry.
+    let converged = net.run_until(Duration::from_secs(w.max_converge_s), |net| {
+        plugs.track(net, &new);
         net.nodes
             .iter()
-            .all(|h| new.iter().all(|d| h.held.contains(d)))
-    };
-    let converged = net.run_until(Duration::from_secs(w.max_converge_s), spread);
+            .zip(&plugs.up)
+            .all(|(h, up)| !*up || new.iter().all(|d| h.held.contains(d)))
+    });
     let converge_s = converged.then(|| net.now.saturating_since(last).as_secs_f64());
+    let live = plugs.up.iter().filter(|u| **u).count();
     let holding = net
         .nodes
         .iter()
-        .map(|h| new.iter().filter(|d| h.held.contains(*d)).count())
+        .zip(&plugs.up)
+        .filter(|(_, up)| **up)
+        .map(|(h, _)| new.iter().filter(|d| h.held.contains(*d)).count())
         .sum::<usize>() as f64
-        / (n * new.len()).max(1) as f64;
+        / (live * new.len()).max(1) as f64;
     let (spread_bytes, spread_frames) = wire_since(&net, log_mark);
     let spread_kinds = wire_by_kind(&net, log_mark);
     let spread_gossip = net.nodes.iter().map(|h| h.gossip_bytes).sum::<u64>() - gossip_before;
@@ -199,6 +317,9 @@ pub fn run(
         "links_opened": net.nodes.iter().map(|h| h.links_opened).sum::<u64>(),
     });
     let mut figures = figures;
+    if s.churn.leave > 0.0 {
+        figures["churn"] = plugs.figures();
+    }
     if w.searches > 0 {
         figures["flood"] = search_phase(&mut net, w, n, &mut rng, per_node_hour(steady_bytes));
     }

@@ -3,7 +3,7 @@
 //! leaving, joining, and coming back with and without their state) and the
 //! flood search's on a 200-node graph, catalog gossip on a 30-node one, and gossip over
 //! the LoRa link model on a 30-node mesh, catalog gossip healing a partition, and gossip
-//! on the whole stack (a real transport per node) on 30.
+//! on the whole stack (a real transport per node) on 30, with nodes unplugged too.
 
 use std::path::Path;
 use std::process::Command;
@@ -215,6 +215,31 @@ fn lora_runs_are_reproducible_and_keep_the_duty_cycle() {
     let goals = v["goals"].as_array().unwrap();
     assert_eq!(goals.len(), 2);
     for g in goals {
+        assert_eq!(g["met"], true, "goal not met: {g} in {f}");
+    }
+}
+
+#[test]
+fn gossip_on_the_whole_stack_survives_nodes_unplugged_and_back() {
+    let (a, v) = run("stack-30-churn.toml", 1);
+    let (b, _) = run("stack-30-churn.toml", 1);
+    assert_eq!(a, b, "same seed, same bytes");
+    let f = &v["figures"];
+    let c = &f["churn"];
+    assert_eq!(c["left"], 6, "{c}");
+    let back = c["returned"].as_u64().unwrap();
+    assert!(
+        (1..6).contains(&back),
+        "some came back, some stayed away: {c}"
+    );
+    assert_eq!(c["away_at_end"].as_u64().unwrap(), 6 - back, "{c}");
+    // Every node plugged in at the end holds every new entry, those that came back too
+    // (their links had timed out while they were away).
+    assert_eq!(f["converged"], true, "{f}");
+    assert_eq!(f["held_fraction"], 1.0, "{f}");
+    assert_eq!(c["returned_caught_up"], c["returned"], "{c}");
+    assert!(c["caught_up_s_max"].as_f64().unwrap() <= 120.0, "{c}");
+    for g in v["goals"].as_array().unwrap() {
         assert_eq!(g["met"], true, "goal not met: {g} in {f}");
     }
 }
