@@ -3,7 +3,7 @@
 
 Usage:
     python3 tools/llm_bench.py grid GRID_BINARY MODEL.gguf [--runs N] [--max-tokens N]
-                               [--adapter-rank R] [--weights f16|f32|quantized]
+                               [--adapter-rank R] [--weights native|f16|f32|quantized]
     PY_WITH_LLAMA_CPP tools/llm_bench.py llama-cpp MODEL.gguf [--runs N] [--max-tokens N]
 
 Both send the same prompt as one user turn through the GGUF's chat template, decode
@@ -89,6 +89,7 @@ def encode_request(prompt, max_tokens, temperature, seed, adapter=None):
         body += b"\x00"
     else:
         body += b"\x01" + pstr(adapter[0]) + pstr(adapter[1])
+    body += b"\x00"  # context_limit: none
     return struct.pack(">I", len(body)) + body
 
 
@@ -101,7 +102,8 @@ def read_frame(f):
     kind = r.varint()
     if kind == 0:
         return "ready", {"name": r.string(), "architecture": r.string(),
-                         "context_tokens": r.varint(), "load_ms": r.f64()}
+                         "context_tokens": r.varint(), "bytes_per_context_token": r.varint(),
+                         "load_ms": r.f64()}
     if kind == 1:
         return "token", r.string()
     if kind == 2:
@@ -219,7 +221,7 @@ def bench_grid(binary, model, runs, max_tokens, adapter_rank, weights):
         pass
     p.stdin.close()
     p.wait()
-    summarize("grid worker generate (candle llama)", results, extra)
+    summarize("grid worker generate (--weights %s)" % (weights or "auto"), results, extra)
 
 
 def bench_llama_cpp(model, runs, max_tokens):
@@ -261,7 +263,7 @@ def main():
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--adapter-rank", type=int, default=0)
-    ap.add_argument("--weights", default="", help="grid: --weights f16|f32|quantized")
+    ap.add_argument("--weights", default="", help="grid: --weights native|f16|f32|quantized")
     a = ap.parse_args()
     if a.engine == "grid":
         bench_grid(a.args[0], a.args[1], a.runs, a.max_tokens, a.adapter_rank, a.weights)

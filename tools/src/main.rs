@@ -460,9 +460,11 @@ enum WorkerKind {
         /// The GGUF model file.
         #[arg(long)]
         model: PathBuf,
-        /// How the projection weights are held: f16 (default), f32 (faster prompts,
-        /// twice the memory) or quantized (as in the file, least memory, slowest).
-        #[arg(long, default_value = "f16")]
+        /// How the weights are held and run: auto (default: native when the file is
+        /// in Q4_1/Q8_0 blocks, else f16, or quantized for files over 320 MB), native
+        /// (the file's blocks, our kernels: fastest, least memory), f16, f32 (faster
+        /// prompts than f16, twice the memory) or quantized (candle's kernels).
+        #[arg(long, default_value = "auto")]
         weights: String,
     },
 }

@@ -362,7 +362,10 @@ fn adapters_apply_per_request_and_leave_the_base_alone() {
 #[test]
 fn every_weight_format_gives_the_same_greedy_start() {
     let req = request(PROMPT, 8, 0.0, 1);
-    let f16 = Worker::start().generate(&req).done.text;
+    let f16 = Worker::start_with(&["--weights", "f16"])
+        .generate(&req)
+        .done
+        .text;
     for format in ["f32", "quantized"] {
         let text = Worker::start_with(&["--weights", format])
             .generate(&req)
@@ -379,6 +382,45 @@ fn every_weight_format_gives_the_same_greedy_start() {
         .spawn()
         .unwrap();
     assert!(!bad.wait().unwrap().success(), "--weights f8 is refused");
+}
+
+/// The native pass (the default for this file: its own Q4_1/Q8_0 blocks times 8-bit
+/// activations, as llama.cpp computes) gives the logits of the f32 pass up to the
+/// quantization of the activations: the same next token, nearly the same distribution.
+/// And it runs a prompt in pieces exactly as at once.
+#[test]
+fn native_weights_give_the_logits_of_f32_weights() {
+    use grid_tools::llm::forward::Cache;
+    use grid_tools::llm::model::WeightFormat;
+    use grid_tools::llm::serve::Worker as InProcess;
+
+    assert_eq!(
+        WeightFormat::auto(&model_path()).unwrap(),
+        WeightFormat::Native,
+        "a Q4_1 file with Q8_0 embeddings runs native by default"
+    );
+    let logits = |format: WeightFormat, pieces: &[usize]| -> Vec<f32> {
+        let w = InProcess::load(&model_path(), format).expect("load");
+        let ids = w.tokenizer.encode_chat(PROMPT).unwrap();
+        let mut cache = Cache::new(&w.model, ids.len());
+        let (mut at, mut last) = (0, None);
+        for end in pieces.iter().copied().chain([ids.len()]) {
+            last = Some(w.model.forward(&ids[at..end], &mut cache, None).unwrap());
+            at = end;
+        }
+        last.unwrap().to_vec1().unwrap()
+    };
+    let exact = logits(WeightFormat::F32, &[]);
+    let native = logits(WeightFormat::Native, &[]);
+    assert_eq!(native.len(), exact.len());
+    let argmax = |v: &[f32]| grid_tools::llm::sample::argmax(v);
+    assert_eq!(argmax(&native), argmax(&exact), "the same next token");
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let cosine = dot(&native, &exact) / (dot(&native, &native) * dot(&exact, &exact)).sqrt();
+    eprintln!("native vs f32 logits: cosine {cosine}");
+    assert!(cosine > 0.99, "cosine {cosine}");
+    // Token by token either way: pieces change nothing.
+    assert_eq!(logits(WeightFormat::Native, &[20]), native);
 }
 
 /// The forward pass in this process: a prompt run in pieces (as long prompts are, and

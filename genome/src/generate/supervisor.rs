@@ -41,6 +41,10 @@ pub const TEMPLATE_TOKENS: u64 = 64;
 /// --weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weights {
+    /// The worker chooses from the file (`--weights auto`): its own kernels on the
+    /// file's blocks when they are Q4_1/Q8_0 (the file's size in memory, and the
+    /// fastest), else f16 up to [`F16_MAX_FILE`], else quantized.
+    Auto,
     /// Dequantized to f16 at load: about 3× the speed of the quantized kernels on a CPU
     /// without them, and about 3× the memory of a 4-bit file.
     F16,
@@ -53,6 +57,7 @@ impl Weights {
     #[must_use]
     pub fn arg(self) -> &'static str {
         match self {
+            Weights::Auto => "auto",
             Weights::F16 => "f16",
             Weights::Quantized => "quantized",
         }
@@ -66,12 +71,10 @@ pub const F16_MAX_FILE: u64 = 320 << 20;
 
 /// How a model file of `model_bytes` is run.
 #[must_use]
-pub fn weights_for(model_bytes: u64) -> Weights {
-    if model_bytes <= F16_MAX_FILE {
-        Weights::F16
-    } else {
-        Weights::Quantized
-    }
+pub fn weights_for(_model_bytes: u64) -> Weights {
+    // The worker reads the file's block types, which the node does not: it picks, and
+    // the plan covers what it may pick (`planned_ram`).
+    Weights::Auto
 }
 
 /// What the worker with a model of `model_bytes` on disk is planned at. Measured for
@@ -84,6 +87,9 @@ pub fn planned_ram(model_bytes: u64, weights: Weights) -> u64 {
     let weights_bytes = match weights {
         Weights::F16 => model_bytes.saturating_mul(3),
         Weights::Quantized => model_bytes.saturating_mul(2),
+        // As much as the fallback it may take (native needs about the file's size).
+        Weights::Auto if model_bytes <= F16_MAX_FILE => model_bytes.saturating_mul(3),
+        Weights::Auto => model_bytes.saturating_mul(2),
     };
     weights_bytes
         .saturating_add(192 << 20)

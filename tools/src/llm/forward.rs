@@ -14,16 +14,25 @@ use super::model::{device, Block, Model};
 /// The keys and values of the tokens seen so far in one request.
 pub struct Cache {
     layers: Vec<KvCache>,
+    native: super::native::NativeCache,
     pos: usize,
 }
 
 impl Cache {
     /// An empty cache for `model`, with room for `capacity` tokens before it grows.
     pub fn new(model: &Model, capacity: usize) -> Cache {
+        if model.native.is_some() {
+            return Cache {
+                layers: Vec::new(),
+                native: super::native::NativeCache::new(&model.config, capacity),
+                pos: 0,
+            };
+        }
         Cache {
             layers: (0..model.config.layers)
                 .map(|_| KvCache::new(2, capacity.max(1)))
                 .collect(),
+            native: super::native::NativeCache::default(),
             pos: 0,
         }
     }
@@ -68,6 +77,17 @@ impl Model {
                 pos + s,
                 self.config.context
             );
+        }
+        if let Some(native) = &self.native {
+            // On a pool thread, so the pass's parallel products are hand-offs between
+            // pool threads, not from outside the pool.
+            let logits =
+                rayon::scope(|_| native.forward(tokens, pos, &mut cache.native, adapter, true))
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+                    .unwrap_or_default();
+            cache.pos += s;
+            let n = logits.len();
+            return Tensor::from_vec(logits, n, &device());
         }
         let ids = Tensor::new(tokens, &device())?;
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(DType::F32)?;

@@ -83,9 +83,22 @@ pub struct LoraPair {
     pub b_t: Tensor,
 }
 
+/// A pair as plain `f32` rows for the native pass: `a_t` `[in, r]`, `b_t` `[r, out]`
+/// (scale included), row-major.
+pub struct PlainPair {
+    /// The rank.
+    pub r: usize,
+    /// `Aᵀ`.
+    pub a_t: Vec<f32>,
+    /// `(s·B)ᵀ`.
+    pub b_t: Vec<f32>,
+}
+
 /// A loaded adapter: a pair for each adapted (layer, projection).
 pub struct Adapter {
     pairs: Vec<Option<LoraPair>>,
+    /// The same pairs as plain rows, made the first time the native pass asks.
+    plain: std::sync::OnceLock<Vec<Option<PlainPair>>>,
     /// Memory its tensors take, bytes.
     pub bytes: usize,
 }
@@ -96,8 +109,27 @@ impl Adapter {
     pub(crate) fn empty(bytes: usize) -> Adapter {
         Adapter {
             pairs: Vec::new(),
+            plain: std::sync::OnceLock::new(),
             bytes,
         }
+    }
+
+    /// The pairs as plain rows, in the same order as [`Adapter::get`] indexes them
+    /// (`layer * 7 + projection`); made once (the tensors are contiguous `f32`).
+    pub fn plain(&self) -> &[Option<PlainPair>] {
+        self.plain.get_or_init(|| {
+            self.pairs
+                .iter()
+                .map(|p| {
+                    p.as_ref().and_then(|p| {
+                        let r = p.a_t.dim(1).ok()?;
+                        let a_t = p.a_t.flatten_all().ok()?.to_vec1().ok()?;
+                        let b_t = p.b_t.flatten_all().ok()?.to_vec1().ok()?;
+                        Some(PlainPair { r, a_t, b_t })
+                    })
+                })
+                .collect()
+        })
     }
 
     /// The pair for `proj` of layer `layer`, if the adapter has one.
@@ -417,8 +449,10 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
         });
     }
     Ok(Adapter {
+        plain: std::sync::OnceLock::new(),
         pairs,
-        bytes: total,
+        // The tensors, and the plain copies the native pass makes of them.
+        bytes: total * 2,
     })
 }
 

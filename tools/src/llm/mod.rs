@@ -20,6 +20,7 @@ pub mod forward;
 pub mod gguf_check;
 pub mod lora;
 pub mod model;
+pub mod native;
 pub mod permute;
 pub mod sample;
 pub mod serve;
@@ -28,10 +29,13 @@ pub mod tokenizer;
 use std::io;
 use std::path::Path;
 
-/// `grid worker generate --model FILE [--weights f16|f32|quantized]`: load the model,
-/// then serve requests from stdin on stdout until stdin ends.
+/// `grid worker generate --model FILE [--weights auto|native|f16|f32|quantized]`: load
+/// the model, then serve requests from stdin on stdout until stdin ends.
 pub fn run(model_path: &Path, weights: &str) -> anyhow::Result<()> {
-    let format: model::WeightFormat = weights.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let format = match weights {
+        "auto" => model::WeightFormat::auto(model_path)?,
+        other => other.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+    };
     let mut worker = serve::Worker::load(model_path, format)?;
     worker.serve(io::stdin().lock(), io::stdout().lock())
 }

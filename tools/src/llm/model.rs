@@ -15,7 +15,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{LlamaConfig, Proj};
@@ -31,6 +31,9 @@ pub enum WeightFormat {
     F32,
     /// As quantized in the file (Q4_1: 0.625 bytes a weight), candle's GGML kernels.
     Quantized,
+    /// As quantized in the file, through our own forward pass and block kernels
+    /// ([`super::native`]): Q4_1 and Q8_0 only.
+    Native,
 }
 
 impl std::str::FromStr for WeightFormat {
@@ -40,18 +43,40 @@ impl std::str::FromStr for WeightFormat {
             "f16" => Ok(WeightFormat::F16),
             "f32" => Ok(WeightFormat::F32),
             "q" | "quantized" => Ok(WeightFormat::Quantized),
-            other => Err(format!("weights {other:?}: f16, f32 or quantized")),
+            "native" => Ok(WeightFormat::Native),
+            other => Err(format!("weights {other:?}: native, f16, f32 or quantized")),
         }
     }
 }
 
 impl WeightFormat {
+    /// What `--weights auto` (the default) picks for the file at `path`: native when
+    /// every matrix is in Q4_1 or Q8_0 blocks (the fastest and the least memory, see
+    /// docs/llm.md), else f16 for files up to
+    /// [`F16_MAX_FILE`](grid_genome::generate::supervisor::F16_MAX_FILE) and the file's
+    /// own quantization above it.
+    pub fn auto(path: &Path) -> Result<WeightFormat> {
+        let (content, len, _) = read_header(path)?;
+        let native = content
+            .tensor_infos
+            .values()
+            .filter(|t| t.shape.dims().len() == 2)
+            .all(|t| matches!(t.ggml_dtype, GgmlDType::Q4_1 | GgmlDType::Q8_0));
+        Ok(if native {
+            WeightFormat::Native
+        } else if len <= grid_genome::generate::supervisor::F16_MAX_FILE {
+            WeightFormat::F16
+        } else {
+            WeightFormat::Quantized
+        })
+    }
+
     /// A matrix for `qt` in this format.
     fn matmul(self, qt: QTensor) -> Result<QMatMul> {
         Ok(match self {
             WeightFormat::F16 => QMatMul::TensorF16(qt.dequantize_f16(&device())?),
             WeightFormat::F32 => QMatMul::Tensor(qt.dequantize(&device())?),
-            WeightFormat::Quantized => QMatMul::from_qtensor(qt)?,
+            WeightFormat::Quantized | WeightFormat::Native => QMatMul::from_qtensor(qt)?,
         })
     }
 }
@@ -87,6 +112,8 @@ pub struct Model {
     pub metadata: std::collections::HashMap<String, gguf_file::Value>,
     /// Vocabulary size (rows of the embeddings).
     pub vocab: usize,
+    /// With [`WeightFormat::Native`]: the pass that runs instead of candle's.
+    pub native: Option<super::native::Native>,
 }
 
 /// The device everything runs on.
@@ -114,6 +141,18 @@ fn tensor(
     content
         .tensor(r, name, &device())
         .with_context(|| format!("reading tensor {name}"))
+}
+
+/// The GGUF header of the file at `path` (checked before candle parses it), the file's
+/// length, and the reader past the header.
+fn read_header(path: &Path) -> Result<(gguf_file::Content, u64, BufReader<File>)> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut r = BufReader::new(file);
+    check_header(&mut r, len).with_context(|| path.display().to_string())?;
+    let content = gguf_file::Content::read(&mut r)
+        .with_context(|| format!("reading the GGUF header of {}", path.display()))?;
+    Ok((content, len, r))
 }
 
 /// Every tensor's data must lie inside the file.
@@ -156,12 +195,7 @@ fn rope_tables(c: &LlamaConfig) -> Result<(Tensor, Tensor)> {
 impl Model {
     /// Load the llama GGUF at `path`, its projections held as `format` says.
     pub fn load(path: &Path, format: WeightFormat) -> Result<Model> {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let len = file.metadata()?.len();
-        let mut r = BufReader::new(file);
-        check_header(&mut r, len).with_context(|| path.display().to_string())?;
-        let content = gguf_file::Content::read(&mut r)
-            .with_context(|| format!("reading the GGUF header of {}", path.display()))?;
+        let (content, len, mut r) = read_header(path)?;
         check_tensor_ranges(&content, len)?;
         let config = LlamaConfig::from_metadata(&content.metadata).map_err(|e| anyhow!(e))?;
 
@@ -180,7 +214,10 @@ impl Model {
         let embed = match format {
             WeightFormat::F16 => embed_q.dequantize_f16(&device())?,
             WeightFormat::F32 | WeightFormat::Quantized => embed_q.dequantize(&device())?,
+            // Rows are dequantized when looked up.
+            WeightFormat::Native => Tensor::zeros((1, config.hidden), DType::F32, &device())?,
         };
+        let embed_q = QMatMul::from_qtensor(embed_q)?;
         let output = if content.tensor_infos.contains_key("output.weight") {
             format.matmul(tensor(
                 &content,
@@ -193,7 +230,7 @@ impl Model {
                 // The embeddings themselves: no second copy.
                 WeightFormat::F32 => QMatMul::Tensor(embed.clone()),
                 WeightFormat::F16 => QMatMul::TensorF16(embed.clone()),
-                WeightFormat::Quantized => QMatMul::from_qtensor(embed_q)?,
+                WeightFormat::Quantized | WeightFormat::Native => embed_q.clone(),
             }
         };
         let norm = tensor(&content, &mut r, "output_norm.weight", &[config.hidden])?
@@ -225,7 +262,7 @@ impl Model {
             });
         }
         let (cos, sin) = rope_tables(&config)?;
-        Ok(Model {
+        let mut model = Model {
             config,
             embed,
             blocks,
@@ -235,6 +272,11 @@ impl Model {
             sin,
             metadata: content.metadata,
             vocab,
-        })
+            native: None,
+        };
+        if format == WeightFormat::Native {
+            model.native = Some(super::native::Native::new(&model, &embed_q)?);
+        }
+        Ok(model)
     }
 }
