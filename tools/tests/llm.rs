@@ -454,3 +454,35 @@ fn a_prompt_in_pieces_gives_the_same_logits() {
         assert!(diff < 1e-3, "max logit difference {diff}");
     }
 }
+
+/// The benchmark driver (`tools/llm_bench.py`, run by `tools/bench/llm_vs_llamacpp.sh`)
+/// speaks this build's worker protocol: a short run ends with its JSON summary, tokens
+/// generated with the default weights. (It had drifted once: requests without
+/// `context_limit`, `Ready` without `bytes_per_context_token`.)
+#[test]
+fn the_benchmark_driver_speaks_the_worker_protocol() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("llm_bench.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["grid", env!("CARGO_BIN_EXE_grid")])
+        .arg(model_path())
+        .args(["--runs", "1", "--max-tokens", "4"])
+        .output()
+        .expect("python3 runs the benchmark driver");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "llm_bench.py failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&stdout[stdout.find('{').expect("a JSON summary")..])
+            .expect("the summary is JSON");
+    assert_eq!(summary["engine"], "grid worker generate (--weights auto)");
+    assert_eq!(summary["pieces"][0], 4, "{summary}");
+    assert!(
+        summary["ttft_ms_median"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+    assert_eq!(summary["ready"]["architecture"], "llama", "{summary}");
+}
