@@ -1,7 +1,7 @@
 //! What every benchmark shares: paths, temporary directories, processes (grid nodes,
 //! rnsd, Python helpers), control calls, and per-process CPU and memory readings.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant as StdInstant};
@@ -136,13 +136,7 @@ impl Drop for Proc {
     }
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use grid_test_support::free_port;
 
 pub(crate) fn wait_listening(port: u16, secs: u64) -> Result<()> {
     let end = StdInstant::now() + Duration::from_secs(secs);
