@@ -75,6 +75,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p grid-tools --all-targets --features llm --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
-echo "==> cargo test --features llm (text generation: the model worker, ai/generate between nodes)"
-cargo test -p grid-tools --features llm --locked --test llm --test llm_node
+echo "==> cargo test --features llm (text generation: its unit tests, the model worker, ai/generate between nodes)"
+cargo test -p grid-tools --features llm --locked --lib --test llm --test llm_node
 echo "==> all tests passed"

@@ -94,12 +94,13 @@ pub struct PlainPair {
     pub b_t: Vec<f32>,
 }
 
-/// A loaded adapter: a pair for each adapted (layer, projection).
+/// A loaded adapter: a pair for each adapted (layer, projection), as tensors for the
+/// candle pass and as plain rows for the native pass (both made at load, from the same
+/// numbers, so neither can fail later).
 pub struct Adapter {
     pairs: Vec<Option<LoraPair>>,
-    /// The same pairs as plain rows, made the first time the native pass asks.
-    plain: std::sync::OnceLock<Vec<Option<PlainPair>>>,
-    /// Memory its tensors take, bytes.
+    plain: Vec<Option<PlainPair>>,
+    /// Memory its tensors and rows take, bytes.
     pub bytes: usize,
 }
 
@@ -109,27 +110,15 @@ impl Adapter {
     pub(crate) fn empty(bytes: usize) -> Adapter {
         Adapter {
             pairs: Vec::new(),
-            plain: std::sync::OnceLock::new(),
+            plain: Vec::new(),
             bytes,
         }
     }
 
     /// The pairs as plain rows, in the same order as [`Adapter::get`] indexes them
-    /// (`layer * 7 + projection`); made once (the tensors are contiguous `f32`).
+    /// (`layer * 7 + projection`).
     pub fn plain(&self) -> &[Option<PlainPair>] {
-        self.plain.get_or_init(|| {
-            self.pairs
-                .iter()
-                .map(|p| {
-                    p.as_ref().and_then(|p| {
-                        let r = p.a_t.dim(1).ok()?;
-                        let a_t = p.a_t.flatten_all().ok()?.to_vec1().ok()?;
-                        let b_t = p.b_t.flatten_all().ok()?.to_vec1().ok()?;
-                        Some(PlainPair { r, a_t, b_t })
-                    })
-                })
-                .collect()
-        })
+        &self.plain
     }
 
     /// The pair for `proj` of layer `layer`, if the adapter has one.
@@ -389,6 +378,7 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
     }
 
     let mut pairs: Vec<Option<LoraPair>> = Vec::with_capacity(n);
+    let mut plain: Vec<Option<PlainPair>> = Vec::with_capacity(n);
     let mut total = 0usize;
     let r = cfg.r;
     for layer in 0..model.layers {
@@ -397,6 +387,7 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
             let [a, b] = has[layer * Proj::ALL.len() + proj.index()];
             if !a && !b {
                 pairs.push(None);
+                plain.push(None);
                 continue;
             }
             if a != b {
@@ -411,7 +402,8 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
                 });
             }
             let (inp, out) = model.dims(proj);
-            total += 4 * r * (inp + out);
+            // As tensors and as plain rows.
+            total += 2 * 4 * r * (inp + out);
             if total > max_bytes {
                 return Err(AdapterError::TooLarge {
                     bytes: total,
@@ -433,13 +425,18 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
                     reason: "rows do not split into the model's heads".into(),
                 })?;
             }
-            let a_t = Tensor::from_vec(a, (r, inp), &device())?
-                .t()?
-                .contiguous()?;
-            let b_t = (Tensor::from_vec(b, (out, r), &device())? * f64::from(cfg.scale))?
-                .t()?
-                .contiguous()?;
+            let plain_pair = PlainPair {
+                r,
+                a_t: transpose(&a, r, inp),
+                b_t: transpose(&b, out, r)
+                    .into_iter()
+                    .map(|v| v * cfg.scale)
+                    .collect(),
+            };
+            let a_t = Tensor::from_slice(&plain_pair.a_t, (inp, r), &device())?;
+            let b_t = Tensor::from_slice(&plain_pair.b_t, (r, out), &device())?;
             pairs.push(Some(LoraPair { a_t, b_t }));
+            plain.push(Some(plain_pair));
         }
     }
     if pairs.iter().all(Option::is_none) {
@@ -449,11 +446,21 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
         });
     }
     Ok(Adapter {
-        plain: std::sync::OnceLock::new(),
         pairs,
-        // The tensors, and the plain copies the native pass makes of them.
-        bytes: total * 2,
+        plain,
+        bytes: total,
     })
+}
+
+/// The `[cols, rows]` transpose of the row-major `[rows, cols]` matrix `m`.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for (i, row) in m.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * rows + i] = v;
+        }
+    }
+    t
 }
 
 #[cfg(test)]
@@ -506,9 +513,10 @@ mod tests {
                 assert_eq!(pair.b_t.dims(), [2, out]);
             }
         }
+        // Two layers of r = 2 pairs in f32, as tensors and as plain rows.
         assert_eq!(
             a.bytes,
-            2 * 4 * 2 * (8 + 8 + 8 + 4 + 8 + 4 + 8 + 8 + 8 + 16 + 8 + 16 + 16 + 8)
+            2 * 2 * 4 * 2 * (8 + 8 + 8 + 4 + 8 + 4 + 8 + 8 + 8 + 16 + 8 + 16 + 16 + 8)
         );
 
         let wider = LlamaShape { hidden: 16, ..TINY };
@@ -689,6 +697,54 @@ mod tests {
             v_b.iter().map(|x| 2.0 * x).collect::<Vec<_>>(),
             "v is not reordered"
         );
+    }
+
+    #[test]
+    fn plain_rows_and_tensors_hold_the_same_transposes() {
+        // v_proj of TINY: in 8, out 4 (one key/value head of 4); r 2, s = 6 / 2.
+        let dir = TempDir::new("lora-plain");
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            br#"{"r": 2, "lora_alpha": 6, "target_modules": ["v_proj"]}"#,
+        )
+        .unwrap();
+        let (inp, out, r, s) = (8usize, 4usize, 2usize, 3.0f32);
+        let a = values(r * inp, 5); // [r, in]
+        let b = values(out * r, 6); // [out, r]
+        let le = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let p = "base_model.model.model.layers.1.self_attn.v_proj";
+        let file = safetensors_file(&[
+            (&format!("{p}.lora_A.weight"), "F32", [r, inp], le(&a)),
+            (&format!("{p}.lora_B.weight"), "F32", [out, r], le(&b)),
+        ]);
+        std::fs::write(dir.path().join(WEIGHTS_FILE), file).unwrap();
+        let adapter = load(dir.path(), &config(TINY), 1 << 20).unwrap();
+        assert_eq!(adapter.bytes, 2 * 4 * r * (inp + out));
+        let index = Proj::ALL.len() + Proj::V.index();
+        assert!(adapter
+            .plain()
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.is_some() == (i == index)));
+        let plain = adapter.plain()[index].as_ref().unwrap();
+        let pair = adapter.get(1, Proj::V).unwrap();
+        assert_eq!(plain.r, r);
+        assert_eq!(pair.a_t.dims(), [inp, r]);
+        assert_eq!(pair.b_t.dims(), [r, out]);
+        let tensor_a: Vec<f32> = pair.a_t.flatten_all().unwrap().to_vec1().unwrap();
+        let tensor_b: Vec<f32> = pair.b_t.flatten_all().unwrap().to_vec1().unwrap();
+        for j in 0..inp {
+            for k in 0..r {
+                assert_eq!(plain.a_t[j * r + k], a[k * inp + j]);
+                assert_eq!(tensor_a[j * r + k], a[k * inp + j]);
+            }
+        }
+        for k in 0..r {
+            for o in 0..out {
+                assert_eq!(plain.b_t[k * out + o], s * b[o * r + k]);
+                assert_eq!(tensor_b[k * out + o], s * b[o * r + k]);
+            }
+        }
     }
 
     #[test]
