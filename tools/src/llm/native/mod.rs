@@ -4,7 +4,7 @@
 //! rayon threads. This is how llama.cpp decodes on a CPU: it reads 0.6–1.1 bytes per
 //! weight instead of the 2 of f16, and does no tensor bookkeeping between the small
 //! operations of a layer. Adapters are applied beside the base weights as in
-//! [`super::lora`], from `f32` copies made once per adapter.
+//! [`super::lora`], from the plain `f32` rows it makes when it loads an adapter.
 
 use std::sync::Arc;
 
@@ -77,7 +77,7 @@ const ROWS_PER_ITEM: usize = 64;
 fn matmul(jobs: &mut [(&QMatrix, &mut Vec<f32>)], xs: &[Q8Block], tokens: usize) -> Result<()> {
     let blocks = xs.len() / tokens.max(1);
     let mut views = Vec::with_capacity(jobs.len());
-    for (m, _) in jobs.iter() {
+    for &(m, _) in jobs.iter() {
         if blocks * BLOCK != m.cols || blocks * tokens != xs.len() {
             bail!(
                 "a {}×{} product given {} blocks for {tokens} tokens",
@@ -88,39 +88,49 @@ fn matmul(jobs: &mut [(&QMatrix, &mut Vec<f32>)], xs: &[Q8Block], tokens: usize)
         }
         views.push((m.kind, m.row_bytes(), m.tensor.data()?));
     }
-    // Row-major results first (a work item's rows are one slice), then transposed.
-    let mut by_row: Vec<Vec<f32>> = jobs
-        .iter()
-        .map(|(m, _)| vec![0f32; m.rows * tokens])
-        .collect();
-    let mut items: Vec<(usize, usize, &mut [f32])> = Vec::new();
-    for (j, out) in by_row.iter_mut().enumerate() {
-        for (k, chunk) in out.chunks_mut(ROWS_PER_ITEM * tokens).enumerate() {
-            items.push((j, k * ROWS_PER_ITEM, chunk));
-        }
+    for (m, out) in jobs.iter_mut() {
+        out.clear();
+        out.resize(m.rows * tokens, 0.0);
     }
-    let per = items
-        .len()
-        .div_ceil(rayon::current_num_threads().max(1))
-        .max(1);
-    items.par_chunks_mut(per).for_each(|group| {
-        for (j, first, out) in group.iter_mut() {
-            let (kind, n, data) = &views[*j];
-            for (i, row_out) in out.chunks_mut(tokens).enumerate() {
-                let r = *first + i;
-                let row = &data[r * n..(r + 1) * n];
-                for (o, x) in row_out.iter_mut().zip(xs.chunks_exact(blocks)) {
-                    *o = kind.dot(row, x);
-                }
+    // Work items are runs of rows, so results are written row-major: straight into the
+    // outputs for one token (decoding), into a scratch transposed afterwards for more.
+    let mut scratch: Vec<Vec<f32>> = if tokens == 1 {
+        Vec::new()
+    } else {
+        jobs.iter()
+            .map(|(m, _)| vec![0f32; m.rows * tokens])
+            .collect()
+    };
+    {
+        let targets: Vec<&mut [f32]> = if tokens == 1 {
+            jobs.iter_mut().map(|(_, out)| out.as_mut_slice()).collect()
+        } else {
+            scratch.iter_mut().map(Vec::as_mut_slice).collect()
+        };
+        let mut items: Vec<(usize, usize, &mut [f32])> = Vec::new();
+        for (j, out) in targets.into_iter().enumerate() {
+            for (k, chunk) in out.chunks_mut(ROWS_PER_ITEM * tokens).enumerate() {
+                items.push((j, k * ROWS_PER_ITEM, chunk));
             }
         }
-    });
-    for ((m, out), rows) in jobs.iter_mut().zip(by_row) {
-        out.resize(m.rows * tokens, 0.0);
-        if tokens == 1 {
-            out.copy_from_slice(&rows);
-            continue;
-        }
+        let per = items
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(1);
+        items.par_chunks_mut(per).for_each(|group| {
+            for (j, first, out) in group.iter_mut() {
+                let (kind, n, data) = &views[*j];
+                for (i, row_out) in out.chunks_mut(tokens).enumerate() {
+                    let r = *first + i;
+                    let row = &data[r * n..(r + 1) * n];
+                    for (o, x) in row_out.iter_mut().zip(xs.chunks_exact(blocks)) {
+                        *o = kind.dot(row, x);
+                    }
+                }
+            }
+        });
+    }
+    for ((m, out), rows) in jobs.iter_mut().zip(scratch) {
         for (r, row) in rows.chunks_exact(tokens).enumerate() {
             for (t, v) in row.iter().enumerate() {
                 out[t * m.rows + r] = *v;
@@ -419,5 +429,111 @@ impl Native {
         let mut out = Vec::new();
         matmul(&mut [(&self.output, &mut out)], &xq, 1)?;
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7 + seed) as f32 * 0.37).sin())
+            .collect()
+    }
+
+    /// A `rows × cols` matrix quantized to `dtype`, and its rows dequantized.
+    fn matrix(dtype: GgmlDType, rows: usize, cols: usize, seed: usize) -> (QMatrix, Vec<f32>) {
+        let w = Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+        let q = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+        let m = QMatrix::new(&q, rows, cols).unwrap();
+        let mut deq = vec![0f32; rows * cols];
+        for (r, row) in deq.chunks_exact_mut(cols).enumerate() {
+            m.row(r, row).unwrap();
+        }
+        (m, deq)
+    }
+
+    #[test]
+    fn a_batch_of_tokens_gives_each_token_what_it_gets_alone() {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            // 130 rows: three work items, the last one short; a second matrix beside it.
+            let (rows, rows_b, cols, tokens) = (130, 40, 64, 3);
+            let (a, deq) = matrix(dtype, rows, cols, 1);
+            let (b, _) = matrix(dtype, rows_b, cols, 2);
+            let x = values(tokens * cols, 3);
+            let mut xq = Vec::new();
+            quantize_rows(&x, cols, &mut xq);
+            let (mut ya, mut yb) = (Vec::new(), Vec::new());
+            matmul(&mut [(&a, &mut ya), (&b, &mut yb)], &xq, tokens).unwrap();
+            assert_eq!((ya.len(), yb.len()), (tokens * rows, tokens * rows_b));
+            let per = cols / BLOCK;
+            for t in 0..tokens {
+                // Stale contents are replaced, whatever their length.
+                let (mut one_a, mut one_b) = (vec![9.0; 3], vec![9.0; 500]);
+                let xt = &xq[t * per..(t + 1) * per];
+                matmul(&mut [(&a, &mut one_a), (&b, &mut one_b)], xt, 1).unwrap();
+                assert_eq!(one_a, ya[t * rows..(t + 1) * rows], "{dtype:?} token {t}");
+                assert_eq!(
+                    one_b,
+                    yb[t * rows_b..(t + 1) * rows_b],
+                    "{dtype:?} token {t}"
+                );
+                // Against f32: off by no more than the 8-bit rounding of x allows.
+                let xr = &x[t * cols..(t + 1) * cols];
+                for (r, w) in deq.chunks_exact(cols).enumerate() {
+                    let bound: f32 = w
+                        .chunks_exact(BLOCK)
+                        .zip(xr.chunks_exact(BLOCK))
+                        .map(|(w, x)| {
+                            let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                            w.iter().map(|v| v.abs() * step).sum::<f32>()
+                        })
+                        .sum();
+                    let want = dot(w, xr);
+                    assert!(
+                        (one_a[r] - want).abs() <= bound + 1e-4,
+                        "{dtype:?} row {r}: {} vs {want} (bound {bound})",
+                        one_a[r]
+                    );
+                }
+            }
+            let e = matmul(&mut [(&a, &mut ya)], &xq[..per * 2], 3).unwrap_err();
+            assert!(e.to_string().contains("130×64"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_plain_pair_adds_what_the_tensor_pair_adds() {
+        let (inp, out, r, tokens) = (8, 5, 2, 2);
+        let pair = PlainPair {
+            r,
+            a_t: values(inp * r, 4),
+            b_t: values(r * out, 5),
+        };
+        let dev = Device::Cpu;
+        let a_t = Tensor::from_slice(&pair.a_t, (inp, r), &dev).unwrap();
+        let b_t = Tensor::from_slice(&pair.b_t, (r, out), &dev).unwrap();
+        let x = values(tokens * inp, 6);
+        let base = values(tokens * out, 7);
+        let xt = Tensor::from_slice(&x, (tokens, inp), &dev).unwrap();
+        let delta: Vec<f32> = xt
+            .matmul(&a_t)
+            .unwrap()
+            .matmul(&b_t)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut y = base.clone();
+        add_lora_rows(Some(&pair), &x, &mut y, tokens);
+        for ((y, b), d) in y.iter().zip(&base).zip(&delta) {
+            assert!((y - (b + d)).abs() < 1e-5, "{y} vs {b} + {d}");
+        }
+        let mut untouched = base.clone();
+        add_lora_rows(None, &x, &mut untouched, tokens);
+        assert_eq!(untouched, base);
     }
 }
