@@ -2,7 +2,9 @@
 # Regenerates tools/link/grid-symbol-order.txt: the functions an idle `grid node` runs,
 # in the order it first runs them (callgrind, from Debian's valgrind), which the release
 # link of `grid` lays out together (tools/build.rs) so an idle node maps fewer pages of
-# code. Run it after changes that touch start-up or the idle loop, then rebuild; symbols
+# code. Run it after changes that touch start-up or the idle loop, or the dependencies of
+# grid-tools or grid (a new one renames every generic instance compiled there), then
+# rebuild (`grid-bench idle-only` says when the list is stale); symbols
 # that no longer exist are ignored by the linker, so a stale list costs memory, never
 # correctness. Takes about two minutes on 2 cores.
 set -euo pipefail
