@@ -35,7 +35,12 @@ fn main() -> Result<()> {
     let base = logits(&w, &ids, None)?;
     let adapted = match args.get(2) {
         Some(dir) => {
-            let a = lora::load(Path::new(dir), &w.model.config, 1 << 30)?;
+            let a = lora::load(
+                Path::new(dir),
+                &w.model.config,
+                w.model.adapter_form(),
+                1 << 30,
+            )?;
             Some(logits(&w, &ids, Some(&a))?)
         }
         None => None,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use grid_genome::generate::protocol::ADAPTER_CACHE_BYTES;
 
 use super::config::LlamaConfig;
-use super::lora::{load, Adapter, AdapterError};
+use super::lora::{load, Adapter, AdapterError, AdapterForm};
 
 /// Most adapters kept loaded.
 pub const MAX_ADAPTERS: usize = 4;
@@ -37,16 +37,18 @@ impl AdapterCache {
         }
     }
 
-    /// The adapter with content hash `hash`, loaded from `dir` unless kept; and whether
-    /// it was kept.
+    /// The adapter with content hash `hash`, loaded from `dir` in `form` unless kept;
+    /// and whether it was kept. (A worker runs one pass, so every adapter it keeps has
+    /// that pass's form.)
     pub fn get(
         &mut self,
         hash: &str,
         dir: &Path,
         model: &LlamaConfig,
+        form: AdapterForm,
     ) -> Result<(Arc<Adapter>, bool), AdapterError> {
         let max = self.max_bytes;
-        self.get_with(hash, || load(dir, model, max))
+        self.get_with(hash, || load(dir, model, form, max))
     }
 
     /// As [`AdapterCache::get`], with the loader given.

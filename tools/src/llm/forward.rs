@@ -8,7 +8,7 @@ use candle_nn::ops::{rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::rope_i;
 
 use super::config::Proj;
-use super::lora::{project, Adapter, LoraPair};
+use super::lora::{project, Adapter, AdapterForm, LoraPair};
 use super::model::{device, Block, Model};
 
 /// The keys and values of the tokens seen so far in one request.
@@ -88,6 +88,9 @@ impl Model {
             cache.pos += s;
             let n = logits.len();
             return Tensor::from_vec(logits, n, &device());
+        }
+        if adapter.is_some_and(|a| a.form() != AdapterForm::Tensors) {
+            candle_core::bail!("the adapter was loaded for the native pass, not as tensors");
         }
         let ids = Tensor::new(tokens, &device())?;
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(DType::F32)?;

@@ -94,14 +94,27 @@ pub struct PlainPair {
     pub b_t: Vec<f32>,
 }
 
-/// A loaded adapter: a pair for each adapted (layer, projection), as tensors for the
-/// candle pass and as plain rows for the native pass (both made at load, from the same
-/// numbers, so neither can fail later).
+/// Which pass an adapter is loaded for: each holds its pairs in its own form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterForm {
+    /// Candle tensors, for the `f16`, `f32` and `quantized` passes ([`project`]).
+    Tensors,
+    /// Plain `f32` rows, for the native pass.
+    Plain,
+}
+
+/// A loaded adapter: a pair for each adapted (layer, projection), in the form of the
+/// pass it was loaded for (made at load, so nothing about it can fail afterwards).
 pub struct Adapter {
-    pairs: Vec<Option<LoraPair>>,
-    plain: Vec<Option<PlainPair>>,
-    /// Memory its tensors and rows take, bytes.
+    pairs: Pairs,
+    /// Memory its pairs take, bytes.
     pub bytes: usize,
+}
+
+/// An adapter's pairs, indexed `layer * 7 + projection`.
+enum Pairs {
+    Tensors(Vec<Option<LoraPair>>),
+    Plain(Vec<Option<PlainPair>>),
 }
 
 impl Adapter {
@@ -109,23 +122,37 @@ impl Adapter {
     #[cfg(test)]
     pub(crate) fn empty(bytes: usize) -> Adapter {
         Adapter {
-            pairs: Vec::new(),
-            plain: Vec::new(),
+            pairs: Pairs::Tensors(Vec::new()),
             bytes,
         }
     }
 
-    /// The pairs as plain rows, in the same order as [`Adapter::get`] indexes them
-    /// (`layer * 7 + projection`).
-    pub fn plain(&self) -> &[Option<PlainPair>] {
-        &self.plain
+    /// The pass it was loaded for.
+    pub fn form(&self) -> AdapterForm {
+        match self.pairs {
+            Pairs::Tensors(_) => AdapterForm::Tensors,
+            Pairs::Plain(_) => AdapterForm::Plain,
+        }
     }
 
-    /// The pair for `proj` of layer `layer`, if the adapter has one.
+    /// The pairs as plain rows, in the same order as [`Adapter::get`] indexes them
+    /// (`layer * 7 + projection`), if it was loaded for the native pass.
+    pub fn plain(&self) -> Option<&[Option<PlainPair>]> {
+        match &self.pairs {
+            Pairs::Plain(v) => Some(v),
+            Pairs::Tensors(_) => None,
+        }
+    }
+
+    /// The pair for `proj` of layer `layer`, if the adapter has one (and was loaded as
+    /// tensors).
     pub fn get(&self, layer: usize, proj: Proj) -> Option<&LoraPair> {
-        self.pairs
-            .get(layer * Proj::ALL.len() + proj.index())
-            .and_then(Option::as_ref)
+        match &self.pairs {
+            Pairs::Tensors(v) => v
+                .get(layer * Proj::ALL.len() + proj.index())
+                .and_then(Option::as_ref),
+            Pairs::Plain(_) => None,
+        }
     }
 }
 
@@ -342,9 +369,14 @@ fn read_tensor(
     Ok(values)
 }
 
-/// Load the adapter in `dir` for `model`, refusing one that takes more than
-/// `max_bytes` of memory.
-pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter, AdapterError> {
+/// Load the adapter in `dir` for `model` and the pass that takes `form`, refusing one
+/// that takes more than `max_bytes` of memory.
+pub fn load(
+    dir: &Path,
+    model: &LlamaConfig,
+    form: AdapterForm,
+    max_bytes: usize,
+) -> Result<Adapter, AdapterError> {
     let cfg = parse_config(&read_capped(
         &dir.join(CONFIG_FILE),
         CONFIG_FILE,
@@ -377,8 +409,8 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
         has[layer * Proj::ALL.len() + proj.index()][usize::from(is_b)] = true;
     }
 
-    let mut pairs: Vec<Option<LoraPair>> = Vec::with_capacity(n);
-    let mut plain: Vec<Option<PlainPair>> = Vec::with_capacity(n);
+    let mut pairs: Vec<Option<LoraPair>> = Vec::new();
+    let mut plain: Vec<Option<PlainPair>> = Vec::new();
     let mut total = 0usize;
     let r = cfg.r;
     for layer in 0..model.layers {
@@ -386,8 +418,10 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
             let prefix = format!("base_model.model.model.layers.{layer}.{}", proj.hf_path());
             let [a, b] = has[layer * Proj::ALL.len() + proj.index()];
             if !a && !b {
-                pairs.push(None);
-                plain.push(None);
+                match form {
+                    AdapterForm::Tensors => pairs.push(None),
+                    AdapterForm::Plain => plain.push(None),
+                }
                 continue;
             }
             if a != b {
@@ -402,8 +436,7 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
                 });
             }
             let (inp, out) = model.dims(proj);
-            // As tensors and as plain rows.
-            total += 2 * 4 * r * (inp + out);
+            total += 4 * r * (inp + out);
             if total > max_bytes {
                 return Err(AdapterError::TooLarge {
                     bytes: total,
@@ -425,29 +458,32 @@ pub fn load(dir: &Path, model: &LlamaConfig, max_bytes: usize) -> Result<Adapter
                     reason: "rows do not split into the model's heads".into(),
                 })?;
             }
-            let plain_pair = PlainPair {
-                r,
-                a_t: transpose(&a, r, inp),
-                b_t: transpose(&b, out, r)
-                    .into_iter()
-                    .map(|v| v * cfg.scale)
-                    .collect(),
-            };
-            let a_t = Tensor::from_slice(&plain_pair.a_t, (inp, r), &device())?;
-            let b_t = Tensor::from_slice(&plain_pair.b_t, (r, out), &device())?;
-            pairs.push(Some(LoraPair { a_t, b_t }));
-            plain.push(Some(plain_pair));
+            let a_t = transpose(&a, r, inp);
+            let b_t: Vec<f32> = transpose(&b, out, r)
+                .into_iter()
+                .map(|v| v * cfg.scale)
+                .collect();
+            match form {
+                AdapterForm::Tensors => {
+                    let a_t = Tensor::from_vec(a_t, (inp, r), &device())?;
+                    let b_t = Tensor::from_vec(b_t, (r, out), &device())?;
+                    pairs.push(Some(LoraPair { a_t, b_t }));
+                }
+                AdapterForm::Plain => plain.push(Some(PlainPair { r, a_t, b_t })),
+            }
         }
     }
-    if pairs.iter().all(Option::is_none) {
+    if pairs.iter().all(Option::is_none) && plain.iter().all(Option::is_none) {
         return Err(AdapterError::Tensor {
             tensor: "(none)".into(),
             reason: "the file has no lora_A/lora_B pair".into(),
         });
     }
     Ok(Adapter {
-        pairs,
-        plain,
+        pairs: match form {
+            AdapterForm::Tensors => Pairs::Tensors(pairs),
+            AdapterForm::Plain => Pairs::Plain(plain),
+        },
         bytes: total,
     })
 }
@@ -504,7 +540,7 @@ mod tests {
             seed: 9,
         };
         write_llama_adapter(dir.path(), &spec).unwrap();
-        let a = load(dir.path(), &config(TINY), 1 << 20).unwrap();
+        let a = load(dir.path(), &config(TINY), AdapterForm::Tensors, 1 << 20).unwrap();
         for layer in 0..2 {
             for p in Proj::ALL {
                 let pair = a.get(layer, p).expect("every projection adapted");
@@ -513,14 +549,18 @@ mod tests {
                 assert_eq!(pair.b_t.dims(), [2, out]);
             }
         }
-        // Two layers of r = 2 pairs in f32, as tensors and as plain rows.
-        assert_eq!(
-            a.bytes,
-            2 * 2 * 4 * 2 * (8 + 8 + 8 + 4 + 8 + 4 + 8 + 8 + 8 + 16 + 8 + 16 + 16 + 8)
-        );
+        // Two layers of r = 2 pairs in f32, in one form.
+        let bytes = 2 * 4 * 2 * (8 + 8 + 8 + 4 + 8 + 4 + 8 + 8 + 8 + 16 + 8 + 16 + 16 + 8);
+        assert_eq!(a.bytes, bytes);
+        assert_eq!(a.form(), AdapterForm::Tensors);
+        assert!(a.plain().is_none());
+        let plain = load(dir.path(), &config(TINY), AdapterForm::Plain, 1 << 20).unwrap();
+        assert_eq!((plain.form(), plain.bytes), (AdapterForm::Plain, bytes));
+        assert!(plain.get(0, Proj::Q).is_none());
+        assert!(plain.plain().unwrap().iter().all(Option::is_some));
 
         let wider = LlamaShape { hidden: 16, ..TINY };
-        let e = load(dir.path(), &config(wider), 1 << 20)
+        let e = load(dir.path(), &config(wider), AdapterForm::Tensors, 1 << 20)
             .err()
             .unwrap()
             .to_string();
@@ -531,16 +571,23 @@ mod tests {
             "{e}"
         );
         let deeper = LlamaShape { layers: 1, ..TINY };
-        let e = load(dir.path(), &config(deeper), 1 << 20)
+        let e = load(dir.path(), &config(deeper), AdapterForm::Tensors, 1 << 20)
             .err()
             .unwrap()
             .to_string();
         assert!(e.contains("layers.1."), "{e}");
-        let e = load(dir.path(), &config(TINY), 100).err().unwrap();
-        assert!(matches!(e, AdapterError::TooLarge { .. }), "{e}");
-        let e = load(&dir.path().join("nowhere"), &config(TINY), 1 << 20)
+        let e = load(dir.path(), &config(TINY), AdapterForm::Tensors, 100)
             .err()
             .unwrap();
+        assert!(matches!(e, AdapterError::TooLarge { .. }), "{e}");
+        let e = load(
+            &dir.path().join("nowhere"),
+            &config(TINY),
+            AdapterForm::Tensors,
+            1 << 20,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().starts_with(CONFIG_FILE), "{e}");
     }
 
@@ -673,7 +720,7 @@ mod tests {
             ),
         ]);
         std::fs::write(dir.path().join(WEIGHTS_FILE), file).unwrap();
-        let adapter = load(dir.path(), &cfg, 1 << 20).unwrap();
+        let adapter = load(dir.path(), &cfg, AdapterForm::Tensors, 1 << 20).unwrap();
         assert!(adapter.get(0, Proj::K).is_none() && adapter.get(1, Proj::Q).is_none());
         let q = adapter.get(0, Proj::Q).unwrap();
         let got_a: Vec<f32> = q.a_t.flatten_all().unwrap().to_vec1().unwrap();
@@ -718,33 +765,30 @@ mod tests {
             (&format!("{p}.lora_B.weight"), "F32", [out, r], le(&b)),
         ]);
         std::fs::write(dir.path().join(WEIGHTS_FILE), file).unwrap();
-        let adapter = load(dir.path(), &config(TINY), 1 << 20).unwrap();
-        assert_eq!(adapter.bytes, 2 * 4 * r * (inp + out));
+        let want_a: Vec<f32> = (0..inp * r).map(|i| a[(i % r) * inp + i / r]).collect();
+        let want_b: Vec<f32> = (0..r * out)
+            .map(|i| s * b[(i % out) * r + i / out])
+            .collect();
+
+        let tensors = load(dir.path(), &config(TINY), AdapterForm::Tensors, 1 << 20).unwrap();
+        assert_eq!(tensors.bytes, 4 * r * (inp + out));
+        let pair = tensors.get(1, Proj::V).unwrap();
+        assert_eq!(pair.a_t.dims(), [inp, r]);
+        assert_eq!(pair.b_t.dims(), [r, out]);
+        let got_a: Vec<f32> = pair.a_t.flatten_all().unwrap().to_vec1().unwrap();
+        let got_b: Vec<f32> = pair.b_t.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!((got_a, got_b), (want_a.clone(), want_b.clone()));
+
+        let plain = load(dir.path(), &config(TINY), AdapterForm::Plain, 1 << 20).unwrap();
+        assert_eq!(plain.bytes, 4 * r * (inp + out));
+        let rows = plain.plain().unwrap();
         let index = Proj::ALL.len() + Proj::V.index();
-        assert!(adapter
-            .plain()
+        assert!(rows
             .iter()
             .enumerate()
             .all(|(i, p)| p.is_some() == (i == index)));
-        let plain = adapter.plain()[index].as_ref().unwrap();
-        let pair = adapter.get(1, Proj::V).unwrap();
-        assert_eq!(plain.r, r);
-        assert_eq!(pair.a_t.dims(), [inp, r]);
-        assert_eq!(pair.b_t.dims(), [r, out]);
-        let tensor_a: Vec<f32> = pair.a_t.flatten_all().unwrap().to_vec1().unwrap();
-        let tensor_b: Vec<f32> = pair.b_t.flatten_all().unwrap().to_vec1().unwrap();
-        for j in 0..inp {
-            for k in 0..r {
-                assert_eq!(plain.a_t[j * r + k], a[k * inp + j]);
-                assert_eq!(tensor_a[j * r + k], a[k * inp + j]);
-            }
-        }
-        for k in 0..r {
-            for o in 0..out {
-                assert_eq!(plain.b_t[k * out + o], s * b[o * r + k]);
-                assert_eq!(tensor_b[k * out + o], s * b[o * r + k]);
-            }
-        }
+        let pair = rows[index].as_ref().unwrap();
+        assert_eq!((pair.r, &pair.a_t, &pair.b_t), (r, &want_a, &want_b));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::config::{LlamaConfig, Proj};
 use super::gguf_check::check_header;
+use super::lora::AdapterForm;
 
 /// How the projection weights are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -193,6 +194,15 @@ fn rope_tables(c: &LlamaConfig) -> Result<(Tensor, Tensor)> {
 }
 
 impl Model {
+    /// The form adapters take for this model's pass.
+    pub fn adapter_form(&self) -> AdapterForm {
+        if self.native.is_some() {
+            AdapterForm::Plain
+        } else {
+            AdapterForm::Tensors
+        }
+    }
+
     /// Load the llama GGUF at `path`, its projections held as `format` says.
     pub fn load(path: &Path, format: WeightFormat) -> Result<Model> {
         let (content, len, mut r) = read_header(path)?;

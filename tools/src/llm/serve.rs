@@ -140,7 +140,12 @@ impl Worker {
             None => None,
             Some(a) => Some(
                 self.adapters
-                    .get(&a.hash, &a.dir, &self.model.config)
+                    .get(
+                        &a.hash,
+                        &a.dir,
+                        &self.model.config,
+                        self.model.adapter_form(),
+                    )
                     .map_err(|e| refused(format!("adapter {}: {e}", a.hash)))?
                     .0,
             ),

@@ -314,7 +314,11 @@ impl Native {
         }
         let (hd, nh, nkv) = (c.head_dim, c.heads, c.kv_heads);
         let (hidden, kv, half) = (c.hidden, nkv * hd, hd / 2);
-        let plain = adapter.map(Adapter::plain);
+        let plain = match adapter.map(Adapter::plain) {
+            None => None,
+            Some(Some(rows)) => Some(rows),
+            Some(None) => bail!("the adapter was loaded as tensors, not for the native pass"),
+        };
         let lora = |i: usize, p: Proj| {
             plain.and_then(|v| {
                 v.get(i * Proj::ALL.len() + p.index())
