@@ -219,7 +219,6 @@ impl Sentinel {
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
         };
-        *live.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
         let v = json!({"handle": handle, "name": live.name, "status": status,
                        "error": o.error, "progress": if status == "completed" { 100 } else {
                            live.done_steps.load(Ordering::Relaxed) * 100 / live.total_steps.max(1) },
@@ -227,6 +226,10 @@ impl Sentinel {
         let path = self.dir(handle).join("status.json");
         let text = v.to_string();
         let _ = tokio::task::spawn_blocking(move || std::fs::write(path, text)).await;
+        // Only now is the run no longer live: `sentinel/status` answers from the live run
+        // while it is active and from status.json after, so flipping first left a moment
+        // when it answered "no finished pipeline" for a run that had just completed.
+        *live.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
         let event = if status == "completed" {
             "complete"
         } else {
