@@ -103,6 +103,17 @@ pub enum AdapterForm {
     Plain,
 }
 
+impl PlainPair {
+    /// The same pair as candle tensors (the rows are moved, not copied).
+    fn into_tensors(self) -> candle_core::Result<LoraPair> {
+        let (inp, out) = (self.a_t.len() / self.r, self.b_t.len() / self.r);
+        Ok(LoraPair {
+            a_t: Tensor::from_vec(self.a_t, (inp, self.r), &device())?,
+            b_t: Tensor::from_vec(self.b_t, (self.r, out), &device())?,
+        })
+    }
+}
+
 /// A loaded adapter: a pair for each adapted (layer, projection), in the form of the
 /// pass it was loaded for (made at load, so nothing about it can fail afterwards).
 pub struct Adapter {
@@ -409,8 +420,8 @@ pub fn load(
         has[layer * Proj::ALL.len() + proj.index()][usize::from(is_b)] = true;
     }
 
-    let mut pairs: Vec<Option<LoraPair>> = Vec::new();
-    let mut plain: Vec<Option<PlainPair>> = Vec::new();
+    // Plain rows first; the tensor form takes them over without a copy.
+    let mut plain: Vec<Option<PlainPair>> = Vec::with_capacity(n);
     let mut total = 0usize;
     let r = cfg.r;
     for layer in 0..model.layers {
@@ -418,10 +429,7 @@ pub fn load(
             let prefix = format!("base_model.model.model.layers.{layer}.{}", proj.hf_path());
             let [a, b] = has[layer * Proj::ALL.len() + proj.index()];
             if !a && !b {
-                match form {
-                    AdapterForm::Tensors => pairs.push(None),
-                    AdapterForm::Plain => plain.push(None),
-                }
+                plain.push(None);
                 continue;
             }
             if a != b {
@@ -459,31 +467,30 @@ pub fn load(
                 })?;
             }
             let a_t = transpose(&a, r, inp);
-            let b_t: Vec<f32> = transpose(&b, out, r)
+            let b_t = transpose(&b, out, r)
                 .into_iter()
                 .map(|v| v * cfg.scale)
                 .collect();
-            match form {
-                AdapterForm::Tensors => {
-                    let a_t = Tensor::from_vec(a_t, (inp, r), &device())?;
-                    let b_t = Tensor::from_vec(b_t, (r, out), &device())?;
-                    pairs.push(Some(LoraPair { a_t, b_t }));
-                }
-                AdapterForm::Plain => plain.push(Some(PlainPair { r, a_t, b_t })),
-            }
+            plain.push(Some(PlainPair { r, a_t, b_t }));
         }
     }
-    if pairs.iter().all(Option::is_none) && plain.iter().all(Option::is_none) {
+    if plain.iter().all(Option::is_none) {
         return Err(AdapterError::Tensor {
             tensor: "(none)".into(),
             reason: "the file has no lora_A/lora_B pair".into(),
         });
     }
+    let pairs = match form {
+        AdapterForm::Plain => Pairs::Plain(plain),
+        AdapterForm::Tensors => Pairs::Tensors(
+            plain
+                .into_iter()
+                .map(|p| p.map(PlainPair::into_tensors).transpose())
+                .collect::<candle_core::Result<_>>()?,
+        ),
+    };
     Ok(Adapter {
-        pairs: match form {
-            AdapterForm::Tensors => Pairs::Tensors(pairs),
-            AdapterForm::Plain => Pairs::Plain(plain),
-        },
+        pairs,
         bytes: total,
     })
 }
