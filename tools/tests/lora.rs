@@ -48,21 +48,31 @@ fn path(g: &Grid, dest: &str) -> Value {
 }
 
 fn request_ping(g: &Grid, dest: &str, text: &str) {
-    // On a shared channel a link request or its proof can be lost to a collision (two
-    // nodes that cannot hear each other transmitting at once); RNS does not retry link
-    // requests, applications do. Three tries.
-    let mut tries = 0;
+    // On a shared channel a link request, its proof, the request or its response can be
+    // lost to a collision (two nodes that cannot hear each other transmitting at once).
+    // RNS retries none of these; applications do. Three tries of link and request.
+    let mut failures = Vec::new();
     let v = loop {
-        tries += 1;
         let (ok, out, err) = g.cli(&["link", "open", dest, "--json"]);
         if ok {
-            break serde_json::from_str::<Value>(&out).unwrap();
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["mtu"], 500, "links over an RNode run at MTU 500: {v}");
+            let link = v["link"].as_str().expect("link opened").to_string();
+            let (ok, out, err) = g.cli(&["link", "request", &link, "/ping", text, "--json"]);
+            if ok {
+                break serde_json::from_str::<Value>(&out).unwrap();
+            }
+            failures.push(format!("request: {err}"));
+        } else {
+            failures.push(format!("link: {err}"));
         }
-        assert!(tries < 3, "link to {dest} failed {tries} times: {err}");
+        assert!(
+            failures.len() < 3,
+            "ping over a link to {dest} failed {} times: {failures:?}\nnode log:\n{}",
+            failures.len(),
+            g.log()
+        );
     };
-    assert_eq!(v["mtu"], 500, "links over an RNode run at MTU 500: {v}");
-    let link = v["link"].as_str().expect("link opened").to_string();
-    let v = g.json(&["link", "request", &link, "/ping", text]);
     assert_eq!(v["response"], format!("pong:{text}"), "{v}");
     // (Left open: closing would put A on the air just as C starts talking, and A and C
     // cannot hear each other.)
