@@ -2,8 +2,10 @@
 //! links with its own lld): the functions an idle node runs are placed together, in
 //! the order of `link/grid-symbol-order.txt`, so a running node maps far fewer pages of
 //! code: idle RSS 17.1 MB without it, 9.3 MB with it (docs/benchmarks.md). The list comes from
-//! `tools/bench/symbol_order.sh` (callgrind on an idle node); symbols missing from it
-//! (other compilers, changed code) are simply laid out as usual.
+//! `tools/bench/symbol_order.sh` (callgrind on an idle node), one section for each way of
+//! building `grid` (from the workspace root or as the `grid-tools` package alone: other
+//! features, other symbol names); symbols missing from it (the other build's, other
+//! compilers, changed code) are simply laid out as usual.
 //!
 //! Only lld (and mold) take `--symbol-ordering-file`; GNU ld would fail the link. So the
 //! list is used only where lld is Rust's default linker (rustc 1.90 and later, with its
