@@ -11,8 +11,8 @@
 # Two builds of `grid` name their functions differently: from the workspace root
 # (`cargo run --release --bin grid`, `cargo build --release`: features unified over
 # every workspace member) and from the package alone (`-p grid-tools`, or cargo run
-# inside tools/). Crates built with other features get other
-# symbol hashes, so a list made from one build matches under half of the other's names.
+# inside tools/). Crates built with other features get other symbol hashes, so a list
+# made from one build matches under half of the other's names.
 # The file holds one section per build, each headed by a `#` line (lld reads `#` as a
 # comment); each build finds its own names, the other section's are skipped.
 set -euo pipefail

@@ -45,18 +45,15 @@ pub(crate) fn symbol_order_coverage(grid: &Path, list: &Path) -> Result<(String,
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
         .collect();
-    let mut best: Option<(String, usize, usize)> = None;
-    for (name, names) in symbol_order_sections(&wanted) {
-        let found = names.iter().filter(|n| defined.contains(*n)).count();
-        // Compare found / listed across sections without division.
-        let better = best
-            .as_ref()
-            .is_none_or(|(_, f, l)| found * l > f * names.len());
-        if better && !names.is_empty() {
-            best = Some((name.to_string(), found, names.len()));
-        }
-    }
-    best.ok_or_else(|| anyhow::anyhow!("{} lists no functions", list.display()))
+    symbol_order_sections(&wanted)
+        .into_iter()
+        .map(|(name, names)| {
+            let found = names.iter().filter(|n| defined.contains(*n)).count();
+            (name.to_string(), found, names.len())
+        })
+        // The best fit by found / listed, compared without division.
+        .max_by(|(_, f1, l1), (_, f2, l2)| (f1 * l2).cmp(&(f2 * l1)))
+        .ok_or_else(|| anyhow::anyhow!("{} lists no functions", list.display()))
 }
 
 /// The list's sections: a `# build: <name> …` line starts one (names before the first
