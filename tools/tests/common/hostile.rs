@@ -11,8 +11,12 @@ use super::{free_port, wait_for, Grid, TempDir};
 
 /// How often H pings V.
 pub const PING_EVERY: Duration = Duration::from_millis(100);
-/// The longest gap between H's answered pings that an attack may cause.
-pub const MAX_GAP: Duration = Duration::from_secs(2);
+/// The longest gap between H's answered pings that an attack may cause. This is a bound
+/// for "V stopped serving" (its loop blocked or wedged, its links to H dropped), not a
+/// speed goal: the gaps the attacks cause are 0.1–0.5 s and are recorded in
+/// `docs/security.md`, but CI's shared 2-core machines running debug builds of three
+/// nodes at once have shown a single 2.4 s gap, so the bound leaves room for that.
+pub const MAX_GAP: Duration = Duration::from_secs(5);
 
 /// A victim node with a TCP listener (and whatever else `extra` configures).
 pub fn victim(extra: &str) -> (Grid, u16) {
@@ -45,6 +49,8 @@ pub struct PingReport {
     pub failed: u64,
     /// The longest time between two answers (from the first answer on).
     pub max_gap: Duration,
+    /// Why the first few failed pings failed, and after how long.
+    pub failures: Vec<String>,
 }
 
 /// The honest node: embedded in the test process, connected to V over TCP, pinging it.
@@ -95,6 +101,7 @@ impl Honest {
                         .expect("H starts");
                     let _ = ids_tx.send((h.destination().to_string(), h.identity().to_string()));
                     let mut failed = 0;
+                    let mut failures = Vec::new();
                     let mut last: Option<Instant> = None;
                     while !stop.load(Ordering::SeqCst) {
                         let started = Instant::now();
@@ -113,7 +120,12 @@ impl Honest {
                                 }
                                 last = Some(now);
                             }
-                            Err(_) => failed += 1,
+                            Err(e) => {
+                                failed += 1;
+                                if failures.len() < 4 {
+                                    failures.push(format!("{e} after {:?}", now - started));
+                                }
+                            }
                         }
                         tokio::time::sleep(PING_EVERY.saturating_sub(started.elapsed())).await;
                     }
@@ -127,6 +139,7 @@ impl Honest {
                         answered: answered.load(Ordering::SeqCst),
                         failed,
                         max_gap: *max_gap.lock().unwrap(),
+                        failures,
                     }
                 })
             })
@@ -235,6 +248,9 @@ pub fn assert_held(
         "attack {name}: H's longest gap {:?} ({} answered, {} failed); V's peak RSS {} KiB",
         report.max_gap, report.answered, report.failed, peak_kib
     );
+    for f in &report.failures {
+        eprintln!("attack {name}: a ping of H's failed: {f}");
+    }
     assert!(v.alive(), "{name}: V died");
     assert!(
         report.max_gap <= MAX_GAP,
