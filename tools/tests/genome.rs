@@ -141,8 +141,9 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
         "{catalog}"
     );
 
-    // D fetches it first, then its copy is tampered with: A must refuse D's copy and
-    // take C's.
+    // D fetches it first, then its copy is tampered with: A must refuse D's copy, and
+    // take C's when both are named. (Alone first: with both named, A tries whichever link
+    // comes up first, so D's copy is not always the one tried.)
     let v = d.json(&["adapter", "fetch", &hash, "--from", &c_dest]);
     assert_eq!(v["content_hash"], hash.as_str());
     assert_eq!(v["found_by"], "given");
@@ -157,6 +158,11 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
     bytes[last] ^= 0xff;
     std::fs::write(&weights, bytes).unwrap();
     let d_dest = d.destination();
+    refused_from(&a, &hash, &d_dest, "manifest says");
+    assert!(
+        a.log().contains("fetch failed"),
+        "the failed attempt is logged"
+    );
     let v = a.json(&[
         "adapter", "fetch", &hash, "--from", &d_dest, "--from", &c_dest,
     ]);
@@ -165,10 +171,6 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
         v["provider"],
         c_dest.as_str(),
         "the tampered copy was refused: {v}"
-    );
-    assert!(
-        a.log().contains("fetch failed"),
-        "the failed attempt is logged"
     );
     // Nothing half-written remains from the refused attempt.
     let incoming = a.dir.0.join("genome/incoming");
@@ -190,6 +192,7 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
     m["signature"] = Value::String(format!("{flipped}{}", &sig[1..]));
     std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
     a.json(&["adapter", "remove", &hash]);
+    refused_from(&a, &hash, &d_dest, "signature does not verify");
     let v = a.json(&[
         "adapter", "fetch", &hash, "--from", &d_dest, "--from", &c_dest,
     ]);
@@ -229,6 +232,19 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
         "past the dead provider: {v}"
     );
     eprintln!("fetch past a dead provider took {:?}", started.elapsed());
+}
+
+/// `a` fetching `hash` from `provider` alone fails, naming the provider and `why`, and
+/// leaves nothing half-written behind.
+fn refused_from(a: &Grid, hash: &str, provider: &str, why: &str) {
+    let (ok, out, err) = a.cli(&["adapter", "fetch", hash, "--from", provider]);
+    assert!(!ok, "a bad copy was taken: {out}");
+    assert!(err.contains(provider) && err.contains(why), "{err}");
+    let incoming = a.dir.0.join("genome/incoming");
+    assert!(
+        std::fs::read_dir(&incoming).map_or(true, |mut d| d.next().is_none()),
+        "scratch files left behind"
+    );
 }
 
 #[test]
