@@ -114,6 +114,18 @@ pub struct Grid {
     nofile: Option<u64>,
 }
 
+/// A test node's config that says nothing of the status page serves it on a port of its
+/// own, so the nodes of a test do not all try the default port (4280) and log that it is
+/// taken. A config without a file (the node writes its default) is left alone.
+fn own_status_page_port(dir: &TempDir) {
+    let path = dir.0.join("config.toml");
+    if let Ok(config) = std::fs::read_to_string(&path) {
+        if !config.contains("[web]") {
+            std::fs::write(path, format!("{config}\n[web]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+        }
+    }
+}
+
 impl Grid {
     pub fn start(config: &str) -> Grid {
         let dir = TempDir::new("grid");
@@ -161,6 +173,7 @@ impl Grid {
         nofile: Option<u64>,
         env: &[(String, String)],
     ) -> Grid {
+        own_status_page_port(&dir);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
