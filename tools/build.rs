@@ -1,7 +1,9 @@
 //! Link-time layout of the `grid` binary (release builds on x86-64 Linux, where Rust
 //! links with its own lld): the functions an idle node runs are placed together, in
 //! the order of `link/grid-symbol-order.txt`, so a running node maps far fewer pages of
-//! code: idle RSS 17.1 MB without it, 9.3 MB with it (docs/benchmarks.md). The list comes from
+//! code: idle RSS 17.1 MB without it, 9.7 MB with it (docs/benchmarks.md). The release
+//! profile's `codegen-units = 1` keeps the names the same in every checkout (no ThinLTO
+//! `.llvm.<hash>` copies, whose hash depends on the checkout's path). The list comes from
 //! `tools/bench/symbol_order.sh` (callgrind on an idle node), one section for each way of
 //! building `grid` (from the workspace root or as the `grid-tools` package alone: other
 //! features, other symbol names); symbols missing from it (the other build's, other
