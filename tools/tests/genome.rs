@@ -173,11 +173,7 @@ fn an_adapter_published_on_one_node_is_found_and_fetched_across_the_mesh() {
         "the tampered copy was refused: {v}"
     );
     // Nothing half-written remains from the refused attempt.
-    let incoming = a.dir.0.join("genome/incoming");
-    assert!(
-        std::fs::read_dir(&incoming).map_or(true, |mut d| d.next().is_none()),
-        "scratch files left behind"
-    );
+    no_scratch_files(&a);
 
     // A forged signature is refused too: D's manifest now carries a signature by no one.
     let manifest_path = d
@@ -240,6 +236,11 @@ fn refused_from(a: &Grid, hash: &str, provider: &str, why: &str) {
     let (ok, out, err) = a.cli(&["adapter", "fetch", hash, "--from", provider]);
     assert!(!ok, "a bad copy was taken: {out}");
     assert!(err.contains(provider) && err.contains(why), "{err}");
+    no_scratch_files(a);
+}
+
+/// Nothing half-written is left in `a`'s incoming directory.
+fn no_scratch_files(a: &Grid) {
     let incoming = a.dir.0.join("genome/incoming");
     assert!(
         std::fs::read_dir(&incoming).map_or(true, |mut d| d.next().is_none()),
